@@ -1,0 +1,101 @@
+/**
+ * Turns pgoutput protocol messages into change events. Pure: no I/O. Events are built as
+ * their messages arrive (the commit LSN is already in BEGIN), so a transaction is never held
+ * in memory whole.
+ */
+import type { Pgoutput } from 'pg-logical-replication';
+import { type ChangeEvent, type HeartbeatEvent, type Op, type Row, type Value } from '../contract/change-event.ts';
+import { isSourceTable, primaryKeyOf, type SourceTable } from '../contract/source-tables.ts';
+
+export const HEARTBEAT_PREFIX = 'totes-cdc/heartbeat';
+
+export type Decoded =
+  | { type: 'change'; event: ChangeEvent }
+  | { type: 'heartbeat'; event: HeartbeatEvent }
+  | { type: 'begin' }
+  | { type: 'commit'; endLsn: string }
+  | { type: 'schema'; table: SourceTable; columns: string[] };
+
+/** Microseconds since the Unix epoch → ISO 8601 with microseconds. */
+export function microsToIso(micros: bigint): string {
+  const iso = new Date(Number(micros / 1000n)).toISOString();
+  return `${iso.slice(0, 23)}${String(micros % 1000n).padStart(3, '0')}Z`;
+}
+
+export class PgoutputDecoder {
+  private tx: { lsn: string; xid: number; commitTime: string; pos: number } | null = null;
+  private readonly knownColumns = new Map<string, string>();
+
+  /** True between BEGIN and COMMIT. */
+  get inTransaction(): boolean {
+    return this.tx !== null;
+  }
+
+  decode(msg: Pgoutput.Message): Decoded | null {
+    switch (msg.tag) {
+      case 'begin':
+        this.tx = { lsn: msg.commitLsn ?? '0/0', xid: msg.xid, commitTime: microsToIso(msg.commitTime as bigint), pos: 0 };
+        return { type: 'begin' };
+      case 'commit': {
+        this.tx = null;
+        return { type: 'commit', endLsn: msg.commitEndLsn ?? msg.commitLsn ?? '0/0' };
+      }
+      case 'relation': {
+        if (msg.schema !== 'public' || !isSourceTable(msg.name)) return null;
+        const columns = msg.columns.map((c) => c.name);
+        const signature = columns.join(',');
+        if (this.knownColumns.get(msg.name) === signature) return null;
+        this.knownColumns.set(msg.name, signature);
+        return { type: 'schema', table: msg.name, columns };
+      }
+      case 'insert':
+        return this.change(msg.relation, 'c', null, msg.new);
+      case 'update':
+        return this.change(msg.relation, 'u', msg.key ?? msg.old, msg.new);
+      case 'delete':
+        return this.change(msg.relation, 'd', msg.key ?? msg.old, null);
+      case 'message': {
+        if (msg.prefix !== HEARTBEAT_PREFIX || !this.tx) return null;
+        return { type: 'heartbeat', event: { v: 1, kind: 'heartbeat', source: this.source() } };
+      }
+      default:
+        return null; // origin, type, truncate: nothing to carry
+    }
+  }
+
+  private source() {
+    const tx = this.tx!;
+    return { lsn: tx.lsn, pos: tx.pos++, xid: tx.xid, commitTime: tx.commitTime };
+  }
+
+  private change(rel: Pgoutput.MessageRelation, op: Op, old: Record<string, unknown> | null, tuple: Record<string, unknown> | null): Decoded | null {
+    if (rel.schema !== 'public' || !isSourceTable(rel.name) || !this.tx) return null;
+    const table = rel.name;
+    const pk = primaryKeyOf(table);
+    let after: Row | null = null;
+    let unchanged: string[] | undefined;
+    if (tuple) {
+      after = {};
+      for (const name of Object.keys(tuple)) {
+        const value = tuple[name];
+        // pgoutput's 'u' (unchanged TOAST datum) reaches us as undefined: never confuse it with NULL
+        if (value === undefined) (unchanged ??= []).push(name);
+        else after[name] = value as Value;
+      }
+    }
+    const before = old ? cleanKey(old) : null;
+    const keyValue = (after ?? before)?.[pk];
+    const event: ChangeEvent = {
+      v: 1, kind: 'change', op, table, key: { [pk]: keyValue ?? null }, before, after,
+      ...(unchanged ? { unchanged } : {}),
+      source: this.source(),
+    };
+    return { type: 'change', event };
+  }
+}
+
+function cleanKey(old: Record<string, unknown>): Row {
+  const row: Row = {};
+  for (const [k, v] of Object.entries(old)) if (v !== undefined) row[k] = v as Value;
+  return row;
+}

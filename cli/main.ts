@@ -1,0 +1,191 @@
+/**
+ * `totes`: the command line. Each command is a small function over the same pieces the
+ * services use; `totes <command> --help` tells its flags.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { formatStatus, snapshotStatus, StatusLine } from '../local/status-line.ts';
+import { DEFAULT_STACK, LocalStack, type StackOptions } from '../local/stack.ts';
+import { sourceSetupSql } from '../capture/source-setup.ts';
+import { formatDifferences, verify, type VerifyResult } from '../warehouse/verify.ts';
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  run(values: Record<string, string | boolean | undefined>): Promise<number>;
+}
+
+const STACK_OPTIONS = {
+  'source-port': { type: 'string', default: String(DEFAULT_STACK.sourcePort) },
+  'warehouse-port': { type: 'string', default: String(DEFAULT_STACK.warehousePort) },
+  'kinesis-port': { type: 'string', default: String(DEFAULT_STACK.kinesisPort) },
+  's3-port': { type: 'string', default: String(DEFAULT_STACK.s3Port) },
+  shards: { type: 'string', default: String(DEFAULT_STACK.shards) },
+  seed: { type: 'string', default: String(DEFAULT_STACK.seed) },
+  scale: { type: 'string', default: String(DEFAULT_STACK.scale) },
+} as const;
+
+const STACK_HELP = `  --source-port N      totesys Postgres port (default ${DEFAULT_STACK.sourcePort})
+  --warehouse-port N   warehouse Postgres port (default ${DEFAULT_STACK.warehousePort})
+  --kinesis-port N     kinesalite port (default ${DEFAULT_STACK.kinesisPort})
+  --s3-port N          s3rver port (default ${DEFAULT_STACK.s3Port})
+  --shards N           Kinesis shards (default ${DEFAULT_STACK.shards})
+  --seed N             seed of the sample data and the simulator (default ${DEFAULT_STACK.seed})
+  --scale X            sample data size relative to the real database (default 1: ~16k orders)`;
+
+function number(values: Record<string, unknown>, name: string): number {
+  const v = Number(values[name]);
+  if (!Number.isFinite(v) || v < 0) throw new UsageError(`--${name} must be a non-negative number, got ${JSON.stringify(values[name])}`);
+  return v;
+}
+
+function stackOptions(values: Record<string, unknown>): StackOptions {
+  return {
+    ...DEFAULT_STACK,
+    sourcePort: number(values, 'source-port'), warehousePort: number(values, 'warehouse-port'),
+    kinesisPort: number(values, 'kinesis-port'), s3Port: number(values, 's3-port'),
+    shards: Math.max(1, number(values, 'shards')), seed: number(values, 'seed'), scale: number(values, 'scale'),
+  };
+}
+
+class UsageError extends Error {}
+
+const say = (line: string) => process.stderr.write(`${line}\n`);
+
+function statusReader(stack: LocalStack, simulated?: () => number) {
+  return async () => formatStatus({ ...(await snapshotStatus(stack.pipeline, stack.sourcePool)), simulated: simulated?.() });
+}
+
+async function withStack<T>(options: StackOptions, fn: (stack: LocalStack) => Promise<T>): Promise<T> {
+  const stack = new LocalStack(options);
+  try {
+    await stack.start((step) => say(`· ${step}`));
+    return await fn(stack);
+  } finally {
+    await stack.stop();
+  }
+}
+
+function printVerify(result: VerifyResult): void {
+  for (const t of result.tables) {
+    const versions = t.versions != null ? ` (${t.versions.toLocaleString('en-GB')} versions)` : '';
+    say(`  ${t.table.padEnd(20)} ${t.rows.toLocaleString('en-GB').padStart(8)} rows${versions.padEnd(22)} ${t.differences === 0 ? 'ok' : `${t.differences} differences`}`);
+  }
+  if (!result.ok) say(`\nDifferences (table, key, column, expected, found):\n${formatDifferences(result.differences)}`);
+}
+
+const COMMANDS: Record<string, Command> = {
+  start: {
+    summary: 'start the local stack and keep it running until Ctrl-C',
+    usage: `totes start [options]\n${STACK_HELP}\n  --rate N             simulated changes per second (default 20)\n  --no-simulator       do not simulate the business`,
+    options: { ...STACK_OPTIONS, rate: { type: 'string', default: '20' }, 'no-simulator': { type: 'boolean', default: false } },
+    async run(values) {
+      const stack = new LocalStack(stackOptions(values));
+      const stopped = new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); });
+      await stack.start((step) => say(`· ${step}`));
+      say(`\ntotes-cdc is running. Connect with psql:\n  totesys (source):  psql ${stack.sourceUrl}\n  warehouse:         psql ${stack.warehouseUrl}\n` +
+        `Change a row in totesys and watch it arrive, e.g.\n  psql ${stack.sourceUrl} -c "UPDATE address SET phone = '0161 555 0100', last_updated = now() WHERE address_id = 1"\n` +
+        `  psql ${stack.warehouseUrl} -c "SELECT location_id, phone FROM dim_location WHERE location_id = 1"\nCtrl-C stops everything.\n`);
+      const simulator = values['no-simulator'] ? null : stack.simulate({ rate: number(values, 'rate') });
+      const status = new StatusLine(statusReader(stack, simulator ? () => simulator.stats.changes : undefined));
+      status.start();
+      await stopped;
+      status.stop();
+      say('stopping…');
+      await stack.stop();
+      return 0;
+    },
+  },
+  demo: {
+    summary: 'start the stack, write N changes, wait for the warehouse, verify, and exit',
+    usage: `totes demo [options]\n  --changes N          simulated row changes to write (default 5000)\n  --rate N             changes per second (default 0: as fast as totesys takes them)\n${STACK_HELP}`,
+    options: { ...STACK_OPTIONS, changes: { type: 'string', default: '5000' }, rate: { type: 'string', default: '0' } },
+    async run(values) {
+      const changes = number(values, 'changes');
+      return withStack(stackOptions(values), async (stack) => {
+        const started = Date.now();
+        const simulator = stack.simulate({ rate: number(values, 'rate'), changes });
+        const status = new StatusLine(statusReader(stack, () => simulator.stats.changes));
+        status.start();
+        while (simulator.stats.changes < changes && !stack.pipeline.captureError) await new Promise((r) => setTimeout(r, 100));
+        await stack.stopSimulator();
+        const result = await verify({ sourceUrl: stack.sourceUrl, warehouseUrl: stack.warehouseUrl, waitMs: 120_000 });
+        status.stop();
+        const elapsed = (Date.now() - started) / 1000;
+        say(`\n${simulator.stats.changes.toLocaleString('en-GB')} changes in ${simulator.stats.transactions.toLocaleString('en-GB')} transactions; ` +
+          `warehouse caught up and verified after ${elapsed.toFixed(1)}s (${Math.round(simulator.stats.changes / elapsed).toLocaleString('en-GB')} changes/s)\n`);
+        printVerify(result);
+        say(result.ok ? '\nverify: PASSED' : '\nverify: FAILED');
+        return result.ok ? 0 : 1;
+      });
+    },
+  },
+  verify: {
+    summary: 'reconcile the warehouse against the truth computed from totesys',
+    usage: `totes verify [options]
+  --source URL         totesys URL (default: the local stack's; env TOTES_SOURCE_URL)
+  --warehouse URL      warehouse URL (default: the local stack's; env TOTES_WAREHOUSE_URL)
+  --schema NAME        warehouse schema (default public)
+  --wait SECONDS       wait this long for the warehouse to catch up (default 60; 0 compares as is)`,
+    options: {
+      source: { type: 'string', default: process.env.TOTES_SOURCE_URL ?? `postgres://postgres:postgres@127.0.0.1:${DEFAULT_STACK.sourcePort}/totesys` },
+      warehouse: { type: 'string', default: process.env.TOTES_WAREHOUSE_URL ?? `postgres://postgres:postgres@127.0.0.1:${DEFAULT_STACK.warehousePort}/warehouse` },
+      schema: { type: 'string', default: 'public' },
+      wait: { type: 'string', default: '60' },
+    },
+    async run(values) {
+      const result = await verify({ sourceUrl: String(values.source), warehouseUrl: String(values.warehouse), schema: String(values.schema), waitMs: number(values, 'wait') * 1000 });
+      printVerify(result);
+      say(result.ok ? '\nverify: PASSED' : '\nverify: FAILED');
+      return result.ok ? 0 : 1;
+    },
+  },
+  'source-setup': {
+    summary: 'print the SQL and settings a DBA applies to totesys',
+    usage: 'totes source-setup [--publication NAME] [--role NAME]',
+    options: { publication: { type: 'string', default: 'totes_cdc' }, role: { type: 'string', default: 'totes_cdc' } },
+    async run(values) {
+      process.stdout.write(sourceSetupSql({ publication: String(values.publication), role: String(values.role) }));
+      return 0;
+    },
+  },
+};
+
+function help(): string {
+  return `totes: stream totesys into the star-schema warehouse
+
+Usage: totes <command> [options]
+
+Commands:
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(14)} ${c.summary}`).join('\n')}
+
+Run \`totes <command> --help\` for a command's options.
+`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(help());
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    say(`totes: unknown command "${name}"\n\n${help()}`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${command.usage}\n`);
+    return 0;
+  }
+  try {
+    const { values } = parseArgs({ args: rest, options: command.options, allowPositionals: false, strict: true });
+    return await command.run(values as Record<string, string | boolean | undefined>);
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      say(`totes ${name}: ${(err as Error).message}\n\n${command.usage}`);
+      return 2;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * The one place `pg` is configured. Dates and timestamps stay as the text Postgres prints:
+ * node-postgres would otherwise parse timestamp (1114) in the host's local time zone and
+ * drop microseconds, and turn date (1082) into a local midnight. pg-logical-replication
+ * resolves its column parsers from this same `pg` copy, so the stream gets the same treatment.
+ */
+import pg from 'pg';
+
+const asText = (value: string) => value;
+for (const oid of [1082, 1083, 1114, 1184, 1266]) pg.types.setTypeParser(oid, asText);
+
+export default pg;
+export type { Pool, PoolClient, Client, ClientConfig } from 'pg';
+
+export function poolFor(url: string, max = 4): pg.Pool {
+  return new pg.Pool({ connectionString: url, max });
+}
+
+/** Run `fn` inside one transaction on a pooled client. */
+export async function inTransaction<T>(pool: pg.Pool, fn: (db: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}

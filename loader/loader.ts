@@ -1,0 +1,144 @@
+/**
+ * The loader: merges micro-batches into the warehouse, one transaction per batch.
+ *
+ * Exactly-once: the batch's row in totes_load_log is inserted in the same transaction as its
+ * merge, so a batch is either wholly loaded and logged or neither; a crash at any point leaves
+ * it to be loaded by the next run. Loaders are serialised by an advisory lock, so a Lambda and
+ * a local loop (or two Lambdas) never interleave merges.
+ *
+ * Batches of one shard are loaded in stream order; each shard's newest heartbeat becomes its
+ * watermark, and the warehouse is complete up to the lowest watermark across shards.
+ */
+import { log } from '../lib/log.ts';
+import { backoffMs, sleep } from '../lib/retry.ts';
+import pg, { inTransaction } from '../lib/pg.ts';
+import { LOAD_TABLES, type LoadRow, type LoadTableName } from '../processors/load-tables.ts';
+import { decodeParquet } from '../processors/parquet.ts';
+import type { Manifest, MicroBatchStore } from '../processors/microbatch-store.ts';
+import { warehouseDdl } from '../warehouse/schema.ts';
+import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql, stageColumns, stageSql } from './merge-sql.ts';
+
+/** Dimensions before the facts that reference them; department and address before the dims derived from them. */
+const MERGE_ORDER: LoadTableName[] = [
+  'dim_location', 'totes_department', 'dim_staff', 'dim_counterparty', 'dim_currency', 'dim_design', 'dim_payment_type',
+  'dim_transaction', 'fact_sales_order', 'fact_purchase_order', 'fact_payment',
+];
+
+export interface LoaderMetrics { batches: number; rows: number; lastLoadAt: number | null }
+
+export interface Freshness { watermarkLsn: string | null; watermarkCommitTime: string | null; lagSeconds: number | null }
+
+export class Loader {
+  readonly metrics: LoaderMetrics = { batches: 0, rows: 0, lastLoadAt: null };
+
+  constructor(private readonly pool: pg.Pool, private readonly store: MicroBatchStore, readonly schema = 'public') {}
+
+  async ensureSchema(): Promise<void> {
+    await inTransaction(this.pool, async (db) => {
+      await db.query(`SELECT pg_advisory_xact_lock(hashtext('totes-ddl'))`);
+      await db.query(warehouseDdl(this.schema));
+    });
+  }
+
+  /** Load every batch not yet loaded, shard by shard in stream order. Returns batches loaded. */
+  async loadAvailable(): Promise<number> {
+    let loaded = 0;
+    for (const shard of await this.store.listShards()) {
+      const { rows } = await this.pool.query(`SELECT last_manifest_key FROM "${this.schema}".totes_shard_progress WHERE shard = $1`, [shard]);
+      for (const key of await this.store.listManifests(shard, rows[0]?.last_manifest_key)) {
+        if (await this.loadBatch(await this.store.getManifest(key), key)) loaded++;
+      }
+    }
+    return loaded;
+  }
+
+  /** Merge one batch in one transaction; false if it had been loaded before. */
+  async loadBatch(manifest: Manifest, manifestKey: string): Promise<boolean> {
+    // Read outside the transaction: S3 latency should not hold the warehouse lock.
+    const tables = new Map<LoadTableName, LoadRow[]>();
+    for (const t of manifest.tables) tables.set(t.table, await decodeParquet(t.table, await this.store.getBytes(t.key)));
+    const rowCount = [...tables.values()].reduce((n, r) => n + r.length, 0);
+    const s = `"${this.schema}"`;
+    const loaded = await inTransaction(this.pool, async (db) => {
+      await db.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`totes-loader:${this.schema}`]);
+      const logged = await db.query(
+        `INSERT INTO ${s}.totes_load_log (batch_key, shard, events, rows) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1`,
+        [manifest.batchId, manifest.shard, manifest.events, rowCount]);
+      if (logged.rowCount === 1) await this.merge(db, tables);
+      await db.query(
+        `INSERT INTO ${s}.totes_shard_progress AS p (shard, last_manifest_key, watermark_lsn, watermark_commit_time, updated_at)
+         VALUES ($1, $2, coalesce($3::pg_lsn, '0/0'), $4, now())
+         ON CONFLICT (shard) DO UPDATE SET last_manifest_key = greatest(p.last_manifest_key, excluded.last_manifest_key),
+           watermark_lsn = greatest(p.watermark_lsn, excluded.watermark_lsn),
+           watermark_commit_time = CASE WHEN excluded.watermark_lsn > p.watermark_lsn THEN excluded.watermark_commit_time ELSE p.watermark_commit_time END,
+           updated_at = now()`,
+        [manifest.shard, manifestKey, manifest.heartbeat?.lsn ?? null, manifest.heartbeat?.commitTime ?? null]);
+      return logged.rowCount === 1;
+    });
+    if (loaded) {
+      this.metrics.batches++;
+      this.metrics.rows += rowCount;
+      this.metrics.lastLoadAt = Date.now();
+    }
+    return loaded;
+  }
+
+  private async merge(db: pg.PoolClient, tables: Map<LoadTableName, LoadRow[]>): Promise<void> {
+    const touched = { staff: [] as number[], departments: [] as number[], counterparties: [] as number[], addresses: [] as number[] };
+    for (const table of MERGE_ORDER) {
+      const rows = tables.get(table);
+      if (!rows?.length) continue;
+      const stage = stageSql(table);
+      await db.query(stage.create);
+      await db.query(stage.insert, stageColumns(table).map(([name]) => rows.map((r) => r[name] ?? null)));
+      const dates = datesSql(table, this.schema);
+      if (dates) await db.query(dates);
+      for (const sql of inferredMembersSql(table, this.schema)) await db.query(sql);
+      if (LOAD_TABLES[table].kind === 'dim') {
+        for (const sql of mergeDimensionSql(table, this.schema)) await db.query(sql);
+      } else {
+        const append = appendFactSql(table, this.schema);
+        const waves = countBy(rows, LOAD_TABLES[table].key).reduce((a, b) => Math.max(a, b), 0);
+        for (let wave = 1; wave <= waves; wave++) await db.query(append, [wave]);
+      }
+      const keys = rows.map((r) => r[LOAD_TABLES[table].key] as number);
+      if (table === 'dim_staff') touched.staff.push(...keys);
+      if (table === 'totes_department') touched.departments.push(...keys);
+      if (table === 'dim_counterparty') touched.counterparties.push(...keys);
+      if (table === 'dim_location') touched.addresses.push(...keys);
+    }
+    const propagate = propagationSql(this.schema);
+    if (touched.staff.length || touched.departments.length) await db.query(propagate.staff, [touched.staff, touched.departments]);
+    if (touched.counterparties.length || touched.addresses.length) await db.query(propagate.counterparty, [touched.counterparties, touched.addresses]);
+  }
+
+  async freshness(): Promise<Freshness> {
+    const { rows } = await this.pool.query(
+      `SELECT watermark_lsn::text, to_char(watermark_commit_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS commit_time, lag_seconds::float8
+         FROM "${this.schema}".totes_freshness`);
+    const r = rows[0] ?? {};
+    return { watermarkLsn: r.watermark_lsn ?? null, watermarkCommitTime: r.commit_time ?? null, lagSeconds: r.lag_seconds ?? null };
+  }
+
+  /** Load in a loop until aborted; when the warehouse is unreachable, back off and try again. */
+  async runLoop(signal: AbortSignal, idleMs = 200): Promise<void> {
+    let attempt = 0;
+    while (!signal.aborted) {
+      try {
+        const n = await this.loadAvailable();
+        attempt = 0;
+        if (n === 0) await sleep(idleMs, signal);
+      } catch (err) {
+        const wait = backoffMs(++attempt, 500, 30_000);
+        log.warn({ err: (err as Error).message, retryInMs: Math.round(wait) }, 'load failed; retrying');
+        await sleep(wait, signal);
+      }
+    }
+  }
+}
+
+function countBy(rows: LoadRow[], key: string): number[] {
+  const counts = new Map<unknown, number>();
+  for (const r of rows) counts.set(r[key], (counts.get(r[key]) ?? 0) + 1);
+  return [...counts.values()];
+}

@@ -1,0 +1,122 @@
+/**
+ * SQL that merges one staged load table into the warehouse. Generated from LOAD_TABLES so
+ * the column lists exist once. Every statement is idempotent:
+ *   dimensions move only forward in (source_lsn, source_pos): a re-delivered or late change
+ *   never takes a row back to an older value;
+ *   facts append one version per (natural id, source_lsn, source_pos), so a change delivered
+ *   twice, in one batch or in two, appends once.
+ */
+import { LOAD_TABLES, REFERENCES, type ColumnType, type LoadTableName } from '../processors/load-tables.ts';
+import { loadColumns } from '../processors/parquet.ts';
+
+const SQL_TYPE: Record<ColumnType, string> = { int: 'int', text: 'text', money: 'numeric(10,2)', date: 'date', time: 'time(3)', bool: 'boolean' };
+const PROVENANCE_SQL_TYPE: Record<string, string> = { source_lsn: 'pg_lsn', source_commit_time: 'timestamptz' };
+
+const q = (name: string) => `"${name}"`;
+
+export function stageName(table: LoadTableName): string {
+  return `stage_${table}`;
+}
+
+/** Column name and SQL type of each staged column, in load order. */
+export function stageColumns(table: LoadTableName): [string, string][] {
+  return loadColumns(table).map(([name, type]) => [name, PROVENANCE_SQL_TYPE[name] ?? SQL_TYPE[type]]);
+}
+
+/** Temp staging table, filled from one array parameter per column. */
+export function stageSql(table: LoadTableName): { create: string; insert: string } {
+  const cols = stageColumns(table);
+  return {
+    create: `CREATE TEMP TABLE IF NOT EXISTS ${stageName(table)} (${cols.map(([n, t]) => `${q(n)} ${t}`).join(', ')}, rn int) ON COMMIT DELETE ROWS`,
+    insert: `INSERT INTO ${stageName(table)} SELECT *, row_number() OVER (PARTITION BY ${q(LOAD_TABLES[table].key)} ORDER BY source_lsn, source_pos)
+             FROM (SELECT DISTINCT * FROM unnest(${cols.map(([, t], i) => `$${i + 1}::${t}[]`).join(', ')})
+                   AS s(${cols.map(([n]) => q(n)).join(', ')})) d`,
+  };
+}
+
+/** Keep the target's value where the change says the column is unchanged (TOAST). */
+function valueOr(col: string, fallback: string): string {
+  return `CASE WHEN position(',${col},' IN coalesce(s.unchanged, '')) > 0 THEN ${fallback}.${q(col)} ELSE s.${q(col)} END`;
+}
+
+/** Dimension upsert: latest change per key wins if newer than what the row holds. */
+export function mergeDimensionSql(table: LoadTableName, schema: string): string[] {
+  const { key, columns } = LOAD_TABLES[table];
+  const t = `"${schema}".${q(table)}`;
+  const attrs = Object.keys(columns).filter((c) => c !== key);
+  const latest = `(SELECT DISTINCT ON (${q(key)}) * FROM ${stageName(table)} ORDER BY ${q(key)}, source_lsn DESC, source_pos DESC)`;
+  return [
+    `UPDATE ${t} t SET ${attrs.map((c) => `${q(c)} = CASE WHEN s.source_op = 'd' THEN t.${q(c)} ELSE ${valueOr(c, 't')} END`).join(', ')},
+       source_lsn = s.source_lsn, source_pos = s.source_pos, is_deleted = (s.source_op = 'd')
+     FROM ${latest} s
+     WHERE t.${q(key)} = s.${q(key)} AND (t.source_lsn, t.source_pos) < (s.source_lsn, s.source_pos)`,
+    `INSERT INTO ${t} (${q(key)}, ${attrs.map(q).join(', ')}, source_lsn, source_pos, is_deleted)
+     SELECT s.${q(key)}, ${attrs.map((c) => `s.${q(c)}`).join(', ')}, s.source_lsn, s.source_pos, s.source_op = 'd'
+       FROM ${latest} s WHERE NOT EXISTS (SELECT 1 FROM ${t} t WHERE t.${q(key)} = s.${q(key)})`,
+  ];
+}
+
+/**
+ * Fact append, one wave per version of a key in the batch ($1 = wave), so each version sees
+ * the one before it. A delete version carries the values of the version it ends. A snapshot
+ * read ('r') appends only when it differs from the latest version and nothing newer exists:
+ * a re-snapshot never writes a stale row over a newer one.
+ */
+export function appendFactSql(table: LoadTableName, schema: string): string {
+  const { key, columns } = LOAD_TABLES[table];
+  const t = `"${schema}".${q(table)}`;
+  const attrs = Object.keys(columns).filter((c) => c !== key);
+  const prevOrder = `ORDER BY f.source_lsn DESC, f.source_pos DESC LIMIT 1`;
+  return `
+    INSERT INTO ${t} (${q(key)}, ${attrs.map(q).join(', ')}, source_op, source_lsn, source_pos, source_commit_time, is_deleted)
+    SELECT s.${q(key)}, ${attrs.map((c) => `CASE WHEN s.source_op = 'd' THEN p.${q(c)} ELSE ${valueOr(c, 'p')} END`).join(', ')},
+           s.source_op, s.source_lsn, s.source_pos, s.source_commit_time AT TIME ZONE 'UTC', s.source_op = 'd'
+      FROM ${stageName(table)} s
+      LEFT JOIN LATERAL (SELECT * FROM ${t} f WHERE f.${q(key)} = s.${q(key)} AND (f.source_lsn, f.source_pos) < (s.source_lsn, s.source_pos) ${prevOrder}) p ON true
+     WHERE s.rn = $1
+       AND (s.source_op <> 'r' OR (
+             NOT EXISTS (SELECT 1 FROM ${t} f WHERE f.${q(key)} = s.${q(key)} AND (f.source_lsn, f.source_pos) >= (s.source_lsn, s.source_pos))
+             AND (p.${q(key)} IS NULL OR p.is_deleted OR (${attrs.map((c) => `p.${q(c)}`).join(', ')}) IS DISTINCT FROM (${attrs.map((c) => `s.${q(c)}`).join(', ')}))))
+    ON CONFLICT (${q(key)}, source_lsn, source_pos) DO NOTHING`;
+}
+
+/** Placeholder ("inferred member") rows for dimension keys a staged table references but the warehouse lacks. */
+export function inferredMembersSql(table: LoadTableName, schema: string): string[] {
+  return Object.entries(REFERENCES[table] ?? {}).map(([col, dim]) =>
+    `INSERT INTO "${schema}".${q(dim)} (${q(LOAD_TABLES[dim].key)})
+     SELECT DISTINCT ${q(col)} FROM ${stageName(table)} WHERE ${q(col)} IS NOT NULL ON CONFLICT DO NOTHING`);
+}
+
+/** dim_date rows for every date a staged table holds (ISO day of week, English names). */
+export function datesSql(table: LoadTableName, schema: string): string | null {
+  const dateCols = Object.entries(LOAD_TABLES[table].columns).filter(([, t]) => t === 'date').map(([c]) => c);
+  if (dateCols.length === 0) return null;
+  return `INSERT INTO "${schema}".dim_date (date_id, year, month, day, day_of_week, day_name, month_name, quarter)
+    SELECT d, extract(year FROM d), extract(month FROM d), extract(day FROM d), extract(isodow FROM d),
+           trim(to_char(d, 'Day')), trim(to_char(d, 'Month')), extract(quarter FROM d)
+      FROM (SELECT DISTINCT unnest(ARRAY[${dateCols.map(q).join(', ')}]) AS d FROM ${stageName(table)}) x
+     WHERE d IS NOT NULL ON CONFLICT DO NOTHING`;
+}
+
+/** Re-derive dim_staff's department columns and dim_counterparty's legal address for the keys touched. */
+export function propagationSql(schema: string): { staff: string; counterparty: string } {
+  const s = `"${schema}"`;
+  return {
+    staff: `UPDATE ${s}.dim_staff d SET department_name = x.department_name, location = x.location
+      FROM (SELECT st.staff_id, dep.department_name, dep.location FROM ${s}.dim_staff st
+              LEFT JOIN ${s}.totes_department dep ON dep.department_id = st.department_id AND NOT dep.is_deleted
+             WHERE st.staff_id = ANY($1::int[]) OR st.department_id = ANY($2::int[])) x
+     WHERE d.staff_id = x.staff_id AND (d.department_name, d.location) IS DISTINCT FROM (x.department_name, x.location)`,
+    counterparty: `UPDATE ${s}.dim_counterparty d SET counterparty_legal_address_line_1 = x.address_line_1,
+        counterparty_legal_address_line_2 = x.address_line_2, counterparty_legal_district = x.district,
+        counterparty_legal_city = x.city, counterparty_legal_postal_code = x.postal_code,
+        counterparty_legal_country = x.country, counterparty_legal_phone_number = x.phone
+      FROM (SELECT c.counterparty_id, l.address_line_1, l.address_line_2, l.district, l.city, l.postal_code, l.country, l.phone
+              FROM ${s}.dim_counterparty c LEFT JOIN ${s}.dim_location l ON l.location_id = c.legal_address_id AND NOT l.is_deleted
+             WHERE c.counterparty_id = ANY($1::int[]) OR c.legal_address_id = ANY($2::int[])) x
+     WHERE d.counterparty_id = x.counterparty_id
+       AND (d.counterparty_legal_address_line_1, d.counterparty_legal_address_line_2, d.counterparty_legal_district, d.counterparty_legal_city,
+            d.counterparty_legal_postal_code, d.counterparty_legal_country, d.counterparty_legal_phone_number)
+           IS DISTINCT FROM (x.address_line_1, x.address_line_2, x.district, x.city, x.postal_code, x.country, x.phone)`,
+  };
+}

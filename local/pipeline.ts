@@ -1,0 +1,83 @@
+/**
+ * The pipeline's services wired as they are in AWS, against any endpoints:
+ *   capture → Kinesis → { Firehose stand-in → ingestion bucket, processor → processed bucket } → loader → warehouse.
+ * In AWS each runs on its own (Fargate task, Firehose, Lambda, Lambda); here they share a process.
+ */
+import { FirehoseStandin } from '../archive/firehose-standin.ts';
+import { CaptureService, DEFAULT_CAPTURE_CONFIG, type CaptureConfig } from '../capture/capture-service.ts';
+import { KinesisSink } from '../capture/kinesis-sink.ts';
+import { kinesisClient, s3Client } from '../lib/aws.ts';
+import { log } from '../lib/log.ts';
+import { poolFor } from '../lib/pg.ts';
+import { Loader } from '../loader/loader.ts';
+import { MicroBatchStore } from '../processors/microbatch-store.ts';
+import { Processor } from '../processors/processor.ts';
+import { KinesisPoller } from './kinesis-poller.ts';
+
+export interface PipelineConfig {
+  sourceUrl: string;
+  warehouseUrl: string;
+  kinesisEndpoint: string;
+  s3Endpoint: string;
+  streamName: string;
+  ingestionBucket: string;
+  processedBucket: string;
+  capture?: Partial<CaptureConfig>;
+  /** Firehose buffering, shortened locally so the archive fills while you watch. */
+  archiveIntervalMs?: number;
+  processorBatchSize?: number;
+}
+
+export class Pipeline {
+  readonly kinesis;
+  readonly s3;
+  readonly sink: KinesisSink;
+  readonly capture: CaptureService;
+  readonly processor: Processor;
+  readonly firehose: FirehoseStandin;
+  readonly loader: Loader;
+  readonly store: MicroBatchStore;
+  private readonly warehousePool;
+  private readonly pollers: KinesisPoller[] = [];
+  private readonly abort = new AbortController();
+  private running: Promise<unknown>[] = [];
+  /** Set when the capture service stops with an error. */
+  captureError: Error | null = null;
+
+  constructor(readonly config: PipelineConfig) {
+    this.kinesis = kinesisClient({ kinesisEndpoint: config.kinesisEndpoint });
+    this.s3 = s3Client({ s3Endpoint: config.s3Endpoint });
+    this.sink = new KinesisSink({ client: this.kinesis, streamName: config.streamName });
+    this.capture = new CaptureService({ ...DEFAULT_CAPTURE_CONFIG, sourceUrl: config.sourceUrl, createPrerequisites: true, ...config.capture }, this.sink);
+    this.store = new MicroBatchStore(this.s3, config.processedBucket);
+    this.processor = new Processor(this.store);
+    this.firehose = new FirehoseStandin({ s3: this.s3, bucket: config.ingestionBucket, deliveryStreamName: config.streamName, bufferIntervalMs: config.archiveIntervalMs ?? 5_000 });
+    this.warehousePool = poolFor(config.warehouseUrl, 4);
+    this.loader = new Loader(this.warehousePool, this.store);
+  }
+
+  async start(): Promise<void> {
+    await this.loader.ensureSchema();
+    const processorPoller = new KinesisPoller({ client: this.kinesis, streamName: this.config.streamName, consumer: this.processor.handler, batchSize: this.config.processorBatchSize ?? 5_000, name: 'processor' });
+    const firehosePoller = new KinesisPoller({ client: this.kinesis, streamName: this.config.streamName, consumer: this.firehose.consume, batchSize: 10_000, name: 'firehose' });
+    this.pollers.push(processorPoller, firehosePoller);
+    await Promise.all(this.pollers.map((p) => p.start()));
+    this.firehose.start();
+    this.running.push(this.loader.runLoop(this.abort.signal, 100));
+    this.running.push(this.capture.run().catch((err: Error) => {
+      this.captureError = err;
+      log.error({ err: err.message }, 'capture stopped');
+    }));
+  }
+
+  async stop(): Promise<void> {
+    await this.capture.stop().catch((err) => log.warn({ err: err.message }, 'capture stop'));
+    await Promise.all(this.pollers.map((p) => p.stop()));
+    await this.firehose.stop().catch((err) => log.warn({ err: err.message }, 'archive flush on stop'));
+    this.abort.abort();
+    await Promise.allSettled(this.running);
+    await this.warehousePool.end();
+    this.kinesis.destroy();
+    this.s3.destroy();
+  }
+}

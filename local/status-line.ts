@@ -1,0 +1,72 @@
+/**
+ * The live status line: changes captured, records in the stream, rows loaded, slot lag and
+ * freshness (source commit → visible in the warehouse). Redrawn in place on a terminal; a
+ * plain line every few seconds otherwise (CI logs).
+ */
+import type { Pipeline } from './pipeline.ts';
+import type pg from '../lib/pg.ts';
+
+export interface StatusSnapshot {
+  captured: number;
+  streamRecords: number;
+  batches: number;
+  rowsLoaded: number;
+  deadLetters: number;
+  slotLagBytes: number | null;
+  freshnessSeconds: number | null;
+  simulated?: number;
+}
+
+export async function snapshotStatus(p: Pipeline, source: pg.Pool, slotName = 'totes_cdc'): Promise<StatusSnapshot> {
+  const [slot, fresh] = await Promise.all([
+    source.query(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS lag FROM pg_replication_slots WHERE slot_name = $1`, [slotName]).catch(() => ({ rows: [] })),
+    p.loader.freshness().catch(() => null),
+  ]);
+  return {
+    captured: p.capture.metrics.changes + p.capture.metrics.snapshotRows,
+    streamRecords: p.sink.metrics.records,
+    batches: p.processor.metrics.batches,
+    rowsLoaded: p.loader.metrics.rows,
+    deadLetters: p.processor.metrics.deadLetters,
+    slotLagBytes: slot.rows[0]?.lag ?? null,
+    freshnessSeconds: fresh?.lagSeconds ?? null,
+  };
+}
+
+const n = (x: number) => x.toLocaleString('en-GB');
+
+export function formatStatus(s: StatusSnapshot): string {
+  const lag = s.freshnessSeconds == null ? '–' : `${s.freshnessSeconds.toFixed(1)}s`;
+  const slot = s.slotLagBytes == null ? '–' : `${n(Math.round(s.slotLagBytes / 1024))} KiB`;
+  return [
+    s.simulated != null ? `simulated ${n(s.simulated)}` : null,
+    `captured ${n(s.captured)}`, `in stream ${n(s.streamRecords)}`, `batches ${n(s.batches)}`, `rows loaded ${n(s.rowsLoaded)}`,
+    `slot lag ${slot}`, `freshness ${lag}`, s.deadLetters ? `dead letters ${n(s.deadLetters)}` : null,
+  ].filter(Boolean).join(' │ ');
+}
+
+/** Redraws the status every second until stopped. */
+export class StatusLine {
+  private timer: NodeJS.Timeout | null = null;
+  private lastPlain = 0;
+  constructor(private readonly read: () => Promise<string>, private readonly out: NodeJS.WriteStream = process.stderr) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.draw(), 1_000);
+  }
+
+  private async draw(): Promise<void> {
+    const text = await this.read().catch((err) => `status unavailable: ${(err as Error).message}`);
+    if (this.out.isTTY) {
+      this.out.write(`\r\x1b[2K${text.slice(0, (this.out.columns ?? 200) - 1)}`);
+    } else if (Date.now() - this.lastPlain >= 5_000) {
+      this.lastPlain = Date.now();
+      this.out.write(`${text}\n`);
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    if (this.out.isTTY) this.out.write('\n');
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Load rows ⇄ Parquet, with real logical types: DECIMAL(10,2) from exact unscaled integers,
+ * DATE, TIME(millis). hyparquet-writer/hyparquet replace parquetjs-lite, which has no DECIMAL
+ * and cannot read its own TIMESTAMP_MILLIS (measurement in the README).
+ */
+import { parquetReadObjects } from 'hyparquet';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import { LOAD_TABLES, PROVENANCE_COLUMNS, type ColumnType, type LoadRow, type LoadTableName } from './load-tables.ts';
+
+type SchemaElement = NonNullable<Parameters<typeof parquetWriteBuffer>[0]['schema']>[number];
+
+const DAY_MS = 86_400_000;
+
+function element(name: string, type: ColumnType): SchemaElement {
+  const base = { name, repetition_type: 'OPTIONAL' as const };
+  switch (type) {
+    case 'int': return { ...base, type: 'INT32' };
+    case 'text': return { ...base, type: 'BYTE_ARRAY', converted_type: 'UTF8' };
+    case 'money': return { ...base, type: 'INT64', converted_type: 'DECIMAL', precision: 10, scale: 2 };
+    case 'date': return { ...base, type: 'INT32', converted_type: 'DATE' };
+    case 'time': return { ...base, type: 'INT32', converted_type: 'TIME_MILLIS' };
+    case 'bool': return { ...base, type: 'BOOLEAN' };
+  }
+}
+
+/** Every column of a load table with its type: business columns, then provenance. */
+export function loadColumns(table: LoadTableName): [string, ColumnType][] {
+  return [...Object.entries(LOAD_TABLES[table].columns), ...Object.entries(PROVENANCE_COLUMNS)] as [string, ColumnType][];
+}
+
+/** "1234.50" → 123450n, exactly. */
+export function moneyToUnscaled(text: string): bigint {
+  const m = /^(-?)(\d+)(?:\.(\d{1,2}))?$/.exec(text);
+  if (!m) throw new Error(`not a numeric(10,2): ${JSON.stringify(text)}`);
+  const cents = BigInt(m[2]) * 100n + BigInt((m[3] ?? '').padEnd(2, '0'));
+  return m[1] ? -cents : cents;
+}
+
+export function unscaledToMoney(cents: bigint): string {
+  const negative = cents < 0n;
+  const s = (negative ? -cents : cents).toString().padStart(3, '0');
+  return `${negative ? '-' : ''}${s.slice(0, -2)}.${s.slice(-2)}`;
+}
+
+/** "09:15:02.123" → milliseconds since midnight. */
+export function timeToMillis(text: string): number {
+  const m = /^(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$/.exec(text);
+  if (!m) throw new Error(`not a time: ${JSON.stringify(text)}`);
+  return ((+m[1] * 60 + +m[2]) * 60 + +m[3]) * 1000 + Math.floor(+(m[4] ?? '0').padEnd(3, '0').slice(0, 3));
+}
+
+export function millisToTime(ms: number): string {
+  const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${pad(Math.floor(ms / 3_600_000))}:${pad(Math.floor(ms / 60_000) % 60)}:${pad(Math.floor(ms / 1000) % 60)}.${pad(ms % 1000, 3)}`;
+}
+
+function encodeValue(type: ColumnType, v: unknown): unknown {
+  if (v === null || v === undefined) return null;
+  switch (type) {
+    case 'money': return moneyToUnscaled(String(v));
+    case 'date': return Math.round(Date.parse(`${v}T00:00:00Z`) / DAY_MS);
+    case 'time': return timeToMillis(String(v));
+    default: return v;
+  }
+}
+
+export function encodeParquet(table: LoadTableName, rows: LoadRow[]): Uint8Array {
+  const columns = loadColumns(table);
+  const schema: SchemaElement[] = [{ name: 'root', num_children: columns.length }, ...columns.map(([n, t]) => element(n, t))];
+  const columnData = columns.map(([name, type]) => ({ name, data: rows.map((r) => encodeValue(type, r[name])) }));
+  return new Uint8Array(parquetWriteBuffer({ columnData: columnData as never, schema, kvMetadata: [{ key: 'totes.load_table', value: table }] }));
+}
+
+export async function decodeParquet(table: LoadTableName, bytes: Uint8Array): Promise<LoadRow[]> {
+  const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  const rows = (await parquetReadObjects({
+    file,
+    parsers: { dateFromDays: (days: number) => new Date(days * DAY_MS).toISOString().slice(0, 10) } as never,
+  })) as Record<string, unknown>[];
+  const types = loadColumns(table);
+  for (const row of rows) {
+    for (const [name, type] of types) {
+      const v = row[name];
+      if (v === null || v === undefined) { row[name] = null; continue; }
+      // DECIMAL(10,2) arrives as a float of at most 10 significant digits: toFixed(2) recovers it exactly.
+      if (type === 'money') row[name] = (v as number).toFixed(2);
+      else if (type === 'time') row[name] = millisToTime(Number(v));
+    }
+  }
+  return rows as LoadRow[];
+}

@@ -1,0 +1,82 @@
+/**
+ * The processor: a Kinesis-triggered Lambda handler (the real event shape and
+ * ReportBatchItemFailures), also driven locally by the Kinesis poller with the same events.
+ *
+ * A record that cannot be decoded or mapped goes to the dead-letter prefix with its reason and
+ * payload, and the rest of the batch proceeds. If S3 cannot be written, the whole batch is
+ * reported failed from its first record and retried: names are deterministic, so a retry
+ * never makes a second copy, and the loader loads each change once however often it is written.
+ */
+import type { KinesisStreamBatchResponse, KinesisStreamEvent } from 'aws-lambda';
+import { decodeEvent, InvalidEventError, lsnToBigInt, type ChangeEvent } from '../contract/change-event.ts';
+import { log } from '../lib/log.ts';
+import { encodeParquet } from './parquet.ts';
+import { MicroBatchStore, type Manifest } from './microbatch-store.ts';
+import { mapEvents } from './transform.ts';
+import type { LoadTableName } from './load-tables.ts';
+
+export interface ProcessorMetrics { batches: number; events: number; rows: number; deadLetters: number }
+
+export class Processor {
+  readonly metrics: ProcessorMetrics = { batches: 0, events: 0, rows: 0, deadLetters: 0 };
+  constructor(private readonly store: MicroBatchStore) {}
+
+  readonly handler = async (event: KinesisStreamEvent): Promise<KinesisStreamBatchResponse> => {
+    const records = event.Records;
+    if (records.length === 0) return { batchItemFailures: [] };
+    const shard = records[0].eventID.split(':')[0];
+    const first = records[0].kinesis.sequenceNumber;
+    const last = records[records.length - 1].kinesis.sequenceNumber;
+    try {
+      await this.process(shard, first, last, records.map((r) => ({ seq: r.kinesis.sequenceNumber, data: r.kinesis.data })));
+      return { batchItemFailures: [] };
+    } catch (err) {
+      log.error({ err: (err as Error).message, shard, first, last }, 'batch failed; reporting it for retry');
+      return { batchItemFailures: [{ itemIdentifier: first }] };
+    }
+  };
+
+  private async process(shard: string, first: string, last: string, records: { seq: string; data: string }[]): Promise<void> {
+    const batchId = MicroBatchStore.batchId(shard, first, last);
+    const changes: ChangeEvent[] = [];
+    const seqOf = new Map<ChangeEvent, string>();
+    let heartbeat: Manifest['heartbeat'] = null;
+    let maxCommitTime: string | null = null;
+    const dead: { seq: string; reason: string; payload: string }[] = [];
+    for (const r of records) {
+      const payload = Buffer.from(r.data, 'base64').toString('utf8');
+      try {
+        const e = decodeEvent(payload);
+        if (e.kind === 'heartbeat') {
+          if (!heartbeat || lsnToBigInt(e.source.lsn) > lsnToBigInt(heartbeat.lsn)) heartbeat = { lsn: e.source.lsn, commitTime: e.source.commitTime };
+        } else {
+          changes.push(e);
+          seqOf.set(e, r.seq);
+        }
+        if (!maxCommitTime || e.source.commitTime > maxCommitTime) maxCommitTime = e.source.commitTime;
+      } catch (err) {
+        if (!(err instanceof InvalidEventError)) throw err;
+        dead.push({ seq: r.seq, reason: err.message, payload });
+      }
+    }
+    const { rows, failures } = mapEvents(changes);
+    for (const f of failures) dead.push({ seq: seqOf.get(f.event)!, reason: f.reason, payload: JSON.stringify(f.event) });
+    for (const d of dead) {
+      log.warn({ shard, sequenceNumber: d.seq, reason: d.reason }, 'dead letter');
+      await this.store.writeDeadLetter({ shard, sequenceNumber: d.seq, reason: d.reason, payload: d.payload, at: new Date().toISOString() });
+    }
+    const tables: Manifest['tables'] = [];
+    for (const [table, tableRows] of Object.entries(rows) as [LoadTableName, NonNullable<(typeof rows)[LoadTableName]>][]) {
+      const key = this.store.tableKey(batchId, table);
+      await this.store.putOnce(key, encodeParquet(table, tableRows), 'application/vnd.apache.parquet');
+      tables.push({ table, key, rows: tableRows.length });
+    }
+    await this.store.writeManifest({
+      batchId, shard, firstSequence: first, lastSequence: last, events: records.length, tables, heartbeat, maxCommitTime, deadLetters: dead.length,
+    });
+    this.metrics.batches++;
+    this.metrics.events += records.length;
+    this.metrics.rows += tables.reduce((n, t) => n + t.rows, 0);
+    this.metrics.deadLetters += dead.length;
+  }
+}

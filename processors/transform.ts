@@ -1,0 +1,138 @@
+/**
+ * Change events → load rows (data-model.md §2 derivations). Pure and stateless: joins that
+ * need another table (staff ⋈ department, counterparty ⋈ address) are resolved by the loader
+ * in the warehouse, where every shard's changes meet in one transaction. A stateless processor
+ * can run on any number of shards at once with nothing to keep consistent between them.
+ */
+import type { ChangeEvent, Row, Value } from '../contract/change-event.ts';
+import { primaryKeyOf, type SourceTable } from '../contract/source-tables.ts';
+import { LOAD_TABLES, type LoadRow, type LoadTableName, type Provenance } from './load-tables.ts';
+
+export class MappingError extends Error {
+  override name = 'MappingError';
+}
+
+export type LoadRows = Partial<Record<LoadTableName, LoadRow[]>>;
+
+const currencyNames = new Intl.DisplayNames(['en'], { type: 'currency' });
+
+/** English name of an ISO 4217 code ("GBP" → "British Pound"). */
+export function currencyName(code: string): string {
+  const name = currencyNames.of(code.toUpperCase());
+  if (!name || name.toUpperCase() === code.toUpperCase()) throw new MappingError(`unknown ISO 4217 currency code ${JSON.stringify(code)}`);
+  return name;
+}
+
+const TIMESTAMP = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)$/;
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+
+/** "2024-05-01 09:15:02.123" → ["2024-05-01", "09:15:02.123"], exactly, no time zone involved. */
+export function splitTimestamp(value: Value, column: string): [string, string] {
+  const m = typeof value === 'string' ? TIMESTAMP.exec(value) : null;
+  if (!m) throw new MappingError(`${column}: not a timestamp: ${JSON.stringify(value)}`);
+  return [m[1], m[2]];
+}
+
+export function parseDate(value: Value, column: string): string {
+  if (typeof value !== 'string' || !DATE.test(value) || Number.isNaN(Date.parse(value + 'T00:00:00Z'))) {
+    throw new MappingError(`${column}: not a YYYY-MM-DD date: ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function stamps(row: Row): Record<string, string> {
+  const [created_date, created_time] = splitTimestamp(row.created_at, 'created_at');
+  const [last_updated_date, last_updated_time] = splitTimestamp(row.last_updated, 'last_updated');
+  return { created_date, created_time, last_updated_date, last_updated_time };
+}
+
+type Mapper = (row: Row) => Record<string, Value>;
+
+/** For each source table: the load table it feeds and how a row maps onto it. */
+const MAPPERS: Record<SourceTable, [LoadTableName, Mapper]> = {
+  address: ['dim_location', (r) => ({
+    location_id: r.address_id, address_line_1: r.address_line_1, address_line_2: r.address_line_2, district: r.district,
+    city: r.city, postal_code: r.postal_code, country: r.country, phone: r.phone,
+  })],
+  department: ['totes_department', (r) => ({ department_id: r.department_id, department_name: r.department_name, location: r.location })],
+  staff: ['dim_staff', (r) => ({ staff_id: r.staff_id, first_name: r.first_name, last_name: r.last_name, email_address: r.email_address, department_id: r.department_id })],
+  counterparty: ['dim_counterparty', (r) => ({ counterparty_id: r.counterparty_id, counterparty_legal_name: r.counterparty_legal_name, legal_address_id: r.legal_address_id })],
+  currency: ['dim_currency', (r) => ({ currency_id: r.currency_id, currency_code: r.currency_code, currency_name: currencyName(String(r.currency_code)) })],
+  design: ['dim_design', (r) => ({ design_id: r.design_id, design_name: r.design_name, file_location: r.file_location, file_name: r.file_name })],
+  payment_type: ['dim_payment_type', (r) => ({ payment_type_id: r.payment_type_id, payment_type_name: r.payment_type_name })],
+  transaction: ['dim_transaction', (r) => ({ transaction_id: r.transaction_id, transaction_type: r.transaction_type, sales_order_id: r.sales_order_id, purchase_order_id: r.purchase_order_id })],
+  sales_order: ['fact_sales_order', (r) => ({
+    sales_order_id: r.sales_order_id, ...stamps(r), sales_staff_id: r.staff_id, counterparty_id: r.counterparty_id,
+    units_sold: r.units_sold, unit_price: r.unit_price, currency_id: r.currency_id, design_id: r.design_id,
+    agreed_payment_date: parseDate(r.agreed_payment_date, 'agreed_payment_date'),
+    agreed_delivery_date: parseDate(r.agreed_delivery_date, 'agreed_delivery_date'),
+    agreed_delivery_location_id: r.agreed_delivery_location_id,
+  })],
+  purchase_order: ['fact_purchase_order', (r) => ({
+    purchase_order_id: r.purchase_order_id, ...stamps(r), staff_id: r.staff_id, counterparty_id: r.counterparty_id,
+    item_code: r.item_code, item_quantity: r.item_quantity, item_unit_price: r.item_unit_price, currency_id: r.currency_id,
+    agreed_delivery_date: parseDate(r.agreed_delivery_date, 'agreed_delivery_date'),
+    agreed_payment_date: parseDate(r.agreed_payment_date, 'agreed_payment_date'),
+    agreed_delivery_location_id: r.agreed_delivery_location_id,
+  })],
+  payment: ['fact_payment', (r) => ({
+    payment_id: r.payment_id, ...stamps(r), transaction_id: r.transaction_id, counterparty_id: r.counterparty_id,
+    payment_amount: r.payment_amount, currency_id: r.currency_id, payment_type_id: r.payment_type_id, paid: r.paid,
+    payment_date: parseDate(r.payment_date, 'payment_date'),
+  })],
+};
+
+/** Source column → load column, where the name changes (for unchanged-TOAST markers). */
+const RENAMES: Partial<Record<string, string>> = { address_id: 'location_id', staff_id: 'sales_staff_id' };
+
+export function targetOf(table: SourceTable): LoadTableName {
+  return MAPPERS[table][0];
+}
+
+/**
+ * The load rows for one change. A key-changing update becomes a delete of the old key and an
+ * upsert of the new one. Unchanged TOAST columns are filled with null and listed in `unchanged`
+ * so the loader keeps what it has.
+ */
+export function mapEvent(event: ChangeEvent): { table: LoadTableName; rows: LoadRow[] } {
+  const [target, map] = MAPPERS[event.table];
+  const pk = primaryKeyOf(event.table);
+  const provenance = (op: Provenance['source_op'], unchanged: string | null): Provenance => ({
+    source_op: op, source_lsn: event.source.lsn, source_pos: event.source.pos, source_commit_time: event.source.commitTime, unchanged,
+  });
+  const deleteRow = (keyValue: Value): LoadRow => ({ [LOAD_TABLES[target].key]: keyValue, ...provenance('d', null) } as LoadRow);
+  if (event.op === 'd') return { table: target, rows: [deleteRow(event.before?.[pk] ?? event.key[pk])] };
+
+  const after = { ...event.after! };
+  const unchangedCols = event.unchanged ?? [];
+  for (const c of unchangedCols) after[c] = null; // only text columns are TOASTed
+  let mapped: Record<string, Value>;
+  try {
+    mapped = map(after);
+  } catch (err) {
+    if (err instanceof MappingError) throw err;
+    throw new MappingError(`${event.table}: ${(err as Error).message}`);
+  }
+  const unchanged = unchangedCols.length ? `,${unchangedCols.map((c) => RENAMES[c] ?? c).join(',')},` : null;
+  const rows: LoadRow[] = [];
+  const oldKey = event.before?.[pk];
+  if (event.op === 'u' && oldKey != null && oldKey !== after[pk]) rows.push(deleteRow(oldKey));
+  rows.push({ ...mapped, ...provenance(event.op, unchanged) } as LoadRow);
+  return { table: target, rows };
+}
+
+/** Group the load rows of many events by load table. Events that cannot be mapped are returned with the reason. */
+export function mapEvents(events: ChangeEvent[]): { rows: LoadRows; failures: { event: ChangeEvent; reason: string }[] } {
+  const rows: LoadRows = {};
+  const failures: { event: ChangeEvent; reason: string }[] = [];
+  for (const event of events) {
+    try {
+      const m = mapEvent(event);
+      (rows[m.table] ??= []).push(...m.rows);
+    } catch (err) {
+      if (!(err instanceof MappingError)) throw err;
+      failures.push({ event, reason: err.message });
+    }
+  }
+  return { rows, failures };
+}

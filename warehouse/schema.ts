@@ -1,0 +1,104 @@
+/**
+ * The star-schema warehouse (data-model.md §2): ERD names and order first, then our own
+ * provenance columns, documented in the README:
+ *   source_lsn, source_pos   the (commit LSN, position) of the change the row came from;
+ *                            facts are unique on (natural id, source_lsn, source_pos), which
+ *                            is what makes a re-delivered change a no-op; dimensions only
+ *                            move forward in (source_lsn, source_pos).
+ *   source_op                c / u / d / r (r: snapshot read) on fact rows.
+ *   source_commit_time       commit time of the source transaction (UTC).
+ *   is_deleted               a fact version recording a source delete; on a dimension,
+ *                            a tombstone (kept because fact history still references it).
+ *   department_id            on dim_staff, legal_address_id on dim_counterparty: the join
+ *                            keys the warehouse resolves department and address changes with.
+ * Dimension rows whose source_lsn is 0/0 are inferred members: a fact arrived before its
+ * dimension row (they travel on different shards) and the row is filled in when it arrives.
+ */
+export const STAR_TABLES = [
+  'dim_date', 'dim_staff', 'dim_location', 'dim_counterparty', 'dim_currency', 'dim_design', 'dim_payment_type', 'dim_transaction',
+  'fact_sales_order', 'fact_purchase_order', 'fact_payment',
+] as const;
+export type StarTable = (typeof STAR_TABLES)[number];
+
+const PROVENANCE = `source_lsn pg_lsn NOT NULL DEFAULT '0/0', source_pos integer NOT NULL DEFAULT 0, is_deleted boolean NOT NULL DEFAULT false`;
+const FACT_PROVENANCE = `source_op char(1) NOT NULL, source_lsn pg_lsn NOT NULL, source_pos integer NOT NULL, source_commit_time timestamp(6) NOT NULL, is_deleted boolean NOT NULL DEFAULT false`;
+
+export function warehouseDdl(schema = 'public'): string {
+  const s = `"${schema}"`;
+  return `
+CREATE SCHEMA IF NOT EXISTS ${s};
+SET LOCAL search_path TO ${s};
+
+CREATE TABLE IF NOT EXISTS dim_date (
+  date_id date PRIMARY KEY, year int NOT NULL, month int NOT NULL, day int NOT NULL, day_of_week int NOT NULL,
+  day_name varchar NOT NULL, month_name varchar NOT NULL, quarter int NOT NULL);
+
+CREATE TABLE IF NOT EXISTS dim_staff (
+  staff_id int PRIMARY KEY, first_name varchar, last_name varchar, department_name varchar, location varchar, email_address varchar,
+  department_id int, ${PROVENANCE});
+CREATE INDEX IF NOT EXISTS dim_staff_department ON dim_staff (department_id);
+
+CREATE TABLE IF NOT EXISTS dim_location (
+  location_id int PRIMARY KEY, address_line_1 varchar, address_line_2 varchar, district varchar, city varchar, postal_code varchar,
+  country varchar, phone varchar, ${PROVENANCE});
+
+CREATE TABLE IF NOT EXISTS dim_counterparty (
+  counterparty_id int PRIMARY KEY, counterparty_legal_name varchar, counterparty_legal_address_line_1 varchar,
+  counterparty_legal_address_line_2 varchar, counterparty_legal_district varchar, counterparty_legal_city varchar,
+  counterparty_legal_postal_code varchar, counterparty_legal_country varchar, counterparty_legal_phone_number varchar,
+  legal_address_id int, ${PROVENANCE});
+CREATE INDEX IF NOT EXISTS dim_counterparty_address ON dim_counterparty (legal_address_id);
+
+CREATE TABLE IF NOT EXISTS dim_currency (currency_id int PRIMARY KEY, currency_code varchar, currency_name varchar, ${PROVENANCE});
+CREATE TABLE IF NOT EXISTS dim_design (design_id int PRIMARY KEY, design_name varchar, file_location varchar, file_name varchar, ${PROVENANCE});
+CREATE TABLE IF NOT EXISTS dim_payment_type (payment_type_id int PRIMARY KEY, payment_type_name varchar, ${PROVENANCE});
+CREATE TABLE IF NOT EXISTS dim_transaction (transaction_id int PRIMARY KEY, transaction_type varchar, sales_order_id int, purchase_order_id int, ${PROVENANCE});
+
+CREATE TABLE IF NOT EXISTS fact_sales_order (
+  sales_record_id serial PRIMARY KEY, sales_order_id int NOT NULL,
+  created_date date REFERENCES dim_date, created_time time(3), last_updated_date date REFERENCES dim_date, last_updated_time time(3),
+  sales_staff_id int REFERENCES dim_staff, counterparty_id int REFERENCES dim_counterparty, units_sold int, unit_price numeric(10,2),
+  currency_id int REFERENCES dim_currency, design_id int REFERENCES dim_design, agreed_payment_date date REFERENCES dim_date,
+  agreed_delivery_date date REFERENCES dim_date, agreed_delivery_location_id int REFERENCES dim_location,
+  ${FACT_PROVENANCE}, UNIQUE (sales_order_id, source_lsn, source_pos));
+
+CREATE TABLE IF NOT EXISTS fact_purchase_order (
+  purchase_record_id serial PRIMARY KEY, purchase_order_id int NOT NULL,
+  created_date date REFERENCES dim_date, created_time time(3), last_updated_date date REFERENCES dim_date, last_updated_time time(3),
+  staff_id int REFERENCES dim_staff, counterparty_id int REFERENCES dim_counterparty, item_code varchar, item_quantity int,
+  item_unit_price numeric(10,2), currency_id int REFERENCES dim_currency, agreed_delivery_date date REFERENCES dim_date,
+  agreed_payment_date date REFERENCES dim_date, agreed_delivery_location_id int REFERENCES dim_location,
+  ${FACT_PROVENANCE}, UNIQUE (purchase_order_id, source_lsn, source_pos));
+
+CREATE TABLE IF NOT EXISTS fact_payment (
+  payment_record_id serial PRIMARY KEY, payment_id int NOT NULL,
+  created_date date REFERENCES dim_date, created_time time(3), last_updated_date date REFERENCES dim_date, last_updated_time time(3),
+  transaction_id int REFERENCES dim_transaction, counterparty_id int REFERENCES dim_counterparty, payment_amount numeric(10,2),
+  currency_id int REFERENCES dim_currency, payment_type_id int REFERENCES dim_payment_type, paid boolean,
+  payment_date date REFERENCES dim_date,
+  ${FACT_PROVENANCE}, UNIQUE (payment_id, source_lsn, source_pos));
+
+-- Current state of each fact: the latest version per natural id, deleted ones left out.
+CREATE OR REPLACE VIEW fact_sales_order_current AS
+  SELECT * FROM (SELECT DISTINCT ON (sales_order_id) * FROM fact_sales_order ORDER BY sales_order_id, source_lsn DESC, source_pos DESC) f WHERE NOT is_deleted;
+CREATE OR REPLACE VIEW fact_purchase_order_current AS
+  SELECT * FROM (SELECT DISTINCT ON (purchase_order_id) * FROM fact_purchase_order ORDER BY purchase_order_id, source_lsn DESC, source_pos DESC) f WHERE NOT is_deleted;
+CREATE OR REPLACE VIEW fact_payment_current AS
+  SELECT * FROM (SELECT DISTINCT ON (payment_id) * FROM fact_payment ORDER BY payment_id, source_lsn DESC, source_pos DESC) f WHERE NOT is_deleted;
+
+-- Internal state of the loader.
+CREATE TABLE IF NOT EXISTS totes_department (
+  department_id int PRIMARY KEY, department_name varchar, location varchar, ${PROVENANCE});
+CREATE TABLE IF NOT EXISTS totes_load_log (
+  batch_key text PRIMARY KEY, shard text NOT NULL, events int NOT NULL, rows int NOT NULL DEFAULT 0,
+  loaded_at timestamptz NOT NULL DEFAULT now());
+-- Per shard: everything with a commit LSN up to watermark_lsn has been loaded.
+CREATE TABLE IF NOT EXISTS totes_shard_progress (
+  shard text PRIMARY KEY, last_manifest_key text NOT NULL, watermark_lsn pg_lsn NOT NULL DEFAULT '0/0',
+  watermark_commit_time timestamptz, updated_at timestamptz NOT NULL DEFAULT now());
+CREATE OR REPLACE VIEW totes_freshness AS
+  SELECT min(watermark_lsn) AS watermark_lsn, min(watermark_commit_time) AS watermark_commit_time,
+         extract(epoch FROM now() - min(watermark_commit_time)) AS lag_seconds
+    FROM totes_shard_progress;
+`;
+}

@@ -1,0 +1,214 @@
+/**
+ * `totes verify`: the correctness oracle. Computes the star schema from the source by SQL, as
+ * a batch ETL would, and compares it with the warehouse: every dimension row, the current
+ * version of every fact, and dim_date's derived columns. Values are compared as the text
+ * Postgres prints, so numeric and time(3) are compared exactly.
+ *
+ * "At the point the warehouse has reached": verify first writes a heartbeat into the source
+ * WAL and waits until the warehouse watermark passes it. Rows that still differ are checked
+ * again after another heartbeat, so a row that was merely in flight under live writes is not
+ * reported; what still differs then is a real difference.
+ */
+import pg from '../lib/pg.ts';
+import { lsnToBigInt } from '../contract/change-event.ts';
+import { HEARTBEAT_PREFIX } from '../capture/pgoutput-decoder.ts';
+import { currencyName } from '../processors/transform.ts';
+import { sleep } from '../lib/retry.ts';
+import { STAR_TABLES, type StarTable } from './schema.ts';
+
+export interface Difference { table: string; key: string; column: string; expected: string | null; found: string | null }
+export interface TableResult { table: StarTable; rows: number; versions?: number; differences: number }
+export interface VerifyResult { ok: boolean; tables: TableResult[]; differences: Difference[]; watermarkLsn: string | null }
+
+type Side = Map<string, Record<string, string | null>>;
+
+const ts = (col: string, name: string) => `${col}::date::text AS ${name}_date, ${col}::time(3)::text AS ${name}_time`;
+
+/** Per table: the truth query on the source and the query on the warehouse, both keyed by column `k`. */
+const QUERIES: Record<Exclude<StarTable, 'dim_date'>, { truth: string; warehouse: string }> = {
+  dim_location: {
+    truth: `SELECT address_id AS k, address_line_1, address_line_2, district, city, postal_code, country, phone FROM address`,
+    warehouse: `SELECT location_id AS k, address_line_1, address_line_2, district, city, postal_code, country, phone FROM dim_location WHERE NOT is_deleted`,
+  },
+  dim_staff: {
+    truth: `SELECT s.staff_id AS k, s.first_name, s.last_name, d.department_name, d.location, s.email_address FROM staff s LEFT JOIN department d USING (department_id)`,
+    warehouse: `SELECT staff_id AS k, first_name, last_name, department_name, location, email_address FROM dim_staff WHERE NOT is_deleted`,
+  },
+  dim_counterparty: {
+    truth: `SELECT c.counterparty_id AS k, c.counterparty_legal_name, a.address_line_1 AS counterparty_legal_address_line_1,
+              a.address_line_2 AS counterparty_legal_address_line_2, a.district AS counterparty_legal_district, a.city AS counterparty_legal_city,
+              a.postal_code AS counterparty_legal_postal_code, a.country AS counterparty_legal_country, a.phone AS counterparty_legal_phone_number
+            FROM counterparty c LEFT JOIN address a ON a.address_id = c.legal_address_id`,
+    warehouse: `SELECT counterparty_id AS k, counterparty_legal_name, counterparty_legal_address_line_1, counterparty_legal_address_line_2,
+              counterparty_legal_district, counterparty_legal_city, counterparty_legal_postal_code, counterparty_legal_country,
+              counterparty_legal_phone_number FROM dim_counterparty WHERE NOT is_deleted`,
+  },
+  dim_currency: {
+    truth: `SELECT currency_id AS k, currency_code, currency_code AS currency_name FROM currency`,
+    warehouse: `SELECT currency_id AS k, currency_code, currency_name FROM dim_currency WHERE NOT is_deleted`,
+  },
+  dim_design: {
+    truth: `SELECT design_id AS k, design_name, file_location, file_name FROM design`,
+    warehouse: `SELECT design_id AS k, design_name, file_location, file_name FROM dim_design WHERE NOT is_deleted`,
+  },
+  dim_payment_type: {
+    truth: `SELECT payment_type_id AS k, payment_type_name::text FROM payment_type`,
+    warehouse: `SELECT payment_type_id AS k, payment_type_name FROM dim_payment_type WHERE NOT is_deleted`,
+  },
+  dim_transaction: {
+    truth: `SELECT transaction_id AS k, transaction_type::text, sales_order_id::text, purchase_order_id::text FROM transaction`,
+    warehouse: `SELECT transaction_id AS k, transaction_type, sales_order_id::text, purchase_order_id::text FROM dim_transaction WHERE NOT is_deleted`,
+  },
+  fact_sales_order: {
+    truth: `SELECT sales_order_id AS k, ${ts('created_at', 'created')}, ${ts('last_updated', 'last_updated')}, staff_id::text AS sales_staff_id,
+              counterparty_id::text, units_sold::text, unit_price::text, currency_id::text, design_id::text,
+              agreed_payment_date::date::text AS agreed_payment_date, agreed_delivery_date::date::text AS agreed_delivery_date,
+              agreed_delivery_location_id::text FROM sales_order`,
+    warehouse: `SELECT sales_order_id AS k, created_date::text, created_time::text, last_updated_date::text, last_updated_time::text,
+              sales_staff_id::text, counterparty_id::text, units_sold::text, unit_price::text, currency_id::text, design_id::text,
+              agreed_payment_date::text, agreed_delivery_date::text, agreed_delivery_location_id::text FROM fact_sales_order_current`,
+  },
+  fact_purchase_order: {
+    truth: `SELECT purchase_order_id AS k, ${ts('created_at', 'created')}, ${ts('last_updated', 'last_updated')}, staff_id::text,
+              counterparty_id::text, item_code, item_quantity::text, item_unit_price::text, currency_id::text,
+              agreed_delivery_date::date::text AS agreed_delivery_date, agreed_payment_date::date::text AS agreed_payment_date,
+              agreed_delivery_location_id::text FROM purchase_order`,
+    warehouse: `SELECT purchase_order_id AS k, created_date::text, created_time::text, last_updated_date::text, last_updated_time::text,
+              staff_id::text, counterparty_id::text, item_code, item_quantity::text, item_unit_price::text, currency_id::text,
+              agreed_delivery_date::text, agreed_payment_date::text, agreed_delivery_location_id::text FROM fact_purchase_order_current`,
+  },
+  fact_payment: {
+    truth: `SELECT payment_id AS k, ${ts('created_at', 'created')}, ${ts('last_updated', 'last_updated')}, transaction_id::text,
+              counterparty_id::text, payment_amount::text, currency_id::text, payment_type_id::text, paid::text,
+              payment_date::date::text AS payment_date FROM payment`,
+    warehouse: `SELECT payment_id AS k, created_date::text, created_time::text, last_updated_date::text, last_updated_time::text,
+              transaction_id::text, counterparty_id::text, payment_amount::text, currency_id::text, payment_type_id::text, paid::text,
+              payment_date::text FROM fact_payment_current`,
+  },
+};
+
+const FACT_KEYS: Partial<Record<StarTable, string>> = { fact_sales_order: 'sales_order_id', fact_purchase_order: 'purchase_order_id', fact_payment: 'payment_id' };
+
+async function fetchSide(db: pg.ClientBase, sql: string): Promise<Side> {
+  const { rows } = await db.query(sql);
+  const side: Side = new Map();
+  for (const r of rows) {
+    const { k, ...rest } = r;
+    for (const c of Object.keys(rest)) rest[c] = rest[c] === null ? null : String(rest[c]);
+    side.set(String(k), rest);
+  }
+  return side;
+}
+
+function diff(table: string, truth: Side, found: Side, only?: Set<string>): Difference[] {
+  const out: Difference[] = [];
+  for (const [k, expected] of truth) {
+    if (only && !only.has(k)) continue;
+    const got = found.get(k);
+    if (!got) { out.push({ table, key: k, column: '(row)', expected: 'present', found: 'missing' }); continue; }
+    for (const c of Object.keys(expected)) if (expected[c] !== got[c]) out.push({ table, key: k, column: c, expected: expected[c], found: got[c] });
+  }
+  for (const k of found.keys()) {
+    if (only && !only.has(k)) continue;
+    if (!truth.has(k)) out.push({ table, key: k, column: '(row)', expected: 'absent', found: 'present' });
+  }
+  return out;
+}
+
+export interface VerifyOptions {
+  sourceUrl: string;
+  warehouseUrl: string;
+  schema?: string;
+  /** How long to wait for the warehouse to pass the marker (0: do not wait, compare as is). */
+  waitMs?: number;
+  /** Re-checks of differing rows before they are reported. */
+  rechecks?: number;
+}
+
+export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
+  const source = new pg.Client({ connectionString: opts.sourceUrl });
+  const warehouse = new pg.Client({ connectionString: opts.warehouseUrl });
+  await source.connect();
+  await warehouse.connect();
+  const schema = opts.schema ?? 'public';
+  await warehouse.query(`SET search_path TO "${schema}"`);
+  try {
+    const waitMs = opts.waitMs ?? 60_000;
+    let watermarkLsn: string | null = null;
+    const catchUp = async () => { if (waitMs > 0) watermarkLsn = await waitForWatermark(source, warehouse, waitMs); };
+    await catchUp();
+    let differences = await compareAll(source, warehouse);
+    for (let i = 0; i < (opts.rechecks ?? 2) && differences.length > 0 && waitMs > 0; i++) {
+      await catchUp();
+      differences = await compareAll(source, warehouse, differences);
+    }
+    const tables: TableResult[] = [];
+    for (const table of STAR_TABLES) {
+      const { rows } = await warehouse.query(`SELECT count(*)::int AS n FROM ${table}`);
+      const key = FACT_KEYS[table];
+      const versions = key ? rows[0].n : undefined;
+      const current = key ? (await warehouse.query(`SELECT count(*)::int AS n FROM ${table}_current`)).rows[0].n : rows[0].n;
+      tables.push({ table, rows: current, versions, differences: differences.filter((d) => d.table === table).length });
+    }
+    return { ok: differences.length === 0, tables, differences, watermarkLsn };
+  } finally {
+    await source.end();
+    await warehouse.end();
+  }
+}
+
+/** Write a heartbeat into the source WAL and wait until every shard's watermark has passed it. */
+async function waitForWatermark(source: pg.Client, warehouse: pg.Client, waitMs: number): Promise<string> {
+  const { rows } = await source.query(`SELECT pg_logical_emit_message(true, $1, 'verify')::text AS lsn`, [HEARTBEAT_PREFIX]);
+  const marker = lsnToBigInt(rows[0].lsn);
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const w = await warehouse.query(`SELECT watermark_lsn::text AS lsn FROM totes_freshness`);
+    const lsn: string | null = w.rows[0]?.lsn ?? null;
+    if (lsn && lsnToBigInt(lsn) >= marker) return lsn;
+    if (Date.now() > deadline) throw new Error(`the warehouse did not reach source LSN ${rows[0].lsn} within ${waitMs / 1000}s (watermark ${lsn ?? 'none'}): is the pipeline running?`);
+    await sleep(200);
+  }
+}
+
+async function compareAll(source: pg.Client, warehouse: pg.Client, only?: Difference[]): Promise<Difference[]> {
+  const differences: Difference[] = [];
+  await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    for (const [table, q] of Object.entries(QUERIES)) {
+      const keys = only ? new Set(only.filter((d) => d.table === table).map((d) => d.key)) : undefined;
+      if (keys && keys.size === 0) continue;
+      const truth = await fetchSide(source, q.truth);
+      if (table === 'dim_currency') for (const r of truth.values()) r.currency_name = currencyName(r.currency_name!);
+      differences.push(...diff(table, truth, await fetchSide(warehouse, q.warehouse), keys));
+    }
+  } finally {
+    await source.query('COMMIT');
+  }
+  if (!only || only.some((d) => d.table === 'dim_date')) differences.push(...(await checkDates(warehouse)));
+  return differences;
+}
+
+/** dim_date's derived columns, recomputed independently in JS (ISO weekday, English names). */
+async function checkDates(warehouse: pg.Client): Promise<Difference[]> {
+  const { rows } = await warehouse.query(`SELECT date_id::text AS d, year, month, day, day_of_week, day_name, month_name, quarter FROM dim_date`);
+  const out: Difference[] = [];
+  for (const r of rows) {
+    const date = new Date(`${r.d}T00:00:00Z`);
+    const expected: Record<string, string> = {
+      year: String(date.getUTCFullYear()), month: String(date.getUTCMonth() + 1), day: String(date.getUTCDate()),
+      day_of_week: String(((date.getUTCDay() + 6) % 7) + 1),
+      day_name: date.toLocaleDateString('en-GB', { weekday: 'long', timeZone: 'UTC' }),
+      month_name: date.toLocaleDateString('en-GB', { month: 'long', timeZone: 'UTC' }),
+      quarter: String(Math.floor(date.getUTCMonth() / 3) + 1),
+    };
+    for (const [c, v] of Object.entries(expected)) if (String(r[c]) !== v) out.push({ table: 'dim_date', key: r.d, column: c, expected: v, found: String(r[c]) });
+  }
+  return out;
+}
+
+export function formatDifferences(diffs: Difference[], max = 50): string {
+  const lines = diffs.slice(0, max).map((d) => `  ${d.table}  key=${d.key}  ${d.column}: expected ${JSON.stringify(d.expected)}, found ${JSON.stringify(d.found)}`);
+  if (diffs.length > max) lines.push(`  … and ${diffs.length - max} more`);
+  return lines.join('\n');
+}
