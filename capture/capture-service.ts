@@ -15,7 +15,7 @@ import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-log
 import { SOURCE_TABLE_NAMES, primaryKeyOf } from '../contract/source-tables.ts';
 import type { ChangeEvent } from '../contract/change-event.ts';
 import { log } from '../lib/log.ts';
-import pg, { poolFor } from '../lib/pg.ts';
+import pg, { connectionConfig, poolFor } from '../lib/pg.ts';
 import { Acker } from './acker.ts';
 import { HEARTBEAT_PREFIX, PgoutputDecoder } from './pgoutput-decoder.ts';
 import type { ChangeSink } from './sink.ts';
@@ -44,6 +44,10 @@ export interface CaptureMetrics {
   transactions: number;
   heartbeats: number;
   lastCommitTime: string | null;
+  /** Commit time of the newest heartbeat the stream accepted: lag in seconds is now minus this. */
+  lastHeartbeatCommitTime: string | null;
+  /** Commit → capture latency of the newest heartbeat, in seconds. */
+  heartbeatLatencySeconds: number | null;
   confirmedLsn: string;
   state: 'starting' | 'snapshot' | 'streaming' | 'stopped';
 }
@@ -52,7 +56,7 @@ type Item = { kind: 'data'; msg: Pgoutput.Message } | { kind: 'keepalive'; lsn: 
 const HIGH_WATER = 2_000;
 
 export class CaptureService {
-  readonly metrics: CaptureMetrics = { changes: 0, snapshotRows: 0, transactions: 0, heartbeats: 0, lastCommitTime: null, confirmedLsn: '0/0', state: 'starting' };
+  readonly metrics: CaptureMetrics = { changes: 0, snapshotRows: 0, transactions: 0, heartbeats: 0, lastCommitTime: null, lastHeartbeatCommitTime: null, heartbeatLatencySeconds: null, confirmedLsn: '0/0', state: 'starting' };
   private readonly pool: pg.Pool;
   private readonly decoder = new PgoutputDecoder();
   private readonly acker: Acker;
@@ -124,9 +128,9 @@ export class CaptureService {
   private async snapshot(): Promise<void> {
     this.metrics.state = 'snapshot';
     await this.pool.query('DELETE FROM totes_cdc.capture_state WHERE slot_name = $1', [this.config.slotName]);
-    const repl = new pg.Client({ connectionString: this.config.sourceUrl, replication: 'database' } as pg.ClientConfig);
+    const repl = new pg.Client({ ...connectionConfig(this.config.sourceUrl), replication: 'database' } as pg.ClientConfig);
     await repl.connect();
-    const reader = new pg.Client({ connectionString: this.config.sourceUrl });
+    const reader = new pg.Client(connectionConfig(this.config.sourceUrl));
     await reader.connect();
     try {
       const created = await repl.query(`CREATE_REPLICATION_SLOT "${this.config.slotName}" LOGICAL pgoutput EXPORT_SNAPSHOT`);
@@ -167,7 +171,7 @@ export class CaptureService {
   private async stream(): Promise<void> {
     this.metrics.state = 'streaming';
     const service = new LogicalReplicationService(
-      { connectionString: this.config.sourceUrl },
+      connectionConfig(this.config.sourceUrl),
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
     );
     this.replication = service;
@@ -229,8 +233,10 @@ export class CaptureService {
         this.metrics.lastCommitTime = d.event.source.commitTime;
         break;
       case 'heartbeat':
+        this.metrics.heartbeatLatencySeconds = (Date.now() - Date.parse(d.event.source.commitTime)) / 1000;
         await this.sink.broadcast(d.event);
         this.metrics.heartbeats++;
+        this.metrics.lastHeartbeatCommitTime = d.event.source.commitTime;
         break;
       case 'commit':
         this.metrics.transactions++;
@@ -242,6 +248,11 @@ export class CaptureService {
       case 'begin':
         break;
     }
+  }
+
+  /** Seconds between now and the newest heartbeat commit the stream accepted (null before the first). */
+  lagSeconds(now = Date.now()): number | null {
+    return this.metrics.lastHeartbeatCommitTime ? (now - Date.parse(this.metrics.lastHeartbeatCommitTime)) / 1000 : null;
   }
 
   /** Drain what was received, flush the sink, confirm, and close. */

@@ -6,13 +6,16 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatStatus, snapshotStatus, StatusLine } from '../local/status-line.ts';
 import { DEFAULT_STACK, LocalStack, type StackOptions } from '../local/stack.ts';
 import { sourceSetupSql } from '../capture/source-setup.ts';
+import { ConfigError } from '../lib/config.ts';
+import { SERVICES } from '../local/services.ts';
 import { formatDifferences, verify, type VerifyResult } from '../warehouse/verify.ts';
 
 interface Command {
   summary: string;
   usage: string;
   options: NonNullable<ParseArgsConfig['options']>;
-  run(values: Record<string, string | boolean | undefined>): Promise<number>;
+  positionals?: boolean;
+  run(values: Record<string, string | boolean | undefined>, positionals?: string[]): Promise<number>;
 }
 
 const STACK_OPTIONS = {
@@ -140,6 +143,28 @@ const COMMANDS: Record<string, Command> = {
       return result.ok ? 0 : 1;
     },
   },
+  run: {
+    summary: `run one pipeline service from environment configuration (${Object.keys(SERVICES).join(', ')})`,
+    usage: `totes run <${Object.keys(SERVICES).join('|')}>
+
+Environment:
+  TOTES_SOURCE_URL | TOTES_SOURCE_SECRET_ARN          totesys (capture)
+  TOTES_WAREHOUSE_URL | TOTES_WAREHOUSE_SECRET_ARN    warehouse (loader)
+  TOTES_STREAM_NAME                                   Kinesis stream
+  TOTES_INGESTION_BUCKET, TOTES_PROCESSED_BUCKET      S3 buckets
+  TOTES_KINESIS_ENDPOINT, TOTES_S3_ENDPOINT           emulator endpoints (unset in AWS)
+  TOTES_SLOT_NAME, TOTES_PUBLICATION                  default totes_cdc
+  TOTES_HEARTBEAT_SECONDS (10), TOTES_HEALTH_PORT (8080), TOTES_MAX_HEALTHY_LAG_SECONDS (300)
+  TOTES_DB_CA_FILE                                    CA bundle: verify the database certificate`,
+    options: {},
+    positionals: true,
+    async run(_values, positionals) {
+      const service = SERVICES[positionals?.[0] ?? ''];
+      if (!service) throw new UsageError(`name a service: ${Object.keys(SERVICES).join(', ')}`);
+      await service(process.env);
+      return 0;
+    },
+  },
   'source-setup': {
     summary: 'print the SQL and settings a DBA applies to totesys',
     usage: 'totes source-setup [--publication NAME] [--role NAME]',
@@ -179,9 +204,13 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   try {
-    const { values } = parseArgs({ args: rest, options: command.options, allowPositionals: false, strict: true });
-    return await command.run(values as Record<string, string | boolean | undefined>);
+    const { values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: command.positionals ?? false, strict: true });
+    return await command.run(values as Record<string, string | boolean | undefined>, positionals);
   } catch (err) {
+    if (err instanceof ConfigError) {
+      say(`totes ${name}: configuration error: ${err.message}`);
+      return 2;
+    }
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       say(`totes ${name}: ${(err as Error).message}\n\n${command.usage}`);
       return 2;

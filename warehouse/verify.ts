@@ -9,7 +9,7 @@
  * again after another heartbeat, so a row that was merely in flight under live writes is not
  * reported; what still differs then is a real difference.
  */
-import pg from '../lib/pg.ts';
+import pg, { connectionConfig } from '../lib/pg.ts';
 import { lsnToBigInt } from '../contract/change-event.ts';
 import { HEARTBEAT_PREFIX } from '../capture/pgoutput-decoder.ts';
 import { currencyName } from '../processors/transform.ts';
@@ -126,8 +126,8 @@ export interface VerifyOptions {
 }
 
 export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
-  const source = new pg.Client({ connectionString: opts.sourceUrl });
-  const warehouse = new pg.Client({ connectionString: opts.warehouseUrl });
+  const source = new pg.Client(connectionConfig(opts.sourceUrl));
+  const warehouse = new pg.Client(connectionConfig(opts.warehouseUrl));
   await source.connect();
   await warehouse.connect();
   const schema = opts.schema ?? 'public';

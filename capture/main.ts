@@ -1,0 +1,74 @@
+/**
+ * The capture service as a process (the Fargate task; `totes run capture` in compose):
+ * configuration from the environment, an HTTP health endpoint, metrics in EMF, and SIGTERM
+ * handling that drains, acknowledges and exits within a bound.
+ */
+import { createServer, type Server } from 'node:http';
+import { ENV, databaseUrl, optionalNumber, required } from '../lib/config.ts';
+import { kinesisClient } from '../lib/aws.ts';
+import { log } from '../lib/log.ts';
+import { emitMetrics } from '../lib/metrics.ts';
+import { poolFor } from '../lib/pg.ts';
+import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
+import { KinesisSink } from './kinesis-sink.ts';
+import { readSlotHealth } from './slot-health.ts';
+
+const STOP_BOUND_MS = 25_000;
+
+export async function runCapture(env: Record<string, string | undefined> = process.env): Promise<void> {
+  const sourceUrl = await databaseUrl(env, 'source');
+  const streamName = required(env, ENV.streamName, 'the Kinesis data stream name');
+  const sink = new KinesisSink({ client: kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] }), streamName });
+  const slotName = env[ENV.slotName] ?? DEFAULT_CAPTURE_CONFIG.slotName;
+  const service = new CaptureService({
+    ...DEFAULT_CAPTURE_CONFIG, sourceUrl, slotName,
+    publicationName: env[ENV.publication] ?? DEFAULT_CAPTURE_CONFIG.publicationName,
+    heartbeatMs: optionalNumber(env, ENV.heartbeatSeconds, 10) * 1000,
+  }, sink);
+  const maxLag = optionalNumber(env, ENV.maxHealthyLagSeconds, 300);
+  const monitor = poolFor(sourceUrl, 1);
+  let health: Awaited<ReturnType<typeof readSlotHealth>> = { lagBytes: 0, walStatus: 'unknown', safeWalSize: null };
+
+  const server: Server = createServer((req, res) => {
+    const lag = service.lagSeconds();
+    const healthy = service.metrics.state === 'snapshot' || (service.metrics.state === 'streaming' && (lag === null || lag <= maxLag) && health.walStatus !== 'lost');
+    res.writeHead(req.url === '/health' ? (healthy ? 200 : 503) : 404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ healthy, lagSeconds: lag, ...service.metrics, slot: health }));
+  }).listen(optionalNumber(env, ENV.healthPort, 8080));
+
+  let last = { changes: 0, at: Date.now(), bytes: 0, retries: 0 };
+  const metricsTimer = setInterval(async () => {
+    try {
+      health = await readSlotHealth(monitor, slotName);
+      if (health.walStatus === 'unreserved' || health.walStatus === 'lost') log.error({ slot: slotName, ...health }, 'replication slot WAL at risk');
+      const now = Date.now();
+      const secs = (now - last.at) / 1000;
+      emitMetrics('capture', {
+        ChangesPerSecond: { value: (service.metrics.changes - last.changes) / secs, unit: 'Count/Second' },
+        BytesPerSecond: { value: (sink.metrics.bytes - last.bytes) / secs, unit: 'Bytes/Second' },
+        SlotLagBytes: { value: health.lagBytes, unit: 'Bytes' },
+        SlotLagSeconds: { value: service.lagSeconds() ?? 0, unit: 'Seconds' },
+        SafeWalSizeBytes: { value: health.safeWalSize ?? -1, unit: 'Bytes' },
+        PutRecordsRetries: { value: sink.metrics.retries - last.retries, unit: 'Count' },
+        PutRecordsLatency: { value: sink.metrics.putCalls ? sink.metrics.putLatencyMsTotal / sink.metrics.putCalls : 0, unit: 'Milliseconds' },
+      });
+      last = { changes: service.metrics.changes, at: now, bytes: sink.metrics.bytes, retries: sink.metrics.retries };
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'metrics failed');
+    }
+  }, 60_000);
+
+  const stop = async (signal: string) => {
+    log.info({ signal }, 'stopping: draining in-flight records');
+    const timeout = setTimeout(() => { log.error('stop bound exceeded; exiting'); process.exit(1); }, STOP_BOUND_MS);
+    await service.stop();
+    clearTimeout(timeout);
+    clearInterval(metricsTimer);
+    server.close();
+    await monitor.end();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+  await service.run();
+}

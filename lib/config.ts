@@ -1,0 +1,69 @@
+/**
+ * Service configuration from the environment: the same variables for the Fargate task, the
+ * Lambdas, docker compose and `totes run`. A missing or malformed value fails at start with
+ * a message that says which variable and what to put in it.
+ *
+ * Database credentials come either as a URL (local, compose) or as a Secrets Manager secret
+ * ARN (AWS): the secret is read at start, never placed in the environment or logged.
+ */
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export const ENV = {
+  sourceUrl: 'TOTES_SOURCE_URL',
+  sourceSecret: 'TOTES_SOURCE_SECRET_ARN',
+  warehouseUrl: 'TOTES_WAREHOUSE_URL',
+  warehouseSecret: 'TOTES_WAREHOUSE_SECRET_ARN',
+  streamName: 'TOTES_STREAM_NAME',
+  ingestionBucket: 'TOTES_INGESTION_BUCKET',
+  processedBucket: 'TOTES_PROCESSED_BUCKET',
+  kinesisEndpoint: 'TOTES_KINESIS_ENDPOINT',
+  s3Endpoint: 'TOTES_S3_ENDPOINT',
+  slotName: 'TOTES_SLOT_NAME',
+  publication: 'TOTES_PUBLICATION',
+  heartbeatSeconds: 'TOTES_HEARTBEAT_SECONDS',
+  healthPort: 'TOTES_HEALTH_PORT',
+  maxHealthyLagSeconds: 'TOTES_MAX_HEALTHY_LAG_SECONDS',
+  warehouseSchema: 'TOTES_WAREHOUSE_SCHEMA',
+  caFile: 'TOTES_DB_CA_FILE',
+} as const;
+
+type Env = Record<string, string | undefined>;
+
+export function required(env: Env, name: string, what: string): string {
+  const v = env[name];
+  if (!v) throw new ConfigError(`${name} is not set: set it to ${what}`);
+  return v;
+}
+
+export function optionalNumber(env: Env, name: string, fallback: number): number {
+  const v = env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new ConfigError(`${name}=${JSON.stringify(v)} is not a non-negative number`);
+  return n;
+}
+
+/** A Postgres URL from NAME_URL, or built from the RDS-style secret NAME_SECRET_ARN points at. */
+export async function databaseUrl(env: Env, which: 'source' | 'warehouse'): Promise<string> {
+  const urlVar = which === 'source' ? ENV.sourceUrl : ENV.warehouseUrl;
+  const secretVar = which === 'source' ? ENV.sourceSecret : ENV.warehouseSecret;
+  if (env[urlVar]) {
+    if (!/^postgres(ql)?:\/\//.test(env[urlVar]!)) throw new ConfigError(`${urlVar} must be a postgres:// URL`);
+    return env[urlVar]!;
+  }
+  const arn = env[secretVar];
+  if (!arn) throw new ConfigError(`set ${urlVar} to a postgres:// URL, or ${secretVar} to the ARN of a Secrets Manager secret holding host, port, username, password and dbname`);
+  const client = new SecretsManagerClient({});
+  try {
+    const out = await client.send(new GetSecretValueCommand({ SecretId: arn }));
+    const s = JSON.parse(out.SecretString ?? '{}');
+    for (const k of ['host', 'username', 'password']) if (!s[k]) throw new ConfigError(`secret ${secretVar} has no "${k}"`);
+    return `postgres://${encodeURIComponent(s.username)}:${encodeURIComponent(s.password)}@${s.host}:${s.port ?? 5432}/${s.dbname ?? (which === 'source' ? 'totesys' : 'warehouse')}`;
+  } finally {
+    client.destroy();
+  }
+}

@@ -1,0 +1,47 @@
+/** Test helpers: fresh databases on the shared server, and Kinesis and S3 over their real APIs. */
+import { randomBytes } from 'node:crypto';
+import { inject } from 'vitest';
+import pg from '../lib/pg.ts';
+import { freePort, startKinesis, startS3 } from '../local/servers.ts';
+
+export function serverUrl(): string {
+  return inject('pgUrl');
+}
+
+function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/** A new, empty database; dropped (with its replication slots) by the returned function. */
+export async function createDatabase(prefix: string): Promise<{ url: string; name: string; drop: () => Promise<void> }> {
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: serverUrl() });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE "${name}"`);
+  await admin.end();
+  return {
+    name,
+    url: withDatabase(serverUrl(), name),
+    drop: async () => {
+      const c = new pg.Client({ connectionString: serverUrl() });
+      await c.connect();
+      await c.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [name]);
+      await c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active`, [name]);
+      await c.query(`DROP DATABASE IF EXISTS "${name}"`);
+      await c.end();
+    },
+  };
+}
+
+export interface LocalAws { kinesisEndpoint: string; s3Endpoint: string; stop: () => Promise<void> }
+
+/** kinesalite and s3rver on free ports, with the named stream and buckets. */
+export async function startLocalAws(opts: { stream: string; shards: number; buckets: string[] }): Promise<LocalAws> {
+  const [kinesis, s3] = await Promise.all([
+    freePort().then((port) => startKinesis({ port, streams: [{ name: opts.stream, shards: opts.shards }] })),
+    freePort().then((port) => startS3({ port, buckets: opts.buckets })),
+  ]);
+  return { kinesisEndpoint: kinesis.endpoint, s3Endpoint: s3.endpoint, stop: async () => { await kinesis.stop(); await s3.stop(); } };
+}

@@ -1,0 +1,49 @@
+/**
+ * A whole pipeline for a test: a seeded totesys database and a warehouse database on the
+ * shared test server, kinesalite and s3rver on free ports, and the services wired as in AWS.
+ */
+import { inTransaction, poolFor } from '../lib/pg.ts';
+import { Pipeline } from '../local/pipeline.ts';
+import { scaledSizes, seedTotesys } from '../totesys/business.ts';
+import { TOTESYS_DDL } from '../totesys/schema.ts';
+import { createDatabase, startLocalAws } from './harness.ts';
+import type pg from '../lib/pg.ts';
+
+export interface TestPipeline {
+  pipeline: Pipeline;
+  sourceUrl: string;
+  warehouseUrl: string;
+  sourcePool: pg.Pool;
+  kinesisEndpoint: string;
+  s3Endpoint: string;
+  stop(): Promise<void>;
+}
+
+export async function startTestPipeline(opts: { shards?: number; scale?: number; seed?: number; start?: boolean } = {}): Promise<TestPipeline> {
+  const [source, warehouse, aws] = await Promise.all([
+    createDatabase('totesys'),
+    createDatabase('warehouse'),
+    startLocalAws({ stream: 'changes', shards: opts.shards ?? 2, buckets: ['ingestion', 'processed'] }),
+  ]);
+  const sourcePool = poolFor(source.url, 4);
+  await inTransaction(sourcePool, async (db) => {
+    await db.query(TOTESYS_DDL);
+    await seedTotesys(db, { seed: opts.seed ?? 7, sizes: scaledSizes(opts.scale ?? 0.02) });
+  });
+  const pipeline = new Pipeline({
+    sourceUrl: source.url, warehouseUrl: warehouse.url, kinesisEndpoint: aws.kinesisEndpoint, s3Endpoint: aws.s3Endpoint,
+    streamName: 'changes', ingestionBucket: 'ingestion', processedBucket: 'processed',
+    capture: { slotName: `slot_${source.name}`, heartbeatMs: 300, statusIntervalMs: 1_000 }, archiveIntervalMs: 500,
+  });
+  if (opts.start ?? true) await pipeline.start();
+  return {
+    pipeline, sourceUrl: source.url, warehouseUrl: warehouse.url, sourcePool, kinesisEndpoint: aws.kinesisEndpoint, s3Endpoint: aws.s3Endpoint,
+    async stop() {
+      await pipeline.stop();
+      await sourcePool.end();
+      await aws.stop();
+      await source.drop();
+      await warehouse.drop();
+    },
+  };
+}
