@@ -7,6 +7,9 @@ import { formatStatus, snapshotStatus, StatusLine } from '../local/status-line.t
 import { DEFAULT_STACK, LocalStack, type StackOptions } from '../local/stack.ts';
 import { sourceSetupSql } from '../capture/source-setup.ts';
 import { ConfigError } from '../lib/config.ts';
+import { inTransaction, poolFor } from '../lib/pg.ts';
+import { scaledSizes, seedTotesys } from '../totesys/business.ts';
+import { TOTESYS_DDL } from '../totesys/schema.ts';
 import { SERVICES } from '../local/services.ts';
 import { formatDifferences, verify, type VerifyResult } from '../warehouse/verify.ts';
 
@@ -163,6 +166,30 @@ Environment:
       if (!service) throw new UsageError(`name a service: ${Object.keys(SERVICES).join(', ')}`);
       await service(process.env);
       return 0;
+    },
+  },
+  seed: {
+    summary: 'create the totesys schema in an empty database and fill it with sample data',
+    usage: `totes seed [--source URL] [--seed N] [--scale X]
+  --source URL         an empty database (default env TOTES_SOURCE_URL)
+  --seed N             seed of the sample data (default ${DEFAULT_STACK.seed})
+  --scale X            size relative to the real database (default 1)`,
+    options: { source: { type: 'string', default: process.env.TOTES_SOURCE_URL }, seed: STACK_OPTIONS.seed, scale: STACK_OPTIONS.scale },
+    async run(values) {
+      if (!values.source) throw new UsageError('--source (or TOTES_SOURCE_URL) is required');
+      const pool = poolFor(String(values.source), 1);
+      try {
+        const exists = await pool.query(`SELECT to_regclass('public.sales_order') AS t`);
+        if (exists.rows[0].t) { say('totesys schema already present: nothing to do'); return 0; }
+        await inTransaction(pool, async (db) => {
+          await db.query(TOTESYS_DDL);
+          await seedTotesys(db, { seed: number(values, 'seed'), sizes: scaledSizes(number(values, 'scale')) });
+        });
+        say('totesys created and seeded');
+        return 0;
+      } finally {
+        await pool.end();
+      }
     },
   },
   'source-setup': {

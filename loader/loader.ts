@@ -24,6 +24,16 @@ const MERGE_ORDER: LoadTableName[] = [
   'dim_transaction', 'fact_sales_order', 'fact_purchase_order', 'fact_payment',
 ];
 
+export interface LoadBatchInfo {
+  /** Unique name of the batch in the load log. */
+  batchKey: string;
+  shard: string;
+  events: number;
+  /** The manifest the batch came from, when it came from the processed bucket. */
+  manifestKey?: string;
+  heartbeat?: Manifest['heartbeat'];
+}
+
 export interface LoaderMetrics { batches: number; rows: number; lastLoadAt: number | null }
 
 export interface Freshness { watermarkLsn: string | null; watermarkCommitTime: string | null; lagSeconds: number | null }
@@ -52,27 +62,37 @@ export class Loader {
     return loaded;
   }
 
-  /** Merge one batch in one transaction; false if it had been loaded before. */
+  /** Merge one micro-batch from the processed bucket; false if it had been loaded before. */
   async loadBatch(manifest: Manifest, manifestKey: string): Promise<boolean> {
-    // Read outside the transaction: S3 latency should not hold the warehouse lock.
+    // Read before the transaction: S3 latency should not hold the warehouse lock.
     const tables = new Map<LoadTableName, LoadRow[]>();
     for (const t of manifest.tables) tables.set(t.table, await decodeParquet(t.table, await this.store.getBytes(t.key)));
+    return this.loadTables({ batchKey: manifest.batchId, shard: manifest.shard, events: manifest.events, manifestKey, heartbeat: manifest.heartbeat }, tables);
+  }
+
+  /**
+   * Merge load rows in one transaction, logged under `batch.batchKey` so they load once.
+   * With a shard and manifest key, that shard's progress and watermark move too.
+   */
+  async loadTables(batch: LoadBatchInfo, tables: Map<LoadTableName, LoadRow[]>): Promise<boolean> {
     const rowCount = [...tables.values()].reduce((n, r) => n + r.length, 0);
     const s = `"${this.schema}"`;
     const loaded = await inTransaction(this.pool, async (db) => {
       await db.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`totes-loader:${this.schema}`]);
       const logged = await db.query(
         `INSERT INTO ${s}.totes_load_log (batch_key, shard, events, rows) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1`,
-        [manifest.batchId, manifest.shard, manifest.events, rowCount]);
+        [batch.batchKey, batch.shard, batch.events, rowCount]);
       if (logged.rowCount === 1) await this.merge(db, tables);
-      await db.query(
-        `INSERT INTO ${s}.totes_shard_progress AS p (shard, last_manifest_key, watermark_lsn, watermark_commit_time, updated_at)
-         VALUES ($1, $2, coalesce($3::pg_lsn, '0/0'), $4, now())
-         ON CONFLICT (shard) DO UPDATE SET last_manifest_key = greatest(p.last_manifest_key, excluded.last_manifest_key),
-           watermark_lsn = greatest(p.watermark_lsn, excluded.watermark_lsn),
-           watermark_commit_time = CASE WHEN excluded.watermark_lsn > p.watermark_lsn THEN excluded.watermark_commit_time ELSE p.watermark_commit_time END,
-           updated_at = now()`,
-        [manifest.shard, manifestKey, manifest.heartbeat?.lsn ?? null, manifest.heartbeat?.commitTime ?? null]);
+      if (batch.manifestKey) {
+        await db.query(
+          `INSERT INTO ${s}.totes_shard_progress AS p (shard, last_manifest_key, watermark_lsn, watermark_commit_time, updated_at)
+           VALUES ($1, $2, coalesce($3::pg_lsn, '0/0'), $4, now())
+           ON CONFLICT (shard) DO UPDATE SET last_manifest_key = greatest(p.last_manifest_key, excluded.last_manifest_key),
+             watermark_lsn = greatest(p.watermark_lsn, excluded.watermark_lsn),
+             watermark_commit_time = CASE WHEN excluded.watermark_lsn > p.watermark_lsn THEN excluded.watermark_commit_time ELSE p.watermark_commit_time END,
+             updated_at = now()`,
+          [batch.shard, batch.manifestKey, batch.heartbeat?.lsn ?? null, batch.heartbeat?.commitTime ?? null]);
+      }
       return logged.rowCount === 1;
     });
     if (loaded) {
