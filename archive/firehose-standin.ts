@@ -63,11 +63,18 @@ export class FirehoseStandin {
     const at = new Date();
     const stamp = at.toISOString().slice(0, 19).replace(/[T:]/g, '-');
     const key = `${archivePrefixAt(at)}${this.opts.deliveryStreamName}-1-${stamp}-${randomUUID()}.gz`;
-    const body = gzipSync(Buffer.concat(this.buffer));
-    await this.opts.s3.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: key, Body: body, ContentEncoding: 'gzip', ContentType: 'application/x-ndjson' }));
-    this.objects++;
-    this.records += this.buffer.length;
+    // Take the buffer before the PUT: records consumed while it is in flight start the next one.
+    const records = this.buffer;
     this.buffer = [];
     this.bytes = 0;
+    try {
+      await this.opts.s3.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: key, Body: gzipSync(Buffer.concat(records)), ContentEncoding: 'gzip', ContentType: 'application/x-ndjson' }));
+    } catch (err) {
+      this.buffer = records.concat(this.buffer);
+      this.bytes = this.buffer.reduce((n, b) => n + b.length, 0);
+      throw err;
+    }
+    this.objects++;
+    this.records += records.length;
   }
 }

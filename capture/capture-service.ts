@@ -17,7 +17,7 @@ import type { ChangeEvent } from '../contract/change-event.ts';
 import { log } from '../lib/log.ts';
 import pg, { connectionConfig, poolFor } from '../lib/pg.ts';
 import { Acker } from './acker.ts';
-import { HEARTBEAT_PREFIX, PgoutputDecoder } from './pgoutput-decoder.ts';
+import { HEARTBEAT_PREFIX, PgoutputDecoder, type Decoded } from './pgoutput-decoder.ts';
 import type { ChangeSink } from './sink.ts';
 
 export interface CaptureConfig {
@@ -224,8 +224,10 @@ export class CaptureService {
   }
 
   private async handle(msg: Pgoutput.Message): Promise<void> {
-    const d = this.decoder.decode(msg);
-    if (!d) return;
+    for (const d of this.decoder.decode(msg)) await this.apply(d);
+  }
+
+  private async apply(d: Decoded): Promise<void> {
     switch (d.type) {
       case 'change':
         await this.sink.write(d.event);

@@ -4,7 +4,7 @@
  * in memory whole.
  */
 import type { Pgoutput } from 'pg-logical-replication';
-import { type ChangeEvent, type HeartbeatEvent, type Op, type Row, type Value } from '../contract/change-event.ts';
+import type { ChangeEvent, HeartbeatEvent, Op, Row, Value } from '../contract/change-event.ts';
 import { isSourceTable, primaryKeyOf, type SourceTable } from '../contract/source-tables.ts';
 
 export const HEARTBEAT_PREFIX = 'totes-cdc/heartbeat';
@@ -31,22 +31,22 @@ export class PgoutputDecoder {
     return this.tx !== null;
   }
 
-  decode(msg: Pgoutput.Message): Decoded | null {
+  decode(msg: Pgoutput.Message): Decoded[] {
     switch (msg.tag) {
       case 'begin':
         this.tx = { lsn: msg.commitLsn ?? '0/0', xid: msg.xid, commitTime: microsToIso(msg.commitTime as bigint), pos: 0 };
-        return { type: 'begin' };
+        return [{ type: 'begin' }];
       case 'commit': {
         this.tx = null;
-        return { type: 'commit', endLsn: msg.commitEndLsn ?? msg.commitLsn ?? '0/0' };
+        return [{ type: 'commit', endLsn: msg.commitEndLsn ?? msg.commitLsn ?? '0/0' }];
       }
       case 'relation': {
-        if (msg.schema !== 'public' || !isSourceTable(msg.name)) return null;
+        if (msg.schema !== 'public' || !isSourceTable(msg.name)) return [];
         const columns = msg.columns.map((c) => c.name);
         const signature = columns.join(',');
-        if (this.knownColumns.get(msg.name) === signature) return null;
+        if (this.knownColumns.get(msg.name) === signature) return [];
         this.knownColumns.set(msg.name, signature);
-        return { type: 'schema', table: msg.name, columns };
+        return [{ type: 'schema', table: msg.name, columns }];
       }
       case 'insert':
         return this.change(msg.relation, 'c', null, msg.new);
@@ -55,11 +55,11 @@ export class PgoutputDecoder {
       case 'delete':
         return this.change(msg.relation, 'd', msg.key ?? msg.old, null);
       case 'message': {
-        if (msg.prefix !== HEARTBEAT_PREFIX || !this.tx) return null;
-        return { type: 'heartbeat', event: { v: 1, kind: 'heartbeat', source: this.source() } };
+        if (msg.prefix !== HEARTBEAT_PREFIX || !this.tx) return [];
+        return [{ type: 'heartbeat', event: { v: 1, kind: 'heartbeat', source: this.source() } }];
       }
       default:
-        return null; // origin, type, truncate: nothing to carry
+        return []; // origin, type, truncate: nothing to carry
     }
   }
 
@@ -68,8 +68,13 @@ export class PgoutputDecoder {
     return { lsn: tx.lsn, pos: tx.pos++, xid: tx.xid, commitTime: tx.commitTime };
   }
 
-  private change(rel: Pgoutput.MessageRelation, op: Op, old: Record<string, unknown> | null, tuple: Record<string, unknown> | null): Decoded | null {
-    if (rel.schema !== 'public' || !isSourceTable(rel.name) || !this.tx) return null;
+  /**
+   * An update that changes the primary key becomes a delete of the old key and an insert of the
+   * new one: each key's events are partitioned by that key, so each stays in order on its own
+   * shard (an update carrying both keys could only be in order on one of them).
+   */
+  private change(rel: Pgoutput.MessageRelation, op: Op, old: Record<string, unknown> | null, tuple: Record<string, unknown> | null): Decoded[] {
+    if (rel.schema !== 'public' || !isSourceTable(rel.name) || !this.tx) return [];
     const table = rel.name;
     const pk = primaryKeyOf(table);
     let after: Row | null = null;
@@ -84,13 +89,14 @@ export class PgoutputDecoder {
       }
     }
     const before = old ? cleanKey(old) : null;
-    const keyValue = (after ?? before)?.[pk];
-    const event: ChangeEvent = {
-      v: 1, kind: 'change', op, table, key: { [pk]: keyValue ?? null }, before, after,
-      ...(unchanged ? { unchanged } : {}),
-      source: this.source(),
-    };
-    return { type: 'change', event };
+    const event = (op: Op, key: Value, before: Row | null, after: Row | null): Decoded => ({
+      type: 'change',
+      event: { v: 1, kind: 'change', op, table, key: { [pk]: key }, before, after, ...(after && unchanged ? { unchanged } : {}), source: this.source() },
+    });
+    if (op === 'u' && before?.[pk] != null && before[pk] !== after?.[pk]) {
+      return [event('d', before[pk], before, null), event('c', after![pk], null, after)];
+    }
+    return [event(op, (after ?? before)?.[pk] ?? null, before, after)];
   }
 }
 

@@ -11,6 +11,8 @@ import { inTransaction, poolFor } from '../lib/pg.ts';
 import { scaledSizes, seedTotesys } from '../totesys/business.ts';
 import { TOTESYS_DDL } from '../totesys/schema.ts';
 import { SERVICES } from '../local/services.ts';
+import { startDashboard } from '../dashboard/server.ts';
+import { replayCommand } from './replay-command.ts';
 import { formatDifferences, verify, type VerifyResult } from '../warehouse/verify.ts';
 
 interface Command {
@@ -54,7 +56,9 @@ function stackOptions(values: Record<string, unknown>): StackOptions {
   };
 }
 
-class UsageError extends Error {}
+export class UsageError extends Error {}
+
+const DEFAULT_DASHBOARD_PORT = 8088;
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -83,13 +87,22 @@ function printVerify(result: VerifyResult): void {
 const COMMANDS: Record<string, Command> = {
   start: {
     summary: 'start the local stack and keep it running until Ctrl-C',
-    usage: `totes start [options]\n${STACK_HELP}\n  --rate N             simulated changes per second (default 20)\n  --no-simulator       do not simulate the business`,
-    options: { ...STACK_OPTIONS, rate: { type: 'string', default: '20' }, 'no-simulator': { type: 'boolean', default: false } },
+    usage: `totes start [options]\n${STACK_HELP}\n  --rate N             simulated changes per second (default 20)\n  --no-simulator       do not simulate the business\n  --dashboard-port N   the dashboard's port (default ${DEFAULT_DASHBOARD_PORT}; 0 turns it off)`,
+    options: { ...STACK_OPTIONS, rate: { type: 'string', default: '20' }, 'no-simulator': { type: 'boolean', default: false }, 'dashboard-port': { type: 'string', default: String(DEFAULT_DASHBOARD_PORT) } },
     async run(values) {
       const stack = new LocalStack(stackOptions(values));
       const stopped = new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); });
       await stack.start((step) => say(`· ${step}`));
-      say(`\ntotes-cdc is running. Connect with psql:\n  totesys (source):  psql ${stack.sourceUrl}\n  warehouse:         psql ${stack.warehouseUrl}\n` +
+      const dashboardPort = number(values, 'dashboard-port');
+      const dashboard = dashboardPort === 0 ? null : await startDashboard({
+        warehouseUrl: stack.warehouseUrl,
+        port: dashboardPort,
+        pipelineStatus: async () => ({
+          ...(await snapshotStatus(stack.pipeline, stack.sourcePool)),
+          errors: stack.pipeline.captureError ? [{ message: `capture stopped: ${stack.pipeline.captureError.message}` }] : [],
+        }),
+      });
+      say(`\ntotes-cdc is running.${dashboard ? `\nDashboard: ${dashboard.url}` : ''} Connect with psql:\n  totesys (source):  psql ${stack.sourceUrl}\n  warehouse:         psql ${stack.warehouseUrl}\n` +
         `Change a row in totesys and watch it arrive, e.g.\n  psql ${stack.sourceUrl} -c "UPDATE address SET phone = '0161 555 0100', last_updated = now() WHERE address_id = 1"\n` +
         `  psql ${stack.warehouseUrl} -c "SELECT location_id, phone FROM dim_location WHERE location_id = 1"\nCtrl-C stops everything.\n`);
       const simulator = values['no-simulator'] ? null : stack.simulate({ rate: number(values, 'rate') });
@@ -98,6 +111,7 @@ const COMMANDS: Record<string, Command> = {
       await stopped;
       status.stop();
       say('stopping…');
+      await dashboard?.stop();
       await stack.stop();
       return 0;
     },
@@ -144,6 +158,26 @@ const COMMANDS: Record<string, Command> = {
       printVerify(result);
       say(result.ok ? '\nverify: PASSED' : '\nverify: FAILED');
       return result.ok ? 0 : 1;
+    },
+  },
+  replay: replayCommand,
+  dashboard: {
+    summary: 'serve the live dashboard on a warehouse',
+    usage: `totes dashboard [options]
+  --warehouse URL      warehouse URL (default: the local stack's; env TOTES_WAREHOUSE_URL)
+  --port N             port (default ${DEFAULT_DASHBOARD_PORT})
+  --host ADDR          address to listen on (default 127.0.0.1)`,
+    options: {
+      warehouse: { type: 'string', default: process.env.TOTES_WAREHOUSE_URL ?? `postgres://postgres:postgres@127.0.0.1:${DEFAULT_STACK.warehousePort}/warehouse` },
+      port: { type: 'string', default: String(DEFAULT_DASHBOARD_PORT) },
+      host: { type: 'string', default: '127.0.0.1' },
+    },
+    async run(values) {
+      const dashboard = await startDashboard({ warehouseUrl: String(values.warehouse), port: number(values, 'port'), host: String(values.host) });
+      say(`dashboard: ${dashboard.url}  (Ctrl-C stops it)`);
+      await new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); });
+      await dashboard.stop();
+      return 0;
     },
   },
   run: {

@@ -59,8 +59,9 @@ export function mergeDimensionSql(table: LoadTableName, schema: string): string[
 /**
  * Fact append, one wave per version of a key in the batch ($1 = wave), so each version sees
  * the one before it. A delete version carries the values of the version it ends. A snapshot
- * read ('r') appends only when it differs from the latest version and nothing newer exists:
- * a re-snapshot never writes a stale row over a newer one.
+ * read ('r') appends only when it differs from the version before it, so a re-snapshot adds
+ * nothing for rows that did not change. Versions are ordered by (source_lsn, source_pos), never
+ * by arrival, so a snapshot row that arrives after a newer change never becomes "current".
  */
 export function appendFactSql(table: LoadTableName, schema: string): string {
   const { key, columns } = LOAD_TABLES[table];
@@ -74,9 +75,8 @@ export function appendFactSql(table: LoadTableName, schema: string): string {
       FROM ${stageName(table)} s
       LEFT JOIN LATERAL (SELECT * FROM ${t} f WHERE f.${q(key)} = s.${q(key)} AND (f.source_lsn, f.source_pos) < (s.source_lsn, s.source_pos) ${prevOrder}) p ON true
      WHERE s.rn = $1
-       AND (s.source_op <> 'r' OR (
-             NOT EXISTS (SELECT 1 FROM ${t} f WHERE f.${q(key)} = s.${q(key)} AND (f.source_lsn, f.source_pos) >= (s.source_lsn, s.source_pos))
-             AND (p.${q(key)} IS NULL OR p.is_deleted OR (${attrs.map((c) => `p.${q(c)}`).join(', ')}) IS DISTINCT FROM (${attrs.map((c) => `s.${q(c)}`).join(', ')}))))
+       AND (s.source_op <> 'r' OR p.${q(key)} IS NULL OR p.is_deleted
+            OR (${attrs.map((c) => `p.${q(c)}`).join(', ')}) IS DISTINCT FROM (${attrs.map((c) => `s.${q(c)}`).join(', ')}))
     ON CONFLICT (${q(key)}, source_lsn, source_pos) DO NOTHING`;
 }
 

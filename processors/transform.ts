@@ -90,18 +90,17 @@ export function targetOf(table: SourceTable): LoadTableName {
 }
 
 /**
- * The load rows for one change. A key-changing update becomes a delete of the old key and an
- * upsert of the new one. Unchanged TOAST columns are filled with null and listed in `unchanged`
- * so the loader keeps what it has.
+ * The load row for one change. Unchanged TOAST columns are filled with null and listed in
+ * `unchanged` so the loader keeps what it has. (Key-changing updates arrive from capture as a
+ * delete of the old key and an insert of the new one.)
  */
-export function mapEvent(event: ChangeEvent): { table: LoadTableName; rows: LoadRow[] } {
+export function mapEvent(event: ChangeEvent): { table: LoadTableName; row: LoadRow } {
   const [target, map] = MAPPERS[event.table];
   const pk = primaryKeyOf(event.table);
   const provenance = (op: Provenance['source_op'], unchanged: string | null): Provenance => ({
     source_op: op, source_lsn: event.source.lsn, source_pos: event.source.pos, source_commit_time: event.source.commitTime, unchanged,
   });
-  const deleteRow = (keyValue: Value): LoadRow => ({ [LOAD_TABLES[target].key]: keyValue, ...provenance('d', null) } as LoadRow);
-  if (event.op === 'd') return { table: target, rows: [deleteRow(event.before?.[pk] ?? event.key[pk])] };
+  if (event.op === 'd') return { table: target, row: { [LOAD_TABLES[target].key]: event.before?.[pk] ?? event.key[pk], ...provenance('d', null) } as LoadRow };
 
   const after = { ...event.after! };
   const unchangedCols = event.unchanged ?? [];
@@ -114,11 +113,7 @@ export function mapEvent(event: ChangeEvent): { table: LoadTableName; rows: Load
     throw new MappingError(`${event.table}: ${(err as Error).message}`);
   }
   const unchanged = unchangedCols.length ? `,${unchangedCols.map((c) => RENAMES[c] ?? c).join(',')},` : null;
-  const rows: LoadRow[] = [];
-  const oldKey = event.before?.[pk];
-  if (event.op === 'u' && oldKey != null && oldKey !== after[pk]) rows.push(deleteRow(oldKey));
-  rows.push({ ...mapped, ...provenance(event.op, unchanged) } as LoadRow);
-  return { table: target, rows };
+  return { table: target, row: { ...mapped, ...provenance(event.op, unchanged) } as LoadRow };
 }
 
 /** Group the load rows of many events by load table. Events that cannot be mapped are returned with the reason. */
@@ -128,7 +123,7 @@ export function mapEvents(events: ChangeEvent[]): { rows: LoadRows; failures: { 
   for (const event of events) {
     try {
       const m = mapEvent(event);
-      (rows[m.table] ??= []).push(...m.rows);
+      (rows[m.table] ??= []).push(m.row);
     } catch (err) {
       if (!(err instanceof MappingError)) throw err;
       failures.push({ event, reason: err.message });

@@ -1,0 +1,42 @@
+/** A ChangeSink that keeps events in memory, for tests that control delivery themselves. */
+import type { ChangeEvent, HeartbeatEvent, StreamEvent } from '../contract/change-event.ts';
+import type { ChangeSink } from '../capture/sink.ts';
+
+export class MemorySink implements ChangeSink {
+  readonly events: StreamEvent[] = [];
+  writtenThrough = -1;
+  acceptedThrough = -1;
+  private listeners: ((through: number) => void)[] = [];
+  /** While set, writes are buffered but not accepted (a stalled stream). */
+  stalled = false;
+
+  async write(event: ChangeEvent): Promise<number> {
+    return this.add(event);
+  }
+
+  async broadcast(event: HeartbeatEvent): Promise<number> {
+    return this.add(event);
+  }
+
+  private add(event: StreamEvent): number {
+    this.events.push(event);
+    this.writtenThrough++;
+    if (!this.stalled) this.acceptAll();
+    return this.writtenThrough;
+  }
+
+  acceptAll(): void {
+    this.acceptedThrough = this.writtenThrough;
+    for (const l of this.listeners) l(this.acceptedThrough);
+  }
+
+  onAccepted(listener: (through: number) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async flush(): Promise<void> {
+    while (this.stalled) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  async close(): Promise<void> {}
+}
