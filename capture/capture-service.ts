@@ -13,12 +13,15 @@
  */
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import { SOURCE_TABLE_NAMES, primaryKeyOf } from '../contract/source-tables.ts';
-import type { ChangeEvent } from '../contract/change-event.ts';
+import type { ChangeEvent, EventSource } from '../contract/change-event.ts';
 import { log } from '../lib/log.ts';
 import pg, { connectionConfig, poolFor } from '../lib/pg.ts';
 import { Acker } from './acker.ts';
+import { ChunkedSnapshot, requestSnapshot, SNAPSHOT_HIGH_PREFIX, SNAPSHOT_LOW_PREFIX, SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
 import { HEARTBEAT_PREFIX, PgoutputDecoder, type Decoded } from './pgoutput-decoder.ts';
 import type { ChangeSink } from './sink.ts';
+import { WAL2JSON_OPTIONS, Wal2JsonDecoder } from './wal2json-decoder.ts';
+import { Wal2JsonTextPlugin } from './wal2json-plugin.ts';
 
 export interface CaptureConfig {
   sourceUrl: string;
@@ -31,15 +34,18 @@ export interface CaptureConfig {
   snapshotChunkRows: number;
   /** Create the publication and state schema when missing (local mode); production expects the DBA to. */
   createPrerequisites: boolean;
+  /** Logical decoding plugin: pgoutput (built into Postgres) or wal2json (format-version 2; installed on the server). */
+  plugin: 'pgoutput' | 'wal2json';
 }
 
 export const DEFAULT_CAPTURE_CONFIG: Omit<CaptureConfig, 'sourceUrl'> = {
   slotName: 'totes_cdc', publicationName: 'totes_cdc', heartbeatMs: 10_000, statusIntervalMs: 10_000,
-  snapshotChunkRows: 5_000, createPrerequisites: false,
+  snapshotChunkRows: 5_000, createPrerequisites: false, plugin: 'pgoutput',
 };
 
 export interface CaptureMetrics {
   changes: number;
+  /** Snapshot rows read by this process. */
   snapshotRows: number;
   transactions: number;
   heartbeats: number;
@@ -49,17 +55,34 @@ export interface CaptureMetrics {
   /** Commit → capture latency of the newest heartbeat, in seconds. */
   heartbeatLatencySeconds: number | null;
   confirmedLsn: string;
-  state: 'starting' | 'snapshot' | 'streaming' | 'stopped';
+  state: 'starting' | 'streaming' | 'stopped';
 }
 
-type Item = { kind: 'data'; msg: Pgoutput.Message } | { kind: 'keepalive'; lsn: string };
+type Item = { kind: 'data'; msg: Pgoutput.Message | string } | { kind: 'keepalive'; lsn: string };
+
+/** A decoder takes the messages of the plugin it was chosen with (streamFormat): pgoutput's parsed messages, wal2json's text. */
+interface StreamDecoder {
+  decode(msg: Pgoutput.Message | string): Decoded[];
+  readonly inTransaction: boolean;
+  nextSource(): EventSource;
+}
+
+function streamFormat(config: CaptureConfig): { plugin: PgoutputPlugin | Wal2JsonTextPlugin; decoder: StreamDecoder } {
+  return config.plugin === 'wal2json'
+    ? { plugin: new Wal2JsonTextPlugin(WAL2JSON_OPTIONS), decoder: new Wal2JsonDecoder() }
+    : { plugin: new PgoutputPlugin({ protoVersion: 1, publicationNames: [config.publicationName], messages: true }), decoder: new PgoutputDecoder() };
+}
+
 const HIGH_WATER = 2_000;
 
 export class CaptureService {
   readonly metrics: CaptureMetrics = { changes: 0, snapshotRows: 0, transactions: 0, heartbeats: 0, lastCommitTime: null, lastHeartbeatCommitTime: null, heartbeatLatencySeconds: null, confirmedLsn: '0/0', state: 'starting' };
   private readonly pool: pg.Pool;
-  private readonly decoder = new PgoutputDecoder();
+  private readonly plugin: PgoutputPlugin | Wal2JsonTextPlugin;
+  private readonly decoder: StreamDecoder;
   private readonly acker: Acker;
+  readonly snapshot: ChunkedSnapshot;
+  private readonly abort = new AbortController();
   private replication: LogicalReplicationService | null = null;
   private queue: Item[] = [];
   private draining: Promise<void> | null = null;
@@ -70,6 +93,8 @@ export class CaptureService {
 
   constructor(private readonly config: CaptureConfig, private readonly sink: ChangeSink) {
     this.pool = poolFor(config.sourceUrl, 2);
+    ({ plugin: this.plugin, decoder: this.decoder } = streamFormat(config));
+    this.snapshot = new ChunkedSnapshot(this.pool, config.slotName, config.snapshotChunkRows, async (prefix, content) => { await this.emitMessage(prefix, content); }, () => sink.flush());
     this.acker = new Acker((lsn) => {
       this.metrics.confirmedLsn = lsn;
       void this.replication?.acknowledge(lsn);
@@ -80,8 +105,14 @@ export class CaptureService {
   /** Runs until stop() or a fatal error (rejects). */
   async run(): Promise<void> {
     await this.checkPrerequisites();
-    if (!(await this.snapshotDone())) await this.snapshot();
-    await this.stream();
+    await this.ensureSlot();
+    const snapshots = this.snapshot.run(this.abort.signal).catch((err) => this.fatal?.(err));
+    try {
+      await this.stream();
+    } finally {
+      this.abort.abort();
+      await snapshots;
+    }
   }
 
   private async checkPrerequisites(): Promise<void> {
@@ -89,82 +120,49 @@ export class CaptureService {
     if (rows[0].wal_level !== 'logical') {
       throw new Error(`source wal_level is '${rows[0].wal_level}', needs 'logical' (on RDS set rds.logical_replication = 1 in the parameter group and reboot); see \`totes source-setup\``);
     }
-    if (rows[0].version < 140000 && this.config.heartbeatMs > 0) {
+    if (rows[0].version < 140000 && this.config.heartbeatMs > 0 && this.config.plugin === 'pgoutput') {
       log.warn({ version: rows[0].version }, 'source is older than Postgres 14: pg_logical_emit_message heartbeats are not decoded by pgoutput; freshness advances only with captured changes');
       this.config.heartbeatMs = 0;
     }
     const tables = SOURCE_TABLE_NAMES.map((t) => `public."${t}"`).join(', ');
+    // wal2json needs no publication: WAL2JSON_OPTIONS.addTables names the tables
+    const needsPublication = this.config.plugin === 'pgoutput';
     if (this.config.createPrerequisites) {
       await this.pool.query(`CREATE SCHEMA IF NOT EXISTS totes_cdc`);
-      await this.pool.query(`CREATE TABLE IF NOT EXISTS totes_cdc.capture_state (slot_name text PRIMARY KEY, snapshot_lsn pg_lsn, snapshot_completed_at timestamptz)`);
+      await this.pool.query(SNAPSHOT_PROGRESS_DDL);
       const pub = await this.pool.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [this.config.publicationName]);
-      if (pub.rowCount === 0) await this.pool.query(`CREATE PUBLICATION "${this.config.publicationName}" FOR TABLE ${tables}`);
+      if (needsPublication && pub.rowCount === 0) await this.pool.query(`CREATE PUBLICATION "${this.config.publicationName}" FOR TABLE ${tables}`);
     }
-    const pub = await this.pool.query(
+    const pub = needsPublication && await this.pool.query(
       `SELECT count(*)::int AS n FROM pg_publication_tables WHERE pubname = $1 AND schemaname = 'public' AND tablename = ANY($2)`,
       [this.config.publicationName, SOURCE_TABLE_NAMES]);
-    if (pub.rows[0].n !== SOURCE_TABLE_NAMES.length) {
+    if (pub && pub.rows[0].n !== SOURCE_TABLE_NAMES.length) {
       throw new Error(`publication "${this.config.publicationName}" covers ${pub.rows[0].n} of the ${SOURCE_TABLE_NAMES.length} totesys tables; create it with: CREATE PUBLICATION "${this.config.publicationName}" FOR TABLE ${tables}; (see \`totes source-setup\`)`);
     }
-    const state = await this.pool.query(`SELECT to_regclass('totes_cdc.capture_state') AS t`);
-    if (!state.rows[0].t) throw new Error('table totes_cdc.capture_state is missing; create it as `totes source-setup` shows');
-  }
-
-  private async snapshotDone(): Promise<boolean> {
-    const slot = await this.pool.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [this.config.slotName]);
-    const state = await this.pool.query('SELECT snapshot_completed_at FROM totes_cdc.capture_state WHERE slot_name = $1', [this.config.slotName]);
-    const done = slot.rowCount === 1 && state.rows[0]?.snapshot_completed_at != null;
-    if (slot.rowCount === 1 && !done) {
-      log.warn({ slot: this.config.slotName }, 'slot exists but its snapshot never completed: dropping it and snapshotting again');
-      await this.pool.query('SELECT pg_drop_replication_slot($1)', [this.config.slotName]);
-    }
-    return done;
+    const state = await this.pool.query(`SELECT to_regclass('totes_cdc.snapshot_progress') AS t`);
+    if (!state.rows[0].t) throw new Error('table totes_cdc.snapshot_progress is missing; create it as `totes source-setup` shows');
   }
 
   /**
-   * Creates the slot with an exported snapshot and reads every table inside that snapshot, so
-   * the rows read and the changes streamed afterwards meet exactly at the slot's consistent point.
+   * The slot, created when missing. A lost slot (its WAL was removed, e.g. past
+   * max_slot_wal_keep_size) cannot resume: it is dropped and created again, and every table is
+   * snapshotted again so the warehouse converges. Rows deleted while the slot was lost cannot be
+   * seen by a snapshot; the README says how to reconcile them.
    */
-  private async snapshot(): Promise<void> {
-    this.metrics.state = 'snapshot';
-    await this.pool.query('DELETE FROM totes_cdc.capture_state WHERE slot_name = $1', [this.config.slotName]);
-    const repl = new pg.Client({ ...connectionConfig(this.config.sourceUrl), replication: 'database' } as pg.ClientConfig);
-    await repl.connect();
-    const reader = new pg.Client(connectionConfig(this.config.sourceUrl));
-    await reader.connect();
-    try {
-      const created = await repl.query(`CREATE_REPLICATION_SLOT "${this.config.slotName}" LOGICAL pgoutput EXPORT_SNAPSHOT`);
-      const { consistent_point: lsn, snapshot_name: snapshotName } = created.rows[0];
-      log.info({ slot: this.config.slotName, lsn }, 'slot created; snapshot starting');
-      await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      await reader.query(`SET TRANSACTION SNAPSHOT '${snapshotName}'`);
-      const commitTime = new Date().toISOString().replace('Z', '000Z');
-      let pos = 0;
-      for (const table of SOURCE_TABLE_NAMES) {
-        const pk = primaryKeyOf(table);
-        let last = -2147483648;
-        for (;;) {
-          const { rows } = await reader.query(`SELECT * FROM public."${table}" WHERE ${pk} > $1 ORDER BY ${pk} LIMIT $2`, [last, this.config.snapshotChunkRows]);
-          for (const row of rows) {
-            const event: ChangeEvent = { v: 1, kind: 'change', op: 'r', table, key: { [pk]: row[pk] }, before: null, after: row, source: { lsn, pos: pos++, xid: null, commitTime } };
-            await this.sink.write(event);
-            this.metrics.snapshotRows++;
-          }
-          if (rows.length < this.config.snapshotChunkRows) break;
-          last = rows[rows.length - 1][pk];
-        }
-        log.debug({ table, rows: pos }, 'table snapshotted');
-      }
-      await this.sink.flush();
-      await reader.query('COMMIT');
-      await this.pool.query(
-        `INSERT INTO totes_cdc.capture_state (slot_name, snapshot_lsn, snapshot_completed_at) VALUES ($1, $2, now())
-         ON CONFLICT (slot_name) DO UPDATE SET snapshot_lsn = excluded.snapshot_lsn, snapshot_completed_at = excluded.snapshot_completed_at`,
-        [this.config.slotName, lsn]);
-      log.info({ rows: this.metrics.snapshotRows, lsn }, 'snapshot complete');
-    } finally {
-      await reader.end().catch(() => undefined);
-      await repl.end().catch(() => undefined);
+  private async ensureSlot(): Promise<void> {
+    const slot = this.config.slotName;
+    const { rows } = await this.pool.query('SELECT wal_status, plugin FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+    if (rows[0] && rows[0].plugin !== this.config.plugin) {
+      throw new Error(`slot "${slot}" decodes with ${rows[0].plugin}, not ${this.config.plugin}: set TOTES_DECODER=${rows[0].plugin}, or use another TOTES_SLOT_NAME (a new slot snapshots every table again)`);
+    }
+    if (rows[0]?.wal_status === 'lost') {
+      log.error({ slot }, 'replication slot LOST: the WAL it needed was removed (max_slot_wal_keep_size). Recreating it and snapshotting every table again');
+      await this.pool.query('SELECT pg_drop_replication_slot($1)', [slot]);
+    }
+    if (rows.length === 0 || rows[0].wal_status === 'lost') {
+      await this.pool.query('SELECT pg_create_logical_replication_slot($1, $2)', [slot, this.config.plugin]);
+      await requestSnapshot(this.pool, slot);
+      log.info({ slot }, 'slot created; every table will be snapshotted while streaming');
     }
   }
 
@@ -176,7 +174,7 @@ export class CaptureService {
     );
     this.replication = service;
     const failed = new Promise<never>((_, reject) => { this.fatal = reject; });
-    service.on('data', (_lsn: string, msg: Pgoutput.Message) => this.enqueue({ kind: 'data', msg }));
+    service.on('data', (_lsn: string, msg: Pgoutput.Message | string) => this.enqueue({ kind: 'data', msg }));
     service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
       this.enqueue({ kind: 'keepalive', lsn });
       if (shouldRespond) void service.acknowledge(this.acker.confirmedLsn);
@@ -186,15 +184,31 @@ export class CaptureService {
     if (this.config.heartbeatMs > 0) {
       this.timers.push(setInterval(() => void this.emitHeartbeat().catch((err) => log.warn({ err: err.message }, 'heartbeat failed')), this.config.heartbeatMs));
     }
-    const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.config.publicationName], messages: true });
-    log.info({ slot: this.config.slotName }, 'streaming');
-    const subscribed = service.subscribe(plugin, this.config.slotName).catch((err) => { if (!this.stopping) throw err; });
+    log.info({ slot: this.config.slotName, plugin: this.config.plugin }, 'streaming');
+    const subscribed = service.subscribe(this.plugin, this.config.slotName).catch((err) => { if (!this.stopping) throw err; });
     await Promise.race([subscribed, failed]);
+  }
+
+  /** Snapshot rows of a chunk, at the high watermark's position in the stream. */
+  private async emitChunk(id: string): Promise<void> {
+    const chunk = this.snapshot.closed(id);
+    if (!chunk) return;
+    const pk = primaryKeyOf(chunk.table);
+    for (const row of chunk.rows) {
+      const event: ChangeEvent = { v: 1, kind: 'change', op: 'r', table: chunk.table, key: { [pk]: row[pk] }, before: null, after: row, source: this.decoder.nextSource() };
+      await this.sink.write(event);
+    }
+    chunk.done();
+    this.metrics.snapshotRows += chunk.rows.length;
   }
 
   /** Writes a heartbeat into the WAL; it comes back through the stream. Returns its LSN. */
   async emitHeartbeat(): Promise<string> {
-    const { rows } = await this.pool.query(`SELECT pg_logical_emit_message(true, $1, '')::text AS lsn`, [HEARTBEAT_PREFIX]);
+    return this.emitMessage(HEARTBEAT_PREFIX, '');
+  }
+
+  private async emitMessage(prefix: string, content: string): Promise<string> {
+    const { rows } = await this.pool.query(`SELECT pg_logical_emit_message(true, $1, $2)::text AS lsn`, [prefix, content]);
     return rows[0].lsn;
   }
 
@@ -223,13 +237,14 @@ export class CaptureService {
     }
   }
 
-  private async handle(msg: Pgoutput.Message): Promise<void> {
+  private async handle(msg: Pgoutput.Message | string): Promise<void> {
     for (const d of this.decoder.decode(msg)) await this.apply(d);
   }
 
   private async apply(d: Decoded): Promise<void> {
     switch (d.type) {
       case 'change':
+        this.snapshot.observe(d.event.table, d.event.key[primaryKeyOf(d.event.table)]);
         await this.sink.write(d.event);
         this.metrics.changes++;
         this.metrics.lastCommitTime = d.event.source.commitTime;
@@ -244,12 +259,21 @@ export class CaptureService {
         this.metrics.transactions++;
         this.acker.committed(this.sink.writtenThrough, d.endLsn);
         break;
+      case 'message':
+        if (d.prefix === SNAPSHOT_LOW_PREFIX) this.snapshot.opened(d.content);
+        if (d.prefix === SNAPSHOT_HIGH_PREFIX) await this.emitChunk(d.content);
+        break;
       case 'schema':
         log.debug({ table: d.table, columns: d.columns }, 'relation');
         break;
       case 'begin':
         break;
     }
+  }
+
+  /** True while any table still has snapshot chunks to read. */
+  get snapshotPending(): boolean {
+    return this.snapshot.pending;
   }
 
   /** Seconds between now and the newest heartbeat commit the stream accepted (null before the first). */
@@ -260,6 +284,7 @@ export class CaptureService {
   /** Drain what was received, flush the sink, confirm, and close. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.abort.abort();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     await this.draining;

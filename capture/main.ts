@@ -4,7 +4,7 @@
  * handling that drains, acknowledges and exits within a bound.
  */
 import { createServer, type Server } from 'node:http';
-import { ENV, databaseUrl, optionalNumber, required } from '../lib/config.ts';
+import { ConfigError, ENV, databaseUrl, optionalNumber, required } from '../lib/config.ts';
 import { kinesisClient } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
 import { emitMetrics } from '../lib/metrics.ts';
@@ -20,8 +20,10 @@ export async function runCapture(env: Record<string, string | undefined> = proce
   const streamName = required(env, ENV.streamName, 'the Kinesis data stream name');
   const sink = new KinesisSink({ client: kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] }), streamName });
   const slotName = env[ENV.slotName] ?? DEFAULT_CAPTURE_CONFIG.slotName;
+  const plugin = env[ENV.decoder] || DEFAULT_CAPTURE_CONFIG.plugin;
+  if (plugin !== 'pgoutput' && plugin !== 'wal2json') throw new ConfigError(`${ENV.decoder}=${JSON.stringify(plugin)}: set it to pgoutput (the default) or wal2json`);
   const service = new CaptureService({
-    ...DEFAULT_CAPTURE_CONFIG, sourceUrl, slotName,
+    ...DEFAULT_CAPTURE_CONFIG, sourceUrl, slotName, plugin,
     publicationName: env[ENV.publication] ?? DEFAULT_CAPTURE_CONFIG.publicationName,
     heartbeatMs: optionalNumber(env, ENV.heartbeatSeconds, 10) * 1000,
   }, sink);
@@ -31,9 +33,9 @@ export async function runCapture(env: Record<string, string | undefined> = proce
 
   const server: Server = createServer((req, res) => {
     const lag = service.lagSeconds();
-    const healthy = service.metrics.state === 'snapshot' || (service.metrics.state === 'streaming' && (lag === null || lag <= maxLag) && health.walStatus !== 'lost');
+    const healthy = service.metrics.state === 'streaming' && (lag === null || lag <= maxLag) && health.walStatus !== 'lost';
     res.writeHead(req.url === '/health' ? (healthy ? 200 : 503) : 404, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ healthy, lagSeconds: lag, ...service.metrics, slot: health }));
+    res.end(JSON.stringify({ healthy, lagSeconds: lag, snapshotPending: service.snapshotPending, ...service.metrics, slot: health }));
   }).listen(optionalNumber(env, ENV.healthPort, 8080));
 
   let last = { changes: 0, at: Date.now(), bytes: 0, retries: 0 };

@@ -7,6 +7,8 @@ import type { Pgoutput } from 'pg-logical-replication';
 import type { ChangeEvent, HeartbeatEvent, Op, Row, Value } from '../contract/change-event.ts';
 import { isSourceTable, primaryKeyOf, type SourceTable } from '../contract/source-tables.ts';
 
+/** Logical messages we write into the WAL start with this. */
+export const MESSAGE_PREFIX = 'totes-cdc/';
 export const HEARTBEAT_PREFIX = 'totes-cdc/heartbeat';
 
 export type Decoded =
@@ -14,7 +16,9 @@ export type Decoded =
   | { type: 'heartbeat'; event: HeartbeatEvent }
   | { type: 'begin' }
   | { type: 'commit'; endLsn: string }
-  | { type: 'schema'; table: SourceTable; columns: string[] };
+  | { type: 'schema'; table: SourceTable; columns: string[] }
+  /** A transactional message of ours other than a heartbeat (snapshot watermarks). */
+  | { type: 'message'; prefix: string; content: string };
 
 /** Microseconds since the Unix epoch → ISO 8601 with microseconds. */
 export function microsToIso(micros: bigint): string {
@@ -55,15 +59,17 @@ export class PgoutputDecoder {
       case 'delete':
         return this.change(msg.relation, 'd', msg.key ?? msg.old, null);
       case 'message': {
-        if (msg.prefix !== HEARTBEAT_PREFIX || !this.tx) return [];
-        return [{ type: 'heartbeat', event: { v: 1, kind: 'heartbeat', source: this.source() } }];
+        if (!this.tx || !msg.prefix.startsWith(MESSAGE_PREFIX)) return [];
+        if (msg.prefix === HEARTBEAT_PREFIX) return [{ type: 'heartbeat', event: { v: 1, kind: 'heartbeat', source: this.nextSource() } }];
+        return [{ type: 'message', prefix: msg.prefix, content: Buffer.from(msg.content).toString('utf8') }];
       }
       default:
         return []; // origin, type, truncate: nothing to carry
     }
   }
 
-  private source() {
+  /** The next (commit LSN, position) in the current transaction. */
+  nextSource() {
     const tx = this.tx!;
     return { lsn: tx.lsn, pos: tx.pos++, xid: tx.xid, commitTime: tx.commitTime };
   }
@@ -91,7 +97,7 @@ export class PgoutputDecoder {
     const before = old ? cleanKey(old) : null;
     const event = (op: Op, key: Value, before: Row | null, after: Row | null): Decoded => ({
       type: 'change',
-      event: { v: 1, kind: 'change', op, table, key: { [pk]: key }, before, after, ...(after && unchanged ? { unchanged } : {}), source: this.source() },
+      event: { v: 1, kind: 'change', op, table, key: { [pk]: key }, before, after, ...(after && unchanged ? { unchanged } : {}), source: this.nextSource() },
     });
     if (op === 'u' && before?.[pk] != null && before[pk] !== after?.[pk]) {
       return [event('d', before[pk], before, null), event('c', after![pk], null, after)];

@@ -1,5 +1,6 @@
 /** What a DBA applies to totesys before the capture service can run (`totes source-setup`). */
 import { SOURCE_TABLE_NAMES } from '../contract/source-tables.ts';
+import { SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
 
 export function sourceSetupSql(opts: { publication: string; role: string }): string {
   const tables = SOURCE_TABLE_NAMES.map((t) => `public."${t}"`).join(', ');
@@ -24,9 +25,9 @@ CREATE PUBLICATION ${opts.publication} FOR TABLE ${tables};
 -- 4. Replica identity: the default (primary key) is what totes-cdc expects; nothing to do.
 --    Check: SELECT relname, relreplident FROM pg_class WHERE relname IN (${SOURCE_TABLE_NAMES.map((t) => `'${t}'`).join(', ')});  -- 'd'
 
--- 5. The capture service's own state (whether the initial snapshot completed).
+-- 5. The capture service's own state: snapshot progress per table, so a snapshot resumes.
 CREATE SCHEMA totes_cdc AUTHORIZATION ${opts.role};
-CREATE TABLE totes_cdc.capture_state (slot_name text PRIMARY KEY, snapshot_lsn pg_lsn, snapshot_completed_at timestamptz);
-ALTER TABLE totes_cdc.capture_state OWNER TO ${opts.role};
+${SNAPSHOT_PROGRESS_DDL.replace('IF NOT EXISTS ', '')};
+ALTER TABLE totes_cdc.snapshot_progress OWNER TO ${opts.role};
 `;
 }

@@ -191,6 +191,7 @@ Environment:
   TOTES_INGESTION_BUCKET, TOTES_PROCESSED_BUCKET      S3 buckets
   TOTES_KINESIS_ENDPOINT, TOTES_S3_ENDPOINT           emulator endpoints (unset in AWS)
   TOTES_SLOT_NAME, TOTES_PUBLICATION                  default totes_cdc
+  TOTES_DECODER                                       pgoutput (default) or wal2json (docs/wal2json.md)
   TOTES_HEARTBEAT_SECONDS (10), TOTES_HEALTH_PORT (8080), TOTES_MAX_HEALTHY_LAG_SECONDS (300)
   TOTES_DB_CA_FILE                                    CA bundle: verify the database certificate`,
     options: {},

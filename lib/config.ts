@@ -23,6 +23,7 @@ export const ENV = {
   kinesisEndpoint: 'TOTES_KINESIS_ENDPOINT',
   s3Endpoint: 'TOTES_S3_ENDPOINT',
   slotName: 'TOTES_SLOT_NAME',
+  decoder: 'TOTES_DECODER',
   publication: 'TOTES_PUBLICATION',
   heartbeatSeconds: 'TOTES_HEARTBEAT_SECONDS',
   healthPort: 'TOTES_HEALTH_PORT',

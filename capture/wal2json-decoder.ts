@@ -1,0 +1,164 @@
+/**
+ * Turns wal2json format-version 2 messages into the same change events PgoutputDecoder makes
+ * for the same changes. Pure: no I/O. Format-version 2 sends one message per action, and BEGIN
+ * already carries the commit LSN, so events are built as they arrive, as with pgoutput.
+ *
+ * Values: wal2json 2.5 prints numeric, int8 and float columns as bare JSON numbers (it has no
+ * numeric-data-types-as-string), which JSON.parse would turn into floats. So every bare number
+ * is quoted before parsing, and each column's text goes through node-postgres's parser for its
+ * type oid, exactly as pg-logical-replication does for pgoutput's text values: int4 → number,
+ * numeric and int8 → exact string, timestamps and dates stay text (lib/pg.ts).
+ *
+ * Differences from pgoutput: wal2json 2.5 prints a numeric NaN or Infinity as null; there are
+ * no relation messages, so no 'schema' items.
+ */
+import type { Wal2JsonPluginOptions } from 'pg-logical-replication';
+import type { EventSource, Op, Row, Value } from '../contract/change-event.ts';
+import { SOURCE_TABLES, SOURCE_TABLE_NAMES, isSourceTable, primaryKeyOf, type SourceTable } from '../contract/source-tables.ts';
+import pg from '../lib/pg.ts';
+import { HEARTBEAT_PREFIX, MESSAGE_PREFIX, microsToIso, type Decoded } from './pgoutput-decoder.ts';
+
+/**
+ * What the decoder needs from wal2json: BEGIN with xid, commit time and commit LSN, COMMIT with
+ * its end LSN, a type oid per column, and only the 11 captured tables.
+ */
+export const WAL2JSON_OPTIONS: Wal2JsonPluginOptions = {
+  formatVersion: '2',
+  includeTransaction: true,
+  includeXids: true,
+  includeTimestamp: true,
+  includeLsn: true,
+  includeTypeOids: true,
+  includeTypes: false, // the oid picks the parser; names would only lengthen every message
+  addTables: SOURCE_TABLE_NAMES.map((t) => `public.${t}`).join(','),
+};
+
+/** A column after quoteNumbers: numbers arrive as their literal text. */
+interface Wal2JsonColumn { name: string; typeoid: string; value: string | boolean | null }
+
+type Wal2JsonMessage =
+  | { action: 'B'; xid: string; timestamp: string; lsn: string; nextlsn: string }
+  | { action: 'C'; nextlsn: string }
+  | { action: 'I' | 'U' | 'D'; schema: string; table: string; columns?: Wal2JsonColumn[]; identity?: Wal2JsonColumn[] }
+  | { action: 'M'; transactional: boolean; prefix: string; content: string }
+  | { action: 'T' };
+
+export class Wal2JsonDecoder {
+  private tx: { lsn: string; xid: number; commitTime: string; pos: number } | null = null;
+
+  /** True between BEGIN and COMMIT. */
+  get inTransaction(): boolean {
+    return this.tx !== null;
+  }
+
+  /** One wal2json message, as its raw text (see Wal2JsonTextPlugin). */
+  decode(text: string): Decoded[] {
+    const msg = JSON.parse(quoteNumbers(text)) as Wal2JsonMessage;
+    switch (msg.action) {
+      case 'B':
+        this.tx = { lsn: paddedLsn(msg.lsn), xid: Number(msg.xid), commitTime: timestamptzToIso(msg.timestamp), pos: 0 };
+        return [{ type: 'begin' }];
+      case 'C':
+        this.tx = null;
+        return [{ type: 'commit', endLsn: paddedLsn(msg.nextlsn) }];
+      case 'I':
+        return this.change(msg.schema, msg.table, 'c', null, msg.columns ?? null);
+      case 'U':
+        return this.change(msg.schema, msg.table, 'u', msg.identity ?? null, msg.columns ?? null);
+      case 'D':
+        return this.change(msg.schema, msg.table, 'd', msg.identity ?? null, null);
+      case 'M': {
+        if (!msg.transactional || !this.tx || !msg.prefix.startsWith(MESSAGE_PREFIX)) return [];
+        if (msg.prefix === HEARTBEAT_PREFIX) return [{ type: 'heartbeat', event: { v: 1, kind: 'heartbeat', source: this.nextSource() } }];
+        return [{ type: 'message', prefix: msg.prefix, content: msg.content }];
+      }
+      default:
+        return []; // truncate: not carried, as with pgoutput
+    }
+  }
+
+  /** The next (commit LSN, position) in the current transaction. */
+  nextSource(): EventSource {
+    const tx = this.tx!;
+    return { lsn: tx.lsn, pos: tx.pos++, xid: tx.xid, commitTime: tx.commitTime };
+  }
+
+  /** Same shape and key-change split as PgoutputDecoder.change. */
+  private change(schema: string, name: string, op: Op, identity: Wal2JsonColumn[] | null, columns: Wal2JsonColumn[] | null): Decoded[] {
+    if (schema !== 'public' || !isSourceTable(name) || !this.tx) return [];
+    const table: SourceTable = name;
+    const pk = primaryKeyOf(table);
+    const after = columns ? toRow(columns) : null;
+    // wal2json leaves unchanged TOASTed values out of an update's columns
+    const unchanged = op === 'u' && after ? SOURCE_TABLES[table].filter((c) => !(c in after)) : [];
+    // wal2json sends an update's identity even when the key did not change (taken from the new
+    // row); pgoutput sends the old key only when it changed, and that is what `before` means
+    const oldKey = identity ? toRow(identity) : null;
+    const keyUnchanged = op === 'u' && oldKey !== null && after !== null && Object.keys(oldKey).every((c) => oldKey[c] === after[c]);
+    const before = keyUnchanged ? null : oldKey;
+    const event = (op: Op, key: Value, before: Row | null, after: Row | null): Decoded => ({
+      type: 'change',
+      event: { v: 1, kind: 'change', op, table, key: { [pk]: key }, before, after, ...(after && unchanged.length > 0 ? { unchanged } : {}), source: this.nextSource() },
+    });
+    if (op === 'u' && before?.[pk] != null && before[pk] !== after?.[pk]) {
+      return [event('d', before[pk], before, null), event('c', after![pk], null, after)];
+    }
+    return [event(op, (after ?? before)?.[pk] ?? null, before, after)];
+  }
+}
+
+function toRow(columns: Wal2JsonColumn[]): Row {
+  const row: Row = {};
+  for (const { name, typeoid, value } of columns) {
+    if (value === null) row[name] = null;
+    else row[name] = pg.types.getTypeParser(Number(typeoid), 'text')(typeof value === 'boolean' ? (value ? 't' : 'f') : value) as Value;
+  }
+  return row;
+}
+
+/** "0/19A21B0" as pg-logical-replication prints pgoutput's LSNs: "00000000/019A21B0". */
+function paddedLsn(lsn: string): string {
+  const [hi, lo] = lsn.split('/');
+  return `${hi.padStart(8, '0')}/${lo.padStart(8, '0')}`;
+}
+
+const DIGIT_OR_MINUS = /[-0-9]/;
+const NUMBER_TAIL = /[-+0-9.eE]*/y;
+
+/**
+ * The JSON text with every bare number turned into a string holding its literal, so
+ * 99999999.99 and 0.10 reach us digit for digit. Strings are copied untouched.
+ */
+function quoteNumbers(json: string): string {
+  const out: string[] = [];
+  let copied = 0;
+  for (let i = 0; i < json.length; i++) {
+    const ch = json[i];
+    if (ch === '"') {
+      for (i++; i < json.length && json[i] !== '"'; i++) if (json[i] === '\\') i++;
+    } else if (DIGIT_OR_MINUS.test(ch)) {
+      NUMBER_TAIL.lastIndex = i + 1;
+      NUMBER_TAIL.exec(json);
+      out.push(json.slice(copied, i), '"', json.slice(i, NUMBER_TAIL.lastIndex), '"');
+      copied = NUMBER_TAIL.lastIndex;
+      i = copied - 1;
+    }
+  }
+  out.push(json.slice(copied));
+  return out.join('');
+}
+
+const TIMESTAMPTZ = /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?$/;
+
+/**
+ * A timestamptz as wal2json prints it ("2024-05-01 10:15:02.456789+01", in the server's
+ * TimeZone, trailing zeros of the fraction dropped) → ISO 8601 UTC with microseconds.
+ */
+function timestamptzToIso(text: string): string {
+  const m = TIMESTAMPTZ.exec(text);
+  if (!m) throw new Error(`unexpected wal2json timestamp ${JSON.stringify(text)}`);
+  const [, y, mo, d, h, mi, s, fraction = '', sign, oh, om = '0', os = '0'] = m;
+  const offsetMs = (sign === '-' ? -1 : 1) * ((Number(oh) * 60 + Number(om)) * 60 + Number(os)) * 1000;
+  const utcMs = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s)) - offsetMs;
+  return microsToIso(BigInt(utcMs) * 1000n + BigInt(fraction.padEnd(6, '0')));
+}

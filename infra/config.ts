@@ -1,0 +1,199 @@
+/**
+ * Deployment configuration: defaults here, overridden per deployment by the CDK context key
+ * `totes` (a JSON object, in cdk.json, cdk.context.json or `-c totes='{...}'`), merged key by
+ * key over these defaults and validated before anything is built.
+ *
+ * Alarm defaults are set against the pipeline's budget: a source commit must be in the
+ * warehouse within 30 minutes. Each "behind" alarm fires after about 5-12 minutes of a stall,
+ * which leaves a person at least 15 minutes of that budget to act.
+ */
+import { RetentionDays } from 'aws-cdk-lib/aws-logs';
+
+/** An existing VPC, imported by attributes so synth needs no AWS lookup. */
+export interface ImportedVpc {
+  vpcId: string;
+  availabilityZones: string[];
+  /** Subnets with a route to the databases and to AWS APIs (NAT or VPC endpoints). */
+  privateSubnetIds: string[];
+}
+
+export interface DatabaseConfig {
+  /** Secrets Manager secret (JSON host, port, username, password, dbname); created empty when absent. */
+  secretArn?: string;
+  /** The database's security group: given, it gets an ingress rule from the service that connects. */
+  securityGroupId?: string;
+  port: number;
+}
+
+export interface TotesConfig {
+  stream: {
+    mode: 'PROVISIONED' | 'ON_DEMAND';
+    /** PROVISIONED only. One shard takes 1 MiB/s or 1,000 records/s of writes. */
+    shardCount: number;
+    /** How long a record stays replayable after a consumer stops (24 h is the cheapest). */
+    retentionHours: number;
+  };
+  capture: {
+    /** false: the service exists with no task, e.g. on a first deployment before the source secret is filled. */
+    running: boolean;
+    cpu: number;
+    memoryMiB: number;
+    slotName: string;
+    publication: string;
+    heartbeatSeconds: number;
+    /** The health check fails past this slot lag, and ECS replaces the task. */
+    maxHealthyLagSeconds: number;
+  };
+  processor: {
+    memoryMiB: number;
+    timeoutSeconds: number;
+    batchSize: number;
+    maxBatchingWindowSeconds: number;
+    /** A batch still failing after this long goes to the on-failure queue (metadata only). */
+    maxRecordAgeSeconds: number;
+    retryAttempts: number;
+  };
+  loader: {
+    memoryMiB: number;
+    /** The loader loads while more than 30 s remain: 90 s loads for about the minute until the next run. */
+    timeoutSeconds: number;
+    warehouseSchema: string;
+  };
+  /** Lifecycle of the ingestion (raw archive) bucket. */
+  archive: {
+    infrequentAccessAfterDays: number;
+    glacierAfterDays: number;
+  };
+  logRetentionDays: number;
+  /** null: a new VPC with `natGateways` NAT gateways. */
+  vpc: ImportedVpc | null;
+  natGateways: number;
+  source: DatabaseConfig;
+  warehouse: DatabaseConfig;
+  /** The RDS CA bundle, relative to the repository root; copied into the image and the loader bundle. */
+  dbCaBundlePath: string;
+  alarms: {
+    /** Oldest unread record in the stream (Firehose or the processor behind). */
+    streamIteratorAgeSeconds: number;
+    /** Oldest record the processor has not yet handled. */
+    processorIteratorAgeSeconds: number;
+    /** Processor invocation errors per 5 minutes, in two consecutive periods. */
+    processorErrors: number;
+    /** WAL the slot holds; keep it well under the source's max_slot_wal_keep_size (10 GB suggested). */
+    slotLagBytes: number;
+    /** How far capture is behind the newest source commit. */
+    slotLagSeconds: number;
+    /** Age of the newest source commit the warehouse fully reflects. */
+    warehouseFreshnessSeconds: number;
+    /** Age of the oldest record Firehose has not yet delivered to the archive. */
+    firehoseFreshnessSeconds: number;
+  };
+}
+
+export const DEFAULT_CONFIG: TotesConfig = {
+  // One shard carries totesys's few thousand changes a day many times over; see docs/deploy.md for 1,000 changes/s.
+  stream: { mode: 'PROVISIONED', shardCount: 1, retentionHours: 24 },
+  capture: { running: true, cpu: 512, memoryMiB: 1024, slotName: 'totes_cdc', publication: 'totes_cdc', heartbeatSeconds: 10, maxHealthyLagSeconds: 300 },
+  processor: {
+    memoryMiB: 1024, timeoutSeconds: 120, batchSize: 1000, maxBatchingWindowSeconds: 5,
+    // Skipping a batch loses changes, so retry for hours (alarms fire within minutes); the
+    // dead-lettered sequence range then stays replayable for the rest of the stream's retention.
+    maxRecordAgeSeconds: 6 * 3600, retryAttempts: 10_000,
+  },
+  loader: { memoryMiB: 1024, timeoutSeconds: 90, warehouseSchema: 'public' },
+  archive: { infrequentAccessAfterDays: 30, glacierAfterDays: 180 },
+  logRetentionDays: RetentionDays.THREE_MONTHS,
+  vpc: null,
+  natGateways: 1,
+  // Optional keys are listed (as undefined) so that a misspelt override is reported.
+  source: { secretArn: undefined, securityGroupId: undefined, port: 5432 },
+  warehouse: { secretArn: undefined, securityGroupId: undefined, port: 5432 },
+  dbCaBundlePath: 'infra/certs/rds-global-bundle.pem',
+  alarms: {
+    // Firehose buffers 60 s and the processor 5 s: 5 minutes unread is a stall, not a buffer.
+    streamIteratorAgeSeconds: 300,
+    processorIteratorAgeSeconds: 300,
+    processorErrors: 1,
+    slotLagBytes: 1024 ** 3,
+    // The same bound at which the health check makes ECS replace the task.
+    slotLagSeconds: 300,
+    // Normal freshness is about a minute (10 s heartbeat, 1 min loader). 10 minutes for two
+    // consecutive minutes alarms at about 12 minutes, 18 minutes before the 30-minute budget.
+    warehouseFreshnessSeconds: 600,
+    // The archive is not on the warehouse's path: 15 minutes against a 60 s buffer.
+    firehoseFreshnessSeconds: 900,
+  },
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Plain = Record<string, unknown>;
+const isPlain = (v: unknown): v is Plain => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Override `base` with `patch` key by key; unknown keys are an error, so typos do not pass silently. */
+function merge(base: Plain, patch: Plain, path: string): Plain {
+  const out: Plain = { ...base };
+  for (const [key, value] of Object.entries(patch)) {
+    const where = path ? `${path}.${key}` : key;
+    if (!(key in base)) throw new ConfigError(`unknown setting totes.${where}`);
+    out[key] = isPlain(base[key]) && isPlain(value) ? merge(base[key] as Plain, value, where) : value;
+  }
+  return out;
+}
+
+function problems(c: TotesConfig): string[] {
+  const found: string[] = [];
+  const positiveInt = (v: unknown, name: string) => {
+    if (!Number.isInteger(v) || (v as number) < 1) found.push(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  };
+  if (!['PROVISIONED', 'ON_DEMAND'].includes(c.stream.mode)) found.push(`stream.mode must be PROVISIONED or ON_DEMAND, got ${JSON.stringify(c.stream.mode)}`);
+  positiveInt(c.stream.shardCount, 'stream.shardCount');
+  if (typeof c.capture.running !== 'boolean') found.push('capture.running must be true or false');
+  if (!(c.stream.retentionHours >= 24 && c.stream.retentionHours <= 8760)) found.push('stream.retentionHours must be between 24 and 8760');
+  if (c.processor.maxRecordAgeSeconds > c.stream.retentionHours * 3600) found.push('processor.maxRecordAgeSeconds must not exceed the stream retention');
+  if (!(c.processor.maxRecordAgeSeconds >= 60 && c.processor.maxRecordAgeSeconds <= 604_800)) found.push('processor.maxRecordAgeSeconds must be between 60 and 604800');
+  if (!(Number.isInteger(c.processor.retryAttempts) && c.processor.retryAttempts >= 0 && c.processor.retryAttempts <= 10_000)) found.push('processor.retryAttempts must be an integer from 0 to 10000');
+  if (!(c.processor.batchSize >= 1 && c.processor.batchSize <= 10_000)) found.push('processor.batchSize must be between 1 and 10000');
+  if (!(c.processor.maxBatchingWindowSeconds >= 0 && c.processor.maxBatchingWindowSeconds <= 300)) found.push('processor.maxBatchingWindowSeconds must be between 0 and 300');
+  if (c.loader.timeoutSeconds <= 30 || c.loader.timeoutSeconds > 900) found.push('loader.timeoutSeconds must be over 30 (the loader stops with 30 s left) and at most 900');
+  if (c.archive.infrequentAccessAfterDays < 30) found.push('archive.infrequentAccessAfterDays must be at least 30 (an S3 rule for STANDARD_IA)');
+  if (c.archive.glacierAfterDays < c.archive.infrequentAccessAfterDays + 30) found.push('archive.glacierAfterDays must be at least 30 days after archive.infrequentAccessAfterDays');
+  if (!Object.values(RetentionDays).includes(c.logRetentionDays as RetentionDays)) found.push(`logRetentionDays must be one CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, ...), got ${c.logRetentionDays}`);
+  if (c.vpc && !(c.vpc.vpcId && c.vpc.availabilityZones?.length && c.vpc.privateSubnetIds?.length === c.vpc.availabilityZones.length)) {
+    found.push('vpc needs vpcId, availabilityZones and one privateSubnetIds entry per availability zone');
+  }
+  const ids: [string | undefined, RegExp, string][] = [
+    [c.vpc?.vpcId, /^vpc-[0-9a-f]{8,17}$/, 'vpc.vpcId'],
+    ...(c.vpc?.privateSubnetIds ?? []).map((id): [string, RegExp, string] => [id, /^subnet-[0-9a-f]{8,17}$/, 'vpc.privateSubnetIds']),
+    [c.source.securityGroupId, /^sg-[0-9a-f]{8,17}$/, 'source.securityGroupId'],
+    [c.warehouse.securityGroupId, /^sg-[0-9a-f]{8,17}$/, 'warehouse.securityGroupId'],
+  ];
+  for (const [id, format, name] of ids) if (id !== undefined && !format.test(id)) found.push(`${name}: ${JSON.stringify(id)} is not an AWS id of that kind`);
+  if (!c.vpc && !(Number.isInteger(c.natGateways) && c.natGateways >= 1)) found.push('natGateways must be at least 1 in a new VPC: the services reach AWS APIs through it');
+  for (const db of ['source', 'warehouse'] as const) {
+    const arn = c[db].secretArn;
+    if (arn !== undefined && !/^arn:aws[\w-]*:secretsmanager:[\w-]+:\d{12}:secret:.+-[A-Za-z0-9]{6}$/.test(arn)) {
+      found.push(`${db}.secretArn must be a secret's complete ARN (ending in its 6-character suffix), got ${JSON.stringify(arn)}`);
+    }
+  }
+  for (const [name, value] of Object.entries(c.alarms)) if (!(typeof value === 'number' && value > 0)) found.push(`alarms.${name} must be a positive number`);
+  return found;
+}
+
+/** The configuration for a deployment: `override` (the `totes` context value) over the defaults. */
+export function resolveConfig(override: unknown): TotesConfig {
+  let patch: unknown = override ?? {};
+  if (typeof patch === 'string') {
+    if (patch.trim() === '') patch = {};
+    else {
+      try { patch = JSON.parse(patch); } catch { throw new ConfigError('context "totes" must be a JSON object'); }
+    }
+  }
+  if (!isPlain(patch)) throw new ConfigError('context "totes" must be a JSON object');
+  const config = merge(DEFAULT_CONFIG as unknown as Plain, patch, '') as unknown as TotesConfig;
+  const found = problems(config);
+  if (found.length) throw new ConfigError(`invalid totes configuration:\n  ${found.join('\n  ')}`);
+  return config;
+}

@@ -1,0 +1,68 @@
+/**
+ * The pipeline's buckets: the ingestion bucket (the immutable raw archive Firehose writes),
+ * the processed bucket (Parquet micro-batches) and a bucket for their server access logs.
+ * All private, encrypted, reachable over TLS only, and kept when the stack is deleted.
+ */
+import { Construct } from 'constructs';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import type { TotesConfig } from '../config.ts';
+import { bucketObjectsWildcard } from './nag.ts';
+
+const PRIVATE_ENCRYPTED: s3.BucketProps = {
+  blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+  encryption: s3.BucketEncryption.S3_MANAGED,
+  enforceSSL: true,
+  objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+  removalPolicy: RemovalPolicy.RETAIN,
+};
+
+export class PipelineBuckets extends Construct {
+  readonly ingestion: s3.Bucket;
+  readonly processed: s3.Bucket;
+  readonly accessLogs: s3.Bucket;
+
+  constructor(scope: Construct, id: string, config: TotesConfig) {
+    super(scope, id);
+    this.accessLogs = new s3.Bucket(this, 'AccessLogs', {
+      ...PRIVATE_ENCRYPTED,
+      lifecycleRules: [{ id: 'expire-access-logs', expiration: Duration.days(365) }],
+    });
+    this.ingestion = new s3.Bucket(this, 'Ingestion', {
+      ...PRIVATE_ENCRYPTED,
+      serverAccessLogsBucket: this.accessLogs,
+      serverAccessLogsPrefix: 'ingestion/',
+      lifecycleRules: [{
+        id: 'archive-to-colder-storage',
+        transitions: [
+          { storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(config.archive.infrequentAccessAfterDays) },
+          { storageClass: s3.StorageClass.GLACIER, transitionAfter: Duration.days(config.archive.glacierAfterDays) },
+        ],
+        abortIncompleteMultipartUploadAfter: Duration.days(7),
+      }],
+    });
+    this.processed = new s3.Bucket(this, 'Processed', {
+      ...PRIVATE_ENCRYPTED,
+      serverAccessLogsBucket: this.accessLogs,
+      serverAccessLogsPrefix: 'processed/',
+      lifecycleRules: [{ id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) }],
+    });
+  }
+}
+
+/**
+ * Exactly the S3 calls processors/microbatch-store.ts makes: ListObjectsV2 (s3:ListBucket, which
+ * also makes HEAD of a missing key answer 404 rather than 403), HEAD and GET (s3:GetObject) and,
+ * for the processor, PUT (s3:PutObject). Nothing is ever deleted or overwritten.
+ */
+export function grantMicroBatchAccess(scope: Construct, bucket: s3.Bucket, grantee: iam.IGrantable, access: 'read' | 'read-write'): void {
+  iam.Grant.addToPrincipal({ grantee, actions: ['s3:ListBucket'], resourceArns: [bucket.bucketArn] });
+  iam.Grant.addToPrincipal({
+    grantee, actions: access === 'read' ? ['s3:GetObject'] : ['s3:GetObject', 's3:PutObject'], resourceArns: [bucket.arnForObjects('*')],
+  });
+  Validations.of(scope).acknowledge({
+    id: bucketObjectsWildcard(bucket),
+    reason: 'Micro-batch object keys are generated per batch (shard and sequence numbers); the statement names the bucket and only the object actions used.',
+  });
+}

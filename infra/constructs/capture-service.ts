@@ -1,0 +1,103 @@
+/**
+ * The capture service: one Fargate task running `totes run capture` (capture/main.ts) from
+ * the repository's Docker image. Never two captures on one replication slot: a deployment
+ * stops the old task before starting the new one (min 0 % / max 100 %). The container health
+ * check is the service's own /health (503 when the slot lags too far or is lost), and ECS
+ * replaces a task that fails it or exits.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Construct } from 'constructs';
+import { Annotations, Duration, Stack, Validations } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { ENV } from '../../lib/config.ts';
+import type { TotesConfig } from '../config.ts';
+import { REPO_ROOT } from '../repo.ts';
+
+/** The image's working directory (Dockerfile WORKDIR). */
+const APP_DIR = '/app';
+const HEALTH_PORT = 8080;
+
+export interface CaptureServiceProps {
+  config: TotesConfig;
+  stream: kinesis.IStream;
+  sourceSecret: secretsmanager.ISecret;
+  vpc: ec2.IVpc;
+  subnets: ec2.SubnetSelection;
+  securityGroup: ec2.ISecurityGroup;
+}
+
+export class CaptureService extends Construct {
+  readonly cluster: ecs.Cluster;
+  readonly service: ecs.FargateService;
+  readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: CaptureServiceProps) {
+    super(scope, id);
+    const cfg = props.config.capture;
+    this.cluster = new ecs.Cluster(this, 'Cluster', { vpc: props.vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
+    this.logGroup = new logs.LogGroup(this, 'LogGroup', { retention: props.config.logRetentionDays });
+
+    if (!existsSync(join(REPO_ROOT, props.config.dbCaBundlePath))) {
+      Annotations.of(this).addWarningV2('totes:missing-ca-bundle',
+        `${props.config.dbCaBundlePath} is missing: the capture task will refuse to connect (TOTES_DB_CA_FILE names a file that is not in the image). Place the RDS global-bundle.pem there before deploying (docs/deploy.md).`);
+    }
+    const task = new ecs.FargateTaskDefinition(this, 'Task', { cpu: cfg.cpu, memoryLimitMiB: cfg.memoryMiB });
+    task.addContainer('capture', {
+      image: ecs.ContainerImage.fromAsset(REPO_ROOT, { platform: Platform.LINUX_AMD64 }),
+      command: ['node', 'bin/totes.mjs', 'run', 'capture'],
+      essential: true,
+      // Credentials are read from the secret at start; only names and the secret's ARN are here.
+      environment: {
+        [ENV.sourceSecret]: props.sourceSecret.secretArn,
+        [ENV.streamName]: props.stream.streamName,
+        [ENV.slotName]: cfg.slotName,
+        [ENV.publication]: cfg.publication,
+        [ENV.heartbeatSeconds]: String(cfg.heartbeatSeconds),
+        [ENV.maxHealthyLagSeconds]: String(cfg.maxHealthyLagSeconds),
+        [ENV.healthPort]: String(HEALTH_PORT),
+        [ENV.caFile]: `${APP_DIR}/${props.config.dbCaBundlePath}`,
+        AWS_REGION: Stack.of(this).region,
+      },
+      healthCheck: {
+        command: ['CMD', 'node', '-e', `fetch('http://127.0.0.1:${HEALTH_PORT}/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`],
+        interval: Duration.seconds(30),
+        timeout: Duration.seconds(5),
+        retries: 3,
+        // The initial snapshot reports healthy; the grace covers connecting and creating the slot.
+        startPeriod: Duration.seconds(120),
+      },
+      // capture/main.ts drains and acknowledges within 25 s of SIGTERM.
+      stopTimeout: Duration.seconds(30),
+      logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: 'capture' }),
+    });
+    props.stream.grantWrite(task.taskRole);
+    props.sourceSecret.grantRead(task.taskRole);
+
+    this.service = new ecs.FargateService(this, 'Service', {
+      cluster: this.cluster,
+      taskDefinition: task,
+      desiredCount: cfg.running ? 1 : 0,
+      minHealthyPercent: 0,
+      maxHealthyPercent: 100,
+      circuitBreaker: { enable: true, rollback: true },
+      vpcSubnets: props.subnets,
+      securityGroups: [props.securityGroup],
+      assignPublicIp: false,
+    });
+
+    Validations.of(task).acknowledge({
+      id: 'AwsSolutions-ECS2',
+      reason: 'The environment holds only names, numbers and the source secret\'s ARN; the credentials themselves are read from Secrets Manager at start (lib/config.ts).',
+    });
+    Validations.of(task.obtainExecutionRole()).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'ecr:GetAuthorizationToken, which the execution role needs to pull the image, has no resource-level permissions.',
+    });
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * A deployment into an existing VPC with existing secrets and database security groups, on an
+ * on-demand stream and with overridden thresholds: the configuration reaches the template.
+ */
+import { describe, expect, it } from 'vitest';
+import { ENV } from '../lib/config.ts';
+import { synthesize, unacknowledgedNagFindings } from './testing.ts';
+
+const SOURCE_SECRET = 'arn:aws:secretsmanager:eu-west-2:123456789012:secret:totes/source-AbCdEf';
+const WAREHOUSE_SECRET = 'arn:aws:secretsmanager:eu-west-2:123456789012:secret:totes/warehouse-GhIjKl';
+const { stack, template } = synthesize({
+  vpc: { vpcId: 'vpc-0123456789abcdef0', availabilityZones: ['eu-west-2a', 'eu-west-2b'], privateSubnetIds: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2'] },
+  source: { secretArn: SOURCE_SECRET, securityGroupId: 'sg-0aaaaaaaaaaaaaaa1', port: 5433 },
+  warehouse: { secretArn: WAREHOUSE_SECRET, securityGroupId: 'sg-0bbbbbbbbbbbbbbb2' },
+  stream: { mode: 'ON_DEMAND' },
+  archive: { infrequentAccessAfterDays: 60, glacierAfterDays: 365 },
+  alarms: { warehouseFreshnessSeconds: 300 },
+  capture: { running: false },
+});
+const resources = (type: string) => Object.values(template.findResources(type)).map((r) => r.Properties);
+
+describe('an imported VPC, secrets and database security groups', () => {
+  it('creates no VPC and no secrets', () => {
+    template.resourceCountIs('AWS::EC2::VPC', 0);
+    template.resourceCountIs('AWS::EC2::NatGateway', 0);
+    template.resourceCountIs('AWS::SecretsManager::Secret', 0);
+  });
+
+  it('runs the services in the given subnets', () => {
+    template.hasResourceProperties('AWS::ECS::Service', { NetworkConfiguration: { AwsvpcConfiguration: { Subnets: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2'] } } });
+    const loader = resources('AWS::Lambda::Function').find((f) => f.VpcConfig);
+    expect(loader.VpcConfig.SubnetIds).toEqual(['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2']);
+  });
+
+  it('passes the given secret ARNs and lets only the right service read each', () => {
+    const task = resources('AWS::ECS::TaskDefinition')[0].ContainerDefinitions[0];
+    expect(task.Environment).toContainEqual({ Name: ENV.sourceSecret, Value: SOURCE_SECRET });
+    const loader = resources('AWS::Lambda::Function').find((f) => f.VpcConfig);
+    expect(loader.Environment.Variables[ENV.warehouseSecret]).toBe(WAREHOUSE_SECRET);
+    const secretStatements = resources('AWS::IAM::Policy').flatMap((p) => p.PolicyDocument.Statement).filter((s: any) => [s.Action].flat().includes('secretsmanager:GetSecretValue'));
+    expect(secretStatements.map((s: any) => s.Resource).sort()).toEqual([SOURCE_SECRET, WAREHOUSE_SECRET]);
+  });
+
+  it('opens each database security group to its one service on the database port', () => {
+    const ingress = resources('AWS::EC2::SecurityGroupIngress');
+    expect(ingress).toHaveLength(2);
+    expect(ingress).toContainEqual(expect.objectContaining({ GroupId: 'sg-0aaaaaaaaaaaaaaa1', FromPort: 5433, ToPort: 5433, SourceSecurityGroupId: { 'Fn::GetAtt': [expect.stringMatching(/CaptureSecurityGroup/), 'GroupId'] } }));
+    expect(ingress).toContainEqual(expect.objectContaining({ GroupId: 'sg-0bbbbbbbbbbbbbbb2', FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: { 'Fn::GetAtt': [expect.stringMatching(/LoaderSecurityGroup/), 'GroupId'] } }));
+  });
+});
+
+describe('configured values', () => {
+  it('makes the stream on-demand, with no shard count', () => {
+    const [stream] = resources('AWS::Kinesis::Stream');
+    expect(stream.StreamModeDetails).toEqual({ StreamMode: 'ON_DEMAND' });
+    expect(stream.ShardCount).toBeUndefined();
+  });
+
+  it('can leave the capture service without a task', () => {
+    template.hasResourceProperties('AWS::ECS::Service', { DesiredCount: 0 });
+  });
+
+  it('uses the configured archive lifecycle and alarm threshold', () => {
+    const archiveRule = resources('AWS::S3::Bucket').flatMap((b) => b.LifecycleConfiguration?.Rules ?? []).find((r: any) => r.Transitions);
+    expect(archiveRule.Transitions.map((t: any) => t.TransitionInDays)).toEqual([60, 365]);
+    expect(resources('AWS::CloudWatch::Alarm').find((a) => a.MetricName === 'WarehouseFreshnessSeconds').Threshold).toBe(300);
+  });
+
+  it('still passes cdk-nag', () => {
+    expect(unacknowledgedNagFindings(stack, 'error')).toEqual([]);
+  });
+});

@@ -1,0 +1,347 @@
+/**
+ * The synthesized template of the default configuration, checked against issue 6: resources,
+ * alarms, security and cdk-nag. One synthesis for the whole file (Lambda bundling skipped).
+ */
+import { Match } from 'aws-cdk-lib/assertions';
+import { Validations } from 'aws-cdk-lib';
+import { describe, expect, it } from 'vitest';
+import { ARCHIVE } from '../archive/archive-config.ts';
+import { ENV } from '../lib/config.ts';
+import { DEFAULT_CONFIG } from './config.ts';
+import { synthesize, unacknowledgedNagFindings } from './testing.ts';
+
+const { stack, template } = synthesize();
+const resources = (type: string) => template.findResources(type) as Record<string, { Properties: any; Metadata?: any }>;
+const only = (type: string) => {
+  const found = Object.entries(resources(type));
+  expect(found).toHaveLength(1);
+  return { id: found[0][0], props: found[0][1].Properties };
+};
+const logicalIdOf = (type: string, match: (props: any) => boolean) => {
+  const found = Object.entries(resources(type)).filter(([, r]) => match(r.Properties));
+  expect(found).toHaveLength(1);
+  return found[0][0];
+};
+const statementsOf = (roleId: string) => Object.values(resources('AWS::IAM::Policy'))
+  .filter((p) => p.Properties.Roles.some((r: any) => r.Ref === roleId))
+  .flatMap((p) => p.Properties.PolicyDocument.Statement)
+  .concat((resources('AWS::IAM::Role')[roleId].Properties.Policies ?? []).flatMap((p: any) => p.PolicyDocument.Statement));
+const actionsOf = (s: any): string[] => [s.Action].flat();
+
+const captureContainer = only('AWS::ECS::TaskDefinition').props.ContainerDefinitions[0];
+const captureEnv: Record<string, any> = Object.fromEntries(captureContainer.Environment.map((e: any) => [e.Name, e.Value]));
+const processorId = logicalIdOf('AWS::Lambda::Function', (p) => p.Environment?.Variables?.[ENV.processedBucket] && !p.VpcConfig);
+const loaderId = logicalIdOf('AWS::Lambda::Function', (p) => p.Environment?.Variables?.[ENV.warehouseSecret]);
+const processor = resources('AWS::Lambda::Function')[processorId].Properties;
+const loader = resources('AWS::Lambda::Function')[loaderId].Properties;
+const ingestionId = logicalIdOf('AWS::S3::Bucket', (p) => p.LifecycleConfiguration?.Rules?.some((r: any) => r.Transitions));
+const streamId = only('AWS::Kinesis::Stream').id;
+const queueId = only('AWS::SQS::Queue').id;
+
+describe('capture service (Fargate)', () => {
+  it('runs one task, never two at once on the slot, and rolls back a failed deployment', () => {
+    template.hasResourceProperties('AWS::ECS::Service', {
+      LaunchType: 'FARGATE',
+      DesiredCount: 1,
+      DeploymentConfiguration: { MinimumHealthyPercent: 0, MaximumPercent: 100, DeploymentCircuitBreaker: { Enable: true, Rollback: true } },
+      NetworkConfiguration: { AwsvpcConfiguration: { AssignPublicIp: 'DISABLED' } },
+    });
+  });
+
+  it('runs `totes run capture`, health-checked on GET /health of TOTES_HEALTH_PORT, stopped within the drain bound', () => {
+    expect(captureContainer.Command).toEqual(['node', 'bin/totes.mjs', 'run', 'capture']);
+    expect(captureContainer.Essential).toBe(true);
+    const check = captureContainer.HealthCheck.Command.join(' ');
+    expect(check).toContain(`http://127.0.0.1:${captureEnv[ENV.healthPort]}/health`);
+    expect(check).toContain('process.exit(r.ok ? 0 : 1)');
+    expect(captureContainer.HealthCheck).toMatchObject({ Interval: 30, Retries: 3 });
+    expect(captureContainer.StopTimeout).toBeGreaterThan(25); // capture/main.ts STOP_BOUND_MS
+  });
+
+  it('is configured only through variables lib/config.ts knows, with the source as a secret ARN and TLS verified', () => {
+    const known = new Set<string>(Object.values(ENV));
+    for (const name of Object.keys(captureEnv)) if (name.startsWith('TOTES_')) expect(known).toContain(name);
+    expect(captureEnv).not.toHaveProperty(ENV.sourceUrl);
+    expect(captureEnv[ENV.sourceSecret]).toEqual({ Ref: expect.stringMatching(/^SecretsSource/) });
+    expect(captureEnv[ENV.streamName]).toEqual({ Ref: streamId });
+    expect(captureEnv[ENV.caFile]).toBe(`/app/${DEFAULT_CONFIG.dbCaBundlePath}`);
+    expect(captureEnv[ENV.slotName]).toBe(DEFAULT_CONFIG.capture.slotName);
+  });
+
+  it('has Container Insights on, for RunningTaskCount', () => {
+    template.hasResourceProperties('AWS::ECS::Cluster', { ClusterSettings: [{ Name: 'containerInsights', Value: 'enabled' }] });
+  });
+
+  it('logs to a log group with retention', () => {
+    const logGroup = captureContainer.LogConfiguration.Options['awslogs-group'].Ref;
+    expect(resources('AWS::Logs::LogGroup')[logGroup].Properties.RetentionInDays).toBe(DEFAULT_CONFIG.logRetentionDays);
+  });
+
+  it('may write to the stream and read the source secret, nothing else', () => {
+    const taskRole = only('AWS::ECS::TaskDefinition').props.TaskRoleArn['Fn::GetAtt'][0];
+    const statements = statementsOf(taskRole);
+    expect(statements.flatMap(actionsOf).sort()).toEqual(['kinesis:ListShards', 'kinesis:PutRecord', 'kinesis:PutRecords', 'secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'].sort());
+    expect(statements.find((s) => actionsOf(s).includes('kinesis:PutRecords')).Resource).toEqual({ 'Fn::GetAtt': [streamId, 'Arn'] });
+    expect(statements.find((s) => actionsOf(s).includes('secretsmanager:GetSecretValue')).Resource).toEqual({ Ref: captureEnv[ENV.sourceSecret].Ref });
+  });
+});
+
+describe('Kinesis data stream', () => {
+  it('is provisioned with the configured shards, retention and encryption', () => {
+    template.hasResourceProperties('AWS::Kinesis::Stream', {
+      ShardCount: DEFAULT_CONFIG.stream.shardCount,
+      StreamModeDetails: { StreamMode: 'PROVISIONED' },
+      RetentionPeriodHours: DEFAULT_CONFIG.stream.retentionHours,
+      StreamEncryption: { EncryptionType: 'KMS', KeyId: 'alias/aws/kinesis' },
+    });
+  });
+});
+
+describe('Firehose archive', () => {
+  it('reads the stream and writes GZIP to the ingestion bucket with the layout and buffering of archive-config.ts', () => {
+    const { props } = only('AWS::KinesisFirehose::DeliveryStream');
+    expect(props.DeliveryStreamType).toBe('KinesisStreamAsSource');
+    expect(props.KinesisStreamSourceConfiguration.KinesisStreamARN).toEqual({ 'Fn::GetAtt': [streamId, 'Arn'] });
+    const s3 = props.ExtendedS3DestinationConfiguration;
+    expect(s3.BucketARN).toEqual({ 'Fn::GetAtt': [ingestionId, 'Arn'] });
+    expect(s3.Prefix).toBe(ARCHIVE.prefix);
+    expect(s3.ErrorOutputPrefix).toBe(ARCHIVE.errorPrefix);
+    expect(s3.CompressionFormat).toBe('GZIP');
+    expect(s3.BufferingHints).toEqual({ IntervalInSeconds: ARCHIVE.bufferIntervalSeconds, SizeInMBs: ARCHIVE.bufferSizeMiB });
+    expect(s3.CloudWatchLoggingOptions.Enabled).toBe(true);
+  });
+});
+
+describe('processor Lambda', () => {
+  it('runs processors/lambda.ts handler on nodejs22.x, writing to the processed bucket', () => {
+    expect(processor.Runtime).toBe('nodejs22.x');
+    expect(processor.Handler).toBe('index.handler');
+    expect(Object.keys(processor.Environment.Variables).filter((k) => k.startsWith('TOTES_'))).toEqual([ENV.processedBucket]);
+  });
+
+  it('is fed by the stream with bisect, partial batch failures, a record age bound, retries and an SQS on-failure destination', () => {
+    const p = DEFAULT_CONFIG.processor;
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: processorId },
+      EventSourceArn: { 'Fn::GetAtt': [streamId, 'Arn'] },
+      StartingPosition: 'TRIM_HORIZON',
+      BatchSize: p.batchSize,
+      MaximumBatchingWindowInSeconds: p.maxBatchingWindowSeconds,
+      BisectBatchOnFunctionError: true,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      MaximumRecordAgeInSeconds: p.maxRecordAgeSeconds,
+      MaximumRetryAttempts: p.retryAttempts,
+      ParallelizationFactor: 1,
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queueId, 'Arn'] } } },
+    });
+  });
+
+  it('may only list, read and put micro-batches, and read the stream', () => {
+    const statements = statementsOf(processor.Role['Fn::GetAtt'][0]);
+    const s3Actions = statements.flatMap(actionsOf).filter((a) => a.startsWith('s3:')).sort();
+    expect(s3Actions).toEqual(['s3:GetObject', 's3:ListBucket', 's3:PutObject']);
+    expect(statements.flatMap(actionsOf).some((a) => a.startsWith('secretsmanager:'))).toBe(false);
+    expect(statements.flatMap(actionsOf)).toContain('kinesis:GetRecords');
+  });
+});
+
+describe('loader Lambda', () => {
+  it('runs loader/lambda.ts handler on nodejs22.x in the VPC, with the warehouse as a secret ARN and TLS verified', () => {
+    expect(loader.Runtime).toBe('nodejs22.x');
+    expect(loader.Handler).toBe('index.handler');
+    expect(loader.VpcConfig.SubnetIds.length).toBeGreaterThan(0);
+    const env = loader.Environment.Variables;
+    expect(env[ENV.warehouseSecret]).toEqual({ Ref: expect.stringMatching(/^SecretsWarehouse/) });
+    expect(env).not.toHaveProperty(ENV.warehouseUrl);
+    expect(env[ENV.caFile]).toBe('/var/task/rds-global-bundle.pem');
+    expect(loader.Timeout).toBe(DEFAULT_CONFIG.loader.timeoutSeconds);
+  });
+
+  it('is started every minute by EventBridge, with no retries piling up behind the next run', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(1 minute)',
+      State: 'ENABLED',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [loaderId, 'Arn'] }, RetryPolicy: { MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 60 } })],
+    });
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { FunctionName: { Ref: loaderId }, MaximumRetryAttempts: 0 });
+  });
+
+  it('may read micro-batches and the warehouse secret, nothing of the source', () => {
+    const statements = statementsOf(loader.Role['Fn::GetAtt'][0]);
+    expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('s3:')).sort()).toEqual(['s3:GetObject', 's3:ListBucket']);
+    const secretRead = statements.filter((s) => actionsOf(s).includes('secretsmanager:GetSecretValue'));
+    expect(secretRead.map((s) => s.Resource)).toEqual([{ Ref: loader.Environment.Variables[ENV.warehouseSecret].Ref }]);
+  });
+});
+
+describe('secrets', () => {
+  it('are created for both databases, and no service environment holds a credential or URL', () => {
+    expect(Object.keys(resources('AWS::SecretsManager::Secret'))).toHaveLength(2);
+    const environments = [captureEnv, ...Object.values(resources('AWS::Lambda::Function')).map((f) => f.Properties.Environment?.Variables ?? {})];
+    for (const env of environments) {
+      expect(env).not.toHaveProperty(ENV.sourceUrl);
+      expect(env).not.toHaveProperty(ENV.warehouseUrl);
+      expect(JSON.stringify(env)).not.toMatch(/password|postgres:\/\//i);
+    }
+  });
+});
+
+describe('networking', () => {
+  it('creates a VPC with private subnets, flow logs and an S3 gateway endpoint', () => {
+    template.resourceCountIs('AWS::EC2::VPC', 1);
+    template.resourceCountIs('AWS::EC2::NatGateway', DEFAULT_CONFIG.natGateways);
+    template.hasResourceProperties('AWS::EC2::FlowLog', { ResourceType: 'VPC' });
+    template.hasResourceProperties('AWS::EC2::VPCEndpoint', { VpcEndpointType: 'Gateway' });
+  });
+
+  it('lets the capture task and the loader out only to HTTPS and the database port', () => {
+    for (const sg of Object.values(resources('AWS::EC2::SecurityGroup')).filter((g) => /capture|loader/.test(g.Properties.GroupDescription))) {
+      expect(sg.Properties.SecurityGroupIngress).toBeUndefined();
+      expect(sg.Properties.SecurityGroupEgress.map((e: any) => [e.IpProtocol, e.FromPort, e.ToPort]).sort()).toEqual([['tcp', 443, 443], ['tcp', 5432, 5432]]);
+    }
+  });
+});
+
+describe('buckets', () => {
+  const buckets = resources('AWS::S3::Bucket');
+  const policies = Object.values(resources('AWS::S3::BucketPolicy'));
+
+  it('all block public access, are encrypted and deny plain HTTP', () => {
+    expect(Object.keys(buckets)).toHaveLength(3);
+    for (const [id, b] of Object.entries(buckets)) {
+      expect(b.Properties.PublicAccessBlockConfiguration).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
+      expect(b.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toBe('AES256');
+      const policy = policies.find((p) => p.Properties.Bucket.Ref === id);
+      expect(policy?.Properties.PolicyDocument.Statement).toContainEqual(expect.objectContaining({
+        Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+      }));
+    }
+  });
+
+  it('move the archive to infrequent access and then to Glacier on the configured days', () => {
+    const rules = buckets[ingestionId].Properties.LifecycleConfiguration.Rules;
+    expect(rules).toContainEqual(expect.objectContaining({
+      Status: 'Enabled',
+      Transitions: [
+        { StorageClass: 'STANDARD_IA', TransitionInDays: DEFAULT_CONFIG.archive.infrequentAccessAfterDays },
+        { StorageClass: 'GLACIER', TransitionInDays: DEFAULT_CONFIG.archive.glacierAfterDays },
+      ],
+    }));
+  });
+
+  it('are kept when the stack is deleted', () => {
+    for (const id of Object.keys(buckets)) expect((template.toJSON().Resources[id] as any).DeletionPolicy).toBe('Retain');
+  });
+});
+
+describe('log groups', () => {
+  it('all have the configured retention, and both Lambdas log to their own', () => {
+    const groups = resources('AWS::Logs::LogGroup');
+    expect(Object.keys(groups).length).toBeGreaterThanOrEqual(5); // capture, processor, loader, Firehose, flow logs
+    for (const g of Object.values(groups)) expect(g.Properties.RetentionInDays).toBe(DEFAULT_CONFIG.logRetentionDays);
+    for (const fn of [processor, loader]) expect(Object.keys(groups)).toContain(fn.LoggingConfig.LogGroup.Ref);
+  });
+});
+
+describe('alarms', () => {
+  const alarms = Object.values(resources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
+  const topicId = only('AWS::SNS::Topic').id;
+  const find = (namespace: string, metricName: string) => {
+    const found = alarms.filter((a) => a.Namespace === namespace && a.MetricName === metricName);
+    expect(found, `${namespace} ${metricName}`).toHaveLength(1);
+    return found[0];
+  };
+  const a = DEFAULT_CONFIG.alarms;
+
+  it('notify an encrypted, TLS-only SNS topic with an email subscription to the AlarmEmail parameter', () => {
+    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: { Ref: 'AlarmEmail' }, TopicArn: { Ref: topicId } });
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+    });
+    template.hasResourceProperties('AWS::KMS::Key', {
+      KeyPolicy: { Statement: Match.arrayWith([Match.objectLike({ Principal: { Service: 'cloudwatch.amazonaws.com' } })]) },
+    });
+    expect(alarms).toHaveLength(10);
+    for (const alarm of alarms) {
+      expect(alarm.AlarmActions).toEqual([{ Ref: topicId }]);
+      expect(alarm.OKActions).toEqual([{ Ref: topicId }]);
+    }
+  });
+
+  it('watch the stream and the processor falling behind, and processor errors', () => {
+    expect(find('AWS/Kinesis', 'GetRecords.IteratorAgeMilliseconds')).toMatchObject({ Threshold: a.streamIteratorAgeSeconds * 1000, Statistic: 'Maximum', Dimensions: [{ Name: 'StreamName', Value: { Ref: streamId } }] });
+    expect(find('AWS/Lambda', 'IteratorAge')).toMatchObject({ Threshold: a.processorIteratorAgeSeconds * 1000, Dimensions: [{ Name: 'FunctionName', Value: { Ref: processorId } }] });
+    expect(find('AWS/Lambda', 'Errors')).toMatchObject({ Threshold: a.processorErrors, Statistic: 'Sum', Dimensions: [{ Name: 'FunctionName', Value: { Ref: processorId } }] });
+  });
+
+  it('watch replication-slot lag in bytes and seconds, from the capture metrics', () => {
+    expect(find('TotesCdc', 'SlotLagBytes')).toMatchObject({ Threshold: a.slotLagBytes, Dimensions: [{ Name: 'Service', Value: 'capture' }] });
+    expect(find('TotesCdc', 'SlotLagSeconds')).toMatchObject({ Threshold: a.slotLagSeconds, Dimensions: [{ Name: 'Service', Value: 'capture' }] });
+  });
+
+  it('watch warehouse freshness, alarming well before the 30-minute budget and when the loader reports nothing', () => {
+    const freshness = find('TotesCdc', 'WarehouseFreshnessSeconds');
+    expect(freshness).toMatchObject({ Threshold: a.warehouseFreshnessSeconds, Dimensions: [{ Name: 'Service', Value: 'loader' }], TreatMissingData: 'breaching' });
+    // The latest it can fire: threshold plus the breaching minutes, with half the budget left.
+    expect(freshness.Threshold + freshness.EvaluationPeriods * freshness.Period).toBeLessThanOrEqual(15 * 60);
+  });
+
+  it('watch dead letters: the on-failure queue and the processor DeadLetters metric', () => {
+    expect(find('AWS/SQS', 'ApproximateNumberOfMessagesVisible')).toMatchObject({ Threshold: 1, Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId, 'QueueName'] } }] });
+    expect(find('TotesCdc', 'DeadLetters')).toMatchObject({ Threshold: 1, Statistic: 'Sum', Dimensions: [{ Name: 'Service', Value: 'processor' }] });
+  });
+
+  it('watch Firehose delivery freshness and the capture task running', () => {
+    expect(find('AWS/Firehose', 'DeliveryToS3.DataFreshness')).toMatchObject({ Threshold: a.firehoseFreshnessSeconds });
+    expect(find('ECS/ContainerInsights', 'RunningTaskCount')).toMatchObject({
+      Threshold: 1, ComparisonOperator: 'LessThanThreshold', Statistic: 'Minimum', TreatMissingData: 'breaching',
+    });
+  });
+});
+
+describe('dashboard', () => {
+  it('graphs every alarmed metric and shows every alarm', () => {
+    // The body is a Fn::Join of JSON text and references; references become a placeholder string.
+    const parts: unknown[] = only('AWS::CloudWatch::Dashboard').props.DashboardBody['Fn::Join'][1];
+    const body = JSON.parse(parts.map((p) => (typeof p === 'string' ? p : 'ref')).join(''));
+    const graphed = new Set(body.widgets.flatMap((w: any) => (w.properties.metrics ?? []).map((m: string[]) => `${m[0]} ${m[1]}`)));
+    const alarms = Object.values(resources('AWS::CloudWatch::Alarm')).map((a) => `${a.Properties.Namespace} ${a.Properties.MetricName}`);
+    for (const metric of alarms) expect(graphed).toContain(metric);
+    expect(body.widgets.find((w: any) => w.type === 'alarm').properties.alarms).toHaveLength(alarms.length);
+  });
+});
+
+describe('IAM', () => {
+  it('has no wildcard action and no wildcard resource outside the two actions that cannot name one', () => {
+    for (const [id, doc] of [
+      ...Object.entries(resources('AWS::IAM::Policy')).map(([id, p]) => [id, p.Properties.PolicyDocument] as const),
+      ...Object.entries(resources('AWS::IAM::Role')).flatMap(([id, r]) => (r.Properties.Policies ?? []).map((p: any) => [id, p.PolicyDocument] as const)),
+    ]) {
+      for (const s of doc.Statement) {
+        expect(actionsOf(s), id).not.toContain('*');
+        if (s.Resource === '*') {
+          expect(actionsOf(s).every((x) => x === 'ecr:GetAuthorizationToken' || x.startsWith('ec2:') || x.startsWith('xray:')), `${id}: ${actionsOf(s)}`).toBe(true);
+        }
+      }
+    }
+  });
+});
+
+describe('cdk-nag AwsSolutions', () => {
+  it('reports no unacknowledged errors or warnings', () => {
+    expect(unacknowledgedNagFindings(stack, 'error')).toEqual([]);
+    expect(unacknowledgedNagFindings(stack, 'warning')).toEqual([]);
+  });
+
+  it('has a reason for every acknowledgment', () => {
+    const acknowledgments = stack.node.findAll().flatMap((c) => c.node.metadata
+      .filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY)
+      .flatMap((m) => Object.entries(m.data as Record<string, { reason?: string } | string>)));
+    expect(acknowledgments.length).toBeGreaterThan(5);
+    for (const [id, ack] of acknowledgments) {
+      const reason = typeof ack === 'string' ? ack : ack.reason;
+      expect(reason?.length ?? 0, id).toBeGreaterThan(30);
+    }
+  });
+});
