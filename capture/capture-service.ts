@@ -12,7 +12,7 @@
  *   warehouse loads each once.
  */
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
-import { SOURCE_TABLE_NAMES, primaryKeyOf } from '../contract/source-tables.ts';
+import { SOURCE_TABLE_NAMES, SOURCE_TABLES, primaryKeyOf, type SourceTable } from '../contract/source-tables.ts';
 import type { ChangeEvent, EventSource } from '../contract/change-event.ts';
 import { log } from '../lib/log.ts';
 import pg, { connectionConfig, poolFor } from '../lib/pg.ts';
@@ -55,6 +55,8 @@ export interface CaptureMetrics {
   /** Commit → capture latency of the newest heartbeat, in seconds. */
   heartbeatLatencySeconds: number | null;
   confirmedLsn: string;
+  /** Source schema changes that break what the warehouse maps (dropped or retyped columns). */
+  schemaIssues: string[];
   state: 'starting' | 'streaming' | 'stopped';
 }
 
@@ -76,13 +78,15 @@ function streamFormat(config: CaptureConfig): { plugin: PgoutputPlugin | Wal2Jso
 const HIGH_WATER = 2_000;
 
 export class CaptureService {
-  readonly metrics: CaptureMetrics = { changes: 0, snapshotRows: 0, transactions: 0, heartbeats: 0, lastCommitTime: null, lastHeartbeatCommitTime: null, heartbeatLatencySeconds: null, confirmedLsn: '0/0', state: 'starting' };
+  readonly metrics: CaptureMetrics = { changes: 0, snapshotRows: 0, transactions: 0, heartbeats: 0, lastCommitTime: null, lastHeartbeatCommitTime: null, heartbeatLatencySeconds: null, confirmedLsn: '0/0', schemaIssues: [], state: 'starting' };
   private readonly pool: pg.Pool;
   private readonly plugin: PgoutputPlugin | Wal2JsonTextPlugin;
   private readonly decoder: StreamDecoder;
   private readonly acker: Acker;
   readonly snapshot: ChunkedSnapshot;
   private readonly abort = new AbortController();
+  private readonly columnTypes = new Map<SourceTable, Map<string, number>>();
+  private snapshots: Promise<void> = Promise.resolve();
   private replication: LogicalReplicationService | null = null;
   private queue: Item[] = [];
   private draining: Promise<void> | null = null;
@@ -106,12 +110,12 @@ export class CaptureService {
   async run(): Promise<void> {
     await this.checkPrerequisites();
     await this.ensureSlot();
-    const snapshots = this.snapshot.run(this.abort.signal).catch((err) => this.fatal?.(err));
+    this.snapshots = this.snapshot.run(this.abort.signal).catch((err) => { if (!this.stopping) this.fatal?.(err); });
     try {
       await this.stream();
     } finally {
       this.abort.abort();
-      await snapshots;
+      await this.snapshots;
     }
   }
 
@@ -138,6 +142,16 @@ export class CaptureService {
       [this.config.publicationName, SOURCE_TABLE_NAMES]);
     if (pub && pub.rows[0].n !== SOURCE_TABLE_NAMES.length) {
       throw new Error(`publication "${this.config.publicationName}" covers ${pub.rows[0].n} of the ${SOURCE_TABLE_NAMES.length} totesys tables; create it with: CREATE PUBLICATION "${this.config.publicationName}" FOR TABLE ${tables}; (see \`totes source-setup\`)`);
+    }
+    // the column types at start: relation messages are compared with them to see a retyped column
+    const columns = await this.pool.query(
+      `SELECT c.relname AS table_name, a.attname AS column_name, a.atttypid::int AS type_oid
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relname = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped`, [SOURCE_TABLE_NAMES]);
+    for (const r of columns.rows) {
+      const types = this.columnTypes.get(r.table_name) ?? new Map<string, number>();
+      types.set(r.column_name, r.type_oid);
+      this.columnTypes.set(r.table_name, types);
     }
     const state = await this.pool.query(`SELECT to_regclass('totes_cdc.snapshot_progress') AS t`);
     if (!state.rows[0].t) throw new Error('table totes_cdc.snapshot_progress is missing; create it as `totes source-setup` shows');
@@ -187,6 +201,28 @@ export class CaptureService {
     log.info({ slot: this.config.slotName, plugin: this.config.plugin }, 'streaming');
     const subscribed = service.subscribe(this.plugin, this.config.slotName).catch((err) => { if (!this.stopping) throw err; });
     await Promise.race([subscribed, failed]);
+  }
+
+  /**
+   * A relation message: the table's columns as the stream now sends them. Added columns travel
+   * in events and processors ignore what they do not map; a dropped or retyped column that the
+   * warehouse needs is reported loudly (log and metric), since its values stop arriving.
+   */
+  private checkSchema(table: SourceTable, columns: { name: string; typeOid: number }[]): void {
+    const seen = this.columnTypes.get(table);
+    const names = new Set(columns.map((c) => c.name));
+    const issues: string[] = [];
+    for (const expected of SOURCE_TABLES[table]) if (!names.has(expected)) issues.push(`${table}.${expected} was dropped`);
+    for (const c of columns) {
+      const before = seen?.get(c.name);
+      if (before !== undefined && before !== c.typeOid) issues.push(`${table}.${c.name} changed type (oid ${before} → ${c.typeOid})`);
+      if (!(SOURCE_TABLES[table] as readonly string[]).includes(c.name) && !seen?.has(c.name)) log.info({ table, column: c.name }, 'new source column: carried in events, not mapped');
+    }
+    this.columnTypes.set(table, new Map(columns.map((c) => [c.name, c.typeOid])));
+    for (const issue of issues) {
+      this.metrics.schemaIssues.push(issue);
+      log.error({ table, issue }, 'source schema change the warehouse depends on');
+    }
   }
 
   /** Snapshot rows of a chunk, at the high watermark's position in the stream. */
@@ -264,7 +300,7 @@ export class CaptureService {
         if (d.prefix === SNAPSHOT_HIGH_PREFIX) await this.emitChunk(d.content);
         break;
       case 'schema':
-        log.debug({ table: d.table, columns: d.columns }, 'relation');
+        this.checkSchema(d.table, d.columns);
         break;
       case 'begin':
         break;
@@ -287,6 +323,7 @@ export class CaptureService {
     this.abort.abort();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    await this.snapshots;
     await this.draining;
     await this.sink.flush().catch((err) => log.error({ err: err.message }, 'flush on stop failed'));
     if (this.replication) {

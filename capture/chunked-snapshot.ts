@@ -106,7 +106,9 @@ export class ChunkedSnapshot {
         `SELECT * FROM public."${table}" WHERE $1::bigint IS NULL OR ${pk} > $1 ORDER BY ${pk} LIMIT $2`, [lastKey, this.chunkRows]);
       window.rows = rows;
       await this.emitMessage(SNAPSHOT_HIGH_PREFIX, id);
-      await Promise.race([done, new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))]);
+      const onAbort = () => emitted();
+      signal.addEventListener('abort', onAbort, { once: true });
+      await done.finally(() => signal.removeEventListener('abort', onAbort));
       if (signal.aborted) return;
       await this.flushed();
       const finished = rows.length < this.chunkRows;

@@ -52,6 +52,7 @@ export async function runCapture(env: Record<string, string | undefined> = proce
         SlotLagSeconds: { value: service.lagSeconds() ?? 0, unit: 'Seconds' },
         SafeWalSizeBytes: { value: health.safeWalSize ?? -1, unit: 'Bytes' },
         PutRecordsRetries: { value: sink.metrics.retries - last.retries, unit: 'Count' },
+        SchemaIssues: { value: service.metrics.schemaIssues.length, unit: 'Count' },
         PutRecordsLatency: { value: sink.metrics.putCalls ? sink.metrics.putLatencyMsTotal / sink.metrics.putCalls : 0, unit: 'Milliseconds' },
       });
       last = { changes: service.metrics.changes, at: now, bytes: sink.metrics.bytes, retries: sink.metrics.retries };

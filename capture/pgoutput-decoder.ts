@@ -16,7 +16,7 @@ export type Decoded =
   | { type: 'heartbeat'; event: HeartbeatEvent }
   | { type: 'begin' }
   | { type: 'commit'; endLsn: string }
-  | { type: 'schema'; table: SourceTable; columns: string[] }
+  | { type: 'schema'; table: SourceTable; columns: { name: string; typeOid: number }[] }
   /** A transactional message of ours other than a heartbeat (snapshot watermarks). */
   | { type: 'message'; prefix: string; content: string };
 
@@ -46,8 +46,8 @@ export class PgoutputDecoder {
       }
       case 'relation': {
         if (msg.schema !== 'public' || !isSourceTable(msg.name)) return [];
-        const columns = msg.columns.map((c) => c.name);
-        const signature = columns.join(',');
+        const columns = msg.columns.map((c) => ({ name: c.name, typeOid: c.typeOid }));
+        const signature = columns.map((c) => `${c.name}:${c.typeOid}`).join(',');
         if (this.knownColumns.get(msg.name) === signature) return [];
         this.knownColumns.set(msg.name, signature);
         return [{ type: 'schema', table: msg.name, columns }];

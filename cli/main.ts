@@ -6,6 +6,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatStatus, snapshotStatus, StatusLine } from '../local/status-line.ts';
 import { DEFAULT_STACK, LocalStack, type StackOptions } from '../local/stack.ts';
 import { sourceSetupSql } from '../capture/source-setup.ts';
+import { requestSnapshot } from '../capture/chunked-snapshot.ts';
+import { isSourceTable, SOURCE_TABLE_NAMES } from '../contract/source-tables.ts';
 import { ConfigError } from '../lib/config.ts';
 import { inTransaction, poolFor } from '../lib/pg.ts';
 import { scaledSizes, seedTotesys } from '../totesys/business.ts';
@@ -221,6 +223,32 @@ Environment:
           await seedTotesys(db, { seed: number(values, 'seed'), sizes: scaledSizes(number(values, 'scale')) });
         });
         say('totesys created and seeded');
+        return 0;
+      } finally {
+        await pool.end();
+      }
+    },
+  },
+  resnapshot: {
+    summary: 'read one table again while streaming goes on (never writes a stale row over a newer one)',
+    usage: `totes resnapshot --table NAME [--source URL] [--slot NAME]
+  --table NAME         a totesys table (${SOURCE_TABLE_NAMES.join(', ')})
+  --source URL         totesys URL (default: the local stack's; env TOTES_SOURCE_URL)
+  --slot NAME          the capture service's slot (default totes_cdc; env TOTES_SLOT_NAME)
+The running capture service picks the request up within a second and records its progress in
+totes_cdc.snapshot_progress, so a restart continues where it stopped.`,
+    options: {
+      table: { type: 'string' },
+      source: { type: 'string', default: process.env.TOTES_SOURCE_URL ?? `postgres://postgres:postgres@127.0.0.1:${DEFAULT_STACK.sourcePort}/totesys` },
+      slot: { type: 'string', default: process.env.TOTES_SLOT_NAME ?? 'totes_cdc' },
+    },
+    async run(values) {
+      const table = String(values.table ?? '');
+      if (!isSourceTable(table)) throw new UsageError(`--table must be one of ${SOURCE_TABLE_NAMES.join(', ')}`);
+      const pool = poolFor(String(values.source), 1);
+      try {
+        await requestSnapshot(pool, String(values.slot), [table]);
+        say(`requested: ${table} will be read again by the capture service on slot ${values.slot}`);
         return 0;
       } finally {
         await pool.end();

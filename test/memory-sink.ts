@@ -7,14 +7,18 @@ export class MemorySink implements ChangeSink {
   writtenThrough = -1;
   acceptedThrough = -1;
   private listeners: ((through: number) => void)[] = [];
-  /** While set, writes are buffered but not accepted (a stalled stream). */
+  /** While set, writes are buffered but not accepted (a stream that has not acknowledged yet). */
   stalled = false;
+  /** While set, writes wait (a stream that is down: the producer's buffer is full). */
+  blocked = false;
 
   async write(event: ChangeEvent): Promise<number> {
+    while (this.blocked) await new Promise((r) => setTimeout(r, 10));
     return this.add(event);
   }
 
   async broadcast(event: HeartbeatEvent): Promise<number> {
+    while (this.blocked) await new Promise((r) => setTimeout(r, 10));
     return this.add(event);
   }
 
