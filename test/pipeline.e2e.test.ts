@@ -5,7 +5,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Simulator } from '../totesys/simulator.ts';
 import { verify, formatDifferences } from '../warehouse/verify.ts';
+import { randomBytes } from 'node:crypto';
 import pg from '../lib/pg.ts';
+import { requestSnapshot } from '../capture/chunked-snapshot.ts';
 import { startTestPipeline, type TestPipeline } from './pipeline-harness.ts';
 
 describe('pipeline end to end', () => {
@@ -43,5 +45,32 @@ describe('pipeline end to end', () => {
     } finally {
       await wh.end();
     }
+  });
+
+  it('keeps an unchanged TOASTed value, re-reads tables under live writes without going stale, and survives a new column', async () => {
+    const db = t.sourcePool;
+    const big = randomBytes(150_000).toString('base64'); // incompressible: stored out of line
+    await db.query(`UPDATE address SET address_line_2 = $1, last_updated = now() WHERE address_id = 3`, [big]);
+    await db.query(`UPDATE address SET phone = '0113 496 0000', last_updated = now() WHERE address_id = 3`); // address_line_2 not sent
+    await db.query(`ALTER TABLE design ADD COLUMN colourway text`);
+    await db.query(`UPDATE design SET colourway = 'teal', design_name = 'Teal Tote', last_updated = now() WHERE design_id = 1`);
+
+    const slot = t.pipeline.capture['config'].slotName;
+    const live = new Simulator(t.sourcePool, 11);
+    const writing = live.run({ changes: 300, rate: 150 });
+    await requestSnapshot(t.sourcePool, slot, ['sales_order', 'payment']);
+    await writing;
+
+    const result = await verify({ sourceUrl: t.sourceUrl, warehouseUrl: t.warehouseUrl, waitMs: 60_000 });
+    expect(formatDifferences(result.differences)).toBe('');
+    const wh = new pg.Client({ connectionString: t.warehouseUrl });
+    await wh.connect();
+    try {
+      const row = await wh.query(`SELECT length(address_line_2) AS n, phone FROM dim_location WHERE location_id = 3`);
+      expect(row.rows[0]).toEqual({ n: big.length, phone: '0113 496 0000' });
+    } finally {
+      await wh.end();
+    }
+    expect(t.pipeline.processor.metrics.deadLetters).toBe(0);
   });
 });

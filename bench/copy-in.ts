@@ -1,0 +1,45 @@
+/**
+ * COPY … FROM STDIN on a node-postgres client. node-postgres runs COPY only through a
+ * "submittable" (what pg-copy-streams provides); this is the smallest one: send the text
+ * format in chunks, then CopyDone.
+ */
+import type pg from 'pg';
+
+type CopyValue = string | number | boolean | null | undefined;
+
+const CHUNK_BYTES = 256 * 1024;
+
+/** One value in COPY's text format. */
+function copyText(value: CopyValue): string {
+  if (value === null || value === undefined) return '\\N';
+  if (typeof value === 'boolean') return value ? 't' : 'f';
+  return String(value).replace(/[\\\t\n\r]/g, (c) => ({ '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' })[c]!);
+}
+
+interface CopyConnection { query(text: string): void; sendCopyFromChunk(chunk: Buffer): void; endCopyFrom(): void }
+
+/** COPY `rows` (values in `columns` order) into `table`; resolves with the row count Postgres reports. */
+export function copyRows(client: pg.Client | pg.PoolClient, table: string, columns: string[], rows: Record<string, CopyValue>[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let copied = 0;
+    let failure: Error | null = null;
+    const submittable = {
+      submit(connection: CopyConnection) {
+        connection.query(`COPY ${table} (${columns.map((c) => `"${c}"`).join(', ')}) FROM STDIN`);
+      },
+      handleCopyInResponse(connection: CopyConnection) {
+        let chunk = '';
+        for (const row of rows) {
+          chunk += columns.map((c) => copyText(row[c])).join('\t') + '\n';
+          if (chunk.length >= CHUNK_BYTES) { connection.sendCopyFromChunk(Buffer.from(chunk)); chunk = ''; }
+        }
+        if (chunk) connection.sendCopyFromChunk(Buffer.from(chunk));
+        connection.endCopyFrom();
+      },
+      handleCommandComplete(msg: { text?: string }) { copied = Number(/COPY (\d+)/.exec(msg.text ?? '')?.[1] ?? 0); },
+      handleError(err: Error) { failure = err; },
+      handleReadyForQuery() { if (failure) reject(failure); else resolve(copied); },
+    };
+    void client.query(submittable as unknown as pg.Submittable);
+  });
+}

@@ -1,0 +1,111 @@
+/**
+ * End-to-end freshness under a steady simulated load: for every fact row version the simulator
+ * causes, (the moment a poll of the warehouse first sees it) − (its source commit time).
+ *
+ * Facts only append, so each new version is a new row: every POLL_MS one query reads the fact
+ * rows written by transactions the previous poll could not have seen (xmin ≥ that poll's
+ * snapshot xmin), and rows already seen are skipped. A row is counted visible at the end of
+ * the poll that first returns it, so a latency is high by at most POLL_MS plus the poll itself.
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { Pipeline } from '../local/pipeline.ts';
+import { sleep } from '../lib/retry.ts';
+import type { SimulatorStats } from '../totesys/simulator.ts';
+import { BUCKETS, createDatabase, STREAMS, type BenchEnvironment } from './environment.ts';
+import { PUBLICATION, prepareSource } from './workloads.ts';
+
+const POLL_MS = 50;
+const FACTS = { fact_sales_order: 'sales_order_id', fact_purchase_order: 'purchase_order_id', fact_payment: 'payment_id' } as const;
+
+export interface FreshnessFigures {
+  rate: number;
+  seconds: number;
+  /** Changes the simulator actually wrote per second (it may fall short of `rate` on a busy machine). */
+  achievedRate: number;
+  factVersions: number;
+  p50Ms: number; p95Ms: number; p99Ms: number; maxMs: number;
+  /** Where the work stood when the simulator stopped: which stage was behind. */
+  atSimulationEnd: { captured: number; inStream: number; processed: number; processorBatches: number; loadedRows: number; loaderBatches: number };
+}
+
+/** Nearest-rank percentile of sorted values. */
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+const NEW_FACT_ROWS = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon, coalesce((SELECT json_agg(v) FROM (${
+  Object.entries(FACTS).map(([table, key]) =>
+    `SELECT '${table}:' || ${key} || ':' || source_lsn || ':' || source_pos AS id, extract(epoch FROM source_commit_time) * 1000 AS commit_ms
+       FROM ${table} WHERE xmin::text::bigint >= $1 AND source_commit_time >= to_timestamp($2 / 1000.0) AT TIME ZONE 'UTC'`).join(' UNION ALL ')
+}) v), '[]') AS rows`;
+
+/** Runs bench/simulate.ts in a child process until `seconds` have passed. */
+function simulate(sourceUrl: string, rate: number, seconds: number): Promise<SimulatorStats> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'simulate.ts'), sourceUrl, String(rate), String(seconds)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`simulator exited ${code}`))));
+  });
+}
+
+export async function measureFreshness(env: BenchEnvironment, opts: { rate: number; seconds: number }, say: (line: string) => void): Promise<FreshnessFigures> {
+  const source = await createDatabase(env.source, 'e2e');
+  const warehouse = await createDatabase(env.warehouse, 'e2e_warehouse');
+  await prepareSource(source.client, { seedScale: 0.05 });
+  const pipeline = new Pipeline({
+    sourceUrl: source.url, warehouseUrl: warehouse.url, kinesisEndpoint: env.kinesisEndpoint, s3Endpoint: env.s3Endpoint,
+    streamName: STREAMS.e2e, ingestionBucket: BUCKETS.e2eIngestion, processedBucket: BUCKETS.e2eProcessed,
+    capture: { slotName: 'e2e', publicationName: PUBLICATION, heartbeatMs: 1_000, statusIntervalMs: 5_000 },
+  });
+  const latencies: number[] = [];
+  try {
+    await pipeline.start();
+    say('e2e: waiting for the snapshot to reach the warehouse');
+    while ((await pipeline.loader.freshness()).watermarkCommitTime === null) await sleep(200);
+
+    say(`e2e: simulating ${opts.rate.toLocaleString()} changes/s for ${opts.seconds} s`);
+    const simStartMs = Date.now();
+    let simEndMs = Infinity;
+    let atSimulationEnd: FreshnessFigures['atSimulationEnd'] | null = null;
+    const simulation = simulate(source.url, opts.rate, opts.seconds).finally(() => {
+      simEndMs = Date.now();
+      atSimulationEnd = {
+        captured: pipeline.capture.metrics.changes, inStream: pipeline.sink.metrics.records,
+        processed: pipeline.processor.metrics.events, processorBatches: pipeline.processor.metrics.batches,
+        loadedRows: pipeline.loader.metrics.rows, loaderBatches: pipeline.loader.metrics.batches,
+      };
+    });
+    const seen = new Set<string>();
+    let horizon = 0;
+    for (;;) {
+      const { rows } = await warehouse.client.query(NEW_FACT_ROWS, [horizon, simStartMs]);
+      const seenAt = Date.now();
+      horizon = Number(rows[0].horizon);
+      for (const r of rows[0].rows as { id: string; commit_ms: number }[]) {
+        if (seen.has(r.id)) continue;
+        seen.add(r.id);
+        latencies.push(seenAt - r.commit_ms);
+      }
+      if (Date.now() > simEndMs) {
+        const { watermarkCommitTime } = await pipeline.loader.freshness();
+        if ((watermarkCommitTime && Date.parse(watermarkCommitTime) > simEndMs) || Date.now() > simEndMs + 60_000) break;
+      }
+      await sleep(POLL_MS);
+    }
+    const stats = await simulation;
+    if (pipeline.captureError) throw pipeline.captureError;
+    latencies.sort((a, b) => a - b);
+    return {
+      rate: opts.rate, seconds: opts.seconds, achievedRate: stats.changes / ((simEndMs - simStartMs) / 1000), factVersions: latencies.length,
+      p50Ms: percentile(latencies, 50), p95Ms: percentile(latencies, 95), p99Ms: percentile(latencies, 99), maxMs: latencies[latencies.length - 1],
+      atSimulationEnd: atSimulationEnd!,
+    };
+  } finally {
+    await pipeline.stop();
+    await source.client.end();
+    await warehouse.client.end();
+  }
+}
