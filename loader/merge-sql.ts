@@ -27,10 +27,11 @@ export function stageColumns(table: LoadTableName): [string, string][] {
 export function stageSql(table: LoadTableName): { create: string; insert: string } {
   const cols = stageColumns(table);
   return {
-    create: `CREATE TEMP TABLE IF NOT EXISTS ${stageName(table)} (${cols.map(([n, t]) => `${q(n)} ${t}`).join(', ')}, rn int) ON COMMIT DELETE ROWS`,
-    insert: `INSERT INTO ${stageName(table)} SELECT *, row_number() OVER (PARTITION BY ${q(LOAD_TABLES[table].key)} ORDER BY source_lsn, source_pos)
-             FROM (SELECT DISTINCT * FROM unnest(${cols.map(([, t], i) => `$${i + 1}::${t}[]`).join(', ')})
-                   AS s(${cols.map(([n]) => q(n)).join(', ')})) d`,
+    create: `CREATE TEMP TABLE IF NOT EXISTS ${stageName(table)} (${cols.map(([n, t]) => `${q(n)} ${t}`).join(', ')}) ON COMMIT DELETE ROWS`,
+    // a change delivered twice (in one batch or in two merged together) is staged once
+    insert: `INSERT INTO ${stageName(table)}
+             SELECT DISTINCT ON (${q(LOAD_TABLES[table].key)}, source_lsn, source_pos) *
+               FROM unnest(${cols.map(([, t], i) => `$${i + 1}::${t}[]`).join(', ')}) AS s(${cols.map(([n]) => q(n)).join(', ')})`,
   };
 }
 
@@ -39,45 +40,62 @@ function valueOr(col: string, fallback: string): string {
   return `CASE WHEN position(',${col},' IN coalesce(s.unchanged, '')) > 0 THEN ${fallback}.${q(col)} ELSE s.${q(col)} END`;
 }
 
-/** Dimension upsert: latest change per key wins if newer than what the row holds. */
-export function mergeDimensionSql(table: LoadTableName, schema: string): string[] {
+/**
+ * Dimension upsert: the latest change per key wins if newer than what the row holds. When a
+ * staged change keeps unchanged TOAST columns, an earlier change to the same key in the same
+ * load may have set them, so then the changes apply one wave per version ($1 = wave).
+ */
+export function mergeDimensionSql(table: LoadTableName, schema: string, inWaves: boolean): string[] {
   const { key, columns } = LOAD_TABLES[table];
   const t = `"${schema}".${q(table)}`;
   const attrs = Object.keys(columns).filter((c) => c !== key);
-  const latest = `(SELECT DISTINCT ON (${q(key)}) * FROM ${stageName(table)} ORDER BY ${q(key)}, source_lsn DESC, source_pos DESC)`;
+  const changes = inWaves
+    ? `(SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY ${q(key)} ORDER BY source_lsn, source_pos) AS wave FROM ${stageName(table)}) w WHERE wave = $1)`
+    : `(SELECT DISTINCT ON (${q(key)}) * FROM ${stageName(table)} ORDER BY ${q(key)}, source_lsn DESC, source_pos DESC)`;
   return [
     `UPDATE ${t} t SET ${attrs.map((c) => `${q(c)} = CASE WHEN s.source_op = 'd' THEN t.${q(c)} ELSE ${valueOr(c, 't')} END`).join(', ')},
        source_lsn = s.source_lsn, source_pos = s.source_pos, is_deleted = (s.source_op = 'd')
-     FROM ${latest} s
+     FROM ${changes} s
      WHERE t.${q(key)} = s.${q(key)} AND (t.source_lsn, t.source_pos) < (s.source_lsn, s.source_pos)`,
     `INSERT INTO ${t} (${q(key)}, ${attrs.map(q).join(', ')}, source_lsn, source_pos, is_deleted)
      SELECT s.${q(key)}, ${attrs.map((c) => `s.${q(c)}`).join(', ')}, s.source_lsn, s.source_pos, s.source_op = 'd'
-       FROM ${latest} s WHERE NOT EXISTS (SELECT 1 FROM ${t} t WHERE t.${q(key)} = s.${q(key)})`,
+       FROM ${changes} s WHERE NOT EXISTS (SELECT 1 FROM ${t} t WHERE t.${q(key)} = s.${q(key)})`,
   ];
 }
 
 /**
- * Fact append, one wave per version of a key in the batch ($1 = wave), so each version sees
- * the one before it. A delete version carries the values of the version it ends. A snapshot
- * read ('r') appends only when it differs from the version before it, so a re-snapshot adds
- * nothing for rows that did not change. Versions are ordered by (source_lsn, source_pos), never
- * by arrival, so a snapshot row that arrives after a newer change never becomes "current".
+ * Fact append. `independent` appends, in one statement, every insert and update that carries
+ * all its values: they need nothing from the version before them. `dependent` handles the rest
+ * one wave per version of a key ($1 = wave, numbered over the dependent rows), so each sees the
+ * version before it: a delete carries the values of the version it ends; an update with
+ * unchanged TOAST columns keeps theirs; a snapshot read ('r') appends only when it differs from
+ * the version before it, so a re-snapshot adds nothing for rows that did not change. Versions
+ * are ordered by (source_lsn, source_pos), never by arrival, so a snapshot row that arrives
+ * after a newer change never becomes "current".
  */
-export function appendFactSql(table: LoadTableName, schema: string): string {
+export function appendFactSql(table: LoadTableName, schema: string): { independent: string; dependent: string } {
   const { key, columns } = LOAD_TABLES[table];
   const t = `"${schema}".${q(table)}`;
   const attrs = Object.keys(columns).filter((c) => c !== key);
-  const prevOrder = `ORDER BY f.source_lsn DESC, f.source_pos DESC LIMIT 1`;
-  return `
-    INSERT INTO ${t} (${q(key)}, ${attrs.map(q).join(', ')}, source_op, source_lsn, source_pos, source_commit_time, is_deleted)
-    SELECT s.${q(key)}, ${attrs.map((c) => `CASE WHEN s.source_op = 'd' THEN p.${q(c)} ELSE ${valueOr(c, 'p')} END`).join(', ')},
-           s.source_op, s.source_lsn, s.source_pos, s.source_commit_time AT TIME ZONE 'UTC', s.source_op = 'd'
-      FROM ${stageName(table)} s
-      LEFT JOIN LATERAL (SELECT * FROM ${t} f WHERE f.${q(key)} = s.${q(key)} AND (f.source_lsn, f.source_pos) < (s.source_lsn, s.source_pos) ${prevOrder}) p ON true
-     WHERE s.rn = $1
-       AND (s.source_op <> 'r' OR p.${q(key)} IS NULL OR p.is_deleted
-            OR (${attrs.map((c) => `p.${q(c)}`).join(', ')}) IS DISTINCT FROM (${attrs.map((c) => `s.${q(c)}`).join(', ')}))
-    ON CONFLICT (${q(key)}, source_lsn, source_pos) DO NOTHING`;
+  const insert = `INSERT INTO ${t} (${q(key)}, ${attrs.map(q).join(', ')}, source_op, source_lsn, source_pos, source_commit_time, is_deleted)`;
+  const independent = `(s.source_op IN ('c', 'u') AND s.unchanged IS NULL)`;
+  return {
+    independent: `${insert}
+      SELECT s.${q(key)}, ${attrs.map((c) => `s.${q(c)}`).join(', ')}, s.source_op, s.source_lsn, s.source_pos, s.source_commit_time AT TIME ZONE 'UTC', false
+        FROM ${stageName(table)} s WHERE ${independent}
+      ON CONFLICT (${q(key)}, source_lsn, source_pos) DO NOTHING`,
+    dependent: `${insert}
+      SELECT s.${q(key)}, ${attrs.map((c) => `CASE WHEN s.source_op = 'd' THEN p.${q(c)} ELSE ${valueOr(c, 'p')} END`).join(', ')},
+             s.source_op, s.source_lsn, s.source_pos, s.source_commit_time AT TIME ZONE 'UTC', s.source_op = 'd'
+        FROM (SELECT *, row_number() OVER (PARTITION BY ${q(key)} ORDER BY source_lsn, source_pos) AS wave
+                FROM ${stageName(table)} s WHERE NOT ${independent}) s
+        LEFT JOIN LATERAL (SELECT * FROM ${t} f WHERE f.${q(key)} = s.${q(key)} AND (f.source_lsn, f.source_pos) < (s.source_lsn, s.source_pos)
+                            ORDER BY f.source_lsn DESC, f.source_pos DESC LIMIT 1) p ON true
+       WHERE s.wave = $1
+         AND (s.source_op <> 'r' OR p.${q(key)} IS NULL OR p.is_deleted
+              OR (${attrs.map((c) => `p.${q(c)}`).join(', ')}) IS DISTINCT FROM (${attrs.map((c) => `s.${q(c)}`).join(', ')}))
+      ON CONFLICT (${q(key)}, source_lsn, source_pos) DO NOTHING`,
+  };
 }
 
 /** Placeholder ("inferred member") rows for dimension keys a staged table references but the warehouse lacks. */
