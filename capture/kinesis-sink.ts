@@ -12,7 +12,7 @@ import { log } from '../lib/log.ts';
 import { backoffMs, sleep } from '../lib/retry.ts';
 import type { ChangeSink } from './sink.ts';
 
-const MAX_RECORDS = 500;
+const MAX_RECORDS = 501;
 const MAX_BATCH_BYTES = 5 * 1024 * 1024;
 export const MAX_RECORD_BYTES = 1024 * 1024;
 

@@ -8,8 +8,10 @@
  *   time zone or passed through a float.
  *
  * Every event is identified by (source.lsn, source.pos): the commit LSN of its transaction
- * and its position inside that transaction. Snapshot reads use the slot's consistent point
- * as their LSN, which is before every streamed commit.
+ * and its position inside that transaction. Snapshot reads carry the position of the
+ * high-watermark message their chunk was emitted at (see capture/chunked-snapshot.ts).
+ * LSNs are written as pg-logical-replication prints them ("00000000/016B3748" from the
+ * stream); compare them with lsnToBigInt, never as text.
  *
  * On the wire an event is one JSON object followed by "\n" (Firehose concatenates records
  * verbatim, so the newline is what keeps the archive valid NDJSON).
@@ -21,7 +23,7 @@ export type Value = string | number | boolean | null;
 export type Row = Record<string, Value>;
 
 export interface EventSource {
-  /** Commit LSN of the source transaction ("16/B374D848"). */
+  /** Commit LSN of the source transaction ("00000016/B374D848"). */
   lsn: string;
   /** Position of this change inside its transaction, from 0. */
   pos: number;

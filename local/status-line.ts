@@ -37,7 +37,7 @@ const n = (x: number) => x.toLocaleString('en-GB');
 
 export function formatStatus(s: StatusSnapshot): string {
   const lag = s.freshnessSeconds == null ? '–' : `${s.freshnessSeconds.toFixed(1)}s`;
-  const slot = s.slotLagBytes == null ? '–' : `${n(Math.round(s.slotLagBytes / 1024))} KiB`;
+  const slot = s.slotLagBytes == null ? '–' : `${n(Math.max(0, Math.round(s.slotLagBytes / 1024)))} KiB`;
   return [
     s.simulated != null ? `simulated ${n(s.simulated)}` : null,
     `captured ${n(s.captured)}`, `in stream ${n(s.streamRecords)}`, `batches ${n(s.batches)}`, `rows loaded ${n(s.rowsLoaded)}`,
