@@ -12,9 +12,11 @@ import { log } from '../lib/log.ts';
 import { backoffMs, sleep } from '../lib/retry.ts';
 import type { ChangeSink } from './sink.ts';
 
-const MAX_RECORDS = 501;
+const MAX_RECORDS = 500;
 const MAX_BATCH_BYTES = 5 * 1024 * 1024;
 export const MAX_RECORD_BYTES = 1024 * 1024;
+
+const PERMANENT_ERRORS = new Set(['ValidationException', 'InvalidArgumentException', 'ResourceNotFoundException', 'SerializationException']);
 
 interface Entry { index: number; request: PutRecordsRequestEntry; bytes: number }
 
@@ -63,7 +65,8 @@ export class KinesisSink implements ChangeSink {
       throw new Error(`record of ${bytes} bytes for ${partitionKey} exceeds the Kinesis limit of ${MAX_RECORD_BYTES}`);
     }
     const dedupeKey = explicitHashKey ?? partitionKey;
-    if (this.batch.length >= MAX_RECORDS || this.batchBytes + bytes > MAX_BATCH_BYTES || this.batchKeys.has(dedupeKey)) {
+    // re-checked after every wait: a flush or the linger timer may have run meanwhile
+    while (this.batch.length >= MAX_RECORDS || this.batchBytes + bytes > MAX_BATCH_BYTES || this.batchKeys.has(dedupeKey)) {
       await this.sendBatch();
     }
     const index = ++this.writtenThrough;
@@ -111,6 +114,8 @@ export class KinesisSink implements ChangeSink {
         if (failed.length > 0) log.warn({ failed: failed.length, of: pending.length, code: out.Records?.find((r) => r.ErrorCode)?.ErrorCode }, 'PutRecords partial failure; retrying the failed records');
         pending = failed;
       } catch (err) {
+        // a request Kinesis refuses as malformed will be refused forever: fail loudly instead of spinning
+        if (PERMANENT_ERRORS.has((err as Error).name)) throw new Error(`PutRecords refused (${(err as Error).name}): ${(err as Error).message}`);
         log.warn({ err: (err as Error).message, records: pending.length, attempt }, 'PutRecords failed; retrying');
       }
     }
