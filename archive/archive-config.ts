@@ -13,6 +13,9 @@ export const ARCHIVE = {
   compression: 'GZIP' as const,
 };
 
+/** Changes over the 1 MiB Kinesis record limit are stored under this prefix (archive/oversize-store.ts). */
+export const OVERSIZE_PREFIX = 'oversize/';
+
 /** Expand the prefix as Firehose does for a delivery at `at`. */
 export function archivePrefixAt(at: Date): string {
   const pad = (n: number) => String(n).padStart(2, '0');

@@ -14,7 +14,8 @@
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { decodeEvent, InvalidEventError, type ChangeEvent, type StreamEvent } from '../contract/change-event.ts';
+import { resolvePointer } from './oversize-store.ts';
+import { decodeEvent, InvalidEventError, type ChangeEvent, type HeartbeatEvent, type StreamEvent } from '../contract/change-event.ts';
 import { SOURCE_TABLE_NAMES, type SourceTable } from '../contract/source-tables.ts';
 import pg, { inTransaction } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
@@ -137,12 +138,13 @@ interface Keyed {
   hi: number;
   lo: number;
   pos: number;
-  event: StreamEvent;
+  /** Pointers are resolved when read: only changes and heartbeats are kept. */
+  event: ChangeEvent | HeartbeatEvent;
   /** The archive object it was read from. */
   objectKey: string;
 }
 
-function keyed(event: StreamEvent, objectKey: string): Keyed {
+function keyed(event: ChangeEvent | HeartbeatEvent, objectKey: string): Keyed {
   const slash = event.source.lsn.indexOf('/');
   return { hi: parseInt(event.source.lsn.slice(0, slash), 16), lo: parseInt(event.source.lsn.slice(slash + 1), 16), pos: event.source.pos, event, objectKey };
 }
@@ -265,7 +267,8 @@ async function readObjects(opts: ReplayOptions, keys: string[], onObject: () => 
       if (lines.at(-1) === '') lines.pop();
       for (let i = 0; i < lines.length; i++) {
         try {
-          entries.push(keyed(decodeEvent(lines[i]), key));
+          const event = decodeEvent(lines[i]);
+          entries.push(keyed(event.kind === 'pointer' ? await resolvePointer(opts.s3, event) : event, key));
         } catch (err) {
           if (!(err instanceof InvalidEventError)) throw err;
           corrupt.push({ key, line: i + 1, reason: err.message });

@@ -11,6 +11,7 @@ import { encodeEvent, partitionKeyOf, type ChangeEvent, type HeartbeatEvent } fr
 import { log } from '../lib/log.ts';
 import { backoffMs, sleep } from '../lib/retry.ts';
 import type { ChangeSink } from './sink.ts';
+import type { OversizeStore } from '../archive/oversize-store.ts';
 
 const MAX_RECORDS = 500;
 const MAX_BATCH_BYTES = 5 * 1024 * 1024;
@@ -25,6 +26,8 @@ export interface KinesisSinkOptions {
   streamName: string;
   /** How long a partly filled batch may wait for more records. */
   lingerMs?: number;
+  /** Where changes over the record limit are stored; without it they are refused. */
+  oversize?: OversizeStore;
 }
 
 export interface ProducerMetrics { records: number; bytes: number; putCalls: number; retries: number; putLatencyMsTotal: number }
@@ -45,7 +48,12 @@ export class KinesisSink implements ChangeSink {
   constructor(private readonly opts: KinesisSinkOptions) {}
 
   async write(event: ChangeEvent): Promise<number> {
-    return this.enqueue(encodeEvent(event), partitionKeyOf(event));
+    const data = encodeEvent(event);
+    const partitionKey = partitionKeyOf(event);
+    if (Buffer.byteLength(data) + Buffer.byteLength(partitionKey) > MAX_RECORD_BYTES && this.opts.oversize) {
+      return this.enqueue(encodeEvent(await this.opts.oversize.put(event, data)), partitionKey);
+    }
+    return this.enqueue(data, partitionKey);
   }
 
   async broadcast(event: HeartbeatEvent): Promise<number> {
@@ -62,7 +70,7 @@ export class KinesisSink implements ChangeSink {
     if (this.failure) throw this.failure;
     const bytes = Buffer.byteLength(data) + Buffer.byteLength(partitionKey);
     if (bytes > MAX_RECORD_BYTES) {
-      throw new Error(`record of ${bytes} bytes for ${partitionKey} exceeds the Kinesis limit of ${MAX_RECORD_BYTES}`);
+      throw new Error(`record of ${bytes} bytes for ${partitionKey} exceeds the Kinesis limit of ${MAX_RECORD_BYTES}: set ${'TOTES_INGESTION_BUCKET'} so such changes travel by claim check`);
     }
     const dedupeKey = explicitHashKey ?? partitionKey;
     // re-checked after every wait: a flush or the linger timer may have run meanwhile

@@ -5,7 +5,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import { ConfigError, ENV, databaseUrl, optionalNumber, required } from '../lib/config.ts';
-import { kinesisClient } from '../lib/aws.ts';
+import { kinesisClient, s3Client } from '../lib/aws.ts';
+import { OversizeStore } from '../archive/oversize-store.ts';
 import { log } from '../lib/log.ts';
 import { emitMetrics } from '../lib/metrics.ts';
 import { poolFor } from '../lib/pg.ts';
@@ -18,7 +19,10 @@ const STOP_BOUND_MS = 25_000;
 export async function runCapture(env: Record<string, string | undefined> = process.env): Promise<void> {
   const sourceUrl = await databaseUrl(env, 'source');
   const streamName = required(env, ENV.streamName, 'the Kinesis data stream name');
-  const sink = new KinesisSink({ client: kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] }), streamName });
+  // changes over 1 MiB travel by claim check through the ingestion bucket, when it is named
+  const oversizeBucket = env[ENV.ingestionBucket];
+  const oversize = oversizeBucket ? new OversizeStore(s3Client({ s3Endpoint: env[ENV.s3Endpoint] }), oversizeBucket) : undefined;
+  const sink = new KinesisSink({ client: kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] }), streamName, oversize });
   const slotName = env[ENV.slotName] ?? DEFAULT_CAPTURE_CONFIG.slotName;
   const plugin = env[ENV.decoder] || DEFAULT_CAPTURE_CONFIG.plugin;
   if (plugin !== 'pgoutput' && plugin !== 'wal2json') throw new ConfigError(`${ENV.decoder}=${JSON.stringify(plugin)}: set it to pgoutput (the default) or wal2json`);

@@ -63,7 +63,21 @@ export interface HeartbeatEvent {
   source: EventSource;
 }
 
-export type StreamEvent = ChangeEvent | HeartbeatEvent;
+/**
+ * A change too large for one Kinesis record (1 MiB): the event itself is stored as an object in
+ * the ingestion bucket, immutable under a name derived from (lsn, pos), and this pointer travels
+ * in its place, on the same partition key. Processors and replay read the object back.
+ */
+export interface PointerEvent {
+  v: 1;
+  kind: 'pointer';
+  table: SourceTable;
+  key: Row;
+  object: { bucket: string; key: string; bytes: number };
+  source: EventSource;
+}
+
+export type StreamEvent = ChangeEvent | HeartbeatEvent | PointerEvent;
 
 export class InvalidEventError extends Error {
   override name = 'InvalidEventError';
@@ -74,7 +88,7 @@ export function encodeEvent(event: StreamEvent): string {
 }
 
 /** Partition key that keeps every change of one row on one shard, in order. */
-export function partitionKeyOf(event: ChangeEvent): string {
+export function partitionKeyOf(event: Pick<ChangeEvent, 'table' | 'key'>): string {
   return `${event.table}:${event.key[primaryKeyOf(event.table)]}`;
 }
 
@@ -97,8 +111,13 @@ export function decodeEvent(text: string): StreamEvent {
   if (!Number.isInteger(source.pos) || (source.pos as number) < 0) throw new InvalidEventError('bad source.pos');
   if (typeof source.commitTime !== 'string' || Number.isNaN(Date.parse(source.commitTime))) throw new InvalidEventError('bad source.commitTime');
   if (raw.kind === 'heartbeat') return raw as unknown as HeartbeatEvent;
-  if (raw.kind !== 'change') throw new InvalidEventError(`unknown kind ${JSON.stringify(raw.kind)}`);
+  if (raw.kind !== 'change' && raw.kind !== 'pointer') throw new InvalidEventError(`unknown kind ${JSON.stringify(raw.kind)}`);
   if (typeof raw.table !== 'string' || !isSourceTable(raw.table)) throw new InvalidEventError(`unknown table ${JSON.stringify(raw.table)}`);
+  if (raw.kind === 'pointer') {
+    const o = raw.object;
+    if (!isObject(o) || typeof o.bucket !== 'string' || typeof o.key !== 'string') throw new InvalidEventError('pointer without object.bucket and object.key');
+    return raw as unknown as PointerEvent;
+  }
   if (typeof raw.op !== 'string' || !OPS.has(raw.op)) throw new InvalidEventError(`bad op ${JSON.stringify(raw.op)}`);
   const pk = primaryKeyOf(raw.table);
   if (!isObject(raw.key) || !Number.isInteger(raw.key[pk])) throw new InvalidEventError(`key.${pk} missing or not an integer`);

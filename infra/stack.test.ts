@@ -77,10 +77,12 @@ describe('capture service (Fargate)', () => {
     expect(resources('AWS::Logs::LogGroup')[logGroup].Properties.RetentionInDays).toBe(DEFAULT_CONFIG.logRetentionDays);
   });
 
-  it('may write to the stream and read the source secret, nothing else', () => {
+  it('may write to the stream, read the source secret and keep oversize changes under oversize/, nothing else', () => {
     const taskRole = only('AWS::ECS::TaskDefinition').props.TaskRoleArn['Fn::GetAtt'][0];
     const statements = statementsOf(taskRole);
-    expect(statements.flatMap(actionsOf).sort()).toEqual(['kinesis:ListShards', 'kinesis:PutRecord', 'kinesis:PutRecords', 'secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'].sort());
+    expect(statements.flatMap(actionsOf).sort()).toEqual(['kinesis:ListShards', 'kinesis:PutRecord', 'kinesis:PutRecords', 's3:GetObject', 's3:ListBucket', 's3:PutObject', 'secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'].sort());
+    const put = statements.find((s) => actionsOf(s).includes('s3:PutObject'));
+    expect(JSON.stringify(put.Resource)).toContain('/oversize/*');
     expect(statements.find((s) => actionsOf(s).includes('kinesis:PutRecords')).Resource).toEqual({ 'Fn::GetAtt': [streamId, 'Arn'] });
     expect(statements.find((s) => actionsOf(s).includes('secretsmanager:GetSecretValue')).Resource).toEqual({ Ref: captureEnv[ENV.sourceSecret].Ref });
   });
@@ -136,10 +138,12 @@ describe('processor Lambda', () => {
     });
   });
 
-  it('may only list, read and put micro-batches, and read the stream', () => {
+  it('may only list, read and put micro-batches, read oversize changes, and read the stream', () => {
     const statements = statementsOf(processor.Role['Fn::GetAtt'][0]);
     const s3Actions = statements.flatMap(actionsOf).filter((a) => a.startsWith('s3:')).sort();
-    expect(s3Actions).toEqual(['s3:GetObject', 's3:ListBucket', 's3:PutObject']);
+    expect(s3Actions).toEqual(['s3:GetObject', 's3:GetObject', 's3:ListBucket', 's3:PutObject']);
+    const oversize = statements.filter((s) => JSON.stringify(s.Resource).includes('/oversize/*'));
+    expect(oversize.flatMap(actionsOf)).toEqual(['s3:GetObject']);
     expect(statements.flatMap(actionsOf).some((a) => a.startsWith('secretsmanager:'))).toBe(false);
     expect(statements.flatMap(actionsOf)).toContain('kinesis:GetRecords');
   });

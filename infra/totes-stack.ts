@@ -32,10 +32,10 @@ export class TotesCdcStack extends Stack {
     const buckets = new PipelineBuckets(this, 'Buckets', config);
     const changes = new ChangeStream(this, 'Changes', { config, ingestionBucket: buckets.ingestion });
     const capture = new CaptureService(this, 'Capture', {
-      config, stream: changes.stream, sourceSecret: secrets.source,
+      config, stream: changes.stream, ingestionBucket: buckets.ingestion, sourceSecret: secrets.source,
       vpc: network.vpc, subnets: network.subnets, securityGroup: network.captureSecurityGroup,
     });
-    const processor = new ProcessorFunction(this, 'Processor', { config, stream: changes.stream, processedBucket: buckets.processed });
+    const processor = new ProcessorFunction(this, 'Processor', { config, stream: changes.stream, processedBucket: buckets.processed, ingestionBucket: buckets.ingestion });
     const loader = new LoaderFunction(this, 'Loader', {
       config, processedBucket: buckets.processed, warehouseSecret: secrets.warehouse,
       vpc: network.vpc, subnets: network.subnets, securityGroup: network.loaderSecurityGroup,

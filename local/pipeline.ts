@@ -4,6 +4,7 @@
  * In AWS each runs on its own (Fargate task, Firehose, Lambda, Lambda); here they share a process.
  */
 import { FirehoseStandin } from '../archive/firehose-standin.ts';
+import { OversizeStore } from '../archive/oversize-store.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG, type CaptureConfig } from '../capture/capture-service.ts';
 import { KinesisSink } from '../capture/kinesis-sink.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
@@ -47,7 +48,7 @@ export class Pipeline {
   constructor(readonly config: PipelineConfig) {
     this.kinesis = kinesisClient({ kinesisEndpoint: config.kinesisEndpoint });
     this.s3 = s3Client({ s3Endpoint: config.s3Endpoint });
-    this.sink = new KinesisSink({ client: this.kinesis, streamName: config.streamName });
+    this.sink = new KinesisSink({ client: this.kinesis, streamName: config.streamName, oversize: new OversizeStore(this.s3, config.ingestionBucket) });
     this.capture = new CaptureService({ ...DEFAULT_CAPTURE_CONFIG, sourceUrl: config.sourceUrl, createPrerequisites: true, ...config.capture }, this.sink);
     this.store = new MicroBatchStore(this.s3, config.processedBucket);
     this.processor = new Processor(this.store);

@@ -10,6 +10,7 @@
 import type { KinesisStreamBatchResponse, KinesisStreamEvent } from 'aws-lambda';
 import { decodeEvent, InvalidEventError, lsnToBigInt, type ChangeEvent } from '../contract/change-event.ts';
 import { log } from '../lib/log.ts';
+import { resolvePointer } from '../archive/oversize-store.ts';
 import { encodeParquet } from './parquet.ts';
 import { MicroBatchStore, type Manifest } from './microbatch-store.ts';
 import { mapEvents } from './transform.ts';
@@ -46,7 +47,8 @@ export class Processor {
     for (const r of records) {
       const payload = Buffer.from(r.data, 'base64').toString('utf8');
       try {
-        const e = decodeEvent(payload);
+        const decoded = decodeEvent(payload);
+        const e = decoded.kind === 'pointer' ? await resolvePointer(this.store.s3, decoded) : decoded;
         if (e.kind === 'heartbeat') {
           if (!heartbeat || lsnToBigInt(e.source.lsn) > lsnToBigInt(heartbeat.lsn)) heartbeat = { lsn: e.source.lsn, commitTime: e.source.commitTime };
         } else {

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Simulator } from '../totesys/simulator.ts';
 import { verify, formatDifferences } from '../warehouse/verify.ts';
 import { randomBytes } from 'node:crypto';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import pg from '../lib/pg.ts';
 import { requestSnapshot } from '../capture/chunked-snapshot.ts';
 import { startTestPipeline, type TestPipeline } from './pipeline-harness.ts';
@@ -47,11 +48,13 @@ describe('pipeline end to end', () => {
     }
   });
 
-  it('keeps an unchanged TOASTed value, re-reads tables under live writes without going stale, and survives a new column', async () => {
+  it('keeps an unchanged TOASTed value, carries a change over 1 MiB by claim check, re-reads tables under live writes without going stale, and survives a new column', async () => {
     const db = t.sourcePool;
     const big = randomBytes(150_000).toString('base64'); // incompressible: stored out of line
     await db.query(`UPDATE address SET address_line_2 = $1, last_updated = now() WHERE address_id = 3`, [big]);
     await db.query(`UPDATE address SET phone = '0113 496 0000', last_updated = now() WHERE address_id = 3`); // address_line_2 not sent
+    const huge = randomBytes(1_100_000).toString('base64'); // an event over Kinesis's 1 MiB record limit
+    await db.query(`UPDATE design SET file_location = $1, last_updated = now() WHERE design_id = 2`, [huge]);
     await db.query(`ALTER TABLE design ADD COLUMN colourway text`);
     await db.query(`UPDATE design SET colourway = 'teal', design_name = 'Teal Tote', last_updated = now() WHERE design_id = 1`);
 
@@ -68,6 +71,10 @@ describe('pipeline end to end', () => {
     try {
       const row = await wh.query(`SELECT length(address_line_2) AS n, phone FROM dim_location WHERE location_id = 3`);
       expect(row.rows[0]).toEqual({ n: big.length, phone: '0113 496 0000' });
+      const design = await wh.query(`SELECT length(file_location) AS n FROM dim_design WHERE design_id = 2`);
+      expect(design.rows[0].n).toBe(huge.length);
+      const claimed = await t.pipeline.s3.send(new ListObjectsV2Command({ Bucket: 'ingestion', Prefix: 'oversize/design/' }));
+      expect(claimed.KeyCount).toBe(1);
     } finally {
       await wh.end();
     }

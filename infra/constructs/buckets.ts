@@ -8,7 +8,8 @@ import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { TotesConfig } from '../config.ts';
-import { bucketObjectsWildcard } from './nag.ts';
+import { bucketObjectsWildcard, bucketPrefixWildcard } from './nag.ts';
+import { OVERSIZE_PREFIX } from '../../archive/archive-config.ts';
 
 const PRIVATE_ENCRYPTED: s3.BucketProps = {
   blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
@@ -64,5 +65,21 @@ export function grantMicroBatchAccess(scope: Construct, bucket: s3.Bucket, grant
   Validations.of(scope).acknowledge({
     id: bucketObjectsWildcard(bucket),
     reason: 'Micro-batch object keys are generated per batch (shard and sequence numbers); the statement names the bucket and only the object actions used.',
+  });
+}
+
+/**
+ * Changes over Kinesis's 1 MiB record limit travel by claim check (archive/oversize-store.ts):
+ * capture writes them under oversize/ in the ingestion bucket (HEAD first, so it also needs
+ * s3:ListBucket for a missing key to answer 404), the processor reads them back.
+ */
+export function grantOversizeAccess(scope: Construct, bucket: s3.Bucket, grantee: iam.IGrantable, access: 'read' | 'write'): void {
+  if (access === 'write') iam.Grant.addToPrincipal({ grantee, actions: ['s3:ListBucket'], resourceArns: [bucket.bucketArn] });
+  iam.Grant.addToPrincipal({
+    grantee, actions: access === 'read' ? ['s3:GetObject'] : ['s3:GetObject', 's3:PutObject'], resourceArns: [bucket.arnForObjects(`${OVERSIZE_PREFIX}*`)],
+  });
+  Validations.of(scope).acknowledge({
+    id: bucketPrefixWildcard(bucket, OVERSIZE_PREFIX),
+    reason: 'Oversize change objects are named by the change\'s (lsn, pos); the statement is limited to the oversize/ prefix and the object actions used.',
   });
 }

@@ -14,10 +14,12 @@ import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { ENV } from '../../lib/config.ts';
 import type { TotesConfig } from '../config.ts';
 import { REPO_ROOT } from '../repo.ts';
+import { grantOversizeAccess } from './buckets.ts';
 
 /** The image's working directory (Dockerfile WORKDIR). */
 const APP_DIR = '/app';
@@ -26,6 +28,8 @@ const HEALTH_PORT = 8080;
 export interface CaptureServiceProps {
   config: TotesConfig;
   stream: kinesis.IStream;
+  /** Changes over the Kinesis record limit are stored here (oversize/), by claim check. */
+  ingestionBucket: s3.Bucket;
   sourceSecret: secretsmanager.ISecret;
   vpc: ec2.IVpc;
   subnets: ec2.SubnetSelection;
@@ -56,6 +60,7 @@ export class CaptureService extends Construct {
       environment: {
         [ENV.sourceSecret]: props.sourceSecret.secretArn,
         [ENV.streamName]: props.stream.streamName,
+        [ENV.ingestionBucket]: props.ingestionBucket.bucketName,
         [ENV.slotName]: cfg.slotName,
         [ENV.publication]: cfg.publication,
         [ENV.heartbeatSeconds]: String(cfg.heartbeatSeconds),
@@ -78,6 +83,7 @@ export class CaptureService extends Construct {
     });
     props.stream.grantWrite(task.taskRole);
     props.sourceSecret.grantRead(task.taskRole);
+    grantOversizeAccess(this, props.ingestionBucket, task.taskRole, 'write');
 
     this.service = new ecs.FargateService(this, 'Service', {
       cluster: this.cluster,

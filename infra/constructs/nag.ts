@@ -6,3 +6,8 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 export function bucketObjectsWildcard(bucket: s3.Bucket): string {
   return `AwsSolutions-IAM5[Resource::<${Stack.of(bucket).getLogicalId(bucket.node.defaultChild as s3.CfnBucket)}.Arn>/*]`;
 }
+
+/** AwsSolutions-IAM5 for the objects under one prefix of a bucket. */
+export function bucketPrefixWildcard(bucket: s3.Bucket, prefix: string): string {
+  return `AwsSolutions-IAM5[Resource::<${Stack.of(bucket).getLogicalId(bucket.node.defaultChild as s3.CfnBucket)}.Arn>/${prefix}*]`;
+}

@@ -14,14 +14,14 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { ENV } from '../../lib/config.ts';
 import type { TotesConfig } from '../config.ts';
-import { grantMicroBatchAccess } from './buckets.ts';
+import { grantMicroBatchAccess, grantOversizeAccess } from './buckets.ts';
 import { PipelineFunction } from './pipeline-function.ts';
 
 export class ProcessorFunction extends Construct {
   readonly function: lambda.IFunction;
   readonly onFailureQueue: sqs.Queue;
 
-  constructor(scope: Construct, id: string, props: { config: TotesConfig; stream: kinesis.IStream; processedBucket: s3.Bucket }) {
+  constructor(scope: Construct, id: string, props: { config: TotesConfig; stream: kinesis.IStream; processedBucket: s3.Bucket; ingestionBucket: s3.Bucket }) {
     super(scope, id);
     const cfg = props.config.processor;
     const { function: fn } = new PipelineFunction(this, 'Lambda', {
@@ -33,6 +33,7 @@ export class ProcessorFunction extends Construct {
       logRetentionDays: props.config.logRetentionDays,
     });
     grantMicroBatchAccess(this, props.processedBucket, fn, 'read-write');
+    grantOversizeAccess(this, props.ingestionBucket, fn, 'read');
 
     this.onFailureQueue = new sqs.Queue(this, 'OnFailure', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
