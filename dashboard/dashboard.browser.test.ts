@@ -8,12 +8,12 @@
  * a real connection failure mid-session rather than a different URL.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from '../lib/pg.ts';
+import { startProxy } from '../test/tcp-proxy.ts';
 import { freePort } from '../local/servers.ts';
 import { snapshotStatus } from '../local/status-line.ts';
 import { startTestPipeline, type TestPipeline } from '../test/pipeline-harness.ts';
@@ -26,33 +26,6 @@ const hasChromium = existsSync(CHROMIUM);
 if (!hasChromium) console.warn(`dashboard browser test skipped: ${CHROMIUM} not found (Debian: apt-get install chromium)`);
 
 interface ChartData { labels: string[]; datasets: { label: string; data: number[] }[] }
-
-/** A TCP proxy that can drop every connection and refuse new ones, then come back on the same port. */
-async function startProxy(target: { host: string; port: number }) {
-  const port = await freePort();
-  const sockets = new Set<Socket>();
-  let server: Server | null = null;
-  const track = (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)); s.on('error', () => s.destroy()); };
-  return {
-    port,
-    async open() {
-      server = createServer((client) => {
-        const upstream = connect(target.port, target.host);
-        track(client);
-        track(upstream);
-        client.pipe(upstream).pipe(client);
-        client.on('close', () => upstream.destroy());
-        upstream.on('close', () => client.destroy());
-      });
-      await new Promise<void>((resolve) => server!.listen(port, '127.0.0.1', resolve));
-    },
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-      server = null;
-    },
-  };
-}
 
 /** What every chart on the page carries, read from the Chart.js instances. */
 function pageCharts(page: Page): Promise<Record<string, ChartData>> {
