@@ -4,9 +4,9 @@
  * local stack.
  *
  * What happens if the process dies:
- * - during the snapshot: the state table does not say "done", so the next start drops the slot
- *   and snapshots again from zero (re-sent rows are idempotent downstream: snapshot reads only
- *   append a fact version when it differs from the latest one);
+ * - during a snapshot: progress is kept per table once a chunk is accepted by the stream, so
+ *   the next start continues at the next chunk; a chunk re-sent is idempotent downstream
+ *   (snapshot reads only append a fact version when it differs from the one before it);
  * - while streaming: the slot was confirmed only past commits the stream accepted, so the next
  *   start replays from there; changes re-sent are identified by (commit LSN, position) and the
  *   warehouse loads each once.
@@ -174,8 +174,9 @@ export class CaptureService {
       await this.pool.query('SELECT pg_drop_replication_slot($1)', [slot]);
     }
     if (rows.length === 0 || rows[0].wal_status === 'lost') {
-      await this.pool.query('SELECT pg_create_logical_replication_slot($1, $2)', [slot, this.config.plugin]);
+      // the request first: a process that dies between the two leaves no slot, so the next start does both again
       await requestSnapshot(this.pool, slot);
+      await this.pool.query('SELECT pg_create_logical_replication_slot($1, $2)', [slot, this.config.plugin]);
       log.info({ slot }, 'slot created; every table will be snapshotted while streaming');
     }
   }
