@@ -31,8 +31,8 @@ async function nextIds(db: pg.PoolClient, ...tables: SourceTable[]): Promise<num
   return ids;
 }
 
-/** A changed value for a non-key column of `table`, shaped like the column. */
-function changedValue(rng: Random, table: SourceTable, column: string): unknown {
+/** A changed value for a non-key column, shaped like the column. */
+function changedValue(rng: Random, column: string): unknown {
   if (column === 'last_updated' || column === 'created_at') return timestampText(Date.UTC(2024, rng.int(0, 11), rng.int(1, 28), rng.int(0, 23), rng.int(0, 59), rng.int(0, 59), rng.chance(0.2) ? 0 : rng.int(0, 999)));
   if (column.endsWith('_date')) return `2024-${String(rng.int(1, 12)).padStart(2, '0')}-${String(rng.int(1, 28)).padStart(2, '0')}`;
   if (column === 'unit_price' || column === 'item_unit_price' || column === 'payment_amount') return rng.money(0, 99_999_999);
@@ -119,7 +119,7 @@ export class RandomWorkload {
       const params: unknown[] = [];
       for (const c of columns) {
         if (!rng.chance(0.4)) continue;
-        const v = changedValue(rng, table, c);
+        const v = changedValue(rng, c);
         if (v === null && (c.endsWith('_id') || c.endsWith('_number'))) continue;
         params.push(v);
         sets.push(`"${c}" = $${params.length}`);
