@@ -417,7 +417,8 @@ export async function switchInRebuild(opts: SwitchInOptions): Promise<SwitchInRe
           throw new SwitchInError(`the archive has not caught up with the live warehouse: newest heartbeat replayed ${w.rows[0]?.lsn ?? 'none'}, live holds changes up to ${newestLive}; nothing was switched`);
         }
         await new Promise((r) => setTimeout(r, opts.pollMs ?? 2_000));
-        const pass = await replayArchive({ ...opts, schema: rebuild, recordWatermark: true, skipKeys: replayed });
+        // a catch-up adds to the rebuild: never drop it (that would also wait on this transaction's locks)
+        const pass = await replayArchive({ ...opts, schema: rebuild, freshSchema: false, recordWatermark: true, skipKeys: replayed });
         for (const k of pass.keys) replayed.add(k);
         catchUpPasses++;
         catchUpEvents += pass.events;
