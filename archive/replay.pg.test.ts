@@ -137,7 +137,7 @@ describe('replay of hand-made archives', () => {
   let s3: S3Client;
   let db: Awaited<ReturnType<typeof createDatabase>>;
   let pool: pg.Pool;
-  const buckets = ['corrupt', 'dedupe', 'filters', 'gaps'];
+  const buckets = ['corrupt', 'dedupe', 'filters', 'gaps', 'switch'];
   beforeAll(async () => {
     [aws, db] = await Promise.all([startLocalAws({ stream: 'unused', shards: 1, buckets }), createDatabase('replay')]);
     s3 = s3Client({ s3Endpoint: aws.s3Endpoint });
@@ -173,6 +173,21 @@ describe('replay of hand-made archives', () => {
     expect(skipped.corrupt.map((c) => [c.key, c.line])).toEqual([['raw/2024/05/01/09/s-1-b.gz', null], ['raw/2024/05/01/09/s-1-c.gz', 3]]);
     expect(skipped.events).toBe(5);
     expect(await count('corrupt', 'dim_location')).toBe(5);
+  });
+
+  it('switches in after catching the rebuild up with what reached the live warehouse meanwhile', async () => {
+    await put('switch', 'raw/2024/05/01/09/s-1-a.gz', ndjson([address(1, '0/600', 0, '09:00:00', 'old'), heartbeat('0/700', '09:00:01')]));
+    const first = await replayArchive({ s3, bucket: 'switch', pool, schema: 'switch_rebuild', freshSchema: true, recordWatermark: true });
+    // newer changes reach the live warehouse (and the archive) after the rebuild was built
+    await put('switch', 'raw/2024/05/01/09/s-1-b.gz', ndjson([address(1, '0/800', 0, '09:00:02', 'new'), heartbeat('0/900', '09:00:03')]));
+    await replayArchive({ s3, bucket: 'switch', pool, schema: 'switch_live', freshSchema: true });
+    // called as the CLI calls it, with the options of the rebuild itself (freshSchema included)
+    const switched = await switchInRebuild({
+      s3, bucket: 'switch', pool, freshSchema: true, rebuildSchema: 'switch_rebuild', liveSchema: 'switch_live',
+      replayedKeys: first.keys, timeoutMs: 20_000, pollMs: 50,
+    } as Parameters<typeof switchInRebuild>[0]);
+    expect(switched.catchUpPasses).toBeGreaterThanOrEqual(1);
+    expect((await pool.query(`SELECT phone FROM switch_live.dim_location WHERE location_id = 1`)).rows).toEqual([{ phone: 'new' }]);
   });
 
   it('loads an event archived twice once, in (commit LSN, position) order whatever the object order', async () => {
