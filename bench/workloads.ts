@@ -4,10 +4,9 @@
  *   oltp: N transactions shaped like the business, an order with its transaction and payment
  *         (three rows each; three sales for every purchase, as the simulator writes them).
  */
+import { createPublicationSql } from '../capture/source-setup.ts';
 import type pg from 'pg';
-import { SOURCE_TABLE_NAMES } from '../contract/source-tables.ts';
-import { scaledSizes, seedTotesys } from '../totesys/business.ts';
-import { TOTESYS_DDL } from '../totesys/schema.ts';
+import { createTotesys, scaledSizes } from '../totesys/business.ts';
 
 export type WorkloadName = 'bulk' | 'oltp';
 
@@ -19,9 +18,8 @@ export const PUBLICATION = 'totes_cdc';
 /** totesys schema, a seed (tiny unless told) and the publication; the capture service creates its own state. */
 export async function prepareSource(db: pg.Client, opts: { seedScale?: number } = {}): Promise<void> {
   await db.query('BEGIN');
-  await db.query(TOTESYS_DDL);
-  await seedTotesys(db, { seed: 42, sizes: opts.seedScale ? scaledSizes(opts.seedScale) : BENCH_SIZES });
-  await db.query(`CREATE PUBLICATION ${PUBLICATION} FOR TABLE ${SOURCE_TABLE_NAMES.map((t) => `public."${t}"`).join(', ')}`);
+  await createTotesys(db, { seed: 42, sizes: opts.seedScale ? scaledSizes(opts.seedScale) : BENCH_SIZES });
+  await db.query(createPublicationSql(PUBLICATION));
   await db.query('COMMIT');
 }
 

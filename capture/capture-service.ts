@@ -17,6 +17,7 @@ import type { ChangeEvent, EventSource } from '../contract/change-event.ts';
 import { log } from '../lib/log.ts';
 import pg, { connectionConfig, poolFor } from '../lib/pg.ts';
 import { Acker } from './acker.ts';
+import { createPublicationSql } from './source-setup.ts';
 import { ChunkedSnapshot, requestSnapshot, SNAPSHOT_HIGH_PREFIX, SNAPSHOT_LOW_PREFIX, SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
 import { HEARTBEAT_PREFIX, PgoutputDecoder, type Decoded } from './pgoutput-decoder.ts';
 import type { ChangeSink } from './sink.ts';
@@ -128,20 +129,19 @@ export class CaptureService {
       log.warn({ version: rows[0].version }, 'source is older than Postgres 14: pg_logical_emit_message heartbeats are not decoded by pgoutput; freshness advances only with captured changes');
       this.config.heartbeatMs = 0;
     }
-    const tables = SOURCE_TABLE_NAMES.map((t) => `public."${t}"`).join(', ');
     // wal2json needs no publication: WAL2JSON_OPTIONS.addTables names the tables
     const needsPublication = this.config.plugin === 'pgoutput';
     if (this.config.createPrerequisites) {
       await this.pool.query(`CREATE SCHEMA IF NOT EXISTS totes_cdc`);
       await this.pool.query(SNAPSHOT_PROGRESS_DDL);
       const pub = await this.pool.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [this.config.publicationName]);
-      if (needsPublication && pub.rowCount === 0) await this.pool.query(`CREATE PUBLICATION "${this.config.publicationName}" FOR TABLE ${tables}`);
+      if (needsPublication && pub.rowCount === 0) await this.pool.query(createPublicationSql(this.config.publicationName));
     }
     const pub = needsPublication && await this.pool.query(
       `SELECT count(*)::int AS n FROM pg_publication_tables WHERE pubname = $1 AND schemaname = 'public' AND tablename = ANY($2)`,
       [this.config.publicationName, SOURCE_TABLE_NAMES]);
     if (pub && pub.rows[0].n !== SOURCE_TABLE_NAMES.length) {
-      throw new Error(`publication "${this.config.publicationName}" covers ${pub.rows[0].n} of the ${SOURCE_TABLE_NAMES.length} totesys tables; create it with: CREATE PUBLICATION "${this.config.publicationName}" FOR TABLE ${tables}; (see \`totes source-setup\`)`);
+      throw new Error(`publication "${this.config.publicationName}" covers ${pub.rows[0].n} of the ${SOURCE_TABLE_NAMES.length} totesys tables; create it with: ${createPublicationSql(this.config.publicationName)}; (see \`totes source-setup\`)`);
     }
     // the column types at start: relation messages are compared with them to see a retyped column
     const columns = await this.pool.query(

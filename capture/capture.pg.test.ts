@@ -7,9 +7,8 @@ import type { ChangeEvent } from '../contract/change-event.ts';
 import { lsnToBigInt } from '../contract/change-event.ts';
 import { inTransaction, poolFor } from '../lib/pg.ts';
 import type pg from '../lib/pg.ts';
-import { scaledSizes, seedTotesys } from '../totesys/business.ts';
+import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { Simulator } from '../totesys/simulator.ts';
-import { TOTESYS_DDL } from '../totesys/schema.ts';
 import { createDatabase } from '../test/harness.ts';
 import { MemorySink } from '../test/memory-sink.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG, type CaptureConfig } from './capture-service.ts';
@@ -31,8 +30,7 @@ describe('capture service', () => {
     db = await createDatabase('capture');
     pool = poolFor(db.url, 3);
     await inTransaction(pool, async (c) => {
-      await c.query(TOTESYS_DDL);
-      await seedTotesys(c, { seed: 5, sizes: scaledSizes(0.005) });
+      await createTotesys(c, { seed: 5, sizes: scaledSizes(0.005) });
       await c.query('CREATE TABLE not_captured (id serial PRIMARY KEY, note text)');
     });
   });

@@ -6,6 +6,7 @@
  *   fail at start with a message naming the fix, and SIGTERM under load drains, acknowledges
  *   what the stream accepted and exits 0 within its bound.
  */
+import { createPublicationSql } from './source-setup.ts';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +19,7 @@ import { log } from '../lib/log.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
 import { freePort, startPostgres, type EmbeddedPg } from '../local/servers.ts';
-import { scaledSizes, seedTotesys } from '../totesys/business.ts';
+import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { TOTESYS_DDL } from '../totesys/schema.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
@@ -28,7 +29,7 @@ import { SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STREAM = 'changes';
-const PUBLICATION_SQL = `CREATE PUBLICATION totes_cdc FOR TABLE ${SOURCE_TABLE_NAMES.map((t) => `public."${t}"`).join(', ')}`;
+const PUBLICATION_SQL = createPublicationSql('totes_cdc');
 
 async function until(what: string, check: () => boolean | Promise<boolean>, ms = 30_000, everyMs = 25): Promise<void> {
   const deadline = Date.now() + ms;
@@ -82,8 +83,7 @@ describe('a lost replication slot', () => {
     await pool.query(`ALTER SYSTEM SET min_wal_size = '32MB'`);
     await pool.query('SELECT pg_reload_conf()');
     await inTransaction(pool, async (c) => {
-      await c.query(TOTESYS_DDL);
-      await seedTotesys(c, { seed: 11, sizes: scaledSizes(0.003) });
+      await createTotesys(c, { seed: 11, sizes: scaledSizes(0.003) });
       await c.query('CREATE TABLE scratch (id int, pad text)');
     });
   });
@@ -218,8 +218,7 @@ describe('totes run capture, as a process', () => {
     [source, bare, aws] = await Promise.all([createDatabase('lifecycle'), createDatabase('lifecycle_bare'), startLocalAws({ stream: STREAM, shards: 2, buckets: [] })]);
     pool = poolFor(source.url, 3);
     await inTransaction(pool, async (db) => {
-      await db.query(TOTESYS_DDL);
-      await seedTotesys(db, { seed: 13, sizes: scaledSizes(0.003) });
+      await createTotesys(db, { seed: 13, sizes: scaledSizes(0.003) });
       // what a DBA prepares (`totes source-setup`): `run capture` does not create it
       await db.query(PUBLICATION_SQL);
       await db.query('CREATE SCHEMA totes_cdc');

@@ -6,13 +6,14 @@
  * warehouse holds exactly the insert/update/delete versions that a reference capture, running
  * uninterrupted on a second slot over the same WAL, saw.
  */
+import { createPublicationSql } from './source-setup.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { lsnToBigInt, type ChangeEvent } from '../contract/change-event.ts';
-import { primaryKeyOf, SOURCE_TABLE_NAMES } from '../contract/source-tables.ts';
+import { primaryKeyOf } from '../contract/source-tables.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
@@ -23,10 +24,9 @@ import { LOAD_TABLES } from '../processors/load-tables.ts';
 import { MicroBatchStore } from '../processors/microbatch-store.ts';
 import { Processor } from '../processors/processor.ts';
 import { targetOf } from '../processors/transform.ts';
-import { scaledSizes, seedTotesys } from '../totesys/business.ts';
+import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { Random } from '../totesys/random.ts';
 import { RandomWorkload } from '../totesys/random-workload.ts';
-import { TOTESYS_DDL } from '../totesys/schema.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { formatDifferences, verify } from '../warehouse/verify.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
@@ -182,9 +182,8 @@ async function environment(cleanups: (() => Promise<unknown>)[], scale: number):
     await admin.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1`, [source.name]);
   });
   await inTransaction(admin, async (db) => {
-    await db.query(TOTESYS_DDL);
-    await seedTotesys(db, { seed: 17, sizes: scaledSizes(scale) });
-    await db.query(`CREATE PUBLICATION totes_cdc FOR TABLE ${SOURCE_TABLE_NAMES.map((t) => `public."${t}"`).join(', ')}`);
+    await createTotesys(db, { seed: 17, sizes: scaledSizes(scale) });
+    await db.query(createPublicationSql('totes_cdc'));
     await db.query('CREATE SCHEMA totes_cdc');
     await db.query(SNAPSHOT_PROGRESS_DDL);
   });

@@ -2,6 +2,11 @@
 import { SOURCE_TABLE_NAMES } from '../contract/source-tables.ts';
 import { SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
 
+/** The publication: exactly the 11 business tables (never _prisma_migrations). */
+export function createPublicationSql(name: string): string {
+  return `CREATE PUBLICATION "${name}" FOR TABLE ${SOURCE_TABLE_NAMES.map((t) => `public."${t}"`).join(', ')}`;
+}
+
 export function sourceSetupSql(opts: { publication: string; role: string }): string {
   const tables = SOURCE_TABLE_NAMES.map((t) => `public."${t}"`).join(', ');
   return `-- totes-cdc source setup for totesys. Apply as the database owner (on RDS: the master user).
@@ -20,7 +25,7 @@ GRANT USAGE ON SCHEMA public TO ${opts.role};
 GRANT SELECT ON ${tables} TO ${opts.role};   -- the initial snapshot reads these
 
 -- 3. The publication: exactly the 11 business tables (never _prisma_migrations).
-CREATE PUBLICATION ${opts.publication} FOR TABLE ${tables};
+${createPublicationSql(opts.publication)};
 
 -- 4. Replica identity: the default (primary key) is what totes-cdc expects; nothing to do.
 --    Check: SELECT relname, relreplident FROM pg_class WHERE relname IN (${SOURCE_TABLE_NAMES.map((t) => `'${t}'`).join(', ')});  -- 'd'

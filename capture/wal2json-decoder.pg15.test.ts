@@ -7,13 +7,13 @@
  * it is skipped. The cluster runs in TimeZone Asia/Kolkata, so wal2json's commit timestamps
  * carry a +05:30 offset the decoder must take out.
  */
+import { createPublicationSql } from './source-setup.ts';
 import { execFileSync } from 'node:child_process';
 import { chownSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lsnToBigInt, type ChangeEvent } from '../contract/change-event.ts';
-import { SOURCE_TABLE_NAMES } from '../contract/source-tables.ts';
 import pg, { connectionConfig } from '../lib/pg.ts';
 import { freePort, tempDir } from '../local/servers.ts';
 import { scaledSizes, seedTotesys } from '../totesys/business.ts';
@@ -173,7 +173,7 @@ describe('Wal2JsonDecoder on PostgreSQL 15 with wal2json 2.5', () => {
     url = `postgres://postgres@127.0.0.1:${port}/totesys`;
     db = new pg.Pool({ connectionString: url, max: 2 });
     await db.query(TOTESYS_DDL);
-    await db.query(`CREATE PUBLICATION totes_cdc FOR TABLE ${SOURCE_TABLE_NAMES.map((t) => `public."${t}"`).join(', ')}`);
+    await db.query(createPublicationSql('totes_cdc'));
     await db.query(`SELECT pg_create_logical_replication_slot('via_pgoutput', 'pgoutput')`);
     await db.query(`SELECT pg_create_logical_replication_slot('via_wal2json', 'wal2json')`);
     await seedTotesys(db, { seed: 11, sizes: scaledSizes(0.002) });

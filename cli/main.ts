@@ -10,8 +10,7 @@ import { requestSnapshot } from '../capture/chunked-snapshot.ts';
 import { isSourceTable, SOURCE_TABLE_NAMES } from '../contract/source-tables.ts';
 import { ConfigError } from '../lib/config.ts';
 import { inTransaction, poolFor } from '../lib/pg.ts';
-import { scaledSizes, seedTotesys } from '../totesys/business.ts';
-import { TOTESYS_DDL } from '../totesys/schema.ts';
+import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { SERVICES } from '../local/services.ts';
 import { startDashboard } from '../dashboard/server.ts';
 import { replayCommand } from './replay-command.ts';
@@ -219,8 +218,7 @@ Environment:
         const exists = await pool.query(`SELECT to_regclass('public.sales_order') AS t`);
         if (exists.rows[0].t) { say('totesys schema already present: nothing to do'); return 0; }
         await inTransaction(pool, async (db) => {
-          await db.query(TOTESYS_DDL);
-          await seedTotesys(db, { seed: number(values, 'seed'), sizes: scaledSizes(number(values, 'scale')) });
+          await createTotesys(db, { seed: number(values, 'seed'), sizes: scaledSizes(number(values, 'scale')) });
         });
         say('totesys created and seeded');
         return 0;

@@ -4,8 +4,7 @@
  */
 import { log } from '../lib/log.ts';
 import { poolFor, inTransaction } from '../lib/pg.ts';
-import { TOTESYS_DDL } from '../totesys/schema.ts';
-import { scaledSizes, seedTotesys } from '../totesys/business.ts';
+import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { Pipeline } from './pipeline.ts';
 import { startKinesis, startPostgres, startS3, type Stoppable } from './servers.ts';
@@ -57,8 +56,7 @@ export class LocalStack {
     this.servers.push(source, warehouse, kinesis, s3);
     onStep('creating and seeding totesys');
     await inTransaction(this.sourcePool, async (db) => {
-      await db.query(TOTESYS_DDL);
-      await seedTotesys(db, { seed: o.seed, sizes: scaledSizes(o.scale) });
+      await createTotesys(db, { seed: o.seed, sizes: scaledSizes(o.scale) });
     });
     onStep('starting the pipeline');
     this.pipeline = new Pipeline({

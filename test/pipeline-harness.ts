@@ -4,8 +4,7 @@
  */
 import { inTransaction, poolFor } from '../lib/pg.ts';
 import { Pipeline } from '../local/pipeline.ts';
-import { scaledSizes, seedTotesys } from '../totesys/business.ts';
-import { TOTESYS_DDL } from '../totesys/schema.ts';
+import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { createDatabase, startLocalAws } from './harness.ts';
 import type pg from '../lib/pg.ts';
 
@@ -27,8 +26,7 @@ export async function startTestPipeline(opts: { shards?: number; scale?: number;
   ]);
   const sourcePool = poolFor(source.url, 4);
   await inTransaction(sourcePool, async (db) => {
-    await db.query(TOTESYS_DDL);
-    await seedTotesys(db, { seed: opts.seed ?? 7, sizes: scaledSizes(opts.scale ?? 0.02) });
+    await createTotesys(db, { seed: opts.seed ?? 7, sizes: scaledSizes(opts.scale ?? 0.02) });
   });
   const pipeline = new Pipeline({
     sourceUrl: source.url, warehouseUrl: warehouse.url, kinesisEndpoint: aws.kinesisEndpoint, s3Endpoint: aws.s3Endpoint,

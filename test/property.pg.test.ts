@@ -18,10 +18,9 @@ import { MicroBatchStore } from '../processors/microbatch-store.ts';
 import { Processor } from '../processors/processor.ts';
 import { mapEvents, targetOf } from '../processors/transform.ts';
 import { LOAD_TABLES } from '../processors/load-tables.ts';
-import { scaledSizes, seedTotesys } from '../totesys/business.ts';
+import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { Random } from '../totesys/random.ts';
 import { RandomWorkload } from '../totesys/random-workload.ts';
-import { TOTESYS_DDL } from '../totesys/schema.ts';
 import { formatDifferences, verify } from '../warehouse/verify.ts';
 import { createDatabase, startLocalAws, type LocalAws } from './harness.ts';
 import { MemorySink } from './memory-sink.ts';
@@ -102,8 +101,7 @@ describe('property: any delivery order and duplication ends equal to the truth',
       const warehousePool = poolFor(warehouse.url, 2);
       try {
         await inTransaction(sourcePool, async (db) => {
-          await db.query(TOTESYS_DDL);
-          await seedTotesys(db, { seed, sizes: scaledSizes(0.003) });
+          await createTotesys(db, { seed, sizes: scaledSizes(0.003) });
         });
         const events = await captureWorkload(source.url, seed, 250);
         const rng = new Random(seed * 7919);

@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import type { Row } from '../contract/change-event.ts';
 import { Random, dateText, timestampText } from './random.ts';
+import { TOTESYS_DDL } from './schema.ts';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
@@ -147,6 +148,12 @@ export async function insertRows(db: Queryable, table: string, rows: Row[]): Pro
     const tuples = chunk.map((row) => `(${columns.map((c) => { params.push(row[c]); return `$${params.length}`; }).join(',')})`);
     await db.query(`INSERT INTO "${table}" (${columns.map((c) => `"${c}"`).join(',')}) VALUES ${tuples.join(',')}`, params);
   }
+}
+
+/** The totesys schema in an empty database, seeded. */
+export async function createTotesys(db: Queryable, opts: { seed: number; sizes: Sizes }): Promise<void> {
+  await db.query(TOTESYS_DDL);
+  await seedTotesys(db, opts);
 }
 
 /** Seed the history: dimensions, then orders spread over two years, oldest first. */
