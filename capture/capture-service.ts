@@ -13,7 +13,7 @@
  */
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import { SOURCE_TABLE_NAMES, SOURCE_TABLES, primaryKeyOf, type SourceTable } from '../contract/source-tables.ts';
-import type { ChangeEvent, EventSource } from '../contract/change-event.ts';
+import { bigIntToLsn, lsnToBigInt, type ChangeEvent, type EventSource } from '../contract/change-event.ts';
 import { log } from '../lib/log.ts';
 import pg, { connectionConfig, poolFor } from '../lib/pg.ts';
 import { Acker } from './acker.ts';
@@ -102,7 +102,7 @@ export class CaptureService {
     this.snapshot = new ChunkedSnapshot(this.pool, config.slotName, config.snapshotChunkRows, async (prefix, content) => { await this.emitMessage(prefix, content); }, () => sink.flush());
     this.acker = new Acker((lsn) => {
       this.metrics.confirmedLsn = lsn;
-      void this.replication?.acknowledge(lsn);
+      void this.sendStatus();
     });
     sink.onAccepted((through) => this.acker.accept(through));
   }
@@ -192,10 +192,10 @@ export class CaptureService {
     service.on('data', (_lsn: string, msg: Pgoutput.Message | string) => this.enqueue({ kind: 'data', msg }));
     service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
       this.enqueue({ kind: 'keepalive', lsn });
-      if (shouldRespond) void service.acknowledge(this.acker.confirmedLsn);
+      if (shouldRespond) void this.sendStatus();
     });
     service.on('error', (err: Error) => { if (!this.stopping) this.fatal?.(err); });
-    this.timers.push(setInterval(() => void service.acknowledge(this.acker.confirmedLsn), this.config.statusIntervalMs));
+    this.timers.push(setInterval(() => void this.sendStatus(), this.config.statusIntervalMs));
     if (this.config.heartbeatMs > 0) {
       this.timers.push(setInterval(() => void this.emitHeartbeat().catch((err) => log.warn({ err: err.message }, 'heartbeat failed')), this.config.heartbeatMs));
     }
@@ -237,6 +237,18 @@ export class CaptureService {
     }
     chunk.done();
     this.metrics.snapshotRows += chunk.rows.length;
+  }
+
+  /**
+   * A standby status update confirming `acker.confirmedLsn`. That LSN is already "last byte + 1"
+   * (a commit's end, or a keepalive's WAL end), and pg-logical-replication's acknowledge() adds
+   * 1 again: confirming one byte past a commit's end can skip a transaction whose commit record
+   * starts exactly there (Postgres skips commits before confirmed_flush_lsn on restart). So the
+   * library is handed one byte less.
+   */
+  private async sendStatus(): Promise<void> {
+    const confirmed = lsnToBigInt(this.acker.confirmedLsn);
+    if (confirmed > 0n) await this.replication?.acknowledge(bigIntToLsn(confirmed - 1n));
   }
 
   /** Writes a heartbeat into the WAL; it comes back through the stream. Returns its LSN. */
@@ -328,7 +340,7 @@ export class CaptureService {
     await this.draining;
     await this.sink.flush().catch((err) => log.error({ err: err.message }, 'flush on stop failed'));
     if (this.replication) {
-      await this.replication.acknowledge(this.acker.confirmedLsn);
+      await this.sendStatus();
       await this.replication.stop();
     }
     await this.pool.end();
