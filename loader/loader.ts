@@ -67,16 +67,11 @@ export class Loader {
     }
     let loaded = 0;
     for (let start = 0; start < pending.length;) {
-      let rows = 0;
-      let end = start;
-      do rows += pending[end++].manifest.tables.reduce((n, t) => n + t.rows, 0);
-      while (end < pending.length && rows + pending[end].manifest.tables.reduce((n, t) => n + t.rows, 0) <= maxRowsPerTransaction);
-      const group = pending.slice(start, end);
+      let rows = manifestRows(pending[start].manifest);
+      let end = start + 1;
+      while (end < pending.length && rows + manifestRows(pending[end].manifest) <= maxRowsPerTransaction) rows += manifestRows(pending[end++].manifest);
       // read before the transaction: S3 latency should not hold the warehouse lock
-      const items = await mapLimited(group, 8, async ({ manifest, key }) => ({
-        batch: { batchKey: manifest.batchId, shard: manifest.shard, events: manifest.events, manifestKey: key, heartbeat: manifest.heartbeat },
-        tables: new Map(await mapLimited(manifest.tables, 4, async (t) => [t.table, await decodeParquet(t.table, await this.store.getBytes(t.key))] as const)),
-      }));
+      const items = await mapLimited(pending.slice(start, end), 8, ({ manifest, key }) => this.readBatch(manifest, key));
       loaded += await this.loadBatches(items);
       start = end;
     }
@@ -85,9 +80,16 @@ export class Loader {
 
   /** Merge one micro-batch from the processed bucket; false if it had been loaded before. */
   async loadBatch(manifest: Manifest, manifestKey: string): Promise<boolean> {
-    const tables = new Map<LoadTableName, LoadRow[]>();
-    for (const t of manifest.tables) tables.set(t.table, await decodeParquet(t.table, await this.store.getBytes(t.key)));
-    return this.loadTables({ batchKey: manifest.batchId, shard: manifest.shard, events: manifest.events, manifestKey, heartbeat: manifest.heartbeat }, tables);
+    return (await this.loadBatches([await this.readBatch(manifest, manifestKey)])) === 1;
+  }
+
+  /** A micro-batch's load rows, read from the processed bucket. */
+  private async readBatch(manifest: Manifest, manifestKey: string): Promise<{ batch: LoadBatchInfo; tables: Map<LoadTableName, LoadRow[]> }> {
+    const tables = await mapLimited(manifest.tables, 4, async (t) => [t.table, await decodeParquet(t.table, await this.store.getBytes(t.key))] as const);
+    return {
+      batch: { batchKey: manifest.batchId, shard: manifest.shard, events: manifest.events, manifestKey, heartbeat: manifest.heartbeat },
+      tables: new Map(tables),
+    };
   }
 
   /** Merge load rows in one transaction, logged under `batch.batchKey` so they load once. */
@@ -205,6 +207,10 @@ export class Loader {
       }
     }
   }
+}
+
+function manifestRows(manifest: Manifest): number {
+  return manifest.tables.reduce((n, t) => n + t.rows, 0);
 }
 
 /** Whether a fact row's version depends on the version before it. */
