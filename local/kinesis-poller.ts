@@ -9,6 +9,11 @@ import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecor
 import { log } from '../lib/log.ts';
 import { backoffMs, sleep } from '../lib/retry.ts';
 
+/** Records per invocation: the processor's event source mapping batch size locally. */
+export const PROCESSOR_BATCH_SIZE = 5_000;
+/** GetRecords' own maximum: the archiver buffers by size and time, not by batch. */
+export const ARCHIVER_BATCH_SIZE = 10_000;
+
 export type BatchConsumer = (event: KinesisStreamEvent) => Promise<KinesisStreamBatchResponse | void>;
 
 export interface PollerOptions {

@@ -13,7 +13,7 @@ import { poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
 import { MicroBatchStore } from '../processors/microbatch-store.ts';
 import { Processor } from '../processors/processor.ts';
-import { KinesisPoller } from './kinesis-poller.ts';
+import { ARCHIVER_BATCH_SIZE, KinesisPoller, PROCESSOR_BATCH_SIZE } from './kinesis-poller.ts';
 
 export interface PipelineConfig {
   sourceUrl: string;
@@ -59,8 +59,8 @@ export class Pipeline {
 
   async start(): Promise<void> {
     await this.loader.ensureSchema();
-    const processorPoller = new KinesisPoller({ client: this.kinesis, streamName: this.config.streamName, consumer: this.processor.handler, batchSize: this.config.processorBatchSize ?? 5_000, name: 'processor' });
-    const firehosePoller = new KinesisPoller({ client: this.kinesis, streamName: this.config.streamName, consumer: this.firehose.consume, batchSize: 10_000, name: 'firehose' });
+    const processorPoller = new KinesisPoller({ client: this.kinesis, streamName: this.config.streamName, consumer: this.processor.handler, batchSize: this.config.processorBatchSize ?? PROCESSOR_BATCH_SIZE, name: 'processor' });
+    const firehosePoller = new KinesisPoller({ client: this.kinesis, streamName: this.config.streamName, consumer: this.firehose.consume, batchSize: ARCHIVER_BATCH_SIZE, name: 'firehose' });
     this.pollers.push(processorPoller, firehosePoller);
     await Promise.all(this.pollers.map((p) => p.start()));
     this.firehose.start();

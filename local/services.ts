@@ -11,7 +11,7 @@ import { poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
 import { MicroBatchStore } from '../processors/microbatch-store.ts';
 import { Processor } from '../processors/processor.ts';
-import { KinesisPoller } from './kinesis-poller.ts';
+import { ARCHIVER_BATCH_SIZE, KinesisPoller, PROCESSOR_BATCH_SIZE } from './kinesis-poller.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -25,7 +25,7 @@ export const SERVICES: Record<string, (env: Env) => Promise<void>> = {
     const store = new MicroBatchStore(s3Client({ s3Endpoint: env[ENV.s3Endpoint] }), required(env, ENV.processedBucket, 'the processed bucket name'));
     const poller = new KinesisPoller({
       client: kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] }), streamName: required(env, ENV.streamName, 'the Kinesis stream name'),
-      consumer: new Processor(store).handler, batchSize: 5_000, name: 'processor',
+      consumer: new Processor(store).handler, batchSize: PROCESSOR_BATCH_SIZE, name: 'processor',
     });
     await poller.start();
     await untilSignal();
@@ -34,7 +34,7 @@ export const SERVICES: Record<string, (env: Env) => Promise<void>> = {
   async archiver(env) {
     const streamName = required(env, ENV.streamName, 'the Kinesis stream name');
     const firehose = new FirehoseStandin({ s3: s3Client({ s3Endpoint: env[ENV.s3Endpoint] }), bucket: required(env, ENV.ingestionBucket, 'the ingestion bucket name'), deliveryStreamName: streamName });
-    const poller = new KinesisPoller({ client: kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] }), streamName, consumer: firehose.consume, batchSize: 10_000, name: 'archiver' });
+    const poller = new KinesisPoller({ client: kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] }), streamName, consumer: firehose.consume, batchSize: ARCHIVER_BATCH_SIZE, name: 'archiver' });
     firehose.start();
     await poller.start();
     await untilSignal();
