@@ -9,5 +9,11 @@ export default defineConfig({
     testTimeout: 180_000,
     hookTimeout: 180_000,
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', TOTES_LOG_LEVEL: process.env.TOTES_LOG_LEVEL ?? 'warn' },
+    coverage: {
+      provider: 'v8',
+      include: ['{lib,formats,stores,capture,processors,archiver,loader,replay,verify,local,cli,dashboard,totesys,infra}/**/*.ts'],
+      exclude: ['**/*.test.ts', 'test/**', 'bench/**', 'dashboard/public/**'],
+      reporter: ['text-summary', 'json-summary'],
+    },
   },
 });

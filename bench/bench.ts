@@ -32,11 +32,24 @@ const USAGE = `npm run bench -- [--full] [--json PATH] [--only ${SECTIONS.join('
 const say = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 
 export async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { full: { type: 'boolean', default: false }, json: { type: 'string' }, only: { type: 'string' }, help: { type: 'boolean', default: false } } });
-  if (values.help) { process.stdout.write(`${USAGE}\n`); return 0; }
+  const { values } = parseArgs({
+    args: argv,
+    options: { full: { type: 'boolean', default: false }, json: { type: 'string' }, only: { type: 'string' }, help: { type: 'boolean', default: false } },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
   const only = new Set((values.only?.split(',') ?? SECTIONS) as Section[]);
-  for (const s of only) if (!SECTIONS.includes(s)) { process.stderr.write(`unknown section ${s}\n${USAGE}\n`); return 2; }
-  if (only.has('downstream') && !only.has('capture')) { process.stderr.write(`downstream reads the stream the capture section fills\n${USAGE}\n`); return 2; }
+  for (const s of only)
+    if (!SECTIONS.includes(s)) {
+      process.stderr.write(`unknown section ${s}\n${USAGE}\n`);
+      return 2;
+    }
+  if (only.has('downstream') && !only.has('capture')) {
+    process.stderr.write(`downstream reads the stream the capture section fills\n${USAGE}\n`);
+    return 2;
+  }
   const mode = values.full ? 'full' : 'quick';
   const sizes = SIZES[mode];
 
@@ -55,18 +68,28 @@ export async function main(argv: string[]): Promise<number> {
     }
     const downstream = only.has('downstream') ? await measureDownstream(env, STREAMS.oltp, capture.oltp!.streamRecords, say) : null;
     const freshness = only.has('e2e') ? await measureFreshness(env, { rate: E2E_RATE, seconds: sizes.e2eSeconds }, say) : null;
-    const rss = only.has('rss') ? await measureCaptureRss(env, { bigRows: sizes.rssRows, stallSeconds: sizes.stallSeconds, stallRows: sizes.stallRows }, say) : null;
+    const rss = only.has('rss')
+      ? await measureCaptureRss(env, { bigRows: sizes.rssRows, stallSeconds: sizes.stallSeconds, stallRows: sizes.stallRows }, say)
+      : null;
 
     const bulk = workloadCapture(capture.bulk);
     const round = (v: number | undefined) => (v == null ? null : Math.round(v));
     const report: BenchReport = {
-      mode, command: `npm run bench -- ${argv.join(' ')}`.trim(), at: new Date().toISOString(), machine: await machine(env), sizes,
-      ...bulk, bulk, oltp: workloadCapture(capture.oltp),
+      mode,
+      command: `npm run bench -- ${argv.join(' ')}`.trim(),
+      at: new Date().toISOString(),
+      machine: await machine(env),
+      sizes,
+      ...bulk,
+      bulk,
+      oltp: workloadCapture(capture.oltp),
       kinesis_ceiling_records_per_s: round(ceiling ?? undefined),
       processor_events_per_s: round(downstream?.processor.eventsPerSecond),
       loader_rows_per_s: round(downstream?.loader.rowsPerSecond),
       copy_rows_per_s: round(downstream?.copy.rowsPerSecond),
-      e2e_p50_ms: round(freshness?.p50Ms), e2e_p95_ms: round(freshness?.p95Ms), e2e_p99_ms: round(freshness?.p99Ms),
+      e2e_p50_ms: round(freshness?.p50Ms),
+      e2e_p95_ms: round(freshness?.p95Ms),
+      e2e_p99_ms: round(freshness?.p99Ms),
       replay_events_per_s: round(downstream?.replay.eventsPerSecond),
       capture_rss_mb_max: round(rss?.maxMb),
       details: { capture, downstream, freshness, rss },

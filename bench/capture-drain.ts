@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { PutRecordsCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
-import type { ChangeEvent, HeartbeatEvent } from '../contract/change-event.ts';
+import type { ChangeEvent, HeartbeatEvent } from '../formats/change-event.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from '../capture/capture-service.ts';
 import type { ChangeSink } from '../capture/sink.ts';
 import { sleep } from '../lib/retry.ts';
@@ -20,19 +20,35 @@ export class TimedSink implements ChangeSink {
   constructor(readonly inner: ChangeSink) {
     inner.onAccepted((through) => {
       const at = performance.now();
-      this.waiters = this.waiters.filter((w) => (w.through <= through ? (w.resolve(at), false) : true));
+      const waiting = this.waiters;
+      this.waiters = waiting.filter((w) => w.through > through);
+      for (const w of waiting) if (w.through <= through) w.resolve(at);
     });
   }
 
-  get writtenThrough(): number { return this.inner.writtenThrough; }
-  get acceptedThrough(): number { return this.inner.acceptedThrough; }
+  get writtenThrough(): number {
+    return this.inner.writtenThrough;
+  }
+  get acceptedThrough(): number {
+    return this.inner.acceptedThrough;
+  }
 
-  write(event: ChangeEvent): Promise<number> { return this.inner.write(event); }
+  write(event: ChangeEvent): Promise<number> {
+    return this.inner.write(event);
+  }
 
-  broadcast(event: HeartbeatEvent): Promise<number> { return this.inner.broadcast(event); }
-  onAccepted(listener: (through: number) => void): void { this.inner.onAccepted(listener); }
-  flush(): Promise<void> { return this.inner.flush(); }
-  close(): Promise<void> { return this.inner.close(); }
+  broadcast(event: HeartbeatEvent): Promise<number> {
+    return this.inner.broadcast(event);
+  }
+  onAccepted(listener: (through: number) => void): void {
+    this.inner.onAccepted(listener);
+  }
+  flush(): Promise<void> {
+    return this.inner.flush();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
 
   /** Resolves with the time the sink has accepted `count` events. */
   accepted(count: number): Promise<number> {
@@ -66,7 +82,11 @@ export async function createCaptureSlot(sourceUrl: string, slotName: string, sin
   await running;
 }
 
-export interface DrainResult { changes: number; seconds: number; changesPerSecond: number }
+export interface DrainResult {
+  changes: number;
+  seconds: number;
+  changesPerSecond: number;
+}
 
 /**
  * Streams the slot's backlog into `sink`, timed from the service's start to the last event
@@ -78,7 +98,9 @@ export async function drainWithCapture(sourceUrl: string, slotName: string, sink
   const service = captureService(sourceUrl, slotName, timed);
   const started = performance.now();
   const running = service.run();
-  const stoppedEarly = running.then(() => { throw new Error(`capture on ${slotName} stopped before draining ${changes} changes`); });
+  const stoppedEarly = running.then(() => {
+    throw new Error(`capture on ${slotName} stopped before draining ${changes} changes`);
+  });
   const acceptedAt = await Promise.race([timed.accepted(changes), stoppedEarly]);
   await service.stop();
   await running;
@@ -91,7 +113,9 @@ function runRecvlogical(args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(recvlogicalPath(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr.on('data', (d) => { stderr += d; });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     child.on('error', reject);
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`pg_recvlogical ${args.join(' ')} exited ${code}: ${stderr.trim()}`))));
   });
@@ -108,8 +132,24 @@ export function createRecvlogicalSlot(sourceUrl: string, slotName: string): Prom
 export async function drainWithRecvlogical(sourceUrl: string, slotName: string, endLsn: string, changes: number): Promise<DrainResult> {
   const started = performance.now();
   await runRecvlogical([
-    '-d', sourceUrl, '--slot', slotName, '--start', '--no-loop', '-f', '/dev/null', '-F', '0', '--endpos', endLsn,
-    '-o', 'proto_version=1', '-o', `publication_names=${PUBLICATION}`, '-o', 'messages=true',
+    '-d',
+    sourceUrl,
+    '--slot',
+    slotName,
+    '--start',
+    '--no-loop',
+    '-f',
+    '/dev/null',
+    '-F',
+    '0',
+    '--endpos',
+    endLsn,
+    '-o',
+    'proto_version=1',
+    '-o',
+    `publication_names=${PUBLICATION}`,
+    '-o',
+    'messages=true',
   ]);
   const seconds = (performance.now() - started) / 1000;
   return { changes, seconds, changesPerSecond: changes / seconds };

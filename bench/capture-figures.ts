@@ -48,8 +48,15 @@ export async function measureCapture(env: BenchEnvironment, name: WorkloadName, 
     const records = snapshotSink.metrics.records + sink.metrics.records;
     const bytes = snapshotSink.metrics.bytes + sink.metrics.bytes;
     return {
-      workload: name, changes: w.changes, transactions: w.transactions, writeSeconds,
-      recvlogical, nullSink, kinesis: kinesisDrain, streamRecords: records, meanRecordBytes: Math.round(bytes / records),
+      workload: name,
+      changes: w.changes,
+      transactions: w.transactions,
+      writeSeconds,
+      recvlogical,
+      nullSink,
+      kinesis: kinesisDrain,
+      streamRecords: records,
+      meanRecordBytes: Math.round(bytes / records),
     };
   } finally {
     await client.end();

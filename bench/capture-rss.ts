@@ -28,11 +28,21 @@ function rssMb(pid: number): number {
 /** Samples the process's RSS every 100 ms until stopped; returns the peak. */
 function sampleRss(pid: number): { stop: () => number } {
   let max = rssMb(pid);
-  const timer = setInterval(() => { max = Math.max(max, rssMb(pid)); }, 100);
-  return { stop: () => { clearInterval(timer); return Math.max(max, rssMb(pid)); } };
+  const timer = setInterval(() => {
+    max = Math.max(max, rssMb(pid));
+  }, 100);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return Math.max(max, rssMb(pid));
+    },
+  };
 }
 
-interface Health { state: string; changes: number }
+interface Health {
+  state: string;
+  changes: number;
+}
 
 async function health(port: number): Promise<Health | null> {
   try {
@@ -53,7 +63,11 @@ async function waitFor(what: string, port: number, ok: (h: Health) => boolean, c
   }
 }
 
-export async function measureCaptureRss(env: BenchEnvironment, opts: { bigRows: number; stallSeconds: number; stallRows: number }, say: (line: string) => void): Promise<RssFigures> {
+export async function measureCaptureRss(
+  env: BenchEnvironment,
+  opts: { bigRows: number; stallSeconds: number; stallRows: number },
+  say: (line: string) => void,
+): Promise<RssFigures> {
   const { url, client } = await createDatabase(env.source, 'rss');
   await prepareSource(client);
   // The service's state schema and slot, made in-process: `totes run capture` expects a DBA to have prepared them.
@@ -64,8 +78,14 @@ export async function measureCaptureRss(env: BenchEnvironment, opts: { bigRows: 
   const healthPort = await freePort();
   const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'bin', 'totes.mjs'), 'run', 'capture'], {
     env: {
-      ...process.env, TOTES_SOURCE_URL: url, TOTES_STREAM_NAME: STREAMS.rss, TOTES_KINESIS_ENDPOINT: `http://127.0.0.1:${proxyPort}`,
-      TOTES_HEALTH_PORT: String(healthPort), TOTES_SLOT_NAME: 'rss', TOTES_LOG_LEVEL: 'warn', TOTES_LOG_PRETTY: '0',
+      ...process.env,
+      TOTES_SOURCE_URL: url,
+      TOTES_STREAM_NAME: STREAMS.rss,
+      TOTES_KINESIS_ENDPOINT: `http://127.0.0.1:${proxyPort}`,
+      TOTES_HEALTH_PORT: String(healthPort),
+      TOTES_SLOT_NAME: 'rss',
+      TOTES_LOG_LEVEL: 'warn',
+      TOTES_LOG_PRETTY: '0',
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -97,7 +117,14 @@ export async function measureCaptureRss(env: BenchEnvironment, opts: { bigRows: 
     return {
       maxMb: Math.max(bigMaxMb, stallMaxMb, afterMaxMb),
       bigTransaction: { rows: opts.bigRows, seconds: bigSeconds, startMb: bigStartMb, maxMb: bigMaxMb },
-      stall: { seconds: opts.stallSeconds, rowsWrittenMeanwhile: opts.stallRows, startMb: stallStartMb, maxMb: stallMaxMb, endMb: stallEndMb, maxAfterResumeMb: afterMaxMb },
+      stall: {
+        seconds: opts.stallSeconds,
+        rowsWrittenMeanwhile: opts.stallRows,
+        startMb: stallStartMb,
+        maxMb: stallMaxMb,
+        endMb: stallEndMb,
+        maxAfterResumeMb: afterMaxMb,
+      },
     };
   } finally {
     kinesis.resume();

@@ -16,7 +16,11 @@ function copyText(value: CopyValue): string {
   return String(value).replace(/[\\\t\n\r]/g, (c) => ({ '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' })[c]!);
 }
 
-interface CopyConnection { query(text: string): void; sendCopyFromChunk(chunk: Buffer): void; endCopyFrom(): void }
+interface CopyConnection {
+  query(text: string): void;
+  sendCopyFromChunk(chunk: Buffer): void;
+  endCopyFrom(): void;
+}
 
 /** COPY `rows` (values in `columns` order) into `table`; resolves with the row count Postgres reports. */
 export function copyRows(client: pg.Client | pg.PoolClient, table: string, columns: string[], rows: Record<string, CopyValue>[]): Promise<number> {
@@ -30,15 +34,25 @@ export function copyRows(client: pg.Client | pg.PoolClient, table: string, colum
       handleCopyInResponse(connection: CopyConnection) {
         let chunk = '';
         for (const row of rows) {
-          chunk += columns.map((c) => copyText(row[c])).join('\t') + '\n';
-          if (chunk.length >= CHUNK_BYTES) { connection.sendCopyFromChunk(Buffer.from(chunk)); chunk = ''; }
+          chunk += `${columns.map((c) => copyText(row[c])).join('\t')}\n`;
+          if (chunk.length >= CHUNK_BYTES) {
+            connection.sendCopyFromChunk(Buffer.from(chunk));
+            chunk = '';
+          }
         }
         if (chunk) connection.sendCopyFromChunk(Buffer.from(chunk));
         connection.endCopyFrom();
       },
-      handleCommandComplete(msg: { text?: string }) { copied = Number(/COPY (\d+)/.exec(msg.text ?? '')?.[1] ?? 0); },
-      handleError(err: Error) { failure = err; },
-      handleReadyForQuery() { if (failure) reject(failure); else resolve(copied); },
+      handleCommandComplete(msg: { text?: string }) {
+        copied = Number(/COPY (\d+)/.exec(msg.text ?? '')?.[1] ?? 0);
+      },
+      handleError(err: Error) {
+        failure = err;
+      },
+      handleReadyForQuery() {
+        if (failure) reject(failure);
+        else resolve(copied);
+      },
     };
     void client.query(submittable as unknown as pg.Submittable);
   });

@@ -5,17 +5,18 @@
  * fresh schema from the archive the Firehose stand-in wrote of the same stream.
  */
 import { performance } from 'node:perf_hooks';
-import { FirehoseStandin } from '../archive/firehose-standin.ts';
-import { replayArchive } from '../archive/replay.ts';
+import { FirehoseStandin } from '../archiver/firehose-standin.ts';
+import { replayArchive } from '../replay/replay.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
-import pg, { poolFor } from '../lib/pg.ts';
+import type pg from '../lib/pg.ts';
+import { poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
 import { Loader } from '../loader/loader.ts';
 import { stageColumns } from '../loader/merge-sql.ts';
 import { KinesisPoller } from '../local/kinesis-poller.ts';
-import type { LoadRow, LoadTableName } from '../processors/load-tables.ts';
-import { MicroBatchStore } from '../processors/microbatch-store.ts';
-import { decodeParquet } from '../processors/parquet.ts';
+import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
+import { MicroBatchStore } from '../stores/microbatch-store.ts';
+import { decodeParquet } from '../formats/parquet.ts';
 import { Processor } from '../processors/processor.ts';
 import { copyRows } from './copy-in.ts';
 import { BUCKETS, createDatabase, type BenchEnvironment } from './environment.ts';
@@ -50,8 +51,14 @@ export async function measureDownstream(env: BenchEnvironment, streamName: strin
     const firehose = new FirehoseStandin({ s3, bucket: BUCKETS.ingestion, deliveryStreamName: streamName });
     let archived = 0;
     const archiver = new KinesisPoller({
-      client: kinesis, streamName, batchSize: 10_000, name: 'bench-archiver',
-      consumer: async (event) => { await firehose.consume(event); archived += event.Records.length; },
+      client: kinesis,
+      streamName,
+      batchSize: 10_000,
+      name: 'bench-archiver',
+      consumer: async (event) => {
+        await firehose.consume(event);
+        archived += event.Records.length;
+      },
     });
     await archiver.start();
     while (archived < records) await sleep(10);
@@ -62,7 +69,7 @@ export async function measureDownstream(env: BenchEnvironment, streamName: strin
     const loader = new Loader(pool, store);
     await loader.ensureSchema();
     const loaderStarted = performance.now();
-    while (await loader.loadAvailable() > 0);
+    while ((await loader.loadAvailable()) > 0);
     const loaderSeconds = (performance.now() - loaderStarted) / 1000;
 
     say('reference: COPY of the same rows');
@@ -76,7 +83,12 @@ export async function measureDownstream(env: BenchEnvironment, streamName: strin
 
     const fetchedRows = [...tables.values()].reduce((n, rows) => n + rows.length, 0);
     return {
-      processor: { events: processor.metrics.events, batches: processor.metrics.batches, seconds: processorSeconds, eventsPerSecond: processor.metrics.events / processorSeconds },
+      processor: {
+        events: processor.metrics.events,
+        batches: processor.metrics.batches,
+        seconds: processorSeconds,
+        eventsPerSecond: processor.metrics.events / processorSeconds,
+      },
       loader: { rows: loader.metrics.rows, batches: loader.metrics.batches, seconds: loaderSeconds, rowsPerSecond: loader.metrics.rows / loaderSeconds },
       fetchDecode: { rows: fetchedRows, seconds: decodeSeconds, rowsPerSecond: fetchedRows / decodeSeconds },
       copy,
@@ -110,12 +122,22 @@ async function readMicroBatches(store: MicroBatchStore): Promise<Map<LoadTableNa
 async function copyReference(client: pg.Client, tables: Map<LoadTableName, LoadRow[]>): Promise<DownstreamFigures['copy']> {
   await client.query('CREATE SCHEMA copy_reference');
   for (const table of tables.keys()) {
-    await client.query(`CREATE TABLE copy_reference."${table}" (${stageColumns(table).map(([n, t]) => `"${n}" ${t}`).join(', ')})`);
+    await client.query(
+      `CREATE TABLE copy_reference."${table}" (${stageColumns(table)
+        .map(([n, t]) => `"${n}" ${t}`)
+        .join(', ')})`,
+    );
   }
   const started = performance.now();
   let rows = 0;
   await client.query('BEGIN');
-  for (const [table, tableRows] of tables) rows += await copyRows(client, `copy_reference."${table}"`, stageColumns(table).map(([n]) => n), tableRows);
+  for (const [table, tableRows] of tables)
+    rows += await copyRows(
+      client,
+      `copy_reference."${table}"`,
+      stageColumns(table).map(([n]) => n),
+      tableRows,
+    );
   await client.query('COMMIT');
   const seconds = (performance.now() - started) / 1000;
   return { rows, seconds, rowsPerSecond: rows / seconds };

@@ -11,7 +11,12 @@ import { freePort, startKinesis, startPostgres, startS3, type EmbeddedPg, type S
 
 export const SHARDS = 2;
 export const STREAMS = { bulk: 'bench-bulk', oltp: 'bench-oltp', ceiling: 'bench-ceiling', e2e: 'bench-e2e', rss: 'bench-rss' } as const;
-export const BUCKETS = { ingestion: 'bench-ingestion', processed: 'bench-processed', e2eIngestion: 'bench-e2e-ingestion', e2eProcessed: 'bench-e2e-processed' } as const;
+export const BUCKETS = {
+  ingestion: 'bench-ingestion',
+  processed: 'bench-processed',
+  e2eIngestion: 'bench-e2e-ingestion',
+  e2eProcessed: 'bench-e2e-processed',
+} as const;
 
 export interface BenchEnvironment {
   source: EmbeddedPg;
@@ -31,8 +36,13 @@ export async function startEnvironment(): Promise<BenchEnvironment> {
   ]);
   const servers: Stoppable[] = [source, warehouse, kinesis, s3];
   return {
-    source, warehouse, kinesisEndpoint: kinesis.endpoint, s3Endpoint: s3.endpoint,
-    stop: async () => { for (const s of servers.reverse()) await s.stop().catch(() => undefined); },
+    source,
+    warehouse,
+    kinesisEndpoint: kinesis.endpoint,
+    s3Endpoint: s3.endpoint,
+    stop: async () => {
+      for (const s of servers.reverse()) await s.stop().catch(() => undefined);
+    },
   };
 }
 
@@ -53,7 +63,14 @@ export function recvlogicalPath(): string {
   return existsSync(embedded) ? embedded : '/usr/bin/pg_recvlogical';
 }
 
-export interface Machine { cores: number; memory_gb: number; cpu_model: string; node: string; postgres: string; pg_recvlogical: string }
+export interface Machine {
+  cores: number;
+  memory_gb: number;
+  cpu_model: string;
+  node: string;
+  postgres: string;
+  pg_recvlogical: string;
+}
 
 export async function machine(env: BenchEnvironment): Promise<Machine> {
   const c = new pg.Client({ connectionString: env.source.url('postgres') });
@@ -61,8 +78,11 @@ export async function machine(env: BenchEnvironment): Promise<Machine> {
   const { rows } = await c.query('SHOW server_version');
   await c.end();
   return {
-    cores: cpus().length, memory_gb: Math.round(totalmem() / 2 ** 30), cpu_model: cpus()[0]?.model ?? 'unknown',
-    node: process.version, postgres: rows[0].server_version,
+    cores: cpus().length,
+    memory_gb: Math.round(totalmem() / 2 ** 30),
+    cpu_model: cpus()[0]?.model ?? 'unknown',
+    node: process.version,
+    postgres: rows[0].server_version,
     pg_recvlogical: execFileSync(recvlogicalPath(), ['--version']).toString().trim(),
   };
 }

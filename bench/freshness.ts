@@ -24,7 +24,10 @@ export interface FreshnessFigures {
   /** Changes the simulator actually wrote per second (it may fall short of `rate` on a busy machine). */
   achievedRate: number;
   factVersions: number;
-  p50Ms: number; p95Ms: number; p99Ms: number; maxMs: number;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  maxMs: number;
   /** Where the work stood when the simulator stopped: which stage was behind. */
   atSimulationEnd: { captured: number; inStream: number; processed: number; processorBatches: number; loadedRows: number; loaderBatches: number };
 }
@@ -34,18 +37,24 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
-const NEW_FACT_ROWS = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon, coalesce((SELECT json_agg(v) FROM (${
-  Object.entries(FACTS).map(([table, key]) =>
-    `SELECT '${table}:' || ${key} || ':' || source_lsn || ':' || source_pos AS id, extract(epoch FROM source_commit_time) * 1000 AS commit_ms
-       FROM ${table} WHERE xmin::text::bigint >= $1 AND source_commit_time >= to_timestamp($2 / 1000.0) AT TIME ZONE 'UTC'`).join(' UNION ALL ')
-}) v), '[]') AS rows`;
+const NEW_FACT_ROWS = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon, coalesce((SELECT json_agg(v) FROM (${Object.entries(FACTS)
+  .map(
+    ([table, key]) =>
+      `SELECT '${table}:' || ${key} || ':' || source_lsn || ':' || source_pos AS id, extract(epoch FROM source_commit_time) * 1000 AS commit_ms
+       FROM ${table} WHERE xmin::text::bigint >= $1 AND source_commit_time >= to_timestamp($2 / 1000.0) AT TIME ZONE 'UTC'`,
+  )
+  .join(' UNION ALL ')}) v), '[]') AS rows`;
 
 /** Runs bench/simulate.ts in a child process until `seconds` have passed. */
 function simulate(sourceUrl: string, rate: number, seconds: number): Promise<SimulatorStats> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'simulate.ts'), sourceUrl, String(rate), String(seconds)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'simulate.ts'), sourceUrl, String(rate), String(seconds)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
-    child.stdout.on('data', (d) => { out += d; });
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
     child.on('error', reject);
     child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`simulator exited ${code}`))));
   });
@@ -56,8 +65,13 @@ export async function measureFreshness(env: BenchEnvironment, opts: { rate: numb
   const warehouse = await createDatabase(env.warehouse, 'e2e_warehouse');
   await prepareSource(source.client, { seedScale: 0.05 });
   const pipeline = new Pipeline({
-    sourceUrl: source.url, warehouseUrl: warehouse.url, kinesisEndpoint: env.kinesisEndpoint, s3Endpoint: env.s3Endpoint,
-    streamName: STREAMS.e2e, ingestionBucket: BUCKETS.e2eIngestion, processedBucket: BUCKETS.e2eProcessed,
+    sourceUrl: source.url,
+    warehouseUrl: warehouse.url,
+    kinesisEndpoint: env.kinesisEndpoint,
+    s3Endpoint: env.s3Endpoint,
+    streamName: STREAMS.e2e,
+    ingestionBucket: BUCKETS.e2eIngestion,
+    processedBucket: BUCKETS.e2eProcessed,
     capture: { slotName: 'e2e', publicationName: PUBLICATION, heartbeatMs: 1_000, statusIntervalMs: 5_000 },
   });
   const latencies: number[] = [];
@@ -73,9 +87,12 @@ export async function measureFreshness(env: BenchEnvironment, opts: { rate: numb
     const simulation = simulate(source.url, opts.rate, opts.seconds).finally(() => {
       simEndMs = Date.now();
       atSimulationEnd = {
-        captured: pipeline.capture.metrics.changes, inStream: pipeline.sink.metrics.records,
-        processed: pipeline.processor.metrics.events, processorBatches: pipeline.processor.metrics.batches,
-        loadedRows: pipeline.loader.metrics.rows, loaderBatches: pipeline.loader.metrics.batches,
+        captured: pipeline.capture.metrics.changes,
+        inStream: pipeline.sink.metrics.records,
+        processed: pipeline.processor.metrics.events,
+        processorBatches: pipeline.processor.metrics.batches,
+        loadedRows: pipeline.loader.metrics.rows,
+        loaderBatches: pipeline.loader.metrics.batches,
       };
     });
     const seen = new Set<string>();
@@ -99,8 +116,14 @@ export async function measureFreshness(env: BenchEnvironment, opts: { rate: numb
     if (pipeline.captureError) throw pipeline.captureError;
     latencies.sort((a, b) => a - b);
     return {
-      rate: opts.rate, seconds: opts.seconds, achievedRate: stats.changes / ((simEndMs - simStartMs) / 1000), factVersions: latencies.length,
-      p50Ms: percentile(latencies, 50), p95Ms: percentile(latencies, 95), p99Ms: percentile(latencies, 99), maxMs: latencies[latencies.length - 1],
+      rate: opts.rate,
+      seconds: opts.seconds,
+      achievedRate: stats.changes / ((simEndMs - simStartMs) / 1000),
+      factVersions: latencies.length,
+      p50Ms: percentile(latencies, 50),
+      p95Ms: percentile(latencies, 95),
+      p99Ms: percentile(latencies, 99),
+      maxMs: latencies[latencies.length - 1],
       atSimulationEnd: atSimulationEnd!,
     };
   } finally {

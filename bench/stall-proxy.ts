@@ -13,7 +13,10 @@ export class StallProxy {
   async listen(port: number): Promise<void> {
     this.server = createServer((client) => {
       const upstream = connect(this.targetPort, '127.0.0.1');
-      for (const s of [client, upstream]) { this.sockets.add(s); s.on('close', () => this.sockets.delete(s)); }
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+      }
       client.on('data', (d) => this.forward(() => upstream.write(d)));
       upstream.on('data', (d) => this.forward(() => client.write(d)));
       client.on('end', () => this.forward(() => upstream.end()));

@@ -24,7 +24,8 @@ export async function prepareSource(db: pg.Client, opts: { seedScale?: number } 
 }
 
 const u = BENCH_SIZES;
-const SALES_ORDER_COLUMNS = 'created_at, last_updated, design_id, staff_id, counterparty_id, units_sold, unit_price, currency_id, agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id';
+const SALES_ORDER_COLUMNS =
+  'created_at, last_updated, design_id, staff_id, counterparty_id, units_sold, unit_price, currency_id, agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id';
 
 /** One transaction of `rows` sales_order inserts. */
 export function bulkSql(rows: number): string {
@@ -70,10 +71,13 @@ BEGIN
 END $$`;
 }
 
-export interface Workload { name: WorkloadName; sql: string; changes: number; transactions: number }
+export interface Workload {
+  name: WorkloadName;
+  sql: string;
+  changes: number;
+  transactions: number;
+}
 
 export function workload(name: WorkloadName, size: number): Workload {
-  return name === 'bulk'
-    ? { name, sql: bulkSql(size), changes: size, transactions: 1 }
-    : { name, sql: oltpSql(size), changes: 3 * size, transactions: size };
+  return name === 'bulk' ? { name, sql: bulkSql(size), changes: size, transactions: 1 } : { name, sql: oltpSql(size), changes: 3 * size, transactions: size };
 }

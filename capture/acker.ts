@@ -3,7 +3,7 @@
  * the sink has accepted. With nothing in flight, a keepalive's LSN may be confirmed too, so an
  * idle slot keeps moving while other tables or databases write WAL.
  */
-import { lsnToBigInt } from '../contract/change-event.ts';
+import { lsnToBigInt } from '../formats/change-event.ts';
 
 export class Acker {
   private pending: { lastIndex: number; lsn: string }[] = [];
@@ -14,10 +14,6 @@ export class Acker {
 
   get confirmedLsn(): string {
     return this.confirmed;
-  }
-
-  get inFlight(): number {
-    return this.pending.length;
   }
 
   /** A transaction committed; its last event has sink index `lastIndex`. */

@@ -12,14 +12,16 @@
  *   warehouse loads each once.
  */
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
-import { SOURCE_TABLE_NAMES, SOURCE_TABLES, primaryKeyOf, type SourceTable } from '../contract/source-tables.ts';
-import { bigIntToLsn, lsnToBigInt, type ChangeEvent, type EventSource } from '../contract/change-event.ts';
+import { SOURCE_TABLE_NAMES, SOURCE_TABLES, primaryKeyOf, type SourceTable } from '../formats/source-tables.ts';
+import { bigIntToLsn, lsnToBigInt, type ChangeEvent, type EventSource } from '../formats/change-event.ts';
 import { log } from '../lib/log.ts';
-import pg, { connectionConfig, poolFor } from '../lib/pg.ts';
+import type pg from '../lib/pg.ts';
+import { connectionConfig, poolFor } from '../lib/pg.ts';
 import { Acker } from './acker.ts';
 import { createPublicationSql } from './source-setup.ts';
 import { ChunkedSnapshot, requestSnapshot, SNAPSHOT_HIGH_PREFIX, SNAPSHOT_LOW_PREFIX, SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
-import { HEARTBEAT_PREFIX, PgoutputDecoder, type Decoded } from './pgoutput-decoder.ts';
+import { HEARTBEAT_PREFIX } from '../formats/source-signals.ts';
+import { PgoutputDecoder, type Decoded } from './pgoutput-decoder.ts';
 import type { ChangeSink } from './sink.ts';
 import { WAL2JSON_OPTIONS, Wal2JsonDecoder } from './wal2json-decoder.ts';
 import { Wal2JsonTextPlugin } from './wal2json-plugin.ts';
@@ -40,8 +42,13 @@ export interface CaptureConfig {
 }
 
 export const DEFAULT_CAPTURE_CONFIG: Omit<CaptureConfig, 'sourceUrl'> = {
-  slotName: 'totes_cdc', publicationName: 'totes_cdc', heartbeatMs: 10_000, statusIntervalMs: 10_000,
-  snapshotChunkRows: 5_000, createPrerequisites: false, plugin: 'pgoutput',
+  slotName: 'totes_cdc',
+  publicationName: 'totes_cdc',
+  heartbeatMs: 10_000,
+  statusIntervalMs: 10_000,
+  snapshotChunkRows: 5_000,
+  createPrerequisites: false,
+  plugin: 'pgoutput',
 };
 
 export interface CaptureMetrics {
@@ -79,7 +86,18 @@ function streamFormat(config: CaptureConfig): { plugin: PgoutputPlugin | Wal2Jso
 const HIGH_WATER = 2_000;
 
 export class CaptureService {
-  readonly metrics: CaptureMetrics = { changes: 0, snapshotRows: 0, transactions: 0, heartbeats: 0, lastCommitTime: null, lastHeartbeatCommitTime: null, heartbeatLatencySeconds: null, confirmedLsn: '0/0', schemaIssues: [], state: 'starting' };
+  readonly metrics: CaptureMetrics = {
+    changes: 0,
+    snapshotRows: 0,
+    transactions: 0,
+    heartbeats: 0,
+    lastCommitTime: null,
+    lastHeartbeatCommitTime: null,
+    heartbeatLatencySeconds: null,
+    confirmedLsn: '0/0',
+    schemaIssues: [],
+    state: 'starting',
+  };
   private readonly pool: pg.Pool;
   private readonly plugin: PgoutputPlugin | Wal2JsonTextPlugin;
   private readonly decoder: StreamDecoder;
@@ -96,10 +114,21 @@ export class CaptureService {
   private stopping = false;
   private fatal: ((err: Error) => void) | null = null;
 
-  constructor(private readonly config: CaptureConfig, private readonly sink: ChangeSink) {
+  constructor(
+    private readonly config: CaptureConfig,
+    private readonly sink: ChangeSink,
+  ) {
     this.pool = poolFor(config.sourceUrl, 2);
     ({ plugin: this.plugin, decoder: this.decoder } = streamFormat(config));
-    this.snapshot = new ChunkedSnapshot(this.pool, config.slotName, config.snapshotChunkRows, async (prefix, content) => { await this.emitMessage(prefix, content); }, () => sink.flush());
+    this.snapshot = new ChunkedSnapshot(
+      this.pool,
+      config.slotName,
+      config.snapshotChunkRows,
+      async (prefix, content) => {
+        await this.emitMessage(prefix, content);
+      },
+      () => sink.flush(),
+    );
     this.acker = new Acker((lsn) => {
       this.metrics.confirmedLsn = lsn;
       void this.sendStatus();
@@ -111,7 +140,9 @@ export class CaptureService {
   async run(): Promise<void> {
     await this.checkPrerequisites();
     await this.ensureSlot();
-    this.snapshots = this.snapshot.run(this.abort.signal).catch((err) => { if (!this.stopping) this.fatal?.(err); });
+    this.snapshots = this.snapshot.run(this.abort.signal).catch((err) => {
+      if (!this.stopping) this.fatal?.(err);
+    });
     try {
       await this.stream();
     } finally {
@@ -123,10 +154,15 @@ export class CaptureService {
   private async checkPrerequisites(): Promise<void> {
     const { rows } = await this.pool.query(`SELECT current_setting('wal_level') AS wal_level, current_setting('server_version_num')::int AS version`);
     if (rows[0].wal_level !== 'logical') {
-      throw new Error(`source wal_level is '${rows[0].wal_level}', needs 'logical' (on RDS set rds.logical_replication = 1 in the parameter group and reboot); see \`totes source-setup\``);
+      throw new Error(
+        `source wal_level is '${rows[0].wal_level}', needs 'logical' (on RDS set rds.logical_replication = 1 in the parameter group and reboot); see \`totes source-setup\``,
+      );
     }
     if (rows[0].version < 140000 && this.config.heartbeatMs > 0 && this.config.plugin === 'pgoutput') {
-      log.warn({ version: rows[0].version }, 'source is older than Postgres 14: pg_logical_emit_message heartbeats are not decoded by pgoutput; freshness advances only with captured changes');
+      log.warn(
+        { version: rows[0].version },
+        'source is older than Postgres 14: pg_logical_emit_message heartbeats are not decoded by pgoutput; freshness advances only with captured changes',
+      );
       this.config.heartbeatMs = 0;
     }
     // wal2json needs no publication: WAL2JSON_OPTIONS.addTables names the tables
@@ -137,17 +173,24 @@ export class CaptureService {
       const pub = await this.pool.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [this.config.publicationName]);
       if (needsPublication && pub.rowCount === 0) await this.pool.query(createPublicationSql(this.config.publicationName));
     }
-    const pub = needsPublication && await this.pool.query(
-      `SELECT count(*)::int AS n FROM pg_publication_tables WHERE pubname = $1 AND schemaname = 'public' AND tablename = ANY($2)`,
-      [this.config.publicationName, SOURCE_TABLE_NAMES]);
+    const pub =
+      needsPublication &&
+      (await this.pool.query(`SELECT count(*)::int AS n FROM pg_publication_tables WHERE pubname = $1 AND schemaname = 'public' AND tablename = ANY($2)`, [
+        this.config.publicationName,
+        SOURCE_TABLE_NAMES,
+      ]));
     if (pub && pub.rows[0].n !== SOURCE_TABLE_NAMES.length) {
-      throw new Error(`publication "${this.config.publicationName}" covers ${pub.rows[0].n} of the ${SOURCE_TABLE_NAMES.length} totesys tables; create it with: ${createPublicationSql(this.config.publicationName)}; (see \`totes source-setup\`)`);
+      throw new Error(
+        `publication "${this.config.publicationName}" covers ${pub.rows[0].n} of the ${SOURCE_TABLE_NAMES.length} totesys tables; create it with: ${createPublicationSql(this.config.publicationName)}; (see \`totes source-setup\`)`,
+      );
     }
     // the column types at start: relation messages are compared with them to see a retyped column
     const columns = await this.pool.query(
       `SELECT c.relname AS table_name, a.attname AS column_name, a.atttypid::int AS type_oid
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'public' AND c.relname = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped`, [SOURCE_TABLE_NAMES]);
+        WHERE n.nspname = 'public' AND c.relname = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+      [SOURCE_TABLE_NAMES],
+    );
     for (const r of columns.rows) {
       const types = this.columnTypes.get(r.table_name) ?? new Map<string, number>();
       types.set(r.column_name, r.type_oid);
@@ -167,7 +210,9 @@ export class CaptureService {
     const slot = this.config.slotName;
     const { rows } = await this.pool.query('SELECT wal_status, plugin FROM pg_replication_slots WHERE slot_name = $1', [slot]);
     if (rows[0] && rows[0].plugin !== this.config.plugin) {
-      throw new Error(`slot "${slot}" decodes with ${rows[0].plugin}, not ${this.config.plugin}: set TOTES_DECODER=${rows[0].plugin}, or use another TOTES_SLOT_NAME (a new slot snapshots every table again)`);
+      throw new Error(
+        `slot "${slot}" decodes with ${rows[0].plugin}, not ${this.config.plugin}: set TOTES_DECODER=${rows[0].plugin}, or use another TOTES_SLOT_NAME (a new slot snapshots every table again)`,
+      );
     }
     if (rows[0]?.wal_status === 'lost') {
       log.error({ slot }, 'replication slot LOST: the WAL it needed was removed (max_slot_wal_keep_size). Recreating it and snapshotting every table again');
@@ -183,24 +228,32 @@ export class CaptureService {
 
   private async stream(): Promise<void> {
     this.metrics.state = 'streaming';
-    const service = new LogicalReplicationService(
-      connectionConfig(this.config.sourceUrl),
-      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
-    );
+    const service = new LogicalReplicationService(connectionConfig(this.config.sourceUrl), {
+      acknowledge: { auto: false, timeoutSeconds: 0 },
+      flowControl: { enabled: false },
+    });
     this.replication = service;
-    const failed = new Promise<never>((_, reject) => { this.fatal = reject; });
+    const failed = new Promise<never>((_, reject) => {
+      this.fatal = reject;
+    });
     service.on('data', (_lsn: string, msg: Pgoutput.Message | string) => this.enqueue({ kind: 'data', msg }));
     service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
       this.enqueue({ kind: 'keepalive', lsn });
       if (shouldRespond) void this.sendStatus();
     });
-    service.on('error', (err: Error) => { if (!this.stopping) this.fatal?.(err); });
+    service.on('error', (err: Error) => {
+      if (!this.stopping) this.fatal?.(err);
+    });
     this.timers.push(setInterval(() => void this.sendStatus(), this.config.statusIntervalMs));
     if (this.config.heartbeatMs > 0) {
-      this.timers.push(setInterval(() => void this.emitHeartbeat().catch((err) => log.warn({ err: err.message }, 'heartbeat failed')), this.config.heartbeatMs));
+      this.timers.push(
+        setInterval(() => void this.emitHeartbeat().catch((err) => log.warn({ err: err.message }, 'heartbeat failed')), this.config.heartbeatMs),
+      );
     }
     log.info({ slot: this.config.slotName, plugin: this.config.plugin }, 'streaming');
-    const subscribed = service.subscribe(this.plugin, this.config.slotName).catch((err) => { if (!this.stopping) throw err; });
+    const subscribed = service.subscribe(this.plugin, this.config.slotName).catch((err) => {
+      if (!this.stopping) throw err;
+    });
     await Promise.race([subscribed, failed]);
   }
 
@@ -217,7 +270,8 @@ export class CaptureService {
     for (const c of columns) {
       const before = seen?.get(c.name);
       if (before !== undefined && before !== c.typeOid) issues.push(`${table}.${c.name} changed type (oid ${before} → ${c.typeOid})`);
-      if (!(SOURCE_TABLES[table] as readonly string[]).includes(c.name) && !seen?.has(c.name)) log.info({ table, column: c.name }, 'new source column: carried in events, not mapped');
+      if (!(SOURCE_TABLES[table] as readonly string[]).includes(c.name) && !seen?.has(c.name))
+        log.info({ table, column: c.name }, 'new source column: carried in events, not mapped');
     }
     this.columnTypes.set(table, new Map(columns.map((c) => [c.name, c.typeOid])));
     for (const issue of issues) {
@@ -232,7 +286,16 @@ export class CaptureService {
     if (!chunk) return;
     const pk = primaryKeyOf(chunk.table);
     for (const row of chunk.rows) {
-      const event: ChangeEvent = { v: 1, kind: 'change', op: 'r', table: chunk.table, key: { [pk]: row[pk] }, before: null, after: row, source: this.decoder.nextSource() };
+      const event: ChangeEvent = {
+        v: 1,
+        kind: 'change',
+        op: 'r',
+        table: chunk.table,
+        key: { [pk]: row[pk] },
+        before: null,
+        after: row,
+        source: this.decoder.nextSource(),
+      };
       await this.sink.write(event);
     }
     chunk.done();
@@ -268,7 +331,11 @@ export class CaptureService {
       // Stop reading the socket: Postgres keeps the WAL, we keep sending status updates.
       (this.replication as unknown as { _connection?: { stream?: { pause(): void } } })._connection?.stream?.pause();
     }
-    this.draining ??= this.drain().catch((err) => this.fatal?.(err)).finally(() => { this.draining = null; });
+    this.draining ??= this.drain()
+      .catch((err) => this.fatal?.(err))
+      .finally(() => {
+        this.draining = null;
+      });
   }
 
   private async drain(): Promise<void> {

@@ -3,8 +3,8 @@
  * snapshots, backpressure and schema changes.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ChangeEvent } from '../contract/change-event.ts';
-import { lsnToBigInt } from '../contract/change-event.ts';
+import type { ChangeEvent } from '../formats/change-event.ts';
+import { lsnToBigInt } from '../formats/change-event.ts';
 import { inTransaction, poolFor } from '../lib/pg.ts';
 import type pg from '../lib/pg.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
@@ -41,7 +41,10 @@ describe('capture service', () => {
   });
 
   function start(sink: MemorySink, config: Partial<CaptureConfig> = {}): { service: CaptureService; running: Promise<void> } {
-    const service = new CaptureService({ ...DEFAULT_CAPTURE_CONFIG, sourceUrl: db.url, slotName: `s_${db.name}`, createPrerequisites: true, heartbeatMs: 0, statusIntervalMs: 200, ...config }, sink);
+    const service = new CaptureService(
+      { ...DEFAULT_CAPTURE_CONFIG, sourceUrl: db.url, slotName: `s_${db.name}`, createPrerequisites: true, heartbeatMs: 0, statusIntervalMs: 200, ...config },
+      sink,
+    );
     services.push(service);
     const running = service.run();
     running.catch(() => undefined); // a test that stops the service early need not await it
@@ -91,7 +94,9 @@ describe('capture service', () => {
     const sink = new MemorySink();
     const first = start(sink, { snapshotChunkRows: 10 });
     await until('some chunks', async () => {
-      const { rows } = await pool.query(`SELECT count(*)::int AS n FROM totes_cdc.snapshot_progress WHERE last_key IS NOT NULL AND NOT done`).catch(() => ({ rows: [{ n: 0 }] }));
+      const { rows } = await pool
+        .query(`SELECT count(*)::int AS n FROM totes_cdc.snapshot_progress WHERE last_key IS NOT NULL AND NOT done`)
+        .catch(() => ({ rows: [{ n: 0 }] }));
       return rows[0].n > 0 || first.service.metrics.snapshotRows > 100;
     });
     await first.service.stop();
@@ -121,7 +126,9 @@ describe('capture service', () => {
     const { service, running } = start(sink, { sourceUrl: `${db.url}?options=${encodeURIComponent('-c wal_sender_timeout=1s')}` });
     await until('snapshot', () => service.metrics.state === 'streaming' && !service.snapshotPending);
     let failed: unknown = null;
-    running.catch((err) => { failed = err; });
+    running.catch((err) => {
+      failed = err;
+    });
     sink.blocked = true;
     await new Simulator(pool, 2).run({ changes: 3000 });
     await new Promise((r) => setTimeout(r, 500));
@@ -149,7 +156,9 @@ describe('capture service', () => {
     await pool.query(`UPDATE department SET location = 'Leeds', last_updated = now() WHERE department_id = 1`);
     await pool.query(`UPDATE design SET design_name = 'Retyped', last_updated = now() WHERE design_id = 1`);
     await until('schema issues', () => service.metrics.schemaIssues.length >= 2);
-    expect(service.metrics.schemaIssues).toEqual(expect.arrayContaining(['department.manager was dropped', expect.stringMatching(/^design\.design_name changed type/)]));
+    expect(service.metrics.schemaIssues).toEqual(
+      expect.arrayContaining(['department.manager was dropped', expect.stringMatching(/^design\.design_name changed type/)]),
+    );
     expect(service.metrics.state).toBe('streaming');
   });
 });

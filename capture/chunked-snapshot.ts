@@ -13,8 +13,8 @@
  * `totes resnapshot --table NAME` adds a table to it; the running service picks it up.
  */
 import { randomUUID } from 'node:crypto';
-import type { Row } from '../contract/change-event.ts';
-import { primaryKeyOf, SOURCE_TABLE_NAMES, type SourceTable } from '../contract/source-tables.ts';
+import type { Row } from '../formats/change-event.ts';
+import { primaryKeyOf, SOURCE_TABLE_NAMES, type SourceTable } from '../formats/source-tables.ts';
 import { log } from '../lib/log.ts';
 import { sleep } from '../lib/retry.ts';
 import type pg from '../lib/pg.ts';
@@ -39,7 +39,8 @@ export async function requestSnapshot(db: Pick<pg.Pool, 'query'>, slotName: stri
   await db.query(
     `INSERT INTO totes_cdc.snapshot_progress (slot_name, table_name) SELECT $1, unnest($2::text[])
      ON CONFLICT (slot_name, table_name) DO UPDATE SET last_key = NULL, done = false, rows_emitted = 0, requested_at = now()`,
-    [slotName, tables]);
+    [slotName, tables],
+  );
 }
 
 export class ChunkedSnapshot {
@@ -70,7 +71,7 @@ export class ChunkedSnapshot {
   /** The stream reached a high watermark: the rows to emit there (undefined if not ours). */
   closed(id: string): { table: SourceTable; rows: Row[]; done: () => void } | undefined {
     const w = this.windows.get(id);
-    if (!w || !w.rows) return undefined;
+    if (!w?.rows) return undefined;
     this.windows.delete(id);
     const pk = primaryKeyOf(w.table);
     return { table: w.table, rows: w.rows.filter((r) => !w.changed.has(String(r[pk]))), done: w.emitted };
@@ -81,7 +82,8 @@ export class ChunkedSnapshot {
     while (!signal.aborted) {
       const { rows } = await this.pool.query(
         `SELECT table_name, last_key FROM totes_cdc.snapshot_progress WHERE slot_name = $1 AND NOT done ORDER BY requested_at, table_name LIMIT 1`,
-        [this.slotName]);
+        [this.slotName],
+      );
       if (rows.length === 0) {
         if (this.pending) log.info({ slot: this.slotName }, 'snapshot complete');
         this.pending = false;
@@ -97,13 +99,17 @@ export class ChunkedSnapshot {
     const id = randomUUID();
     const pk = primaryKeyOf(table);
     let emitted!: () => void;
-    const done = new Promise<void>((resolve) => { emitted = resolve; });
+    const done = new Promise<void>((resolve) => {
+      emitted = resolve;
+    });
     const window: Window = { table, recording: false, changed: new Set(), rows: null, emitted };
     this.windows.set(id, window);
     try {
       await this.emitMessage(SNAPSHOT_LOW_PREFIX, id);
-      const { rows } = await this.pool.query(
-        `SELECT * FROM public."${table}" WHERE $1::bigint IS NULL OR ${pk} > $1 ORDER BY ${pk} LIMIT $2`, [lastKey, this.chunkRows]);
+      const { rows } = await this.pool.query(`SELECT * FROM public."${table}" WHERE $1::bigint IS NULL OR ${pk} > $1 ORDER BY ${pk} LIMIT $2`, [
+        lastKey,
+        this.chunkRows,
+      ]);
       window.rows = rows;
       await this.emitMessage(SNAPSHOT_HIGH_PREFIX, id);
       const onAbort = () => emitted();
@@ -114,7 +120,8 @@ export class ChunkedSnapshot {
       const finished = rows.length < this.chunkRows;
       await this.pool.query(
         `UPDATE totes_cdc.snapshot_progress SET last_key = $3, done = $4, rows_emitted = rows_emitted + $5 WHERE slot_name = $1 AND table_name = $2`,
-        [this.slotName, table, rows.length ? rows[rows.length - 1][pk] : lastKey, finished, rows.length]);
+        [this.slotName, table, rows.length ? rows[rows.length - 1][pk] : lastKey, finished, rows.length],
+      );
       this.rows += rows.length;
       if (finished) log.info({ table }, 'table snapshotted');
     } finally {

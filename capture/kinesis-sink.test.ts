@@ -5,11 +5,17 @@
  * order they were written, in batches within the PutRecords limits (500 records, 5 MiB).
  */
 import {
-  GetRecordsCommand, GetShardIteratorCommand, KinesisClient, ListShardsCommand, ProvisionedThroughputExceededException,
-  PutRecordsCommand, type PutRecordsCommandOutput, type PutRecordsResultEntry,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  type KinesisClient,
+  ListShardsCommand,
+  ProvisionedThroughputExceededException,
+  PutRecordsCommand,
+  type PutRecordsCommandOutput,
+  type PutRecordsResultEntry,
 } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { bigIntToLsn, type ChangeEvent, type HeartbeatEvent, type StreamEvent } from '../contract/change-event.ts';
+import { bigIntToLsn, type ChangeEvent, type HeartbeatEvent, type StreamEvent } from '../formats/change-event.ts';
 import { kinesisClient } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
 import { freePort, startKinesis, type LocalKinesis } from '../local/servers.ts';
@@ -20,7 +26,11 @@ const SHARDS = 4;
 const MAX_RECORDS = 500;
 const MAX_BATCH_BYTES = 5 * 1024 * 1024;
 
-interface PutCall { records: number; bytes: number; outcome: 'throttled' | 'partial' | 'ok' }
+interface PutCall {
+  records: number;
+  bytes: number;
+  outcome: 'throttled' | 'partial' | 'ok';
+}
 
 /**
  * A KinesisClient stand-in: everything goes to the real client, except that PutRecords is, at
@@ -34,7 +44,11 @@ class FaultyKinesis {
   /** Data of every record the real stream accepted, in the order accepted. */
   readonly delivered: string[] = [];
 
-  constructor(private readonly real: KinesisClient, private readonly rng: Random, private readonly rates: { throttle: number; partial: number }) {}
+  constructor(
+    private readonly real: KinesisClient,
+    private readonly rng: Random,
+    private readonly rates: { throttle: number; partial: number },
+  ) {}
 
   async send(command: unknown): Promise<unknown> {
     if (!(command instanceof PutRecordsCommand)) return this.real.send(command as ListShardsCommand);
@@ -47,7 +61,7 @@ class FaultyKinesis {
       // in pieces so the test fails on the note instead of hanging
       this.violations.push(`PutRecords with ${records.length} records, ${bytes} bytes`);
       const entries: PutRecordsResultEntry[] = [];
-      for (let i = 0; i < records.length;) {
+      for (let i = 0; i < records.length; ) {
         const piece = [records[i++]];
         let size = piece[0].Data!.byteLength;
         while (i < records.length && piece.length < MAX_RECORDS && size + records[i].Data!.byteLength < 4 * 1024 * 1024) {
@@ -55,7 +69,9 @@ class FaultyKinesis {
           piece.push(records[i++]);
         }
         const out = await this.real.send(new PutRecordsCommand({ ...command.input, Records: piece }));
-        (out.Records ?? []).forEach((e, j) => { if (!e.ErrorCode) this.delivered.push(Buffer.from(piece[j].Data!).toString('utf8')); });
+        (out.Records ?? []).forEach((e, j) => {
+          if (!e.ErrorCode) this.delivered.push(Buffer.from(piece[j].Data!).toString('utf8'));
+        });
         entries.push(...(out.Records ?? []));
       }
       return { Records: entries, FailedRecordCount: entries.filter((e) => e.ErrorCode).length, $metadata: {} };
@@ -63,7 +79,10 @@ class FaultyKinesis {
     const roll = this.rng.next();
     if (roll < this.rates.throttle) {
       call.outcome = 'throttled';
-      throw new ProvisionedThroughputExceededException({ message: 'Rate exceeded for stream changes under account 000000000000.', $metadata: { httpStatusCode: 400 } });
+      throw new ProvisionedThroughputExceededException({
+        message: 'Rate exceeded for stream changes under account 000000000000.',
+        $metadata: { httpStatusCode: 400 },
+      });
     }
     const accept = records.map(() => true);
     if (roll < this.rates.throttle + this.rates.partial) {
@@ -72,17 +91,25 @@ class FaultyKinesis {
       if (accept.every(Boolean)) accept[this.rng.int(0, accept.length - 1)] = false;
     }
     const subset = records.filter((_, i) => accept[i]);
-    const real = subset.length > 0
-      ? await this.real.send(new PutRecordsCommand({ ...command.input, Records: subset }))
-      : { Records: [] as PutRecordsResultEntry[], FailedRecordCount: 0, $metadata: {} } as Partial<PutRecordsCommandOutput>;
+    const real =
+      subset.length > 0
+        ? await this.real.send(new PutRecordsCommand({ ...command.input, Records: subset }))
+        : ({ Records: [] as PutRecordsResultEntry[], FailedRecordCount: 0, $metadata: {} } as Partial<PutRecordsCommandOutput>);
     const realEntries = real.Records ?? [];
-    realEntries.forEach((entry, i) => { if (!entry.ErrorCode) this.delivered.push(Buffer.from(subset[i].Data!).toString('utf8')); });
+    realEntries.forEach((entry, i) => {
+      if (!entry.ErrorCode) this.delivered.push(Buffer.from(subset[i].Data!).toString('utf8'));
+    });
     let next = 0;
-    const entries: PutRecordsResultEntry[] = records.map((_, i) => accept[i]
-      ? realEntries[next++]
-      : this.rng.chance(0.8)
-        ? { ErrorCode: 'ProvisionedThroughputExceededException', ErrorMessage: 'Rate exceeded for shard shardId-000000000000 in stream changes under account 000000000000.' }
-        : { ErrorCode: 'InternalFailure', ErrorMessage: 'Internal service failure.' });
+    const entries: PutRecordsResultEntry[] = records.map((_, i) =>
+      accept[i]
+        ? realEntries[next++]
+        : this.rng.chance(0.8)
+          ? {
+              ErrorCode: 'ProvisionedThroughputExceededException',
+              ErrorMessage: 'Rate exceeded for shard shardId-000000000000 in stream changes under account 000000000000.',
+            }
+          : { ErrorCode: 'InternalFailure', ErrorMessage: 'Internal service failure.' },
+    );
     return { ...real, FailedRecordCount: entries.filter((e) => e.ErrorCode).length, Records: entries };
   }
 
@@ -100,7 +127,12 @@ class FaultyKinesis {
 /** A change of sales_order `id`; the `seq` column carries the order the test wrote it in. */
 function change(id: number, seq: number, lsn: bigint, pos: number, padBytes = 0): ChangeEvent {
   return {
-    v: 1, kind: 'change', op: 'u', table: 'sales_order', key: { sales_order_id: id }, before: null,
+    v: 1,
+    kind: 'change',
+    op: 'u',
+    table: 'sales_order',
+    key: { sales_order_id: id },
+    before: null,
     after: { sales_order_id: id, seq, pad: padBytes > 0 ? 'x'.repeat(padBytes) : null },
     source: { lsn: bigIntToLsn(lsn), pos, xid: seq, commitTime: new Date(Date.UTC(2024, 4, 1) + seq).toISOString() },
   };
@@ -114,7 +146,8 @@ async function readStream(client: KinesisClient, streamName: string): Promise<Ma
   const { Shards } = await client.send(new ListShardsCommand({ StreamName: streamName }));
   for (const shard of Shards ?? []) {
     const events: StreamEvent[] = [];
-    let iterator = (await client.send(new GetShardIteratorCommand({ StreamName: streamName, ShardId: shard.ShardId!, ShardIteratorType: 'TRIM_HORIZON' }))).ShardIterator;
+    let iterator = (await client.send(new GetShardIteratorCommand({ StreamName: streamName, ShardId: shard.ShardId!, ShardIteratorType: 'TRIM_HORIZON' })))
+      .ShardIterator;
     while (iterator) {
       const page = await client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }));
       for (const r of page.Records ?? []) events.push(JSON.parse(Buffer.from(r.Data!).toString('utf8')) as StreamEvent);
@@ -130,7 +163,10 @@ async function readStream(client: KinesisClient, streamName: string): Promise<Ma
 async function flushWithin(sink: KinesisSink, faulty: FaultyKinesis, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`flush did not finish within ${ms} ms; ${JSON.stringify(faulty.stats)}; violations: ${faulty.violations.slice(0, 3).join('; ')}`)), ms);
+    timer = setTimeout(
+      () => reject(new Error(`flush did not finish within ${ms} ms; ${JSON.stringify(faulty.stats)}; violations: ${faulty.violations.slice(0, 3).join('; ')}`)),
+      ms,
+    );
   });
   try {
     await Promise.race([sink.flush(), timeout]);
@@ -192,7 +228,10 @@ describe('KinesisSink against Kinesis that throttles and fails records', () => {
     let seq = 0;
     while (seq < 2_500) {
       const round = Array.from({ length: KEYS }, (_, i) => i + 1).filter(() => rng.chance(0.8));
-      for (let i = round.length - 1; i > 0; i--) { const j = rng.int(0, i); [round[i], round[j]] = [round[j], round[i]]; }
+      for (let i = round.length - 1; i > 0; i--) {
+        const j = rng.int(0, i);
+        [round[i], round[j]] = [round[j], round[i]];
+      }
       for (let i = 0; i < round.length; ) {
         lsn += BigInt(rng.int(1, 4000));
         const size = rng.int(1, 5);
@@ -237,7 +276,8 @@ describe('KinesisSink against Kinesis that throttles and fails records', () => {
     }
     expect(Object.fromEntries([...foundPerKey].sort(([a], [b]) => a - b))).toEqual(Object.fromEntries([...perKey].sort(([a], [b]) => a - b)));
     // a row lives on one shard
-    for (const [id] of perKey) expect([...shards.values()].filter((events) => events.some((e) => e.kind === 'change' && e.key.sales_order_id === id))).toHaveLength(1);
+    for (const [id] of perKey)
+      expect([...shards.values()].filter((events) => events.some((e) => e.kind === 'change' && e.key.sales_order_id === id))).toHaveLength(1);
 
     // heartbeats: once on every shard, after every change written before them
     expect(heartbeats.length).toBeGreaterThan(3);
@@ -247,7 +287,10 @@ describe('KinesisSink against Kinesis that throttles and fails records', () => {
       // a change sits after exactly the heartbeats written before it
       let heartbeatsSeen = 0;
       for (const e of events) {
-        if (e.kind === 'heartbeat') { heartbeatsSeen++; continue; }
+        if (e.kind === 'heartbeat') {
+          heartbeatsSeen++;
+          continue;
+        }
         const writtenBefore = heartbeats.filter((hb) => compareLsn(hb.source.lsn, e.source.lsn) < 0).length;
         expect(heartbeatsSeen, `heartbeats ahead of change ${idOf(e)} on ${shard}`).toBe(writtenBefore);
       }
@@ -270,7 +313,7 @@ describe('KinesisSink against Kinesis that throttles and fails records', () => {
     let seq = 0;
     let lsn = 0x2_0000_0000n;
     // 1,300 small changes of distinct rows: the record limit is what ends a batch
-    for (let id = 1; id <= 1_300; id++) await sink.write(change(id, seq++, lsn += 100n, 0));
+    for (let id = 1; id <= 1_300; id++) await sink.write(change(id, seq++, (lsn += 100n), 0));
     await flushWithin(sink, faulty, 20_000);
     const small = faulty.stats;
     expect(faulty.violations).toEqual([]);
@@ -279,7 +322,7 @@ describe('KinesisSink against Kinesis that throttles and fails records', () => {
     // 120 changes of ~200 KB, distinct rows: the 5 MiB limit is what ends a batch
     const before = faulty.calls.length;
     const PAD = 200_000;
-    for (let id = 10_001; id <= 10_120; id++) await sink.write(change(id, seq++, lsn += 100n, 0, PAD));
+    for (let id = 10_001; id <= 10_120; id++) await sink.write(change(id, seq++, (lsn += 100n), 0, PAD));
     await flushWithin(sink, faulty, 20_000);
     expect(faulty.violations).toEqual([]);
     const bigCalls = faulty.calls.slice(before);

@@ -7,11 +7,11 @@
  * overtaken by a later change of the same row.
  */
 import { ListShardsCommand, PutRecordsCommand, type KinesisClient, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
-import { encodeEvent, partitionKeyOf, type ChangeEvent, type HeartbeatEvent } from '../contract/change-event.ts';
+import { encodeEvent, partitionKeyOf, type ChangeEvent, type HeartbeatEvent } from '../formats/change-event.ts';
 import { log } from '../lib/log.ts';
 import { backoffMs, sleep } from '../lib/retry.ts';
 import type { ChangeSink } from './sink.ts';
-import type { OversizeStore } from '../archive/oversize-store.ts';
+import type { OversizeStore } from '../stores/oversize-store.ts';
 
 const MAX_RECORDS = 500;
 const MAX_BATCH_BYTES = 5 * 1024 * 1024;
@@ -19,7 +19,11 @@ export const MAX_RECORD_BYTES = 1024 * 1024;
 
 const PERMANENT_ERRORS = new Set(['ValidationException', 'InvalidArgumentException', 'ResourceNotFoundException', 'SerializationException']);
 
-interface Entry { index: number; request: PutRecordsRequestEntry; bytes: number }
+interface Entry {
+  index: number;
+  request: PutRecordsRequestEntry;
+  bytes: number;
+}
 
 export interface KinesisSinkOptions {
   client: KinesisClient;
@@ -30,7 +34,13 @@ export interface KinesisSinkOptions {
   oversize?: OversizeStore;
 }
 
-export interface ProducerMetrics { records: number; bytes: number; putCalls: number; retries: number; putLatencyMsTotal: number }
+export interface ProducerMetrics {
+  records: number;
+  bytes: number;
+  putCalls: number;
+  retries: number;
+  putLatencyMsTotal: number;
+}
 
 export class KinesisSink implements ChangeSink {
   writtenThrough = -1;
@@ -70,7 +80,9 @@ export class KinesisSink implements ChangeSink {
     if (this.failure) throw this.failure;
     const bytes = Buffer.byteLength(data) + Buffer.byteLength(partitionKey);
     if (bytes > MAX_RECORD_BYTES) {
-      throw new Error(`record of ${bytes} bytes for ${partitionKey} exceeds the Kinesis limit of ${MAX_RECORD_BYTES}: set ${'TOTES_INGESTION_BUCKET'} so such changes travel by claim check`);
+      throw new Error(
+        `record of ${bytes} bytes for ${partitionKey} exceeds the Kinesis limit of ${MAX_RECORD_BYTES}: set ${'TOTES_INGESTION_BUCKET'} so such changes travel by claim check`,
+      );
     }
     const dedupeKey = explicitHashKey ?? partitionKey;
     // re-checked after every wait: a flush or the linger timer may have run meanwhile
@@ -78,17 +90,28 @@ export class KinesisSink implements ChangeSink {
       await this.sendBatch();
     }
     const index = ++this.writtenThrough;
-    this.batch.push({ index, bytes, request: { Data: Buffer.from(data), PartitionKey: partitionKey, ...(explicitHashKey ? { ExplicitHashKey: explicitHashKey } : {}) } });
+    this.batch.push({
+      index,
+      bytes,
+      request: { Data: Buffer.from(data), PartitionKey: partitionKey, ...(explicitHashKey ? { ExplicitHashKey: explicitHashKey } : {}) },
+    });
     this.batchBytes += bytes;
     this.batchKeys.add(dedupeKey);
     if (this.batch.length >= MAX_RECORDS) await this.sendBatch();
-    else this.lingerTimer ??= setTimeout(() => { this.lingerTimer = null; void this.sendBatch().catch(() => undefined); }, this.opts.lingerMs ?? 20);
+    else
+      this.lingerTimer ??= setTimeout(() => {
+        this.lingerTimer = null;
+        void this.sendBatch().catch(() => undefined);
+      }, this.opts.lingerMs ?? 20);
     return index;
   }
 
   /** Hand the current batch to the sender; resolves when the previous batch is accepted. */
   private async sendBatch(): Promise<void> {
-    if (this.lingerTimer) { clearTimeout(this.lingerTimer); this.lingerTimer = null; }
+    if (this.lingerTimer) {
+      clearTimeout(this.lingerTimer);
+      this.lingerTimer = null;
+    }
     const previous = this.inflight;
     if (this.batch.length > 0) {
       const batch = this.batch;
@@ -96,7 +119,9 @@ export class KinesisSink implements ChangeSink {
       this.batchBytes = 0;
       this.batchKeys = new Set();
       this.inflight = previous.then(() => this.put(batch));
-      this.inflight.catch((err) => { this.failure = err; });
+      this.inflight.catch((err) => {
+        this.failure = err;
+      });
     }
     await previous;
     if (this.failure) throw this.failure;
@@ -115,11 +140,17 @@ export class KinesisSink implements ChangeSink {
         const out = await this.opts.client.send(new PutRecordsCommand({ StreamName: this.opts.streamName, Records: pending.map((e) => e.request) }));
         this.metrics.putLatencyMsTotal += Date.now() - started;
         const failed: Entry[] = [];
-        out.Records?.forEach((r, i) => { if (r.ErrorCode) failed.push(pending[i]); });
+        out.Records?.forEach((r, i) => {
+          if (r.ErrorCode) failed.push(pending[i]);
+        });
         const ok = pending.length - failed.length;
         this.metrics.records += ok;
         this.metrics.bytes += pending.reduce((n, e) => n + e.bytes, 0) - failed.reduce((n, e) => n + e.bytes, 0);
-        if (failed.length > 0) log.warn({ failed: failed.length, of: pending.length, code: out.Records?.find((r) => r.ErrorCode)?.ErrorCode }, 'PutRecords partial failure; retrying the failed records');
+        if (failed.length > 0)
+          log.warn(
+            { failed: failed.length, of: pending.length, code: out.Records?.find((r) => r.ErrorCode)?.ErrorCode },
+            'PutRecords partial failure; retrying the failed records',
+          );
         pending = failed;
       } catch (err) {
         // a request Kinesis refuses as malformed will be refused forever: fail loudly instead of spinning

@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { decodeEvent, lsnToBigInt, type ChangeEvent, type StreamEvent } from '../contract/change-event.ts';
-import { SOURCE_TABLE_NAMES } from '../contract/source-tables.ts';
+import { decodeEvent, lsnToBigInt, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
+import { SOURCE_TABLE_NAMES } from '../formats/source-tables.ts';
 import { kinesisClient } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
@@ -41,13 +41,17 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
 
 async function snapshotProgress(db: pg.Pool, slot: string): Promise<{ done: number; tables: number }> {
   const { rows } = await db.query(
-    `SELECT count(*) FILTER (WHERE done)::int AS done, count(*)::int AS tables FROM totes_cdc.snapshot_progress WHERE slot_name = $1`, [slot]);
+    `SELECT count(*) FILTER (WHERE done)::int AS done, count(*)::int AS tables FROM totes_cdc.snapshot_progress WHERE slot_name = $1`,
+    [slot],
+  );
   return rows[0];
 }
 
 async function slotRow(db: pg.Pool, slot: string): Promise<{ wal_status: string | null; active: boolean; confirmed_flush_lsn: string | null } | undefined> {
   const { rows } = await db.query(
-    'SELECT wal_status, active, confirmed_flush_lsn::text AS confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+    'SELECT wal_status, active, confirmed_flush_lsn::text AS confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1',
+    [slot],
+  );
   return rows[0];
 }
 
@@ -60,8 +64,17 @@ async function quiesce(url: string): Promise<void> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    await until('sessions to close', async () => (await c.query(
-      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`)).rows[0].n === 0, 10_000, 50);
+    await until(
+      'sessions to close',
+      async () =>
+        (
+          await c.query(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
+          )
+        ).rows[0].n === 0,
+      10_000,
+      50,
+    );
   } finally {
     await c.end();
   }
@@ -95,7 +108,10 @@ describe('a lost replication slot', () => {
   });
 
   function start(slotName: string, sink: MemorySink): { service: CaptureService; running: Promise<void> } {
-    const service = new CaptureService({ ...DEFAULT_CAPTURE_CONFIG, sourceUrl: server.url('totesys'), slotName, createPrerequisites: true, heartbeatMs: 0, statusIntervalMs: 200 }, sink);
+    const service = new CaptureService(
+      { ...DEFAULT_CAPTURE_CONFIG, sourceUrl: server.url('totesys'), slotName, createPrerequisites: true, heartbeatMs: 0, statusIntervalMs: 200 },
+      sink,
+    );
     services.push(service);
     const running = service.run();
     running.catch(() => undefined);
@@ -123,7 +139,9 @@ describe('a lost replication slot', () => {
       await pool.query('SELECT pg_switch_wal()');
       await pool.query('CHECKPOINT');
     }
-    const { rows: [{ n: ordersInDb }] } = await pool.query('SELECT count(*)::int AS n FROM sales_order');
+    const {
+      rows: [{ n: ordersInDb }],
+    } = await pool.query('SELECT count(*)::int AS n FROM sales_order');
     const { rows: orderIds } = await pool.query('SELECT sales_order_id AS id FROM sales_order ORDER BY 1');
 
     const errors = vi.spyOn(log, 'error');
@@ -131,13 +149,17 @@ describe('a lost replication slot', () => {
       const sink = new MemorySink();
       const second = start(slot, sink);
       let failed: unknown = null;
-      second.running.catch((err) => { failed = err; });
+      second.running.catch((err) => {
+        failed = err;
+      });
       await until('the new slot to stream', async () => {
         if (failed) throw failed;
         return (await slotRow(pool, slot))?.active === true;
       });
-      expect(errors.mock.calls.some(([fields, msg]) => (fields as { slot?: string }).slot === slot && /replication slot LOST/.test(String(msg))),
-        'the lost slot is logged as an error naming it').toBe(true);
+      expect(
+        errors.mock.calls.some(([fields, msg]) => (fields as { slot?: string }).slot === slot && /replication slot LOST/.test(String(msg))),
+        'the lost slot is logged as an error naming it',
+      ).toBe(true);
       const recreated = await slotRow(pool, slot);
       expect(recreated?.wal_status).not.toBe('lost');
       expect(recreated?.wal_status).not.toBeNull();
@@ -153,7 +175,10 @@ describe('a lost replication slot', () => {
       const orderReads = new Set(reads.filter((e) => e.table === 'sales_order').map((e) => Number(e.key.sales_order_id)));
       expect(orderReads.size).toBe(ordersInDb);
       expect([...orderReads].sort((a, b) => a - b)).toEqual(orderIds.map((r) => Number(r.id)));
-      const { rows: emitted } = await pool.query(`SELECT table_name, rows_emitted::int AS n FROM totes_cdc.snapshot_progress WHERE slot_name = $1 AND table_name = 'sales_order'`, [slot]);
+      const { rows: emitted } = await pool.query(
+        `SELECT table_name, rows_emitted::int AS n FROM totes_cdc.snapshot_progress WHERE slot_name = $1 AND table_name = 'sales_order'`,
+        [slot],
+      );
       expect(emitted[0].n).toBe(ordersInDb);
 
       // and it streams what changes next
@@ -178,8 +203,12 @@ function runCapture(env: Record<string, string | undefined>) {
   for (const [k, v] of Object.entries({ ...process.env, TOTES_LOG_PRETTY: '0', TOTES_LOG_LEVEL: 'info', ...env })) if (v !== undefined) childEnv[k] = v;
   const child = spawn(process.execPath, [join(ROOT, 'bin', 'totes.mjs'), 'run', 'capture'], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const out = { stdout: '', stderr: '' };
-  child.stdout!.on('data', (b: Buffer) => { out.stdout = (out.stdout + b.toString('utf8')).slice(-50_000); });
-  child.stderr!.on('data', (b: Buffer) => { out.stderr = (out.stderr + b.toString('utf8')).slice(-50_000); });
+  child.stdout!.on('data', (b: Buffer) => {
+    out.stdout = (out.stdout + b.toString('utf8')).slice(-50_000);
+  });
+  child.stderr!.on('data', (b: Buffer) => {
+    out.stderr = (out.stderr + b.toString('utf8')).slice(-50_000);
+  });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() }));
   });
@@ -193,7 +222,8 @@ async function readStream(endpoint: string): Promise<StreamEvent[]> {
     const events: StreamEvent[] = [];
     const { Shards } = await client.send(new ListShardsCommand({ StreamName: STREAM }));
     for (const shard of Shards ?? []) {
-      let iterator = (await client.send(new GetShardIteratorCommand({ StreamName: STREAM, ShardId: shard.ShardId!, ShardIteratorType: 'TRIM_HORIZON' }))).ShardIterator;
+      let iterator = (await client.send(new GetShardIteratorCommand({ StreamName: STREAM, ShardId: shard.ShardId!, ShardIteratorType: 'TRIM_HORIZON' })))
+        .ShardIterator;
       while (iterator) {
         const out = await client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }));
         for (const r of out.Records ?? []) events.push(decodeEvent(Buffer.from(r.Data!).toString('utf8')));
@@ -215,7 +245,11 @@ describe('totes run capture, as a process', () => {
   const children: ReturnType<typeof runCapture>[] = [];
 
   beforeAll(async () => {
-    [source, bare, aws] = await Promise.all([createDatabase('lifecycle'), createDatabase('lifecycle_bare'), startLocalAws({ stream: STREAM, shards: 2, buckets: [] })]);
+    [source, bare, aws] = await Promise.all([
+      createDatabase('lifecycle'),
+      createDatabase('lifecycle_bare'),
+      startLocalAws({ stream: STREAM, shards: 2, buckets: [] }),
+    ]);
     pool = poolFor(source.url, 3);
     await inTransaction(pool, async (db) => {
       await createTotesys(db, { seed: 13, sizes: scaledSizes(0.003) });
@@ -236,7 +270,11 @@ describe('totes run capture, as a process', () => {
     }
   });
   afterAll(async () => {
-    for (const c of children) if (c.running()) { c.child.kill('SIGKILL'); await c.exited; }
+    for (const c of children)
+      if (c.running()) {
+        c.child.kill('SIGKILL');
+        await c.exited;
+      }
     await pool?.end();
     await aws?.stop();
     if (source) await quiesce(source.url).catch(() => undefined);
@@ -248,20 +286,34 @@ describe('totes run capture, as a process', () => {
     const slot = `life_${source.name}`;
     const port = await freePort();
     const proc = runCapture({
-      TOTES_SOURCE_URL: source.url, TOTES_STREAM_NAME: STREAM, TOTES_KINESIS_ENDPOINT: aws.kinesisEndpoint,
-      TOTES_SLOT_NAME: slot, TOTES_HEALTH_PORT: String(port), TOTES_HEARTBEAT_SECONDS: '1',
+      TOTES_SOURCE_URL: source.url,
+      TOTES_STREAM_NAME: STREAM,
+      TOTES_KINESIS_ENDPOINT: aws.kinesisEndpoint,
+      TOTES_SLOT_NAME: slot,
+      TOTES_HEALTH_PORT: String(port),
+      TOTES_HEARTBEAT_SECONDS: '1',
     });
     children.push(proc);
-    const alive = () => { if (!proc.running()) throw new Error(`capture exited:\n${proc.out.stderr.slice(-3000)}\n${proc.out.stdout.slice(-3000)}`); return true; };
+    const alive = () => {
+      if (!proc.running()) throw new Error(`capture exited:\n${proc.out.stderr.slice(-3000)}\n${proc.out.stdout.slice(-3000)}`);
+      return true;
+    };
     await until('the slot to be streamed', async () => alive() && (await slotRow(pool, slot))?.active === true, 30_000, 50);
     await until('the snapshot', async () => alive() && (await snapshotProgress(pool, slot)).done === SOURCE_TABLE_NAMES.length, 30_000, 50);
-    await until('a heartbeat', async () => {
-      alive();
-      const body = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.json() as Promise<{ heartbeats: number }>).catch(() => null);
-      return (body?.heartbeats ?? 0) > 0;
-    }, 15_000, 100);
+    await until(
+      'a heartbeat',
+      async () => {
+        alive();
+        const body = await fetch(`http://127.0.0.1:${port}/health`)
+          .then((r) => r.json() as Promise<{ heartbeats: number }>)
+          .catch(() => null);
+        return (body?.heartbeats ?? 0) > 0;
+      },
+      15_000,
+      100,
+    );
     const health = await fetch(`http://127.0.0.1:${port}/health`);
-    const body = await health.json() as { healthy: boolean; state: string; lagSeconds: number | null; snapshotPending: boolean };
+    const body = (await health.json()) as { healthy: boolean; state: string; lagSeconds: number | null; snapshotPending: boolean };
     expect(health.status, JSON.stringify(body)).toBe(200);
     expect(body).toMatchObject({ healthy: true, state: 'streaming', snapshotPending: false });
     expect(body.lagSeconds).toBeLessThan(10);
@@ -277,7 +329,12 @@ describe('totes run capture, as a process', () => {
       await until('the workload to be under way', () => simulator.stats.changes >= 600, 20_000, 20);
       termAt = Date.now();
       proc.child.kill('SIGTERM');
-      exit = await Promise.race([proc.exited, sleep(30_000).then(() => { throw new Error(`no exit 30 s after SIGTERM:\n${proc.out.stdout.slice(-3000)}`); })]);
+      exit = await Promise.race([
+        proc.exited,
+        sleep(30_000).then(() => {
+          throw new Error(`no exit 30 s after SIGTERM:\n${proc.out.stdout.slice(-3000)}`);
+        }),
+      ]);
     } finally {
       stopWorkload.abort();
       await workload.catch(() => undefined);
@@ -301,8 +358,12 @@ describe('totes run capture, as a process', () => {
 
   it('refuses to start without the publication, naming it and the fix', async () => {
     const proc = runCapture({
-      TOTES_SOURCE_URL: bare.url, TOTES_STREAM_NAME: STREAM, TOTES_KINESIS_ENDPOINT: aws.kinesisEndpoint,
-      TOTES_SLOT_NAME: `life_${bare.name}`, TOTES_HEALTH_PORT: String(await freePort()), TOTES_HEARTBEAT_SECONDS: '1',
+      TOTES_SOURCE_URL: bare.url,
+      TOTES_STREAM_NAME: STREAM,
+      TOTES_KINESIS_ENDPOINT: aws.kinesisEndpoint,
+      TOTES_SLOT_NAME: `life_${bare.name}`,
+      TOTES_HEALTH_PORT: String(await freePort()),
+      TOTES_HEARTBEAT_SECONDS: '1',
     });
     children.push(proc);
     const exit = await Promise.race([proc.exited, sleep(30_000).then(() => ({ code: null, signal: null, at: 0 }))]);

@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import { ConfigError, ENV, databaseUrl, optionalNumber, required } from '../lib/config.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
-import { OversizeStore } from '../archive/oversize-store.ts';
+import { OversizeStore } from '../stores/oversize-store.ts';
 import { log } from '../lib/log.ts';
 import { emitMetrics } from '../lib/metrics.ts';
 import { poolFor } from '../lib/pg.ts';
@@ -25,12 +25,19 @@ export async function runCapture(env: Record<string, string | undefined> = proce
   const sink = new KinesisSink({ client: kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] }), streamName, oversize });
   const slotName = env[ENV.slotName] ?? DEFAULT_CAPTURE_CONFIG.slotName;
   const plugin = env[ENV.decoder] || DEFAULT_CAPTURE_CONFIG.plugin;
-  if (plugin !== 'pgoutput' && plugin !== 'wal2json') throw new ConfigError(`${ENV.decoder}=${JSON.stringify(plugin)}: set it to pgoutput (the default) or wal2json`);
-  const service = new CaptureService({
-    ...DEFAULT_CAPTURE_CONFIG, sourceUrl, slotName, plugin,
-    publicationName: env[ENV.publication] ?? DEFAULT_CAPTURE_CONFIG.publicationName,
-    heartbeatMs: optionalNumber(env, ENV.heartbeatSeconds, 10) * 1000,
-  }, sink);
+  if (plugin !== 'pgoutput' && plugin !== 'wal2json')
+    throw new ConfigError(`${ENV.decoder}=${JSON.stringify(plugin)}: set it to pgoutput (the default) or wal2json`);
+  const service = new CaptureService(
+    {
+      ...DEFAULT_CAPTURE_CONFIG,
+      sourceUrl,
+      slotName,
+      plugin,
+      publicationName: env[ENV.publication] ?? DEFAULT_CAPTURE_CONFIG.publicationName,
+      heartbeatMs: optionalNumber(env, ENV.heartbeatSeconds, 10) * 1000,
+    },
+    sink,
+  );
   const maxLag = optionalNumber(env, ENV.maxHealthyLagSeconds, 300);
   const monitor = poolFor(sourceUrl, 1);
   let health: Awaited<ReturnType<typeof readSlotHealth>> = { lagBytes: 0, walStatus: 'unknown', safeWalSize: null };
@@ -67,7 +74,10 @@ export async function runCapture(env: Record<string, string | undefined> = proce
 
   const stop = async (signal: string) => {
     log.info({ signal }, 'stopping: draining in-flight records');
-    const timeout = setTimeout(() => { log.error('stop bound exceeded; exiting'); process.exit(1); }, STOP_BOUND_MS);
+    const timeout = setTimeout(() => {
+      log.error('stop bound exceeded; exiting');
+      process.exit(1);
+    }, STOP_BOUND_MS);
     await service.stop();
     clearTimeout(timeout);
     clearInterval(metricsTimer);

@@ -4,12 +4,9 @@
  * in memory whole.
  */
 import type { Pgoutput } from 'pg-logical-replication';
-import type { ChangeEvent, HeartbeatEvent, Op, Row, Value } from '../contract/change-event.ts';
-import { isSourceTable, primaryKeyOf, type SourceTable } from '../contract/source-tables.ts';
-
-/** Logical messages we write into the WAL start with this. */
-export const MESSAGE_PREFIX = 'totes-cdc/';
-export const HEARTBEAT_PREFIX = 'totes-cdc/heartbeat';
+import type { ChangeEvent, HeartbeatEvent, Op, Row, Value } from '../formats/change-event.ts';
+import { isSourceTable, primaryKeyOf, type SourceTable } from '../formats/source-tables.ts';
+import { HEARTBEAT_PREFIX, MESSAGE_PREFIX } from '../formats/source-signals.ts';
 
 export type Decoded =
   | { type: 'change'; event: ChangeEvent }

@@ -12,23 +12,23 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { lsnToBigInt, type ChangeEvent } from '../contract/change-event.ts';
-import { primaryKeyOf } from '../contract/source-tables.ts';
+import { lsnToBigInt, type ChangeEvent } from '../formats/change-event.ts';
+import { primaryKeyOf } from '../formats/source-tables.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
 import { Loader } from '../loader/loader.ts';
 import { KinesisPoller } from '../local/kinesis-poller.ts';
 import { freePort } from '../local/servers.ts';
-import { LOAD_TABLES } from '../processors/load-tables.ts';
-import { MicroBatchStore } from '../processors/microbatch-store.ts';
+import { LOAD_TABLES } from '../formats/load-tables.ts';
+import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Processor } from '../processors/processor.ts';
 import { targetOf } from '../processors/transform.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { Random } from '../totesys/random.ts';
 import { RandomWorkload } from '../totesys/random-workload.ts';
 import { Simulator } from '../totesys/simulator.ts';
-import { formatDifferences, verify } from '../warehouse/verify.ts';
+import { formatDifferences, verify } from '../verify/verify.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { MemorySink } from '../test/memory-sink.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
@@ -59,25 +59,33 @@ class CaptureProcess {
   /** Resolves when the current process has exited. */
   exited: Promise<void> = Promise.resolve();
 
-  constructor(private readonly env: Record<string, string>, private readonly slots: pg.Pool, readonly slotName: string) {}
+  constructor(
+    private readonly env: Record<string, string>,
+    private readonly slots: pg.Pool,
+    readonly slotName: string,
+  ) {}
 
   async start(): Promise<void> {
     // a killed process's walsender may hold the slot a moment longer
     await until('the slot to be released', async () => !(await this.slotActive()), 30_000, 50);
-    const port = this.healthPort = await freePort();
+    const port = (this.healthPort = await freePort());
     const child = spawn(process.execPath, [join(ROOT, 'bin', 'totes.mjs'), 'run', 'capture'], {
       cwd: ROOT,
       env: { ...process.env, ...this.env, TOTES_HEALTH_PORT: String(port), TOTES_LOG_LEVEL: 'warn', TOTES_LOG_PRETTY: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const keep = (chunk: Buffer) => { this.output = (this.output + chunk.toString('utf8')).slice(-20_000); };
+    const keep = (chunk: Buffer) => {
+      this.output = (this.output + chunk.toString('utf8')).slice(-20_000);
+    };
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
-    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => {
-      if (this.child === child) this.child = null;
-      if (!this.killing) this.unexpectedExits.push(`capture exited (code ${code}, signal ${signal}):\n${this.output.slice(-4_000)}`);
-      resolve();
-    }));
+    this.exited = new Promise((resolve) =>
+      child.once('exit', (code, signal) => {
+        if (this.child === child) this.child = null;
+        if (!this.killing) this.unexpectedExits.push(`capture exited (code ${code}, signal ${signal}):\n${this.output.slice(-4_000)}`);
+        resolve();
+      }),
+    );
     this.child = child;
     this.starts.push(Date.now());
   }
@@ -93,10 +101,15 @@ class CaptureProcess {
 
   /** Streaming: its walsender holds the slot. */
   async streaming(): Promise<void> {
-    await until('capture to stream', async () => {
-      if (!this.child) throw new Error(`capture is not running: ${this.unexpectedExits.at(-1) ?? ''}`);
-      return this.slotActive();
-    }, 60_000, 20);
+    await until(
+      'capture to stream',
+      async () => {
+        if (!this.child) throw new Error(`capture is not running: ${this.unexpectedExits.at(-1) ?? ''}`);
+        return this.slotActive();
+      },
+      60_000,
+      20,
+    );
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
@@ -131,7 +144,8 @@ async function streamChanges(endpoint: string): Promise<{ records: number; disti
   let resentCud = 0;
   try {
     for (const shard of (await client.send(new ListShardsCommand({ StreamName: STREAM }))).Shards ?? []) {
-      let iterator = (await client.send(new GetShardIteratorCommand({ StreamName: STREAM, ShardId: shard.ShardId!, ShardIteratorType: 'TRIM_HORIZON' }))).ShardIterator;
+      let iterator = (await client.send(new GetShardIteratorCommand({ StreamName: STREAM, ShardId: shard.ShardId!, ShardIteratorType: 'TRIM_HORIZON' })))
+        .ShardIterator;
       while (iterator) {
         const page = await client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }));
         for (const r of page.Records ?? []) {
@@ -170,15 +184,25 @@ interface Environment {
  */
 async function environment(cleanups: (() => Promise<unknown>)[], scale: number): Promise<Environment> {
   const [source, warehouse, aws] = await Promise.all([
-    createDatabase('restart_src'), createDatabase('restart_wh'),
+    createDatabase('restart_src'),
+    createDatabase('restart_wh'),
     startLocalAws({ stream: STREAM, shards: 2, buckets: [BUCKET] }),
   ]);
-  cleanups.push(() => warehouse.drop(), () => source.drop(), () => aws.stop());
+  cleanups.push(
+    () => warehouse.drop(),
+    () => source.drop(),
+    () => aws.stop(),
+  );
   const admin = poolFor(source.url, 3);
   cleanups.push(() => admin.end());
   // after everything else: drop the slots, once released, so the shared server keeps no WAL for them
   cleanups.push(async () => {
-    await until('the slots to be released', async () => (await admin.query(`SELECT 1 FROM pg_replication_slots WHERE database = $1 AND active`, [source.name])).rowCount === 0, 30_000, 50);
+    await until(
+      'the slots to be released',
+      async () => (await admin.query(`SELECT 1 FROM pg_replication_slots WHERE database = $1 AND active`, [source.name])).rowCount === 0,
+      30_000,
+      50,
+    );
     await admin.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1`, [source.name]);
   });
   await inTransaction(admin, async (db) => {
@@ -190,7 +214,13 @@ async function environment(cleanups: (() => Promise<unknown>)[], scale: number):
 
   const store = new MicroBatchStore(s3Client({ s3Endpoint: aws.s3Endpoint }), BUCKET);
   const processor = new Processor(store);
-  const poller = new KinesisPoller({ client: kinesisClient({ kinesisEndpoint: aws.kinesisEndpoint }), streamName: STREAM, consumer: processor.handler, batchSize: 5_000, name: 'processor' });
+  const poller = new KinesisPoller({
+    client: kinesisClient({ kinesisEndpoint: aws.kinesisEndpoint }),
+    streamName: STREAM,
+    consumer: processor.handler,
+    batchSize: 5_000,
+    name: 'processor',
+  });
   await poller.start();
   cleanups.push(() => poller.stop());
   const warehousePool = poolFor(warehouse.url, 2);
@@ -199,14 +229,26 @@ async function environment(cleanups: (() => Promise<unknown>)[], scale: number):
   await loader.ensureSchema();
   const stopLoader = new AbortController();
   const loading = loader.runLoop(stopLoader.signal);
-  cleanups.push(async () => { stopLoader.abort(); await loading; });
+  cleanups.push(async () => {
+    stopLoader.abort();
+    await loading;
+  });
 
   const slotName = `cap_${source.name}`;
-  const capture = new CaptureProcess({
-    TOTES_SOURCE_URL: source.url, TOTES_STREAM_NAME: STREAM, TOTES_KINESIS_ENDPOINT: aws.kinesisEndpoint,
-    TOTES_SLOT_NAME: slotName, TOTES_HEARTBEAT_SECONDS: '1',
-  }, admin, slotName);
-  cleanups.push(async () => { if (capture.running) await capture.kill(); });
+  const capture = new CaptureProcess(
+    {
+      TOTES_SOURCE_URL: source.url,
+      TOTES_STREAM_NAME: STREAM,
+      TOTES_KINESIS_ENDPOINT: aws.kinesisEndpoint,
+      TOTES_SLOT_NAME: slotName,
+      TOTES_HEARTBEAT_SECONDS: '1',
+    },
+    admin,
+    slotName,
+  );
+  cleanups.push(async () => {
+    if (capture.running) await capture.kill();
+  });
   return { source, warehouse, aws, admin, processor, capture };
 }
 
@@ -223,18 +265,33 @@ describe('capture killed with SIGKILL and restarted', () => {
 
     // the reference: the same WAL through a second slot, never interrupted
     const reference = new MemorySink();
-    const refCapture = new CaptureService({ ...DEFAULT_CAPTURE_CONFIG, sourceUrl: source.url, slotName: `ref_${source.name}`, heartbeatMs: 0, createPrerequisites: false }, reference);
+    const refCapture = new CaptureService(
+      { ...DEFAULT_CAPTURE_CONFIG, sourceUrl: source.url, slotName: `ref_${source.name}`, heartbeatMs: 0, createPrerequisites: false },
+      reference,
+    );
     const refRunning = refCapture.run();
     refRunning.catch(() => undefined);
-    cleanups.push(async () => { await refCapture.stop(); await refRunning; });
+    cleanups.push(async () => {
+      await refCapture.stop();
+      await refRunning;
+    });
     await until('the reference capture to stream', () => refCapture.metrics.state === 'streaming');
 
     await capture.start();
     // its slot exists from here: the workload's changes reach both slots
-    await until('the capture slot', async () => (await admin.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slotName])).rowCount === 1, 60_000, 20);
+    await until(
+      'the capture slot',
+      async () => (await admin.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slotName])).rowCount === 1,
+      60_000,
+      20,
+    );
 
-    const snapshotProgress = async () => (await admin.query(
-      `SELECT count(*) FILTER (WHERE done)::int AS done, count(*)::int AS tables FROM totes_cdc.snapshot_progress WHERE slot_name = $1`, [slotName])).rows[0] as { done: number; tables: number };
+    const snapshotProgress = async () =>
+      (
+        await admin.query(`SELECT count(*) FILTER (WHERE done)::int AS done, count(*)::int AS tables FROM totes_cdc.snapshot_progress WHERE slot_name = $1`, [
+          slotName,
+        ])
+      ).rows[0] as { done: number; tables: number };
 
     // the workload, one writer at a time: the business simulator at ~300 changes/s; then, while
     // it pauses, one large transaction (every order, transaction and payment updated: ~2,500
@@ -261,18 +318,24 @@ describe('capture killed with SIGKILL and restarted', () => {
     })();
     workload.catch(() => undefined);
     const written = () => simulator.stats.changes + phase.bulkRows + random.committed;
-    const confirmedFlush = async () => lsnToBigInt((await admin.query('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [slotName])).rows[0].lsn);
+    const confirmedFlush = async () =>
+      lsnToBigInt((await admin.query('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [slotName])).rows[0].lsn);
     const currentLsn = async () => lsnToBigInt((await admin.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn);
 
     const kills: { at: string; workloadChanges: number }[] = [];
     try {
       // kill 1: inside the initial snapshot, after a random number of its tables are done
       const target = rng.int(1, 5);
-      await until('the snapshot to be under way', async () => {
-        const p = await snapshotProgress();
-        if (p.tables > 0 && p.done === p.tables) throw new Error('the snapshot finished before the kill: no kill landed inside it');
-        return p.done >= target;
-      }, 60_000, 5);
+      await until(
+        'the snapshot to be under way',
+        async () => {
+          const p = await snapshotProgress();
+          if (p.tables > 0 && p.done === p.tables) throw new Error('the snapshot finished before the kill: no kill landed inside it');
+          return p.done >= target;
+        },
+        60_000,
+        5,
+      );
       await capture.kill();
       const p1 = await snapshotProgress();
       kills.push({ at: `snapshot, ${p1.done}/${p1.tables} tables done`, workloadChanges: written() });
@@ -299,7 +362,8 @@ describe('capture killed with SIGKILL and restarted', () => {
       expect(baseline, 'the capture health endpoint answers').toBeTypeOf('number');
       await inTransaction(workPool, async (db) => {
         const stamp = new Date().toISOString().replace('T', ' ').replace('Z', '');
-        for (const table of ['sales_order', 'purchase_order', 'transaction', 'payment']) phase.bulkRows += (await db.query(`UPDATE "${table}" SET last_updated = $1`, [stamp])).rowCount ?? 0;
+        for (const table of ['sales_order', 'purchase_order', 'transaction', 'payment'])
+          phase.bulkRows += (await db.query(`UPDATE "${table}" SET last_updated = $1`, [stamp])).rowCount ?? 0;
       });
       const bulkEnd = await currentLsn();
       phase.stage = 'random';
@@ -324,7 +388,11 @@ describe('capture killed with SIGKILL and restarted', () => {
     // the reference has seen every change once a heartbeat after the workload comes back
     await until('the reference snapshot', () => !refCapture.snapshotPending, 60_000);
     const marker = lsnToBigInt(await refCapture.emitHeartbeat());
-    await until('the reference to pass the workload', () => reference.events.some((e) => e.kind === 'heartbeat' && lsnToBigInt(e.source.lsn) >= marker), 60_000);
+    await until(
+      'the reference to pass the workload',
+      () => reference.events.some((e) => e.kind === 'heartbeat' && lsnToBigInt(e.source.lsn) >= marker),
+      60_000,
+    );
     await refCapture.stop();
     await refRunning;
 
@@ -373,14 +441,22 @@ describe('capture killed with SIGKILL and restarted', () => {
     const differing = ids.filter((id) => [...(expected.get(id) ?? [])].sort().join() !== [...(found.get(id) ?? [])].sort().join());
     expect(differing, 'fact ids whose (lsn, pos) versions differ from the reference').toEqual([]);
     // every fact row the reference saw has at least one version, and no other row has any
-    expect([...referenceIds].filter((id) => !versions.has(id)), 'fact ids without a version').toEqual([]);
-    expect([...versions.keys()].filter((id) => !referenceIds.has(id)), 'fact ids the reference never saw').toEqual([]);
+    expect(
+      [...referenceIds].filter((id) => !versions.has(id)),
+      'fact ids without a version',
+    ).toEqual([]);
+    expect(
+      [...versions.keys()].filter((id) => !referenceIds.has(id)),
+      'fact ids the reference never saw',
+    ).toEqual([]);
 
     const cud = [...expected.values()].reduce((n, s) => n + s.size, 0);
     const stream = await streamChanges(aws.kinesisEndpoint);
-    console.info(`restart: ${capture.starts.length} starts; kills ${JSON.stringify(kills)}; workload ${finalWritten} changes; `
-      + `${cud} fact c/u/d versions over ${expected.size} ids; ${versions.size} fact ids; stream: ${stream.records} change records, `
-      + `${stream.records - stream.distinct} sent again after a kill (${stream.resentCud} of them c/u/d)`);
+    console.info(
+      `restart: ${capture.starts.length} starts; kills ${JSON.stringify(kills)}; workload ${finalWritten} changes; ` +
+        `${cud} fact c/u/d versions over ${expected.size} ids; ${versions.size} fact ids; stream: ${stream.records} change records, ` +
+        `${stream.records - stream.distinct} sent again after a kill (${stream.resentCud} of them c/u/d)`,
+    );
     // the kills made the capture send changes again (so the no-doubling check had something to catch)
     expect(stream.resentCud).toBeGreaterThan(0);
     expect(kills).toHaveLength(3);
@@ -392,7 +468,9 @@ describe('capture killed with SIGKILL and restarted', () => {
   it('a crash while recording the snapshot request still snapshots every table', async () => {
     const { source, warehouse, admin, capture } = await environment(cleanups, 0.003);
     // the first start dies right after creating its slot: recording the snapshot request fails
-    await admin.query(`CREATE FUNCTION totes_cdc.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'simulated failure recording the snapshot request'; END $$`);
+    await admin.query(
+      `CREATE FUNCTION totes_cdc.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'simulated failure recording the snapshot request'; END $$`,
+    );
     await admin.query('CREATE TRIGGER refuse BEFORE INSERT ON totes_cdc.snapshot_progress FOR EACH ROW EXECUTE FUNCTION totes_cdc.refuse()');
     await capture.start();
     await until('the first start to fail', () => !capture.running, 60_000);

@@ -6,7 +6,7 @@
  * that it and every event before it have been accepted by the stream: the capture service
  * acknowledges WAL only up to the commit whose last event is at or below it.
  */
-import type { ChangeEvent, HeartbeatEvent } from '../contract/change-event.ts';
+import type { ChangeEvent, HeartbeatEvent } from '../formats/change-event.ts';
 
 export interface ChangeSink {
   /** Queue a change; resolves once buffered, waiting while the sink is full (backpressure). */

@@ -1,5 +1,5 @@
 /** What a DBA applies to totesys before the capture service can run (`totes source-setup`). */
-import { SOURCE_TABLE_NAMES } from '../contract/source-tables.ts';
+import { SOURCE_TABLE_NAMES } from '../formats/source-tables.ts';
 import { SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
 
 /** The publication: exactly the 11 business tables (never _prisma_migrations). */

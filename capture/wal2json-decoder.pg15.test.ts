@@ -13,12 +13,13 @@ import { chownSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lsnToBigInt, type ChangeEvent } from '../contract/change-event.ts';
+import { lsnToBigInt, type ChangeEvent } from '../formats/change-event.ts';
 import pg, { connectionConfig } from '../lib/pg.ts';
 import { freePort, tempDir } from '../local/servers.ts';
 import { scaledSizes, seedTotesys } from '../totesys/business.ts';
 import { TOTESYS_DDL } from '../totesys/schema.ts';
-import { HEARTBEAT_PREFIX, MESSAGE_PREFIX, PgoutputDecoder, type Decoded } from './pgoutput-decoder.ts';
+import { HEARTBEAT_PREFIX, MESSAGE_PREFIX } from '../formats/source-signals.ts';
+import { PgoutputDecoder, type Decoded } from './pgoutput-decoder.ts';
 import { WAL2JSON_OPTIONS, Wal2JsonDecoder } from './wal2json-decoder.ts';
 import { Wal2JsonTextPlugin } from './wal2json-plugin.ts';
 
@@ -30,7 +31,11 @@ const isRoot = process.getuid?.() === 0;
 function missingPrerequisite(): string | null {
   if ((!existsSync(`${PG15_BIN}/initdb`) || !existsSync(WAL2JSON_LIB)) && isRoot) {
     try {
-      execFileSync('apt-get', ['install', '-y', '-qq', 'postgresql-15-wal2json'], { stdio: 'ignore', timeout: 120_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+      execFileSync('apt-get', ['install', '-y', '-qq', 'postgresql-15-wal2json'], {
+        stdio: 'ignore',
+        timeout: 120_000,
+        env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+      });
     } catch {
       // reported below as whichever file is still missing
     }
@@ -50,18 +55,30 @@ function asPostgres(binary: string, args: string[]): void {
 }
 
 /** Decodes a slot's stream until a commit past `pastLsn`. */
-async function readSlot<M>(url: string, slot: string, plugin: PgoutputPlugin | Wal2JsonTextPlugin, decode: (msg: M) => Decoded[], pastLsn: string): Promise<Decoded[]> {
+async function readSlot<M>(
+  url: string,
+  slot: string,
+  plugin: PgoutputPlugin | Wal2JsonTextPlugin,
+  decode: (msg: M) => Decoded[],
+  pastLsn: string,
+): Promise<Decoded[]> {
   const service = new LogicalReplicationService(connectionConfig(url), { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } });
   const decoded: Decoded[] = [];
   const reachedEnd = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`slot ${slot}: no commit past ${pastLsn} within 20 s`)), 20_000);
-    const fail = (err: Error) => { clearTimeout(timer); reject(err); };
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      reject(err);
+    };
     service.on('error', fail);
     service.on('data', (_lsn: string, msg: M) => {
       try {
         for (const d of decode(msg)) {
           decoded.push(d);
-          if (d.type === 'commit' && lsnToBigInt(d.endLsn) > lsnToBigInt(pastLsn)) { clearTimeout(timer); resolve(); }
+          if (d.type === 'commit' && lsnToBigInt(d.endLsn) > lsnToBigInt(pastLsn)) {
+            clearTimeout(timer);
+            resolve();
+          }
         }
       } catch (err) {
         fail(err as Error);
@@ -84,7 +101,10 @@ function comparable(decoded: Decoded[]): { items: Decoded[]; commits: string[] }
   const commits: string[] = [];
   let carried = false;
   for (const d of decoded) {
-    if (d.type === 'change' || d.type === 'heartbeat' || d.type === 'message') { items.push(d); carried = true; }
+    if (d.type === 'change' || d.type === 'heartbeat' || d.type === 'message') {
+      items.push(d);
+      carried = true;
+    }
     if (d.type === 'begin') carried = false;
     if (d.type === 'commit' && carried) commits.push(d.endLsn);
   }
@@ -108,9 +128,14 @@ async function workload(db: pg.Pool): Promise<void> {
     }
   };
   await tx([
-    [`INSERT INTO address VALUES (1000, $1, NULL, NULL, 'Zürich', 'ÄÖ 1', '日本', '0161 555 0100', '2024-05-01 09:15:02', '2024-05-01 09:15:02.123')`, [AWKWARD_TEXT]],
+    [
+      `INSERT INTO address VALUES (1000, $1, NULL, NULL, 'Zürich', 'ÄÖ 1', '日本', '0161 555 0100', '2024-05-01 09:15:02', '2024-05-01 09:15:02.123')`,
+      [AWKWARD_TEXT],
+    ],
     [`INSERT INTO sales_order VALUES (1000, '2024-05-01 09:15:02', '2024-05-01 09:15:02.1', 1, 1, 1, 7, 99999999.99, 1, '2024-05-10', '2024-05-11', 1000)`],
-    [`INSERT INTO purchase_order VALUES (1000, '2024-05-01 09:15:02.12', '2024-05-01 09:15:02.12', 1, 1, 'ABC1234', 3, 0.10, 1, '2024-05-10', '2024-05-11', 1000)`],
+    [
+      `INSERT INTO purchase_order VALUES (1000, '2024-05-01 09:15:02.12', '2024-05-01 09:15:02.12', 1, 1, 'ABC1234', 3, 0.10, 1, '2024-05-10', '2024-05-11', 1000)`,
+    ],
     [`INSERT INTO transaction VALUES (1000, 'SALE', 1000, NULL, '2024-05-01 09:15:02', '2024-05-01 09:15:02')`],
     [`INSERT INTO payment VALUES (1000, '2024-05-01 09:15:02', '2024-05-01 09:15:02', 1000, 1, 0.01, 1, 1, false, '2024-05-12', 12345678, 87654321)`],
     [`SELECT pg_logical_emit_message(true, $1, '')`, [HEARTBEAT_PREFIX]],
@@ -124,10 +149,7 @@ async function workload(db: pg.Pool): Promise<void> {
     [`UPDATE counterparty SET commercial_contact = NULL WHERE counterparty_id = 2`],
   ]);
   // primary-key changes; ON UPDATE CASCADE adds updates of the referencing rows
-  await tx([
-    [`UPDATE currency SET currency_id = 99 WHERE currency_id = 3`],
-    [`UPDATE address SET address_id = 1001 WHERE address_id = 1000`],
-  ]);
+  await tx([[`UPDATE currency SET currency_id = 99 WHERE currency_id = 3`], [`UPDATE address SET address_id = 1001 WHERE address_id = 1000`]]);
   // a value stored out of line, then an update that leaves it unchanged: neither plugin sends it
   await tx([[`UPDATE design SET file_location = (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i) WHERE design_id = 1`]]);
   await tx([[`UPDATE design SET design_name = 'Renamed' WHERE design_id = 1`]]);
@@ -163,8 +185,18 @@ describe('Wal2JsonDecoder on PostgreSQL 15 with wal2json 2.5', () => {
     const data = join(dir, 'data');
     const port = await freePort();
     asPostgres('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync']);
-    asPostgres('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '30', 'start', '-o',
-      `-c port=${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${dir} -c wal_level=logical -c fsync=off -c max_replication_slots=4 -c max_wal_senders=4 -c TimeZone=Asia/Kolkata`]);
+    asPostgres('pg_ctl', [
+      '-D',
+      data,
+      '-l',
+      join(dir, 'log'),
+      '-w',
+      '-t',
+      '30',
+      'start',
+      '-o',
+      `-c port=${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${dir} -c wal_level=logical -c fsync=off -c max_replication_slots=4 -c max_wal_senders=4 -c TimeZone=Asia/Kolkata`,
+    ]);
     started = true;
     const admin = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/postgres` });
     await admin.connect();
@@ -181,7 +213,13 @@ describe('Wal2JsonDecoder on PostgreSQL 15 with wal2json 2.5', () => {
     const { rows } = await db.query(`SELECT pg_logical_emit_message(true, $1, '')::text AS lsn`, [HEARTBEAT_PREFIX]);
     const end: string = rows[0].lsn;
     [pgoutputDecoded, wal2jsonDecoded] = await Promise.all([
-      readSlot(url, 'via_pgoutput', new PgoutputPlugin({ protoVersion: 1, publicationNames: ['totes_cdc'], messages: true }), (m: Pgoutput.Message) => pgoutputDecoder.decode(m), end),
+      readSlot(
+        url,
+        'via_pgoutput',
+        new PgoutputPlugin({ protoVersion: 1, publicationNames: ['totes_cdc'], messages: true }),
+        (m: Pgoutput.Message) => pgoutputDecoder.decode(m),
+        end,
+      ),
       readSlot(url, 'via_wal2json', new Wal2JsonTextPlugin(WAL2JSON_OPTIONS), (m: string) => wal2jsonDecoder.decode(m), end),
     ]);
   }, 60_000);
@@ -208,13 +246,24 @@ describe('Wal2JsonDecoder on PostgreSQL 15 with wal2json 2.5', () => {
       if (!found) throw new Error(`no ${op} event for ${table} ${id}`);
       return found;
     };
-    expect(find('sales_order', 'c', 1000).after).toMatchObject({ unit_price: '99999999.99', units_sold: 7, created_at: '2024-05-01 09:15:02', last_updated: '2024-05-01 09:15:02.1' });
+    expect(find('sales_order', 'c', 1000).after).toMatchObject({
+      unit_price: '99999999.99',
+      units_sold: 7,
+      created_at: '2024-05-01 09:15:02',
+      last_updated: '2024-05-01 09:15:02.1',
+    });
     expect(find('purchase_order', 'c', 1000).after).toMatchObject({ item_unit_price: '0.10', item_code: 'ABC1234' });
-    expect(find('address', 'c', 1000).after).toMatchObject({ address_line_1: AWKWARD_TEXT, address_line_2: null, city: 'Zürich', last_updated: '2024-05-01 09:15:02.123' });
+    expect(find('address', 'c', 1000).after).toMatchObject({
+      address_line_1: AWKWARD_TEXT,
+      address_line_2: null,
+      city: 'Zürich',
+      last_updated: '2024-05-01 09:15:02.123',
+    });
     expect(find('payment', 'u', 1000).after).toMatchObject({ paid: true, payment_amount: '12345678.90' });
     expect(find('payment_type', 'u', 1).after).toMatchObject({ payment_type_name: 'SALES_REFUND' });
 
-    const oldKey = find('currency', 'd', 3), newKey = find('currency', 'c', 99);
+    const oldKey = find('currency', 'd', 3),
+      newKey = find('currency', 'c', 99);
     expect(oldKey).toMatchObject({ before: { currency_id: 3 }, after: null });
     expect(newKey.source).toEqual({ ...oldKey.source, pos: oldKey.source.pos + 1 });
     expect(find('address', 'c', 1001).before).toBeNull();

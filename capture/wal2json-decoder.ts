@@ -13,10 +13,11 @@
  * no relation messages, so no 'schema' items.
  */
 import type { Wal2JsonPluginOptions } from 'pg-logical-replication';
-import type { EventSource, Op, Row, Value } from '../contract/change-event.ts';
-import { SOURCE_TABLES, SOURCE_TABLE_NAMES, isSourceTable, primaryKeyOf, type SourceTable } from '../contract/source-tables.ts';
+import type { EventSource, Op, Row, Value } from '../formats/change-event.ts';
+import { SOURCE_TABLES, SOURCE_TABLE_NAMES, isSourceTable, primaryKeyOf, type SourceTable } from '../formats/source-tables.ts';
 import pg from '../lib/pg.ts';
-import { HEARTBEAT_PREFIX, MESSAGE_PREFIX, microsToIso, type Decoded } from './pgoutput-decoder.ts';
+import { HEARTBEAT_PREFIX, MESSAGE_PREFIX } from '../formats/source-signals.ts';
+import { microsToIso, type Decoded } from './pgoutput-decoder.ts';
 
 /**
  * What the decoder needs from wal2json: BEGIN with xid, commit time and commit LSN, COMMIT with
@@ -34,7 +35,11 @@ export const WAL2JSON_OPTIONS: Wal2JsonPluginOptions = {
 };
 
 /** A column after quoteNumbers: numbers arrive as their literal text. */
-interface Wal2JsonColumn { name: string; typeoid: string; value: string | boolean | null }
+interface Wal2JsonColumn {
+  name: string;
+  typeoid: string;
+  value: string | boolean | null;
+}
 
 type Wal2JsonMessage =
   | { action: 'B'; xid: string; timestamp: string; lsn: string; nextlsn: string }
@@ -98,7 +103,17 @@ export class Wal2JsonDecoder {
     const before = keyUnchanged ? null : oldKey;
     const event = (op: Op, key: Value, before: Row | null, after: Row | null): Decoded => ({
       type: 'change',
-      event: { v: 1, kind: 'change', op, table, key: { [pk]: key }, before, after, ...(after && unchanged.length > 0 ? { unchanged } : {}), source: this.nextSource() },
+      event: {
+        v: 1,
+        kind: 'change',
+        op,
+        table,
+        key: { [pk]: key },
+        before,
+        after,
+        ...(after && unchanged.length > 0 ? { unchanged } : {}),
+        source: this.nextSource(),
+      },
     });
     if (op === 'u' && before?.[pk] != null && before[pk] !== after?.[pk]) {
       return [event('d', before[pk], before, null), event('c', after![pk], null, after)];

@@ -7,14 +7,14 @@ import { formatStatus, snapshotStatus, StatusLine } from '../local/status-line.t
 import { DEFAULT_STACK, LocalStack, type StackOptions } from '../local/stack.ts';
 import { sourceSetupSql } from '../capture/source-setup.ts';
 import { requestSnapshot } from '../capture/chunked-snapshot.ts';
-import { isSourceTable, SOURCE_TABLE_NAMES } from '../contract/source-tables.ts';
+import { isSourceTable, SOURCE_TABLE_NAMES } from '../formats/source-tables.ts';
 import { ConfigError } from '../lib/config.ts';
 import { inTransaction, poolFor } from '../lib/pg.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { SERVICES } from '../local/services.ts';
 import { startDashboard } from '../dashboard/server.ts';
 import { replayCommand } from './replay-command.ts';
-import { formatDifferences, verify, type VerifyResult } from '../warehouse/verify.ts';
+import { formatDifferences, verify, type VerifyResult } from '../verify/verify.ts';
 
 interface Command {
   summary: string;
@@ -51,9 +51,13 @@ function number(values: Record<string, unknown>, name: string): number {
 function stackOptions(values: Record<string, unknown>): StackOptions {
   return {
     ...DEFAULT_STACK,
-    sourcePort: number(values, 'source-port'), warehousePort: number(values, 'warehouse-port'),
-    kinesisPort: number(values, 'kinesis-port'), s3Port: number(values, 's3-port'),
-    shards: Math.max(1, number(values, 'shards')), seed: number(values, 'seed'), scale: number(values, 'scale'),
+    sourcePort: number(values, 'source-port'),
+    warehousePort: number(values, 'warehouse-port'),
+    kinesisPort: number(values, 'kinesis-port'),
+    s3Port: number(values, 's3-port'),
+    shards: Math.max(1, number(values, 'shards')),
+    seed: number(values, 'seed'),
+    scale: number(values, 'scale'),
   };
 }
 
@@ -80,7 +84,9 @@ async function withStack<T>(options: StackOptions, fn: (stack: LocalStack) => Pr
 function printVerify(result: VerifyResult): void {
   for (const t of result.tables) {
     const versions = t.versions != null ? ` (${t.versions.toLocaleString('en-GB')} versions)` : '';
-    say(`  ${t.table.padEnd(20)} ${t.rows.toLocaleString('en-GB').padStart(8)} rows${versions.padEnd(22)} ${t.differences === 0 ? 'ok' : `${t.differences} differences`}`);
+    say(
+      `  ${t.table.padEnd(20)} ${t.rows.toLocaleString('en-GB').padStart(8)} rows${versions.padEnd(22)} ${t.differences === 0 ? 'ok' : `${t.differences} differences`}`,
+    );
   }
   if (!result.ok) say(`\nDifferences (table, key, column, expected, found):\n${formatDifferences(result.differences)}`);
 }
@@ -89,23 +95,36 @@ const COMMANDS: Record<string, Command> = {
   start: {
     summary: 'start the local stack and keep it running until Ctrl-C',
     usage: `totes start [options]\n${STACK_HELP}\n  --rate N             simulated changes per second (default 20)\n  --no-simulator       do not simulate the business\n  --dashboard-port N   the dashboard's port (default ${DEFAULT_DASHBOARD_PORT}; 0 turns it off)`,
-    options: { ...STACK_OPTIONS, rate: { type: 'string', default: '20' }, 'no-simulator': { type: 'boolean', default: false }, 'dashboard-port': { type: 'string', default: String(DEFAULT_DASHBOARD_PORT) } },
+    options: {
+      ...STACK_OPTIONS,
+      rate: { type: 'string', default: '20' },
+      'no-simulator': { type: 'boolean', default: false },
+      'dashboard-port': { type: 'string', default: String(DEFAULT_DASHBOARD_PORT) },
+    },
     async run(values) {
       const stack = new LocalStack(stackOptions(values));
-      const stopped = new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); });
+      const stopped = new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
       await stack.start((step) => say(`· ${step}`));
       const dashboardPort = number(values, 'dashboard-port');
-      const dashboard = dashboardPort === 0 ? null : await startDashboard({
-        warehouseUrl: stack.warehouseUrl,
-        port: dashboardPort,
-        pipelineStatus: async () => ({
-          ...(await snapshotStatus(stack.pipeline, stack.sourcePool)),
-          errors: stack.pipeline.captureError ? [{ message: `capture stopped: ${stack.pipeline.captureError.message}` }] : [],
-        }),
-      });
-      say(`\ntotes-cdc is running.${dashboard ? `\nDashboard: ${dashboard.url}` : ''} Connect with psql:\n  totesys (source):  psql ${stack.sourceUrl}\n  warehouse:         psql ${stack.warehouseUrl}\n` +
-        `Change a row in totesys and watch it arrive, e.g.\n  psql ${stack.sourceUrl} -c "UPDATE address SET phone = '0161 555 0100', last_updated = now() WHERE address_id = 1"\n` +
-        `  psql ${stack.warehouseUrl} -c "SELECT location_id, phone FROM dim_location WHERE location_id = 1"\nCtrl-C stops everything.\n`);
+      const dashboard =
+        dashboardPort === 0
+          ? null
+          : await startDashboard({
+              warehouseUrl: stack.warehouseUrl,
+              port: dashboardPort,
+              pipelineStatus: async () => ({
+                ...(await snapshotStatus(stack.pipeline, stack.sourcePool)),
+                errors: stack.pipeline.captureError ? [{ message: `capture stopped: ${stack.pipeline.captureError.message}` }] : [],
+              }),
+            });
+      say(
+        `\ntotes-cdc is running.${dashboard ? `\nDashboard: ${dashboard.url}` : ''} Connect with psql:\n  totesys (source):  psql ${stack.sourceUrl}\n  warehouse:         psql ${stack.warehouseUrl}\n` +
+          `Change a row in totesys and watch it arrive, e.g.\n  psql ${stack.sourceUrl} -c "UPDATE address SET phone = '0161 555 0100', last_updated = now() WHERE address_id = 1"\n` +
+          `  psql ${stack.warehouseUrl} -c "SELECT location_id, phone FROM dim_location WHERE location_id = 1"\nCtrl-C stops everything.\n`,
+      );
       const simulator = values['no-simulator'] ? null : stack.simulate({ rate: number(values, 'rate') });
       const status = new StatusLine(statusReader(stack, simulator ? () => simulator.stats.changes : undefined));
       status.start();
@@ -133,8 +152,10 @@ const COMMANDS: Record<string, Command> = {
         const result = await verify({ sourceUrl: stack.sourceUrl, warehouseUrl: stack.warehouseUrl, waitMs: 120_000 });
         status.stop();
         const elapsed = (Date.now() - started) / 1000;
-        say(`\n${simulator.stats.changes.toLocaleString('en-GB')} changes in ${simulator.stats.transactions.toLocaleString('en-GB')} transactions; ` +
-          `warehouse caught up and verified after ${elapsed.toFixed(1)}s (${Math.round(simulator.stats.changes / elapsed).toLocaleString('en-GB')} changes/s)\n`);
+        say(
+          `\n${simulator.stats.changes.toLocaleString('en-GB')} changes in ${simulator.stats.transactions.toLocaleString('en-GB')} transactions; ` +
+            `warehouse caught up and verified after ${elapsed.toFixed(1)}s (${Math.round(simulator.stats.changes / elapsed).toLocaleString('en-GB')} changes/s)\n`,
+        );
         printVerify(result);
         say(result.ok ? '\nverify: PASSED' : '\nverify: FAILED');
         return result.ok ? 0 : 1;
@@ -150,12 +171,20 @@ const COMMANDS: Record<string, Command> = {
   --wait SECONDS       wait this long for the warehouse to catch up (default 60; 0 compares as is)`,
     options: {
       source: { type: 'string', default: process.env.TOTES_SOURCE_URL ?? `postgres://postgres:postgres@127.0.0.1:${DEFAULT_STACK.sourcePort}/totesys` },
-      warehouse: { type: 'string', default: process.env.TOTES_WAREHOUSE_URL ?? `postgres://postgres:postgres@127.0.0.1:${DEFAULT_STACK.warehousePort}/warehouse` },
+      warehouse: {
+        type: 'string',
+        default: process.env.TOTES_WAREHOUSE_URL ?? `postgres://postgres:postgres@127.0.0.1:${DEFAULT_STACK.warehousePort}/warehouse`,
+      },
       schema: { type: 'string', default: 'public' },
       wait: { type: 'string', default: '60' },
     },
     async run(values) {
-      const result = await verify({ sourceUrl: String(values.source), warehouseUrl: String(values.warehouse), schema: String(values.schema), waitMs: number(values, 'wait') * 1000 });
+      const result = await verify({
+        sourceUrl: String(values.source),
+        warehouseUrl: String(values.warehouse),
+        schema: String(values.schema),
+        waitMs: number(values, 'wait') * 1000,
+      });
       printVerify(result);
       say(result.ok ? '\nverify: PASSED' : '\nverify: FAILED');
       return result.ok ? 0 : 1;
@@ -169,14 +198,20 @@ const COMMANDS: Record<string, Command> = {
   --port N             port (default ${DEFAULT_DASHBOARD_PORT})
   --host ADDR          address to listen on (default 127.0.0.1)`,
     options: {
-      warehouse: { type: 'string', default: process.env.TOTES_WAREHOUSE_URL ?? `postgres://postgres:postgres@127.0.0.1:${DEFAULT_STACK.warehousePort}/warehouse` },
+      warehouse: {
+        type: 'string',
+        default: process.env.TOTES_WAREHOUSE_URL ?? `postgres://postgres:postgres@127.0.0.1:${DEFAULT_STACK.warehousePort}/warehouse`,
+      },
       port: { type: 'string', default: String(DEFAULT_DASHBOARD_PORT) },
       host: { type: 'string', default: '127.0.0.1' },
     },
     async run(values) {
       const dashboard = await startDashboard({ warehouseUrl: String(values.warehouse), port: number(values, 'port'), host: String(values.host) });
       say(`dashboard: ${dashboard.url}  (Ctrl-C stops it)`);
-      await new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); });
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
       await dashboard.stop();
       return 0;
     },
@@ -216,7 +251,10 @@ Environment:
       const pool = poolFor(String(values.source), 1);
       try {
         const exists = await pool.query(`SELECT to_regclass('public.sales_order') AS t`);
-        if (exists.rows[0].t) { say('totesys schema already present: nothing to do'); return 0; }
+        if (exists.rows[0].t) {
+          say('totesys schema already present: nothing to do');
+          return 0;
+        }
         await inTransaction(pool, async (db) => {
           await createTotesys(db, { seed: number(values, 'seed'), sizes: scaledSizes(number(values, 'scale')) });
         });
@@ -270,7 +308,9 @@ function help(): string {
 Usage: totes <command> [options]
 
 Commands:
-${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(14)} ${c.summary}`).join('\n')}
+${Object.entries(COMMANDS)
+  .map(([name, c]) => `  ${name.padEnd(14)} ${c.summary}`)
+  .join('\n')}
 
 Run \`totes <command> --help\` for a command's options.
 `;

@@ -1,11 +1,21 @@
 /**
  * `totes replay`: load the warehouse from the raw archive, either into the live schema (an
  * idempotent catch-up) or into a fresh schema that is switched in when complete (--rebuild).
- * The work is archive/replay.ts; this is flags, defaults and what gets printed.
+ * The work is replay/replay.ts; this is flags, defaults and what gets printed.
  */
 import type { ParseArgsConfig } from 'node:util';
-import { ArchiveCorruptError, DEFAULT_GAP_THRESHOLD_MS, formatCorrupt, formatGap, replayArchive, sourceTablesFor, switchInRebuild, SwitchInError, type ReplayOptions } from '../archive/replay.ts';
-import { ReplayProgressBar } from '../archive/replay-progress.ts';
+import {
+  ArchiveCorruptError,
+  DEFAULT_GAP_THRESHOLD_MS,
+  formatCorrupt,
+  formatGap,
+  replayArchive,
+  sourceTablesFor,
+  type ReplayOptions,
+} from '../replay/replay.ts';
+import { switchInRebuild, SwitchInError } from '../replay/switch-in.ts';
+import { ReplayProgressBar } from '../replay/replay-progress.ts';
+import { RAW_PREFIX } from '../formats/archive-layout.ts';
 import { s3Client } from '../lib/aws.ts';
 import { databaseUrl, ENV } from '../lib/config.ts';
 import { poolFor } from '../lib/pg.ts';
@@ -60,9 +70,17 @@ export const replayCommand = {
   usage: USAGE,
   options: {
     bucket: { type: 'string', default: process.env[ENV.ingestionBucket] ?? INGESTION_BUCKET },
-    prefix: { type: 'string', default: 'raw/' },
-    's3-endpoint': { type: 'string', ...(process.env[ENV.s3Endpoint] || !inAws ? { default: process.env[ENV.s3Endpoint] ?? `http://127.0.0.1:${DEFAULT_STACK.s3Port}` } : {}) },
-    warehouse: { type: 'string', ...(process.env[ENV.warehouseUrl] || !inAws ? { default: process.env[ENV.warehouseUrl] ?? `postgres://postgres:postgres@127.0.0.1:${DEFAULT_STACK.warehousePort}/warehouse` } : {}) },
+    prefix: { type: 'string', default: RAW_PREFIX },
+    's3-endpoint': {
+      type: 'string',
+      ...(process.env[ENV.s3Endpoint] || !inAws ? { default: process.env[ENV.s3Endpoint] ?? `http://127.0.0.1:${DEFAULT_STACK.s3Port}` } : {}),
+    },
+    warehouse: {
+      type: 'string',
+      ...(process.env[ENV.warehouseUrl] || !inAws
+        ? { default: process.env[ENV.warehouseUrl] ?? `postgres://postgres:postgres@127.0.0.1:${DEFAULT_STACK.warehousePort}/warehouse` }
+        : {}),
+    },
     schema: { type: 'string', default: 'public' },
     rebuild: { type: 'boolean', default: false },
     'rebuild-schema': { type: 'string', default: 'totes_rebuild' },
@@ -84,10 +102,21 @@ export const replayCommand = {
     const rebuildSchema = String(values['rebuild-schema']);
     try {
       opts = {
-        bucket: String(values.bucket), prefix: String(values.prefix),
-        schema: rebuild ? rebuildSchema : live, freshSchema: rebuild, recordWatermark: rebuild,
-        from: parseTime(values.from, 'from'), to: parseTime(values.to, 'to'),
-        tables: values.tables ? sourceTablesFor(String(values.tables).split(',').map((t) => t.trim()).filter(Boolean)) : undefined,
+        bucket: String(values.bucket),
+        prefix: String(values.prefix),
+        schema: rebuild ? rebuildSchema : live,
+        freshSchema: rebuild,
+        recordWatermark: rebuild,
+        from: parseTime(values.from, 'from'),
+        to: parseTime(values.to, 'to'),
+        tables: values.tables
+          ? sourceTablesFor(
+              String(values.tables)
+                .split(',')
+                .map((t) => t.trim())
+                .filter(Boolean),
+            )
+          : undefined,
         skipCorrupt: values['skip-corrupt'] === true,
         gapThresholdMs: positive(values['gap-minutes'], 'gap-minutes') * 60_000,
         batchEvents: positive(values.batch, 'batch'),
@@ -106,34 +135,56 @@ export const replayCommand = {
     const pool = poolFor(warehouseUrl, 4);
     const progress = new ReplayProgressBar();
     try {
-      say(rebuild ? `rebuilding into schema ${rebuildSchema} from s3://${opts.bucket}/${opts.prefix}` : `catching up schema ${live} from s3://${opts.bucket}/${opts.prefix}`);
+      say(
+        rebuild
+          ? `rebuilding into schema ${rebuildSchema} from s3://${opts.bucket}/${opts.prefix}`
+          : `catching up schema ${live} from s3://${opts.bucket}/${opts.prefix}`,
+      );
       const result = await replayArchive({ ...opts, s3, pool, onProgress: progress.update });
       progress.done();
-      say(`replayed ${n(result.events)} events (${n(result.duplicates)} duplicate copies dropped, ${n(result.heartbeats)} heartbeats) from ${n(result.objects)} objects, ` +
-        `${(result.bytes / 1024 / 1024).toFixed(1)} MiB, in ${result.seconds.toFixed(1)}s: ${n(result.eventsPerSecond)} events/s`);
+      say(
+        `replayed ${n(result.events)} events (${n(result.duplicates)} duplicate copies dropped, ${n(result.heartbeats)} heartbeats) from ${n(result.objects)} objects, ` +
+          `${(result.bytes / 1024 / 1024).toFixed(1)} MiB, in ${result.seconds.toFixed(1)}s: ${n(result.eventsPerSecond)} events/s`,
+      );
       say(`batches: ${n(result.batches)} (${n(result.batchesSkipped)} already loaded, skipped)`);
       if (result.watermark) say(`newest heartbeat replayed: ${result.watermark.lsn} committed ${result.watermark.commitTime}`);
-      if (result.corrupt.length) say(`\nSKIPPED ${result.corrupt.length} corrupt ${result.corrupt.length === 1 ? 'entry' : 'entries'} (--skip-corrupt):\n${result.corrupt.map(formatCorrupt).join('\n')}`);
+      if (result.corrupt.length)
+        say(
+          `\nSKIPPED ${result.corrupt.length} corrupt ${result.corrupt.length === 1 ? 'entry' : 'entries'} (--skip-corrupt):\n${result.corrupt.map(formatCorrupt).join('\n')}`,
+        );
       if (result.unmappable.length) {
         say(`\n${result.unmappable.length} events could not be mapped (the live processor dead-letters these too):`);
         for (const u of result.unmappable.slice(0, 20)) say(`  ${u.table} ${u.id}: ${u.reason}`);
       }
       if (result.gaps.length) {
-        say(`\nHOLES: ${result.gaps.length} gaps between heartbeats longer than ${Number(values['gap-minutes'])} min (missing objects, or capture was down):\n${result.gaps.map(formatGap).join('\n')}`);
-        if (rebuild && !values['no-switch']) say(`\nnot switched in: schema ${rebuildSchema} is left for inspection; rerun with a larger --gap-minutes if the holes are expected`);
+        say(
+          `\nHOLES: ${result.gaps.length} gaps between heartbeats longer than ${Number(values['gap-minutes'])} min (missing objects, or capture was down):\n${result.gaps.map(formatGap).join('\n')}`,
+        );
+        if (rebuild && !values['no-switch'])
+          say(`\nnot switched in: schema ${rebuildSchema} is left for inspection; rerun with a larger --gap-minutes if the holes are expected`);
         return 3;
       }
       if (rebuild && !values['no-switch']) {
         say(`switching ${rebuildSchema} in for ${live} (the live loader waits meanwhile)…`);
         const switched = await switchInRebuild({
-          ...opts, s3, pool, rebuildSchema, liveSchema: live, replayedKeys: result.keys,
-          timeoutMs: switchTimeoutMs, onProgress: progress.update,
+          ...opts,
+          s3,
+          pool,
+          rebuildSchema,
+          liveSchema: live,
+          replayedKeys: result.keys,
+          timeoutMs: switchTimeoutMs,
+          onProgress: progress.update,
         });
         progress.done();
-        say(`switched in after ${switched.catchUpPasses} catch-up passes (${n(switched.catchUpEvents)} more events); the live loader waited ${switched.pausedSeconds.toFixed(1)}s`);
-        say(switched.replacedSchema
-          ? `the previous warehouse is schema ${switched.replacedSchema}: compare, then DROP SCHEMA "${switched.replacedSchema}" CASCADE`
-          : `there was no previous ${live} schema`);
+        say(
+          `switched in after ${switched.catchUpPasses} catch-up passes (${n(switched.catchUpEvents)} more events); the live loader waited ${switched.pausedSeconds.toFixed(1)}s`,
+        );
+        say(
+          switched.replacedSchema
+            ? `the previous warehouse is schema ${switched.replacedSchema}: compare, then DROP SCHEMA "${switched.replacedSchema}" CASCADE`
+            : `there was no previous ${live} schema`,
+        );
       }
       return 0;
     } catch (err) {

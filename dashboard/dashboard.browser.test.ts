@@ -20,27 +20,46 @@ import { startTestPipeline, type TestPipeline } from '../test/pipeline-harness.t
 import { startDashboard, type Dashboard } from './server.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 const SCREENSHOT = new URL('../docs/dashboard.png', import.meta.url);
 const hasChromium = existsSync(CHROMIUM);
 if (!hasChromium) console.warn(`dashboard browser test skipped: ${CHROMIUM} not found (Debian: apt-get install chromium)`);
 
-interface ChartData { labels: string[]; datasets: { label: string; data: number[] }[] }
+interface ChartData {
+  labels: string[];
+  datasets: { label: string; data: number[] }[];
+}
 
 /** What every chart on the page carries, read from the Chart.js instances. */
 function pageCharts(page: Page): Promise<Record<string, ChartData>> {
   return page.evaluate(() => {
     const charts = (window as unknown as { __charts: Record<string, { data: ChartData }> }).__charts;
-    return Object.fromEntries(Object.entries(charts).map(([name, c]) => [name, {
-      labels: [...c.data.labels], datasets: c.data.datasets.map((d) => ({ label: d.label, data: [...d.data] })),
-    }]));
+    return Object.fromEntries(
+      Object.entries(charts).map(([name, c]) => [
+        name,
+        {
+          labels: [...c.data.labels],
+          datasets: c.data.datasets.map((d) => ({ label: d.label, data: [...d.data] })),
+        },
+      ]),
+    );
   });
 }
 
 /** label → value pairs, one list for the single dataset of a ranking chart. */
 const pairs = (c: ChartData) => c.labels.map((l, i) => [l, c.datasets[0].data[i]]);
 /** "label|series" → value for a chart with a dataset per series; empty cells left out. */
-const cells = (c: ChartData) => Object.fromEntries(c.datasets.flatMap((d) => c.labels.map((l, i) => [`${l}|${d.label}`, d.data[i]] as const)).filter(([, v]) => v !== 0));
+const cells = (c: ChartData) =>
+  Object.fromEntries(c.datasets.flatMap((d) => c.labels.map((l, i) => [`${l}|${d.label}`, d.data[i]] as const)).filter(([, v]) => v !== 0));
 
 describe('dashboard in a real browser', () => {
   let t: TestPipeline;
@@ -69,13 +88,21 @@ describe('dashboard in a real browser', () => {
     warehouse = new pg.Pool({ connectionString: t.warehouseUrl, max: 2 });
     // The seed has paid nearly everything: leave some receivables open, streamed as updates.
     await t.sourcePool.query(`UPDATE payment SET paid = false, last_updated = now() WHERE payment_type_id = 1 AND payment_id % 5 = 0`);
-    const [source] = (await t.sourcePool.query(`SELECT (SELECT count(*) FROM sales_order)::int AS orders, (SELECT count(*) FROM payment)::int AS payments,
-      (SELECT count(*) FROM payment WHERE NOT paid)::int AS unpaid`)).rows;
+    const [source] = (
+      await t.sourcePool.query(`SELECT (SELECT count(*) FROM sales_order)::int AS orders, (SELECT count(*) FROM payment)::int AS payments,
+      (SELECT count(*) FROM payment WHERE NOT paid)::int AS unpaid`)
+    ).rows;
     // The pipeline waits for nothing: wait until the snapshot and the update are loaded and a heartbeat has followed them.
-    await eventually('the snapshot in the warehouse', () => sql(
-      `SELECT (SELECT count(*) FROM fact_sales_order_current)::int AS orders, (SELECT count(*) FROM fact_payment_current)::int AS payments,
-              (SELECT count(*) FROM fact_payment_current WHERE NOT paid)::int AS unpaid, (SELECT watermark_lsn IS NOT NULL FROM totes_freshness) AS fresh`).catch(() => []),
-    (rows) => rows[0]?.orders === source.orders && rows[0]?.payments === source.payments && rows[0]?.unpaid === source.unpaid && rows[0]?.fresh === true, 60_000);
+    await eventually(
+      'the snapshot in the warehouse',
+      () =>
+        sql(
+          `SELECT (SELECT count(*) FROM fact_sales_order_current)::int AS orders, (SELECT count(*) FROM fact_payment_current)::int AS payments,
+              (SELECT count(*) FROM fact_payment_current WHERE NOT paid)::int AS unpaid, (SELECT watermark_lsn IS NOT NULL FROM totes_freshness) AS fresh`,
+        ).catch(() => []),
+      (rows) => rows[0]?.orders === source.orders && rows[0]?.payments === source.payments && rows[0]?.unpaid === source.unpaid && rows[0]?.fresh === true,
+      60_000,
+    );
 
     const target = new URL(t.warehouseUrl);
     proxy = await startProxy({ host: target.hostname, port: Number(target.port) });
@@ -83,12 +110,18 @@ describe('dashboard in a real browser', () => {
     target.host = `127.0.0.1:${proxy.port}`;
     const slotName = t.pipeline.config.capture?.slotName;
     dashboard = await startDashboard({
-      warehouseUrl: target.toString(), port: await freePort(),
+      warehouseUrl: target.toString(),
+      port: await freePort(),
       pipelineStatus: async () => ({ ...(await snapshotStatus(t.pipeline, t.sourcePool, slotName)) }),
     });
     profileDir = mkdtempSync(join(tmpdir(), 'totes-chromium-'));
-    context = await chromium.launchPersistentContext(profileDir, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, viewport: { width: 1400, height: 1000 } });
-    page = context.pages()[0] ?? await context.newPage();
+    context = await chromium.launchPersistentContext(profileDir, {
+      executablePath: CHROMIUM,
+      args: CHROMIUM_ARGS,
+      headless: true,
+      viewport: { width: 1400, height: 1000 },
+    });
+    page = context.pages()[0] ?? (await context.newPage());
     page.on('pageerror', (err) => console.error('page error:', err.message));
     await page.goto(dashboard.url);
   }, 120_000);
@@ -103,10 +136,14 @@ describe('dashboard in a real browser', () => {
   });
 
   it.skipIf(!hasChromium)('draws the business charts with the numbers the warehouse holds, and the pipeline tiles', async () => {
-    await page.waitForFunction(() => {
-      const d = (window as unknown as { __dashboard: { businessRefreshes: number; pipelineRefreshes: number } }).__dashboard;
-      return d.businessRefreshes > 0 && d.pipelineRefreshes > 0;
-    }, undefined, { timeout: 20_000 });
+    await page.waitForFunction(
+      () => {
+        const d = (window as unknown as { __dashboard: { businessRefreshes: number; pipelineRefreshes: number } }).__dashboard;
+        return d.businessRefreshes > 0 && d.pipelineRefreshes > 0;
+      },
+      undefined,
+      { timeout: 20_000 },
+    );
     const charts = await pageCharts(page);
 
     const monthly = await sql(`SELECT to_char(f.created_date, 'YYYY-MM') || '|' || c.currency_code AS k, sum(f.units_sold * f.unit_price)::float8 AS v
@@ -116,17 +153,41 @@ describe('dashboard in a real browser', () => {
 
     // Rankings are in the first currency until another is chosen.
     const gbp = `FROM fact_sales_order_current f WHERE f.currency_id = 1`;
-    expect(pairs(charts.salesByCountry)).toEqual((await sql(`SELECT l.country, sum(f.units_sold * f.unit_price)::float8 AS v ${gbp.replace('WHERE', 'JOIN dim_location l ON l.location_id = f.agreed_delivery_location_id WHERE')}
-      GROUP BY 1 ORDER BY 2 DESC, 1`)).map((r) => [r.country, r.v]));
-    expect(pairs(charts.topDesigns)).toEqual((await sql(`SELECT d.design_name, sum(f.units_sold * f.unit_price)::float8 AS v ${gbp.replace('WHERE', 'JOIN dim_design d USING (design_id) WHERE')}
-      GROUP BY d.design_id, 1 ORDER BY 2 DESC, d.design_id LIMIT 10`)).map((r) => [r.design_name, r.v]));
-    expect(pairs(charts.topCounterparties)).toEqual((await sql(`SELECT cp.counterparty_legal_name, sum(f.units_sold * f.unit_price)::float8 AS v ${gbp.replace('WHERE', 'JOIN dim_counterparty cp USING (counterparty_id) WHERE')}
-      GROUP BY cp.counterparty_id, 1 ORDER BY 2 DESC, cp.counterparty_id LIMIT 10`)).map((r) => [r.counterparty_legal_name, r.v]));
-    expect(pairs(charts.salesByStaff)).toEqual((await sql(`SELECT s.first_name || ' ' || s.last_name || ' · ' || s.department_name || ', ' || s.location AS label, sum(f.units_sold * f.unit_price)::float8 AS v
-      ${gbp.replace('WHERE', 'JOIN dim_staff s ON s.staff_id = f.sales_staff_id WHERE')} GROUP BY s.staff_id, 1 ORDER BY 2 DESC, s.staff_id`)).map((r) => [r.label, r.v]));
-    expect(pairs(charts.salesByDepartment)).toEqual((await sql(`SELECT s.department_name || ' (' || s.location || ')' AS label, sum(f.units_sold * f.unit_price)::float8 AS v
-      ${gbp.replace('WHERE', 'JOIN dim_staff s ON s.staff_id = f.sales_staff_id WHERE')} GROUP BY s.department_name, s.location ORDER BY 2 DESC, s.department_name, s.location`)).map((r) => [r.label, r.v]));
-    expect(pairs(charts.revenueByQuarter)).toEqual((await sql(`SELECT 'Q' || extract(quarter FROM f.created_date) AS q, sum(f.units_sold * f.unit_price)::float8 AS v ${gbp} GROUP BY 1 ORDER BY 1`)).map((r) => [r.q, r.v]));
+    expect(pairs(charts.salesByCountry)).toEqual(
+      (
+        await sql(`SELECT l.country, sum(f.units_sold * f.unit_price)::float8 AS v ${gbp.replace('WHERE', 'JOIN dim_location l ON l.location_id = f.agreed_delivery_location_id WHERE')}
+      GROUP BY 1 ORDER BY 2 DESC, 1`)
+      ).map((r) => [r.country, r.v]),
+    );
+    expect(pairs(charts.topDesigns)).toEqual(
+      (
+        await sql(`SELECT d.design_name, sum(f.units_sold * f.unit_price)::float8 AS v ${gbp.replace('WHERE', 'JOIN dim_design d USING (design_id) WHERE')}
+      GROUP BY d.design_id, 1 ORDER BY 2 DESC, d.design_id LIMIT 10`)
+      ).map((r) => [r.design_name, r.v]),
+    );
+    expect(pairs(charts.topCounterparties)).toEqual(
+      (
+        await sql(`SELECT cp.counterparty_legal_name, sum(f.units_sold * f.unit_price)::float8 AS v ${gbp.replace('WHERE', 'JOIN dim_counterparty cp USING (counterparty_id) WHERE')}
+      GROUP BY cp.counterparty_id, 1 ORDER BY 2 DESC, cp.counterparty_id LIMIT 10`)
+      ).map((r) => [r.counterparty_legal_name, r.v]),
+    );
+    expect(pairs(charts.salesByStaff)).toEqual(
+      (
+        await sql(`SELECT s.first_name || ' ' || s.last_name || ' · ' || s.department_name || ', ' || s.location AS label, sum(f.units_sold * f.unit_price)::float8 AS v
+      ${gbp.replace('WHERE', 'JOIN dim_staff s ON s.staff_id = f.sales_staff_id WHERE')} GROUP BY s.staff_id, 1 ORDER BY 2 DESC, s.staff_id`)
+      ).map((r) => [r.label, r.v]),
+    );
+    expect(pairs(charts.salesByDepartment)).toEqual(
+      (
+        await sql(`SELECT s.department_name || ' (' || s.location || ')' AS label, sum(f.units_sold * f.unit_price)::float8 AS v
+      ${gbp.replace('WHERE', 'JOIN dim_staff s ON s.staff_id = f.sales_staff_id WHERE')} GROUP BY s.department_name, s.location ORDER BY 2 DESC, s.department_name, s.location`)
+      ).map((r) => [r.label, r.v]),
+    );
+    expect(pairs(charts.revenueByQuarter)).toEqual(
+      (await sql(`SELECT 'Q' || extract(quarter FROM f.created_date) AS q, sum(f.units_sold * f.unit_price)::float8 AS v ${gbp} GROUP BY 1 ORDER BY 1`)).map(
+        (r) => [r.q, r.v],
+      ),
+    );
 
     const receivables = await sql(`SELECT cp.counterparty_legal_name AS name, c.currency_code AS currency, sum(p.payment_amount)::float8 AS v,
         round(avg(greatest((now() AT TIME ZONE 'UTC')::date - p.payment_date, 0)), 1)::text AS days
@@ -135,12 +196,21 @@ describe('dashboard in a real browser', () => {
     expect(receivables.length).toBeGreaterThan(0);
     expect(cells(charts.unpaidReceivables)).toEqual(Object.fromEntries(receivables.map((r) => [`${r.name}|${r.currency}`, r.v])));
     const table = await page.$$eval('#receivablesTable tbody tr', (rows) => rows.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
-    expect(Object.fromEntries(table.map((r) => [`${r[0]}|${r[1]}`, r[4]]))).toEqual(Object.fromEntries(receivables.map((r) => [`${r.name}|${r.currency}`, r.days])));
+    expect(Object.fromEntries(table.map((r) => [`${r[0]}|${r[1]}`, r[4]]))).toEqual(
+      Object.fromEntries(receivables.map((r) => [`${r.name}|${r.currency}`, r.days])),
+    );
 
     // Pipeline tiles: freshness and loads from the warehouse, slot lag and changes/s from pipelineStatus().
-    const tiles = await eventually('the pipeline tiles', () => page.evaluate(() => Object.fromEntries(
-      [...document.querySelectorAll<HTMLElement>('[data-metric]')].map((el) => [el.dataset.metric, { text: el.textContent, value: el.dataset.value }]))),
-    (m) => m.changesPerSecond.value !== undefined);
+    const tiles = await eventually(
+      'the pipeline tiles',
+      () =>
+        page.evaluate(() =>
+          Object.fromEntries(
+            [...document.querySelectorAll<HTMLElement>('[data-metric]')].map((el) => [el.dataset.metric, { text: el.textContent, value: el.dataset.value }]),
+          ),
+        ),
+      (m) => m.changesPerSecond.value !== undefined,
+    );
     expect(Number(tiles.freshness.value)).toBeLessThan(30);
     expect(tiles.watermark.text).toMatch(/^newest commit loaded \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}Z \(LSN [0-9A-F]+\/[0-9A-F]+\)$/);
     expect(Number(tiles.rowsLoaded.value)).toBeGreaterThanOrEqual(monthly.length);
@@ -154,32 +224,46 @@ describe('dashboard in a real browser', () => {
     await page.fill('#to', '2023-06-30');
     await page.selectOption('#currency', '2');
     await page.click('#filter button[type=submit]');
-    await page.waitForFunction(() => {
-      const b = (window as unknown as { __dashboard: { business?: { filter: { from: string; currencyId: number } } } }).__dashboard.business;
-      return b?.filter.from === '2023-01-01' && b.filter.currencyId === 2;
-    }, undefined, { timeout: 10_000 });
+    await page.waitForFunction(
+      () => {
+        const b = (window as unknown as { __dashboard: { business?: { filter: { from: string; currencyId: number } } } }).__dashboard.business;
+        return b?.filter.from === '2023-01-01' && b.filter.currencyId === 2;
+      },
+      undefined,
+      { timeout: 10_000 },
+    );
     const charts = await pageCharts(page);
     const monthly = await sql(`SELECT to_char(f.created_date, 'YYYY-MM') || '|' || c.currency_code AS k, sum(f.units_sold * f.unit_price)::float8 AS v
       FROM fact_sales_order_current f JOIN dim_currency c USING (currency_id) WHERE f.created_date BETWEEN '2023-01-01' AND '2023-06-30' GROUP BY 1`);
     expect(monthly.length).toBeGreaterThan(0);
     expect(cells(charts.salesByMonth)).toEqual(Object.fromEntries(monthly.map((r) => [r.k, r.v])));
-    expect(pairs(charts.salesByCountry)).toEqual((await sql(`SELECT l.country, sum(f.units_sold * f.unit_price)::float8 AS v
+    expect(pairs(charts.salesByCountry)).toEqual(
+      (
+        await sql(`SELECT l.country, sum(f.units_sold * f.unit_price)::float8 AS v
       FROM fact_sales_order_current f JOIN dim_location l ON l.location_id = f.agreed_delivery_location_id
-      WHERE f.currency_id = 2 AND f.created_date BETWEEN '2023-01-01' AND '2023-06-30' GROUP BY 1 ORDER BY 2 DESC, 1`)).map((r) => [r.country, r.v]));
+      WHERE f.currency_id = 2 AND f.created_date BETWEEN '2023-01-01' AND '2023-06-30' GROUP BY 1 ORDER BY 2 DESC, 1`)
+      ).map((r) => [r.country, r.v]),
+    );
     expect(charts.salesByCountry.datasets[0].label).toBe('Sales value (USD)');
 
     await page.fill('#from', '');
     await page.fill('#to', '');
     await page.selectOption('#currency', '1');
     await page.click('#filter button[type=submit]');
-    await page.waitForFunction(() => {
-      const b = (window as unknown as { __dashboard: { business?: { filter: { from: string | null; currencyId: number } } } }).__dashboard.business;
-      return b?.filter.from === null && b.filter.currencyId === 1;
-    }, undefined, { timeout: 10_000 });
+    await page.waitForFunction(
+      () => {
+        const b = (window as unknown as { __dashboard: { business?: { filter: { from: string | null; currencyId: number } } } }).__dashboard.business;
+        return b?.filter.from === null && b.filter.currencyId === 1;
+      },
+      undefined,
+      { timeout: 10_000 },
+    );
   });
 
   it.skipIf(!hasChromium)('shows an order written to totesys without a reload', async () => {
-    await page.evaluate(() => { (window as unknown as { __sameDocument: boolean }).__sameDocument = true; });
+    await page.evaluate(() => {
+      (window as unknown as { __sameDocument: boolean }).__sameDocument = true;
+    });
     const month = (c: ChartData) => c.datasets.find((d) => d.label === 'GBP')?.data[c.labels.indexOf('2024-12')] ?? 0;
     const before = month((await pageCharts(page)).salesByMonth);
     // A sale as the business writes one: order, transaction and payment in one transaction, one created_at.
@@ -187,25 +271,43 @@ describe('dashboard in a real browser', () => {
     try {
       await db.query('BEGIN');
       const at = '2024-12-02 10:00:00.250';
-      const order = await db.query(`INSERT INTO sales_order (created_at, last_updated, design_id, staff_id, counterparty_id, units_sold, unit_price, currency_id,
-          agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id) VALUES ($1, $1, 1, 1, 1, 54321, 3.21, 1, '2024-12-04', '2024-12-05', 1) RETURNING sales_order_id`, [at]);
-      const txn = await db.query(`INSERT INTO transaction (transaction_type, sales_order_id, created_at, last_updated) VALUES ('SALE', $1, $2, $2) RETURNING transaction_id`,
-        [order.rows[0].sales_order_id, at]);
-      await db.query(`INSERT INTO payment (created_at, last_updated, transaction_id, counterparty_id, payment_amount, currency_id, payment_type_id, paid, payment_date,
-          company_ac_number, counterparty_ac_number) VALUES ($1, $1, $2, 1, 174370.41, 1, 1, false, '2024-12-05', 12345678, 87654321)`, [at, txn.rows[0].transaction_id]);
+      const order = await db.query(
+        `INSERT INTO sales_order (created_at, last_updated, design_id, staff_id, counterparty_id, units_sold, unit_price, currency_id,
+          agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id) VALUES ($1, $1, 1, 1, 1, 54321, 3.21, 1, '2024-12-04', '2024-12-05', 1) RETURNING sales_order_id`,
+        [at],
+      );
+      const txn = await db.query(
+        `INSERT INTO transaction (transaction_type, sales_order_id, created_at, last_updated) VALUES ('SALE', $1, $2, $2) RETURNING transaction_id`,
+        [order.rows[0].sales_order_id, at],
+      );
+      await db.query(
+        `INSERT INTO payment (created_at, last_updated, transaction_id, counterparty_id, payment_amount, currency_id, payment_type_id, paid, payment_date,
+          company_ac_number, counterparty_ac_number) VALUES ($1, $1, $2, 1, 174370.41, 1, 1, false, '2024-12-05', 12345678, 87654321)`,
+        [at, txn.rows[0].transaction_id],
+      );
       await db.query('COMMIT');
     } finally {
       db.release();
     }
     const expected = Math.round((before + 174370.41) * 100) / 100;
-    const charts = await eventually('the new order on the page', () => pageCharts(page), (c) => Math.abs(month(c.salesByMonth) - expected) < 0.005, 30_000);
+    const charts = await eventually(
+      'the new order on the page',
+      () => pageCharts(page),
+      (c) => Math.abs(month(c.salesByMonth) - expected) < 0.005,
+      30_000,
+    );
     expect(await page.evaluate(() => (window as unknown as { __sameDocument?: boolean }).__sameDocument)).toBe(true);
     const [gbpDecember] = await sql(`SELECT sum(units_sold * unit_price)::float8 AS v FROM fact_sales_order_current
       WHERE currency_id = 1 AND created_date BETWEEN '2024-12-01' AND '2024-12-31'`);
     expect(month(charts.salesByMonth)).toBe(gbpDecember.v);
     const [owed] = await sql(`SELECT cp.counterparty_legal_name AS name, sum(p.payment_amount)::float8 AS v FROM fact_payment_current p
       JOIN dim_counterparty cp USING (counterparty_id) WHERE NOT p.paid AND p.payment_type_id = 1 AND p.currency_id = 1 AND p.counterparty_id = 1 GROUP BY 1`);
-    await eventually('the new receivable on the page', () => pageCharts(page), (c) => cells(c.unpaidReceivables)[`${owed.name}|GBP`] === owed.v, 10_000);
+    await eventually(
+      'the new receivable on the page',
+      () => pageCharts(page),
+      (c) => cells(c.unpaidReceivables)[`${owed.name}|GBP`] === owed.v,
+      10_000,
+    );
 
     mkdirSync(new URL('.', SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT.pathname, fullPage: true });
@@ -215,12 +317,18 @@ describe('dashboard in a real browser', () => {
     await proxy.close();
     const banner = page.locator('#banner');
     // A connection dropped mid-query reads "Connection terminated" first; the next poll finds the port closed.
-    await page.waitForFunction(() => {
-      const el = document.getElementById('banner');
-      return el?.dataset.state === 'unreachable' && el.textContent?.includes('ECONNREFUSED');
-    }, undefined, { timeout: 15_000 });
+    await page.waitForFunction(
+      () => {
+        const el = document.getElementById('banner');
+        return el?.dataset.state === 'unreachable' && el.textContent?.includes('ECONNREFUSED');
+      },
+      undefined,
+      { timeout: 15_000 },
+    );
     expect(await banner.isVisible()).toBe(true);
-    expect(await banner.textContent()).toMatch(/^The warehouse is unreachable \(.*ECONNREFUSED.*\)\. Showing the last data received; retrying every few seconds…$/);
+    expect(await banner.textContent()).toMatch(
+      /^The warehouse is unreachable \(.*ECONNREFUSED.*\)\. Showing the last data received; retrying every few seconds…$/,
+    );
     expect((await pageCharts(page)).salesByMonth.labels.length).toBeGreaterThan(0); // the last data stays on the page
 
     await proxy.open();

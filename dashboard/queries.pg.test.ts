@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg, { inTransaction } from '../lib/pg.ts';
 import { freePort } from '../local/servers.ts';
 import { createDatabase, serverUrl } from '../test/harness.ts';
-import { warehouseDdl } from '../warehouse/schema.ts';
+import { warehouseDdl } from '../loader/warehouse-schema.ts';
 import { startDashboard, type Dashboard } from './server.ts';
 
 const FIXTURE = `
@@ -88,9 +88,18 @@ describe('dashboard API on a read-only role', () => {
       { month: '2024-01', currency: 'GBP', value: '530.00' },
       { month: '2024-02', currency: 'USD', value: '2000.00' },
     ]);
-    expect(r.salesByCountry).toEqual([{ country: 'United Kingdom', value: '500.00' }, { country: 'France', value: '30.00' }]);
-    expect(r.topDesigns.map((d: { design: string; value: string }) => [d.design, d.value])).toEqual([['Wooden', '500.00'], ['Steel', '30.00']]);
-    expect(r.topCounterparties.map((c: { counterparty: string; value: string }) => [c.counterparty, c.value])).toEqual([['Acme', '500.00'], ['Bolt & Co', '30.00']]);
+    expect(r.salesByCountry).toEqual([
+      { country: 'United Kingdom', value: '500.00' },
+      { country: 'France', value: '30.00' },
+    ]);
+    expect(r.topDesigns.map((d: { design: string; value: string }) => [d.design, d.value])).toEqual([
+      ['Wooden', '500.00'],
+      ['Steel', '30.00'],
+    ]);
+    expect(r.topCounterparties.map((c: { counterparty: string; value: string }) => [c.counterparty, c.value])).toEqual([
+      ['Acme', '500.00'],
+      ['Bolt & Co', '30.00'],
+    ]);
     expect(r.salesByStaff).toEqual([
       { staff_id: 1, staff: 'Ann Lee', department: 'Sales', location: 'Leeds', units: '200', value: '500.00' },
       { staff_id: 2, staff: 'Bo Ng', department: 'Sales', location: 'Manchester', units: '10', value: '30.00' },
@@ -106,7 +115,10 @@ describe('dashboard API on a read-only role', () => {
     // February: Ann sold 1000 units, Bo nothing (his order 4 was deleted); Ann had 200 in January: +400%.
     expect(r.staffUnitsLatestMonth).toEqual([{ month: '2024-02', staff: 'Ann Lee', units: '1000', share_percent: '100.0', growth_percent: '400.0' }]);
     expect(r.revenueByQuarter).toEqual([{ label: 'Q1', value: '530.00' }]);
-    expect(r.revenueByWeekday).toEqual([{ label: 'Wednesday', value: '500.00' }, { label: 'Saturday', value: '30.00' }]);
+    expect(r.revenueByWeekday).toEqual([
+      { label: 'Wednesday', value: '500.00' },
+      { label: 'Saturday', value: '30.00' },
+    ]);
   });
 
   it('filters by date range and currency', async () => {
@@ -118,8 +130,17 @@ describe('dashboard API on a read-only role', () => {
   });
 
   it('refuses malformed, unknown and repeated parameters', async () => {
-    for (const query of ['from=2024-13-01', 'from=2024-02-30', "from=2024-01-01'%20OR%201=1--", 'to=yesterday', 'currency=1;DROP%20TABLE%20dim_date',
-      'currency=-1', 'from=2024-03-01&to=2024-02-01', 'sort=value', 'from=2024-01-01&from=2024-01-02']) {
+    for (const query of [
+      'from=2024-13-01',
+      'from=2024-02-30',
+      "from=2024-01-01'%20OR%201=1--",
+      'to=yesterday',
+      'currency=1;DROP%20TABLE%20dim_date',
+      'currency=-1',
+      'from=2024-03-01&to=2024-02-01',
+      'sort=value',
+      'from=2024-01-01&from=2024-01-02',
+    ]) {
       const { status, body } = await get(`/api/business?${query}`);
       expect(status, query).toBe(400);
       expect(body.error, query).toBeTypeOf('string');
@@ -138,7 +159,12 @@ describe('dashboard API on a read-only role', () => {
   });
 
   it('serves the page, Chart.js and nothing else', async () => {
-    for (const [path, type] of [['/', 'text/html'], ['/app.js', 'text/javascript'], ['/style.css', 'text/css'], ['/vendor/chart.umd.js', 'text/javascript']]) {
+    for (const [path, type] of [
+      ['/', 'text/html'],
+      ['/app.js', 'text/javascript'],
+      ['/style.css', 'text/css'],
+      ['/vendor/chart.umd.js', 'text/javascript'],
+    ]) {
       const res = await fetch(new URL(path, dashboard.url));
       expect(res.status, path).toBe(200);
       expect(res.headers.get('content-type'), path).toContain(type);
@@ -155,7 +181,8 @@ describe('dashboard API on a read-only role', () => {
   it('says the warehouse is unreachable, and keeps pipelineStatus working meanwhile', async () => {
     const closedPort = await freePort();
     const unreachable = await startDashboard({
-      warehouseUrl: `postgres://nobody:nothing@127.0.0.1:${closedPort}/warehouse`, port: await freePort(),
+      warehouseUrl: `postgres://nobody:nothing@127.0.0.1:${closedPort}/warehouse`,
+      port: await freePort(),
       pipelineStatus: async () => ({ slotLagBytes: 2048, captured: 10, deadLetters: 1, errors: ['capture stopped: boom'] }),
     });
     try {
@@ -166,7 +193,8 @@ describe('dashboard API on a read-only role', () => {
       expect(pipeline.warehouse).toMatchObject({ ok: false, reachable: false });
       expect(pipeline.pipeline).toMatchObject({ slotLagBytes: 2048, captured: 10, deadLetters: 1, changesPerSecond: null });
       expect(pipeline.errors.map((e: { source: string; message: string }) => `${e.source}: ${e.message}`)).toEqual(
-        expect.arrayContaining(['pipeline: capture stopped: boom', expect.stringMatching(/^dashboard: warehouse: .*ECONNREFUSED/)]));
+        expect.arrayContaining(['pipeline: capture stopped: boom', expect.stringMatching(/^dashboard: warehouse: .*ECONNREFUSED/)]),
+      );
     } finally {
       await unreachable.stop();
     }

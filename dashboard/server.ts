@@ -35,7 +35,10 @@ export interface DashboardOptions {
   pipelineStatus?: () => Promise<Record<string, unknown>>;
 }
 
-export interface Dashboard { url: string; stop(): Promise<void> }
+export interface Dashboard {
+  url: string;
+  stop(): Promise<void>;
+}
 
 const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
 /** chart.js's package exports hide dist/chart.umd.js: find it next to the entry point it does export. */
@@ -63,7 +66,11 @@ const KEPT_ERRORS = 10;
 
 class BadRequest extends Error {}
 
-interface ErrorEntry { at: string; source: 'dashboard' | 'pipeline'; message: string }
+interface ErrorEntry {
+  at: string;
+  source: 'dashboard' | 'pipeline';
+  message: string;
+}
 
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 
@@ -102,13 +109,16 @@ const text = (v: unknown): string | null => (typeof v === 'string' ? v.slice(0, 
 
 function listOf<T>(v: unknown, pick: (entry: Record<string, unknown>) => T): T[] {
   if (!Array.isArray(v)) return [];
-  return v.slice(-KEPT_ERRORS).map((e) => pick(typeof e === 'string' ? { message: e } : (e ?? {}) as Record<string, unknown>));
+  return v.slice(-KEPT_ERRORS).map((e) => pick(typeof e === 'string' ? { message: e } : ((e ?? {}) as Record<string, unknown>)));
 }
 
 export async function startDashboard(opts: DashboardOptions): Promise<Dashboard> {
   const pool = new pg.Pool({
-    ...connectionConfig(opts.warehouseUrl), max: 3, connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    statement_timeout: STATEMENT_TIMEOUT_MS, application_name: 'totes-dashboard',
+    ...connectionConfig(opts.warehouseUrl),
+    max: 3,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    statement_timeout: STATEMENT_TIMEOUT_MS,
+    application_name: 'totes-dashboard',
   });
   const errors: ErrorEntry[] = [];
   const noteError = (source: ErrorEntry['source'], message: string) => {
@@ -158,7 +168,9 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
   async function pipelineReport() {
     if (!opts.pipelineStatus) return null;
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer in ${STATUS_TIMEOUT_MS / 1000}s`)), STATUS_TIMEOUT_MS); });
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer in ${STATUS_TIMEOUT_MS / 1000}s`)), STATUS_TIMEOUT_MS);
+    });
     try {
       const s = await Promise.race([opts.pipelineStatus(), timeout]);
       const captured = finite(s.captured);
@@ -179,9 +191,15 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       const slotLag = finite(s.slotLagBytes);
       return {
         // confirmed_flush_lsn can run a few bytes past pg_current_wal_lsn() on an idle slot: that is no lag.
-        slotLagBytes: slotLag === null ? null : Math.max(0, slotLag), changesPerSecond, captured, deadLetters: finite(s.deadLetters),
+        slotLagBytes: slotLag === null ? null : Math.max(0, slotLag),
+        changesPerSecond,
+        captured,
+        deadLetters: finite(s.deadLetters),
         recentDeadLetters: listOf(s.recentDeadLetters, (d) => ({
-          at: text(d.at), reason: text(d.reason) ?? text(d.message) ?? 'no reason given', shard: text(d.shard), sequenceNumber: text(d.sequenceNumber),
+          at: text(d.at),
+          reason: text(d.reason) ?? text(d.message) ?? 'no reason given',
+          shard: text(d.shard),
+          sequenceNumber: text(d.sequenceNumber),
         })),
       };
     } catch (err) {
@@ -198,10 +216,13 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
         freshness: (await db.query(PIPELINE_QUERIES.freshness)).rows[0] ?? null,
         loads: (await db.query(PIPELINE_QUERIES.loads)).rows[0],
         loadsPerInterval: (await db.query(PIPELINE_QUERIES.loadsPerInterval)).rows,
-      })).then((data) => ({ ok: true as const, ...data }), (err: Error) => {
-        noteError('dashboard', `warehouse: ${err.message}`);
-        return { ok: false as const, reachable: warehouseAnswered(err), error: err.message };
-      }),
+      })).then(
+        (data) => ({ ok: true as const, ...data }),
+        (err: Error) => {
+          noteError('dashboard', `warehouse: ${err.message}`);
+          return { ok: false as const, reachable: warehouseAnswered(err), error: err.message };
+        },
+      ),
       pipelineReport(),
     ]);
     return { warehouse, pipeline, errors: [...errors].reverse(), generatedAt: new Date().toISOString() };
@@ -245,7 +266,10 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
   const host = opts.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port, host, () => { server.off('error', reject); resolve(); });
+    server.listen(opts.port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   const { port } = server.address() as { port: number };
   const shownHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;

@@ -31,7 +31,10 @@ async function applySourceSetup(sourceUrl: string): Promise<void> {
   const pool = poolFor(sourceUrl, 1);
   try {
     const existing = await pool.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [PUBLICATION]);
-    if (existing.rowCount) { console.log(`publication ${PUBLICATION} exists: source already set up`); return; }
+    if (existing.rowCount) {
+      console.log(`publication ${PUBLICATION} exists: source already set up`);
+      return;
+    }
     await pool.query(sourceSetupSql({ publication: PUBLICATION, role: 'totes_cdc' }));
     console.log('source set up as `totes source-setup` prints');
   } finally {

@@ -33,7 +33,10 @@ const totesArgs = (command: string[] = []) => {
 
 describe('docker-compose.yml', () => {
   it('runs each pipeline service with `totes run`, and only services local/services.ts has', () => {
-    const run = entries.map(([, s]) => totesArgs(s.command)).filter((a) => a?.[0] === 'run').map((a) => a![1]);
+    const run = entries
+      .map(([, s]) => totesArgs(s.command))
+      .filter((a) => a?.[0] === 'run')
+      .map((a) => a![1]);
     for (const name of run) expect(Object.keys(SERVICES)).toContain(name);
     expect(run.sort()).toEqual(Object.keys(SERVICES).sort());
   });

@@ -21,14 +21,15 @@ describe('resolveConfig', () => {
   });
 
   it('rejects values AWS would refuse at deploy time, naming each', () => {
-    const bad = () => resolveConfig({
-      stream: { shardCount: 0 },
-      archive: { infrequentAccessAfterDays: 10, glacierAfterDays: 20 },
-      logRetentionDays: 42,
-      loader: { timeoutSeconds: 30 },
-      source: { secretArn: 'my-secret' },
-      alarms: { slotLagBytes: 0 },
-    });
+    const bad = () =>
+      resolveConfig({
+        stream: { shardCount: 0 },
+        archive: { infrequentAccessAfterDays: 10, glacierAfterDays: 20 },
+        logRetentionDays: 42,
+        loader: { timeoutSeconds: 30 },
+        source: { secretArn: 'my-secret' },
+        alarms: { slotLagBytes: 0 },
+      });
     expect(bad).toThrow(/stream.shardCount/);
     expect(bad).toThrow(/archive.infrequentAccessAfterDays must be at least 30/);
     expect(bad).toThrow(/archive.glacierAfterDays/);
@@ -39,8 +40,14 @@ describe('resolveConfig', () => {
   });
 
   it('needs every attribute of an imported VPC, one subnet per zone', () => {
-    expect(() => resolveConfig({ vpc: { vpcId: 'vpc-0123456789abcdef0', availabilityZones: ['eu-west-2a', 'eu-west-2b'], privateSubnetIds: ['subnet-0123456789abcdef0'] } })).toThrow(/one privateSubnetIds entry per availability zone/);
-    expect(() => resolveConfig({ vpc: { vpcId: 'my-vpc', availabilityZones: ['eu-west-2a'], privateSubnetIds: ['subnet-1'] } })).toThrow(/vpc.vpcId: "my-vpc" is not an AWS id[\s\S]*privateSubnetIds: "subnet-1"/);
+    expect(() =>
+      resolveConfig({
+        vpc: { vpcId: 'vpc-0123456789abcdef0', availabilityZones: ['eu-west-2a', 'eu-west-2b'], privateSubnetIds: ['subnet-0123456789abcdef0'] },
+      }),
+    ).toThrow(/one privateSubnetIds entry per availability zone/);
+    expect(() => resolveConfig({ vpc: { vpcId: 'my-vpc', availabilityZones: ['eu-west-2a'], privateSubnetIds: ['subnet-1'] } })).toThrow(
+      /vpc.vpcId: "my-vpc" is not an AWS id[\s\S]*privateSubnetIds: "subnet-1"/,
+    );
     expect(() => resolveConfig({ warehouse: { securityGroupId: 'default' } })).toThrow(/warehouse.securityGroupId/);
   });
 

@@ -95,10 +95,14 @@ export const DEFAULT_CONFIG: TotesConfig = {
   stream: { mode: 'PROVISIONED', shardCount: 1, retentionHours: 24 },
   capture: { running: true, cpu: 512, memoryMiB: 1024, slotName: 'totes_cdc', publication: 'totes_cdc', heartbeatSeconds: 10, maxHealthyLagSeconds: 300 },
   processor: {
-    memoryMiB: 1024, timeoutSeconds: 120, batchSize: 1000, maxBatchingWindowSeconds: 5,
+    memoryMiB: 1024,
+    timeoutSeconds: 120,
+    batchSize: 1000,
+    maxBatchingWindowSeconds: 5,
     // Skipping a batch loses changes, so retry for hours (alarms fire within minutes); the
     // dead-lettered sequence range then stays replayable for the rest of the stream's retention.
-    maxRecordAgeSeconds: 6 * 3600, retryAttempts: 10_000,
+    maxRecordAgeSeconds: 6 * 3600,
+    retryAttempts: 10_000,
   },
   loader: { memoryMiB: 1024, timeoutSeconds: 90, warehouseSchema: 'public' },
   archive: { infrequentAccessAfterDays: 30, glacierAfterDays: 180 },
@@ -153,14 +157,20 @@ function problems(c: TotesConfig): string[] {
   if (typeof c.capture.running !== 'boolean') found.push('capture.running must be true or false');
   if (!(c.stream.retentionHours >= 24 && c.stream.retentionHours <= 8760)) found.push('stream.retentionHours must be between 24 and 8760');
   if (c.processor.maxRecordAgeSeconds > c.stream.retentionHours * 3600) found.push('processor.maxRecordAgeSeconds must not exceed the stream retention');
-  if (!(c.processor.maxRecordAgeSeconds >= 60 && c.processor.maxRecordAgeSeconds <= 604_800)) found.push('processor.maxRecordAgeSeconds must be between 60 and 604800');
-  if (!(Number.isInteger(c.processor.retryAttempts) && c.processor.retryAttempts >= 0 && c.processor.retryAttempts <= 10_000)) found.push('processor.retryAttempts must be an integer from 0 to 10000');
+  if (!(c.processor.maxRecordAgeSeconds >= 60 && c.processor.maxRecordAgeSeconds <= 604_800))
+    found.push('processor.maxRecordAgeSeconds must be between 60 and 604800');
+  if (!(Number.isInteger(c.processor.retryAttempts) && c.processor.retryAttempts >= 0 && c.processor.retryAttempts <= 10_000))
+    found.push('processor.retryAttempts must be an integer from 0 to 10000');
   if (!(c.processor.batchSize >= 1 && c.processor.batchSize <= 10_000)) found.push('processor.batchSize must be between 1 and 10000');
-  if (!(c.processor.maxBatchingWindowSeconds >= 0 && c.processor.maxBatchingWindowSeconds <= 300)) found.push('processor.maxBatchingWindowSeconds must be between 0 and 300');
-  if (c.loader.timeoutSeconds <= 30 || c.loader.timeoutSeconds > 900) found.push('loader.timeoutSeconds must be over 30 (the loader stops with 30 s left) and at most 900');
+  if (!(c.processor.maxBatchingWindowSeconds >= 0 && c.processor.maxBatchingWindowSeconds <= 300))
+    found.push('processor.maxBatchingWindowSeconds must be between 0 and 300');
+  if (c.loader.timeoutSeconds <= 30 || c.loader.timeoutSeconds > 900)
+    found.push('loader.timeoutSeconds must be over 30 (the loader stops with 30 s left) and at most 900');
   if (c.archive.infrequentAccessAfterDays < 30) found.push('archive.infrequentAccessAfterDays must be at least 30 (an S3 rule for STANDARD_IA)');
-  if (c.archive.glacierAfterDays < c.archive.infrequentAccessAfterDays + 30) found.push('archive.glacierAfterDays must be at least 30 days after archive.infrequentAccessAfterDays');
-  if (!Object.values(RetentionDays).includes(c.logRetentionDays as RetentionDays)) found.push(`logRetentionDays must be one CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, ...), got ${c.logRetentionDays}`);
+  if (c.archive.glacierAfterDays < c.archive.infrequentAccessAfterDays + 30)
+    found.push('archive.glacierAfterDays must be at least 30 days after archive.infrequentAccessAfterDays');
+  if (!Object.values(RetentionDays).includes(c.logRetentionDays as RetentionDays))
+    found.push(`logRetentionDays must be one CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, ...), got ${c.logRetentionDays}`);
   if (c.vpc && !(c.vpc.vpcId && c.vpc.availabilityZones?.length && c.vpc.privateSubnetIds?.length === c.vpc.availabilityZones.length)) {
     found.push('vpc needs vpcId, availabilityZones and one privateSubnetIds entry per availability zone');
   }
@@ -171,7 +181,8 @@ function problems(c: TotesConfig): string[] {
     [c.warehouse.securityGroupId, /^sg-[0-9a-f]{8,17}$/, 'warehouse.securityGroupId'],
   ];
   for (const [id, format, name] of ids) if (id !== undefined && !format.test(id)) found.push(`${name}: ${JSON.stringify(id)} is not an AWS id of that kind`);
-  if (!c.vpc && !(Number.isInteger(c.natGateways) && c.natGateways >= 1)) found.push('natGateways must be at least 1 in a new VPC: the services reach AWS APIs through it');
+  if (!c.vpc && !(Number.isInteger(c.natGateways) && c.natGateways >= 1))
+    found.push('natGateways must be at least 1 in a new VPC: the services reach AWS APIs through it');
   for (const db of ['source', 'warehouse'] as const) {
     const arn = c[db].secretArn;
     if (arn !== undefined && !/^arn:aws[\w-]*:secretsmanager:[\w-]+:\d{12}:secret:.+-[A-Za-z0-9]{6}$/.test(arn)) {
@@ -188,7 +199,11 @@ export function resolveConfig(override: unknown): TotesConfig {
   if (typeof patch === 'string') {
     if (patch.trim() === '') patch = {};
     else {
-      try { patch = JSON.parse(patch); } catch { throw new ConfigError('context "totes" must be a JSON object'); }
+      try {
+        patch = JSON.parse(patch);
+      } catch {
+        throw new ConfigError('context "totes" must be a JSON object');
+      }
     }
   }
   if (!isPlain(patch)) throw new ConfigError('context "totes" must be a JSON object');

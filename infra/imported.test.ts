@@ -9,7 +9,11 @@ import { synthesize, unacknowledgedNagFindings } from './testing.ts';
 const SOURCE_SECRET = 'arn:aws:secretsmanager:eu-west-2:123456789012:secret:totes/source-AbCdEf';
 const WAREHOUSE_SECRET = 'arn:aws:secretsmanager:eu-west-2:123456789012:secret:totes/warehouse-GhIjKl';
 const { stack, template } = synthesize({
-  vpc: { vpcId: 'vpc-0123456789abcdef0', availabilityZones: ['eu-west-2a', 'eu-west-2b'], privateSubnetIds: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2'] },
+  vpc: {
+    vpcId: 'vpc-0123456789abcdef0',
+    availabilityZones: ['eu-west-2a', 'eu-west-2b'],
+    privateSubnetIds: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2'],
+  },
   source: { secretArn: SOURCE_SECRET, securityGroupId: 'sg-0aaaaaaaaaaaaaaa1', port: 5433 },
   warehouse: { secretArn: WAREHOUSE_SECRET, securityGroupId: 'sg-0bbbbbbbbbbbbbbb2' },
   stream: { mode: 'ON_DEMAND' },
@@ -27,7 +31,9 @@ describe('an imported VPC, secrets and database security groups', () => {
   });
 
   it('runs the services in the given subnets', () => {
-    template.hasResourceProperties('AWS::ECS::Service', { NetworkConfiguration: { AwsvpcConfiguration: { Subnets: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2'] } } });
+    template.hasResourceProperties('AWS::ECS::Service', {
+      NetworkConfiguration: { AwsvpcConfiguration: { Subnets: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2'] } },
+    });
     const loader = resources('AWS::Lambda::Function').find((f) => f.VpcConfig);
     expect(loader.VpcConfig.SubnetIds).toEqual(['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2']);
   });
@@ -37,15 +43,31 @@ describe('an imported VPC, secrets and database security groups', () => {
     expect(task.Environment).toContainEqual({ Name: ENV.sourceSecret, Value: SOURCE_SECRET });
     const loader = resources('AWS::Lambda::Function').find((f) => f.VpcConfig);
     expect(loader.Environment.Variables[ENV.warehouseSecret]).toBe(WAREHOUSE_SECRET);
-    const secretStatements = resources('AWS::IAM::Policy').flatMap((p) => p.PolicyDocument.Statement).filter((s: any) => [s.Action].flat().includes('secretsmanager:GetSecretValue'));
+    const secretStatements = resources('AWS::IAM::Policy')
+      .flatMap((p) => p.PolicyDocument.Statement)
+      .filter((s: any) => [s.Action].flat().includes('secretsmanager:GetSecretValue'));
     expect(secretStatements.map((s: any) => s.Resource).sort()).toEqual([SOURCE_SECRET, WAREHOUSE_SECRET]);
   });
 
   it('opens each database security group to its one service on the database port', () => {
     const ingress = resources('AWS::EC2::SecurityGroupIngress');
     expect(ingress).toHaveLength(2);
-    expect(ingress).toContainEqual(expect.objectContaining({ GroupId: 'sg-0aaaaaaaaaaaaaaa1', FromPort: 5433, ToPort: 5433, SourceSecurityGroupId: { 'Fn::GetAtt': [expect.stringMatching(/CaptureSecurityGroup/), 'GroupId'] } }));
-    expect(ingress).toContainEqual(expect.objectContaining({ GroupId: 'sg-0bbbbbbbbbbbbbbb2', FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: { 'Fn::GetAtt': [expect.stringMatching(/LoaderSecurityGroup/), 'GroupId'] } }));
+    expect(ingress).toContainEqual(
+      expect.objectContaining({
+        GroupId: 'sg-0aaaaaaaaaaaaaaa1',
+        FromPort: 5433,
+        ToPort: 5433,
+        SourceSecurityGroupId: { 'Fn::GetAtt': [expect.stringMatching(/CaptureSecurityGroup/), 'GroupId'] },
+      }),
+    );
+    expect(ingress).toContainEqual(
+      expect.objectContaining({
+        GroupId: 'sg-0bbbbbbbbbbbbbbb2',
+        FromPort: 5432,
+        ToPort: 5432,
+        SourceSecurityGroupId: { 'Fn::GetAtt': [expect.stringMatching(/LoaderSecurityGroup/), 'GroupId'] },
+      }),
+    );
   });
 });
 
@@ -61,7 +83,9 @@ describe('configured values', () => {
   });
 
   it('uses the configured archive lifecycle and alarm threshold', () => {
-    const archiveRule = resources('AWS::S3::Bucket').flatMap((b) => b.LifecycleConfiguration?.Rules ?? []).find((r: any) => r.Transitions);
+    const archiveRule = resources('AWS::S3::Bucket')
+      .flatMap((b) => b.LifecycleConfiguration?.Rules ?? [])
+      .find((r: any) => r.Transitions);
     expect(archiveRule.Transitions.map((t: any) => t.TransitionInDays)).toEqual([60, 365]);
     expect(resources('AWS::CloudWatch::Alarm').find((a) => a.MetricName === 'WarehouseFreshnessSeconds').Threshold).toBe(300);
   });

@@ -23,7 +23,9 @@ run: |
 `);
     expect(doc).toEqual({
       name: 'demo',
-      services: { a: { command: ['node', "it's", 'plain', 'x # not a comment'], env: { URL: 'http://host:4567' }, depends_on: { b: { condition: 'service_healthy' } } } },
+      services: {
+        a: { command: ['node', "it's", 'plain', 'x # not a comment'], env: { URL: 'http://host:4567' }, depends_on: { b: { condition: 'service_healthy' } } },
+      },
       list: ['one', { two: '2', three: '3' }],
       empty: {},
       run: 'line one\nline two\n',

@@ -7,7 +7,11 @@
  */
 export type YamlValue = string | null | YamlValue[] | { [key: string]: YamlValue };
 
-interface Line { indent: number; text: string; no: number }
+interface Line {
+  indent: number;
+  text: string;
+  no: number;
+}
 
 export class YamlError extends Error {
   override name = 'YamlError';
@@ -18,7 +22,10 @@ function stripComment(text: string): string {
   let quote: string | null = null;
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
-    if (quote) { if (c === quote) quote = null; continue; }
+    if (quote) {
+      if (c === quote) quote = null;
+      continue;
+    }
     if (c === '"' || c === "'") quote = c;
     else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]))) return text.slice(0, i).trimEnd();
   }
@@ -32,10 +39,16 @@ function splitFlow(inner: string, no: number): string[] {
   let start = 0;
   for (let i = 0; i < inner.length; i++) {
     const c = inner[i];
-    if (quote) { if (c === quote) quote = null; continue; }
+    if (quote) {
+      if (c === quote) quote = null;
+      continue;
+    }
     if (c === '"' || c === "'") quote = c;
     else if (c === '[' || c === '{') throw new YamlError(`line ${no}: nested flow collections are not supported`);
-    else if (c === ',') { parts.push(inner.slice(start, i)); start = i + 1; }
+    else if (c === ',') {
+      parts.push(inner.slice(start, i));
+      start = i + 1;
+    }
   }
   parts.push(inner.slice(start));
   return parts.map((p) => p.trim()).filter((p, i, all) => p !== '' || i < all.length - 1);

@@ -5,7 +5,7 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { Validations } from 'aws-cdk-lib';
 import { describe, expect, it } from 'vitest';
-import { ARCHIVE } from '../archive/archive-config.ts';
+import { ARCHIVE } from '../formats/archive-layout.ts';
 import { ENV } from '../lib/config.ts';
 import { DEFAULT_CONFIG } from './config.ts';
 import { synthesize, unacknowledgedNagFindings } from './testing.ts';
@@ -22,10 +22,11 @@ const logicalIdOf = (type: string, match: (props: any) => boolean) => {
   expect(found).toHaveLength(1);
   return found[0][0];
 };
-const statementsOf = (roleId: string) => Object.values(resources('AWS::IAM::Policy'))
-  .filter((p) => p.Properties.Roles.some((r: any) => r.Ref === roleId))
-  .flatMap((p) => p.Properties.PolicyDocument.Statement)
-  .concat((resources('AWS::IAM::Role')[roleId].Properties.Policies ?? []).flatMap((p: any) => p.PolicyDocument.Statement));
+const statementsOf = (roleId: string) =>
+  Object.values(resources('AWS::IAM::Policy'))
+    .filter((p) => p.Properties.Roles.some((r: any) => r.Ref === roleId))
+    .flatMap((p) => p.Properties.PolicyDocument.Statement)
+    .concat((resources('AWS::IAM::Role')[roleId].Properties.Policies ?? []).flatMap((p: any) => p.PolicyDocument.Statement));
 const actionsOf = (s: any): string[] => [s.Action].flat();
 
 const captureContainer = only('AWS::ECS::TaskDefinition').props.ContainerDefinitions[0];
@@ -80,7 +81,18 @@ describe('capture service (Fargate)', () => {
   it('may write to the stream, read the source secret and keep oversize changes under oversize/, nothing else', () => {
     const taskRole = only('AWS::ECS::TaskDefinition').props.TaskRoleArn['Fn::GetAtt'][0];
     const statements = statementsOf(taskRole);
-    expect(statements.flatMap(actionsOf).sort()).toEqual(['kinesis:ListShards', 'kinesis:PutRecord', 'kinesis:PutRecords', 's3:GetObject', 's3:ListBucket', 's3:PutObject', 'secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'].sort());
+    expect(statements.flatMap(actionsOf).sort()).toEqual(
+      [
+        'kinesis:ListShards',
+        'kinesis:PutRecord',
+        'kinesis:PutRecords',
+        's3:GetObject',
+        's3:ListBucket',
+        's3:PutObject',
+        'secretsmanager:DescribeSecret',
+        'secretsmanager:GetSecretValue',
+      ].sort(),
+    );
     const put = statements.find((s) => actionsOf(s).includes('s3:PutObject'));
     expect(JSON.stringify(put.Resource)).toContain('/oversize/*');
     expect(statements.find((s) => actionsOf(s).includes('kinesis:PutRecords')).Resource).toEqual({ 'Fn::GetAtt': [streamId, 'Arn'] });
@@ -140,7 +152,10 @@ describe('processor Lambda', () => {
 
   it('may only list, read and put micro-batches, read oversize changes, and read the stream', () => {
     const statements = statementsOf(processor.Role['Fn::GetAtt'][0]);
-    const s3Actions = statements.flatMap(actionsOf).filter((a) => a.startsWith('s3:')).sort();
+    const s3Actions = statements
+      .flatMap(actionsOf)
+      .filter((a) => a.startsWith('s3:'))
+      .sort();
     expect(s3Actions).toEqual(['s3:GetObject', 's3:GetObject', 's3:ListBucket', 's3:PutObject']);
     const oversize = statements.filter((s) => JSON.stringify(s.Resource).includes('/oversize/*'));
     expect(oversize.flatMap(actionsOf)).toEqual(['s3:GetObject']);
@@ -172,7 +187,12 @@ describe('loader Lambda', () => {
 
   it('may read micro-batches and the warehouse secret, nothing of the source', () => {
     const statements = statementsOf(loader.Role['Fn::GetAtt'][0]);
-    expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('s3:')).sort()).toEqual(['s3:GetObject', 's3:ListBucket']);
+    expect(
+      statements
+        .flatMap(actionsOf)
+        .filter((a) => a.startsWith('s3:'))
+        .sort(),
+    ).toEqual(['s3:GetObject', 's3:ListBucket']);
     const secretRead = statements.filter((s) => actionsOf(s).includes('secretsmanager:GetSecretValue'));
     expect(secretRead.map((s) => s.Resource)).toEqual([{ Ref: loader.Environment.Variables[ENV.warehouseSecret].Ref }]);
   });
@@ -201,7 +221,10 @@ describe('networking', () => {
   it('lets the capture task and the loader out only to HTTPS and the database port', () => {
     for (const sg of Object.values(resources('AWS::EC2::SecurityGroup')).filter((g) => /capture|loader/.test(g.Properties.GroupDescription))) {
       expect(sg.Properties.SecurityGroupIngress).toBeUndefined();
-      expect(sg.Properties.SecurityGroupEgress.map((e: any) => [e.IpProtocol, e.FromPort, e.ToPort]).sort()).toEqual([['tcp', 443, 443], ['tcp', 5432, 5432]]);
+      expect(sg.Properties.SecurityGroupEgress.map((e: any) => [e.IpProtocol, e.FromPort, e.ToPort]).sort()).toEqual([
+        ['tcp', 443, 443],
+        ['tcp', 5432, 5432],
+      ]);
     }
   });
 });
@@ -213,24 +236,35 @@ describe('buckets', () => {
   it('all block public access, are encrypted and deny plain HTTP', () => {
     expect(Object.keys(buckets)).toHaveLength(3);
     for (const [id, b] of Object.entries(buckets)) {
-      expect(b.Properties.PublicAccessBlockConfiguration).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
+      expect(b.Properties.PublicAccessBlockConfiguration).toEqual({
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      });
       expect(b.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toBe('AES256');
       const policy = policies.find((p) => p.Properties.Bucket.Ref === id);
-      expect(policy?.Properties.PolicyDocument.Statement).toContainEqual(expect.objectContaining({
-        Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } },
-      }));
+      expect(policy?.Properties.PolicyDocument.Statement).toContainEqual(
+        expect.objectContaining({
+          Effect: 'Deny',
+          Action: 's3:*',
+          Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+        }),
+      );
     }
   });
 
   it('move the archive to infrequent access and then to Glacier on the configured days', () => {
     const rules = buckets[ingestionId].Properties.LifecycleConfiguration.Rules;
-    expect(rules).toContainEqual(expect.objectContaining({
-      Status: 'Enabled',
-      Transitions: [
-        { StorageClass: 'STANDARD_IA', TransitionInDays: DEFAULT_CONFIG.archive.infrequentAccessAfterDays },
-        { StorageClass: 'GLACIER', TransitionInDays: DEFAULT_CONFIG.archive.glacierAfterDays },
-      ],
-    }));
+    expect(rules).toContainEqual(
+      expect.objectContaining({
+        Status: 'Enabled',
+        Transitions: [
+          { StorageClass: 'STANDARD_IA', TransitionInDays: DEFAULT_CONFIG.archive.infrequentAccessAfterDays },
+          { StorageClass: 'GLACIER', TransitionInDays: DEFAULT_CONFIG.archive.glacierAfterDays },
+        ],
+      }),
+    );
   });
 
   it('are kept when the stack is deleted', () => {
@@ -274,9 +308,20 @@ describe('alarms', () => {
   });
 
   it('watch the stream and the processor falling behind, and processor errors', () => {
-    expect(find('AWS/Kinesis', 'GetRecords.IteratorAgeMilliseconds')).toMatchObject({ Threshold: a.streamIteratorAgeSeconds * 1000, Statistic: 'Maximum', Dimensions: [{ Name: 'StreamName', Value: { Ref: streamId } }] });
-    expect(find('AWS/Lambda', 'IteratorAge')).toMatchObject({ Threshold: a.processorIteratorAgeSeconds * 1000, Dimensions: [{ Name: 'FunctionName', Value: { Ref: processorId } }] });
-    expect(find('AWS/Lambda', 'Errors')).toMatchObject({ Threshold: a.processorErrors, Statistic: 'Sum', Dimensions: [{ Name: 'FunctionName', Value: { Ref: processorId } }] });
+    expect(find('AWS/Kinesis', 'GetRecords.IteratorAgeMilliseconds')).toMatchObject({
+      Threshold: a.streamIteratorAgeSeconds * 1000,
+      Statistic: 'Maximum',
+      Dimensions: [{ Name: 'StreamName', Value: { Ref: streamId } }],
+    });
+    expect(find('AWS/Lambda', 'IteratorAge')).toMatchObject({
+      Threshold: a.processorIteratorAgeSeconds * 1000,
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: processorId } }],
+    });
+    expect(find('AWS/Lambda', 'Errors')).toMatchObject({
+      Threshold: a.processorErrors,
+      Statistic: 'Sum',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: processorId } }],
+    });
   });
 
   it('watch replication-slot lag in bytes and seconds, from the capture metrics', () => {
@@ -286,20 +331,30 @@ describe('alarms', () => {
 
   it('watch warehouse freshness, alarming well before the 30-minute budget and when the loader reports nothing', () => {
     const freshness = find('TotesCdc', 'WarehouseFreshnessSeconds');
-    expect(freshness).toMatchObject({ Threshold: a.warehouseFreshnessSeconds, Dimensions: [{ Name: 'Service', Value: 'loader' }], TreatMissingData: 'breaching' });
+    expect(freshness).toMatchObject({
+      Threshold: a.warehouseFreshnessSeconds,
+      Dimensions: [{ Name: 'Service', Value: 'loader' }],
+      TreatMissingData: 'breaching',
+    });
     // The latest it can fire: threshold plus the breaching minutes, with half the budget left.
     expect(freshness.Threshold + freshness.EvaluationPeriods * freshness.Period).toBeLessThanOrEqual(15 * 60);
   });
 
   it('watch dead letters: the on-failure queue and the processor DeadLetters metric', () => {
-    expect(find('AWS/SQS', 'ApproximateNumberOfMessagesVisible')).toMatchObject({ Threshold: 1, Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId, 'QueueName'] } }] });
+    expect(find('AWS/SQS', 'ApproximateNumberOfMessagesVisible')).toMatchObject({
+      Threshold: 1,
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId, 'QueueName'] } }],
+    });
     expect(find('TotesCdc', 'DeadLetters')).toMatchObject({ Threshold: 1, Statistic: 'Sum', Dimensions: [{ Name: 'Service', Value: 'processor' }] });
   });
 
   it('watch Firehose delivery freshness and the capture task running', () => {
     expect(find('AWS/Firehose', 'DeliveryToS3.DataFreshness')).toMatchObject({ Threshold: a.firehoseFreshnessSeconds });
     expect(find('ECS/ContainerInsights', 'RunningTaskCount')).toMatchObject({
-      Threshold: 1, ComparisonOperator: 'LessThanThreshold', Statistic: 'Minimum', TreatMissingData: 'breaching',
+      Threshold: 1,
+      ComparisonOperator: 'LessThanThreshold',
+      Statistic: 'Minimum',
+      TreatMissingData: 'breaching',
     });
   });
 });
@@ -325,7 +380,10 @@ describe('IAM', () => {
       for (const s of doc.Statement) {
         expect(actionsOf(s), id).not.toContain('*');
         if (s.Resource === '*') {
-          expect(actionsOf(s).every((x) => x === 'ecr:GetAuthorizationToken' || x.startsWith('ec2:') || x.startsWith('xray:')), `${id}: ${actionsOf(s)}`).toBe(true);
+          expect(
+            actionsOf(s).every((x) => x === 'ecr:GetAuthorizationToken' || x.startsWith('ec2:') || x.startsWith('xray:')),
+            `${id}: ${actionsOf(s)}`,
+          ).toBe(true);
         }
       }
     }
@@ -339,9 +397,13 @@ describe('cdk-nag AwsSolutions', () => {
   });
 
   it('has a reason for every acknowledgment', () => {
-    const acknowledgments = stack.node.findAll().flatMap((c) => c.node.metadata
-      .filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY)
-      .flatMap((m) => Object.entries(m.data as Record<string, { reason?: string } | string>)));
+    const acknowledgments = stack.node
+      .findAll()
+      .flatMap((c) =>
+        c.node.metadata
+          .filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY)
+          .flatMap((m) => Object.entries(m.data as Record<string, { reason?: string } | string>)),
+      );
     expect(acknowledgments.length).toBeGreaterThan(5);
     for (const [id, ack] of acknowledgments) {
       const reason = typeof ack === 'string' ? ack : ack.reason;

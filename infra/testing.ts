@@ -20,7 +20,5 @@ export function synthesize(override: unknown = {}): { stack: TotesCdcStack; temp
 /** cdk-nag AwsSolutions findings left after the stack's acknowledgments, as "rule at construct path". */
 export function unacknowledgedNagFindings(stack: TotesCdcStack, severity: 'error' | 'warning'): string[] {
   const report = new AwsSolutionsChecks().validateScope(stack);
-  return report.violations
-    .filter((v) => v.severity === severity)
-    .flatMap((v) => v.violatingResources.map((r) => `${v.ruleName} at ${r.constructPath}`));
+  return report.violations.filter((v) => v.severity === severity).flatMap((v) => v.violatingResources.map((r) => `${v.ruleName} at ${r.constructPath}`));
 }

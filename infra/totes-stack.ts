@@ -4,7 +4,7 @@
  * The databases are not part of the stack: it reaches them through the network it is given
  * and the credentials in Secrets Manager.
  */
-import { Construct } from 'constructs';
+import type { Construct } from 'constructs';
 import { CfnOutput, CfnParameter, Stack, type StackProps, Validations } from 'aws-cdk-lib';
 import type { TotesConfig } from './config.ts';
 import { PipelineBuckets } from './constructs/buckets.ts';
@@ -32,18 +32,38 @@ export class TotesCdcStack extends Stack {
     const buckets = new PipelineBuckets(this, 'Buckets', config);
     const changes = new ChangeStream(this, 'Changes', { config, ingestionBucket: buckets.ingestion });
     const capture = new CaptureService(this, 'Capture', {
-      config, stream: changes.stream, ingestionBucket: buckets.ingestion, sourceSecret: secrets.source,
-      vpc: network.vpc, subnets: network.subnets, securityGroup: network.captureSecurityGroup,
+      config,
+      stream: changes.stream,
+      ingestionBucket: buckets.ingestion,
+      sourceSecret: secrets.source,
+      vpc: network.vpc,
+      subnets: network.subnets,
+      securityGroup: network.captureSecurityGroup,
     });
-    const processor = new ProcessorFunction(this, 'Processor', { config, stream: changes.stream, processedBucket: buckets.processed, ingestionBucket: buckets.ingestion });
+    const processor = new ProcessorFunction(this, 'Processor', {
+      config,
+      stream: changes.stream,
+      processedBucket: buckets.processed,
+      ingestionBucket: buckets.ingestion,
+    });
     const loader = new LoaderFunction(this, 'Loader', {
-      config, processedBucket: buckets.processed, warehouseSecret: secrets.warehouse,
-      vpc: network.vpc, subnets: network.subnets, securityGroup: network.loaderSecurityGroup,
+      config,
+      processedBucket: buckets.processed,
+      warehouseSecret: secrets.warehouse,
+      vpc: network.vpc,
+      subnets: network.subnets,
+      securityGroup: network.loaderSecurityGroup,
     });
     const monitoring = new Monitoring(this, 'Monitoring', {
-      config, alarmEmail: alarmEmail.valueAsString, stream: changes.stream, archive: changes.archive,
-      processor: processor.function, onFailureQueue: processor.onFailureQueue, loader: loader.function,
-      cluster: capture.cluster, captureService: capture.service,
+      config,
+      alarmEmail: alarmEmail.valueAsString,
+      stream: changes.stream,
+      archive: changes.archive,
+      processor: processor.function,
+      onFailureQueue: processor.onFailureQueue,
+      loader: loader.function,
+      cluster: capture.cluster,
+      captureService: capture.service,
     });
 
     Validations.of(this).acknowledge({

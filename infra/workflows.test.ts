@@ -4,8 +4,17 @@ import { describe, expect, it } from 'vitest';
 import { parseYaml } from './mini-yaml.ts';
 import { REPO_ROOT } from './repo.ts';
 
-interface Step { uses?: string; run?: string; with?: Record<string, string>; env?: Record<string, string> }
-interface Workflow { on: Record<string, any>; permissions: Record<string, string>; jobs: Record<string, { environment?: string; steps: Step[]; if?: string }> }
+interface Step {
+  uses?: string;
+  run?: string;
+  with?: Record<string, string>;
+  env?: Record<string, string>;
+}
+interface Workflow {
+  on: Record<string, any>;
+  permissions: Record<string, string>;
+  jobs: Record<string, { environment?: string; steps: Step[]; if?: string }>;
+}
 
 const workflow = (name: string) => parseYaml(readFileSync(join(REPO_ROOT, '.github/workflows', name), 'utf8')) as unknown as Workflow;
 const runs = (w: Workflow) => Object.values(w.jobs).flatMap((j) => j.steps.map((s) => s.run ?? ''));
@@ -16,8 +25,14 @@ describe('ci.yml', () => {
     expect(Object.keys(ci.on).sort()).toEqual(['pull_request', 'push']);
     expect(ci.permissions).toEqual({ contents: 'read' });
     const commands = runs(ci);
-    for (const expected of [/^npm ci\b/, /^npx tsc -p \.$/, /^npm test$/, /^npx cdk synth\b/]) expect(commands.some((c) => expected.test(c)), String(expected)).toBe(true);
-    const setupNode = Object.values(ci.jobs).flatMap((j) => j.steps).find((s) => s.uses?.startsWith('actions/setup-node@'));
+    for (const expected of [/^npm ci\b/, /^npx tsc -p \.$/, /^npm test$/, /^npx cdk synth\b/])
+      expect(
+        commands.some((c) => expected.test(c)),
+        String(expected),
+      ).toBe(true);
+    const setupNode = Object.values(ci.jobs)
+      .flatMap((j) => j.steps)
+      .find((s) => s.uses?.startsWith('actions/setup-node@'));
     expect(setupNode?.with?.['node-version']).toBe('20');
   });
 });

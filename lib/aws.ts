@@ -27,7 +27,13 @@ export function s3Client(e: AwsEndpoints): S3Client {
   return new S3Client({
     region: e.region ?? process.env.AWS_REGION ?? 'eu-west-2',
     ...(e.s3Endpoint
-      ? { endpoint: e.s3Endpoint, credentials: LOCAL_CREDENTIALS, forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' }
+      ? {
+          endpoint: e.s3Endpoint,
+          credentials: LOCAL_CREDENTIALS,
+          forcePathStyle: true,
+          requestChecksumCalculation: 'WHEN_REQUIRED',
+          responseChecksumValidation: 'WHEN_REQUIRED',
+        }
       : {}),
     requestHandler: new NodeHttpHandler({ connectionTimeout: 5_000, requestTimeout: 60_000 }),
   });

@@ -57,7 +57,10 @@ export async function databaseUrl(env: Env, which: 'source' | 'warehouse'): Prom
     return env[urlVar]!;
   }
   const arn = env[secretVar];
-  if (!arn) throw new ConfigError(`set ${urlVar} to a postgres:// URL, or ${secretVar} to the ARN of a Secrets Manager secret holding host, port, username, password and dbname`);
+  if (!arn)
+    throw new ConfigError(
+      `set ${urlVar} to a postgres:// URL, or ${secretVar} to the ARN of a Secrets Manager secret holding host, port, username, password and dbname`,
+    );
   const client = new SecretsManagerClient({});
   try {
     const out = await client.send(new GetSecretValueCommand({ SecretId: arn }));

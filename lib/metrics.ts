@@ -12,7 +12,9 @@ export function emfLine(service: string, metrics: Record<string, { value: number
   return JSON.stringify({
     _aws: {
       Timestamp: now,
-      CloudWatchMetrics: [{ Namespace: METRIC_NAMESPACE, Dimensions: [['Service']], Metrics: Object.entries(metrics).map(([Name, m]) => ({ Name, Unit: m.unit })) }],
+      CloudWatchMetrics: [
+        { Namespace: METRIC_NAMESPACE, Dimensions: [['Service']], Metrics: Object.entries(metrics).map(([Name, m]) => ({ Name, Unit: m.unit })) },
+      ],
     },
     Service: service,
     ...values,
@@ -20,5 +22,5 @@ export function emfLine(service: string, metrics: Record<string, { value: number
 }
 
 export function emitMetrics(service: string, metrics: Record<string, { value: number; unit: Unit }>): void {
-  process.stdout.write(emfLine(service, metrics) + '\n');
+  process.stdout.write(`${emfLine(service, metrics)}\n`);
 }

@@ -10,7 +10,7 @@ import { ENV, databaseUrl, required } from '../lib/config.ts';
 import { s3Client } from '../lib/aws.ts';
 import { emitMetrics } from '../lib/metrics.ts';
 import { poolFor } from '../lib/pg.ts';
-import { MicroBatchStore } from '../processors/microbatch-store.ts';
+import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Loader } from './loader.ts';
 
 let loader: Loader | null = null;
@@ -18,7 +18,10 @@ let loader: Loader | null = null;
 export async function handler(_event: unknown, context: Context): Promise<{ batches: number; lagSeconds: number | null }> {
   if (!loader) {
     const pool = poolFor(await databaseUrl(process.env, 'warehouse'), 2);
-    const store = new MicroBatchStore(s3Client({ s3Endpoint: process.env[ENV.s3Endpoint] }), required(process.env, ENV.processedBucket, 'the processed bucket name'));
+    const store = new MicroBatchStore(
+      s3Client({ s3Endpoint: process.env[ENV.s3Endpoint] }),
+      required(process.env, ENV.processedBucket, 'the processed bucket name'),
+    );
     loader = new Loader(pool, store, process.env[ENV.warehouseSchema] ?? 'public');
     await loader.ensureSchema();
   }

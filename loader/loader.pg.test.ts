@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { s3Client } from '../lib/aws.ts';
 import pg, { poolFor } from '../lib/pg.ts';
-import { MicroBatchStore } from '../processors/microbatch-store.ts';
+import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Processor } from '../processors/processor.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { kinesisEvent, salesOrderChange } from '../test/kinesis-events.ts';
@@ -22,8 +22,12 @@ const versions = async (url: string) => {
 
 describe('loader', () => {
   let aws: LocalAws;
-  beforeAll(async () => { aws = await startLocalAws({ stream: 'unused', shards: 1, buckets: ['processed-a', 'processed-b'] }); });
-  afterAll(async () => { await aws?.stop(); });
+  beforeAll(async () => {
+    aws = await startLocalAws({ stream: 'unused', shards: 1, buckets: ['processed-a', 'processed-b'] });
+  });
+  afterAll(async () => {
+    await aws?.stop();
+  });
 
   it('loads a micro-batch once, however often it is offered', async () => {
     const wh = await createDatabase('loader_once');
@@ -32,14 +36,19 @@ describe('loader', () => {
     try {
       const loader = new Loader(pool, store);
       await loader.ensureSchema();
-      const first = salesOrderChange(1), update = salesOrderChange(1, 'u', { units_sold: 2000 });
+      const first = salesOrderChange(1),
+        update = salesOrderChange(1, 'u', { units_sold: 2000 });
       const processor = new Processor(store);
       await processor.handler(kinesisEvent([first, update], 'shardId-000000000000', 1));
       // the same changes again inside a different (overlapping) batch
       await processor.handler(kinesisEvent([update, salesOrderChange(2)], 'shardId-000000000000', 2));
       expect(await loader.loadAvailable()).toBe(2);
       const loaded = await versions(wh.url);
-      expect(loaded.map((r) => [r.sales_order_id, r.source_op, r.units_sold])).toEqual([[1, 'c', 1000], [1, 'u', 2000], [2, 'c', 1000]]);
+      expect(loaded.map((r) => [r.sales_order_id, r.source_op, r.units_sold])).toEqual([
+        [1, 'c', 1000],
+        [1, 'u', 2000],
+        [2, 'c', 1000],
+      ]);
       const [key] = await store.listManifests('shardId-000000000000');
       expect(await loader.loadBatch(await store.getManifest(key), key)).toBe(false);
       expect(await loader.loadAvailable()).toBe(0);
@@ -77,7 +86,10 @@ describe('loader', () => {
       abort.abort();
       await loop;
       expect((await versions(wh.url)).map((r) => [r.sales_order_id, r.source_op, r.units_sold])).toEqual([
-        [10, 'c', 1000], [11, 'c', 1000], [10, 'u', 5], [12, 'c', 1000],
+        [10, 'c', 1000],
+        [11, 'c', 1000],
+        [10, 'u', 5],
+        [12, 'c', 1000],
       ]);
     } finally {
       abort.abort();

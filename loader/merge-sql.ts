@@ -6,8 +6,8 @@
  *   facts append one version per (natural id, source_lsn, source_pos), so a change delivered
  *   twice, in one batch or in two, appends once.
  */
-import { LOAD_TABLES, REFERENCES, type ColumnType, type LoadTableName } from '../processors/load-tables.ts';
-import { loadColumns } from '../processors/parquet.ts';
+import { LOAD_TABLES, REFERENCES, type ColumnType, type LoadTableName } from '../formats/load-tables.ts';
+import { loadColumns } from '../formats/parquet.ts';
 
 const SQL_TYPE: Record<ColumnType, string> = { int: 'int', text: 'text', money: 'numeric(10,2)', date: 'date', time: 'time(3)', bool: 'boolean' };
 const PROVENANCE_SQL_TYPE: Record<string, string> = { source_lsn: 'pg_lsn', source_commit_time: 'timestamptz' };
@@ -100,14 +100,18 @@ export function appendFactSql(table: LoadTableName, schema: string): { independe
 
 /** Placeholder ("inferred member") rows for dimension keys a staged table references but the warehouse lacks. */
 export function inferredMembersSql(table: LoadTableName, schema: string): string[] {
-  return Object.entries(REFERENCES[table] ?? {}).map(([col, dim]) =>
-    `INSERT INTO "${schema}".${q(dim)} (${q(LOAD_TABLES[dim].key)})
-     SELECT DISTINCT ${q(col)} FROM ${stageName(table)} WHERE ${q(col)} IS NOT NULL ON CONFLICT DO NOTHING`);
+  return Object.entries(REFERENCES[table] ?? {}).map(
+    ([col, dim]) =>
+      `INSERT INTO "${schema}".${q(dim)} (${q(LOAD_TABLES[dim].key)})
+     SELECT DISTINCT ${q(col)} FROM ${stageName(table)} WHERE ${q(col)} IS NOT NULL ON CONFLICT DO NOTHING`,
+  );
 }
 
 /** dim_date rows for every date a staged table holds (ISO day of week, English names). */
 export function datesSql(table: LoadTableName, schema: string): string | null {
-  const dateCols = Object.entries(LOAD_TABLES[table].columns).filter(([, t]) => t === 'date').map(([c]) => c);
+  const dateCols = Object.entries(LOAD_TABLES[table].columns)
+    .filter(([, t]) => t === 'date')
+    .map(([c]) => c);
   if (dateCols.length === 0) return null;
   return `INSERT INTO "${schema}".dim_date (date_id, year, month, day, day_of_week, day_name, month_name, quarter)
     SELECT d, extract(year FROM d), extract(month FROM d), extract(day FROM d), extract(isodow FROM d),

@@ -28,11 +28,18 @@ export interface PollerOptions {
 export function toLambdaRecord(r: _Record, shardId: string, streamName: string): KinesisStreamRecord {
   return {
     kinesis: {
-      kinesisSchemaVersion: '1.0', partitionKey: r.PartitionKey!, sequenceNumber: r.SequenceNumber!,
-      data: Buffer.from(r.Data!).toString('base64'), approximateArrivalTimestamp: (r.ApproximateArrivalTimestamp?.getTime() ?? Date.now()) / 1000,
+      kinesisSchemaVersion: '1.0',
+      partitionKey: r.PartitionKey!,
+      sequenceNumber: r.SequenceNumber!,
+      data: Buffer.from(r.Data!).toString('base64'),
+      approximateArrivalTimestamp: (r.ApproximateArrivalTimestamp?.getTime() ?? Date.now()) / 1000,
     },
-    eventSource: 'aws:kinesis', eventVersion: '1.0', eventID: `${shardId}:${r.SequenceNumber}`, eventName: 'aws:kinesis:record',
-    invokeIdentityArn: 'arn:aws:iam::000000000000:role/local', awsRegion: 'local',
+    eventSource: 'aws:kinesis',
+    eventVersion: '1.0',
+    eventID: `${shardId}:${r.SequenceNumber}`,
+    eventName: 'aws:kinesis:record',
+    invokeIdentityArn: 'arn:aws:iam::000000000000:role/local',
+    awsRegion: 'local',
     eventSourceARN: `arn:aws:kinesis:local:000000000000:stream/${streamName}`,
   };
 }
@@ -51,12 +58,17 @@ export class KinesisPoller {
   }
 
   private async iterator(shardId: string, after?: string, at?: string): Promise<string> {
-    const out = await this.opts.client.send(new GetShardIteratorCommand({
-      StreamName: this.opts.streamName, ShardId: shardId,
-      ...(at ? { ShardIteratorType: 'AT_SEQUENCE_NUMBER', StartingSequenceNumber: at }
-        : after ? { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER', StartingSequenceNumber: after }
-          : { ShardIteratorType: 'TRIM_HORIZON' }),
-    }));
+    const out = await this.opts.client.send(
+      new GetShardIteratorCommand({
+        StreamName: this.opts.streamName,
+        ShardId: shardId,
+        ...(at
+          ? { ShardIteratorType: 'AT_SEQUENCE_NUMBER', StartingSequenceNumber: at }
+          : after
+            ? { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER', StartingSequenceNumber: after }
+            : { ShardIteratorType: 'TRIM_HORIZON' }),
+      }),
+    );
     return out.ShardIterator!;
   }
 

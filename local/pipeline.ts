@@ -3,15 +3,15 @@
  *   capture → Kinesis → { Firehose stand-in → ingestion bucket, processor → processed bucket } → loader → warehouse.
  * In AWS each runs on its own (Fargate task, Firehose, Lambda, Lambda); here they share a process.
  */
-import { FirehoseStandin } from '../archive/firehose-standin.ts';
-import { OversizeStore } from '../archive/oversize-store.ts';
+import { FirehoseStandin } from '../archiver/firehose-standin.ts';
+import { OversizeStore } from '../stores/oversize-store.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG, type CaptureConfig } from '../capture/capture-service.ts';
 import { KinesisSink } from '../capture/kinesis-sink.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
 import { poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
-import { MicroBatchStore } from '../processors/microbatch-store.ts';
+import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Processor } from '../processors/processor.ts';
 import { ARCHIVER_BATCH_SIZE, KinesisPoller, PROCESSOR_BATCH_SIZE } from './kinesis-poller.ts';
 
@@ -52,23 +52,42 @@ export class Pipeline {
     this.capture = new CaptureService({ ...DEFAULT_CAPTURE_CONFIG, sourceUrl: config.sourceUrl, createPrerequisites: true, ...config.capture }, this.sink);
     this.store = new MicroBatchStore(this.s3, config.processedBucket);
     this.processor = new Processor(this.store);
-    this.firehose = new FirehoseStandin({ s3: this.s3, bucket: config.ingestionBucket, deliveryStreamName: config.streamName, bufferIntervalMs: config.archiveIntervalMs ?? 5_000 });
+    this.firehose = new FirehoseStandin({
+      s3: this.s3,
+      bucket: config.ingestionBucket,
+      deliveryStreamName: config.streamName,
+      bufferIntervalMs: config.archiveIntervalMs ?? 5_000,
+    });
     this.warehousePool = poolFor(config.warehouseUrl, 4);
     this.loader = new Loader(this.warehousePool, this.store);
   }
 
   async start(): Promise<void> {
     await this.loader.ensureSchema();
-    const processorPoller = new KinesisPoller({ client: this.kinesis, streamName: this.config.streamName, consumer: this.processor.handler, batchSize: this.config.processorBatchSize ?? PROCESSOR_BATCH_SIZE, name: 'processor' });
-    const firehosePoller = new KinesisPoller({ client: this.kinesis, streamName: this.config.streamName, consumer: this.firehose.consume, batchSize: ARCHIVER_BATCH_SIZE, name: 'firehose' });
+    const processorPoller = new KinesisPoller({
+      client: this.kinesis,
+      streamName: this.config.streamName,
+      consumer: this.processor.handler,
+      batchSize: this.config.processorBatchSize ?? PROCESSOR_BATCH_SIZE,
+      name: 'processor',
+    });
+    const firehosePoller = new KinesisPoller({
+      client: this.kinesis,
+      streamName: this.config.streamName,
+      consumer: this.firehose.consume,
+      batchSize: ARCHIVER_BATCH_SIZE,
+      name: 'firehose',
+    });
     this.pollers.push(processorPoller, firehosePoller);
     await Promise.all(this.pollers.map((p) => p.start()));
     this.firehose.start();
     this.running.push(this.loader.runLoop(this.abort.signal, 100));
-    this.running.push(this.capture.run().catch((err: Error) => {
-      this.captureError = err;
-      log.error({ err: err.message }, 'capture stopped');
-    }));
+    this.running.push(
+      this.capture.run().catch((err: Error) => {
+        this.captureError = err;
+        log.error({ err: err.message }, 'capture stopped');
+      }),
+    );
   }
 
   async stop(): Promise<void> {

@@ -13,7 +13,9 @@ import S3rver from 's3rver';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { sleep } from '../lib/retry.ts';
 
-export interface Stoppable { stop(): Promise<void> }
+export interface Stoppable {
+  stop(): Promise<void>;
+}
 
 /** A free TCP port on loopback. */
 export function freePort(): Promise<number> {
@@ -53,16 +55,35 @@ async function loadEmbeddedPostgres() {
   return EmbeddedPostgres;
 }
 
-export interface EmbeddedPg extends Stoppable { url: (database: string) => string; port: number }
+export interface EmbeddedPg extends Stoppable {
+  url: (database: string) => string;
+  port: number;
+}
 
 /** A Postgres cluster with logical replication enabled and the named databases created. */
 export async function startPostgres(opts: { port: number; databases: string[]; label: string }): Promise<EmbeddedPg> {
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const dir = tempDir(opts.label);
   const server = new EmbeddedPostgres({
-    databaseDir: join(dir, 'data'), user: 'postgres', password: 'postgres', port: opts.port, persistent: false,
-    createPostgresUser: true, onLog: () => undefined,
-    postgresFlags: ['-c', 'wal_level=logical', '-c', 'max_replication_slots=10', '-c', 'max_wal_senders=10', '-c', 'fsync=off', '-c', 'listen_addresses=127.0.0.1'],
+    databaseDir: join(dir, 'data'),
+    user: 'postgres',
+    password: 'postgres',
+    port: opts.port,
+    persistent: false,
+    createPostgresUser: true,
+    onLog: () => undefined,
+    postgresFlags: [
+      '-c',
+      'wal_level=logical',
+      '-c',
+      'max_replication_slots=10',
+      '-c',
+      'max_wal_senders=10',
+      '-c',
+      'fsync=off',
+      '-c',
+      'listen_addresses=127.0.0.1',
+    ],
   });
   await server.initialise();
   await server.start();
@@ -70,15 +91,23 @@ export async function startPostgres(opts: { port: number; databases: string[]; l
   return {
     port: opts.port,
     url: (database) => `postgres://postgres:postgres@127.0.0.1:${opts.port}/${database}`,
-    stop: async () => { await server.stop(); rmSync(dir, { recursive: true, force: true }); },
+    stop: async () => {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
 
-export interface LocalKinesis extends Stoppable { endpoint: string }
+export interface LocalKinesis extends Stoppable {
+  endpoint: string;
+}
 
 export async function startKinesis(opts: { port: number; streams: { name: string; shards: number }[] }): Promise<LocalKinesis> {
   const server = kinesalite({ createStreamMs: 20, deleteStreamMs: 20, shardLimit: 50 });
-  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(opts.port, '127.0.0.1', () => resolve()); });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, '127.0.0.1', () => resolve());
+  });
   const endpoint = `http://127.0.0.1:${opts.port}`;
   const client = kinesisClient({ kinesisEndpoint: endpoint });
   for (const s of opts.streams) {
@@ -93,7 +122,9 @@ export async function startKinesis(opts: { port: number; streams: { name: string
   return { endpoint, stop: () => new Promise((resolve) => server.close(() => resolve())) };
 }
 
-export interface LocalS3 extends Stoppable { endpoint: string }
+export interface LocalS3 extends Stoppable {
+  endpoint: string;
+}
 
 export async function startS3(opts: { port: number; buckets: string[] }): Promise<LocalS3> {
   const dir = tempDir('s3');
@@ -103,5 +134,11 @@ export async function startS3(opts: { port: number; buckets: string[] }): Promis
   const client = s3Client({ s3Endpoint: endpoint });
   for (const b of opts.buckets) await client.send(new CreateBucketCommand({ Bucket: b }));
   client.destroy();
-  return { endpoint, stop: async () => { await server.close(); rmSync(dir, { recursive: true, force: true }); } };
+  return {
+    endpoint,
+    stop: async () => {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

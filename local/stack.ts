@@ -22,7 +22,14 @@ export interface StackOptions {
 }
 
 export const DEFAULT_STACK: StackOptions = {
-  sourcePort: 5433, warehousePort: 5434, kinesisPort: 4567, s3Port: 4568, shards: 2, seed: 42, scale: 1, heartbeatMs: 1_000,
+  sourcePort: 5433,
+  warehousePort: 5434,
+  kinesisPort: 4567,
+  s3Port: 4568,
+  shards: 2,
+  seed: 42,
+  scale: 1,
+  heartbeatMs: 1_000,
 };
 
 export const STREAM_NAME = 'totes-changes';
@@ -60,8 +67,13 @@ export class LocalStack {
     });
     onStep('starting the pipeline');
     this.pipeline = new Pipeline({
-      sourceUrl: this.sourceUrl, warehouseUrl: this.warehouseUrl, kinesisEndpoint: kinesis.endpoint, s3Endpoint: s3.endpoint,
-      streamName: STREAM_NAME, ingestionBucket: INGESTION_BUCKET, processedBucket: PROCESSED_BUCKET,
+      sourceUrl: this.sourceUrl,
+      warehouseUrl: this.warehouseUrl,
+      kinesisEndpoint: kinesis.endpoint,
+      s3Endpoint: s3.endpoint,
+      streamName: STREAM_NAME,
+      ingestionBucket: INGESTION_BUCKET,
+      processedBucket: PROCESSED_BUCKET,
       capture: { heartbeatMs: o.heartbeatMs, statusIntervalMs: 5_000 },
     });
     await this.pipeline.start();
@@ -70,7 +82,8 @@ export class LocalStack {
   /** Start writing like the business at `rate` changes/s, up to `changes` (or forever). */
   simulate(opts: { rate: number; changes?: number; seed?: number }): Simulator {
     const simulator = new Simulator(this.sourcePool, opts.seed ?? this.options.seed + 1);
-    this.simulation = simulator.run({ rate: opts.rate, changes: opts.changes, signal: this.simulatorAbort.signal })
+    this.simulation = simulator
+      .run({ rate: opts.rate, changes: opts.changes, signal: this.simulatorAbort.signal })
       .catch((err) => log.error({ err: err.message }, 'simulator stopped'));
     return simulator;
   }

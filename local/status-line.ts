@@ -19,7 +19,9 @@ export interface StatusSnapshot {
 
 export async function snapshotStatus(p: Pipeline, source: pg.Pool, slotName = 'totes_cdc'): Promise<StatusSnapshot> {
   const [slot, fresh] = await Promise.all([
-    source.query(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS lag FROM pg_replication_slots WHERE slot_name = $1`, [slotName]).catch(() => ({ rows: [] })),
+    source
+      .query(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS lag FROM pg_replication_slots WHERE slot_name = $1`, [slotName])
+      .catch(() => ({ rows: [] })),
     p.loader.freshness().catch(() => null),
   ]);
   return {
@@ -40,16 +42,26 @@ export function formatStatus(s: StatusSnapshot): string {
   const slot = s.slotLagBytes == null ? '–' : `${n(Math.max(0, Math.round(s.slotLagBytes / 1024)))} KiB`;
   return [
     s.simulated != null ? `simulated ${n(s.simulated)}` : null,
-    `captured ${n(s.captured)}`, `in stream ${n(s.streamRecords)}`, `batches ${n(s.batches)}`, `rows loaded ${n(s.rowsLoaded)}`,
-    `slot lag ${slot}`, `freshness ${lag}`, s.deadLetters ? `dead letters ${n(s.deadLetters)}` : null,
-  ].filter(Boolean).join(' │ ');
+    `captured ${n(s.captured)}`,
+    `in stream ${n(s.streamRecords)}`,
+    `batches ${n(s.batches)}`,
+    `rows loaded ${n(s.rowsLoaded)}`,
+    `slot lag ${slot}`,
+    `freshness ${lag}`,
+    s.deadLetters ? `dead letters ${n(s.deadLetters)}` : null,
+  ]
+    .filter(Boolean)
+    .join(' │ ');
 }
 
 /** Redraws the status every second until stopped. */
 export class StatusLine {
   private timer: NodeJS.Timeout | null = null;
   private lastPlain = 0;
-  constructor(private readonly read: () => Promise<string>, private readonly out: NodeJS.WriteStream = process.stderr) {}
+  constructor(
+    private readonly read: () => Promise<string>,
+    private readonly out: NodeJS.WriteStream = process.stderr,
+  ) {}
 
   start(): void {
     this.timer = setInterval(() => void this.draw(), 1_000);

@@ -5,14 +5,18 @@ import { s3Client } from '../lib/aws.ts';
 import { freePort } from '../local/servers.ts';
 import { startLocalAws, type LocalAws } from '../test/harness.ts';
 import { kinesisEvent, salesOrderChange } from '../test/kinesis-events.ts';
-import { MicroBatchStore } from './microbatch-store.ts';
-import { decodeParquet } from './parquet.ts';
+import { MicroBatchStore } from '../stores/microbatch-store.ts';
+import { decodeParquet } from '../formats/parquet.ts';
 import { Processor } from './processor.ts';
 
 describe('processor', () => {
   let aws: LocalAws;
-  beforeAll(async () => { aws = await startLocalAws({ stream: 'unused', shards: 1, buckets: ['processed'] }); });
-  afterAll(async () => { await aws?.stop(); });
+  beforeAll(async () => {
+    aws = await startLocalAws({ stream: 'unused', shards: 1, buckets: ['processed'] });
+  });
+  afterAll(async () => {
+    await aws?.stop();
+  });
 
   it('sets aside what it cannot use, with the reason and payload, and processes the rest', async () => {
     const s3 = s3Client({ s3Endpoint: aws.s3Endpoint });
@@ -24,8 +28,12 @@ describe('processor', () => {
 
     const dead = await s3.send(new ListObjectsV2Command({ Bucket: 'processed', Prefix: 'dead-letter/' }));
     expect(dead.KeyCount).toBe(2);
-    const letters = await Promise.all(dead.Contents!.map(async (o) => JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: 'processed', Key: o.Key! }))).Body!.transformToString())));
-    expect(letters.map((l) => l.reason).sort()).toEqual([expect.stringMatching(/^agreed_payment_date: not a YYYY-MM-DD date/), expect.stringMatching(/^not JSON/)].sort());
+    const letters = await Promise.all(
+      dead.Contents!.map(async (o) => JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: 'processed', Key: o.Key! }))).Body!.transformToString())),
+    );
+    expect(letters.map((l) => l.reason).sort()).toEqual(
+      [expect.stringMatching(/^agreed_payment_date: not a YYYY-MM-DD date/), expect.stringMatching(/^not JSON/)].sort(),
+    );
     expect(letters.find((l) => l.reason.startsWith('not JSON')).payload).toBe('{"not": "an event"');
     expect(letters.every((l) => l.shard === 'shardId-000000000000' && l.sequenceNumber)).toBe(true);
 
@@ -36,7 +44,8 @@ describe('processor', () => {
     expect(manifest).toMatchObject({ events: 4, deadLetters: 2, tables: [{ table: 'fact_sales_order', rows: 2 }] });
     const rows = await decodeParquet('fact_sales_order', await store.getBytes(manifest.tables[0].key));
     expect(rows.map((r) => [r.sales_order_id, r.source_op, r.unit_price, r.created_time, r.last_updated_time])).toEqual([
-      [1, 'c', '3.99', '09:15:02.123', '09:15:02.000'], [3, 'u', '3.99', '09:15:02.123', '09:15:02.000'],
+      [1, 'c', '3.99', '09:15:02.123', '09:15:02.000'],
+      [3, 'u', '3.99', '09:15:02.123', '09:15:02.000'],
     ]);
 
     // the same batch again (a retried invocation): the same names, nothing new

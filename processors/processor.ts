@@ -8,15 +8,21 @@
  * never makes a second copy, and the loader loads each change once however often it is written.
  */
 import type { KinesisStreamBatchResponse, KinesisStreamEvent } from 'aws-lambda';
-import { decodeEvent, InvalidEventError, lsnToBigInt, type ChangeEvent } from '../contract/change-event.ts';
+import { decodeEvent, InvalidEventError, lsnToBigInt, type ChangeEvent } from '../formats/change-event.ts';
 import { log } from '../lib/log.ts';
-import { resolvePointer } from '../archive/oversize-store.ts';
-import { encodeParquet } from './parquet.ts';
-import { MicroBatchStore, type Manifest } from './microbatch-store.ts';
+import { resolvePointer } from '../stores/oversize-store.ts';
+import { encodeParquet } from '../formats/parquet.ts';
+import type { Manifest } from '../formats/manifest.ts';
+import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { mapEvents } from './transform.ts';
-import type { LoadTableName } from './load-tables.ts';
+import type { LoadTableName } from '../formats/load-tables.ts';
 
-export interface ProcessorMetrics { batches: number; events: number; rows: number; deadLetters: number }
+export interface ProcessorMetrics {
+  batches: number;
+  events: number;
+  rows: number;
+  deadLetters: number;
+}
 
 export class Processor {
   readonly metrics: ProcessorMetrics = { batches: 0, events: 0, rows: 0, deadLetters: 0 };
@@ -29,7 +35,12 @@ export class Processor {
     const first = records[0].kinesis.sequenceNumber;
     const last = records[records.length - 1].kinesis.sequenceNumber;
     try {
-      await this.process(shard, first, last, records.map((r) => ({ seq: r.kinesis.sequenceNumber, data: r.kinesis.data })));
+      await this.process(
+        shard,
+        first,
+        last,
+        records.map((r) => ({ seq: r.kinesis.sequenceNumber, data: r.kinesis.data })),
+      );
       return { batchItemFailures: [] };
     } catch (err) {
       log.error({ err: (err as Error).message, shard, first, last }, 'batch failed; reporting it for retry');
@@ -74,7 +85,15 @@ export class Processor {
       tables.push({ table, key, rows: tableRows.length });
     }
     await this.store.writeManifest({
-      batchId, shard, firstSequence: first, lastSequence: last, events: records.length, tables, heartbeat, maxCommitTime, deadLetters: dead.length,
+      batchId,
+      shard,
+      firstSequence: first,
+      lastSequence: last,
+      events: records.length,
+      tables,
+      heartbeat,
+      maxCommitTime,
+      deadLetters: dead.length,
     });
     this.metrics.batches++;
     this.metrics.events += records.length;

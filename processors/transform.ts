@@ -4,9 +4,9 @@
  * in the warehouse, where every shard's changes meet in one transaction. A stateless processor
  * can run on any number of shards at once with nothing to keep consistent between them.
  */
-import type { ChangeEvent, Row, Value } from '../contract/change-event.ts';
-import { primaryKeyOf, type SourceTable } from '../contract/source-tables.ts';
-import { LOAD_TABLES, type LoadRow, type LoadTableName, type Provenance } from './load-tables.ts';
+import type { ChangeEvent, Row, Value } from '../formats/change-event.ts';
+import { primaryKeyOf, type SourceTable } from '../formats/source-tables.ts';
+import { LOAD_TABLES, type LoadRow, type LoadTableName, type Provenance } from '../formats/load-tables.ts';
 
 export class MappingError extends Error {
   override name = 'MappingError';
@@ -34,7 +34,7 @@ export function splitTimestamp(value: Value, column: string): [string, string] {
 }
 
 export function parseDate(value: Value, column: string): string {
-  if (typeof value !== 'string' || !DATE.test(value) || Number.isNaN(Date.parse(value + 'T00:00:00Z'))) {
+  if (typeof value !== 'string' || !DATE.test(value) || Number.isNaN(Date.parse(`${value}T00:00:00Z`))) {
     throw new MappingError(`${column}: not a YYYY-MM-DD date: ${JSON.stringify(value)}`);
   }
   return value;
@@ -50,36 +50,86 @@ type Mapper = (row: Row) => Record<string, Value>;
 
 /** For each source table: the load table it feeds and how a row maps onto it. */
 const MAPPERS: Record<SourceTable, [LoadTableName, Mapper]> = {
-  address: ['dim_location', (r) => ({
-    location_id: r.address_id, address_line_1: r.address_line_1, address_line_2: r.address_line_2, district: r.district,
-    city: r.city, postal_code: r.postal_code, country: r.country, phone: r.phone,
-  })],
+  address: [
+    'dim_location',
+    (r) => ({
+      location_id: r.address_id,
+      address_line_1: r.address_line_1,
+      address_line_2: r.address_line_2,
+      district: r.district,
+      city: r.city,
+      postal_code: r.postal_code,
+      country: r.country,
+      phone: r.phone,
+    }),
+  ],
   department: ['totes_department', (r) => ({ department_id: r.department_id, department_name: r.department_name, location: r.location })],
-  staff: ['dim_staff', (r) => ({ staff_id: r.staff_id, first_name: r.first_name, last_name: r.last_name, email_address: r.email_address, department_id: r.department_id })],
-  counterparty: ['dim_counterparty', (r) => ({ counterparty_id: r.counterparty_id, counterparty_legal_name: r.counterparty_legal_name, legal_address_id: r.legal_address_id })],
+  staff: [
+    'dim_staff',
+    (r) => ({ staff_id: r.staff_id, first_name: r.first_name, last_name: r.last_name, email_address: r.email_address, department_id: r.department_id }),
+  ],
+  counterparty: [
+    'dim_counterparty',
+    (r) => ({ counterparty_id: r.counterparty_id, counterparty_legal_name: r.counterparty_legal_name, legal_address_id: r.legal_address_id }),
+  ],
   currency: ['dim_currency', (r) => ({ currency_id: r.currency_id, currency_code: r.currency_code, currency_name: currencyName(String(r.currency_code)) })],
   design: ['dim_design', (r) => ({ design_id: r.design_id, design_name: r.design_name, file_location: r.file_location, file_name: r.file_name })],
   payment_type: ['dim_payment_type', (r) => ({ payment_type_id: r.payment_type_id, payment_type_name: r.payment_type_name })],
-  transaction: ['dim_transaction', (r) => ({ transaction_id: r.transaction_id, transaction_type: r.transaction_type, sales_order_id: r.sales_order_id, purchase_order_id: r.purchase_order_id })],
-  sales_order: ['fact_sales_order', (r) => ({
-    sales_order_id: r.sales_order_id, ...stamps(r), sales_staff_id: r.staff_id, counterparty_id: r.counterparty_id,
-    units_sold: r.units_sold, unit_price: r.unit_price, currency_id: r.currency_id, design_id: r.design_id,
-    agreed_payment_date: parseDate(r.agreed_payment_date, 'agreed_payment_date'),
-    agreed_delivery_date: parseDate(r.agreed_delivery_date, 'agreed_delivery_date'),
-    agreed_delivery_location_id: r.agreed_delivery_location_id,
-  })],
-  purchase_order: ['fact_purchase_order', (r) => ({
-    purchase_order_id: r.purchase_order_id, ...stamps(r), staff_id: r.staff_id, counterparty_id: r.counterparty_id,
-    item_code: r.item_code, item_quantity: r.item_quantity, item_unit_price: r.item_unit_price, currency_id: r.currency_id,
-    agreed_delivery_date: parseDate(r.agreed_delivery_date, 'agreed_delivery_date'),
-    agreed_payment_date: parseDate(r.agreed_payment_date, 'agreed_payment_date'),
-    agreed_delivery_location_id: r.agreed_delivery_location_id,
-  })],
-  payment: ['fact_payment', (r) => ({
-    payment_id: r.payment_id, ...stamps(r), transaction_id: r.transaction_id, counterparty_id: r.counterparty_id,
-    payment_amount: r.payment_amount, currency_id: r.currency_id, payment_type_id: r.payment_type_id, paid: r.paid,
-    payment_date: parseDate(r.payment_date, 'payment_date'),
-  })],
+  transaction: [
+    'dim_transaction',
+    (r) => ({
+      transaction_id: r.transaction_id,
+      transaction_type: r.transaction_type,
+      sales_order_id: r.sales_order_id,
+      purchase_order_id: r.purchase_order_id,
+    }),
+  ],
+  sales_order: [
+    'fact_sales_order',
+    (r) => ({
+      sales_order_id: r.sales_order_id,
+      ...stamps(r),
+      sales_staff_id: r.staff_id,
+      counterparty_id: r.counterparty_id,
+      units_sold: r.units_sold,
+      unit_price: r.unit_price,
+      currency_id: r.currency_id,
+      design_id: r.design_id,
+      agreed_payment_date: parseDate(r.agreed_payment_date, 'agreed_payment_date'),
+      agreed_delivery_date: parseDate(r.agreed_delivery_date, 'agreed_delivery_date'),
+      agreed_delivery_location_id: r.agreed_delivery_location_id,
+    }),
+  ],
+  purchase_order: [
+    'fact_purchase_order',
+    (r) => ({
+      purchase_order_id: r.purchase_order_id,
+      ...stamps(r),
+      staff_id: r.staff_id,
+      counterparty_id: r.counterparty_id,
+      item_code: r.item_code,
+      item_quantity: r.item_quantity,
+      item_unit_price: r.item_unit_price,
+      currency_id: r.currency_id,
+      agreed_delivery_date: parseDate(r.agreed_delivery_date, 'agreed_delivery_date'),
+      agreed_payment_date: parseDate(r.agreed_payment_date, 'agreed_payment_date'),
+      agreed_delivery_location_id: r.agreed_delivery_location_id,
+    }),
+  ],
+  payment: [
+    'fact_payment',
+    (r) => ({
+      payment_id: r.payment_id,
+      ...stamps(r),
+      transaction_id: r.transaction_id,
+      counterparty_id: r.counterparty_id,
+      payment_amount: r.payment_amount,
+      currency_id: r.currency_id,
+      payment_type_id: r.payment_type_id,
+      paid: r.paid,
+      payment_date: parseDate(r.payment_date, 'payment_date'),
+    }),
+  ],
 };
 
 /** Source column → load column, where the name changes (for unchanged-TOAST markers). */
@@ -98,7 +148,11 @@ export function mapEvent(event: ChangeEvent): { table: LoadTableName; row: LoadR
   const [target, map] = MAPPERS[event.table];
   const pk = primaryKeyOf(event.table);
   const provenance = (op: Provenance['source_op'], unchanged: string | null): Provenance => ({
-    source_op: op, source_lsn: event.source.lsn, source_pos: event.source.pos, source_commit_time: event.source.commitTime, unchanged,
+    source_op: op,
+    source_lsn: event.source.lsn,
+    source_pos: event.source.pos,
+    source_commit_time: event.source.commitTime,
+    unchanged,
   });
   if (event.op === 'd') return { table: target, row: { [LOAD_TABLES[target].key]: event.before?.[pk] ?? event.key[pk], ...provenance('d', null) } as LoadRow };
 

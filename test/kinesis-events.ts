@@ -1,14 +1,22 @@
 /** Test helper: Lambda Kinesis events built from change events, as the event source mapping delivers them. */
 import type { KinesisStreamEvent } from 'aws-lambda';
-import { encodeEvent, type ChangeEvent, type StreamEvent } from '../contract/change-event.ts';
+import { encodeEvent, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
 import { toLambdaRecord } from '../local/kinesis-poller.ts';
 
 export function kinesisEvent(records: (StreamEvent | string)[], shard = 'shardId-000000000000', firstSequence = 1): KinesisStreamEvent {
   return {
-    Records: records.map((r, i) => toLambdaRecord({
-      SequenceNumber: String(firstSequence + i).padStart(20, '0'), PartitionKey: 'p', ApproximateArrivalTimestamp: new Date(),
-      Data: Buffer.from(typeof r === 'string' ? r : encodeEvent(r)),
-    }, shard, 'changes')),
+    Records: records.map((r, i) =>
+      toLambdaRecord(
+        {
+          SequenceNumber: String(firstSequence + i).padStart(20, '0'),
+          PartitionKey: 'p',
+          ApproximateArrivalTimestamp: new Date(),
+          Data: Buffer.from(typeof r === 'string' ? r : encodeEvent(r)),
+        },
+        shard,
+        'changes',
+      ),
+    ),
   };
 }
 
@@ -18,12 +26,28 @@ let nextLsn = 0x1000;
 export function salesOrderChange(id: number, op: 'c' | 'u' | 'd' = 'c', overrides: Record<string, unknown> = {}): ChangeEvent {
   const lsn = `0/${(nextLsn += 0x10).toString(16).toUpperCase()}`;
   const after = {
-    sales_order_id: id, created_at: '2024-05-01 09:15:02.123', last_updated: '2024-05-01 09:15:02', design_id: 1, staff_id: 1,
-    counterparty_id: 1, units_sold: 1000, unit_price: '3.99', currency_id: 1, agreed_delivery_date: '2024-05-03',
-    agreed_payment_date: '2024-05-04', agreed_delivery_location_id: 1, ...overrides,
+    sales_order_id: id,
+    created_at: '2024-05-01 09:15:02.123',
+    last_updated: '2024-05-01 09:15:02',
+    design_id: 1,
+    staff_id: 1,
+    counterparty_id: 1,
+    units_sold: 1000,
+    unit_price: '3.99',
+    currency_id: 1,
+    agreed_delivery_date: '2024-05-03',
+    agreed_payment_date: '2024-05-04',
+    agreed_delivery_location_id: 1,
+    ...overrides,
   };
   return {
-    v: 1, kind: 'change', op, table: 'sales_order', key: { sales_order_id: id }, before: op === 'd' ? { sales_order_id: id } : null,
-    after: op === 'd' ? null : after, source: { lsn, pos: 0, xid: 1, commitTime: '2024-05-01T09:15:02.123456Z' },
+    v: 1,
+    kind: 'change',
+    op,
+    table: 'sales_order',
+    key: { sales_order_id: id },
+    before: op === 'd' ? { sales_order_id: id } : null,
+    after: op === 'd' ? null : after,
+    source: { lsn, pos: 0, xid: 1, commitTime: '2024-05-01T09:15:02.123456Z' },
   } as ChangeEvent;
 }

@@ -1,5 +1,5 @@
 /** A ChangeSink that keeps events in memory, for tests that control delivery themselves. */
-import type { ChangeEvent, HeartbeatEvent, StreamEvent } from '../contract/change-event.ts';
+import type { ChangeEvent, HeartbeatEvent, StreamEvent } from '../formats/change-event.ts';
 import type { ChangeSink } from '../capture/sink.ts';
 
 export class MemorySink implements ChangeSink {

@@ -29,13 +29,24 @@ export async function startTestPipeline(opts: { shards?: number; scale?: number;
     await createTotesys(db, { seed: opts.seed ?? 7, sizes: scaledSizes(opts.scale ?? 0.02) });
   });
   const pipeline = new Pipeline({
-    sourceUrl: source.url, warehouseUrl: warehouse.url, kinesisEndpoint: aws.kinesisEndpoint, s3Endpoint: aws.s3Endpoint,
-    streamName: 'changes', ingestionBucket: 'ingestion', processedBucket: 'processed',
-    capture: { slotName: `slot_${source.name}`, heartbeatMs: 300, statusIntervalMs: 1_000 }, archiveIntervalMs: 500,
+    sourceUrl: source.url,
+    warehouseUrl: warehouse.url,
+    kinesisEndpoint: aws.kinesisEndpoint,
+    s3Endpoint: aws.s3Endpoint,
+    streamName: 'changes',
+    ingestionBucket: 'ingestion',
+    processedBucket: 'processed',
+    capture: { slotName: `slot_${source.name}`, heartbeatMs: 300, statusIntervalMs: 1_000 },
+    archiveIntervalMs: 500,
   });
   if (opts.start ?? true) await pipeline.start();
   return {
-    pipeline, sourceUrl: source.url, warehouseUrl: warehouse.url, sourcePool, kinesisEndpoint: aws.kinesisEndpoint, s3Endpoint: aws.s3Endpoint,
+    pipeline,
+    sourceUrl: source.url,
+    warehouseUrl: warehouse.url,
+    sourcePool,
+    kinesisEndpoint: aws.kinesisEndpoint,
+    s3Endpoint: aws.s3Endpoint,
     async stop() {
       await pipeline.stop();
       await sourcePool.end();

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Simulator } from '../totesys/simulator.ts';
-import { verify, formatDifferences } from '../warehouse/verify.ts';
+import { verify, formatDifferences } from '../verify/verify.ts';
 import { randomBytes } from 'node:crypto';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import pg from '../lib/pg.ts';
@@ -13,8 +13,12 @@ import { startTestPipeline, type TestPipeline } from './pipeline-harness.ts';
 
 describe('pipeline end to end', () => {
   let t: TestPipeline;
-  beforeAll(async () => { t = await startTestPipeline({ shards: 2, scale: 0.02 }); });
-  afterAll(async () => { await t?.stop(); });
+  beforeAll(async () => {
+    t = await startTestPipeline({ shards: 2, scale: 0.02 });
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
 
   it('makes the warehouse equal the truth after simulated business and edge cases', async () => {
     const sim = new Simulator(t.sourcePool, 3);
@@ -22,7 +26,9 @@ describe('pipeline end to end', () => {
     const db = t.sourcePool;
     // exactness: largest numeric(10,2), a whole-second timestamp, text that needs escaping
     await db.query(`UPDATE sales_order SET unit_price = 99999999.99, last_updated = '2024-06-30 23:59:59' WHERE sales_order_id = 1`);
-    await db.query(`UPDATE address SET address_line_1 = $1, last_updated = '2024-07-01 00:00:00.001' WHERE address_id = 2`, ['O\'Brien "House"\\ \n Straße 東京 🧵']);
+    await db.query(`UPDATE address SET address_line_1 = $1, last_updated = '2024-07-01 00:00:00.001' WHERE address_id = 2`, [
+      'O\'Brien "House"\\ \n Straße 東京 🧵',
+    ]);
     await db.query(`UPDATE department SET location = 'Leds', last_updated = now() WHERE department_id = 1`);
     await db.query(`DELETE FROM sales_order WHERE sales_order_id = 2`);
     await db.query(`UPDATE payment SET paid = NOT paid, last_updated = now() WHERE payment_id = 3`);
@@ -35,13 +41,17 @@ describe('pipeline end to end', () => {
     try {
       const price = await wh.query(`SELECT unit_price::text, last_updated_time::text FROM fact_sales_order_current WHERE sales_order_id = 1`);
       expect(price.rows[0]).toEqual({ unit_price: '99999999.99', last_updated_time: '23:59:59' });
-      const deleted = await wh.query(`SELECT source_op, is_deleted, units_sold FROM fact_sales_order WHERE sales_order_id = 2 ORDER BY source_lsn DESC, source_pos DESC LIMIT 1`);
+      const deleted = await wh.query(
+        `SELECT source_op, is_deleted, units_sold FROM fact_sales_order WHERE sales_order_id = 2 ORDER BY source_lsn DESC, source_pos DESC LIMIT 1`,
+      );
       expect(deleted.rows[0].source_op).toBe('d');
       expect(deleted.rows[0].is_deleted).toBe(true);
       expect(deleted.rows[0].units_sold).not.toBeNull(); // a delete version carries the values it ends
       const names = await wh.query(`SELECT currency_code, currency_name FROM dim_currency ORDER BY currency_id`);
       expect(names.rows).toEqual([
-        { currency_code: 'GBP', currency_name: 'British Pound' }, { currency_code: 'USD', currency_name: 'US Dollar' }, { currency_code: 'EUR', currency_name: 'Euro' },
+        { currency_code: 'GBP', currency_name: 'British Pound' },
+        { currency_code: 'USD', currency_name: 'US Dollar' },
+        { currency_code: 'EUR', currency_name: 'Euro' },
       ]);
     } finally {
       await wh.end();

@@ -9,19 +9,19 @@ import { createHash } from 'node:crypto';
 import type { KinesisStreamEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from '../capture/capture-service.ts';
-import { compareEventIds, encodeEvent, lsnToBigInt, partitionKeyOf, type ChangeEvent, type StreamEvent } from '../contract/change-event.ts';
+import { compareEventIds, encodeEvent, lsnToBigInt, partitionKeyOf, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
 import { s3Client } from '../lib/aws.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
 import { toLambdaRecord } from '../local/kinesis-poller.ts';
-import { MicroBatchStore } from '../processors/microbatch-store.ts';
+import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Processor } from '../processors/processor.ts';
 import { mapEvents, targetOf } from '../processors/transform.ts';
-import { LOAD_TABLES } from '../processors/load-tables.ts';
+import { LOAD_TABLES } from '../formats/load-tables.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { Random } from '../totesys/random.ts';
 import { RandomWorkload } from '../totesys/random-workload.ts';
-import { formatDifferences, verify } from '../warehouse/verify.ts';
+import { formatDifferences, verify } from '../verify/verify.ts';
 import { createDatabase, startLocalAws, type LocalAws } from './harness.ts';
 import { MemorySink } from './memory-sink.ts';
 
@@ -35,7 +35,10 @@ function shardOf(key: string): number {
 /** Capture everything `workload` does, until a heartbeat after it has come back. */
 async function captureWorkload(sourceUrl: string, seed: number, operations: number): Promise<StreamEvent[]> {
   const sink = new MemorySink();
-  const capture = new CaptureService({ ...DEFAULT_CAPTURE_CONFIG, sourceUrl, slotName: `prop_${seed}`, heartbeatMs: 0, createPrerequisites: true, snapshotChunkRows: 7 }, sink);
+  const capture = new CaptureService(
+    { ...DEFAULT_CAPTURE_CONFIG, sourceUrl, slotName: `prop_${seed}`, heartbeatMs: 0, createPrerequisites: true, snapshotChunkRows: 7 },
+    sink,
+  );
   const running = capture.run();
   while (capture.metrics.state !== 'streaming') await new Promise((r) => setTimeout(r, 20));
   const pool = poolFor(sourceUrl, 2);
@@ -63,11 +66,17 @@ function deliveries(events: StreamEvent[], rng: Random): KinesisStreamEvent[] {
   }
   const perShard: KinesisStreamEvent[][] = shards.map((records, i) => {
     const batches: KinesisStreamEvent[] = [];
-    for (let start = 0; start < records.length;) {
+    for (let start = 0; start < records.length; ) {
       const size = rng.int(1, 40);
       const slice = records.slice(start, start + size);
       const asEvent = (rs: typeof slice): KinesisStreamEvent => ({
-        Records: rs.map((r) => toLambdaRecord({ SequenceNumber: r.seq, Data: Buffer.from(r.data), PartitionKey: 'p', ApproximateArrivalTimestamp: new Date() }, `shardId-00000000000${i}`, 'changes')),
+        Records: rs.map((r) =>
+          toLambdaRecord(
+            { SequenceNumber: r.seq, Data: Buffer.from(r.data), PartitionKey: 'p', ApproximateArrivalTimestamp: new Date() },
+            `shardId-00000000000${i}`,
+            'changes',
+          ),
+        ),
       });
       batches.push(asEvent(slice));
       if (rng.chance(0.15)) batches.push(asEvent(slice)); // the whole batch again (a retried invocation)
@@ -87,8 +96,12 @@ function deliveries(events: StreamEvent[], rng: Random): KinesisStreamEvent[] {
 
 describe('property: any delivery order and duplication ends equal to the truth', () => {
   let aws: LocalAws;
-  beforeAll(async () => { aws = await startLocalAws({ stream: 'unused', shards: 1, buckets: [] }); });
-  afterAll(async () => { await aws?.stop(); });
+  beforeAll(async () => {
+    aws = await startLocalAws({ stream: 'unused', shards: 1, buckets: [] });
+  });
+  afterAll(async () => {
+    await aws?.stop();
+  });
 
   for (let seed = 1; seed <= SEEDS; seed++) {
     it(`seed ${seed}`, async () => {

@@ -7,7 +7,11 @@ export async function startProxy(target: { host: string; port: number }) {
   const port = await freePort();
   const sockets = new Set<Socket>();
   let server: Server | null = null;
-  const track = (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)); s.on('error', () => s.destroy()); };
+  const track = (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => s.destroy());
+  };
   return {
     port,
     async open() {
@@ -28,4 +32,3 @@ export async function startProxy(target: { host: string; port: number }) {
     },
   };
 }
-

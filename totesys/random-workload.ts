@@ -5,8 +5,8 @@
  * application would see them fail; the count of committed ones is returned.
  */
 import type pg from '../lib/pg.ts';
-import type { Row } from '../contract/change-event.ts';
-import { primaryKeyOf, SOURCE_TABLES, SOURCE_TABLE_NAMES, type SourceTable } from '../contract/source-tables.ts';
+import type { Row } from '../formats/change-event.ts';
+import { primaryKeyOf, SOURCE_TABLES, SOURCE_TABLE_NAMES, type SourceTable } from '../formats/source-tables.ts';
 import { addressRow, designRow, insertRows, purchaseOrderRows, salesOrderRows, type Universe } from './business.ts';
 import { Random, timestampText } from './random.ts';
 
@@ -18,8 +18,9 @@ async function maxId(db: pg.PoolClient, table: SourceTable): Promise<number> {
 }
 
 async function randomId(db: pg.PoolClient, rng: Random, table: SourceTable): Promise<number | null> {
-  const { rows } = await db.query(`SELECT ${primaryKeyOf(table)} AS id FROM "${table}" ORDER BY ${primaryKeyOf(table)} OFFSET $1 LIMIT 1`,
-    [rng.int(0, Math.max(0, (await maxId(db, table)) - 1))]);
+  const { rows } = await db.query(`SELECT ${primaryKeyOf(table)} AS id FROM "${table}" ORDER BY ${primaryKeyOf(table)} OFFSET $1 LIMIT 1`, [
+    rng.int(0, Math.max(0, (await maxId(db, table)) - 1)),
+  ]);
   if (rows[0]) return rows[0].id;
   const any = await db.query(`SELECT ${primaryKeyOf(table)} AS id FROM "${table}" ORDER BY random() LIMIT 1`);
   return any.rows[0]?.id ?? null;
@@ -33,7 +34,8 @@ async function nextIds(db: pg.PoolClient, ...tables: SourceTable[]): Promise<num
 
 /** A changed value for a non-key column, shaped like the column. */
 function changedValue(rng: Random, column: string): unknown {
-  if (column === 'last_updated' || column === 'created_at') return timestampText(Date.UTC(2024, rng.int(0, 11), rng.int(1, 28), rng.int(0, 23), rng.int(0, 59), rng.int(0, 59), rng.chance(0.2) ? 0 : rng.int(0, 999)));
+  if (column === 'last_updated' || column === 'created_at')
+    return timestampText(Date.UTC(2024, rng.int(0, 11), rng.int(1, 28), rng.int(0, 23), rng.int(0, 59), rng.int(0, 59), rng.chance(0.2) ? 0 : rng.int(0, 999)));
   if (column.endsWith('_date')) return `2024-${String(rng.int(1, 12)).padStart(2, '0')}-${String(rng.int(1, 28)).padStart(2, '0')}`;
   if (column === 'unit_price' || column === 'item_unit_price' || column === 'payment_amount') return rng.money(0, 99_999_999);
   if (column === 'units_sold' || column === 'item_quantity') return rng.int(1, 100_000);
@@ -42,7 +44,7 @@ function changedValue(rng: Random, column: string): unknown {
   if (column === 'transaction_type') return rng.pick(['SALE', 'PURCHASE']);
   if (column === 'currency_code') return rng.pick(CURRENCY_CODES);
   if (column.endsWith('_id') || column.endsWith('_number')) return null; // foreign keys and account numbers: left alone
-  return rng.pick([`edited ${rng.int(1, 9999)}`, "O'Brien \"quoted\" \\ back", 'Straße 東京 🧵', 'two\nlines', null]);
+  return rng.pick([`edited ${rng.int(1, 9999)}`, 'O\'Brien "quoted" \\ back', 'Straße 東京 🧵', 'two\nlines', null]);
 }
 
 export class RandomWorkload {
@@ -50,7 +52,10 @@ export class RandomWorkload {
   committed = 0;
   skipped = 0;
 
-  constructor(private readonly pool: pg.Pool, seed: number) {
+  constructor(
+    private readonly pool: pg.Pool,
+    seed: number,
+  ) {
     this.rng = new Random(seed);
   }
 
@@ -81,8 +86,11 @@ export class RandomWorkload {
     const roll = rng.next();
     const now = Date.now();
     const u: Universe = {
-      address: await maxId(db, 'address'), counterparty: await maxId(db, 'counterparty'), department: await maxId(db, 'department'),
-      design: await maxId(db, 'design'), staff: await maxId(db, 'staff'),
+      address: await maxId(db, 'address'),
+      counterparty: await maxId(db, 'counterparty'),
+      department: await maxId(db, 'department'),
+      design: await maxId(db, 'design'),
+      staff: await maxId(db, 'staff'),
     };
     if (roll < 0.25) {
       const isSale = rng.chance(0.6);
@@ -100,9 +108,32 @@ export class RandomWorkload {
       const rows: Record<typeof table, () => Row> = {
         address: () => addressRow(rng, id, now),
         design: () => designRow(rng, id, now),
-        department: () => ({ department_id: id, department_name: `Dept ${id}`, location: rng.pick(['Leeds', 'Leds', null]), manager: null, created_at: t, last_updated: t }),
-        staff: () => ({ staff_id: id, first_name: 'New', last_name: `Starter ${id}`, department_id: rng.int(1, Math.max(1, u.department)), email_address: `new.${id}@terrifictotes.com`, created_at: t, last_updated: t }),
-        counterparty: () => ({ counterparty_id: id, counterparty_legal_name: `Counterparty ${id}`, legal_address_id: rng.int(1, Math.max(1, u.address)), commercial_contact: null, delivery_contact: null, created_at: t, last_updated: t }),
+        department: () => ({
+          department_id: id,
+          department_name: `Dept ${id}`,
+          location: rng.pick(['Leeds', 'Leds', null]),
+          manager: null,
+          created_at: t,
+          last_updated: t,
+        }),
+        staff: () => ({
+          staff_id: id,
+          first_name: 'New',
+          last_name: `Starter ${id}`,
+          department_id: rng.int(1, Math.max(1, u.department)),
+          email_address: `new.${id}@terrifictotes.com`,
+          created_at: t,
+          last_updated: t,
+        }),
+        counterparty: () => ({
+          counterparty_id: id,
+          counterparty_legal_name: `Counterparty ${id}`,
+          legal_address_id: rng.int(1, Math.max(1, u.address)),
+          commercial_contact: null,
+          delivery_contact: null,
+          created_at: t,
+          last_updated: t,
+        }),
         currency: () => ({ currency_id: id, currency_code: rng.pick(CURRENCY_CODES), created_at: t, last_updated: t }),
         payment_type: () => ({ payment_type_id: id, payment_type_name: rng.pick(['SALES_REFUND', 'PURCHASE_REFUND']), created_at: t, last_updated: t }),
       };

@@ -4,19 +4,25 @@
  * new designs, rare order amendments and deletions.
  */
 import type pg from 'pg';
-import type { Row } from '../contract/change-event.ts';
+import type { Row } from '../formats/change-event.ts';
 import { addressRow, designRow, insertRows, multiplyMoney, purchaseOrderRows, salesOrderRows, type Universe } from './business.ts';
 import { sleep } from '../lib/retry.ts';
 import { Random, timestampText } from './random.ts';
 
-export interface SimulatorStats { transactions: number; changes: number }
+export interface SimulatorStats {
+  transactions: number;
+  changes: number;
+}
 
 export class Simulator {
   readonly stats: SimulatorStats = { transactions: 0, changes: 0 };
   private readonly rng: Random;
   private universe?: Universe;
 
-  constructor(private readonly pool: pg.Pool, seed = 42) {
+  constructor(
+    private readonly pool: pg.Pool,
+    seed = 42,
+  ) {
     this.rng = new Random(seed);
   }
 
@@ -40,7 +46,7 @@ export class Simulator {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
-      const u = this.universe ??= await loadUniverse(client);
+      const u = (this.universe ??= await loadUniverse(client));
       const changed = await this.oneTransaction(client, u);
       await client.query('COMMIT');
       this.stats.transactions++;
@@ -62,7 +68,9 @@ export class Simulator {
     if (roll < 0.6) {
       const isSale = roll < 0.45;
       const prefix = isSale ? 'sales_order' : 'purchase_order';
-      const { rows } = await db.query(`SELECT nextval('${prefix}_${prefix}_id_seq')::int a, nextval('transaction_transaction_id_seq')::int b, nextval('payment_payment_id_seq')::int c`);
+      const { rows } = await db.query(
+        `SELECT nextval('${prefix}_${prefix}_id_seq')::int a, nextval('transaction_transaction_id_seq')::int b, nextval('payment_payment_id_seq')::int c`,
+      );
       const ids: [number, number, number] = [rows[0].a, rows[0].b, rows[0].c];
       const made = isSale ? salesOrderRows(rng, u, ids, now) : purchaseOrderRows(rng, u, ids, now);
       await insertRows(db, prefix, [made.order]);
@@ -74,7 +82,8 @@ export class Simulator {
       const r = await db.query(
         `UPDATE payment SET paid = true, last_updated = $1 WHERE payment_id = (
            SELECT payment_id FROM payment WHERE NOT paid ORDER BY payment_id LIMIT 1 OFFSET $2)`,
-        [stamp, rng.int(0, 20)]);
+        [stamp, rng.int(0, 20)],
+      );
       return r.rowCount ?? 0;
     }
     if (roll < 0.9) return this.editDimension(db, u, stamp, now);
@@ -97,13 +106,28 @@ export class Simulator {
       r = await db.query('UPDATE address SET phone = $1, last_updated = $2 WHERE address_id = $3', [fresh.phone, stamp, rng.int(1, u.address)]);
     } else if (which === 1) {
       const fresh: Row = addressRow(rng, 0, now);
-      r = await db.query('UPDATE address SET city = $1, district = $2, country = $3, last_updated = $4 WHERE address_id = $5', [fresh.city, fresh.district, fresh.country, stamp, rng.int(1, u.address)]);
+      r = await db.query('UPDATE address SET city = $1, district = $2, country = $3, last_updated = $4 WHERE address_id = $5', [
+        fresh.city,
+        fresh.district,
+        fresh.country,
+        stamp,
+        rng.int(1, u.address),
+      ]);
     } else if (which === 2) {
-      r = await db.query('UPDATE department SET location = $1, last_updated = $2 WHERE department_id = $3', [rng.pick(['Manchester', 'Leeds', 'Leds', 'Sheffield']), stamp, rng.int(1, u.department)]);
+      r = await db.query('UPDATE department SET location = $1, last_updated = $2 WHERE department_id = $3', [
+        rng.pick(['Manchester', 'Leeds', 'Leds', 'Sheffield']),
+        stamp,
+        rng.int(1, u.department),
+      ]);
     } else if (which === 3) {
       r = await db.query('UPDATE staff SET department_id = $1, last_updated = $2 WHERE staff_id = $3', [rng.int(1, u.department), stamp, rng.int(1, u.staff)]);
     } else {
-      r = await db.query('UPDATE counterparty SET legal_address_id = $1, delivery_contact = $2, last_updated = $3 WHERE counterparty_id = $4', [rng.int(1, u.address), `Contact ${rng.int(1, 999)}`, stamp, rng.int(1, u.counterparty)]);
+      r = await db.query('UPDATE counterparty SET legal_address_id = $1, delivery_contact = $2, last_updated = $3 WHERE counterparty_id = $4', [
+        rng.int(1, u.address),
+        `Contact ${rng.int(1, 999)}`,
+        stamp,
+        rng.int(1, u.counterparty),
+      ]);
     }
     return r.rowCount ?? 0;
   }
@@ -114,20 +138,23 @@ export class Simulator {
     const { rows } = await db.query(
       `UPDATE sales_order SET units_sold = $1, last_updated = $2
         WHERE sales_order_id = (SELECT max(sales_order_id) - $3 FROM sales_order)
-        RETURNING sales_order_id, unit_price`, [units, stamp, this.rng.int(0, 50)]);
+        RETURNING sales_order_id, unit_price`,
+      [units, stamp, this.rng.int(0, 50)],
+    );
     if (rows.length === 0) return 0;
     const p = await db.query(
       `UPDATE payment SET payment_amount = $1, last_updated = $2
         WHERE transaction_id = (SELECT transaction_id FROM transaction WHERE sales_order_id = $3)`,
-      [multiplyMoney(units, rows[0].unit_price), stamp, rows[0].sales_order_id]);
+      [multiplyMoney(units, rows[0].unit_price), stamp, rows[0].sales_order_id],
+    );
     return 1 + (p.rowCount ?? 0);
   }
 
   /** A cancelled order: the delete also nulls the transaction's order id (ON DELETE SET NULL). */
   private async deleteOrder(db: pg.PoolClient): Promise<number> {
-    const r = await db.query(
-      `DELETE FROM sales_order WHERE sales_order_id = (SELECT max(sales_order_id) - $1 FROM sales_order) RETURNING sales_order_id`,
-      [this.rng.int(0, 100)]);
+    const r = await db.query(`DELETE FROM sales_order WHERE sales_order_id = (SELECT max(sales_order_id) - $1 FROM sales_order) RETURNING sales_order_id`, [
+      this.rng.int(0, 100),
+    ]);
     return (r.rowCount ?? 0) * 2;
   }
 }

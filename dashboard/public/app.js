@@ -1,6 +1,5 @@
 // The dashboard page: polls /api/pipeline and /api/business and redraws in place.
 // Every chart is kept in window.__charts (name → Chart), so what a chart carries can be read back.
-'use strict';
 
 const PIPELINE_EVERY_MS = 2000;
 const BUSINESS_EVERY_MS = 5000;
@@ -33,8 +32,26 @@ const CHARTS = {
   salesByCountry: { type: 'bar', build: (rows) => single(rows, 'country', 'value', `Sales value (${currencyCode})`) },
   topDesigns: { type: 'bar', horizontal: true, build: (rows) => single(rows, 'design', 'value', `Sales value (${currencyCode})`) },
   topCounterparties: { type: 'bar', horizontal: true, build: (rows) => single(rows, 'counterparty', 'value', `Sales value (${currencyCode})`) },
-  salesByDepartment: { type: 'bar', build: (rows) => single(rows.map((r) => ({ ...r, label: `${r.department} (${r.location})` })), 'label', 'value', `Sales value (${currencyCode})`) },
-  salesByStaff: { type: 'bar', build: (rows) => single(rows.map((r) => ({ ...r, label: `${r.staff} · ${r.department ?? '?'}, ${r.location ?? '?'}` })), 'label', 'value', `Sales value (${currencyCode})`) },
+  salesByDepartment: {
+    type: 'bar',
+    build: (rows) =>
+      single(
+        rows.map((r) => ({ ...r, label: `${r.department} (${r.location})` })),
+        'label',
+        'value',
+        `Sales value (${currencyCode})`,
+      ),
+  },
+  salesByStaff: {
+    type: 'bar',
+    build: (rows) =>
+      single(
+        rows.map((r) => ({ ...r, label: `${r.staff} · ${r.department ?? '?'}, ${r.location ?? '?'}` })),
+        'label',
+        'value',
+        `Sales value (${currencyCode})`,
+      ),
+  },
   unpaidReceivables: { type: 'bar', build: (rows) => pivot(rows, 'counterparty', 'currency', 'amount') },
   revenueByWeekday: { type: 'bar', build: (rows) => single(rows, 'label', 'value', `Revenue (${currencyCode})`) },
   revenueByMonthName: { type: 'bar', build: (rows) => single(rows, 'label', 'value', `Revenue (${currencyCode})`) },
@@ -59,7 +76,9 @@ function draw(name, rows) {
     type: spec.type,
     data,
     options: {
-      animation: false, responsive: true, maintainAspectRatio: false,
+      animation: false,
+      responsive: true,
+      maintainAspectRatio: false,
       indexAxis: spec.horizontal ? 'y' : 'x',
       plugins: { legend: { display: data.datasets.length > 1 } },
       scales: { [spec.horizontal ? 'x' : 'y']: { beginAtZero: true } },
@@ -76,11 +95,13 @@ function cell(text, numeric) {
 
 function fillTable(id, rows, columns) {
   const body = $(id).querySelector('tbody');
-  body.replaceChildren(...rows.map((r) => {
-    const tr = document.createElement('tr');
-    tr.append(...columns.map(([key, format, numeric]) => cell(r[key] === null ? '–' : format ? format(r[key]) : String(r[key]), numeric)));
-    return tr;
-  }));
+  body.replaceChildren(
+    ...rows.map((r) => {
+      const tr = document.createElement('tr');
+      tr.append(...columns.map(([key, format, numeric]) => cell(r[key] === null ? '–' : format ? format(r[key]) : String(r[key]), numeric)));
+      return tr;
+    }),
+  );
 }
 
 // ---- banner: the page keeps polling whatever happens, and says why data is stale ----
@@ -98,7 +119,8 @@ function setProblem(source, problem) {
 
 function problemFrom(body, status) {
   if (status === 0) return { state: 'server-down', message: 'The dashboard server is not answering. Retrying every few seconds…' };
-  if (body && body.reachable === false) return { state: 'unreachable', message: `The warehouse is unreachable (${body.error}). Showing the last data received; retrying every few seconds…` };
+  if (body && body.reachable === false)
+    return { state: 'unreachable', message: `The warehouse is unreachable (${body.error}). Showing the last data received; retrying every few seconds…` };
   return { state: 'query-error', message: `The warehouse answered with an error: ${body ? body.error : `HTTP ${status}`}` };
 }
 
@@ -133,15 +155,25 @@ function showBusiness(data) {
     select.dataset.options = options;
   }
   select.value = String(data.filter.currencyId);
-  document.querySelectorAll('#business .currency').forEach((el) => { el.textContent = currencyCode ? `(${currencyCode})` : ''; });
+  document.querySelectorAll('#business .currency').forEach((el) => {
+    el.textContent = currencyCode ? `(${currencyCode})` : '';
+  });
   $('extent').textContent = data.extent.first ? `orders from ${data.extent.first} to ${data.extent.last}` : 'no orders loaded yet';
   for (const name of Object.keys(CHARTS)) if (name in data.results) draw(name, data.results[name]);
   fillTable('receivablesTable', data.results.unpaidReceivables, [
-    ['counterparty'], ['currency'], ['payments', whole, true], ['amount', money, true], ['avg_days_overdue', null, true], ['max_days_overdue', null, true],
+    ['counterparty'],
+    ['currency'],
+    ['payments', whole, true],
+    ['amount', money, true],
+    ['avg_days_overdue', null, true],
+    ['max_days_overdue', null, true],
   ]);
   fillTable('topDesignsPerCountry', data.results.topDesignsPerCountry, [['country'], ['rank', null, true], ['design'], ['value', money, true]]);
   fillTable('staffUnitsLatestMonth', data.results.staffUnitsLatestMonth, [
-    ['staff'], ['units', whole, true], ['share_percent', (v) => `${v}%`, true], ['growth_percent', (v) => `${Number(v) > 0 ? '+' : ''}${v}%`, true],
+    ['staff'],
+    ['units', whole, true],
+    ['share_percent', (v) => `${v}%`, true],
+    ['growth_percent', (v) => `${Number(v) > 0 ? '+' : ''}${v}%`, true],
   ]);
   const month = data.results.staffUnitsLatestMonth[0];
   $('staffMonth').textContent = month ? `(${month.month})` : '';
@@ -194,16 +226,18 @@ function fillLog(id, entries, render) {
     list.innerHTML = '<li class="muted">none</li>';
     return;
   }
-  list.replaceChildren(...entries.map((e) => {
-    const li = document.createElement('li');
-    if (e.at) {
-      const time = document.createElement('time');
-      time.textContent = e.at.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
-      li.append(time);
-    }
-    li.append(render(e));
-    return li;
-  }));
+  list.replaceChildren(
+    ...entries.map((e) => {
+      const li = document.createElement('li');
+      if (e.at) {
+        const time = document.createElement('time');
+        time.textContent = e.at.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+        li.append(time);
+      }
+      li.append(render(e));
+      return li;
+    }),
+  );
 }
 
 function showPipeline(data) {
@@ -218,7 +252,11 @@ function showPipeline(data) {
       metric('watermark', 'nothing loaded to measure from', null);
     }
     metric('rowsLoaded', whole(w.loads.rows), w.loads.rows);
-    metric('loads', `${whole(w.loads.batches)} batches · ${whole(w.loads.rows_last_minute)} rows in the last minute${w.loads.last_loaded_at ? ` · last ${w.loads.last_loaded_at.slice(11, 19)} UTC` : ''}`, w.loads.batches);
+    metric(
+      'loads',
+      `${whole(w.loads.batches)} batches · ${whole(w.loads.rows_last_minute)} rows in the last minute${w.loads.last_loaded_at ? ` · last ${w.loads.last_loaded_at.slice(11, 19)} UTC` : ''}`,
+      w.loads.batches,
+    );
     draw('loadsPerInterval', w.loadsPerInterval);
   }
   const p = data.pipeline;
@@ -228,7 +266,9 @@ function showPipeline(data) {
   metric('captured', p && p.captured !== null ? `${whole(p.captured)} read from the WAL` : 'read from the WAL', p ? p.captured : null);
   metric('deadLetters', p && p.deadLetters !== null ? whole(p.deadLetters) : unavailable, p ? p.deadLetters : null);
   fillLog('errors', data.errors, (e) => document.createTextNode(`${e.source}: ${e.message}`));
-  fillLog('deadLetterList', p ? p.recentDeadLetters : [], (d) => document.createTextNode(`${d.shard ? `${d.shard} ${d.sequenceNumber ?? ''}: ` : ''}${d.reason}`));
+  fillLog('deadLetterList', p ? p.recentDeadLetters : [], (d) =>
+    document.createTextNode(`${d.shard ? `${d.shard} ${d.sequenceNumber ?? ''}: ` : ''}${d.reason}`),
+  );
 }
 
 async function refreshPipeline() {
@@ -248,7 +288,10 @@ async function refreshPipeline() {
 
 /** Poll forever, one request at a time, whatever the last one returned. */
 function poll(refresh, everyMs) {
-  const next = () => refresh().catch((err) => console.error(err)).finally(() => setTimeout(next, everyMs));
+  const next = () =>
+    refresh()
+      .catch((err) => console.error(err))
+      .finally(() => setTimeout(next, everyMs));
   next();
 }
 

@@ -9,7 +9,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { TotesConfig } from '../config.ts';
 import { bucketObjectsWildcard, bucketPrefixWildcard } from './nag.ts';
-import { OVERSIZE_PREFIX } from '../../archive/archive-config.ts';
+import { OVERSIZE_PREFIX } from '../../formats/archive-layout.ts';
 
 const PRIVATE_ENCRYPTED: s3.BucketProps = {
   blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
@@ -34,14 +34,16 @@ export class PipelineBuckets extends Construct {
       ...PRIVATE_ENCRYPTED,
       serverAccessLogsBucket: this.accessLogs,
       serverAccessLogsPrefix: 'ingestion/',
-      lifecycleRules: [{
-        id: 'archive-to-colder-storage',
-        transitions: [
-          { storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(config.archive.infrequentAccessAfterDays) },
-          { storageClass: s3.StorageClass.GLACIER, transitionAfter: Duration.days(config.archive.glacierAfterDays) },
-        ],
-        abortIncompleteMultipartUploadAfter: Duration.days(7),
-      }],
+      lifecycleRules: [
+        {
+          id: 'archive-to-colder-storage',
+          transitions: [
+            { storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(config.archive.infrequentAccessAfterDays) },
+            { storageClass: s3.StorageClass.GLACIER, transitionAfter: Duration.days(config.archive.glacierAfterDays) },
+          ],
+          abortIncompleteMultipartUploadAfter: Duration.days(7),
+        },
+      ],
     });
     this.processed = new s3.Bucket(this, 'Processed', {
       ...PRIVATE_ENCRYPTED,
@@ -53,14 +55,16 @@ export class PipelineBuckets extends Construct {
 }
 
 /**
- * Exactly the S3 calls processors/microbatch-store.ts makes: ListObjectsV2 (s3:ListBucket, which
+ * Exactly the S3 calls stores/microbatch-store.ts makes: ListObjectsV2 (s3:ListBucket, which
  * also makes HEAD of a missing key answer 404 rather than 403), HEAD and GET (s3:GetObject) and,
  * for the processor, PUT (s3:PutObject). Nothing is ever deleted or overwritten.
  */
 export function grantMicroBatchAccess(scope: Construct, bucket: s3.Bucket, grantee: iam.IGrantable, access: 'read' | 'read-write'): void {
   iam.Grant.addToPrincipal({ grantee, actions: ['s3:ListBucket'], resourceArns: [bucket.bucketArn] });
   iam.Grant.addToPrincipal({
-    grantee, actions: access === 'read' ? ['s3:GetObject'] : ['s3:GetObject', 's3:PutObject'], resourceArns: [bucket.arnForObjects('*')],
+    grantee,
+    actions: access === 'read' ? ['s3:GetObject'] : ['s3:GetObject', 's3:PutObject'],
+    resourceArns: [bucket.arnForObjects('*')],
   });
   Validations.of(scope).acknowledge({
     id: bucketObjectsWildcard(bucket),
@@ -69,17 +73,19 @@ export function grantMicroBatchAccess(scope: Construct, bucket: s3.Bucket, grant
 }
 
 /**
- * Changes over Kinesis's 1 MiB record limit travel by claim check (archive/oversize-store.ts):
+ * Changes over Kinesis's 1 MiB record limit travel by claim check (stores/oversize-store.ts):
  * capture writes them under oversize/ in the ingestion bucket (HEAD first, so it also needs
  * s3:ListBucket for a missing key to answer 404), the processor reads them back.
  */
 export function grantOversizeAccess(scope: Construct, bucket: s3.Bucket, grantee: iam.IGrantable, access: 'read' | 'write'): void {
   if (access === 'write') iam.Grant.addToPrincipal({ grantee, actions: ['s3:ListBucket'], resourceArns: [bucket.bucketArn] });
   iam.Grant.addToPrincipal({
-    grantee, actions: access === 'read' ? ['s3:GetObject'] : ['s3:GetObject', 's3:PutObject'], resourceArns: [bucket.arnForObjects(`${OVERSIZE_PREFIX}*`)],
+    grantee,
+    actions: access === 'read' ? ['s3:GetObject'] : ['s3:GetObject', 's3:PutObject'],
+    resourceArns: [bucket.arnForObjects(`${OVERSIZE_PREFIX}*`)],
   });
   Validations.of(scope).acknowledge({
     id: bucketPrefixWildcard(bucket, OVERSIZE_PREFIX),
-    reason: 'Oversize change objects are named by the change\'s (lsn, pos); the statement is limited to the oversize/ prefix and the object actions used.',
+    reason: "Oversize change objects are named by the change's (lsn, pos); the statement is limited to the oversize/ prefix and the object actions used.",
   });
 }

@@ -48,8 +48,10 @@ export class CaptureService extends Construct {
     this.logGroup = new logs.LogGroup(this, 'LogGroup', { retention: props.config.logRetentionDays });
 
     if (!existsSync(join(REPO_ROOT, props.config.dbCaBundlePath))) {
-      Annotations.of(this).addWarningV2('totes:missing-ca-bundle',
-        `${props.config.dbCaBundlePath} is missing: the capture task will refuse to connect (TOTES_DB_CA_FILE names a file that is not in the image). Place the RDS global-bundle.pem there before deploying (docs/deploy.md).`);
+      Annotations.of(this).addWarningV2(
+        'totes:missing-ca-bundle',
+        `${props.config.dbCaBundlePath} is missing: the capture task will refuse to connect (TOTES_DB_CA_FILE names a file that is not in the image). Place the RDS global-bundle.pem there before deploying (docs/deploy.md).`,
+      );
     }
     const task = new ecs.FargateTaskDefinition(this, 'Task', { cpu: cfg.cpu, memoryLimitMiB: cfg.memoryMiB });
     task.addContainer('capture', {
@@ -99,7 +101,8 @@ export class CaptureService extends Construct {
 
     Validations.of(task).acknowledge({
       id: 'AwsSolutions-ECS2',
-      reason: 'The environment holds only names, numbers and the source secret\'s ARN; the credentials themselves are read from Secrets Manager at start (lib/config.ts).',
+      reason:
+        "The environment holds only names, numbers and the source secret's ARN; the credentials themselves are read from Secrets Manager at start (lib/config.ts).",
     });
     Validations.of(task.obtainExecutionRole()).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',

@@ -23,11 +23,16 @@ export class DatabaseSecrets extends Construct {
     if (arn) return secretsmanager.Secret.fromSecretCompleteArn(this, name, arn);
     const secret = new secretsmanager.Secret(this, name, {
       description: `totes-cdc ${name.toLowerCase()} database: JSON host, port, username, password, dbname. Replace host and password with the real values.`,
-      generateSecretString: { secretStringTemplate: JSON.stringify({ host: 'REPLACE-ME', ...template }), generateStringKey: 'password', excludePunctuation: true },
+      generateSecretString: {
+        secretStringTemplate: JSON.stringify({ host: 'REPLACE-ME', ...template }),
+        generateStringKey: 'password',
+        excludePunctuation: true,
+      },
     });
     Validations.of(secret).acknowledge({
       id: 'AwsSolutions-SMG4',
-      reason: 'The database is not managed by this stack: its owner changes the password in the database and then in this secret; a rotation Lambda would need admin access to a database we do not own.',
+      reason:
+        'The database is not managed by this stack: its owner changes the password in the database and then in this secret; a rotation Lambda would need admin access to a database we do not own.',
     });
     return secret;
   }

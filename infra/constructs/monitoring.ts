@@ -55,9 +55,17 @@ export class Monitoring extends Construct {
     this.topic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
     const notify = new actions.SnsAction(this.topic);
 
-    const alarm = (name: string, description: string, metric: cloudwatch.IMetric, o: {
-      threshold: number; periods: number; below?: boolean; missing?: cloudwatch.TreatMissingData;
-    }): cloudwatch.Alarm => {
+    const alarm = (
+      name: string,
+      description: string,
+      metric: cloudwatch.IMetric,
+      o: {
+        threshold: number;
+        periods: number;
+        below?: boolean;
+        missing?: cloudwatch.TreatMissingData;
+      },
+    ): cloudwatch.Alarm => {
       const a = new cloudwatch.Alarm(this, name, {
         alarmName: `${prefix}-${name}`,
         alarmDescription: description,
@@ -84,37 +92,69 @@ export class Monitoring extends Construct {
     const deadLetters = serviceMetric('processor', 'DeadLetters', 'Sum', FIVE_MINUTES);
     const archiveFreshness = props.archive.metric('DeliveryToS3.DataFreshness', { statistic: 'Maximum', period: MINUTE });
     const runningTasks = new cloudwatch.Metric({
-      namespace: 'ECS/ContainerInsights', metricName: 'RunningTaskCount', statistic: 'Minimum', period: MINUTE,
+      namespace: 'ECS/ContainerInsights',
+      metricName: 'RunningTaskCount',
+      statistic: 'Minimum',
+      period: MINUTE,
       dimensionsMap: { ClusterName: props.cluster.clusterName, ServiceName: props.captureService.serviceName },
     });
 
-    alarm('stream-iterator-age', 'A consumer of the change stream (Firehose or the processor) has stopped reading: records wait unread.',
-      streamIteratorAge, { threshold: t.streamIteratorAgeSeconds * 1000, periods: 3 });
-    alarm('processor-iterator-age', 'The processor is behind the change stream: check its errors and the on-failure queue.',
-      processorIteratorAge, { threshold: t.processorIteratorAgeSeconds * 1000, periods: 3 });
-    alarm('processor-errors', 'Processor invocations are failing (batches are retried; the shard waits).',
-      processorErrors, { threshold: t.processorErrors, periods: 2 });
-    alarm('slot-lag-bytes', 'The replication slot holds much WAL on the source: capture is behind or stopped. The source disk fills if this grows.',
-      slotLagBytes, { threshold: t.slotLagBytes, periods: 3 });
-    alarm('slot-lag-seconds', 'Capture is behind the newest source commit.',
-      slotLagSeconds, { threshold: t.slotLagSeconds, periods: 2 });
-    // No figure means the loader is not running or has loaded no heartbeat: the warehouse is not known to be fresh.
-    alarm('warehouse-freshness', 'The warehouse is stale: the newest source commit it fully reflects is too old (budget: 30 minutes).',
-      freshness, { threshold: t.warehouseFreshnessSeconds, periods: 2, missing: cloudwatch.TreatMissingData.BREACHING });
-    alarm('on-failure-queue', 'A processor batch was given up on: replay its sequence range from the stream (docs/deploy.md) before the stream retention ends.',
-      queueVisible, { threshold: 1, periods: 1 });
-    alarm('dead-letters', 'The processor could not decode or map some records: they are under dead-letter/ in the processed bucket.',
-      deadLetters, { threshold: 1, periods: 1 });
-    alarm('archive-freshness', 'Firehose is not delivering the change stream to the ingestion bucket.',
-      archiveFreshness, { threshold: t.firehoseFreshnessSeconds, periods: 3 });
-    // Five minutes covers a deployment, which stops the old task before it starts the new one.
-    alarm('capture-not-running', 'No capture task is running: nothing is read from the source and its slot holds WAL.',
-      runningTasks, { threshold: 1, periods: 5, below: true, missing: cloudwatch.TreatMissingData.BREACHING });
-
-    const graph = (title: string, left: cloudwatch.IMetric[], threshold?: number, right: cloudwatch.IMetric[] = []) => new cloudwatch.GraphWidget({
-      title, left, right, width: 8, height: 6,
-      ...(threshold !== undefined ? { leftAnnotations: [{ value: threshold, label: 'alarm', color: cloudwatch.Color.RED }] } : {}),
+    alarm('stream-iterator-age', 'A consumer of the change stream (Firehose or the processor) has stopped reading: records wait unread.', streamIteratorAge, {
+      threshold: t.streamIteratorAgeSeconds * 1000,
+      periods: 3,
     });
+    alarm('processor-iterator-age', 'The processor is behind the change stream: check its errors and the on-failure queue.', processorIteratorAge, {
+      threshold: t.processorIteratorAgeSeconds * 1000,
+      periods: 3,
+    });
+    alarm('processor-errors', 'Processor invocations are failing (batches are retried; the shard waits).', processorErrors, {
+      threshold: t.processorErrors,
+      periods: 2,
+    });
+    alarm(
+      'slot-lag-bytes',
+      'The replication slot holds much WAL on the source: capture is behind or stopped. The source disk fills if this grows.',
+      slotLagBytes,
+      { threshold: t.slotLagBytes, periods: 3 },
+    );
+    alarm('slot-lag-seconds', 'Capture is behind the newest source commit.', slotLagSeconds, { threshold: t.slotLagSeconds, periods: 2 });
+    // No figure means the loader is not running or has loaded no heartbeat: the warehouse is not known to be fresh.
+    alarm('warehouse-freshness', 'The warehouse is stale: the newest source commit it fully reflects is too old (budget: 30 minutes).', freshness, {
+      threshold: t.warehouseFreshnessSeconds,
+      periods: 2,
+      missing: cloudwatch.TreatMissingData.BREACHING,
+    });
+    alarm(
+      'on-failure-queue',
+      'A processor batch was given up on: replay its sequence range from the stream (docs/deploy.md) before the stream retention ends.',
+      queueVisible,
+      { threshold: 1, periods: 1 },
+    );
+    alarm('dead-letters', 'The processor could not decode or map some records: they are under dead-letter/ in the processed bucket.', deadLetters, {
+      threshold: 1,
+      periods: 1,
+    });
+    alarm('archive-freshness', 'Firehose is not delivering the change stream to the ingestion bucket.', archiveFreshness, {
+      threshold: t.firehoseFreshnessSeconds,
+      periods: 3,
+    });
+    // Five minutes covers a deployment, which stops the old task before it starts the new one.
+    alarm('capture-not-running', 'No capture task is running: nothing is read from the source and its slot holds WAL.', runningTasks, {
+      threshold: 1,
+      periods: 5,
+      below: true,
+      missing: cloudwatch.TreatMissingData.BREACHING,
+    });
+
+    const graph = (title: string, left: cloudwatch.IMetric[], threshold?: number, right: cloudwatch.IMetric[] = []) =>
+      new cloudwatch.GraphWidget({
+        title,
+        left,
+        right,
+        width: 8,
+        height: 6,
+        ...(threshold !== undefined ? { leftAnnotations: [{ value: threshold, label: 'alarm', color: cloudwatch.Color.RED }] } : {}),
+      });
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       dashboardName: `${prefix}-pipeline`,
       widgets: [
@@ -126,8 +166,12 @@ export class Monitoring extends Construct {
         ],
         [
           graph('Capture tasks running', [runningTasks], 1),
-          graph('Capture throughput', [serviceMetric('capture', 'ChangesPerSecond', 'Average')], undefined, [serviceMetric('capture', 'BytesPerSecond', 'Average')]),
-          graph('Kinesis PutRecords', [serviceMetric('capture', 'PutRecordsLatency', 'Average')], undefined, [serviceMetric('capture', 'PutRecordsRetries', 'Sum')]),
+          graph('Capture throughput', [serviceMetric('capture', 'ChangesPerSecond', 'Average')], undefined, [
+            serviceMetric('capture', 'BytesPerSecond', 'Average'),
+          ]),
+          graph('Kinesis PutRecords', [serviceMetric('capture', 'PutRecordsLatency', 'Average')], undefined, [
+            serviceMetric('capture', 'PutRecordsRetries', 'Sum'),
+          ]),
         ],
         [
           graph('Stream iterator age (ms)', [streamIteratorAge], t.streamIteratorAgeSeconds * 1000),
@@ -137,7 +181,9 @@ export class Monitoring extends Construct {
         [
           graph('Dead letters and on-failure queue', [deadLetters, queueVisible], 1),
           graph('Archive (Firehose) freshness (s)', [archiveFreshness], t.firehoseFreshnessSeconds),
-          graph('Loader errors and duration', [props.loader.metricErrors({ period: FIVE_MINUTES })], undefined, [props.loader.metricDuration({ statistic: 'Maximum', period: FIVE_MINUTES })]),
+          graph('Loader errors and duration', [props.loader.metricErrors({ period: FIVE_MINUTES })], undefined, [
+            props.loader.metricDuration({ statistic: 'Maximum', period: FIVE_MINUTES }),
+          ]),
         ],
       ],
     });

@@ -20,7 +20,9 @@ export class Network extends Construct {
     super(scope, id);
     if (config.vpc) {
       this.vpc = ec2.Vpc.fromVpcAttributes(this, 'Vpc', {
-        vpcId: config.vpc.vpcId, availabilityZones: config.vpc.availabilityZones, privateSubnetIds: config.vpc.privateSubnetIds,
+        vpcId: config.vpc.vpcId,
+        availabilityZones: config.vpc.availabilityZones,
+        privateSubnetIds: config.vpc.privateSubnetIds,
       });
     } else {
       const vpc = new ec2.Vpc(this, 'Vpc', {
@@ -40,8 +42,18 @@ export class Network extends Construct {
       this.vpc = vpc;
     }
     this.subnets = { subnets: this.vpc.privateSubnets };
-    this.captureSecurityGroup = this.serviceGroup('CaptureSecurityGroup', 'totes-cdc capture task: HTTPS to AWS APIs, Postgres to the source', 'Source', config.source);
-    this.loaderSecurityGroup = this.serviceGroup('LoaderSecurityGroup', 'totes-cdc loader: HTTPS to AWS APIs, Postgres to the warehouse', 'Warehouse', config.warehouse);
+    this.captureSecurityGroup = this.serviceGroup(
+      'CaptureSecurityGroup',
+      'totes-cdc capture task: HTTPS to AWS APIs, Postgres to the source',
+      'Source',
+      config.source,
+    );
+    this.loaderSecurityGroup = this.serviceGroup(
+      'LoaderSecurityGroup',
+      'totes-cdc loader: HTTPS to AWS APIs, Postgres to the warehouse',
+      'Warehouse',
+      config.warehouse,
+    );
   }
 
   private serviceGroup(id: string, description: string, database: string, db: DatabaseConfig): ec2.SecurityGroup {

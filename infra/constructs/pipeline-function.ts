@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Construct } from 'constructs';
-import { Annotations, Duration, Validations } from 'aws-cdk-lib';
+import { Annotations, type Duration, Validations } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -45,14 +45,17 @@ export class PipelineFunction extends Construct {
     if (props.database) {
       Validations.of(role.node.defaultChild!).acknowledge({
         id: 'AwsSolutions-IAM5[Resource::*]',
-        reason: 'A VPC Lambda creates and deletes its own network interfaces; EC2 does not support resource-level permissions for these actions (the same actions as AWSLambdaVPCAccessExecutionRole, without its logs:* on every log group).',
+        reason:
+          'A VPC Lambda creates and deletes its own network interfaces; EC2 does not support resource-level permissions for these actions (the same actions as AWSLambdaVPCAccessExecutionRole, without its logs:* on every log group).',
       });
     }
 
     const caFile = props.database ? join(REPO_ROOT, props.database.caBundlePath) : null;
     if (caFile && !existsSync(caFile)) {
-      Annotations.of(this).addWarningV2('totes:missing-ca-bundle',
-        `${props.database!.caBundlePath} is missing: the function will refuse to connect (TOTES_DB_CA_FILE names a file that is not there). Place the RDS global-bundle.pem there before deploying (docs/deploy.md).`);
+      Annotations.of(this).addWarningV2(
+        'totes:missing-ca-bundle',
+        `${props.database!.caBundlePath} is missing: the function will refuse to connect (TOTES_DB_CA_FILE names a file that is not there). Place the RDS global-bundle.pem there before deploying (docs/deploy.md).`,
+      );
     }
     this.function = new NodejsFunction(this, 'Function', {
       entry: join(REPO_ROOT, props.entry),
@@ -89,16 +92,26 @@ export class PipelineFunction extends Construct {
     });
     Validations.of(this.function).acknowledge({
       id: 'AwsSolutions-L1',
-      reason: 'nodejs22.x is the runtime this code is built and tested for (README: Lambda runs nodejs22.x); moving to a newer runtime is a deliberate, tested change.',
+      reason:
+        'nodejs22.x is the runtime this code is built and tested for (README: Lambda runs nodejs22.x); moving to a newer runtime is a deliberate, tested change.',
     });
   }
 }
 
 function networkInterfacePolicy(): iam.PolicyDocument {
   return new iam.PolicyDocument({
-    statements: [new iam.PolicyStatement({
-      actions: ['ec2:CreateNetworkInterface', 'ec2:DescribeNetworkInterfaces', 'ec2:DescribeSubnets', 'ec2:DeleteNetworkInterface', 'ec2:AssignPrivateIpAddresses', 'ec2:UnassignPrivateIpAddresses'],
-      resources: ['*'],
-    })],
+    statements: [
+      new iam.PolicyStatement({
+        actions: [
+          'ec2:CreateNetworkInterface',
+          'ec2:DescribeNetworkInterfaces',
+          'ec2:DescribeSubnets',
+          'ec2:DeleteNetworkInterface',
+          'ec2:AssignPrivateIpAddresses',
+          'ec2:UnassignPrivateIpAddresses',
+        ],
+        resources: ['*'],
+      }),
+    ],
   });
 }

@@ -44,18 +44,20 @@ export class ProcessorFunction extends Construct {
       id: 'AwsSolutions-SQS3',
       reason: 'This queue is itself the dead-letter destination of the processor event source mapping.',
     });
-    fn.addEventSource(new KinesisEventSource(props.stream, {
-      startingPosition: lambda.StartingPosition.TRIM_HORIZON,
-      batchSize: cfg.batchSize,
-      maxBatchingWindow: Duration.seconds(cfg.maxBatchingWindowSeconds),
-      bisectBatchOnError: true,
-      reportBatchItemFailures: true,
-      maxRecordAge: Duration.seconds(cfg.maxRecordAgeSeconds),
-      retryAttempts: cfg.retryAttempts,
-      // One batch per shard at a time: the loader relies on each shard's batches in stream order.
-      parallelizationFactor: 1,
-      onFailure: new SqsDlq(this.onFailureQueue),
-    }));
+    fn.addEventSource(
+      new KinesisEventSource(props.stream, {
+        startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+        batchSize: cfg.batchSize,
+        maxBatchingWindow: Duration.seconds(cfg.maxBatchingWindowSeconds),
+        bisectBatchOnError: true,
+        reportBatchItemFailures: true,
+        maxRecordAge: Duration.seconds(cfg.maxRecordAgeSeconds),
+        retryAttempts: cfg.retryAttempts,
+        // One batch per shard at a time: the loader relies on each shard's batches in stream order.
+        parallelizationFactor: 1,
+        onFailure: new SqsDlq(this.onFailureQueue),
+      }),
+    );
     this.function = fn;
   }
 }

@@ -15,8 +15,17 @@
  * dimension row (they travel on different shards) and the row is filled in when it arrives.
  */
 export const STAR_TABLES = [
-  'dim_date', 'dim_staff', 'dim_location', 'dim_counterparty', 'dim_currency', 'dim_design', 'dim_payment_type', 'dim_transaction',
-  'fact_sales_order', 'fact_purchase_order', 'fact_payment',
+  'dim_date',
+  'dim_staff',
+  'dim_location',
+  'dim_counterparty',
+  'dim_currency',
+  'dim_design',
+  'dim_payment_type',
+  'dim_transaction',
+  'fact_sales_order',
+  'fact_purchase_order',
+  'fact_payment',
 ] as const;
 export type StarTable = (typeof STAR_TABLES)[number];
 

@@ -23,7 +23,10 @@ export class ReplayProgressBar {
   private lastDrawAt = 0;
   private latest: ReplayProgress | null = null;
 
-  constructor(private readonly out: NodeJS.WriteStream = process.stderr, private readonly plainEveryMs = 5_000) {}
+  constructor(
+    private readonly out: NodeJS.WriteStream = process.stderr,
+    private readonly plainEveryMs = 5_000,
+  ) {}
 
   /** Pass as `onProgress`. */
   readonly update = (p: ReplayProgress): void => {
@@ -51,9 +54,10 @@ export class ReplayProgressBar {
     const seconds = Math.max((now - this.phaseStartedAt) / 1000, 1e-3);
     if (p.phase === 'list') return 'listing the archive…';
     if (p.phase === 'order') return `ordering and de-duplicating ${n(p.eventsRead)} events…`;
-    const [done, total, rate, unit] = p.phase === 'read'
-      ? [p.objectsRead, p.objectsTotal, p.eventsRead / seconds, `objects, ${n(p.eventsRead)} events`]
-      : [p.eventsLoaded, p.eventsTotal, p.eventsLoaded / seconds, 'events'];
+    const [done, total, rate, unit] =
+      p.phase === 'read'
+        ? [p.objectsRead, p.objectsTotal, p.eventsRead / seconds, `objects, ${n(p.eventsRead)} events`]
+        : [p.eventsLoaded, p.eventsTotal, p.eventsLoaded / seconds, 'events'];
     const fraction = total > 0 ? done / total : 1;
     const perUnit = p.phase === 'read' ? p.objectsRead / seconds : rate;
     const eta = perUnit > 0 ? (total - done) / perUnit : Infinity;

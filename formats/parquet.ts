@@ -14,12 +14,18 @@ const DAY_MS = 86_400_000;
 function element(name: string, type: ColumnType): SchemaElement {
   const base = { name, repetition_type: 'OPTIONAL' as const };
   switch (type) {
-    case 'int': return { ...base, type: 'INT32' };
-    case 'text': return { ...base, type: 'BYTE_ARRAY', converted_type: 'UTF8' };
-    case 'money': return { ...base, type: 'INT64', converted_type: 'DECIMAL', precision: 10, scale: 2 };
-    case 'date': return { ...base, type: 'INT32', converted_type: 'DATE' };
-    case 'time': return { ...base, type: 'INT32', converted_type: 'TIME_MILLIS' };
-    case 'bool': return { ...base, type: 'BOOLEAN' };
+    case 'int':
+      return { ...base, type: 'INT32' };
+    case 'text':
+      return { ...base, type: 'BYTE_ARRAY', converted_type: 'UTF8' };
+    case 'money':
+      return { ...base, type: 'INT64', converted_type: 'DECIMAL', precision: 10, scale: 2 };
+    case 'date':
+      return { ...base, type: 'INT32', converted_type: 'DATE' };
+    case 'time':
+      return { ...base, type: 'INT32', converted_type: 'TIME_MILLIS' };
+    case 'bool':
+      return { ...base, type: 'BOOLEAN' };
   }
 }
 
@@ -57,10 +63,14 @@ export function millisToTime(ms: number): string {
 function encodeValue(type: ColumnType, v: unknown): unknown {
   if (v === null || v === undefined) return null;
   switch (type) {
-    case 'money': return moneyToUnscaled(String(v));
-    case 'date': return Math.round(Date.parse(`${v}T00:00:00Z`) / DAY_MS);
-    case 'time': return timeToMillis(String(v));
-    default: return v;
+    case 'money':
+      return moneyToUnscaled(String(v));
+    case 'date':
+      return Math.round(Date.parse(`${v}T00:00:00Z`) / DAY_MS);
+    case 'time':
+      return timeToMillis(String(v));
+    default:
+      return v;
   }
 }
 
@@ -81,7 +91,10 @@ export async function decodeParquet(table: LoadTableName, bytes: Uint8Array): Pr
   for (const row of rows) {
     for (const [name, type] of types) {
       const v = row[name];
-      if (v === null || v === undefined) { row[name] = null; continue; }
+      if (v === null || v === undefined) {
+        row[name] = null;
+        continue;
+      }
       // DECIMAL(10,2) arrives as a float of at most 10 significant digits: toFixed(2) recovers it exactly.
       if (type === 'money') row[name] = (v as number).toFixed(2);
       else if (type === 'time') row[name] = millisToTime(Number(v));

@@ -9,11 +9,50 @@ export const SOURCE_TABLES = {
   department: ['department_id', 'department_name', 'location', 'manager', 'created_at', 'last_updated'],
   design: ['design_id', 'created_at', 'design_name', 'file_location', 'file_name', 'last_updated'],
   staff: ['staff_id', 'first_name', 'last_name', 'department_id', 'email_address', 'created_at', 'last_updated'],
-  sales_order: ['sales_order_id', 'created_at', 'last_updated', 'design_id', 'staff_id', 'counterparty_id', 'units_sold', 'unit_price', 'currency_id', 'agreed_delivery_date', 'agreed_payment_date', 'agreed_delivery_location_id'],
-  purchase_order: ['purchase_order_id', 'created_at', 'last_updated', 'staff_id', 'counterparty_id', 'item_code', 'item_quantity', 'item_unit_price', 'currency_id', 'agreed_delivery_date', 'agreed_payment_date', 'agreed_delivery_location_id'],
+  sales_order: [
+    'sales_order_id',
+    'created_at',
+    'last_updated',
+    'design_id',
+    'staff_id',
+    'counterparty_id',
+    'units_sold',
+    'unit_price',
+    'currency_id',
+    'agreed_delivery_date',
+    'agreed_payment_date',
+    'agreed_delivery_location_id',
+  ],
+  purchase_order: [
+    'purchase_order_id',
+    'created_at',
+    'last_updated',
+    'staff_id',
+    'counterparty_id',
+    'item_code',
+    'item_quantity',
+    'item_unit_price',
+    'currency_id',
+    'agreed_delivery_date',
+    'agreed_payment_date',
+    'agreed_delivery_location_id',
+  ],
   payment_type: ['payment_type_id', 'payment_type_name', 'created_at', 'last_updated'],
   transaction: ['transaction_id', 'transaction_type', 'sales_order_id', 'purchase_order_id', 'created_at', 'last_updated'],
-  payment: ['payment_id', 'created_at', 'last_updated', 'transaction_id', 'counterparty_id', 'payment_amount', 'currency_id', 'payment_type_id', 'paid', 'payment_date', 'company_ac_number', 'counterparty_ac_number'],
+  payment: [
+    'payment_id',
+    'created_at',
+    'last_updated',
+    'transaction_id',
+    'counterparty_id',
+    'payment_amount',
+    'currency_id',
+    'payment_type_id',
+    'paid',
+    'payment_date',
+    'company_ac_number',
+    'counterparty_ac_number',
+  ],
 } as const;
 
 export type SourceTable = keyof typeof SOURCE_TABLES;
@@ -25,5 +64,5 @@ export function primaryKeyOf(table: SourceTable): string {
 }
 
 export function isSourceTable(name: string): name is SourceTable {
-  return Object.prototype.hasOwnProperty.call(SOURCE_TABLES, name);
+  return Object.hasOwn(SOURCE_TABLES, name);
 }

@@ -15,42 +15,92 @@ export interface LoadTable {
 }
 
 export const LOAD_TABLES = {
-  dim_location: { kind: 'dim', key: 'location_id', columns: { location_id: 'int', address_line_1: 'text', address_line_2: 'text', district: 'text', city: 'text', postal_code: 'text', country: 'text', phone: 'text' } },
+  dim_location: {
+    kind: 'dim',
+    key: 'location_id',
+    columns: {
+      location_id: 'int',
+      address_line_1: 'text',
+      address_line_2: 'text',
+      district: 'text',
+      city: 'text',
+      postal_code: 'text',
+      country: 'text',
+      phone: 'text',
+    },
+  },
   totes_department: { kind: 'dim', key: 'department_id', columns: { department_id: 'int', department_name: 'text', location: 'text' } },
   dim_staff: { kind: 'dim', key: 'staff_id', columns: { staff_id: 'int', first_name: 'text', last_name: 'text', email_address: 'text', department_id: 'int' } },
   dim_counterparty: { kind: 'dim', key: 'counterparty_id', columns: { counterparty_id: 'int', counterparty_legal_name: 'text', legal_address_id: 'int' } },
   dim_currency: { kind: 'dim', key: 'currency_id', columns: { currency_id: 'int', currency_code: 'text', currency_name: 'text' } },
   dim_design: { kind: 'dim', key: 'design_id', columns: { design_id: 'int', design_name: 'text', file_location: 'text', file_name: 'text' } },
   dim_payment_type: { kind: 'dim', key: 'payment_type_id', columns: { payment_type_id: 'int', payment_type_name: 'text' } },
-  dim_transaction: { kind: 'dim', key: 'transaction_id', columns: { transaction_id: 'int', transaction_type: 'text', sales_order_id: 'int', purchase_order_id: 'int' } },
+  dim_transaction: {
+    kind: 'dim',
+    key: 'transaction_id',
+    columns: { transaction_id: 'int', transaction_type: 'text', sales_order_id: 'int', purchase_order_id: 'int' },
+  },
   fact_sales_order: {
-    kind: 'fact', key: 'sales_order_id',
+    kind: 'fact',
+    key: 'sales_order_id',
     columns: {
-      sales_order_id: 'int', created_date: 'date', created_time: 'time', last_updated_date: 'date', last_updated_time: 'time',
-      sales_staff_id: 'int', counterparty_id: 'int', units_sold: 'int', unit_price: 'money', currency_id: 'int', design_id: 'int',
-      agreed_payment_date: 'date', agreed_delivery_date: 'date', agreed_delivery_location_id: 'int',
+      sales_order_id: 'int',
+      created_date: 'date',
+      created_time: 'time',
+      last_updated_date: 'date',
+      last_updated_time: 'time',
+      sales_staff_id: 'int',
+      counterparty_id: 'int',
+      units_sold: 'int',
+      unit_price: 'money',
+      currency_id: 'int',
+      design_id: 'int',
+      agreed_payment_date: 'date',
+      agreed_delivery_date: 'date',
+      agreed_delivery_location_id: 'int',
     },
   },
   fact_purchase_order: {
-    kind: 'fact', key: 'purchase_order_id',
+    kind: 'fact',
+    key: 'purchase_order_id',
     columns: {
-      purchase_order_id: 'int', created_date: 'date', created_time: 'time', last_updated_date: 'date', last_updated_time: 'time',
-      staff_id: 'int', counterparty_id: 'int', item_code: 'text', item_quantity: 'int', item_unit_price: 'money', currency_id: 'int',
-      agreed_delivery_date: 'date', agreed_payment_date: 'date', agreed_delivery_location_id: 'int',
+      purchase_order_id: 'int',
+      created_date: 'date',
+      created_time: 'time',
+      last_updated_date: 'date',
+      last_updated_time: 'time',
+      staff_id: 'int',
+      counterparty_id: 'int',
+      item_code: 'text',
+      item_quantity: 'int',
+      item_unit_price: 'money',
+      currency_id: 'int',
+      agreed_delivery_date: 'date',
+      agreed_payment_date: 'date',
+      agreed_delivery_location_id: 'int',
     },
   },
   fact_payment: {
-    kind: 'fact', key: 'payment_id',
+    kind: 'fact',
+    key: 'payment_id',
     columns: {
-      payment_id: 'int', created_date: 'date', created_time: 'time', last_updated_date: 'date', last_updated_time: 'time',
-      transaction_id: 'int', counterparty_id: 'int', payment_amount: 'money', currency_id: 'int', payment_type_id: 'int',
-      paid: 'bool', payment_date: 'date',
+      payment_id: 'int',
+      created_date: 'date',
+      created_time: 'time',
+      last_updated_date: 'date',
+      last_updated_time: 'time',
+      transaction_id: 'int',
+      counterparty_id: 'int',
+      payment_amount: 'money',
+      currency_id: 'int',
+      payment_type_id: 'int',
+      paid: 'bool',
+      payment_date: 'date',
     },
   },
 } as const satisfies Record<string, LoadTable>;
 
 export type LoadTableName = keyof typeof LOAD_TABLES;
-export const LOAD_TABLE_NAMES = Object.keys(LOAD_TABLES) as LoadTableName[];
 
 /** Provenance carried on every load row. */
 export interface Provenance {
@@ -62,7 +112,11 @@ export interface Provenance {
   unchanged: string | null;
 }
 export const PROVENANCE_COLUMNS: Record<keyof Provenance, 'text' | 'int'> = {
-  source_op: 'text', source_lsn: 'text', source_pos: 'int', source_commit_time: 'text', unchanged: 'text',
+  source_op: 'text',
+  source_lsn: 'text',
+  source_pos: 'int',
+  source_commit_time: 'text',
+  unchanged: 'text',
 };
 
 export type LoadValue = string | number | boolean | null;
@@ -70,7 +124,13 @@ export type LoadRow = Record<string, LoadValue> & Provenance;
 
 /** Which dimension key columns of a fact (or dimension) point at which dimension. */
 export const REFERENCES: Partial<Record<LoadTableName, Record<string, LoadTableName>>> = {
-  fact_sales_order: { sales_staff_id: 'dim_staff', counterparty_id: 'dim_counterparty', currency_id: 'dim_currency', design_id: 'dim_design', agreed_delivery_location_id: 'dim_location' },
+  fact_sales_order: {
+    sales_staff_id: 'dim_staff',
+    counterparty_id: 'dim_counterparty',
+    currency_id: 'dim_currency',
+    design_id: 'dim_design',
+    agreed_delivery_location_id: 'dim_location',
+  },
   fact_purchase_order: { staff_id: 'dim_staff', counterparty_id: 'dim_counterparty', currency_id: 'dim_currency', agreed_delivery_location_id: 'dim_location' },
   fact_payment: { transaction_id: 'dim_transaction', counterparty_id: 'dim_counterparty', currency_id: 'dim_currency', payment_type_id: 'dim_payment_type' },
 };

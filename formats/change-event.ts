@@ -84,7 +84,7 @@ export class InvalidEventError extends Error {
 }
 
 export function encodeEvent(event: StreamEvent): string {
-  return JSON.stringify(event) + '\n';
+  return `${JSON.stringify(event)}\n`;
 }
 
 /** Partition key that keeps every change of one row on one shard, in order. */
@@ -121,7 +121,8 @@ export function decodeEvent(text: string): StreamEvent {
   if (typeof raw.op !== 'string' || !OPS.has(raw.op)) throw new InvalidEventError(`bad op ${JSON.stringify(raw.op)}`);
   const pk = primaryKeyOf(raw.table);
   if (!isObject(raw.key) || !Number.isInteger(raw.key[pk])) throw new InvalidEventError(`key.${pk} missing or not an integer`);
-  if (raw.op === 'd' ? raw.after !== null : !isObject(raw.after)) throw new InvalidEventError(`op ${raw.op} with ${raw.after === null ? 'no' : 'an'} after image`);
+  if (raw.op === 'd' ? raw.after !== null : !isObject(raw.after))
+    throw new InvalidEventError(`op ${raw.op} with ${raw.after === null ? 'no' : 'an'} after image`);
   if (raw.before !== null && !isObject(raw.before)) throw new InvalidEventError('before is neither null nor an object');
   return raw as unknown as ChangeEvent;
 }
@@ -133,7 +134,7 @@ function isObject(x: unknown): x is Record<string, unknown> {
 /** LSN "X/Y" as a comparable bigint. */
 export function lsnToBigInt(lsn: string): bigint {
   const [hi, lo] = lsn.split('/');
-  return (BigInt('0x' + hi) << 32n) | BigInt('0x' + lo);
+  return (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
 }
 
 export function bigIntToLsn(n: bigint): string {
@@ -142,6 +143,7 @@ export function bigIntToLsn(n: bigint): string {
 
 /** Orders events by (commit LSN, position). */
 export function compareEventIds(a: EventSource, b: EventSource): number {
-  const x = lsnToBigInt(a.lsn), y = lsnToBigInt(b.lsn);
+  const x = lsnToBigInt(a.lsn),
+    y = lsnToBigInt(b.lsn);
   return x < y ? -1 : x > y ? 1 : a.pos - b.pos;
 }

@@ -5,6 +5,8 @@
  * (`mapEvents`) and the loader's merge (`Loader.loadTables`): the same code the live pipeline
  * runs, so a replayed warehouse is the warehouse the pipeline would have built.
  *
+ * Switching a rebuild in for the live schema is switch-in.ts.
+ *
  * Three phases, so a corrupt archive is reported before anything is loaded:
  *   read   list the objects, fetch a few at a time, gunzip (zlib's thread pool), parse;
  *   order  sort in memory and de-duplicate (Firehose retries and one heartbeat per shard);
@@ -14,15 +16,14 @@
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { resolvePointer } from './oversize-store.ts';
-import { decodeEvent, InvalidEventError, type ChangeEvent, type HeartbeatEvent, type StreamEvent } from '../contract/change-event.ts';
-import { SOURCE_TABLE_NAMES, type SourceTable } from '../contract/source-tables.ts';
-import pg, { inTransaction } from '../lib/pg.ts';
-import { Loader } from '../loader/loader.ts';
-import { MicroBatchStore } from '../processors/microbatch-store.ts';
-import type { LoadRow, LoadTableName } from '../processors/load-tables.ts';
+import { RAW_PREFIX } from '../formats/archive-layout.ts';
+import { resolvePointer } from '../stores/oversize-store.ts';
+import { decodeEvent, InvalidEventError, type ChangeEvent, type HeartbeatEvent, type StreamEvent } from '../formats/change-event.ts';
+import { SOURCE_TABLE_NAMES, type SourceTable } from '../formats/source-tables.ts';
+import type pg from '../lib/pg.ts';
+import { Warehouse } from '../loader/warehouse.ts';
+import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
 import { mapEvents, targetOf } from '../processors/transform.ts';
-import { STAR_TABLES } from '../warehouse/schema.ts';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -116,13 +117,10 @@ export interface ReplayResult {
 export class ArchiveCorruptError extends Error {
   override name = 'ArchiveCorruptError';
   constructor(readonly corrupt: CorruptEntry[]) {
-    super(`${corrupt.length} corrupt ${corrupt.length === 1 ? 'entry' : 'entries'} in the archive; nothing was loaded:\n${corrupt.map(formatCorrupt).join('\n')}`);
+    super(
+      `${corrupt.length} corrupt ${corrupt.length === 1 ? 'entry' : 'entries'} in the archive; nothing was loaded:\n${corrupt.map(formatCorrupt).join('\n')}`,
+    );
   }
-}
-
-/** The rebuild was not switched in; the live schema is untouched. */
-export class SwitchInError extends Error {
-  override name = 'SwitchInError';
 }
 
 export function formatCorrupt(c: CorruptEntry): string {
@@ -159,7 +157,8 @@ export function sourceTablesFor(names: string[]): SourceTable[] {
     const feeding = SOURCE_TABLE_NAMES.filter((t) => t === name || targetOf(t) === name);
     if (name === 'dim_staff') feeding.push('department');
     if (name === 'dim_counterparty') feeding.push('address');
-    if (feeding.length === 0) throw new Error(`unknown table ${JSON.stringify(name)}: name a totesys table (${SOURCE_TABLE_NAMES.join(', ')}) or a warehouse table`);
+    if (feeding.length === 0)
+      throw new Error(`unknown table ${JSON.stringify(name)}: name a totesys table (${SOURCE_TABLE_NAMES.join(', ')}) or a warehouse table`);
     for (const t of feeding) out.add(t);
   }
   return [...out];
@@ -176,10 +175,17 @@ export async function replayArchive(opts: ReplayOptions): Promise<ReplayResult> 
   progress.phase = 'read';
   progress.objectsTotal = keys.length;
   report();
-  const { entries, corrupt, bytes } = await readObjects(opts, keys, () => {
-    progress.objectsRead++;
-    report();
-  }, (n) => { progress.eventsRead += n; });
+  const { entries, corrupt, bytes } = await readObjects(
+    opts,
+    keys,
+    () => {
+      progress.objectsRead++;
+      report();
+    },
+    (n) => {
+      progress.eventsRead += n;
+    },
+  );
   if (corrupt.length > 0 && !opts.skipCorrupt) throw new ArchiveCorruptError(corrupt);
 
   progress.phase = 'order';
@@ -191,10 +197,10 @@ export async function replayArchive(opts: ReplayOptions): Promise<ReplayResult> 
   progress.phase = 'load';
   progress.eventsTotal = changes.length;
   report();
-  const loader = new Loader(opts.pool, new MicroBatchStore(opts.s3, opts.bucket), schema); // loadTables never reads the store
+  const warehouse = new Warehouse(opts.pool, schema);
   if (opts.freshSchema) await opts.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await loader.ensureSchema();
-  const loaded = await loadInBatches(loader, changes, ordered.heartbeats, opts, (n) => {
+  await warehouse.ensureSchema();
+  const loaded = await loadInBatches(warehouse, changes, ordered.heartbeats, opts, (n) => {
     progress.eventsLoaded += n;
     report();
   });
@@ -223,16 +229,21 @@ const hourPrefix = (prefix: string, at: Date) => `${prefix}${at.toISOString().sl
 
 /** Object keys in delivery order; with a time range, only the hours that can hold it. */
 async function listArchive(opts: ReplayOptions): Promise<string[]> {
-  const prefix = opts.prefix ?? 'raw/';
+  const prefix = opts.prefix ?? RAW_PREFIX;
   // Delivery is never before commit, and at most DELIVERY_LATENESS_MS after it.
   const startAfter = opts.from ? hourPrefix(prefix, opts.from) : undefined;
   const lastHour = opts.to ? hourPrefix(prefix, new Date(opts.to.getTime() + DELIVERY_LATENESS_MS)) : undefined;
   const keys: string[] = [];
   let token: string | undefined;
   do {
-    const out = await opts.s3.send(new ListObjectsV2Command({
-      Bucket: opts.bucket, Prefix: prefix, ContinuationToken: token, ...(startAfter && !token ? { StartAfter: startAfter } : {}),
-    }));
+    const out = await opts.s3.send(
+      new ListObjectsV2Command({
+        Bucket: opts.bucket,
+        Prefix: prefix,
+        ContinuationToken: token,
+        ...(startAfter && !token ? { StartAfter: startAfter } : {}),
+      }),
+    );
     for (const o of out.Contents ?? []) {
       if (lastHour && o.Key!.slice(0, lastHour.length) > lastHour) return keys.sort();
       keys.push(o.Key!);
@@ -316,7 +327,8 @@ function orderAndFilter(entries: Keyed[], opts: ReplayOptions): { changes: Chang
 function findGaps(heartbeats: Keyed[], thresholdMs: number): ArchiveGap[] {
   const gaps: ArchiveGap[] = [];
   for (let i = 1; i < heartbeats.length; i++) {
-    const a = heartbeats[i - 1], b = heartbeats[i];
+    const a = heartbeats[i - 1],
+      b = heartbeats[i];
     const ms = Date.parse(b.event.source.commitTime) - Date.parse(a.event.source.commitTime);
     if (ms > thresholdMs) {
       const side = (k: Keyed) => ({ lsn: k.event.source.lsn, commitTime: k.event.source.commitTime, key: k.objectKey });
@@ -331,11 +343,13 @@ function findGaps(heartbeats: Keyed[], thresholdMs: number): ArchiveGap[] {
  * from the version before it, so order matters); the next batch is mapped while one merges.
  * With recordWatermark each batch carries the newest heartbeat it has passed.
  */
-async function loadInBatches(loader: Loader, changes: ChangeEvent[], heartbeats: Keyed[], opts: ReplayOptions, onLoaded: (n: number) => void) {
+async function loadInBatches(warehouse: Warehouse, changes: ChangeEvent[], heartbeats: Keyed[], opts: ReplayOptions, onLoaded: (n: number) => void) {
   const size = opts.batchEvents ?? 25_000;
   const filterTag = opts.tables ? `[${[...opts.tables].sort().join(',')}]` : '';
   const unmappable: ReplayResult['unmappable'] = [];
-  let batches = 0, skipped = 0, nextHeartbeat = 0;
+  let batches = 0,
+    skipped = 0,
+    nextHeartbeat = 0;
   let merging: Promise<void> = Promise.resolve();
   const batchCount = Math.max(Math.ceil(changes.length / size), opts.recordWatermark && heartbeats.length > 0 ? 1 : 0);
   for (let b = 0; b < batchCount; b++) {
@@ -347,94 +361,27 @@ async function loadInBatches(loader: Loader, changes: ChangeEvent[], heartbeats:
     const bound = b + 1 < batchCount ? keyed(changes[(b + 1) * size], '') : null;
     while (nextHeartbeat < heartbeats.length && (bound === null || byEventId(heartbeats[nextHeartbeat], bound) < 0)) nextHeartbeat++;
     const heartbeat = opts.recordWatermark && nextHeartbeat > 0 ? heartbeats[nextHeartbeat - 1].event.source : undefined;
-    const batchKey = events.length > 0
-      ? `replay${filterTag}:${idOf(events[0])}-${idOf(events[events.length - 1])}`
-      : `replay-watermark:${heartbeat ? `${heartbeat.lsn}:${heartbeat.pos}` : ''}`;
+    const batchKey =
+      events.length > 0
+        ? `replay${filterTag}:${idOf(events[0])}-${idOf(events[events.length - 1])}`
+        : `replay-watermark:${heartbeat ? `${heartbeat.lsn}:${heartbeat.pos}` : ''}`;
     await merging;
-    merging = loader.loadTables({
-      batchKey, shard: REPLAY_SHARD, events: events.length,
-      ...(heartbeat ? { manifestKey: batchKey, heartbeat: { lsn: heartbeat.lsn, commitTime: heartbeat.commitTime } } : {}),
-    }, tables).then((loadedNow) => {
-      batches++;
-      if (!loadedNow) skipped++;
-      onLoaded(events.length);
-    });
+    merging = warehouse
+      .loadTables(
+        {
+          batchKey,
+          shard: REPLAY_SHARD,
+          events: events.length,
+          ...(heartbeat ? { manifestKey: batchKey, heartbeat: { lsn: heartbeat.lsn, commitTime: heartbeat.commitTime } } : {}),
+        },
+        tables,
+      )
+      .then((loadedNow) => {
+        batches++;
+        if (!loadedNow) skipped++;
+        onLoaded(events.length);
+      });
   }
   await merging;
   return { batches, skipped, unmappable };
-}
-
-export interface SwitchInOptions extends Omit<ReplayOptions, 'schema' | 'freshSchema' | 'recordWatermark' | 'skipKeys'> {
-  /** The schema the rebuild was built in. */
-  rebuildSchema: string;
-  /** The live schema it replaces (default "public"). */
-  liveSchema?: string;
-  /** Objects the rebuild read: catch-up passes read only newer ones. */
-  replayedKeys: Iterable<string>;
-  /** Give up (changing nothing) when the archive has not caught up with the live warehouse by then. */
-  timeoutMs?: number;
-  pollMs?: number;
-}
-
-export interface SwitchInResult {
-  /** Where the old live schema now lives (null when there was none). */
-  replacedSchema: string | null;
-  catchUpPasses: number;
-  catchUpEvents: number;
-  /** How long the live loader was held. */
-  pausedSeconds: number;
-}
-
-/** Tables carrying source_lsn: the highest one is the newest change the live warehouse holds. */
-const LSN_TABLES = [...STAR_TABLES.filter((t) => t !== 'dim_date'), 'totes_department'];
-
-/**
- * Switch a rebuilt schema in for the live one, in one transaction that holds the live
- * loader's lock (the live loader waits, then carries on in the rebuilt schema):
- *   1. wait, replaying newly archived objects into the rebuild, until its watermark (newest
- *      heartbeat) has passed every change the live warehouse holds: the archive lags the
- *      stream by Firehose's buffer interval, and the live loader is paused meanwhile;
- *   2. copy the live load log and shard progress across, so the live loader resumes at the
- *      manifests it had reached and freshness is the live shards' again (the "replay" row goes);
- *   3. rename the live schema to <live>_replaced_<UTC stamp> and the rebuild to <live>.
- */
-export async function switchInRebuild(opts: SwitchInOptions): Promise<SwitchInResult> {
-  const live = opts.liveSchema ?? 'public';
-  const rebuild = opts.rebuildSchema;
-  const replayed = new Set(opts.replayedKeys);
-  const deadline = Date.now() + (opts.timeoutMs ?? 5 * 60_000);
-  const pausedAt = Date.now();
-  let catchUpPasses = 0, catchUpEvents = 0;
-  const replacedSchema = await inTransaction(opts.pool, async (db) => {
-    await db.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`totes-loader:${live}`]);
-    const exists = (await db.query(`SELECT to_regclass($1) AS t`, [`"${live}".totes_shard_progress`])).rows[0].t !== null;
-    if (exists) {
-      const newestLive = (await db.query(`SELECT max(m)::text AS lsn FROM (${LSN_TABLES.map((t) => `SELECT max(source_lsn) AS m FROM "${live}".${t}`).join(' UNION ALL ')}) x`)).rows[0].lsn ?? '0/0';
-      for (;;) {
-        const w = await db.query(`SELECT watermark_lsn::text AS lsn, watermark_lsn >= $1::pg_lsn AS caught_up FROM "${rebuild}".totes_shard_progress WHERE shard = $2`, [newestLive, REPLAY_SHARD]);
-        if (w.rows[0]?.caught_up) break;
-        if (Date.now() > deadline) {
-          throw new SwitchInError(`the archive has not caught up with the live warehouse: newest heartbeat replayed ${w.rows[0]?.lsn ?? 'none'}, live holds changes up to ${newestLive}; nothing was switched`);
-        }
-        await new Promise((r) => setTimeout(r, opts.pollMs ?? 2_000));
-        // a catch-up adds to the rebuild: never drop it (that would also wait on this transaction's locks)
-        const pass = await replayArchive({ ...opts, schema: rebuild, freshSchema: false, recordWatermark: true, skipKeys: replayed });
-        for (const k of pass.keys) replayed.add(k);
-        catchUpPasses++;
-        catchUpEvents += pass.events;
-      }
-      await db.query(`INSERT INTO "${rebuild}".totes_load_log SELECT * FROM "${live}".totes_load_log ON CONFLICT DO NOTHING`);
-      const shards = await db.query(`SELECT 1 FROM "${live}".totes_shard_progress WHERE shard <> $1 LIMIT 1`, [REPLAY_SHARD]);
-      if (shards.rowCount) {
-        await db.query(`DELETE FROM "${rebuild}".totes_shard_progress`);
-        await db.query(`INSERT INTO "${rebuild}".totes_shard_progress SELECT * FROM "${live}".totes_shard_progress WHERE shard <> $1`, [REPLAY_SHARD]);
-      }
-    }
-    const liveSchemaExists = (await db.query(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [live])).rowCount === 1;
-    const aside = liveSchemaExists ? `${live}_replaced_${new Date().toISOString().slice(0, 19).replace(/\D/g, '')}` : null;
-    if (aside) await db.query(`ALTER SCHEMA "${live}" RENAME TO "${aside}"`);
-    await db.query(`ALTER SCHEMA "${rebuild}" RENAME TO "${live}"`);
-    return aside;
-  });
-  return { replacedSchema, catchUpPasses, catchUpEvents, pausedSeconds: (Date.now() - pausedAt) / 1000 };
 }

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { KinesisStreamEvent } from 'aws-lambda';
-import { ARCHIVE, archivePrefixAt } from './archive-config.ts';
+import { ARCHIVE, archivePrefixAt } from '../formats/archive-layout.ts';
 
 export interface FirehoseStandinOptions {
   s3: S3Client;
@@ -68,7 +68,15 @@ export class FirehoseStandin {
     this.buffer = [];
     this.bytes = 0;
     try {
-      await this.opts.s3.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: key, Body: gzipSync(Buffer.concat(records)), ContentEncoding: 'gzip', ContentType: 'application/x-ndjson' }));
+      await this.opts.s3.send(
+        new PutObjectCommand({
+          Bucket: this.opts.bucket,
+          Key: key,
+          Body: gzipSync(Buffer.concat(records)),
+          ContentEncoding: 'gzip',
+          ContentType: 'application/x-ndjson',
+        }),
+      );
     } catch (err) {
       this.buffer = records.concat(this.buffer);
       this.bytes = this.buffer.reduce((n, b) => n + b.length, 0);

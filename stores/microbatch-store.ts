@@ -6,34 +6,16 @@
  * Names derive from the Kinesis sequence numbers, zero-padded so they sort in stream order: a
  * retried batch writes the same names, and an object that exists is never written again.
  */
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import type { LoadTableName } from './load-tables.ts';
-
-export interface Manifest {
-  batchId: string;
-  shard: string;
-  firstSequence: string;
-  lastSequence: string;
-  events: number;
-  tables: { table: LoadTableName; key: string; rows: number }[];
-  /** Highest heartbeat in the batch: everything on this shard up to its LSN is in this or an earlier batch. */
-  heartbeat: { lsn: string; commitTime: string } | null;
-  maxCommitTime: string | null;
-  deadLetters: number;
-}
-
-export interface DeadLetter {
-  shard: string;
-  sequenceNumber: string;
-  reason: string;
-  payload: string;
-  at: string;
-}
-
-export const padSequence = (seq: string) => seq.padStart(60, '0');
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import type { LoadTableName } from '../formats/load-tables.ts';
+import { padSequence, type DeadLetter, type Manifest } from '../formats/manifest.ts';
+import { putOnce } from './put-once.ts';
 
 export class MicroBatchStore {
-  constructor(readonly s3: S3Client, readonly bucket: string) {}
+  constructor(
+    readonly s3: S3Client,
+    readonly bucket: string,
+  ) {}
 
   static batchId(shard: string, firstSequence: string, lastSequence: string): string {
     return `${shard}/${padSequence(firstSequence)}-${padSequence(lastSequence)}`;
@@ -48,14 +30,8 @@ export class MicroBatchStore {
   }
 
   /** Put unless it already exists: objects are immutable and a retry writes identical bytes. */
-  async putOnce(key: string, body: Uint8Array | string, contentType: string): Promise<void> {
-    try {
-      await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return;
-    } catch (err) {
-      if ((err as { name?: string }).name !== 'NotFound' && (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 404) throw err;
-    }
-    await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }));
+  putOnce(key: string, body: Uint8Array | string, contentType: string): Promise<void> {
+    return putOnce(this.s3, this.bucket, key, body, contentType);
   }
 
   async writeManifest(m: Manifest): Promise<void> {
@@ -76,24 +52,18 @@ export class MicroBatchStore {
     const keys: string[] = [];
     let token: string | undefined;
     do {
-      const out = await this.s3.send(new ListObjectsV2Command({
-        Bucket: this.bucket, Prefix: `manifests/${shard}/`, ContinuationToken: token, ...(startAfter && !token ? { StartAfter: startAfter } : {}),
-      }));
+      const out = await this.s3.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: `manifests/${shard}/`,
+          ContinuationToken: token,
+          ...(startAfter && !token ? { StartAfter: startAfter } : {}),
+        }),
+      );
       for (const o of out.Contents ?? []) keys.push(o.Key!);
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
     } while (token && keys.length < max);
     return keys.sort().slice(0, max);
-  }
-
-  async listKeys(prefix: string): Promise<string[]> {
-    const keys: string[] = [];
-    let token: string | undefined;
-    do {
-      const out = await this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
-      for (const o of out.Contents ?? []) keys.push(o.Key!);
-      token = out.IsTruncated ? out.NextContinuationToken : undefined;
-    } while (token);
-    return keys;
   }
 
   async getBytes(key: string): Promise<Uint8Array> {

@@ -8,15 +8,17 @@
 import { gzipSync } from 'node:zlib';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeEvent, lsnToBigInt, type ChangeEvent, type HeartbeatEvent, type Row, type StreamEvent } from '../contract/change-event.ts';
+import { encodeEvent, lsnToBigInt, type ChangeEvent, type HeartbeatEvent, type Row, type StreamEvent } from '../formats/change-event.ts';
 import { s3Client } from '../lib/aws.ts';
-import pg, { poolFor } from '../lib/pg.ts';
+import type pg from '../lib/pg.ts';
+import { poolFor } from '../lib/pg.ts';
 import { startTestPipeline, type TestPipeline } from '../test/pipeline-harness.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { Simulator } from '../totesys/simulator.ts';
-import { formatDifferences, verify } from '../warehouse/verify.ts';
-import { STAR_TABLES } from '../warehouse/schema.ts';
-import { ArchiveCorruptError, replayArchive, sourceTablesFor, switchInRebuild, type ReplayOptions } from './replay.ts';
+import { formatDifferences, verify } from '../verify/verify.ts';
+import { STAR_TABLES } from '../loader/warehouse-schema.ts';
+import { ArchiveCorruptError, replayArchive, sourceTablesFor, type ReplayOptions } from './replay.ts';
+import { switchInRebuild } from './switch-in.ts';
 
 /** Every star table as text rows, ordered by natural key and (source_lsn, source_pos), without the serial record ids. */
 async function snapshotTables(pool: pg.Pool, schema: string): Promise<Record<string, string[][]>> {
@@ -24,10 +26,14 @@ async function snapshotTables(pool: pg.Pool, schema: string): Promise<Record<str
   for (const table of STAR_TABLES) {
     const { rows: cols } = await pool.query(
       `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 AND column_name NOT LIKE '%record_id' ORDER BY ordinal_position`,
-      [schema, table]);
+      [schema, table],
+    );
     const names = cols.map((c) => `"${c.column_name}"`);
     const order = [names[0], ...(table === 'dim_date' ? [] : ['source_lsn', 'source_pos'])].join(', ');
-    const { rows } = await pool.query({ text: `SELECT ${names.map((c) => `${c}::text`).join(', ')} FROM "${schema}".${table} ORDER BY ${order}`, rowMode: 'array' });
+    const { rows } = await pool.query({
+      text: `SELECT ${names.map((c) => `${c}::text`).join(', ')} FROM "${schema}".${table} ORDER BY ${order}`,
+      rowMode: 'array',
+    });
     out[table] = rows;
   }
   return out;
@@ -109,22 +115,58 @@ const at = (time: string) => `2024-05-01T${time}Z`;
 const stamp = (time: string) => `2024-05-01 ${time}`;
 
 function address(id: number, lsn: string, pos: number, time: string, phone: string): ChangeEvent {
-  const after: Row = { address_id: id, address_line_1: `${id} High St`, address_line_2: null, district: null, city: 'Leeds', postal_code: 'LS1', country: 'UK', phone, created_at: stamp('08:00:00'), last_updated: stamp(time) };
+  const after: Row = {
+    address_id: id,
+    address_line_1: `${id} High St`,
+    address_line_2: null,
+    district: null,
+    city: 'Leeds',
+    postal_code: 'LS1',
+    country: 'UK',
+    phone,
+    created_at: stamp('08:00:00'),
+    last_updated: stamp(time),
+  };
   return { v: 1, kind: 'change', op: 'c', table: 'address', key: { address_id: id }, before: null, after, source: { lsn, pos, xid: 1, commitTime: at(time) } };
 }
 
 function currency(id: number, lsn: string, pos: number, time: string, code: string): ChangeEvent {
   const after: Row = { currency_id: id, currency_code: code, created_at: stamp('08:00:00'), last_updated: stamp(time) };
-  return { v: 1, kind: 'change', op: 'c', table: 'currency', key: { currency_id: id }, before: null, after, source: { lsn, pos, xid: 2, commitTime: at(time) } };
+  return {
+    v: 1,
+    kind: 'change',
+    op: 'c',
+    table: 'currency',
+    key: { currency_id: id },
+    before: null,
+    after,
+    source: { lsn, pos, xid: 2, commitTime: at(time) },
+  };
 }
 
 function payment(op: 'c' | 'd', id: number, lsn: string, pos: number, time: string): ChangeEvent {
   const after: Row = {
-    payment_id: id, created_at: stamp('08:00:00.5'), last_updated: stamp(time), transaction_id: 1, counterparty_id: 1, payment_amount: '10.00',
-    currency_id: 1, payment_type_id: 1, paid: false, payment_date: '2024-05-03', company_ac_number: 1, counterparty_ac_number: 2,
+    payment_id: id,
+    created_at: stamp('08:00:00.5'),
+    last_updated: stamp(time),
+    transaction_id: 1,
+    counterparty_id: 1,
+    payment_amount: '10.00',
+    currency_id: 1,
+    payment_type_id: 1,
+    paid: false,
+    payment_date: '2024-05-03',
+    company_ac_number: 1,
+    counterparty_ac_number: 2,
   };
   return {
-    v: 1, kind: 'change', op, table: 'payment', key: { payment_id: id }, before: op === 'd' ? { payment_id: id } : null, after: op === 'd' ? null : after,
+    v: 1,
+    kind: 'change',
+    op,
+    table: 'payment',
+    key: { payment_id: id },
+    before: op === 'd' ? { payment_id: id } : null,
+    after: op === 'd' ? null : after,
     source: { lsn, pos, xid: 3, commitTime: at(time) },
   };
 }
@@ -157,7 +199,11 @@ describe('replay of hand-made archives', () => {
   it('reports a corrupt object and a bad line by key and line, and loads nothing unless told to skip them', async () => {
     await put('corrupt', 'raw/2024/05/01/09/s-1-a.gz', ndjson([address(1, '0/100', 0, '09:00:00', '1'), address(2, '0/100', 1, '09:00:00', '2')]));
     await put('corrupt', 'raw/2024/05/01/09/s-1-b.gz', Buffer.from('this is not gzip'));
-    await put('corrupt', 'raw/2024/05/01/09/s-1-c.gz', `${ndjson([address(3, '0/200', 0, '09:00:01', '3'), address(4, '0/200', 1, '09:00:01', '4')])}{"v":1,"kind":"change",\n${ndjson([address(5, '0/200', 2, '09:00:01', '5')])}`);
+    await put(
+      'corrupt',
+      'raw/2024/05/01/09/s-1-c.gz',
+      `${ndjson([address(3, '0/200', 0, '09:00:01', '3'), address(4, '0/200', 1, '09:00:01', '4')])}{"v":1,"kind":"change",\n${ndjson([address(5, '0/200', 2, '09:00:01', '5')])}`,
+    );
     const opts = { s3, bucket: 'corrupt', pool, schema: 'corrupt', freshSchema: true };
 
     const failed = await replayArchive(opts).catch((err: unknown) => err);
@@ -170,7 +216,10 @@ describe('replay of hand-made archives', () => {
     expect((await pool.query(`SELECT to_regclass('corrupt.dim_location') AS t`)).rows[0].t).toBeNull();
 
     const skipped = await replayArchive({ ...opts, skipCorrupt: true });
-    expect(skipped.corrupt.map((c) => [c.key, c.line])).toEqual([['raw/2024/05/01/09/s-1-b.gz', null], ['raw/2024/05/01/09/s-1-c.gz', 3]]);
+    expect(skipped.corrupt.map((c) => [c.key, c.line])).toEqual([
+      ['raw/2024/05/01/09/s-1-b.gz', null],
+      ['raw/2024/05/01/09/s-1-c.gz', 3],
+    ]);
     expect(skipped.events).toBe(5);
     expect(await count('corrupt', 'dim_location')).toBe(5);
   });
@@ -183,8 +232,15 @@ describe('replay of hand-made archives', () => {
     await replayArchive({ s3, bucket: 'switch', pool, schema: 'switch_live', freshSchema: true });
     // called as the CLI calls it, with the options of the rebuild itself (freshSchema included)
     const switched = await switchInRebuild({
-      s3, bucket: 'switch', pool, freshSchema: true, rebuildSchema: 'switch_rebuild', liveSchema: 'switch_live',
-      replayedKeys: first.keys, timeoutMs: 20_000, pollMs: 50,
+      s3,
+      bucket: 'switch',
+      pool,
+      freshSchema: true,
+      rebuildSchema: 'switch_rebuild',
+      liveSchema: 'switch_live',
+      replayedKeys: first.keys,
+      timeoutMs: 20_000,
+      pollMs: 50,
     } as Parameters<typeof switchInRebuild>[0]);
     expect(switched.catchUpPasses).toBeGreaterThanOrEqual(1);
     expect((await pool.query(`SELECT phone FROM switch_live.dim_location WHERE location_id = 1`)).rows).toEqual([{ phone: 'new' }]);
@@ -199,7 +255,9 @@ describe('replay of hand-made archives', () => {
     await put('dedupe', 'raw/2024/05/01/09/s-1-c.gz', ndjson([insert]));
     const result = await replayArchive({ s3, bucket: 'dedupe', pool, schema: 'dedupe', freshSchema: true, recordWatermark: true });
     expect(result).toMatchObject({ events: 3, duplicates: 1, heartbeats: 1, watermark: { lsn: '0/500', commitTime: at('09:00:06') } });
-    const versions = await pool.query(`SELECT source_op, payment_amount::text, is_deleted FROM dedupe.fact_payment WHERE payment_id = 7 ORDER BY source_lsn, source_pos`);
+    const versions = await pool.query(
+      `SELECT source_op, payment_amount::text, is_deleted FROM dedupe.fact_payment WHERE payment_id = 7 ORDER BY source_lsn, source_pos`,
+    );
     // Ordered, the delete version carries the values it ends.
     expect(versions.rows).toEqual([
       { source_op: 'c', payment_amount: '10.00', is_deleted: false },
@@ -222,7 +280,15 @@ describe('replay of hand-made archives', () => {
     expect(await count('only_currency', 'dim_currency')).toBe(3);
     expect(await count('only_currency', 'dim_location')).toBe(0);
 
-    const range = await replayArchive({ s3, bucket: 'filters', pool, schema: 'ten_o_clock', freshSchema: true, from: new Date(at('09:30:00')), to: new Date(at('10:30:00')) });
+    const range = await replayArchive({
+      s3,
+      bucket: 'filters',
+      pool,
+      schema: 'ten_o_clock',
+      freshSchema: true,
+      from: new Date(at('09:30:00')),
+      to: new Date(at('10:30:00')),
+    });
     expect(range.events).toBe(2);
     expect(range.objects).toBe(3); // delivered 09:30 to 11:30 (an hour of lateness): hours 09, 10 and 11, not 13
     expect((await pool.query(`SELECT location_id FROM ten_o_clock.dim_location`)).rows).toEqual([{ location_id: 2 }]);
@@ -230,14 +296,20 @@ describe('replay of hand-made archives', () => {
   });
 
   it('reports heartbeats further apart than the threshold as a hole', async () => {
-    await put('gaps', 'raw/2024/05/01/09/s-1-a.gz', ndjson([heartbeat('0/100', '09:00:00'), heartbeat('0/110', '09:00:10'), address(1, '0/120', 0, '09:00:11', '1')]));
+    await put(
+      'gaps',
+      'raw/2024/05/01/09/s-1-a.gz',
+      ndjson([heartbeat('0/100', '09:00:00'), heartbeat('0/110', '09:00:10'), address(1, '0/120', 0, '09:00:11', '1')]),
+    );
     await put('gaps', 'raw/2024/05/01/09/s-1-b.gz', ndjson([heartbeat('0/900', '09:20:00')]));
     const result = await replayArchive({ s3, bucket: 'gaps', pool, schema: 'gaps', freshSchema: true });
-    expect(result.gaps).toEqual([{
-      after: { lsn: '0/110', commitTime: at('09:00:10'), key: 'raw/2024/05/01/09/s-1-a.gz' },
-      before: { lsn: '0/900', commitTime: at('09:20:00'), key: 'raw/2024/05/01/09/s-1-b.gz' },
-      seconds: 1190,
-    }]);
+    expect(result.gaps).toEqual([
+      {
+        after: { lsn: '0/110', commitTime: at('09:00:10'), key: 'raw/2024/05/01/09/s-1-a.gz' },
+        before: { lsn: '0/900', commitTime: at('09:20:00'), key: 'raw/2024/05/01/09/s-1-b.gz' },
+        seconds: 1190,
+      },
+    ]);
     expect((await replayArchive({ s3, bucket: 'gaps', pool, schema: 'gaps', gapThresholdMs: 30 * 60_000 })).gaps).toEqual([]);
   });
 });

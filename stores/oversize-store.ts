@@ -4,12 +4,16 @@
  * stream in its place. The object is immutable like the rest of the archive; a capture restart
  * that sends the same change again finds it already there.
  */
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { OVERSIZE_PREFIX } from './archive-config.ts';
-import { decodeEvent, InvalidEventError, lsnToBigInt, type ChangeEvent, type PointerEvent } from '../contract/change-event.ts';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { OVERSIZE_PREFIX } from '../formats/archive-layout.ts';
+import { putOnce } from './put-once.ts';
+import { decodeEvent, InvalidEventError, lsnToBigInt, type ChangeEvent, type PointerEvent } from '../formats/change-event.ts';
 
 export class OversizeStore {
-  constructor(private readonly s3: S3Client, readonly bucket: string) {}
+  constructor(
+    private readonly s3: S3Client,
+    readonly bucket: string,
+  ) {}
 
   keyFor(event: ChangeEvent): string {
     return `${OVERSIZE_PREFIX}${event.table}/${lsnToBigInt(event.source.lsn).toString(16).padStart(16, '0')}-${event.source.pos}.json`;
@@ -18,12 +22,15 @@ export class OversizeStore {
   /** Store the encoded event (once) and return the pointer to send instead. */
   async put(event: ChangeEvent, encoded: string): Promise<PointerEvent> {
     const key = this.keyFor(event);
-    const exists = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })).then(() => true, (err) => {
-      if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
-      throw err;
-    });
-    if (!exists) await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: encoded, ContentType: 'application/json' }));
-    return { v: 1, kind: 'pointer', table: event.table, key: event.key, object: { bucket: this.bucket, key, bytes: Buffer.byteLength(encoded) }, source: event.source };
+    await putOnce(this.s3, this.bucket, key, encoded, 'application/json');
+    return {
+      v: 1,
+      kind: 'pointer',
+      table: event.table,
+      key: event.key,
+      object: { bucket: this.bucket, key, bytes: Buffer.byteLength(encoded) },
+      source: event.source,
+    };
   }
 }
 

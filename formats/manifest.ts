@@ -1,0 +1,29 @@
+/**
+ * A micro-batch's manifest and a dead letter: what the processor writes and the loader reads,
+ * as JSON objects in the processed bucket (stores/microbatch-store.ts names and keeps them).
+ */
+import type { LoadTableName } from './load-tables.ts';
+
+export interface Manifest {
+  batchId: string;
+  shard: string;
+  firstSequence: string;
+  lastSequence: string;
+  events: number;
+  tables: { table: LoadTableName; key: string; rows: number }[];
+  /** Highest heartbeat in the batch: everything on this shard up to its LSN is in this or an earlier batch. */
+  heartbeat: { lsn: string; commitTime: string } | null;
+  maxCommitTime: string | null;
+  deadLetters: number;
+}
+
+export interface DeadLetter {
+  shard: string;
+  sequenceNumber: string;
+  reason: string;
+  payload: string;
+  at: string;
+}
+
+/** Kinesis sequence numbers zero-padded, so names sort in stream order. */
+export const padSequence = (seq: string) => seq.padStart(60, '0');

@@ -1,0 +1,86 @@
+/**
+ * Switch-in: a schema rebuilt from the archive (replay.ts) takes the live schema's place, in
+ * one transaction holding the live loader's lock, after catching up with what the live
+ * warehouse holds. The live loader waits meanwhile, then carries on in the rebuilt schema.
+ */
+import { Warehouse } from '../loader/warehouse.ts';
+import { replayArchive, REPLAY_SHARD, type ReplayOptions } from './replay.ts';
+
+/** The rebuild was not switched in; the live schema is untouched. */
+export class SwitchInError extends Error {
+  override name = 'SwitchInError';
+}
+
+export interface SwitchInOptions extends Omit<ReplayOptions, 'schema' | 'freshSchema' | 'recordWatermark' | 'skipKeys'> {
+  /** The schema the rebuild was built in. */
+  rebuildSchema: string;
+  /** The live schema it replaces (default "public"). */
+  liveSchema?: string;
+  /** Objects the rebuild read: catch-up passes read only newer ones. */
+  replayedKeys: Iterable<string>;
+  /** Give up (changing nothing) when the archive has not caught up with the live warehouse by then. */
+  timeoutMs?: number;
+  pollMs?: number;
+}
+
+export interface SwitchInResult {
+  /** Where the old live schema now lives (null when there was none). */
+  replacedSchema: string | null;
+  catchUpPasses: number;
+  catchUpEvents: number;
+  /** How long the live loader was held. */
+  pausedSeconds: number;
+}
+
+/**
+ * Switch a rebuilt schema in for the live one, in one transaction that holds the live
+ * loader's lock (the live loader waits, then carries on in the rebuilt schema):
+ *   1. wait, replaying newly archived objects into the rebuild, until its watermark (newest
+ *      heartbeat) has passed every change the live warehouse holds: the archive lags the
+ *      stream by Firehose's buffer interval, and the live loader is paused meanwhile;
+ *   2. copy the live load log and shard progress across, so the live loader resumes at the
+ *      manifests it had reached and freshness is the live shards' again (the "replay" row goes);
+ *   3. rename the live schema to <live>_replaced_<UTC stamp> and the rebuild to <live>.
+ */
+export async function switchInRebuild(opts: SwitchInOptions): Promise<SwitchInResult> {
+  const live = opts.liveSchema ?? 'public';
+  const rebuild = opts.rebuildSchema;
+  const replayed = new Set(opts.replayedKeys);
+  const deadline = Date.now() + (opts.timeoutMs ?? 5 * 60_000);
+  const pausedAt = Date.now();
+  let catchUpPasses = 0,
+    catchUpEvents = 0;
+  const liveWarehouse = new Warehouse(opts.pool, live);
+  const rebuilt = new Warehouse(opts.pool, rebuild);
+  const replacedSchema = await liveWarehouse.withLoadsLocked(async (db) => {
+    const exists = (await db.query(`SELECT to_regclass($1) AS t`, [`"${live}".totes_shard_progress`])).rows[0].t !== null;
+    if (exists) {
+      const newestLive = await liveWarehouse.newestSourceLsn(db);
+      for (;;) {
+        const w = await db.query(
+          `SELECT watermark_lsn::text AS lsn, watermark_lsn >= $1::pg_lsn AS caught_up FROM "${rebuild}".totes_shard_progress WHERE shard = $2`,
+          [newestLive, REPLAY_SHARD],
+        );
+        if (w.rows[0]?.caught_up) break;
+        if (Date.now() > deadline) {
+          throw new SwitchInError(
+            `the archive has not caught up with the live warehouse: newest heartbeat replayed ${w.rows[0]?.lsn ?? 'none'}, live holds changes up to ${newestLive}; nothing was switched`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, opts.pollMs ?? 2_000));
+        // a catch-up adds to the rebuild: never drop it (that would also wait on this transaction's locks)
+        const pass = await replayArchive({ ...opts, schema: rebuild, freshSchema: false, recordWatermark: true, skipKeys: replayed });
+        for (const k of pass.keys) replayed.add(k);
+        catchUpPasses++;
+        catchUpEvents += pass.events;
+      }
+      await rebuilt.adoptLoadState(db, live, REPLAY_SHARD);
+    }
+    const liveSchemaExists = (await db.query(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [live])).rowCount === 1;
+    const aside = liveSchemaExists ? `${live}_replaced_${new Date().toISOString().slice(0, 19).replace(/\D/g, '')}` : null;
+    if (aside) await db.query(`ALTER SCHEMA "${live}" RENAME TO "${aside}"`);
+    await db.query(`ALTER SCHEMA "${rebuild}" RENAME TO "${live}"`);
+    return aside;
+  });
+  return { replacedSchema, catchUpPasses, catchUpEvents, pausedSeconds: (Date.now() - pausedAt) / 1000 };
+}
