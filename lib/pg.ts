@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
+import { log } from './log.ts';
 
 const asText = (value: string) => value;
 for (const oid of [1082, 1083, 1114, 1184, 1266]) pg.types.setTypeParser(oid, asText);
@@ -22,8 +23,15 @@ export function connectionConfig(url: string): pg.ClientConfig {
   return { connectionString: url, ...(caFile ? { ssl: { ca: readFileSync(caFile, 'utf8'), rejectUnauthorized: true } } : {}) };
 }
 
+/**
+ * A pool that survives its idle connections being closed by the server (a restart, a failover,
+ * pg_terminate_backend): the pool drops such a client and connects anew on the next query;
+ * without a listener the 'error' would end the process.
+ */
 export function poolFor(url: string, max = 4): pg.Pool {
-  return new pg.Pool({ ...connectionConfig(url), max });
+  const pool = new pg.Pool({ ...connectionConfig(url), max });
+  pool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection closed; it will be replaced'));
+  return pool;
 }
 
 /** Run `fn` inside one transaction on a pooled client. */
