@@ -24,20 +24,13 @@ import { TOTESYS_DDL } from '../totesys/schema.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { MemorySink } from '../test/memory-sink.ts';
+import { until } from '../test/until.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
 import { SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STREAM = 'changes';
 const PUBLICATION_SQL = createPublicationSql('totes_cdc');
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 30_000, everyMs = 25): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 async function snapshotProgress(db: pg.Pool, slot: string): Promise<{ done: number; tables: number }> {
   const { rows } = await db.query(
