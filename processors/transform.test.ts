@@ -1,7 +1,8 @@
 /** The event → load row mapping: every source table, the derivations of data-model.md §2, and what is refused. */
 import { describe, expect, it } from 'vitest';
 import type { ChangeEvent, Op, Row } from '../formats/change-event.ts';
-import { primaryKeyOf, type SourceTable } from '../formats/source-tables.ts';
+import type { SourceTable } from '../formats/source-tables.ts';
+import { changeEvent } from '../test/kinesis-events.ts';
 import { MappingError, mapEvent, mapEvents, targetOf } from './transform.ts';
 
 const SOURCE = { lsn: '00000000/016B3748', pos: 3, xid: 771, commitTime: '2024-05-01T09:15:02.456789Z' };
@@ -9,10 +10,10 @@ const PROVENANCE = { source_op: 'c', source_lsn: SOURCE.lsn, source_pos: 3, sour
 const STAMPS = { created_at: '2024-05-01 09:15:02.123', last_updated: '2024-06-30 23:59:59' };
 const SPLIT_STAMPS = { created_date: '2024-05-01', created_time: '09:15:02.123', last_updated_date: '2024-06-30', last_updated_time: '23:59:59' };
 
-function event(table: SourceTable, after: Row, op: Op = 'c', extra: Partial<ChangeEvent> = {}): ChangeEvent {
-  const pk = primaryKeyOf(table);
-  return { v: 1, kind: 'change', op, table, key: { [pk]: after[pk] }, before: null, after, source: SOURCE, ...extra };
-}
+const event = (table: SourceTable, after: Row, op: Op = 'c', extra: Partial<ChangeEvent> = {}): ChangeEvent => ({
+  ...changeEvent(table, op, after, SOURCE),
+  ...extra,
+});
 
 /** For each of the 11 source tables: a source row and the load row it must become. */
 const CASES: [SourceTable, Row, string, Record<string, unknown>][] = [

@@ -14,6 +14,7 @@ import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
 import { startTestPipeline, type TestPipeline } from '../test/pipeline-harness.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
+import { changeEvent } from '../test/kinesis-events.ts';
 import { until } from '../test/until.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
@@ -132,21 +133,12 @@ function address(id: number, lsn: string, pos: number, time: string, phone: stri
     created_at: stamp('08:00:00'),
     last_updated: stamp(time),
   };
-  return { v: 1, kind: 'change', op: 'c', table: 'address', key: { address_id: id }, before: null, after, source: { lsn, pos, xid: 1, commitTime: at(time) } };
+  return changeEvent('address', 'c', after, { lsn, pos, xid: 1, commitTime: at(time) });
 }
 
 function currency(id: number, lsn: string, pos: number, time: string, code: string): ChangeEvent {
   const after: Row = { currency_id: id, currency_code: code, created_at: stamp('08:00:00'), last_updated: stamp(time) };
-  return {
-    v: 1,
-    kind: 'change',
-    op: 'c',
-    table: 'currency',
-    key: { currency_id: id },
-    before: null,
-    after,
-    source: { lsn, pos, xid: 2, commitTime: at(time) },
-  };
+  return changeEvent('currency', 'c', after, { lsn, pos, xid: 2, commitTime: at(time) });
 }
 
 function payment(op: 'c' | 'd', id: number, lsn: string, pos: number, time: string): ChangeEvent {
@@ -164,16 +156,7 @@ function payment(op: 'c' | 'd', id: number, lsn: string, pos: number, time: stri
     company_ac_number: 1,
     counterparty_ac_number: 2,
   };
-  return {
-    v: 1,
-    kind: 'change',
-    op,
-    table: 'payment',
-    key: { payment_id: id },
-    before: op === 'd' ? { payment_id: id } : null,
-    after: op === 'd' ? null : after,
-    source: { lsn, pos, xid: 3, commitTime: at(time) },
-  };
+  return changeEvent('payment', op, after, { lsn, pos, xid: 3, commitTime: at(time) });
 }
 
 const heartbeat = (lsn: string, time: string): HeartbeatEvent => ({ v: 1, kind: 'heartbeat', source: { lsn, pos: 0, xid: 4, commitTime: at(time) } });
