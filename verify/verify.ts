@@ -264,12 +264,18 @@ async function compareAll(source: pg.Client, warehouse: pg.Client, only?: Differ
     await source.query('COMMIT');
   }
   if (checkingDates) differences.push(...(await checkDates(warehouse, referencedDates)));
-  for (const [table, { key, recordId }] of Object.entries(FACTS)) {
-    const view = `${table}_current`;
-    const keys = keysOf(view);
-    if (keys?.size === 0) continue;
-    const derived = await fetchSide(warehouse, `SELECT ${key} AS k, ${recordId}::text FROM ${currentVersions(table as FactTable)}`);
-    differences.push(...diff(view, derived, await fetchSide(warehouse, `SELECT ${key} AS k, ${recordId}::text FROM ${view}`), keys));
+  // each view against the versions in one snapshot, so a load committing in between is no difference
+  await warehouse.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    for (const [table, { key, recordId }] of Object.entries(FACTS)) {
+      const view = `${table}_current`;
+      const keys = keysOf(view);
+      if (keys?.size === 0) continue;
+      const derived = await fetchSide(warehouse, `SELECT ${key} AS k, ${recordId}::text FROM ${currentVersions(table as FactTable)}`);
+      differences.push(...diff(view, derived, await fetchSide(warehouse, `SELECT ${key} AS k, ${recordId}::text FROM ${view}`), keys));
+    }
+  } finally {
+    await warehouse.query('COMMIT');
   }
   return differences;
 }
