@@ -14,6 +14,8 @@ export default defineConfig({
       include: ['{lib,formats,stores,capture,processors,archiver,loader,replay,verify,local,cli,dashboard,totesys,infra}/**/*.ts'],
       exclude: ['**/*.test.ts', 'test/**', 'bench/**', 'dashboard/public/**'],
       reporter: ['text-summary', 'json-summary'],
+      // just below what the suite reaches (80.5 % lines, 79.5 % statements, 79.2 % functions, 71.2 % branches)
+      thresholds: { lines: 80, statements: 79, functions: 78.5, branches: 70.5 },
     },
   },
 });

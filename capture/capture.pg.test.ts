@@ -11,15 +11,8 @@ import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { createDatabase } from '../test/harness.ts';
 import { MemorySink } from '../test/memory-sink.ts';
+import { until } from '../test/until.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG, type CaptureConfig } from './capture-service.ts';
-
-const until = async (what: string, check: () => boolean | Promise<boolean>, ms = 20_000) => {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-};
 
 describe('capture service', () => {
   let db: Awaited<ReturnType<typeof createDatabase>>;

@@ -19,6 +19,7 @@ import { bigIntToLsn, type ChangeEvent, type HeartbeatEvent, type StreamEvent } 
 import { kinesisClient } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
 import { freePort, startKinesis, type LocalKinesis } from '../local/servers.ts';
+import { changeEvent } from '../test/kinesis-events.ts';
 import { Random } from '../totesys/random.ts';
 import { KinesisSink, MAX_RECORD_BYTES } from './kinesis-sink.ts';
 
@@ -126,16 +127,8 @@ class FaultyKinesis {
 
 /** A change of sales_order `id`; the `seq` column carries the order the test wrote it in. */
 function change(id: number, seq: number, lsn: bigint, pos: number, padBytes = 0): ChangeEvent {
-  return {
-    v: 1,
-    kind: 'change',
-    op: 'u',
-    table: 'sales_order',
-    key: { sales_order_id: id },
-    before: null,
-    after: { sales_order_id: id, seq, pad: padBytes > 0 ? 'x'.repeat(padBytes) : null },
-    source: { lsn: bigIntToLsn(lsn), pos, xid: seq, commitTime: new Date(Date.UTC(2024, 4, 1) + seq).toISOString() },
-  };
+  const after = { sales_order_id: id, seq, pad: padBytes > 0 ? 'x'.repeat(padBytes) : null };
+  return changeEvent('sales_order', 'u', after, { lsn: bigIntToLsn(lsn), pos, xid: seq, commitTime: new Date(Date.UTC(2024, 4, 1) + seq).toISOString() });
 }
 
 const idOf = (e: StreamEvent) => `${e.source.lsn}:${e.source.pos}`;

@@ -22,22 +22,15 @@ import { freePort, startPostgres, type EmbeddedPg } from '../local/servers.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { TOTESYS_DDL } from '../totesys/schema.ts';
 import { Simulator } from '../totesys/simulator.ts';
-import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
+import { createDatabase, quiesce, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { MemorySink } from '../test/memory-sink.ts';
+import { until } from '../test/until.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
 import { SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STREAM = 'changes';
 const PUBLICATION_SQL = createPublicationSql('totes_cdc');
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 30_000, everyMs = 25): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 async function snapshotProgress(db: pg.Pool, slot: string): Promise<{ done: number; tables: number }> {
   const { rows } = await db.query(
@@ -53,31 +46,6 @@ async function slotRow(db: pg.Pool, slot: string): Promise<{ wal_status: string 
     [slot],
   );
   return rows[0];
-}
-
-/**
- * pg's Pool.end() resolves before its connections have closed: wait until the database has no
- * other sessions, so that stopping the server or dropping the database does not hit a closing
- * client with "terminating connection" (an uncaught error in this process).
- */
-async function quiesce(url: string): Promise<void> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    await until(
-      'sessions to close',
-      async () =>
-        (
-          await c.query(
-            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
-          )
-        ).rows[0].n === 0,
-      10_000,
-      50,
-    );
-  } finally {
-    await c.end();
-  }
 }
 
 describe('a lost replication slot', () => {

@@ -31,6 +31,7 @@ import { Simulator } from '../totesys/simulator.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { MemorySink } from '../test/memory-sink.ts';
+import { until } from '../test/until.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
 import { SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
 
@@ -38,14 +39,6 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STREAM = 'changes';
 const BUCKET = 'processed';
 const FACTS = ['fact_sales_order', 'fact_purchase_order', 'fact_payment'] as const;
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 30_000, everyMs = 25): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 /** `totes run capture` as a child process, as ECS runs it: started again whenever it dies. */
 class CaptureProcess {

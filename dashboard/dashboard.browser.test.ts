@@ -219,19 +219,24 @@ describe('dashboard in a real browser', () => {
     expect(tiles.deadLetters.text).toBe('0');
   });
 
-  it.skipIf(!hasChromium)('filters by date range and currency', async () => {
-    await page.fill('#from', '2023-01-01');
-    await page.fill('#to', '2023-06-30');
-    await page.selectOption('#currency', '2');
+  /** Fill in and submit the filter form, then wait until the page has applied it (an empty date is no bound). */
+  async function applyFilter(from: string, to: string, currencyId: number): Promise<void> {
+    await page.fill('#from', from);
+    await page.fill('#to', to);
+    await page.selectOption('#currency', String(currencyId));
     await page.click('#filter button[type=submit]');
     await page.waitForFunction(
-      () => {
-        const b = (window as unknown as { __dashboard: { business?: { filter: { from: string; currencyId: number } } } }).__dashboard.business;
-        return b?.filter.from === '2023-01-01' && b.filter.currencyId === 2;
+      ([from, currencyId]) => {
+        const b = (window as unknown as { __dashboard: { business?: { filter: { from: string | null; currencyId: number } } } }).__dashboard.business;
+        return b?.filter.from === (from || null) && b.filter.currencyId === currencyId;
       },
-      undefined,
+      [from, currencyId] as const,
       { timeout: 10_000 },
     );
+  }
+
+  it.skipIf(!hasChromium)('filters by date range and currency', async () => {
+    await applyFilter('2023-01-01', '2023-06-30', 2);
     const charts = await pageCharts(page);
     const monthly = await sql(`SELECT to_char(f.created_date, 'YYYY-MM') || '|' || c.currency_code AS k, sum(f.units_sold * f.unit_price)::float8 AS v
       FROM fact_sales_order_current f JOIN dim_currency c USING (currency_id) WHERE f.created_date BETWEEN '2023-01-01' AND '2023-06-30' GROUP BY 1`);
@@ -246,18 +251,7 @@ describe('dashboard in a real browser', () => {
     );
     expect(charts.salesByCountry.datasets[0].label).toBe('Sales value (USD)');
 
-    await page.fill('#from', '');
-    await page.fill('#to', '');
-    await page.selectOption('#currency', '1');
-    await page.click('#filter button[type=submit]');
-    await page.waitForFunction(
-      () => {
-        const b = (window as unknown as { __dashboard: { business?: { filter: { from: string | null; currencyId: number } } } }).__dashboard.business;
-        return b?.filter.from === null && b.filter.currencyId === 1;
-      },
-      undefined,
-      { timeout: 10_000 },
-    );
+    await applyFilter('', '', 1);
   });
 
   it.skipIf(!hasChromium)('shows an order written to totesys without a reload', async () => {

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseYaml } from './mini-yaml.ts';
@@ -58,5 +58,15 @@ describe('deploy.yml', () => {
 
   it('refuses to deploy without the RDS CA bundle', () => {
     expect(runs(deploy).some((r) => r.startsWith('test -s infra/certs/rds-global-bundle.pem'))).toBe(true);
+  });
+});
+
+describe('every workflow', () => {
+  it('pins each action by a full commit SHA, so a moved tag cannot change what runs', () => {
+    const uses = readdirSync(join(REPO_ROOT, '.github/workflows')).flatMap((name) =>
+      Object.values(workflow(name).jobs).flatMap((j) => j.steps.flatMap((s) => (s.uses ? [`${name}: ${s.uses}`] : []))),
+    );
+    expect(uses.length).toBeGreaterThan(0);
+    expect(uses.filter((u) => !/@[0-9a-f]{40}$/.test(u))).toEqual([]);
   });
 });

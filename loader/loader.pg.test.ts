@@ -10,6 +10,7 @@ import { Processor } from '../processors/processor.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { kinesisEvent, salesOrderChange } from '../test/kinesis-events.ts';
 import { startProxy } from '../test/tcp-proxy.ts';
+import { until } from '../test/until.ts';
 import { Loader } from './loader.ts';
 
 const versions = async (url: string) => {
@@ -81,8 +82,7 @@ describe('loader', () => {
       await new Promise((r) => setTimeout(r, 1500));
       expect(loader.metrics.batches).toBe(0);
       await proxy.open();
-      const deadline = Date.now() + 30_000;
-      while (loader.metrics.batches < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      await until('both batches loaded after the outage', () => loader.metrics.batches >= 2, 30_000, 100);
       abort.abort();
       await loop;
       expect((await versions(wh.url)).map((r) => [r.sales_order_id, r.source_op, r.units_sold])).toEqual([

@@ -3,6 +3,7 @@
  * freshness (source commit → visible in the warehouse). Redrawn in place on a terminal; a
  * plain line every few seconds otherwise (CI logs).
  */
+import { readSlotHealth } from '../capture/slot-health.ts';
 import type { Pipeline } from './pipeline.ts';
 import type pg from '../lib/pg.ts';
 
@@ -18,19 +19,14 @@ export interface StatusSnapshot {
 }
 
 export async function snapshotStatus(p: Pipeline, source: pg.Pool, slotName = 'totes_cdc'): Promise<StatusSnapshot> {
-  const [slot, fresh] = await Promise.all([
-    source
-      .query(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS lag FROM pg_replication_slots WHERE slot_name = $1`, [slotName])
-      .catch(() => ({ rows: [] })),
-    p.loader.freshness().catch(() => null),
-  ]);
+  const [slot, fresh] = await Promise.all([readSlotHealth(source, slotName).catch(() => null), p.loader.freshness().catch(() => null)]);
   return {
     captured: p.capture.metrics.changes + p.capture.metrics.snapshotRows,
     streamRecords: p.sink.metrics.records,
     batches: p.processor.metrics.batches,
     rowsLoaded: p.loader.metrics.rows,
     deadLetters: p.processor.metrics.deadLetters,
-    slotLagBytes: slot.rows[0]?.lag ?? null,
+    slotLagBytes: slot && slot.walStatus !== 'missing' ? slot.lagBytes : null,
     freshnessSeconds: fresh?.lagSeconds ?? null,
   };
 }

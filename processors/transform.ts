@@ -24,7 +24,7 @@ export function currencyName(code: string): string {
 }
 
 const TIMESTAMP = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)$/;
-const DATE = /^\d{4}-\d{2}-\d{2}$/;
+const DATE = /^(?!0000)\d{4}-\d{2}-\d{2}$/; // Postgres has no year 0
 
 /** "2024-05-01 09:15:02.123" → ["2024-05-01", "09:15:02.123"], exactly, no time zone involved. */
 export function splitTimestamp(value: Value, column: string): [string, string] {
@@ -34,7 +34,9 @@ export function splitTimestamp(value: Value, column: string): [string, string] {
 }
 
 export function parseDate(value: Value, column: string): string {
-  if (typeof value !== 'string' || !DATE.test(value) || Number.isNaN(Date.parse(`${value}T00:00:00Z`))) {
+  const day = typeof value === 'string' && DATE.test(value) ? Date.parse(`${value}T00:00:00Z`) : Number.NaN;
+  // Date.parse rolls 2024-02-30 over to 1 March, which Postgres would refuse in the load: a day must print back as itself
+  if (Number.isNaN(day) || new Date(day).toISOString().slice(0, 10) !== value) {
     throw new MappingError(`${column}: not a YYYY-MM-DD date: ${JSON.stringify(value)}`);
   }
   return value;

@@ -14,6 +14,8 @@ import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
 import { startTestPipeline, type TestPipeline } from '../test/pipeline-harness.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
+import { changeEvent } from '../test/kinesis-events.ts';
+import { until } from '../test/until.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
 import { STAR_TABLES } from '../loader/warehouse-schema.ts';
@@ -64,12 +66,16 @@ describe('replay from the archive of a live pipeline', () => {
     // Nothing more enters the stream; wait until the archive holds every record it accepted.
     const p = t.pipeline;
     await p.capture.stop();
-    const deadline = Date.now() + 30_000;
-    while (p.firehose.records < p.sink.metrics.records) {
-      if (Date.now() > deadline) throw new Error(`archive holds ${p.firehose.records} of ${p.sink.metrics.records} records`);
-      await p.firehose.deliver(true);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await until(
+      'the archive to hold every record the stream accepted',
+      async () => {
+        if (p.firehose.records >= p.sink.metrics.records) return true;
+        await p.firehose.deliver(true);
+        return false;
+      },
+      30_000,
+      100,
+    );
     const liveTables = await snapshotTables(pool, 'public');
     const base = { s3, bucket: 'ingestion', pool, batchEvents: 700 } satisfies Partial<ReplayOptions>;
 
@@ -127,21 +133,12 @@ function address(id: number, lsn: string, pos: number, time: string, phone: stri
     created_at: stamp('08:00:00'),
     last_updated: stamp(time),
   };
-  return { v: 1, kind: 'change', op: 'c', table: 'address', key: { address_id: id }, before: null, after, source: { lsn, pos, xid: 1, commitTime: at(time) } };
+  return changeEvent('address', 'c', after, { lsn, pos, xid: 1, commitTime: at(time) });
 }
 
 function currency(id: number, lsn: string, pos: number, time: string, code: string): ChangeEvent {
   const after: Row = { currency_id: id, currency_code: code, created_at: stamp('08:00:00'), last_updated: stamp(time) };
-  return {
-    v: 1,
-    kind: 'change',
-    op: 'c',
-    table: 'currency',
-    key: { currency_id: id },
-    before: null,
-    after,
-    source: { lsn, pos, xid: 2, commitTime: at(time) },
-  };
+  return changeEvent('currency', 'c', after, { lsn, pos, xid: 2, commitTime: at(time) });
 }
 
 function payment(op: 'c' | 'd', id: number, lsn: string, pos: number, time: string): ChangeEvent {
@@ -159,16 +156,7 @@ function payment(op: 'c' | 'd', id: number, lsn: string, pos: number, time: stri
     company_ac_number: 1,
     counterparty_ac_number: 2,
   };
-  return {
-    v: 1,
-    kind: 'change',
-    op,
-    table: 'payment',
-    key: { payment_id: id },
-    before: op === 'd' ? { payment_id: id } : null,
-    after: op === 'd' ? null : after,
-    source: { lsn, pos, xid: 3, commitTime: at(time) },
-  };
+  return changeEvent('payment', op, after, { lsn, pos, xid: 3, commitTime: at(time) });
 }
 
 const heartbeat = (lsn: string, time: string): HeartbeatEvent => ({ v: 1, kind: 'heartbeat', source: { lsn, pos: 0, xid: 4, commitTime: at(time) } });

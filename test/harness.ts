@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import pg from '../lib/pg.ts';
 import { freePort, startKinesis, startS3 } from '../local/servers.ts';
+import { until } from './until.ts';
 
 export function serverUrl(): string {
   return inject('pgUrl');
@@ -25,6 +26,7 @@ export async function createDatabase(prefix: string): Promise<{ url: string; nam
     name,
     url: withDatabase(serverUrl(), name),
     drop: async () => {
+      await quiesce(withDatabase(serverUrl(), name), 5_000).catch(() => undefined); // then end whatever is left
       const c = new pg.Client({ connectionString: serverUrl() });
       await c.connect();
       await c.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [name]);
@@ -33,6 +35,31 @@ export async function createDatabase(prefix: string): Promise<{ url: string; nam
       await c.end();
     },
   };
+}
+
+/**
+ * pg's Pool.end() resolves before its connections have closed: wait until the database has no
+ * other client sessions, so that stopping the server or dropping the database does not hit a
+ * closing client with "terminating connection" (an uncaught error in this process).
+ */
+export async function quiesce(url: string, ms = 10_000): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await until(
+      'sessions to close',
+      async () =>
+        (
+          await c.query(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
+          )
+        ).rows[0].n === 0,
+      ms,
+      50,
+    );
+  } finally {
+    await c.end();
+  }
 }
 
 export interface LocalAws {

@@ -1,6 +1,7 @@
-/** Test helper: Lambda Kinesis events built from change events, as the event source mapping delivers them. */
+/** Test helpers: change events as capture emits them, and the Lambda Kinesis events that carry them. */
 import type { KinesisStreamEvent } from 'aws-lambda';
-import { encodeEvent, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
+import { encodeEvent, type ChangeEvent, type EventSource, type Op, type Row, type StreamEvent } from '../formats/change-event.ts';
+import { primaryKeyOf, type SourceTable } from '../formats/source-tables.ts';
 import { toLambdaRecord } from '../local/kinesis-poller.ts';
 
 export function kinesisEvent(records: (StreamEvent | string)[], shard = 'shardId-000000000000', firstSequence = 1): KinesisStreamEvent {
@@ -40,14 +41,12 @@ export function salesOrderChange(id: number, op: 'c' | 'u' | 'd' = 'c', override
     agreed_delivery_location_id: 1,
     ...overrides,
   };
-  return {
-    v: 1,
-    kind: 'change',
-    op,
-    table: 'sales_order',
-    key: { sales_order_id: id },
-    before: op === 'd' ? { sales_order_id: id } : null,
-    after: op === 'd' ? null : after,
-    source: { lsn, pos: 0, xid: 1, commitTime: '2024-05-01T09:15:02.123456Z' },
-  } as ChangeEvent;
+  return changeEvent('sales_order', op, after as Row, { lsn, pos: 0, xid: 1, commitTime: '2024-05-01T09:15:02.123456Z' });
+}
+
+/** The change of `row` in `table`, keyed by its primary key; a delete carries the old key as `before` and no `after`. */
+export function changeEvent(table: SourceTable, op: Op, row: Row, source: EventSource): ChangeEvent {
+  const pk = primaryKeyOf(table);
+  const key = { [pk]: row[pk] };
+  return { v: 1, kind: 'change', op, table, key, before: op === 'd' ? key : null, after: op === 'd' ? null : row, source };
 }

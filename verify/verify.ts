@@ -1,8 +1,9 @@
 /**
  * `totes verify`: the correctness oracle. Computes the star schema from the source by SQL, as
  * a batch ETL would, and compares it with the warehouse: every dimension row, the current
- * version of every fact, and dim_date's derived columns. Values are compared as the text
- * Postgres prints, so numeric and time(3) are compared exactly.
+ * version of every fact (taken from the versions, and the `_current` views checked against
+ * it), and dim_date (a row for every date a fact references, its derived columns recomputed).
+ * Values are compared as the text Postgres prints, so numeric and time(3) are compared exactly.
  *
  * "At the point the warehouse has reached": verify first writes a heartbeat into the source
  * WAL and waits until the warehouse watermark passes it. Rows that still differ are checked
@@ -64,6 +65,26 @@ function expectedCurrencyName(code: string | null): string | null {
 
 const ts = (col: string, name: string) => `${col}::date::text AS ${name}_date, ${col}::time(3)::text AS ${name}_time`;
 
+type FactTable = 'fact_sales_order' | 'fact_purchase_order' | 'fact_payment';
+/** Each fact's natural id and record id (data-model.md §2). */
+const FACTS: Record<FactTable, { key: string; recordId: string }> = {
+  fact_sales_order: { key: 'sales_order_id', recordId: 'sales_record_id' },
+  fact_purchase_order: { key: 'purchase_order_id', recordId: 'purchase_record_id' },
+  fact_payment: { key: 'payment_id', recordId: 'payment_record_id' },
+};
+const isFact = (table: string): table is FactTable => Object.hasOwn(FACTS, table);
+
+/**
+ * The current version of each order or payment, derived here from its versions rather than read
+ * from the loader's `_current` views: the version no other comes after in (source_lsn,
+ * source_pos), unless it records a delete. The views are then checked against it.
+ */
+function currentVersions(table: FactTable): string {
+  const { key } = FACTS[table];
+  return `(SELECT * FROM ${table} f WHERE NOT f.is_deleted AND NOT EXISTS (
+             SELECT 1 FROM ${table} later WHERE later.${key} = f.${key} AND (later.source_lsn, later.source_pos) > (f.source_lsn, f.source_pos))) current_version`;
+}
+
 /** Per table: the truth query on the source and the query on the warehouse, both keyed by column `k`. */
 const QUERIES: Record<Exclude<StarTable, 'dim_date'>, { truth: string; warehouse: string }> = {
   dim_location: {
@@ -106,7 +127,7 @@ const QUERIES: Record<Exclude<StarTable, 'dim_date'>, { truth: string; warehouse
               agreed_delivery_location_id::text FROM sales_order`,
     warehouse: `SELECT sales_order_id AS k, created_date::text, created_time::text, last_updated_date::text, last_updated_time::text,
               sales_staff_id::text, counterparty_id::text, units_sold::text, unit_price::text, currency_id::text, design_id::text,
-              agreed_payment_date::text, agreed_delivery_date::text, agreed_delivery_location_id::text FROM fact_sales_order_current`,
+              agreed_payment_date::text, agreed_delivery_date::text, agreed_delivery_location_id::text FROM ${currentVersions('fact_sales_order')}`,
   },
   fact_purchase_order: {
     truth: `SELECT purchase_order_id AS k, ${ts('created_at', 'created')}, ${ts('last_updated', 'last_updated')}, staff_id::text,
@@ -115,7 +136,7 @@ const QUERIES: Record<Exclude<StarTable, 'dim_date'>, { truth: string; warehouse
               agreed_delivery_location_id::text FROM purchase_order`,
     warehouse: `SELECT purchase_order_id AS k, created_date::text, created_time::text, last_updated_date::text, last_updated_time::text,
               staff_id::text, counterparty_id::text, item_code, item_quantity::text, item_unit_price::text, currency_id::text,
-              agreed_delivery_date::text, agreed_payment_date::text, agreed_delivery_location_id::text FROM fact_purchase_order_current`,
+              agreed_delivery_date::text, agreed_payment_date::text, agreed_delivery_location_id::text FROM ${currentVersions('fact_purchase_order')}`,
   },
   fact_payment: {
     truth: `SELECT payment_id AS k, ${ts('created_at', 'created')}, ${ts('last_updated', 'last_updated')}, transaction_id::text,
@@ -123,14 +144,8 @@ const QUERIES: Record<Exclude<StarTable, 'dim_date'>, { truth: string; warehouse
               payment_date::date::text AS payment_date FROM payment`,
     warehouse: `SELECT payment_id AS k, created_date::text, created_time::text, last_updated_date::text, last_updated_time::text,
               transaction_id::text, counterparty_id::text, payment_amount::text, currency_id::text, payment_type_id::text, paid::text,
-              payment_date::text FROM fact_payment_current`,
+              payment_date::text FROM ${currentVersions('fact_payment')}`,
   },
-};
-
-const FACT_KEYS: Partial<Record<StarTable, string>> = {
-  fact_sales_order: 'sales_order_id',
-  fact_purchase_order: 'purchase_order_id',
-  fact_payment: 'payment_id',
 };
 
 async function fetchSide(db: pg.ClientBase, sql: string): Promise<Side> {
@@ -194,9 +209,8 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
     const tables: TableResult[] = [];
     for (const table of STAR_TABLES) {
       const { rows } = await warehouse.query(`SELECT count(*)::int AS n FROM ${table}`);
-      const key = FACT_KEYS[table];
-      const versions = key ? rows[0].n : undefined;
-      const current = key ? (await warehouse.query(`SELECT count(*)::int AS n FROM ${table}_current`)).rows[0].n : rows[0].n;
+      const versions = isFact(table) ? rows[0].n : undefined;
+      const current = isFact(table) ? (await warehouse.query(`SELECT count(*)::int AS n FROM ${currentVersions(table)}`)).rows[0].n : rows[0].n;
       tables.push({ table, rows: current, versions, differences: differences.filter((d) => d.table === table).length });
     }
     return { ok: differences.length === 0, tables, differences, watermarkLsn };
@@ -231,26 +245,49 @@ async function waitForWatermark(source: pg.Client, warehouse: pg.Client, waitMs:
 
 async function compareAll(source: pg.Client, warehouse: pg.Client, only?: Difference[]): Promise<Difference[]> {
   const differences: Difference[] = [];
+  const keysOf = (table: string) => (only ? new Set(only.filter((d) => d.table === table).map((d) => d.key)) : undefined);
+  const checkingDates = keysOf('dim_date')?.size !== 0;
+  /** Every date the true facts reference: dim_date must hold each (data-model.md §2). */
+  const referencedDates = new Set<string>();
   await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     for (const [table, q] of Object.entries(QUERIES)) {
-      const keys = only ? new Set(only.filter((d) => d.table === table).map((d) => d.key)) : undefined;
-      if (keys && keys.size === 0) continue;
+      const keys = keysOf(table);
+      if (keys?.size === 0 && !(checkingDates && isFact(table))) continue;
       const truth = await fetchSide(source, q.truth);
+      if (isFact(table)) for (const r of truth.values()) for (const [c, v] of Object.entries(r)) if (c.endsWith('_date') && v !== null) referencedDates.add(v);
+      if (keys?.size === 0) continue;
       if (table === 'dim_currency') for (const r of truth.values()) r.currency_name = expectedCurrencyName(r.currency_name);
       differences.push(...diff(table, truth, await fetchSide(warehouse, q.warehouse), keys));
     }
   } finally {
     await source.query('COMMIT');
   }
-  if (!only || only.some((d) => d.table === 'dim_date')) differences.push(...(await checkDates(warehouse)));
+  if (checkingDates) differences.push(...(await checkDates(warehouse, referencedDates)));
+  // each view against the versions in one snapshot, so a load committing in between is no difference
+  await warehouse.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    for (const [table, { key, recordId }] of Object.entries(FACTS)) {
+      const view = `${table}_current`;
+      const keys = keysOf(view);
+      if (keys?.size === 0) continue;
+      const derived = await fetchSide(warehouse, `SELECT ${key} AS k, ${recordId}::text FROM ${currentVersions(table as FactTable)}`);
+      differences.push(...diff(view, derived, await fetchSide(warehouse, `SELECT ${key} AS k, ${recordId}::text FROM ${view}`), keys));
+    }
+  } finally {
+    await warehouse.query('COMMIT');
+  }
   return differences;
 }
 
-/** dim_date's derived columns, recomputed independently in JS (ISO weekday, English names). */
-async function checkDates(warehouse: pg.Client): Promise<Difference[]> {
+/** dim_date: a row for every referenced date, and the derived columns recomputed independently in JS (ISO weekday, English names). */
+async function checkDates(warehouse: pg.Client, referenced: Set<string>): Promise<Difference[]> {
   const { rows } = await warehouse.query(`SELECT date_id::text AS d, year, month, day, day_of_week, day_name, month_name, quarter FROM dim_date`);
-  const out: Difference[] = [];
+  const present = new Set(rows.map((r) => r.d as string));
+  const out: Difference[] = [...referenced]
+    .filter((d) => !present.has(d))
+    .sort()
+    .map((d) => ({ table: 'dim_date', key: d, column: '(row)', expected: 'present', found: 'missing' }));
   for (const r of rows) {
     const date = new Date(`${r.d}T00:00:00Z`);
     const expected: Record<string, string> = {

@@ -1,0 +1,126 @@
+/** The change-event contract: what decodeEvent accepts, everything it refuses and why, and LSN order. */
+import { describe, expect, it } from 'vitest';
+import {
+  type ChangeEvent,
+  type HeartbeatEvent,
+  InvalidEventError,
+  type PointerEvent,
+  bigIntToLsn,
+  compareEventIds,
+  decodeEvent,
+  encodeEvent,
+  lsnToBigInt,
+  partitionKeyOf,
+} from './change-event.ts';
+
+const source = { lsn: '00000016/B374D848', pos: 2, xid: 771, commitTime: '2024-05-01T09:15:02.456789Z' };
+const change: ChangeEvent = {
+  v: 1,
+  kind: 'change',
+  op: 'u',
+  table: 'payment',
+  key: { payment_id: 42 },
+  before: null,
+  after: { payment_id: 42, payment_amount: '1234.50', created_at: '2024-05-01 09:15:02.123', paid: true },
+  unchanged: ['note'],
+  source,
+};
+const heartbeat: HeartbeatEvent = { v: 1, kind: 'heartbeat', source: { ...source, pos: 0 } };
+const pointer: PointerEvent = {
+  v: 1,
+  kind: 'pointer',
+  table: 'design',
+  key: { design_id: 2 },
+  object: { bucket: 'ingestion', key: 'oversize/design/00000016B374D848-2.json', bytes: 1_500_000 },
+  source,
+};
+
+/** The change with some fields replaced (undefined removes one), as JSON. */
+const withFields = (base: object, fields: Record<string, unknown>) => JSON.stringify({ ...base, ...fields });
+
+describe('decodeEvent', () => {
+  it.each([
+    ['a change', change],
+    ['a heartbeat', heartbeat],
+    ['a pointer', pointer],
+    ['a delete', { ...change, op: 'd', before: { payment_id: 42 }, after: null }],
+    ['a snapshot read', { ...change, op: 'r', source: { ...source, xid: null } }],
+    ['an insert', { ...change, op: 'c' }],
+  ])('takes back %s exactly as it was encoded, one line of NDJSON', (_, event) => {
+    const line = encodeEvent(event as ChangeEvent);
+    expect(line.endsWith('}\n')).toBe(true);
+    expect(line.indexOf('\n')).toBe(line.length - 1);
+    expect(decodeEvent(line)).toEqual(event);
+  });
+
+  it('keeps numeric strings and timestamps as the text they were', () => {
+    const back = decodeEvent(encodeEvent(change)) as ChangeEvent;
+    expect(back.after).toMatchObject({ payment_amount: '1234.50', created_at: '2024-05-01 09:15:02.123' });
+  });
+
+  it.each([
+    ['not JSON', '{"v":1,', /^not JSON: /],
+    ['an array', '[1]', /^not a JSON object$/],
+    ['null', 'null', /^not a JSON object$/],
+    ['a number', '42', /^not a JSON object$/],
+    ['another envelope version', withFields(change, { v: 2 }), /^unsupported envelope version 2$/],
+    ['no envelope version', withFields(change, { v: undefined }), /^unsupported envelope version undefined$/],
+    ['no source', withFields(change, { source: undefined }), /^missing source$/],
+    ['a source that is not an object', withFields(change, { source: 'x' }), /^missing source$/],
+    ['an LSN without a slash', withFields(change, { source: { ...source, lsn: '16B374D848' } }), /^bad source.lsn "16B374D848"$/],
+    ['an LSN with a non-hex digit', withFields(change, { source: { ...source, lsn: '0/16G' } }), /^bad source.lsn/],
+    ['an LSN half over 32 bits', withFields(change, { source: { ...source, lsn: '0/123456789' } }), /^bad source.lsn/],
+    ['a numeric LSN', withFields(change, { source: { ...source, lsn: 42 } }), /^bad source.lsn 42$/],
+    ['a negative position', withFields(change, { source: { ...source, pos: -1 } }), /^bad source.pos$/],
+    ['a fractional position', withFields(change, { source: { ...source, pos: 1.5 } }), /^bad source.pos$/],
+    ['a position as text', withFields(change, { source: { ...source, pos: '2' } }), /^bad source.pos$/],
+    ['no commit time', withFields(change, { source: { ...source, commitTime: undefined } }), /^bad source.commitTime$/],
+    ['a commit time that is no time', withFields(change, { source: { ...source, commitTime: 'yesterday' } }), /^bad source.commitTime$/],
+    ['an unknown kind', withFields(change, { kind: 'truncate' }), /^unknown kind "truncate"$/],
+    ['no kind', withFields(change, { kind: undefined }), /^unknown kind undefined$/],
+    ['a table not captured', withFields(change, { table: '_prisma_migrations' }), /^unknown table "_prisma_migrations"$/],
+    ['an inherited property as table', withFields(change, { table: 'constructor' }), /^unknown table "constructor"$/],
+    ['a pointer without its object', withFields(pointer, { object: undefined }), /^pointer without object.bucket and object.key$/],
+    ['a pointer without a bucket', withFields(pointer, { object: { key: 'k', bytes: 1 } }), /^pointer without object.bucket and object.key$/],
+    ['a pointer to a key that is not text', withFields(pointer, { object: { bucket: 'b', key: 7, bytes: 1 } }), /^pointer without/],
+    ['an unknown op', withFields(change, { op: 'x' }), /^bad op "x"$/],
+    ['no op', withFields(change, { op: undefined }), /^bad op undefined$/],
+    ['no key', withFields(change, { key: undefined }), /^key.payment_id missing or not an integer$/],
+    ['the key of another table', withFields(change, { key: { sales_order_id: 42 } }), /^key.payment_id missing/],
+    ['a key as text', withFields(change, { key: { payment_id: '42' } }), /^key.payment_id missing or not an integer$/],
+    ['a delete with an after image', withFields(change, { op: 'd' }), /^op d with an after image$/],
+    ['an update without an after image', withFields(change, { after: null }), /^op u with no after image$/],
+    ['an insert whose after image is an array', withFields(change, { op: 'c', after: [] }), /^op c with an after image$/],
+    ['a before image that is text', withFields(change, { before: 'x' }), /^before is neither null nor an object$/],
+    ['no before image at all', withFields(change, { before: undefined }), /^before is neither null nor an object$/],
+  ])('refuses %s, saying what is wrong', (_, text, reason) => {
+    expect(() => decodeEvent(text)).toThrow(InvalidEventError);
+    expect(() => decodeEvent(text)).toThrow(reason);
+  });
+});
+
+describe('partitionKeyOf', () => {
+  it('keeps every change of one row on one partition key, and rows apart', () => {
+    expect(partitionKeyOf(change)).toBe('payment:42');
+    expect(partitionKeyOf({ table: 'payment', key: { payment_id: 43 } })).toBe('payment:43');
+    expect(partitionKeyOf({ table: 'sales_order', key: { sales_order_id: 42 } })).toBe('sales_order:42');
+  });
+});
+
+describe('LSNs and event order', () => {
+  it('compares LSNs as numbers, whatever their padding', () => {
+    expect(lsnToBigInt('00000016/B374D848')).toBe(0x16b374d848n);
+    expect(lsnToBigInt('16/B374D848')).toBe(lsnToBigInt('00000016/b374d848'));
+    expect(lsnToBigInt('0/100') > lsnToBigInt('0/FF')).toBe(true);
+    expect(lsnToBigInt('1/0') > lsnToBigInt('0/FFFFFFFF')).toBe(true);
+    expect(bigIntToLsn(0x16b374d848n)).toBe('16/B374D848');
+    expect(bigIntToLsn(0n)).toBe('0/0');
+    expect(lsnToBigInt(bigIntToLsn(0xffffffff_ffffffffn))).toBe(0xffffffff_ffffffffn);
+  });
+
+  it('orders events by commit LSN, then by position in the transaction', () => {
+    const at = (lsn: string, pos: number) => ({ lsn, pos, xid: 1, commitTime: source.commitTime });
+    const events = [at('0/100', 0), at('0/FF', 7), at('0/100', 2), at('00000000/000000FF', 3), at('1/0', 0)];
+    expect([...events].sort(compareEventIds)).toEqual([at('00000000/000000FF', 3), at('0/FF', 7), at('0/100', 0), at('0/100', 2), at('1/0', 0)]);
+  });
+});
