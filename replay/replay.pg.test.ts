@@ -12,7 +12,7 @@ import { encodeEvent, lsnToBigInt, type ChangeEvent, type HeartbeatEvent, type R
 import { s3Client } from '../lib/aws.ts';
 import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
-import { startTestPipeline, type TestPipeline } from '../test/pipeline-harness.ts';
+import { archiveEverything, startTestPipeline, type TestPipeline } from '../test/pipeline-harness.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
@@ -63,13 +63,7 @@ describe('replay from the archive of a live pipeline', () => {
 
     // Nothing more enters the stream; wait until the archive holds every record it accepted.
     const p = t.pipeline;
-    await p.capture.stop();
-    const deadline = Date.now() + 30_000;
-    while (p.firehose.records < p.sink.metrics.records) {
-      if (Date.now() > deadline) throw new Error(`archive holds ${p.firehose.records} of ${p.sink.metrics.records} records`);
-      await p.firehose.deliver(true);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await archiveEverything(p);
     const liveTables = await snapshotTables(pool, 'public');
     const base = { s3, bucket: 'ingestion', pool, batchEvents: 700 } satisfies Partial<ReplayOptions>;
 

@@ -1,6 +1,6 @@
 /** Test helper: Lambda Kinesis events built from change events, as the event source mapping delivers them. */
 import type { KinesisStreamEvent } from 'aws-lambda';
-import { encodeEvent, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
+import { encodeEvent, type ChangeEvent, type EventSource, type StreamEvent } from '../formats/change-event.ts';
 import { toLambdaRecord } from '../local/kinesis-poller.ts';
 
 export function kinesisEvent(records: (StreamEvent | string)[], shard = 'shardId-000000000000', firstSequence = 1): KinesisStreamEvent {
@@ -22,8 +22,8 @@ export function kinesisEvent(records: (StreamEvent | string)[], shard = 'shardId
 
 let nextLsn = 0x1000;
 
-/** A sales_order change with the next commit LSN. */
-export function salesOrderChange(id: number, op: 'c' | 'u' | 'd' = 'c', overrides: Record<string, unknown> = {}): ChangeEvent {
+/** A sales_order change, at the next commit LSN unless `source` says where. */
+export function salesOrderChange(id: number, op: 'c' | 'u' | 'd' = 'c', overrides: Record<string, unknown> = {}, source?: EventSource): ChangeEvent {
   const lsn = `0/${(nextLsn += 0x10).toString(16).toUpperCase()}`;
   const after = {
     sales_order_id: id,
@@ -48,6 +48,6 @@ export function salesOrderChange(id: number, op: 'c' | 'u' | 'd' = 'c', override
     key: { sales_order_id: id },
     before: op === 'd' ? { sales_order_id: id } : null,
     after: op === 'd' ? null : after,
-    source: { lsn, pos: 0, xid: 1, commitTime: '2024-05-01T09:15:02.123456Z' },
+    source: source ?? { lsn, pos: 0, xid: 1, commitTime: '2024-05-01T09:15:02.123456Z' },
   } as ChangeEvent;
 }

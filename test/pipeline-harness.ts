@@ -18,6 +18,17 @@ export interface TestPipeline {
   stop(): Promise<void>;
 }
 
+/** Stop capture and wait until the archive holds every record the stream accepted. */
+export async function archiveEverything(p: Pipeline): Promise<void> {
+  await p.capture.stop();
+  const deadline = Date.now() + 30_000;
+  while (p.firehose.records < p.sink.metrics.records) {
+    if (Date.now() > deadline) throw new Error(`archive holds ${p.firehose.records} of ${p.sink.metrics.records} records`);
+    await p.firehose.deliver(true);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export async function startTestPipeline(opts: { shards?: number; scale?: number; seed?: number; start?: boolean } = {}): Promise<TestPipeline> {
   const [source, warehouse, aws] = await Promise.all([
     createDatabase('totesys'),
