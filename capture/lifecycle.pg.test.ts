@@ -18,11 +18,12 @@ import { kinesisClient } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
-import { freePort, startPostgres, type EmbeddedPg } from '../local/servers.ts';
+import { freePort, type EmbeddedPg } from '../local/servers.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { TOTESYS_DDL } from '../totesys/schema.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
+import { loseSlot, startFragileSlotsPostgres } from '../test/lost-slot.ts';
 import { MemorySink } from '../test/memory-sink.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
 import { SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
@@ -86,18 +87,10 @@ describe('a lost replication slot', () => {
   const services: CaptureService[] = [];
 
   beforeAll(async () => {
-    // a cluster of its own: the WAL settings below would make every slot on a shared server fragile
-    server = await startPostgres({ port: await freePort(), databases: ['totesys'], label: 'lostslot' });
+    server = await startFragileSlotsPostgres('lostslot', ['totesys']);
     pool = poolFor(server.url('totesys'), 3);
-    // sighup settings: a slot may hold back at most 1 MB of WAL (less than a 16 MB segment), and
-    // checkpoints come as often as Postgres allows
-    await pool.query(`ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`);
-    await pool.query(`ALTER SYSTEM SET max_wal_size = '32MB'`);
-    await pool.query(`ALTER SYSTEM SET min_wal_size = '32MB'`);
-    await pool.query('SELECT pg_reload_conf()');
     await inTransaction(pool, async (c) => {
       await createTotesys(c, { seed: 11, sizes: scaledSizes(0.003) });
-      await c.query('CREATE TABLE scratch (id int, pad text)');
     });
   });
   afterAll(async () => {
@@ -128,17 +121,7 @@ describe('a lost replication slot', () => {
     await until('the slot to be released', async () => (await slotRow(pool, slot))?.active === false, 10_000);
 
     // WAL the slot does not consume: once a checkpoint would remove what it still needs, it is lost
-    const deadline = Date.now() + 30_000;
-    let status: string | null | undefined;
-    let rounds = 0;
-    for (; ; rounds++) {
-      status = (await slotRow(pool, slot))?.wal_status;
-      if (status === 'lost') break;
-      if (Date.now() > deadline) throw new Error(`the slot's wal_status is still ${status} after ${rounds} rounds of WAL and checkpoints`);
-      await pool.query(`INSERT INTO scratch SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g`);
-      await pool.query('SELECT pg_switch_wal()');
-      await pool.query('CHECKPOINT');
-    }
+    const rounds = await loseSlot(pool, slot);
     const {
       rows: [{ n: ordersInDb }],
     } = await pool.query('SELECT count(*)::int AS n FROM sales_order');

@@ -3,6 +3,7 @@
  * shared test server, kinesalite and s3rver on free ports, and the services wired as in AWS.
  */
 import { inTransaction, poolFor } from '../lib/pg.ts';
+import type { CaptureService } from '../capture/capture-service.ts';
 import { Pipeline } from '../local/pipeline.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { createDatabase, startLocalAws } from './harness.ts';
@@ -18,9 +19,9 @@ export interface TestPipeline {
   stop(): Promise<void>;
 }
 
-/** Stop capture and wait until the archive holds every record the stream accepted. */
-export async function archiveEverything(p: Pipeline): Promise<void> {
-  await p.capture.stop();
+/** Stop capture (the pipeline's, or one that took over its sink) and wait until the archive holds every record the stream accepted. */
+export async function archiveEverything(p: Pipeline, capture: Pick<CaptureService, 'stop'> = p.capture): Promise<void> {
+  await capture.stop();
   const deadline = Date.now() + 30_000;
   while (p.firehose.records < p.sink.metrics.records) {
     if (Date.now() > deadline) throw new Error(`archive holds ${p.firehose.records} of ${p.sink.metrics.records} records`);
