@@ -7,9 +7,6 @@
  *   what the stream accepted and exits 0 within its bound.
  */
 import { createPublicationSql } from './source-setup.ts';
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { decodeEvent, lsnToBigInt, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
@@ -25,10 +22,10 @@ import { Simulator } from '../totesys/simulator.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { loseSlot, startFragileSlotsPostgres } from '../test/lost-slot.ts';
 import { MemorySink } from '../test/memory-sink.ts';
+import { startTotes } from '../test/totes-process.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
 import { SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STREAM = 'changes';
 const PUBLICATION_SQL = createPublicationSql('totes_cdc');
 
@@ -181,22 +178,7 @@ describe('a lost replication slot', () => {
 });
 
 /** `node bin/totes.mjs run capture` with the given environment; output kept for assertions. */
-function runCapture(env: Record<string, string | undefined>) {
-  const childEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, TOTES_LOG_PRETTY: '0', TOTES_LOG_LEVEL: 'info', ...env })) if (v !== undefined) childEnv[k] = v;
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'totes.mjs'), 'run', 'capture'], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  const out = { stdout: '', stderr: '' };
-  child.stdout!.on('data', (b: Buffer) => {
-    out.stdout = (out.stdout + b.toString('utf8')).slice(-50_000);
-  });
-  child.stderr!.on('data', (b: Buffer) => {
-    out.stderr = (out.stderr + b.toString('utf8')).slice(-50_000);
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() }));
-  });
-  return { child, out, exited, running: () => child.exitCode === null && child.signalCode === null };
-}
+const runCapture = (env: Record<string, string | undefined>) => startTotes(['run', 'capture'], env);
 
 /** Every event in the stream, from every shard. */
 async function readStream(endpoint: string): Promise<StreamEvent[]> {

@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
+import { log } from './log.ts';
 
 const asText = (value: string) => value;
 for (const oid of [1082, 1083, 1114, 1184, 1266]) pg.types.setTypeParser(oid, asText);
@@ -22,8 +23,14 @@ export function connectionConfig(url: string): pg.ClientConfig {
   return { connectionString: url, ...(caFile ? { ssl: { ca: readFileSync(caFile, 'utf8'), rejectUnauthorized: true } } : {}) };
 }
 
+/**
+ * A pool. An idle connection the server ends (a restart, a failover) is only logged: the pool
+ * drops it and connects afresh, and whoever queries next sees any real outage.
+ */
 export function poolFor(url: string, max = 4): pg.Pool {
-  return new pg.Pool({ ...connectionConfig(url), max });
+  const pool = new pg.Pool({ ...connectionConfig(url), max });
+  pool.on('error', (err) => log.warn({ err: err.message }, 'an idle database connection was closed; the pool connects again when needed'));
+  return pool;
 }
 
 /** Run `fn` inside one transaction on a pooled client. */
