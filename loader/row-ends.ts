@@ -74,10 +74,20 @@ export function endRowsSql(table: LoadTableName, schema: string): string {
     RETURNING ${q(key)} AS key`;
 }
 
-/** A fact's end versions at one position for some keys, to be evaluated again. */
+/**
+ * For some keys, a fact's end versions at one position that no longer end the version before
+ * them as it now is (that version was deleted, or changed by a version that arrived late):
+ * taken back, and endRowsSql puts the right one in. One still right is left alone.
+ */
 function takeBackSql(table: LoadTableName, schema: string): string {
-  const key = q(LOAD_TABLES[table].key);
-  return `DELETE FROM "${schema}".${q(table)} WHERE ${key} = ANY($3::int[]) AND source_lsn = $1::pg_lsn AND source_pos = $2::int RETURNING ${key} AS key`;
+  const { key, columns } = LOAD_TABLES[table];
+  const t = `"${schema}".${q(table)}`;
+  const attrs = Object.keys(columns).filter((c) => c !== key);
+  return `DELETE FROM ${t} e WHERE e.${q(key)} = ANY($3::int[]) AND e.source_lsn = $1::pg_lsn AND e.source_pos = $2::int
+       AND NOT EXISTS (SELECT 1 FROM (SELECT * FROM ${t} p WHERE p.${q(key)} = e.${q(key)} AND (p.source_lsn, p.source_pos) < ($1::pg_lsn, $2::int)
+                                       ORDER BY p.source_lsn DESC, p.source_pos DESC LIMIT 1) p
+                        WHERE NOT p.is_deleted AND (${attrs.map((c) => `p.${q(c)}`).join(', ')}) IS NOT DISTINCT FROM (${attrs.map((c) => `e.${q(c)}`).join(', ')}))
+     RETURNING e.${q(key)} AS key`;
 }
 
 /** Position as a comparable pair: the LSN's text differs between the stream ("00000000/016B3748") and Postgres ("0/16B3748"). */
