@@ -5,8 +5,11 @@
  * transaction after the batch's rows are merged:
  *   facts       a version at (lsn, pos), is_deleted, carrying the values of the version it
  *               ends (source_op 't' for a truncate, 'a' for absent from a snapshot);
- *   dimensions  a tombstone at (lsn, pos), the values kept (inferred members, source_lsn 0/0,
- *               are left: their real row is still on its way and the end reaches it there).
+ *   dimensions  a tombstone at (lsn, pos), the values kept. An inferred member (source_lsn
+ *               0/0: only facts have named it) is marked deleted but left at 0/0: if its real
+ *               row still arrives, it fills the row in and the end is evaluated again for it,
+ *               so the tombstone carries its values; if it never does (it was gone before the
+ *               snapshot read it), the row stays ended.
  * Only versions before (lsn, pos) end: a change after it (same transaction or later) stays.
  *
  * Exactly once: each end is recorded in totes_row_ends (one row however many shards carry
@@ -59,8 +62,10 @@ export function endRowsSql(table: LoadTableName, schema: string): string {
   const t = `"${schema}".${q(table)}`;
   if (kind === 'dim') {
     return `${PRESENT}
-      UPDATE ${t} a SET source_lsn = $1::pg_lsn, source_pos = $2::int, is_deleted = true
-       WHERE NOT a.is_deleted AND a.source_lsn <> '0/0' AND ${scope('a', key)}
+      UPDATE ${t} a SET is_deleted = true,
+             source_lsn = CASE WHEN a.source_lsn = '0/0' THEN a.source_lsn ELSE $1::pg_lsn END,
+             source_pos = CASE WHEN a.source_lsn = '0/0' THEN a.source_pos ELSE $2::int END
+       WHERE NOT a.is_deleted AND ${scope('a', key)}
       RETURNING a.${q(key)} AS key`;
   }
   const attrs = Object.keys(columns).filter((c) => c !== key);

@@ -3,7 +3,7 @@
  * shared test server, kinesalite and s3rver on free ports, and the services wired as in AWS.
  */
 import { inTransaction, poolFor } from '../lib/pg.ts';
-import type { CaptureService } from '../capture/capture-service.ts';
+import type { CaptureConfig, CaptureService } from '../capture/capture-service.ts';
 import { Pipeline } from '../local/pipeline.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { createDatabase, startLocalAws } from './harness.ts';
@@ -30,7 +30,9 @@ export async function archiveEverything(p: Pipeline, capture: Pick<CaptureServic
   }
 }
 
-export async function startTestPipeline(opts: { shards?: number; scale?: number; seed?: number; start?: boolean } = {}): Promise<TestPipeline> {
+export async function startTestPipeline(
+  opts: { shards?: number; scale?: number; seed?: number; start?: boolean; capture?: Partial<CaptureConfig> } = {},
+): Promise<TestPipeline> {
   const [source, warehouse, aws] = await Promise.all([
     createDatabase('totesys'),
     createDatabase('warehouse'),
@@ -48,7 +50,7 @@ export async function startTestPipeline(opts: { shards?: number; scale?: number;
     streamName: 'changes',
     ingestionBucket: 'ingestion',
     processedBucket: 'processed',
-    capture: { slotName: `slot_${source.name}`, heartbeatMs: 300, statusIntervalMs: 1_000 },
+    capture: { slotName: `slot_${source.name}`, heartbeatMs: 300, statusIntervalMs: 1_000, ...opts.capture },
     archiveIntervalMs: 500,
   });
   if (opts.start ?? true) await pipeline.start();
