@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { PutRecordsCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
-import type { ChangeEvent, HeartbeatEvent } from '../formats/change-event.ts';
+import type { BroadcastEvent, ChangeEvent } from '../formats/change-event.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from '../capture/capture-service.ts';
 import type { ChangeSink } from '../capture/sink.ts';
 import { sleep } from '../lib/retry.ts';
@@ -37,7 +37,7 @@ export class TimedSink implements ChangeSink {
     return this.inner.write(event);
   }
 
-  broadcast(event: HeartbeatEvent): Promise<number> {
+  broadcast(event: BroadcastEvent): Promise<number> {
     return this.inner.broadcast(event);
   }
   onAccepted(listener: (through: number) => void): void {

@@ -8,4 +8,6 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.env.TOTES_LOG_PRETTY ??= process.stderr.isTTY ? '1' : '0';
 register();
 const { main } = await import('../cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+// a failed service may still hold sockets and timers open: its one line is written, so end here
+if (code !== 0) process.exit(code);

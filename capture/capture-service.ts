@@ -57,6 +57,8 @@ export interface CaptureMetrics {
   snapshotRows: number;
   transactions: number;
   heartbeats: number;
+  /** Tables truncated in the source (one per table a TRUNCATE reached). */
+  truncates: number;
   lastCommitTime: string | null;
   /** Commit time of the newest heartbeat the stream accepted: lag in seconds is now minus this. */
   lastHeartbeatCommitTime: string | null;
@@ -91,6 +93,7 @@ export class CaptureService {
     snapshotRows: 0,
     transactions: 0,
     heartbeats: 0,
+    truncates: 0,
     lastCommitTime: null,
     lastHeartbeatCommitTime: null,
     heartbeatLatencySeconds: null,
@@ -203,8 +206,8 @@ export class CaptureService {
   /**
    * The slot, created when missing. A lost slot (its WAL was removed, e.g. past
    * max_slot_wal_keep_size) cannot resume: it is dropped and created again, and every table is
-   * snapshotted again so the warehouse converges. Rows deleted while the slot was lost cannot be
-   * seen by a snapshot; the README says how to reconcile them.
+   * snapshotted again so the warehouse converges: each chunk's snapshot range ends the rows
+   * deleted while the slot was lost.
    */
   private async ensureSlot(): Promise<void> {
     const slot = this.config.slotName;
@@ -298,6 +301,8 @@ export class CaptureService {
       };
       await this.sink.write(event);
     }
+    const { after, through, present } = chunk.range;
+    await this.sink.broadcast({ v: 1, kind: 'snapshot-range', table: chunk.table, after, through, present, source: this.decoder.nextSource() });
     chunk.done();
     this.metrics.snapshotRows += chunk.rows.length;
   }
@@ -370,6 +375,12 @@ export class CaptureService {
         await this.sink.broadcast(d.event);
         this.metrics.heartbeats++;
         this.metrics.lastHeartbeatCommitTime = d.event.source.commitTime;
+        break;
+      case 'truncate':
+        log.warn({ table: d.event.table, lsn: d.event.source.lsn }, 'TRUNCATE captured: every row of the table ends in the warehouse');
+        this.snapshot.truncated(d.event.table);
+        await this.sink.broadcast(d.event);
+        this.metrics.truncates++;
         break;
       case 'commit':
         this.metrics.transactions++;

@@ -8,12 +8,18 @@
  * changed in between: for those the streamed change is the newer truth. So a snapshot row
  * never overwrites a newer change, and rows and changes meet with nothing missed or doubled.
  *
+ * After its rows, a chunk says which keys of its range exist (a snapshot-range event): keys the
+ * warehouse holds there but the source no longer has were deleted while nothing streamed (a
+ * lost slot), and end at that position. The chunks of a table cover all its keys, so a
+ * re-snapshot ends the warehouse equal to the source. A TRUNCATE between the watermarks drops
+ * the chunk's rows: every one of them is either gone or streamed after it.
+ *
  * Progress (the last key emitted, per table) is kept in totes_cdc.snapshot_progress once the
  * chunk is accepted by the stream: a restart continues at the next chunk, not from zero.
  * `totes resnapshot --table NAME` adds a table to it; the running service picks it up.
  */
 import { randomUUID } from 'node:crypto';
-import type { Row } from '../formats/change-event.ts';
+import { keyRuns, type KeyRuns, type Row } from '../formats/change-event.ts';
 import { primaryKeyOf, SOURCE_TABLE_NAMES, type SourceTable } from '../formats/source-tables.ts';
 import { log } from '../lib/log.ts';
 import { sleep } from '../lib/retry.ts';
@@ -30,8 +36,21 @@ interface Window {
   table: SourceTable;
   recording: boolean;
   changed: Set<string>;
+  /** The stream truncated the table between the watermarks. */
+  truncated: boolean;
   rows: Row[] | null;
+  /** The chunk's key range: (after, through], null for unbounded. */
+  after: number | null;
+  through: number | null;
   emitted: () => void;
+}
+
+/** A closed chunk: the rows to emit, and which keys of its range exist. */
+export interface ClosedChunk {
+  table: SourceTable;
+  rows: Row[];
+  range: { after: number | null; through: number | null; present: KeyRuns };
+  done: () => void;
 }
 
 /** Ask for a table (or every table) to be snapshotted again by the service owning `slotName`. */
@@ -68,13 +87,26 @@ export class ChunkedSnapshot {
     for (const w of this.windows.values()) if (w.recording && w.table === table) w.changed.add(String(key));
   }
 
-  /** The stream reached a high watermark: the rows to emit there (undefined if not ours). */
-  closed(id: string): { table: SourceTable; rows: Row[]; done: () => void } | undefined {
+  /** The stream carries a TRUNCATE of `table`: open windows on it emit no rows. */
+  truncated(table: SourceTable): void {
+    for (const w of this.windows.values()) if (w.recording && w.table === table) w.truncated = true;
+  }
+
+  /** The stream reached a high watermark: the rows to emit there and the keys of the range that exist (undefined if not ours). */
+  closed(id: string): ClosedChunk | undefined {
     const w = this.windows.get(id);
     if (!w?.rows) return undefined;
     this.windows.delete(id);
     const pk = primaryKeyOf(w.table);
-    return { table: w.table, rows: w.rows.filter((r) => !w.changed.has(String(r[pk]))), done: w.emitted };
+    const inRange = (k: number) => (w.after === null || k > w.after) && (w.through === null || k <= w.through);
+    // keys the stream changed in the window stay too: the streamed change is their truth
+    const present = [...w.rows.map((r) => Number(r[pk])), ...[...w.changed].map(Number).filter(inRange)].sort((a, b) => a - b);
+    return {
+      table: w.table,
+      rows: w.truncated ? [] : w.rows.filter((r) => !w.changed.has(String(r[pk]))),
+      range: { after: w.after, through: w.through, present: keyRuns(present) },
+      done: w.emitted,
+    };
   }
 
   /** Work through requested tables, chunk by chunk, until `signal` aborts; idle-polls for new requests. */
@@ -102,7 +134,7 @@ export class ChunkedSnapshot {
     const done = new Promise<void>((resolve) => {
       emitted = resolve;
     });
-    const window: Window = { table, recording: false, changed: new Set(), rows: null, emitted };
+    const window: Window = { table, recording: false, changed: new Set(), truncated: false, rows: null, after: lastKey, through: null, emitted };
     this.windows.set(id, window);
     try {
       await this.emitMessage(SNAPSHOT_LOW_PREFIX, id);
@@ -110,6 +142,8 @@ export class ChunkedSnapshot {
         lastKey,
         this.chunkRows,
       ]);
+      // a full chunk covers up to its last key; a short one, the rest of the key space
+      window.through = rows.length === this.chunkRows ? Number(rows[rows.length - 1][pk]) : null;
       window.rows = rows;
       await this.emitMessage(SNAPSHOT_HIGH_PREFIX, id);
       const onAbort = () => emitted();

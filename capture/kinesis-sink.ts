@@ -7,7 +7,7 @@
  * overtaken by a later change of the same row.
  */
 import { ListShardsCommand, PutRecordsCommand, type KinesisClient, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
-import { encodeEvent, partitionKeyOf, type ChangeEvent, type HeartbeatEvent } from '../formats/change-event.ts';
+import { encodeEvent, partitionKeyOf, type BroadcastEvent, type ChangeEvent } from '../formats/change-event.ts';
 import { log } from '../lib/log.ts';
 import { backoffMs, sleep } from '../lib/retry.ts';
 import type { ChangeSink } from './sink.ts';
@@ -66,12 +66,12 @@ export class KinesisSink implements ChangeSink {
     return this.enqueue(data, partitionKey);
   }
 
-  async broadcast(event: HeartbeatEvent): Promise<number> {
+  async broadcast(event: BroadcastEvent): Promise<number> {
     await this.sendBatch();
     const keys = await this.hashKeys();
     const data = encodeEvent(event);
     let index = -1;
-    for (const hashKey of keys) index = await this.enqueue(data, 'heartbeat', hashKey);
+    for (const hashKey of keys) index = await this.enqueue(data, event.kind, hashKey);
     await this.sendBatch();
     return index;
   }

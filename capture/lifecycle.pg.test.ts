@@ -7,9 +7,6 @@
  *   what the stream accepted and exits 0 within its bound.
  */
 import { createPublicationSql } from './source-setup.ts';
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { decodeEvent, lsnToBigInt, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
@@ -18,17 +15,18 @@ import { kinesisClient } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
-import { freePort, startPostgres, type EmbeddedPg } from '../local/servers.ts';
+import { freePort, type EmbeddedPg } from '../local/servers.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { TOTESYS_DDL } from '../totesys/schema.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { createDatabase, quiesce, startLocalAws, type LocalAws } from '../test/harness.ts';
+import { loseSlot, startFragileSlotsPostgres } from '../test/lost-slot.ts';
 import { MemorySink } from '../test/memory-sink.ts';
+import { startTotes } from '../test/totes-process.ts';
 import { until } from '../test/until.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
 import { SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STREAM = 'changes';
 const PUBLICATION_SQL = createPublicationSql('totes_cdc');
 
@@ -54,18 +52,10 @@ describe('a lost replication slot', () => {
   const services: CaptureService[] = [];
 
   beforeAll(async () => {
-    // a cluster of its own: the WAL settings below would make every slot on a shared server fragile
-    server = await startPostgres({ port: await freePort(), databases: ['totesys'], label: 'lostslot' });
+    server = await startFragileSlotsPostgres('lostslot', ['totesys']);
     pool = poolFor(server.url('totesys'), 3);
-    // sighup settings: a slot may hold back at most 1 MB of WAL (less than a 16 MB segment), and
-    // checkpoints come as often as Postgres allows
-    await pool.query(`ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`);
-    await pool.query(`ALTER SYSTEM SET max_wal_size = '32MB'`);
-    await pool.query(`ALTER SYSTEM SET min_wal_size = '32MB'`);
-    await pool.query('SELECT pg_reload_conf()');
     await inTransaction(pool, async (c) => {
       await createTotesys(c, { seed: 11, sizes: scaledSizes(0.003) });
-      await c.query('CREATE TABLE scratch (id int, pad text)');
     });
   });
   afterAll(async () => {
@@ -96,17 +86,7 @@ describe('a lost replication slot', () => {
     await until('the slot to be released', async () => (await slotRow(pool, slot))?.active === false, 10_000);
 
     // WAL the slot does not consume: once a checkpoint would remove what it still needs, it is lost
-    const deadline = Date.now() + 30_000;
-    let status: string | null | undefined;
-    let rounds = 0;
-    for (; ; rounds++) {
-      status = (await slotRow(pool, slot))?.wal_status;
-      if (status === 'lost') break;
-      if (Date.now() > deadline) throw new Error(`the slot's wal_status is still ${status} after ${rounds} rounds of WAL and checkpoints`);
-      await pool.query(`INSERT INTO scratch SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g`);
-      await pool.query('SELECT pg_switch_wal()');
-      await pool.query('CHECKPOINT');
-    }
+    const rounds = await loseSlot(pool, slot);
     const {
       rows: [{ n: ordersInDb }],
     } = await pool.query('SELECT count(*)::int AS n FROM sales_order');
@@ -166,22 +146,7 @@ describe('a lost replication slot', () => {
 });
 
 /** `node bin/totes.mjs run capture` with the given environment; output kept for assertions. */
-function runCapture(env: Record<string, string | undefined>) {
-  const childEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, TOTES_LOG_PRETTY: '0', TOTES_LOG_LEVEL: 'info', ...env })) if (v !== undefined) childEnv[k] = v;
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'totes.mjs'), 'run', 'capture'], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  const out = { stdout: '', stderr: '' };
-  child.stdout!.on('data', (b: Buffer) => {
-    out.stdout = (out.stdout + b.toString('utf8')).slice(-50_000);
-  });
-  child.stderr!.on('data', (b: Buffer) => {
-    out.stderr = (out.stderr + b.toString('utf8')).slice(-50_000);
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() }));
-  });
-  return { child, out, exited, running: () => child.exitCode === null && child.signalCode === null };
-}
+const runCapture = (env: Record<string, string | undefined>) => startTotes(['run', 'capture'], env);
 
 /** Every event in the stream, from every shard. */
 async function readStream(endpoint: string): Promise<StreamEvent[]> {

@@ -4,13 +4,14 @@
  * in memory whole.
  */
 import type { Pgoutput } from 'pg-logical-replication';
-import type { ChangeEvent, HeartbeatEvent, Op, Row, Value } from '../formats/change-event.ts';
+import type { ChangeEvent, HeartbeatEvent, Op, Row, TruncateEvent, Value } from '../formats/change-event.ts';
 import { isSourceTable, primaryKeyOf, type SourceTable } from '../formats/source-tables.ts';
 import { HEARTBEAT_PREFIX, MESSAGE_PREFIX } from '../formats/source-signals.ts';
 
 export type Decoded =
   | { type: 'change'; event: ChangeEvent }
   | { type: 'heartbeat'; event: HeartbeatEvent }
+  | { type: 'truncate'; event: TruncateEvent }
   | { type: 'begin' }
   | { type: 'commit'; endLsn: string }
   | { type: 'schema'; table: SourceTable; columns: { name: string; typeOid: number }[] }
@@ -60,8 +61,13 @@ export class PgoutputDecoder {
         if (msg.prefix === HEARTBEAT_PREFIX) return [{ type: 'heartbeat', event: { v: 1, kind: 'heartbeat', source: this.nextSource() } }];
         return [{ type: 'message', prefix: msg.prefix, content: Buffer.from(msg.content).toString('utf8') }];
       }
+      case 'truncate': {
+        // CASCADE arrives as the tables it reached; RESTART IDENTITY changes nothing downstream (keys come from the source)
+        const tables = msg.relations.filter((r) => r.schema === 'public' && isSourceTable(r.name)).map((r) => r.name as SourceTable);
+        return this.tx ? tables.map((table) => truncated(table, this.nextSource())) : [];
+      }
       default:
-        return []; // origin, type, truncate: nothing to carry
+        return []; // origin, type: nothing to carry
     }
   }
 
@@ -101,6 +107,11 @@ export class PgoutputDecoder {
     }
     return [event(op, (after ?? before)?.[pk] ?? null, before, after)];
   }
+}
+
+/** One truncated table; the wal2json decoder makes the same. */
+export function truncated(table: SourceTable, source: TruncateEvent['source']): Decoded {
+  return { type: 'truncate', event: { v: 1, kind: 'truncate', table, source } };
 }
 
 function cleanKey(old: Record<string, unknown>): Row {

@@ -6,13 +6,13 @@
  * that it and every event before it have been accepted by the stream: the capture service
  * acknowledges WAL only up to the commit whose last event is at or below it.
  */
-import type { ChangeEvent, HeartbeatEvent } from '../formats/change-event.ts';
+import type { BroadcastEvent, ChangeEvent } from '../formats/change-event.ts';
 
 export interface ChangeSink {
   /** Queue a change; resolves once buffered, waiting while the sink is full (backpressure). */
   write(event: ChangeEvent): Promise<number>;
-  /** Deliver a heartbeat on every shard, after everything written before it. */
-  broadcast(event: HeartbeatEvent): Promise<number>;
+  /** Deliver a heartbeat, truncate or snapshot range on every shard, after everything written before it. */
+  broadcast(event: BroadcastEvent): Promise<number>;
   /** Index of the last event written (-1 before any). */
   readonly writtenThrough: number;
   readonly acceptedThrough: number;
@@ -31,7 +31,7 @@ export class NullSink implements ChangeSink {
   async write(event: ChangeEvent): Promise<number> {
     return this.accept(JSON.stringify(event).length);
   }
-  async broadcast(event: HeartbeatEvent): Promise<number> {
+  async broadcast(event: BroadcastEvent): Promise<number> {
     return this.accept(JSON.stringify(event).length);
   }
   private accept(bytes: number): number {

@@ -101,7 +101,7 @@ function comparable(decoded: Decoded[]): { items: Decoded[]; commits: string[] }
   const commits: string[] = [];
   let carried = false;
   for (const d of decoded) {
-    if (d.type === 'change' || d.type === 'heartbeat' || d.type === 'message') {
+    if (d.type === 'change' || d.type === 'heartbeat' || d.type === 'message' || d.type === 'truncate') {
       items.push(d);
       carried = true;
     }
@@ -157,6 +157,12 @@ async function workload(db: pg.Pool): Promise<void> {
     [`DELETE FROM payment WHERE payment_id = 1000`],
     [`DELETE FROM transaction WHERE transaction_id = 1000`],
     [`DELETE FROM sales_order WHERE sales_order_id = 1000`],
+  ]);
+  // a TRUNCATE reaching more tables by CASCADE, between changes of the same transaction
+  await tx([
+    [`UPDATE currency SET last_updated = now() WHERE currency_id = 1`],
+    [`TRUNCATE sales_order CASCADE`],
+    [`INSERT INTO currency VALUES (60, 'CHF', now(), now())`],
   ]);
   // not captured: a public table outside the 11, a rolled-back transaction, a non-transactional message
   await tx([[`INSERT INTO _prisma_migrations (id, checksum, migration_name) VALUES ('00000000-0000-0000-0000-000000000002', 'x', 'later')`]]);
@@ -270,6 +276,10 @@ describe('Wal2JsonDecoder on PostgreSQL 15 with wal2json 2.5', () => {
 
     const renamed = events.find((e) => e.table === 'design' && e.after?.design_name === 'Renamed');
     expect(renamed?.unchanged).toEqual(['file_location']);
+
+    const truncates = comparable(wal2jsonDecoded).items.flatMap((d) => (d.type === 'truncate' ? [d.event] : []));
+    expect(truncates.map((e) => e.table)).toEqual(['sales_order', 'transaction', 'payment']);
+    expect(truncates.map((e) => e.source.pos)).toEqual([1, 2, 3]);
 
     const heartbeats = comparable(wal2jsonDecoded).items.filter((d) => d.type === 'heartbeat');
     expect(heartbeats).toHaveLength(2);

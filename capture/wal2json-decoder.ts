@@ -17,7 +17,7 @@ import type { EventSource, Op, Row, Value } from '../formats/change-event.ts';
 import { SOURCE_TABLES, SOURCE_TABLE_NAMES, isSourceTable, primaryKeyOf, type SourceTable } from '../formats/source-tables.ts';
 import pg from '../lib/pg.ts';
 import { HEARTBEAT_PREFIX, MESSAGE_PREFIX } from '../formats/source-signals.ts';
-import { microsToIso, type Decoded } from './pgoutput-decoder.ts';
+import { microsToIso, truncated, type Decoded } from './pgoutput-decoder.ts';
 
 /**
  * What the decoder needs from wal2json: BEGIN with xid, commit time and commit LSN, COMMIT with
@@ -46,7 +46,7 @@ type Wal2JsonMessage =
   | { action: 'C'; nextlsn: string }
   | { action: 'I' | 'U' | 'D'; schema: string; table: string; columns?: Wal2JsonColumn[]; identity?: Wal2JsonColumn[] }
   | { action: 'M'; transactional: boolean; prefix: string; content: string }
-  | { action: 'T' };
+  | { action: 'T'; schema: string; table: string };
 
 export class Wal2JsonDecoder {
   private tx: { lsn: string; xid: number; commitTime: string; pos: number } | null = null;
@@ -77,8 +77,10 @@ export class Wal2JsonDecoder {
         if (msg.prefix === HEARTBEAT_PREFIX) return [{ type: 'heartbeat', event: { v: 1, kind: 'heartbeat', source: this.nextSource() } }];
         return [{ type: 'message', prefix: msg.prefix, content: msg.content }];
       }
+      case 'T': // one message per truncated table, as pgoutput lists them
+        return msg.schema === 'public' && isSourceTable(msg.table) && this.tx ? [truncated(msg.table, this.nextSource())] : [];
       default:
-        return []; // truncate: not carried, as with pgoutput
+        return [];
     }
   }
 

@@ -8,10 +8,11 @@ import { DEFAULT_STACK, LocalStack, type StackOptions } from '../local/stack.ts'
 import { sourceSetupSql } from '../capture/source-setup.ts';
 import { requestSnapshot } from '../capture/chunked-snapshot.ts';
 import { isSourceTable, SOURCE_TABLE_NAMES } from '../formats/source-tables.ts';
-import { ConfigError } from '../lib/config.ts';
+import { ENV } from '../lib/config.ts';
+import { describeFatal } from '../lib/fatal.ts';
 import { inTransaction, poolFor } from '../lib/pg.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
-import { SERVICES } from '../local/services.ts';
+import { runService, SERVICES } from '../local/services.ts';
 import { startDashboard } from '../dashboard/server.ts';
 import { replayCommand } from './replay-command.ts';
 import { formatDifferences, verify, type VerifyResult } from '../verify/verify.ts';
@@ -233,9 +234,9 @@ Environment:
     options: {},
     positionals: true,
     async run(_values, positionals) {
-      const service = SERVICES[positionals?.[0] ?? ''];
-      if (!service) throw new UsageError(`name a service: ${Object.keys(SERVICES).join(', ')}`);
-      await service(process.env);
+      const name = positionals?.[0] ?? '';
+      if (!SERVICES[name]) throw new UsageError(`name a service: ${Object.keys(SERVICES).join(', ')}`);
+      await runService(name, process.env);
       return 0;
     },
   },
@@ -331,18 +332,28 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${command.usage}\n`);
     return 0;
   }
+  let args: { values: Record<string, string | boolean | undefined>; positionals: string[] } | undefined;
   try {
-    const { values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: command.positionals ?? false, strict: true });
-    return await command.run(values as Record<string, string | boolean | undefined>, positionals);
+    const parsed = parseArgs({ args: rest, options: command.options, allowPositionals: command.positionals ?? false, strict: true });
+    args = { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals };
+    return await command.run(args.values, args.positionals);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      say(`totes ${name}: configuration error: ${err.message}`);
-      return 2;
-    }
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       say(`totes ${name}: ${(err as Error).message}\n\n${command.usage}`);
       return 2;
     }
-    throw err;
+    // the one place a command or service ends on an error: one line, what is wrong and what to do
+    const fatal = describeFatal(err, endpointSettings(args?.values ?? {}));
+    say(`totes ${[name, ...(args?.positionals ?? [])].join(' ')}: ${fatal.line}`);
+    if (!fatal.expected && process.env.TOTES_LOG_LEVEL === 'debug') say(String((err as Error).stack));
+    return fatal.exitCode;
   }
+}
+
+/** The settings that name an address, flags first: an unreachable one is named by its setting. */
+function endpointSettings(values: Record<string, string | boolean | undefined>): Record<string, string | undefined> {
+  const settings: Record<string, string | undefined> = {};
+  for (const flag of ['source', 'warehouse', 's3-endpoint']) if (typeof values[flag] === 'string') settings[`--${flag}`] = values[flag] as string;
+  for (const name of [ENV.sourceUrl, ENV.warehouseUrl, ENV.kinesisEndpoint, ENV.s3Endpoint]) settings[name] = process.env[name];
+  return settings;
 }

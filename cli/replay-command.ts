@@ -143,7 +143,7 @@ export const replayCommand = {
       const result = await replayArchive({ ...opts, s3, pool, onProgress: progress.update });
       progress.done();
       say(
-        `replayed ${n(result.events)} events (${n(result.duplicates)} duplicate copies dropped, ${n(result.heartbeats)} heartbeats) from ${n(result.objects)} objects, ` +
+        `replayed ${n(result.events)} events (${n(result.duplicates)} duplicate copies dropped, ${n(result.heartbeats)} heartbeats, ${n(result.ends)} truncates and snapshot ranges) from ${n(result.objects)} objects, ` +
           `${(result.bytes / 1024 / 1024).toFixed(1)} MiB, in ${result.seconds.toFixed(1)}s: ${n(result.eventsPerSecond)} events/s`,
       );
       say(`batches: ${n(result.batches)} (${n(result.batchesSkipped)} already loaded, skipped)`);

@@ -77,7 +77,62 @@ export interface PointerEvent {
   source: EventSource;
 }
 
-export type StreamEvent = ChangeEvent | HeartbeatEvent | PointerEvent;
+/**
+ * A TRUNCATE of one captured table (a statement naming several tables, or reaching them by
+ * CASCADE, gives one event per table, in consecutive positions). Every row of the table that
+ * exists before (source.lsn, source.pos) ends there; changes after it, in the same transaction
+ * or later, are new rows. Sent on every shard, after everything written before it, since the
+ * table's rows are spread over all of them.
+ */
+export interface TruncateEvent {
+  v: 1;
+  kind: 'truncate';
+  table: SourceTable;
+  source: EventSource;
+}
+
+/** Inclusive runs of integer keys, ascending: [[1, 4], [7, 7]] is 1, 2, 3, 4 and 7. */
+export type KeyRuns = [number, number][];
+
+/**
+ * What one snapshot chunk saw of a key range: at (source.lsn, source.pos), the keys of `table`
+ * in (after, through] (null: unbounded) are exactly `present`; any other key in that range no
+ * longer exists and ends there. This is how a re-snapshot (after a lost slot, or
+ * `totes resnapshot`) ends rows deleted while nothing was streaming. `present` also holds the
+ * keys the stream changed while the chunk was read, so a streamed change is never ended. Sent
+ * on every shard, after the chunk's rows, like a truncate.
+ */
+export interface SnapshotRangeEvent {
+  v: 1;
+  kind: 'snapshot-range';
+  table: SourceTable;
+  after: number | null;
+  through: number | null;
+  present: KeyRuns;
+  source: EventSource;
+}
+
+/** Events that end rows of a table at their position. */
+export type RowsEndEvent = TruncateEvent | SnapshotRangeEvent;
+/** Events sent on every shard, each after everything written before it. */
+export type BroadcastEvent = HeartbeatEvent | RowsEndEvent;
+
+export type StreamEvent = ChangeEvent | HeartbeatEvent | PointerEvent | RowsEndEvent;
+
+export function isBroadcast(event: StreamEvent): event is BroadcastEvent {
+  return event.kind === 'heartbeat' || event.kind === 'truncate' || event.kind === 'snapshot-range';
+}
+
+/** Sorted distinct integer keys → inclusive runs. */
+export function keyRuns(sortedKeys: readonly number[]): KeyRuns {
+  const runs: KeyRuns = [];
+  for (const k of sortedKeys) {
+    const last = runs.at(-1);
+    if (last && k <= last[1] + 1) last[1] = Math.max(last[1], k);
+    else runs.push([k, k]);
+  }
+  return runs;
+}
 
 export class InvalidEventError extends Error {
   override name = 'InvalidEventError';
@@ -94,6 +149,7 @@ export function partitionKeyOf(event: Pick<ChangeEvent, 'table' | 'key'>): strin
 
 const LSN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
 const OPS = new Set(['c', 'u', 'd', 'r']);
+const KINDS = new Set(['change', 'pointer', 'truncate', 'snapshot-range']);
 
 /** Parse and validate one event; throws InvalidEventError saying what is wrong. */
 export function decodeEvent(text: string): StreamEvent {
@@ -111,8 +167,10 @@ export function decodeEvent(text: string): StreamEvent {
   if (!Number.isInteger(source.pos) || (source.pos as number) < 0) throw new InvalidEventError('bad source.pos');
   if (typeof source.commitTime !== 'string' || Number.isNaN(Date.parse(source.commitTime))) throw new InvalidEventError('bad source.commitTime');
   if (raw.kind === 'heartbeat') return raw as unknown as HeartbeatEvent;
-  if (raw.kind !== 'change' && raw.kind !== 'pointer') throw new InvalidEventError(`unknown kind ${JSON.stringify(raw.kind)}`);
+  if (!KINDS.has(raw.kind as string)) throw new InvalidEventError(`unknown kind ${JSON.stringify(raw.kind)}`);
   if (typeof raw.table !== 'string' || !isSourceTable(raw.table)) throw new InvalidEventError(`unknown table ${JSON.stringify(raw.table)}`);
+  if (raw.kind === 'truncate') return raw as unknown as TruncateEvent;
+  if (raw.kind === 'snapshot-range') return validRange(raw);
   if (raw.kind === 'pointer') {
     const o = raw.object;
     if (!isObject(o) || typeof o.bucket !== 'string' || typeof o.key !== 'string') throw new InvalidEventError('pointer without object.bucket and object.key');
@@ -125,6 +183,22 @@ export function decodeEvent(text: string): StreamEvent {
     throw new InvalidEventError(`op ${raw.op} with ${raw.after === null ? 'no' : 'an'} after image`);
   if (raw.before !== null && !isObject(raw.before)) throw new InvalidEventError('before is neither null nor an object');
   return raw as unknown as ChangeEvent;
+}
+
+function validRange(raw: Record<string, unknown>): SnapshotRangeEvent {
+  const bound = (b: unknown) => b === null || Number.isInteger(b);
+  if (!bound(raw.after) || !bound(raw.through)) throw new InvalidEventError('snapshot-range: after and through must be integers or null');
+  const present = raw.present;
+  let previous = -Infinity;
+  const ascending = (run: unknown) => {
+    if (!Array.isArray(run) || run.length !== 2 || !Number.isInteger(run[0]) || !Number.isInteger(run[1])) return false;
+    const ok = run[0] > previous && run[0] <= run[1];
+    previous = run[1];
+    return ok;
+  };
+  if (!Array.isArray(present) || !present.every(ascending))
+    throw new InvalidEventError('snapshot-range: present must be ascending, disjoint [first, last] integer runs');
+  return raw as unknown as SnapshotRangeEvent;
 }
 
 function isObject(x: unknown): x is Record<string, unknown> {

@@ -119,6 +119,23 @@ export const PROVENANCE_COLUMNS: Record<keyof Provenance, 'text' | 'int'> = {
   unchanged: 'text',
 };
 
+/**
+ * Rows of one load table that end at a position (a TRUNCATE, or keys a snapshot chunk did not
+ * find): every key in (after, through] (null: unbounded) but those in `present` whose latest
+ * version before (lsn, pos) is live. Facts get a version there marked is_deleted, carrying the
+ * values it ends; dimensions a tombstone. Runs are inclusive [first, last] key pairs.
+ */
+export interface RowsEnd {
+  table: LoadTableName;
+  cause: 'truncate' | 'snapshot';
+  lsn: string;
+  pos: number;
+  commitTime: string;
+  after: number | null;
+  through: number | null;
+  present: [number, number][];
+}
+
 export type LoadValue = string | number | boolean | null;
 export type LoadRow = Record<string, LoadValue> & Provenance;
 

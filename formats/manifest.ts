@@ -2,7 +2,7 @@
  * A micro-batch's manifest and a dead letter: what the processor writes and the loader reads,
  * as JSON objects in the processed bucket (stores/microbatch-store.ts names and keeps them).
  */
-import type { LoadTableName } from './load-tables.ts';
+import type { LoadTableName, RowsEnd } from './load-tables.ts';
 
 export interface Manifest {
   batchId: string;
@@ -13,6 +13,8 @@ export interface Manifest {
   tables: { table: LoadTableName; key: string; rows: number }[];
   /** Highest heartbeat in the batch: everything on this shard up to its LSN is in this or an earlier batch. */
   heartbeat: { lsn: string; commitTime: string } | null;
+  /** Truncates and snapshot ranges in the batch (absent in manifests written before they existed). */
+  ends?: RowsEnd[];
   maxCommitTime: string | null;
   deadLetters: number;
 }

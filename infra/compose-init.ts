@@ -1,12 +1,15 @@
 /**
  * docker compose's one-shot setup, after `totes seed`: applies what a DBA applies to totesys
- * (`totes source-setup`, unless its publication exists) and creates the Kinesis stream in
- * kinesalite. Idempotent, so `docker compose up` can run it again on the same volumes.
+ * (`totes source-setup`) and creates the Kinesis stream in kinesalite. Idempotent statement by
+ * statement, so `docker compose up` can run it again on the same volumes, including after a
+ * run that stopped half way (the role made, the publication not). A failure ends it with one
+ * line saying what is wrong, like every service.
  */
 import { CreateStreamCommand, DescribeStreamSummaryCommand, ResourceNotFoundException } from '@aws-sdk/client-kinesis';
 import { sourceSetupSql } from '../capture/source-setup.ts';
 import { ENV, required } from '../lib/config.ts';
 import { kinesisClient } from '../lib/aws.ts';
+import { describeFatal } from '../lib/fatal.ts';
 import { poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
 
@@ -27,15 +30,33 @@ async function untilReachable<T>(what: string, attempt: () => Promise<T>): Promi
   }
 }
 
+/** SQLSTATEs that mean "this is already there": duplicate object (role, publication), schema, table. */
+const ALREADY_THERE = new Set(['42710', '42P06', '42P07']);
+
+/** The statements of the setup script, comment lines left out. */
+function setupStatements(sql: string): string[] {
+  return sql
+    .split('\n')
+    .filter((line) => !line.trimStart().startsWith('--'))
+    .join('\n')
+    .split(';')
+    .map((statement) => statement.replace(/--[^\n]*/g, '').trim())
+    .filter(Boolean);
+}
+
 async function applySourceSetup(sourceUrl: string): Promise<void> {
   const pool = poolFor(sourceUrl, 1);
   try {
-    const existing = await pool.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [PUBLICATION]);
-    if (existing.rowCount) {
-      console.log(`publication ${PUBLICATION} exists: source already set up`);
-      return;
+    for (const statement of setupStatements(sourceSetupSql({ publication: PUBLICATION, role: 'totes_cdc' }))) {
+      const what = statement.split('\n')[0].slice(0, 80);
+      try {
+        await pool.query(statement);
+        console.log(`applied: ${what}`);
+      } catch (err) {
+        if (!ALREADY_THERE.has((err as { code?: string }).code ?? '')) throw err;
+        console.log(`already there: ${what} (${(err as Error).message})`);
+      }
     }
-    await pool.query(sourceSetupSql({ publication: PUBLICATION, role: 'totes_cdc' }));
     console.log('source set up as `totes source-setup` prints');
   } finally {
     await pool.end();
@@ -66,5 +87,11 @@ async function createStream(endpoint: string, streamName: string): Promise<void>
   }
 }
 
-await applySourceSetup(required(process.env, ENV.sourceUrl, 'the totesys URL'));
-await createStream(required(process.env, ENV.kinesisEndpoint, 'the Kinesis emulator URL'), required(process.env, ENV.streamName, 'the stream name'));
+try {
+  await applySourceSetup(required(process.env, ENV.sourceUrl, 'the totesys URL'));
+  await createStream(required(process.env, ENV.kinesisEndpoint, 'the Kinesis emulator URL'), required(process.env, ENV.streamName, 'the stream name'));
+} catch (err) {
+  const fatal = describeFatal(err, { [ENV.sourceUrl]: process.env[ENV.sourceUrl], [ENV.kinesisEndpoint]: process.env[ENV.kinesisEndpoint] });
+  console.error(`compose-init: ${fatal.line}`);
+  process.exit(fatal.exitCode);
+}

@@ -7,9 +7,14 @@
  * ARN (AWS): the secret is read at start, never placed in the environment or logged.
  */
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { FatalError } from './fatal.ts';
 
-export class ConfigError extends Error {
+/** A missing or malformed setting: fatal, exit status 2. */
+export class ConfigError extends FatalError {
   override name = 'ConfigError';
+  constructor(message: string) {
+    super(message, 2, 'configuration error');
+  }
 }
 
 export const ENV = {

@@ -24,13 +24,12 @@ export function connectionConfig(url: string): pg.ClientConfig {
 }
 
 /**
- * A pool that survives its idle connections being closed by the server (a restart, a failover,
- * pg_terminate_backend): the pool drops such a client and connects anew on the next query;
- * without a listener the 'error' would end the process.
+ * A pool. An idle connection the server ends (a restart, a failover) is only logged: the pool
+ * drops it and connects afresh, and whoever queries next sees any real outage.
  */
 export function poolFor(url: string, max = 4): pg.Pool {
   const pool = new pg.Pool({ ...connectionConfig(url), max });
-  pool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection closed; it will be replaced'));
+  pool.on('error', (err) => log.warn({ err: err.message }, 'an idle database connection was closed; the pool connects again when needed'));
   return pool;
 }
 

@@ -26,6 +26,7 @@ export async function handler(_event: unknown, context: Context): Promise<{ batc
     await loader.ensureSchema();
   }
   let batches = 0;
+  const before = { ...loader.metrics };
   while (context.getRemainingTimeInMillis() > 30_000) {
     const n = await loader.loadAvailable();
     batches += n;
@@ -34,6 +35,8 @@ export async function handler(_event: unknown, context: Context): Promise<{ batc
   const fresh = await loader.freshness();
   emitMetrics('loader', {
     BatchesLoaded: { value: batches, unit: 'Count' },
+    Truncates: { value: loader.metrics.truncates - before.truncates, unit: 'Count' },
+    RowsEnded: { value: loader.metrics.rowsEnded - before.rowsEnded, unit: 'Count' },
     ...(fresh.lagSeconds != null ? { WarehouseFreshnessSeconds: { value: fresh.lagSeconds, unit: 'Seconds' } } : {}),
   });
   return { batches, lagSeconds: fresh.lagSeconds };

@@ -60,7 +60,7 @@ export class Loader extends Warehouse {
   private async readBatch(manifest: Manifest, manifestKey: string): Promise<{ batch: LoadBatchInfo; tables: Map<LoadTableName, LoadRow[]> }> {
     const tables = await mapLimited(manifest.tables, 4, async (t) => [t.table, await decodeParquet(t.table, await this.store.getBytes(t.key))] as const);
     return {
-      batch: { batchKey: manifest.batchId, shard: manifest.shard, events: manifest.events, manifestKey, heartbeat: manifest.heartbeat },
+      batch: { batchKey: manifest.batchId, shard: manifest.shard, events: manifest.events, manifestKey, heartbeat: manifest.heartbeat, ends: manifest.ends },
       tables: new Map(tables),
     };
   }

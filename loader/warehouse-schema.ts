@@ -14,6 +14,8 @@
  * Dimension rows whose source_lsn is 0/0 are inferred members: a fact arrived before its
  * dimension row (they travel on different shards) and the row is filled in when it arrives.
  */
+import { ROW_ENDS_DDL } from './row-ends.ts';
+
 export const STAR_TABLES = [
   'dim_date',
   'dim_staff',
@@ -105,6 +107,8 @@ CREATE TABLE IF NOT EXISTS totes_load_log (
 CREATE TABLE IF NOT EXISTS totes_shard_progress (
   shard text PRIMARY KEY, last_manifest_key text NOT NULL, watermark_lsn pg_lsn NOT NULL DEFAULT '0/0',
   watermark_commit_time timestamptz, updated_at timestamptz NOT NULL DEFAULT now());
+-- Truncates and snapshot ranges applied, once each (row-ends.ts).
+${ROW_ENDS_DDL}
 CREATE OR REPLACE VIEW totes_freshness AS
   SELECT min(watermark_lsn) AS watermark_lsn, min(watermark_commit_time) AS watermark_commit_time,
          extract(epoch FROM now() - min(watermark_commit_time)) AS lag_seconds

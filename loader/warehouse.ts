@@ -13,10 +13,11 @@
  */
 import type pg from '../lib/pg.ts';
 import { inTransaction } from '../lib/pg.ts';
-import { LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
+import { LOAD_TABLES, type LoadRow, type LoadTableName, type RowsEnd } from '../formats/load-tables.ts';
 import type { Manifest } from '../formats/manifest.ts';
 import { warehouseDdl } from './warehouse-schema.ts';
 import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql, stageColumns, stageSql } from './merge-sql.ts';
+import { applyRowEnds } from './row-ends.ts';
 
 /** Dimensions before the facts that reference them; department and address before the dims derived from them. */
 const MERGE_ORDER: LoadTableName[] = [
@@ -41,11 +42,16 @@ export interface LoadBatchInfo {
   /** The manifest the batch came from, when it came from the processed bucket. */
   manifestKey?: string;
   heartbeat?: Manifest['heartbeat'];
+  /** Truncates and snapshot ranges, applied after the batch's rows (row-ends.ts). */
+  ends?: RowsEnd[];
 }
 
 export interface LoaderMetrics {
   batches: number;
   rows: number;
+  /** Truncates applied, and rows ended by them and by snapshot ranges. */
+  truncates: number;
+  rowsEnded: number;
   lastLoadAt: number | null;
 }
 
@@ -56,7 +62,7 @@ export interface Freshness {
 }
 
 export class Warehouse {
-  readonly metrics: LoaderMetrics = { batches: 0, rows: 0, lastLoadAt: null };
+  readonly metrics: LoaderMetrics = { batches: 0, rows: 0, truncates: 0, rowsEnded: 0, lastLoadAt: null };
 
   constructor(
     protected readonly pool: pg.Pool,
@@ -102,6 +108,8 @@ export class Warehouse {
         }
       }
       if (fresh.size > 0) await this.merge(db, tables);
+      const freshEnds = items.flatMap((i) => (fresh.has(i.batch.batchKey) ? (i.batch.ends ?? []) : []));
+      const ended = await applyRowEnds(db, this.schema, freshEnds, tables);
       for (const item of items) {
         const b = item.batch;
         if (!b.manifestKey) continue;
@@ -115,11 +123,13 @@ export class Warehouse {
           [b.shard, b.manifestKey, b.heartbeat?.lsn ?? null, b.heartbeat?.commitTime ?? null],
         );
       }
-      return { batches: fresh.size, rows: rowsOf(tables) };
+      return { batches: fresh.size, rows: rowsOf(tables), ended };
     });
     if (merged.batches > 0) {
       this.metrics.batches += merged.batches;
       this.metrics.rows += merged.rows;
+      this.metrics.truncates += merged.ended.truncates;
+      this.metrics.rowsEnded += merged.ended.rows;
       this.metrics.lastLoadAt = Date.now();
     }
     return merged.batches;

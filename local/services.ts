@@ -2,11 +2,18 @@
  * `totes run <service>`: one pipeline service per process, configured from the environment
  * (docker compose runs each in its own container). In AWS the processor and loader are
  * Lambdas and the archiver is Firehose; these are their local equivalents.
+ *
+ * Each checks at start what it needs (the stream, its buckets, the warehouse) and says what is
+ * missing as a FatalError; runService turns an error thrown anywhere while it runs into the
+ * rejection the CLI ends with one line (cli/main.ts).
  */
+import { DescribeStreamSummaryCommand, type KinesisClient, ResourceNotFoundException } from '@aws-sdk/client-kinesis';
+import { HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { FirehoseStandin } from '../archiver/firehose-standin.ts';
 import { runCapture } from '../capture/main.ts';
 import { ENV, databaseUrl, required } from '../lib/config.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
+import { FatalError } from '../lib/fatal.ts';
 import { poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
@@ -22,13 +29,55 @@ function untilSignal(): Promise<void> {
   });
 }
 
+async function streamExists(client: KinesisClient, streamName: string): Promise<void> {
+  try {
+    await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
+  } catch (err) {
+    if (err instanceof ResourceNotFoundException)
+      throw new FatalError(
+        `Kinesis stream "${streamName}" does not exist: create it (compose's init service does), or set ${ENV.streamName} to the stream capture writes`,
+      );
+    throw err;
+  }
+}
+
+async function bucketExists(s3: S3Client, bucket: string, setting: string): Promise<void> {
+  try {
+    await s3.send(new HeadBucketCommand({ Bucket: bucket }));
+  } catch (err) {
+    if ((err as Error).name === 'NotFound' || (err as Error).name === 'NoSuchBucket')
+      throw new FatalError(`bucket "${bucket}" does not exist: create it, or set ${setting} to an existing bucket`);
+    throw err;
+  }
+}
+
+/** Run one service until it returns. An error thrown anywhere meanwhile (a timer, a socket) ends it as one thrown here would. */
+export async function runService(name: string, env: Env): Promise<void> {
+  let stray!: (err: unknown) => void;
+  const failed = new Promise<never>((_, reject) => {
+    stray = reject;
+  });
+  process.on('uncaughtException', stray);
+  process.on('unhandledRejection', stray);
+  try {
+    await Promise.race([SERVICES[name](env), failed]);
+  } finally {
+    process.off('uncaughtException', stray);
+    process.off('unhandledRejection', stray);
+  }
+}
+
 export const SERVICES: Record<string, (env: Env) => Promise<void>> = {
   capture: runCapture,
   async processor(env) {
     const store = new MicroBatchStore(s3Client({ s3Endpoint: env[ENV.s3Endpoint] }), required(env, ENV.processedBucket, 'the processed bucket name'));
+    const client = kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] });
+    const streamName = required(env, ENV.streamName, 'the Kinesis stream name');
+    await streamExists(client, streamName);
+    await bucketExists(store.s3, store.bucket, ENV.processedBucket);
     const poller = new KinesisPoller({
-      client: kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] }),
-      streamName: required(env, ENV.streamName, 'the Kinesis stream name'),
+      client,
+      streamName,
       consumer: new Processor(store).handler,
       batchSize: PROCESSOR_BATCH_SIZE,
       name: 'processor',
@@ -39,13 +88,14 @@ export const SERVICES: Record<string, (env: Env) => Promise<void>> = {
   },
   async archiver(env) {
     const streamName = required(env, ENV.streamName, 'the Kinesis stream name');
-    const firehose = new FirehoseStandin({
-      s3: s3Client({ s3Endpoint: env[ENV.s3Endpoint] }),
-      bucket: required(env, ENV.ingestionBucket, 'the ingestion bucket name'),
-      deliveryStreamName: streamName,
-    });
+    const s3 = s3Client({ s3Endpoint: env[ENV.s3Endpoint] });
+    const bucket = required(env, ENV.ingestionBucket, 'the ingestion bucket name');
+    const client = kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] });
+    await streamExists(client, streamName);
+    await bucketExists(s3, bucket, ENV.ingestionBucket);
+    const firehose = new FirehoseStandin({ s3, bucket, deliveryStreamName: streamName });
     const poller = new KinesisPoller({
-      client: kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] }),
+      client,
       streamName,
       consumer: firehose.consume,
       batchSize: ARCHIVER_BATCH_SIZE,
@@ -59,6 +109,7 @@ export const SERVICES: Record<string, (env: Env) => Promise<void>> = {
   },
   async loader(env) {
     const store = new MicroBatchStore(s3Client({ s3Endpoint: env[ENV.s3Endpoint] }), required(env, ENV.processedBucket, 'the processed bucket name'));
+    await bucketExists(store.s3, store.bucket, ENV.processedBucket);
     const loader = new Loader(poolFor(await databaseUrl(env, 'warehouse'), 2), store, env[ENV.warehouseSchema] ?? 'public');
     await loader.ensureSchema();
     const abort = new AbortController();

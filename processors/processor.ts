@@ -8,7 +8,7 @@
  * never makes a second copy, and the loader loads each change once however often it is written.
  */
 import type { KinesisStreamBatchResponse, KinesisStreamEvent } from 'aws-lambda';
-import { decodeEvent, InvalidEventError, lsnToBigInt, type ChangeEvent } from '../formats/change-event.ts';
+import { decodeEvent, InvalidEventError, lsnToBigInt, type ChangeEvent, type RowsEndEvent } from '../formats/change-event.ts';
 import { log } from '../lib/log.ts';
 import { resolvePointer } from '../stores/oversize-store.ts';
 import { encodeParquet } from '../formats/parquet.ts';
@@ -50,8 +50,8 @@ export class Processor {
 
   private async process(shard: string, first: string, last: string, records: { seq: string; data: string }[]): Promise<void> {
     const batchId = MicroBatchStore.batchId(shard, first, last);
-    const changes: ChangeEvent[] = [];
-    const seqOf = new Map<ChangeEvent, string>();
+    const changes: (ChangeEvent | RowsEndEvent)[] = [];
+    const seqOf = new Map<ChangeEvent | RowsEndEvent, string>();
     let heartbeat: Manifest['heartbeat'] = null;
     let maxCommitTime: string | null = null;
     const dead: { seq: string; reason: string; payload: string }[] = [];
@@ -72,7 +72,7 @@ export class Processor {
         dead.push({ seq: r.seq, reason: err.message, payload });
       }
     }
-    const { rows, failures } = mapEvents(changes);
+    const { rows, ends, failures } = mapEvents(changes);
     for (const f of failures) dead.push({ seq: seqOf.get(f.event)!, reason: f.reason, payload: JSON.stringify(f.event) });
     for (const d of dead) {
       log.warn({ shard, sequenceNumber: d.seq, reason: d.reason }, 'dead letter');
@@ -92,6 +92,7 @@ export class Processor {
       events: records.length,
       tables,
       heartbeat,
+      ends,
       maxCommitTime,
       deadLetters: dead.length,
     });

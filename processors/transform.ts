@@ -4,9 +4,9 @@
  * in the warehouse, where every shard's changes meet in one transaction. A stateless processor
  * can run on any number of shards at once with nothing to keep consistent between them.
  */
-import type { ChangeEvent, Row, Value } from '../formats/change-event.ts';
+import type { ChangeEvent, Row, RowsEndEvent, Value } from '../formats/change-event.ts';
 import { primaryKeyOf, type SourceTable } from '../formats/source-tables.ts';
-import { LOAD_TABLES, type LoadRow, type LoadTableName, type Provenance } from '../formats/load-tables.ts';
+import { LOAD_TABLES, type LoadRow, type LoadTableName, type Provenance, type RowsEnd } from '../formats/load-tables.ts';
 
 export class MappingError extends Error {
   override name = 'MappingError';
@@ -172,11 +172,32 @@ export function mapEvent(event: ChangeEvent): { table: LoadTableName; row: LoadR
   return { table: target, row: { ...mapped, ...provenance(event.op, unchanged) } as LoadRow };
 }
 
-/** Group the load rows of many events by load table. Events that cannot be mapped are returned with the reason. */
-export function mapEvents(events: ChangeEvent[]): { rows: LoadRows; failures: { event: ChangeEvent; reason: string }[] } {
+/** A truncate or snapshot range, as the rows of its load table it ends. */
+export function mapRowsEnd(event: RowsEndEvent): RowsEnd {
+  const { lsn, pos, commitTime } = event.source;
+  const common = { table: targetOf(event.table), lsn, pos, commitTime };
+  return event.kind === 'truncate'
+    ? { ...common, cause: 'truncate', after: null, through: null, present: [] }
+    : { ...common, cause: 'snapshot', after: event.after, through: event.through, present: event.present };
+}
+
+/**
+ * Group the load rows of many events by load table, and list the rows that truncates and
+ * snapshot ranges end. Events that cannot be mapped are returned with the reason.
+ */
+export function mapEvents(events: (ChangeEvent | RowsEndEvent)[]): {
+  rows: LoadRows;
+  ends: RowsEnd[];
+  failures: { event: ChangeEvent; reason: string }[];
+} {
   const rows: LoadRows = {};
+  const ends: RowsEnd[] = [];
   const failures: { event: ChangeEvent; reason: string }[] = [];
   for (const event of events) {
+    if (event.kind !== 'change') {
+      ends.push(mapRowsEnd(event));
+      continue;
+    }
     try {
       const m = mapEvent(event);
       (rows[m.table] ??= []).push(m.row);
@@ -185,5 +206,5 @@ export function mapEvents(events: ChangeEvent[]): { rows: LoadRows; failures: { 
       failures.push({ event, reason: err.message });
     }
   }
-  return { rows, failures };
+  return { rows, ends, failures };
 }

@@ -12,10 +12,9 @@ import { encodeEvent, lsnToBigInt, type ChangeEvent, type HeartbeatEvent, type R
 import { s3Client } from '../lib/aws.ts';
 import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
-import { startTestPipeline, type TestPipeline } from '../test/pipeline-harness.ts';
+import { archiveEverything, startTestPipeline, type TestPipeline } from '../test/pipeline-harness.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { changeEvent } from '../test/kinesis-events.ts';
-import { until } from '../test/until.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
 import { STAR_TABLES } from '../loader/warehouse-schema.ts';
@@ -65,17 +64,7 @@ describe('replay from the archive of a live pipeline', () => {
 
     // Nothing more enters the stream; wait until the archive holds every record it accepted.
     const p = t.pipeline;
-    await p.capture.stop();
-    await until(
-      'the archive to hold every record the stream accepted',
-      async () => {
-        if (p.firehose.records >= p.sink.metrics.records) return true;
-        await p.firehose.deliver(true);
-        return false;
-      },
-      30_000,
-      100,
-    );
+    await archiveEverything(p);
     const liveTables = await snapshotTables(pool, 'public');
     const base = { s3, bucket: 'ingestion', pool, batchEvents: 700 } satisfies Partial<ReplayOptions>;
 

@@ -1,7 +1,8 @@
 /**
  * Replay: rebuild warehouse state from the raw archive alone. Reads the GZIP NDJSON objects
  * Firehose wrote (all of them, a time range, or chosen tables), orders the events by
- * (commit LSN, position), drops copies, and pushes them through the processor's mapping
+ * (commit LSN, position), drops copies (a heartbeat, truncate or snapshot range was sent on
+ * every shard), and pushes them through the processor's mapping
  * (`mapEvents`) and the loader's merge (`Loader.loadTables`): the same code the live pipeline
  * runs, so a replayed warehouse is the warehouse the pipeline would have built.
  *
@@ -18,7 +19,7 @@ import { gunzip } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { RAW_PREFIX } from '../formats/archive-layout.ts';
 import { resolvePointer } from '../stores/oversize-store.ts';
-import { decodeEvent, InvalidEventError, type ChangeEvent, type HeartbeatEvent, type StreamEvent } from '../formats/change-event.ts';
+import { decodeEvent, InvalidEventError, type ChangeEvent, type HeartbeatEvent, type RowsEndEvent, type StreamEvent } from '../formats/change-event.ts';
 import { SOURCE_TABLE_NAMES, type SourceTable } from '../formats/source-tables.ts';
 import type pg from '../lib/pg.ts';
 import { Warehouse } from '../loader/warehouse.ts';
@@ -94,6 +95,8 @@ export interface ArchiveGap {
 export interface ReplayResult {
   /** Distinct change events replayed (after the filters). */
   events: number;
+  /** Distinct truncates and snapshot ranges replayed (each ends rows; once however many shards carried it). */
+  ends: number;
   /** Extra copies of change events dropped (an event archived twice counts 1). */
   duplicates: number;
   heartbeats: number;
@@ -136,13 +139,17 @@ interface Keyed {
   hi: number;
   lo: number;
   pos: number;
-  /** Pointers are resolved when read: only changes and heartbeats are kept. */
-  event: ChangeEvent | HeartbeatEvent;
+  /** Pointers are resolved when read: only changes, heartbeats, truncates and snapshot ranges are kept. */
+  event: ReplayedEvent;
   /** The archive object it was read from. */
   objectKey: string;
 }
 
-function keyed(event: ChangeEvent | HeartbeatEvent, objectKey: string): Keyed {
+/** What the archive is replayed as: changes, and the truncates and snapshot ranges that end rows, in stream order. */
+type LoadedEvent = ChangeEvent | RowsEndEvent;
+type ReplayedEvent = LoadedEvent | HeartbeatEvent;
+
+function keyed(event: ReplayedEvent, objectKey: string): Keyed {
   const slash = event.source.lsn.indexOf('/');
   return { hi: parseInt(event.source.lsn.slice(0, slash), 16), lo: parseInt(event.source.lsn.slice(slash + 1), 16), pos: event.source.pos, event, objectKey };
 }
@@ -208,7 +215,8 @@ export async function replayArchive(opts: ReplayOptions): Promise<ReplayResult> 
   const seconds = (performance.now() - started) / 1000;
   const newest = ordered.heartbeats.at(-1);
   return {
-    events: changes.length,
+    events: changes.length - ordered.ends,
+    ends: ordered.ends,
     duplicates: ordered.duplicates,
     heartbeats: ordered.heartbeats.length,
     objects: keys.length,
@@ -295,7 +303,7 @@ async function readObjects(opts: ReplayOptions, keys: string[], onObject: () => 
 }
 
 /** Sort by (commit LSN, position), drop copies, apply the filters. Heartbeats arrive once per shard: those copies are not duplicates. */
-function orderAndFilter(entries: Keyed[], opts: ReplayOptions): { changes: ChangeEvent[]; heartbeats: Keyed[]; duplicates: number } {
+function orderAndFilter(entries: Keyed[], opts: ReplayOptions): { changes: LoadedEvent[]; heartbeats: Keyed[]; duplicates: number; ends: number } {
   entries.sort(byEventId);
   const tables = opts.tables ? new Set<string>(opts.tables) : null;
   const from = opts.from?.getTime() ?? -Infinity;
@@ -305,9 +313,10 @@ function orderAndFilter(entries: Keyed[], opts: ReplayOptions): { changes: Chang
     const t = Date.parse(e.source.commitTime);
     return t >= from && t < to;
   };
-  const changes: ChangeEvent[] = [];
+  const changes: LoadedEvent[] = [];
   const heartbeats: Keyed[] = [];
-  let duplicates = 0;
+  let duplicates = 0,
+    ends = 0;
   let previous: Keyed | null = null;
   for (const k of entries) {
     const copy = previous !== null && byEventId(previous, k) === 0;
@@ -319,9 +328,12 @@ function orderAndFilter(entries: Keyed[], opts: ReplayOptions): { changes: Chang
     }
     if (!inRange(e)) continue;
     if (e.kind === 'heartbeat') heartbeats.push(k);
-    else if (!tables || tables.has(e.table)) changes.push(e);
+    else if (!tables || tables.has(e.table)) {
+      changes.push(e);
+      if (e.kind !== 'change') ends++;
+    }
   }
-  return { changes, heartbeats, duplicates };
+  return { changes, heartbeats, duplicates, ends };
 }
 
 function findGaps(heartbeats: Keyed[], thresholdMs: number): ArchiveGap[] {
@@ -343,7 +355,7 @@ function findGaps(heartbeats: Keyed[], thresholdMs: number): ArchiveGap[] {
  * from the version before it, so order matters); the next batch is mapped while one merges.
  * With recordWatermark each batch carries the newest heartbeat it has passed.
  */
-async function loadInBatches(warehouse: Warehouse, changes: ChangeEvent[], heartbeats: Keyed[], opts: ReplayOptions, onLoaded: (n: number) => void) {
+async function loadInBatches(warehouse: Warehouse, changes: LoadedEvent[], heartbeats: Keyed[], opts: ReplayOptions, onLoaded: (n: number) => void) {
   const size = opts.batchEvents ?? 25_000;
   const filterTag = opts.tables ? `[${[...opts.tables].sort().join(',')}]` : '';
   const unmappable: ReplayResult['unmappable'] = [];
@@ -354,7 +366,7 @@ async function loadInBatches(warehouse: Warehouse, changes: ChangeEvent[], heart
   const batchCount = Math.max(Math.ceil(changes.length / size), opts.recordWatermark && heartbeats.length > 0 ? 1 : 0);
   for (let b = 0; b < batchCount; b++) {
     const events = changes.slice(b * size, (b + 1) * size);
-    const { rows, failures } = mapEvents(events);
+    const { rows, ends, failures } = mapEvents(events);
     for (const f of failures) unmappable.push({ id: idOf(f.event), table: f.event.table, reason: f.reason });
     const tables = new Map(Object.entries(rows) as [LoadTableName, LoadRow[]][]);
     // The newest heartbeat before the next batch's first event: everything up to it is loaded once this batch is.
@@ -372,6 +384,7 @@ async function loadInBatches(warehouse: Warehouse, changes: ChangeEvent[], heart
           batchKey,
           shard: REPLAY_SHARD,
           events: events.length,
+          ends,
           ...(heartbeat ? { manifestKey: batchKey, heartbeat: { lsn: heartbeat.lsn, commitTime: heartbeat.commitTime } } : {}),
         },
         tables,

@@ -23,8 +23,8 @@ export function kinesisEvent(records: (StreamEvent | string)[], shard = 'shardId
 
 let nextLsn = 0x1000;
 
-/** A sales_order change with the next commit LSN. */
-export function salesOrderChange(id: number, op: 'c' | 'u' | 'd' = 'c', overrides: Record<string, unknown> = {}): ChangeEvent {
+/** A sales_order change, at the next commit LSN unless `source` says where. */
+export function salesOrderChange(id: number, op: 'c' | 'u' | 'd' = 'c', overrides: Record<string, unknown> = {}, source?: EventSource): ChangeEvent {
   const lsn = `0/${(nextLsn += 0x10).toString(16).toUpperCase()}`;
   const after = {
     sales_order_id: id,
@@ -41,7 +41,7 @@ export function salesOrderChange(id: number, op: 'c' | 'u' | 'd' = 'c', override
     agreed_delivery_location_id: 1,
     ...overrides,
   };
-  return changeEvent('sales_order', op, after as Row, { lsn, pos: 0, xid: 1, commitTime: '2024-05-01T09:15:02.123456Z' });
+  return changeEvent('sales_order', op, after as Row, source ?? { lsn, pos: 0, xid: 1, commitTime: '2024-05-01T09:15:02.123456Z' });
 }
 
 /** The change of `row` in `table`, keyed by its primary key; a delete carries the old key as `before` and no `after`. */

@@ -1,9 +1,11 @@
 /** A ChangeSink that keeps events in memory, for tests that control delivery themselves. */
-import type { ChangeEvent, HeartbeatEvent, StreamEvent } from '../formats/change-event.ts';
+import type { BroadcastEvent, ChangeEvent, StreamEvent } from '../formats/change-event.ts';
 import type { ChangeSink } from '../capture/sink.ts';
 
 export class MemorySink implements ChangeSink {
   readonly events: StreamEvent[] = [];
+  /** The events broadcast (sent on every shard), also in `events`. */
+  readonly broadcasts: BroadcastEvent[] = [];
   writtenThrough = -1;
   acceptedThrough = -1;
   private listeners: ((through: number) => void)[] = [];
@@ -17,8 +19,9 @@ export class MemorySink implements ChangeSink {
     return this.add(event);
   }
 
-  async broadcast(event: HeartbeatEvent): Promise<number> {
+  async broadcast(event: BroadcastEvent): Promise<number> {
     while (this.blocked) await new Promise((r) => setTimeout(r, 10));
+    this.broadcasts.push(event);
     return this.add(event);
   }
 

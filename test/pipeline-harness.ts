@@ -3,6 +3,7 @@
  * shared test server, kinesalite and s3rver on free ports, and the services wired as in AWS.
  */
 import { inTransaction, poolFor } from '../lib/pg.ts';
+import type { CaptureConfig, CaptureService } from '../capture/capture-service.ts';
 import { Pipeline } from '../local/pipeline.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { createDatabase, startLocalAws } from './harness.ts';
@@ -18,7 +19,20 @@ export interface TestPipeline {
   stop(): Promise<void>;
 }
 
-export async function startTestPipeline(opts: { shards?: number; scale?: number; seed?: number; start?: boolean } = {}): Promise<TestPipeline> {
+/** Stop capture (the pipeline's, or one that took over its sink) and wait until the archive holds every record the stream accepted. */
+export async function archiveEverything(p: Pipeline, capture: Pick<CaptureService, 'stop'> = p.capture): Promise<void> {
+  await capture.stop();
+  const deadline = Date.now() + 30_000;
+  while (p.firehose.records < p.sink.metrics.records) {
+    if (Date.now() > deadline) throw new Error(`archive holds ${p.firehose.records} of ${p.sink.metrics.records} records`);
+    await p.firehose.deliver(true);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function startTestPipeline(
+  opts: { shards?: number; scale?: number; seed?: number; start?: boolean; capture?: Partial<CaptureConfig> } = {},
+): Promise<TestPipeline> {
   const [source, warehouse, aws] = await Promise.all([
     createDatabase('totesys'),
     createDatabase('warehouse'),
@@ -36,7 +50,7 @@ export async function startTestPipeline(opts: { shards?: number; scale?: number;
     streamName: 'changes',
     ingestionBucket: 'ingestion',
     processedBucket: 'processed',
-    capture: { slotName: `slot_${source.name}`, heartbeatMs: 300, statusIntervalMs: 1_000 },
+    capture: { slotName: `slot_${source.name}`, heartbeatMs: 300, statusIntervalMs: 1_000, ...opts.capture },
     archiveIntervalMs: 500,
   });
   if (opts.start ?? true) await pipeline.start();

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import type { KinesisStreamEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from '../capture/capture-service.ts';
-import { compareEventIds, encodeEvent, lsnToBigInt, partitionKeyOf, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
+import { compareEventIds, encodeEvent, isBroadcast, lsnToBigInt, partitionKeyOf, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
 import { s3Client } from '../lib/aws.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
@@ -61,7 +61,7 @@ function deliveries(events: StreamEvent[], rng: Random): KinesisStreamEvent[] {
   const shards: { seq: string; data: string }[][] = Array.from({ length: SHARDS }, () => []);
   let seq = 0;
   for (const e of events) {
-    const targets = e.kind === 'heartbeat' ? shards.map((_, i) => i) : [shardOf(partitionKeyOf(e))];
+    const targets = isBroadcast(e) ? shards.map((_, i) => i) : [shardOf(partitionKeyOf(e))];
     for (const s of targets) shards[s].push({ seq: String(++seq).padStart(20, '0'), data: encodeEvent(e) });
   }
   const perShard: KinesisStreamEvent[][] = shards.map((records, i) => {

@@ -16,6 +16,7 @@
 import pg, { connectionConfig } from '../lib/pg.ts';
 import { lsnToBigInt } from '../formats/change-event.ts';
 import { HEARTBEAT_PREFIX } from '../formats/source-signals.ts';
+import { FatalError } from '../lib/fatal.ts';
 import { sleep } from '../lib/retry.ts';
 
 export interface Difference {
@@ -190,11 +191,14 @@ export interface VerifyOptions {
 export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
   const source = new pg.Client(connectionConfig(opts.sourceUrl));
   const warehouse = new pg.Client(connectionConfig(opts.warehouseUrl));
-  await source.connect();
-  await warehouse.connect();
   const schema = opts.schema ?? 'public';
-  await warehouse.query(`SET search_path TO "${schema}"`);
   try {
+    await source.connect();
+    await warehouse.connect();
+    await warehouse.query(`SET search_path TO "${schema}"`);
+    const fresh = await warehouse.query(`SELECT to_regclass('totes_freshness') AS v`);
+    if (!fresh.rows[0].v)
+      throw new FatalError(`schema "${schema}" of the warehouse has no loader state (totes_freshness): is that the warehouse, and has the loader run?`);
     const waitMs = opts.waitMs ?? 60_000;
     let watermarkLsn: string | null = null;
     const catchUp = async () => {
@@ -215,8 +219,8 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
     }
     return { ok: differences.length === 0, tables, differences, watermarkLsn };
   } finally {
-    await source.end();
-    await warehouse.end();
+    await source.end().catch(() => undefined);
+    await warehouse.end().catch(() => undefined);
   }
 }
 
@@ -228,7 +232,9 @@ async function waitForWatermark(source: pg.Client, warehouse: pg.Client, waitMs:
   const hasProgress = (await source.query(`SELECT to_regclass('totes_cdc.snapshot_progress') AS t`)).rows[0].t;
   while (hasProgress && (await source.query(progress)).rows[0].n > 0) {
     if (Date.now() > deadline)
-      throw new Error(`the capture service's snapshot did not finish within ${waitMs / 1000}s (see totes_cdc.snapshot_progress): is capture running?`);
+      throw new FatalError(
+        `the capture service's snapshot did not finish within ${waitMs / 1000}s (see totes_cdc.snapshot_progress): is capture running? Or give it longer with --wait`,
+      );
     await sleep(200);
   }
   const { rows } = await source.query(`SELECT pg_logical_emit_message(true, $1, 'verify')::text AS lsn`, [HEARTBEAT_PREFIX]);
@@ -238,7 +244,9 @@ async function waitForWatermark(source: pg.Client, warehouse: pg.Client, waitMs:
     const lsn: string | null = w.rows[0]?.lsn ?? null;
     if (lsn && lsnToBigInt(lsn) >= marker) return lsn;
     if (Date.now() > deadline)
-      throw new Error(`the warehouse did not reach source LSN ${rows[0].lsn} within ${waitMs / 1000}s (watermark ${lsn ?? 'none'}): is the pipeline running?`);
+      throw new FatalError(
+        `the warehouse did not reach source LSN ${rows[0].lsn} within ${waitMs / 1000}s (its watermark: ${lsn ?? 'none'}), so nothing was compared: is the pipeline running? Or give it longer with --wait, or compare as is with --wait 0`,
+      );
     await sleep(200);
   }
 }

@@ -1,0 +1,193 @@
+/**
+ * Truncates and snapshot ranges in a real warehouse: they end exactly the rows before them,
+ * once however often they arrive, and the result does not depend on whether an end or the
+ * older changes of a row (from a lagging shard) load first.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChangeEvent, EventSource, RowsEndEvent } from '../formats/change-event.ts';
+import type { SourceTable } from '../formats/source-tables.ts';
+import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
+import type pg from '../lib/pg.ts';
+import { poolFor } from '../lib/pg.ts';
+import { mapEvents } from '../processors/transform.ts';
+import { createDatabase } from '../test/harness.ts';
+import { salesOrderChange } from '../test/kinesis-events.ts';
+import { Warehouse } from './warehouse.ts';
+
+const at = (lsn: string, pos = 0): EventSource => ({ lsn, pos, xid: 1, commitTime: '2024-05-01T09:15:02.123456Z' });
+
+const order = (id: number, op: 'c' | 'u' | 'd', source: EventSource, units = 1000) => salesOrderChange(id, op, { units_sold: units }, source);
+
+function address(id: number, source: EventSource): ChangeEvent {
+  const after = {
+    address_id: id,
+    address_line_1: `${id} High Street`,
+    address_line_2: null,
+    district: null,
+    city: 'Leeds',
+    postal_code: 'LS1',
+    country: 'UK',
+    phone: '0113',
+    created_at: '2024-05-01 09:15:02',
+    last_updated: '2024-05-01 09:15:02',
+  };
+  return { v: 1, kind: 'change', op: 'c', table: 'address', key: { address_id: id }, before: null, after, source };
+}
+
+function counterparty(id: number, addressId: number, source: EventSource): ChangeEvent {
+  const after = {
+    counterparty_id: id,
+    counterparty_legal_name: `Party ${id}`,
+    legal_address_id: addressId,
+    commercial_contact: null,
+    delivery_contact: null,
+    created_at: '2024-05-01 09:15:02',
+    last_updated: '2024-05-01 09:15:02',
+  };
+  return { v: 1, kind: 'change', op: 'c', table: 'counterparty', key: { counterparty_id: id }, before: null, after, source };
+}
+
+function staffMember(id: number, source: EventSource): ChangeEvent {
+  const after = {
+    staff_id: id,
+    first_name: 'Ada',
+    last_name: 'Lovelace',
+    department_id: 1,
+    email_address: 'ada@example.com',
+    created_at: '2024-05-01 09:15:02',
+    last_updated: '2024-05-01 09:15:02',
+  };
+  return { v: 1, kind: 'change', op: 'c', table: 'staff', key: { staff_id: id }, before: null, after, source };
+}
+
+const truncate = (table: SourceTable, source: EventSource): RowsEndEvent => ({ v: 1, kind: 'truncate', table, source });
+
+describe('truncates and snapshot ranges in the warehouse', () => {
+  let db: Awaited<ReturnType<typeof createDatabase>>;
+  let pool: pg.Pool;
+  let warehouse: Warehouse;
+  let batches = 0;
+
+  /** One load transaction, as a micro-batch (or a replay batch) brings it. */
+  const load = async (events: (ChangeEvent | RowsEndEvent)[]) => {
+    const { rows, ends } = mapEvents(events);
+    return warehouse.loadTables(
+      { batchKey: `b${batches++}`, shard: 's', events: events.length, ends },
+      new Map(Object.entries(rows)) as Map<LoadTableName, LoadRow[]>,
+    );
+  };
+  const versions = async (ids: number[]) =>
+    (
+      await pool.query(
+        `SELECT sales_order_id AS id, source_op AS op, source_lsn::text AS lsn, source_pos AS pos, units_sold AS units, is_deleted AS deleted
+           FROM fact_sales_order WHERE sales_order_id = ANY($1) ORDER BY sales_order_id, source_lsn, source_pos`,
+        [ids],
+      )
+    ).rows;
+
+  beforeAll(async () => {
+    db = await createDatabase('row_ends');
+    pool = poolFor(db.url, 2);
+    warehouse = new Warehouse(pool);
+    await warehouse.ensureSchema();
+  });
+  afterAll(async () => {
+    await pool?.end();
+    await db?.drop();
+  });
+
+  it('a truncate ends every row before it, facts as versions with the values they end, dimensions as tombstones; once', async () => {
+    await load([address(1, at('1/10')), counterparty(1, 1, at('1/10', 1)), order(1, 'c', at('1/20')), order(2, 'c', at('1/30'))]);
+    await load([order(2, 'u', at('1/40'), 7)]);
+    // TRUNCATE sales_order, address, staff CASCADE, then an insert in the same transaction
+    const tx = '2/0';
+    const statement = [
+      truncate('sales_order', at(tx, 0)),
+      truncate('address', at(tx, 1)),
+      truncate('counterparty', at(tx, 2)),
+      truncate('staff', at(tx, 3)),
+      order(3, 'c', at(tx, 4)),
+    ];
+    expect(await load(statement)).toBe(true);
+    expect(await versions([1, 2, 3])).toEqual([
+      { id: 1, op: 'c', lsn: '1/20', pos: 0, units: 1000, deleted: false },
+      { id: 1, op: 't', lsn: '2/0', pos: 0, units: 1000, deleted: true },
+      { id: 2, op: 'c', lsn: '1/30', pos: 0, units: 1000, deleted: false },
+      { id: 2, op: 'u', lsn: '1/40', pos: 0, units: 7, deleted: false },
+      { id: 2, op: 't', lsn: '2/0', pos: 0, units: 7, deleted: true },
+      { id: 3, op: 'c', lsn: '2/0', pos: 4, units: 1000, deleted: false },
+    ]);
+    expect((await pool.query('SELECT sales_order_id AS id FROM fact_sales_order_current')).rows).toEqual([{ id: 3 }]);
+    const location = await pool.query(`SELECT location_id, address_line_1, is_deleted, source_lsn::text FROM dim_location ORDER BY 1`);
+    expect(location.rows).toEqual([{ location_id: 1, address_line_1: '1 High Street', is_deleted: true, source_lsn: '2/0' }]);
+    const party = await pool.query(`SELECT is_deleted, counterparty_legal_address_line_1 AS line FROM dim_counterparty WHERE counterparty_id = 1`);
+    expect(party.rows).toEqual([{ is_deleted: true, line: null }]);
+    // an inferred member (a dimension row only facts have named yet) ends, left at 0/0 for its real row to fill in
+    const staff = await pool.query(`SELECT is_deleted, source_lsn::text FROM dim_staff WHERE staff_id = 1`);
+    expect(staff.rows).toEqual([{ is_deleted: true, source_lsn: '0/0' }]);
+    expect(warehouse.metrics).toMatchObject({ truncates: 4, rowsEnded: 5 });
+
+    // the copy every other shard carries, and a replay of the whole statement: nothing more
+    const before = await versions([1, 2, 3]);
+    await load([truncate('sales_order', at(tx, 0))]);
+    await load(statement);
+    expect(await versions([1, 2, 3])).toEqual(before);
+    const log = await pool.query(`SELECT load_table, cause, rows_ended FROM totes_row_ends ORDER BY source_pos`);
+    expect(log.rows).toEqual([
+      { load_table: 'fact_sales_order', cause: 'truncate', rows_ended: 2 },
+      { load_table: 'dim_location', cause: 'truncate', rows_ended: 1 },
+      { load_table: 'dim_counterparty', cause: 'truncate', rows_ended: 1 },
+      { load_table: 'dim_staff', cause: 'truncate', rows_ended: 1 },
+    ]);
+    expect(warehouse.metrics).toMatchObject({ truncates: 4, rowsEnded: 5 });
+  });
+
+  it('a snapshot range ends the keys of its range it did not find, and no others', async () => {
+    await load([10, 11, 12, 13, 14].map((id) => order(id, 'c', at('3/10', id))));
+    await load([
+      {
+        v: 1,
+        kind: 'snapshot-range',
+        table: 'sales_order',
+        after: 10,
+        through: 13,
+        present: [
+          [11, 11],
+          [13, 13],
+        ],
+        source: at('3/20'),
+      },
+    ]);
+    const ended = (await versions([10, 11, 12, 13, 14])).filter((v) => v.deleted);
+    expect(ended).toEqual([{ id: 12, op: 'a', lsn: '3/20', pos: 0, units: 1000, deleted: true }]);
+  });
+
+  it('ends a row whose older changes load after the end, and takes an end back when the row had been deleted before it', async () => {
+    // a shard whose copy of the truncate loads first, while the rows' own shards lag behind
+    await load([order(20, 'c', at('4/10')), order(21, 'c', at('4/10', 1))]);
+    await load([truncate('sales_order', at('5/0')), truncate('address', at('5/0', 1))]);
+    const late = [order(20, 'd', at('4/20')), order(21, 'u', at('4/20', 1), 5), order(22, 'c', at('4/30')), address(22, at('4/30', 1))];
+    await load(late);
+    expect(await versions([20, 21, 22])).toEqual([
+      { id: 20, op: 'c', lsn: '4/10', pos: 0, units: 1000, deleted: false },
+      { id: 20, op: 'd', lsn: '4/20', pos: 0, units: 1000, deleted: true }, // its own delete: no second end after it
+      { id: 21, op: 'c', lsn: '4/10', pos: 1, units: 1000, deleted: false },
+      { id: 21, op: 'u', lsn: '4/20', pos: 1, units: 5, deleted: false },
+      { id: 21, op: 't', lsn: '5/0', pos: 0, units: 5, deleted: true }, // ends the version that arrived late
+      { id: 22, op: 'c', lsn: '4/30', pos: 0, units: 1000, deleted: false },
+      { id: 22, op: 't', lsn: '5/0', pos: 0, units: 1000, deleted: true },
+    ]);
+    const location = await pool.query(`SELECT is_deleted, source_lsn::text FROM dim_location WHERE location_id = 22`);
+    expect(location.rows).toEqual([{ is_deleted: true, source_lsn: '5/0' }]);
+    // the staff member the facts named, ended while an inferred member, arrives after all: a tombstone with its values
+    const staff = `SELECT first_name, is_deleted, source_lsn::text FROM dim_staff WHERE staff_id = 1`;
+    expect((await pool.query(staff)).rows).toEqual([{ first_name: null, is_deleted: true, source_lsn: '0/0' }]);
+    await load([staffMember(1, at('1/5'))]);
+    expect((await pool.query(staff)).rows).toEqual([{ first_name: 'Ada', is_deleted: true, source_lsn: '2/0' }]); // the staff truncate of the first test
+    // the same late changes again (a replay): the ends still right are left as they are
+    const records = `SELECT sales_order_id, sales_record_id FROM fact_sales_order WHERE source_op = 't' AND sales_order_id IN (21, 22) ORDER BY 1`;
+    const before = (await pool.query(records)).rows;
+    await load(late);
+    expect((await pool.query(records)).rows).toEqual(before);
+  });
+});

@@ -1,0 +1,188 @@
+/**
+ * Rows that end without a delete of their own: every row of a TRUNCATEd table, and the keys a
+ * snapshot chunk did not find in its range (rows deleted while nothing was streaming, e.g. a
+ * lost slot). Both are a RowsEnd at a stream position (lsn, pos), applied in the load
+ * transaction after the batch's rows are merged:
+ *   facts       a version at (lsn, pos), is_deleted, carrying the values of the version it
+ *               ends (source_op 't' for a truncate, 'a' for absent from a snapshot);
+ *   dimensions  a tombstone at (lsn, pos), the values kept. An inferred member (source_lsn
+ *               0/0: only facts have named it) is marked deleted but left at 0/0: if its real
+ *               row still arrives, it fills the row in and the end is evaluated again for it,
+ *               so the tombstone carries its values; if it never does (it was gone before the
+ *               snapshot read it), the row stays ended.
+ * Only versions before (lsn, pos) end: a change after it (same transaction or later) stays.
+ *
+ * Exactly once: each end is recorded in totes_row_ends (one row however many shards carry
+ * it); one already recorded is not applied again, so a re-delivery or a replay is a no-op.
+ * Order of arrival does not matter: when a batch brings versions older than a recorded end
+ * (a row's shard lagging behind the shard whose copy of the end loaded first), that end is
+ * evaluated again for those keys, so the row still ends, or no longer does if its own delete
+ * came first.
+ */
+import { lsnToBigInt } from '../formats/change-event.ts';
+import { LOAD_TABLES, type LoadRow, type LoadTableName, type RowsEnd } from '../formats/load-tables.ts';
+import { log } from '../lib/log.ts';
+import type pg from '../lib/pg.ts';
+import { propagationSql } from './merge-sql.ts';
+
+/** Part of the warehouse DDL (search_path set to the schema). */
+export const ROW_ENDS_DDL = `CREATE TABLE IF NOT EXISTS totes_row_ends (
+  load_table text NOT NULL, source_lsn pg_lsn NOT NULL, source_pos int NOT NULL, cause text NOT NULL,
+  key_after int, key_through int, present jsonb NOT NULL, source_commit_time timestamptz NOT NULL,
+  rows_ended int NOT NULL DEFAULT 0, recorded_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (load_table, source_lsn, source_pos));`;
+
+export interface RowEndsApplied {
+  /** Truncates applied for the first time. */
+  truncates: number;
+  /** Rows ended, net of ends taken back by a late delete. */
+  rows: number;
+}
+
+const q = (name: string) => `"${name}"`;
+
+/**
+ * Which rows of `t` (alias `a`) an end reaches. $1 lsn, $2 pos, $3 after, $4 through, $5 the
+ * present runs (jsonb), $6 only these keys (null: all).
+ */
+function scope(a: string, key: string): string {
+  const k = `${a}.${q(key)}`;
+  return `(${a}.source_lsn, ${a}.source_pos) < ($1::pg_lsn, $2::int)
+     AND ($3::int IS NULL OR ${k} > $3::int) AND ($4::int IS NULL OR ${k} <= $4::int)
+     AND ($6::int[] IS NULL OR ${k} = ANY($6::int[]))
+     AND NOT EXISTS (SELECT 1 FROM present WHERE present.k = ${k})`;
+}
+
+const PRESENT = `WITH present AS MATERIALIZED (
+  SELECT generate_series((r->>0)::int, (r->>1)::int) AS k FROM jsonb_array_elements($5::jsonb) r)`;
+
+/** The statement ending rows of one load table; RETURNING the keys it ended. */
+export function endRowsSql(table: LoadTableName, schema: string): string {
+  const { kind, key, columns } = LOAD_TABLES[table];
+  const t = `"${schema}".${q(table)}`;
+  if (kind === 'dim') {
+    return `${PRESENT}
+      UPDATE ${t} a SET is_deleted = true,
+             source_lsn = CASE WHEN a.source_lsn = '0/0' THEN a.source_lsn ELSE $1::pg_lsn END,
+             source_pos = CASE WHEN a.source_lsn = '0/0' THEN a.source_pos ELSE $2::int END
+       WHERE NOT a.is_deleted AND ${scope('a', key)}
+      RETURNING a.${q(key)} AS key`;
+  }
+  const attrs = Object.keys(columns).filter((c) => c !== key);
+  return `${PRESENT}
+    INSERT INTO ${t} (${q(key)}, ${attrs.map(q).join(', ')}, source_op, source_lsn, source_pos, source_commit_time, is_deleted)
+    SELECT p.${q(key)}, ${attrs.map((c) => `p.${q(c)}`).join(', ')}, $7::text, $1::pg_lsn, $2::int, $8::timestamptz AT TIME ZONE 'UTC', true
+      FROM (SELECT DISTINCT ON (a.${q(key)}) * FROM ${t} a WHERE ${scope('a', key)}
+             ORDER BY a.${q(key)}, a.source_lsn DESC, a.source_pos DESC) p
+     WHERE NOT p.is_deleted
+    ON CONFLICT (${q(key)}, source_lsn, source_pos) DO NOTHING
+    RETURNING ${q(key)} AS key`;
+}
+
+/**
+ * For some keys, a fact's end versions at one position that no longer end the version before
+ * them as it now is (that version was deleted, or changed by a version that arrived late):
+ * taken back, and endRowsSql puts the right one in. One still right is left alone.
+ */
+function takeBackSql(table: LoadTableName, schema: string): string {
+  const { key, columns } = LOAD_TABLES[table];
+  const t = `"${schema}".${q(table)}`;
+  const attrs = Object.keys(columns).filter((c) => c !== key);
+  return `DELETE FROM ${t} e WHERE e.${q(key)} = ANY($3::int[]) AND e.source_lsn = $1::pg_lsn AND e.source_pos = $2::int
+       AND NOT EXISTS (SELECT 1 FROM (SELECT * FROM ${t} p WHERE p.${q(key)} = e.${q(key)} AND (p.source_lsn, p.source_pos) < ($1::pg_lsn, $2::int)
+                                       ORDER BY p.source_lsn DESC, p.source_pos DESC LIMIT 1) p
+                        WHERE NOT p.is_deleted AND (${attrs.map((c) => `p.${q(c)}`).join(', ')}) IS NOT DISTINCT FROM (${attrs.map((c) => `e.${q(c)}`).join(', ')}))
+     RETURNING e.${q(key)} AS key`;
+}
+
+/** Position as a comparable pair: the LSN's text differs between the stream ("00000000/016B3748") and Postgres ("0/16B3748"). */
+const position = (lsn: string, pos: number) => ({ lsn: lsnToBigInt(lsn), pos });
+const before = (a: { lsn: bigint; pos: number }, b: { lsn: bigint; pos: number }) => a.lsn < b.lsn || (a.lsn === b.lsn && a.pos < b.pos);
+const idOf = (e: Pick<RowsEnd, 'table' | 'lsn' | 'pos'>) => `${e.table}@${lsnToBigInt(e.lsn)}:${e.pos}`;
+
+/**
+ * Apply the ends a load brings, and evaluate again, for the keys concerned, recorded ends that
+ * `merged` rows predate. Inside the load transaction `db` (holding the loaders' lock), after
+ * `merged` has been merged.
+ */
+export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: RowsEnd[], merged: Map<LoadTableName, LoadRow[]>): Promise<RowEndsApplied> {
+  const s = `"${schema}"`;
+  const work = new Map<string, RowsEnd & { fresh: boolean }>();
+  for (const e of ends) {
+    if (work.has(idOf(e))) continue;
+    const recorded = await db.query(
+      `INSERT INTO ${s}.totes_row_ends (load_table, source_lsn, source_pos, cause, key_after, key_through, present, source_commit_time)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+      [e.table, e.lsn, e.pos, e.cause, e.after, e.through, JSON.stringify(e.present), e.commitTime],
+    );
+    if (recorded.rowCount) work.set(idOf(e), { ...e, fresh: true });
+  }
+  // recorded ends later than the oldest version a merged table received: those rows may predate them
+  const oldest = [...merged].filter(([, rows]) => rows.length > 0).map(([table, rows]) => ({ table, ...oldestVersion(rows) }));
+  if (oldest.length > 0) {
+    const later = await db.query(
+      `SELECT e.load_table AS "table", e.source_lsn::text AS lsn, e.source_pos AS pos, e.cause, e.key_after AS after, e.key_through AS through,
+              e.present, e.source_commit_time AS "commitTime"
+         FROM unnest($1::text[], $2::pg_lsn[], $3::int[]) AS m(load_table, lsn, pos)
+         JOIN ${s}.totes_row_ends e ON e.load_table = m.load_table AND (e.source_lsn, e.source_pos) > (m.lsn, m.pos)`,
+      [oldest.map((o) => o.table), oldest.map((o) => o.lsn), oldest.map((o) => o.pos)],
+    );
+    for (const e of later.rows as RowsEnd[]) if (!work.has(idOf(e))) work.set(idOf(e), { ...e, fresh: false });
+  }
+
+  const applied: RowEndsApplied = { truncates: 0, rows: 0 };
+  const endedKeys = { totes_department: [] as number[], dim_location: [] as number[] };
+  const ordered = [...work.values()].sort((a, b) => (before(position(a.lsn, a.pos), position(b.lsn, b.pos)) ? -1 : 1));
+  for (const e of ordered) {
+    const at = position(e.lsn, e.pos);
+    const key = LOAD_TABLES[e.table].key;
+    // a fresh end reaches every row; a recorded one, the keys of merged rows older than it
+    const keys = e.fresh
+      ? null
+      : [...new Set((merged.get(e.table) ?? []).filter((r) => before(position(r.source_lsn, r.source_pos), at)).map((r) => r[key] as number))];
+    if (keys?.length === 0) continue;
+    const fact = LOAD_TABLES[e.table].kind === 'fact';
+    const takenBack = fact && keys ? ((await db.query(takeBackSql(e.table, schema), [e.lsn, e.pos, keys])).rowCount ?? 0) : 0;
+    const params: unknown[] = [e.lsn, e.pos, e.after, e.through, JSON.stringify(e.present), keys];
+    if (fact) params.push(e.cause === 'truncate' ? 't' : 'a', e.commitTime);
+    const ended = (await db.query(endRowsSql(e.table, schema), params)).rows.map((r) => r.key as number);
+    if (e.table === 'totes_department' || e.table === 'dim_location') endedKeys[e.table].push(...ended);
+    const net = ended.length - takenBack;
+    applied.rows += net;
+    if (net !== 0)
+      await db.query(`UPDATE ${s}.totes_row_ends SET rows_ended = rows_ended + $4 WHERE load_table = $1 AND source_lsn = $2 AND source_pos = $3`, [
+        e.table,
+        e.lsn,
+        e.pos,
+        net,
+      ]);
+    if (e.fresh && e.cause === 'truncate') {
+      applied.truncates++;
+      log.warn({ table: e.table, lsn: e.lsn, pos: e.pos, rows: ended.length }, 'TRUNCATE applied: every row of the table before it ended');
+    } else if (e.fresh && ended.length > 0) {
+      log.warn(
+        { table: e.table, lsn: e.lsn, after: e.after, through: e.through, rows: ended.length },
+        'a snapshot did not find rows the warehouse had (deleted while nothing streamed): ended them',
+      );
+    } else if (net !== 0) {
+      log.info({ table: e.table, lsn: e.lsn, cause: e.cause, rows: net }, 'an end evaluated again for rows that arrived after it');
+    }
+  }
+  const propagate = propagationSql(schema);
+  if (endedKeys.totes_department.length) await db.query(propagate.staff, [[], endedKeys.totes_department]);
+  if (endedKeys.dim_location.length) await db.query(propagate.counterparty, [[], endedKeys.dim_location]);
+  return applied;
+}
+
+function oldestVersion(rows: LoadRow[]): { lsn: string; pos: number } {
+  let best = rows[0];
+  let bestLsn = lsnToBigInt(best.source_lsn);
+  for (const r of rows) {
+    const lsn = lsnToBigInt(r.source_lsn);
+    if (lsn < bestLsn || (lsn === bestLsn && r.source_pos < best.source_pos)) {
+      best = r;
+      bestLsn = lsn;
+    }
+  }
+  return { lsn: best.source_lsn, pos: best.source_pos };
+}
