@@ -188,14 +188,14 @@ describe('Wal2JsonDecoder', () => {
     expect(feed(message(true, 'someone-else', 'not ours'))).toEqual([]);
   });
 
-  it('ignores tables it does not capture, other schemas and truncates', () => {
+  it('ignores tables it does not capture and other schemas, and their truncates', () => {
     const feed = stream();
     feed(BEGIN);
     expect(
       feed(
         change('I', '_prisma_migrations', { columns: [col('id', TEXT, str('x'))] }),
         change('I', 'design', { columns: [col('design_id', INT4, '1')] }, 'audit'),
-        '{"action":"T","xid":771,"lsn":"0/16B3770","schema":"public","table":"design"}',
+        '{"action":"T","xid":771,"lsn":"0/16B3770","schema":"audit","table":"design"}',
       ),
     ).toEqual([]);
     const [event] = changes(feed(change('I', 'currency', { columns: [col('currency_id', INT4, '4')] })));

@@ -76,7 +76,7 @@ describe('decodeEvent', () => {
     ['a position as text', withFields(change, { source: { ...source, pos: '2' } }), /^bad source.pos$/],
     ['no commit time', withFields(change, { source: { ...source, commitTime: undefined } }), /^bad source.commitTime$/],
     ['a commit time that is no time', withFields(change, { source: { ...source, commitTime: 'yesterday' } }), /^bad source.commitTime$/],
-    ['an unknown kind', withFields(change, { kind: 'truncate' }), /^unknown kind "truncate"$/],
+    ['an unknown kind', withFields(change, { kind: 'rename' }), /^unknown kind "rename"$/],
     ['no kind', withFields(change, { kind: undefined }), /^unknown kind undefined$/],
     ['a table not captured', withFields(change, { table: '_prisma_migrations' }), /^unknown table "_prisma_migrations"$/],
     ['an inherited property as table', withFields(change, { table: 'constructor' }), /^unknown table "constructor"$/],

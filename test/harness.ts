@@ -30,7 +30,16 @@ export async function createDatabase(prefix: string): Promise<{ url: string; nam
       const c = new pg.Client({ connectionString: serverUrl() });
       await c.connect();
       await c.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [name]);
-      await c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active`, [name]);
+      // a terminated walsender releases its slot only once it has exited: drop slots as they come free
+      await until(
+        'the replication slots of the database to be released',
+        async () => {
+          await c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active`, [name]);
+          return (await c.query(`SELECT 1 FROM pg_replication_slots WHERE database = $1`, [name])).rowCount === 0;
+        },
+        10_000,
+        50,
+      );
       await c.query(`DROP DATABASE IF EXISTS "${name}"`);
       await c.end();
     },
