@@ -5,6 +5,7 @@
  * the databases. docs/deploy.md walks both phases.
  */
 import { describe, expect, it } from 'vitest';
+import { SECRET_PLACEHOLDER_HOST } from '../cli/doctor-aws.ts';
 import { resolveConfig } from './config.ts';
 import { deployPhase } from './deploy-phase.ts';
 import { inspect, RUNNING, synthesize, unacknowledgedNagFindings } from './testing.ts';
@@ -36,6 +37,11 @@ describe('phase 1: the defaults', () => {
     }
     for (const name of ['stream-iterator-age', 'processor-errors', 'on-failure-queue', 'dead-letters']) expect(byName(name).ActionsEnabled, name).toBe(true);
     expect(byName('stream-iterator-age').TreatMissingData).toBe('breaching');
+  });
+
+  it('create the database secrets with the placeholder host `totes doctor` refuses before phase 2', () => {
+    const created = Object.values(resources('AWS::SecretsManager::Secret')).map((r) => JSON.parse(r.Properties.GenerateSecretString.SecretStringTemplate).host);
+    expect(created).toEqual([SECRET_PLACEHOLDER_HOST, SECRET_PLACEHOLDER_HOST]);
   });
 
   it('pass cdk-nag', () => {
