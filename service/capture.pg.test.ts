@@ -94,5 +94,6 @@ describe(`the capture service bundle on Node ${process.versions.node}`, () => {
 
     running.kill('SIGTERM');
     expect(await running.exited).toEqual({ code: 0, signal: null });
+    console.info(`the capture service bundle ran on Node ${process.versions.node}`);
   });
 });
