@@ -4,9 +4,10 @@
  * snapshots, streams a change, answers /health, and drains and exits 0 on SIGTERM. .ci/run also
  * runs this file under Node 22, the image's runtime.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPublicationSql } from '../capture/source-setup.ts';
 import { SNAPSHOT_PROGRESS_DDL } from '../capture/chunked-snapshot.ts';
@@ -16,9 +17,11 @@ import { freePort } from '../local/servers.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { readStream, startNode, until, type RunningProcess } from '../test/process.ts';
+import { IMAGE } from '../infra/image.ts';
 import { buildService, SERVICE_BUNDLE } from './bundle.ts';
 
 const STREAM = 'changes';
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 describe(`the capture service bundle on Node ${process.versions.node}`, () => {
   let outDir: string;
@@ -95,5 +98,28 @@ describe(`the capture service bundle on Node ${process.versions.node}`, () => {
     running.kill('SIGTERM');
     expect(await running.exited).toEqual({ code: 0, signal: null });
     console.info(`the capture service bundle ran on Node ${process.versions.node}`);
+  });
+
+  it('reads the CA bundle where the image has it and then accepts only verified TLS: a source without TLS is refused, in one line, exit 1', async () => {
+    // as the Dockerfile's runtime stage lays it out: the bundle in the working directory, infra/certs/ as certs/
+    cpSync(join(ROOT, 'infra/certs'), join(outDir, 'certs'), { recursive: true });
+    const caFile = join(outDir, 'certs', 'rds-ca-bundle.pem');
+    expect(IMAGE.certsDir).toBe('/app/certs/');
+    const env = {
+      TOTES_SOURCE_URL: source.url,
+      TOTES_STREAM_NAME: STREAM,
+      TOTES_KINESIS_ENDPOINT: aws.kinesisEndpoint,
+      TOTES_HEALTH_PORT: String(await freePort()),
+    };
+    const refused = startNode([SERVICE_BUNDLE], { cwd: outDir, env: { ...env, TOTES_DB_CA_FILE: caFile } });
+    expect((await refused.exited).code).toBe(1);
+    const lines = refused.out.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.at(-1)).toMatchObject({ level: 60, msg: 'capture stopped: The server does not support SSL connections' });
+    const missing = startNode([SERVICE_BUNDLE], { cwd: outDir, env: { ...env, TOTES_DB_CA_FILE: join(outDir, 'certs', 'absent.pem') } });
+    expect((await missing.exited).code).toBe(1);
+    expect(missing.out.stdout).toContain('ENOENT');
   });
 });
