@@ -6,8 +6,10 @@
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sourceSetupSql } from '../capture/source-setup.ts';
+import { s3Client } from '../lib/aws.ts';
 import type pg from '../lib/pg.ts';
 import { inTransaction, poolFor } from '../lib/pg.ts';
 import { Warehouse } from '../loader/warehouse.ts';
@@ -46,6 +48,16 @@ describe('totes doctor', () => {
       // a signal table of capture's own (Postgres 13 heartbeats) belongs in the publication
       await db.query('CREATE TABLE totes_cdc.signal (id int PRIMARY KEY); ALTER PUBLICATION totes_cdc ADD TABLE totes_cdc.signal');
     });
+    // buckets with objects in them, as after a while of running
+    const s3 = s3Client({ s3Endpoint: aws.s3Endpoint });
+    for (const [bucket, key] of [
+      ['ingestion', 'raw/2026/12/01/09/a.gz'],
+      ['ingestion', 'raw/2026/12/01/10/b.gz'],
+      ['processed', 'manifests/shardId-000000000000/1-2.json'],
+      ['processed', 'manifests/shardId-000000000000/3-4.json'],
+    ])
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: '{}' }));
+    s3.destroy();
     warehousePool = poolFor(warehouse.url, 1);
     await new Warehouse(warehousePool).ensureSchema();
     await warehousePool.query(

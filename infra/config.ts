@@ -62,7 +62,7 @@ export interface TotesConfig {
     /** false (the default): the schedule is disabled, until the warehouse secret and network are real. */
     running: boolean;
     memoryMiB: number;
-    /** The loader loads while more than 30 s remain: 90 s loads for about the minute until the next run. */
+    /** A run starts loads for up to 45 s, and none with under 30 s left (loader/lambda.ts): it ends before the next minute's run. */
     timeoutSeconds: number;
     warehouseSchema: string;
   };
