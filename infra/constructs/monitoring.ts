@@ -163,7 +163,8 @@ export class Monitoring extends Construct {
       dimensionsMap: { ClusterName: props.cluster.clusterName, ServiceName: props.captureService.serviceName },
     });
 
-    // Firehose and the event source mapping poll every shard about once a second, records or not.
+    // Firehose and the event source mapping poll every shard about once a second; with capture
+    // running there are records on every shard (heartbeats), so no figure means no one reads.
     alarm(
       'stream-iterator-age',
       'A consumer of the change stream (Firehose or the processor) is behind, or nothing reads the stream at all.',
@@ -172,6 +173,7 @@ export class Monitoring extends Construct {
         threshold: t.streamIteratorAgeSeconds * 1000,
         periods: 3,
         missingIsBreaching: true,
+        needs: ['capture'],
       },
     );
     // Heartbeats reach every shard every 10 s, so a running capture invokes the processor every batching window.
