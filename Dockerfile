@@ -1,21 +1,41 @@
-# One image for every totes-cdc service: the capture task in ECS (`node bin/totes.mjs run capture`)
-# and, in docker-compose.yml, the other services and the Kinesis and S3 emulators.
+# totes-cdc images, one Dockerfile, three stages that matter:
+#   runtime (the last stage, the default): what ECS runs. The capture service bundled by esbuild
+#           (service/bundle.ts) into one file, its source map and the CA bundles, on Node 22, as
+#           the unprivileged `node` user. No node_modules, no npm, no TypeScript at run time.
+#   dev:    the whole repository with every dependency: docker-compose.yml runs the emulators
+#           (kinesalite, s3rver), the seed, the Firehose stand-in, the processor poller and the
+#           loader loop from it, as `totes <command>`.
+#   build:  produces the bundle.
+# The base is pinned by digest (the multi-platform index of node:22.23.2-bookworm-slim, from
+# the Docker Official Images' repo-info record); .ci/run tests under the same Node version.
 # The lockfile pins linux-x64 binaries (embedded-postgres): build for linux/amd64.
-FROM node:20-bookworm-slim
+ARG NODE_IMAGE=node:22.23.2-bookworm-slim@sha256:48e4b67d85f87bd551df43704e24d252f56cc5f8e9718841aace50f19948f0f9
 
+FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
-ENV AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true \
-    npm_config_update_notifier=false
-
+ENV npm_config_update_notifier=false
 # Dependencies first, so a source change does not reinstall them.
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund && npm cache clean --force
 
+FROM deps AS build
 COPY . .
-# s3rver's data directory in compose (owned by the unprivileged user the services run as).
-RUN mkdir /data && chown node:node /data
+RUN npm run build:service
 
+FROM deps AS dev
+COPY . .
+# s3rver's data directory in compose, owned by the user the services run as.
+RUN mkdir /data && chown node:node /data
+USER node
+CMD ["node", "bin/totes.mjs", "--help"]
+
+FROM ${NODE_IMAGE} AS runtime
+WORKDIR /app
+ENV NODE_ENV=production \
+    NODE_OPTIONS=--enable-source-maps
+COPY --from=build /app/dist/service/ ./
+COPY infra/certs/ ./certs/
 USER node
 # The capture service's health endpoint (TOTES_HEALTH_PORT).
 EXPOSE 8080
-CMD ["node", "bin/totes.mjs", "--help"]
+CMD ["node", "capture.cjs"]

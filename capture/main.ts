@@ -8,11 +8,10 @@ import { ConfigError, ENV, databaseUrl, optionalNumber, required } from '../lib/
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { OversizeStore } from '../stores/oversize-store.ts';
 import { log } from '../lib/log.ts';
-import { emitMetrics } from '../lib/metrics.ts';
-import { poolFor } from '../lib/pg.ts';
+import { CaptureMetrics } from './capture-metrics.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
 import { KinesisSink } from './kinesis-sink.ts';
-import { readSlotHealth } from './slot-health.ts';
+import type { readSlotHealth } from './slot-health.ts';
 
 const STOP_BOUND_MS = 25_000;
 
@@ -39,7 +38,6 @@ export async function runCapture(env: Record<string, string | undefined> = proce
     sink,
   );
   const maxLag = optionalNumber(env, ENV.maxHealthyLagSeconds, 300);
-  const monitor = poolFor(sourceUrl, 1);
   let health: Awaited<ReturnType<typeof readSlotHealth>> = { lagBytes: 0, walStatus: 'unknown', safeWalSize: null };
 
   const server: Server = createServer((req, res) => {
@@ -49,27 +47,10 @@ export async function runCapture(env: Record<string, string | undefined> = proce
     res.end(JSON.stringify({ healthy, lagSeconds: lag, snapshotPending: service.snapshotPending, ...service.metrics, slot: health }));
   }).listen(optionalNumber(env, ENV.healthPort, 8080));
 
-  let last = { changes: 0, at: Date.now(), bytes: 0, retries: 0 };
+  // Every minute, even when the source does not answer: then SourceUnreachable says so (capture-metrics.ts).
+  const metrics = new CaptureMetrics({ service, sink, sourceUrl, slotName });
   const metricsTimer = setInterval(async () => {
-    try {
-      health = await readSlotHealth(monitor, slotName);
-      if (health.walStatus === 'unreserved' || health.walStatus === 'lost') log.error({ slot: slotName, ...health }, 'replication slot WAL at risk');
-      const now = Date.now();
-      const secs = (now - last.at) / 1000;
-      emitMetrics('capture', {
-        ChangesPerSecond: { value: (service.metrics.changes - last.changes) / secs, unit: 'Count/Second' },
-        BytesPerSecond: { value: (sink.metrics.bytes - last.bytes) / secs, unit: 'Bytes/Second' },
-        SlotLagBytes: { value: health.lagBytes, unit: 'Bytes' },
-        SlotLagSeconds: { value: service.lagSeconds() ?? 0, unit: 'Seconds' },
-        SafeWalSizeBytes: { value: health.safeWalSize ?? -1, unit: 'Bytes' },
-        PutRecordsRetries: { value: sink.metrics.retries - last.retries, unit: 'Count' },
-        SchemaIssues: { value: service.metrics.schemaIssues.length, unit: 'Count' },
-        PutRecordsLatency: { value: sink.metrics.putCalls ? sink.metrics.putLatencyMsTotal / sink.metrics.putCalls : 0, unit: 'Milliseconds' },
-      });
-      last = { changes: service.metrics.changes, at: now, bytes: sink.metrics.bytes, retries: sink.metrics.retries };
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'metrics failed');
-    }
+    health = (await metrics.emit()) ?? health;
   }, 60_000);
 
   const stop = async (signal: string) => {
@@ -82,7 +63,6 @@ export async function runCapture(env: Record<string, string | undefined> = proce
     clearTimeout(timeout);
     clearInterval(metricsTimer);
     server.close();
-    await monitor.end();
     process.exit(0);
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));

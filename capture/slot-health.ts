@@ -9,7 +9,7 @@ export interface SlotHealth {
   safeWalSize: number | null;
 }
 
-export async function readSlotHealth(db: pg.Pool, slotName: string): Promise<SlotHealth> {
+export async function readSlotHealth(db: pg.Pool | pg.Client, slotName: string): Promise<SlotHealth> {
   const { rows } = await db.query(
     `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS lag_bytes, wal_status, safe_wal_size::float8
        FROM pg_replication_slots WHERE slot_name = $1`,

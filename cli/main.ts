@@ -14,6 +14,7 @@ import { inTransaction, poolFor } from '../lib/pg.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { runService, SERVICES } from '../local/services.ts';
 import { startDashboard } from '../dashboard/server.ts';
+import { doctorCommand } from './doctor.ts';
 import { replayCommand } from './replay-command.ts';
 import { formatDifferences, verify, type VerifyResult } from '../verify/verify.ts';
 
@@ -192,6 +193,7 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   replay: replayCommand,
+  doctor: doctorCommand,
   dashboard: {
     summary: 'serve the live dashboard on a warehouse',
     usage: `totes dashboard [options]

@@ -5,14 +5,21 @@
  */
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { resolveConfig } from './config.ts';
+import { ConfigError, resolveConfig } from './config.ts';
 import { TotesCdcStack } from './totes-stack.ts';
 
 const app = new App();
 const stackName = app.node.tryGetContext('stackName') ?? 'TotesCdc';
-new TotesCdcStack(app, stackName, {
-  config: resolveConfig(app.node.tryGetContext('totes')),
-  description: 'totes-cdc: change data capture from totesys into the star-schema warehouse',
-});
+try {
+  new TotesCdcStack(app, stackName, {
+    config: resolveConfig(app.node.tryGetContext('totes')),
+    description: 'totes-cdc: change data capture from totesys into the star-schema warehouse',
+  });
+} catch (err) {
+  // What to set, said once, without a stack trace: the message names the setting and the fix.
+  if (!(err instanceof ConfigError)) throw err;
+  console.error(`totes: ${err.message}`);
+  process.exit(1);
+}
 // Any unacknowledged finding stops synthesis (and so deployment).
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

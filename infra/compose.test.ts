@@ -8,12 +8,13 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ENV } from '../lib/config.ts';
 import { SERVICES } from '../local/services.ts';
+import { IMAGE } from './image.ts';
 import { parseYaml } from './mini-yaml.ts';
 import { REPO_ROOT } from './repo.ts';
 
 interface ComposeService {
   image?: string;
-  build?: string;
+  build?: { context: string; target: string };
   command?: string[];
   environment?: Record<string, string>;
   depends_on?: Record<string, { condition: string }>;
@@ -32,13 +33,14 @@ const totesArgs = (command: string[] = []) => {
 };
 
 describe('docker-compose.yml', () => {
-  it('runs each pipeline service with `totes run`, and only services local/services.ts has', () => {
+  it('runs capture as ECS does (the runtime image and its command), the rest with `totes run`, every service of local/services.ts', () => {
+    expect(services.capture).toMatchObject({ build: { context: '.', target: IMAGE.target }, command: [...IMAGE.command] });
     const run = entries
       .map(([, s]) => totesArgs(s.command))
       .filter((a) => a?.[0] === 'run')
       .map((a) => a![1]);
     for (const name of run) expect(Object.keys(SERVICES)).toContain(name);
-    expect(run.sort()).toEqual(Object.keys(SERVICES).sort());
+    expect([...run, 'capture'].sort()).toEqual(Object.keys(SERVICES).sort());
   });
 
   it('uses only TOTES_* variables lib/config.ts reads', () => {
@@ -97,13 +99,13 @@ describe('docker-compose.yml', () => {
     for (const [name, s] of entries) for (const dep of Object.keys(s.depends_on ?? {})) expect(Object.keys(services), `${name} → ${dep}`).toContain(dep);
   });
 
-  it('builds the repository image for every service that uses it', () => {
-    const own = entries.filter(([, s]) => s.image === 'totes-cdc:local');
+  it('builds the image of each repository service from the stage its tag names, a stage the Dockerfile has', () => {
+    const own = entries.filter(([, s]) => s.image?.startsWith('totes-cdc:'));
     expect(own.length).toBeGreaterThan(5);
-    for (const [, s] of own) expect(s.build).toBe('.');
     const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
-    expect(dockerfile).toMatch(/^FROM node:20-bookworm-slim$/m);
-    expect(dockerfile).toMatch(/^RUN npm ci\b/m);
-    expect(dockerfile).toMatch(/^WORKDIR \/app$/m); // TOTES_DB_CA_FILE in the task is under /app
+    for (const [name, s] of own) {
+      expect(s.build, name).toEqual({ context: '.', target: s.image!.slice('totes-cdc:'.length) });
+      expect(dockerfile, name).toMatch(new RegExp(`^FROM \\S+ AS ${s.build!.target}$`, 'm'));
+    }
   });
 });

@@ -51,6 +51,21 @@ describe('resolveConfig', () => {
     expect(() => resolveConfig({ warehouse: { securityGroupId: 'default' } })).toThrow(/warehouse.securityGroupId/);
   });
 
+  it('checks the archive lock, the processed expiry and the loader duration alarm', () => {
+    const bad = () =>
+      resolveConfig({
+        archive: { lockMode: 'LEGAL', lockRetentionDays: 0 },
+        processed: { expireAfterDays: 3, deadLetterExpireAfterDays: 1 },
+        alarms: { loaderDurationOfTimeout: 1.2 },
+      });
+    expect(bad).toThrow(/archive.lockMode must be COMPLIANCE or GOVERNANCE/);
+    expect(bad).toThrow(/archive.lockRetentionDays/);
+    expect(bad).toThrow(/processed.expireAfterDays must be at least 7/);
+    expect(bad).toThrow(/processed.deadLetterExpireAfterDays/);
+    expect(bad).toThrow(/alarms.loaderDurationOfTimeout must be under 1/);
+    expect(() => resolveConfig({ capture: { running: 'yes' } })).toThrow(/capture.running must be true or false/);
+  });
+
   it('keeps the processor from dead-lettering records after the stream has dropped them', () => {
     expect(() => resolveConfig({ processor: { maxRecordAgeSeconds: 48 * 3600 } })).toThrow(/must not exceed the stream retention/);
   });

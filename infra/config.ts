@@ -3,6 +3,11 @@
  * `totes` (a JSON object, in cdk.json, cdk.context.json or `-c totes='{...}'`), merged key by
  * key over these defaults and validated before anything is built.
  *
+ * Two phases (docs/deploy.md): the defaults deploy everything but leave capture and the loader
+ * stopped, since the stack cannot know the databases' credentials or network before they are
+ * filled in; a second deployment with `capture.running` and `loader.running` starts them, and
+ * is refused while no network reaches the databases.
+ *
  * Alarm defaults are set against the pipeline's budget: a source commit must be in the
  * warehouse within 30 minutes. Each "behind" alarm fires after about 5-12 minutes of a stall,
  * which leaves a person at least 15 minutes of that budget to act.
@@ -34,7 +39,7 @@ export interface TotesConfig {
     retentionHours: number;
   };
   capture: {
-    /** false: the service exists with no task, e.g. on a first deployment before the source secret is filled. */
+    /** false (the default): the service exists with no task, until the source secret and network are real. */
     running: boolean;
     cpu: number;
     memoryMiB: number;
@@ -54,23 +59,37 @@ export interface TotesConfig {
     retryAttempts: number;
   };
   loader: {
+    /** false (the default): the schedule is disabled, until the warehouse secret and network are real. */
+    running: boolean;
     memoryMiB: number;
-    /** The loader loads while more than 30 s remain: 90 s loads for about the minute until the next run. */
+    /** A run starts loads for up to 45 s, and none with under 30 s left (loader/lambda.ts): it ends before the next minute's run. */
     timeoutSeconds: number;
     warehouseSchema: string;
   };
-  /** Lifecycle of the ingestion (raw archive) bucket. */
+  /** The ingestion bucket: the raw archive, the system of record `totes replay` rebuilds from. */
   archive: {
     infrequentAccessAfterDays: number;
+    /** To Glacier Instant Retrieval, which GetObject reads at once: replay needs no restore. */
     glacierAfterDays: number;
+    /** S3 Object Lock on every object version: COMPLIANCE (no one, root included, can delete or shorten it) or GOVERNANCE. */
+    lockMode: 'COMPLIANCE' | 'GOVERNANCE';
+    lockRetentionDays: number;
+  };
+  /** The processed bucket: micro-batches are loaded within minutes and can be rebuilt from the archive. */
+  processed: {
+    expireAfterDays: number;
+    /** dead-letter/ holds records set aside for a person to look at: kept longer. */
+    deadLetterExpireAfterDays: number;
   };
   logRetentionDays: number;
-  /** null: a new VPC with `natGateways` NAT gateways. */
+  /** null: a new VPC with `natGateways` NAT gateways, which reaches neither database until you connect it. */
   vpc: ImportedVpc | null;
   natGateways: number;
+  /** With vpc null: true once the stack's new VPC is connected to both databases (peering or Transit Gateway, routes, security groups). */
+  newVpcConnected: boolean;
   source: DatabaseConfig;
   warehouse: DatabaseConfig;
-  /** The RDS CA bundle, relative to the repository root; copied into the image and the loader bundle. */
+  /** The databases' CA bundle, a file in infra/certs/ (infra/ca-bundle.ts); copied into the image and the loader bundle. */
   dbCaBundlePath: string;
   alarms: {
     /** Oldest unread record in the stream (Firehose or the processor behind). */
@@ -87,13 +106,23 @@ export interface TotesConfig {
     warehouseFreshnessSeconds: number;
     /** Age of the oldest record Firehose has not yet delivered to the archive. */
     firehoseFreshnessSeconds: number;
+    /** Loader invocation errors per 5 minutes, in two consecutive periods. */
+    loaderErrors: number;
+    /** The loader's longest run, as a fraction of its timeout, in two consecutive 5-minute periods. */
+    loaderDurationOfTimeout: number;
+    /** Age of a gap in a shard's loaded batches (a batch missing while later ones wait). */
+    loaderGapAgeSeconds: number;
+    /** Capture's PutRecords retries per minute, for 5 minutes on end: the stream refuses writes. */
+    putRecordsRetriesPerMinute: number;
+    /** Records Kinesis refused for throughput per minute, for 5 minutes on end. */
+    writeThrottledRecordsPerMinute: number;
   };
 }
 
 export const DEFAULT_CONFIG: TotesConfig = {
   // One shard carries totesys's few thousand changes a day many times over; see docs/deploy.md for 1,000 changes/s.
   stream: { mode: 'PROVISIONED', shardCount: 1, retentionHours: 24 },
-  capture: { running: true, cpu: 512, memoryMiB: 1024, slotName: 'totes_cdc', publication: 'totes_cdc', heartbeatSeconds: 10, maxHealthyLagSeconds: 300 },
+  capture: { running: false, cpu: 512, memoryMiB: 1024, slotName: 'totes_cdc', publication: 'totes_cdc', heartbeatSeconds: 10, maxHealthyLagSeconds: 300 },
   processor: {
     memoryMiB: 1024,
     timeoutSeconds: 120,
@@ -104,15 +133,18 @@ export const DEFAULT_CONFIG: TotesConfig = {
     maxRecordAgeSeconds: 6 * 3600,
     retryAttempts: 10_000,
   },
-  loader: { memoryMiB: 1024, timeoutSeconds: 90, warehouseSchema: 'public' },
-  archive: { infrequentAccessAfterDays: 30, glacierAfterDays: 180 },
+  loader: { running: false, memoryMiB: 1024, timeoutSeconds: 90, warehouseSchema: 'public' },
+  // Seven years covers UK company and tax record keeping (six years from the end of the financial year).
+  archive: { infrequentAccessAfterDays: 30, glacierAfterDays: 180, lockMode: 'COMPLIANCE', lockRetentionDays: 2557 },
+  processed: { expireAfterDays: 30, deadLetterExpireAfterDays: 365 },
   logRetentionDays: RetentionDays.THREE_MONTHS,
   vpc: null,
   natGateways: 1,
+  newVpcConnected: false,
   // Optional keys are listed (as undefined) so that a misspelt override is reported.
   source: { secretArn: undefined, securityGroupId: undefined, port: 5432 },
   warehouse: { secretArn: undefined, securityGroupId: undefined, port: 5432 },
-  dbCaBundlePath: 'infra/certs/rds-global-bundle.pem',
+  dbCaBundlePath: 'infra/certs/rds-ca-bundle.pem',
   alarms: {
     // Firehose buffers 60 s and the processor 5 s: 5 minutes unread is a stall, not a buffer.
     streamIteratorAgeSeconds: 300,
@@ -126,6 +158,12 @@ export const DEFAULT_CONFIG: TotesConfig = {
     warehouseFreshnessSeconds: 600,
     // The archive is not on the warehouse's path: 15 minutes against a 60 s buffer.
     firehoseFreshnessSeconds: 900,
+    loaderErrors: 1,
+    loaderDurationOfTimeout: 0.8,
+    // A gap holds every later batch of its shard back: 15 minutes leaves half the budget.
+    loaderGapAgeSeconds: 900,
+    putRecordsRetriesPerMinute: 1,
+    writeThrottledRecordsPerMinute: 1,
   },
 };
 
@@ -154,7 +192,22 @@ function problems(c: TotesConfig): string[] {
   };
   if (!['PROVISIONED', 'ON_DEMAND'].includes(c.stream.mode)) found.push(`stream.mode must be PROVISIONED or ON_DEMAND, got ${JSON.stringify(c.stream.mode)}`);
   positiveInt(c.stream.shardCount, 'stream.shardCount');
-  if (typeof c.capture.running !== 'boolean') found.push('capture.running must be true or false');
+  for (const [name, v] of [
+    ['capture.running', c.capture.running],
+    ['loader.running', c.loader.running],
+    ['newVpcConnected', c.newVpcConnected],
+  ] as const)
+    if (typeof v !== 'boolean') found.push(`${name} must be true or false`);
+  for (const [service, database, running] of [
+    ['capture', 'source', c.capture.running],
+    ['loader', 'warehouse', c.loader.running],
+  ] as const) {
+    if (running && !c.vpc && !c.newVpcConnected)
+      found.push(
+        `${service}.running needs a network that reaches the ${database}: set vpc to the databases' VPC (vpcId, availabilityZones, privateSubnetIds), or connect the VPC this stack created to both databases (peering or Transit Gateway, routes, security groups) and set newVpcConnected to true (docs/deploy.md, phase 2)`,
+      );
+  }
+  if (c.vpc && c.newVpcConnected) found.push('newVpcConnected is for the VPC the stack creates: leave it false with an imported vpc');
   if (!(c.stream.retentionHours >= 24 && c.stream.retentionHours <= 8760)) found.push('stream.retentionHours must be between 24 and 8760');
   if (c.processor.maxRecordAgeSeconds > c.stream.retentionHours * 3600) found.push('processor.maxRecordAgeSeconds must not exceed the stream retention');
   if (!(c.processor.maxRecordAgeSeconds >= 60 && c.processor.maxRecordAgeSeconds <= 604_800))
@@ -169,6 +222,14 @@ function problems(c: TotesConfig): string[] {
   if (c.archive.infrequentAccessAfterDays < 30) found.push('archive.infrequentAccessAfterDays must be at least 30 (an S3 rule for STANDARD_IA)');
   if (c.archive.glacierAfterDays < c.archive.infrequentAccessAfterDays + 30)
     found.push('archive.glacierAfterDays must be at least 30 days after archive.infrequentAccessAfterDays');
+  if (!['COMPLIANCE', 'GOVERNANCE'].includes(c.archive.lockMode))
+    found.push(`archive.lockMode must be COMPLIANCE or GOVERNANCE, got ${JSON.stringify(c.archive.lockMode)}`);
+  if (!(Number.isInteger(c.archive.lockRetentionDays) && c.archive.lockRetentionDays >= 1 && c.archive.lockRetentionDays <= 36_500))
+    found.push('archive.lockRetentionDays must be a whole number of days from 1 to 36500');
+  if (!(Number.isInteger(c.processed.expireAfterDays) && c.processed.expireAfterDays >= 7))
+    found.push('processed.expireAfterDays must be at least 7: a micro-batch must outlive any stall of the loader the alarms let pass');
+  if (!(Number.isInteger(c.processed.deadLetterExpireAfterDays) && c.processed.deadLetterExpireAfterDays >= c.processed.expireAfterDays))
+    found.push('processed.deadLetterExpireAfterDays must be a whole number of days, at least processed.expireAfterDays');
   if (!Object.values(RetentionDays).includes(c.logRetentionDays as RetentionDays))
     found.push(`logRetentionDays must be one CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, ...), got ${c.logRetentionDays}`);
   if (c.vpc && !(c.vpc.vpcId && c.vpc.availabilityZones?.length && c.vpc.privateSubnetIds?.length === c.vpc.availabilityZones.length)) {
@@ -190,6 +251,7 @@ function problems(c: TotesConfig): string[] {
     }
   }
   for (const [name, value] of Object.entries(c.alarms)) if (!(typeof value === 'number' && value > 0)) found.push(`alarms.${name} must be a positive number`);
+  if (!(c.alarms.loaderDurationOfTimeout < 1)) found.push('alarms.loaderDurationOfTimeout must be under 1 (a fraction of loader.timeoutSeconds)');
   return found;
 }
 

@@ -1,6 +1,8 @@
 /**
- * The synthesized template of the default configuration, checked against issue 6: resources,
- * alarms, security and cdk-nag. One synthesis for the whole file (Lambda bundling skipped).
+ * The synthesized template of a deployment with capture and the loader running (phase 2 of
+ * docs/deploy.md), checked against issue 6: resources, security and cdk-nag. The archive and
+ * the alarms have files of their own; phases.test.ts covers the default (phase 1) template.
+ * One synthesis for the whole file (Lambda bundling skipped).
  */
 import { Match } from 'aws-cdk-lib/assertions';
 import { Validations } from 'aws-cdk-lib';
@@ -8,26 +10,11 @@ import { describe, expect, it } from 'vitest';
 import { ARCHIVE } from '../formats/archive-layout.ts';
 import { ENV } from '../lib/config.ts';
 import { DEFAULT_CONFIG } from './config.ts';
-import { synthesize, unacknowledgedNagFindings } from './testing.ts';
+import { IMAGE } from './image.ts';
+import { actionsOf, inspect, RUNNING, synthesize, unacknowledgedNagFindings } from './testing.ts';
 
-const { stack, template } = synthesize();
-const resources = (type: string) => template.findResources(type) as Record<string, { Properties: any; Metadata?: any }>;
-const only = (type: string) => {
-  const found = Object.entries(resources(type));
-  expect(found).toHaveLength(1);
-  return { id: found[0][0], props: found[0][1].Properties };
-};
-const logicalIdOf = (type: string, match: (props: any) => boolean) => {
-  const found = Object.entries(resources(type)).filter(([, r]) => match(r.Properties));
-  expect(found).toHaveLength(1);
-  return found[0][0];
-};
-const statementsOf = (roleId: string) =>
-  Object.values(resources('AWS::IAM::Policy'))
-    .filter((p) => p.Properties.Roles.some((r: any) => r.Ref === roleId))
-    .flatMap((p) => p.Properties.PolicyDocument.Statement)
-    .concat((resources('AWS::IAM::Role')[roleId].Properties.Policies ?? []).flatMap((p: any) => p.PolicyDocument.Statement));
-const actionsOf = (s: any): string[] => [s.Action].flat();
+const { stack, template } = synthesize(RUNNING);
+const { resources, only, logicalIdOf, statementsOf } = inspect(template);
 
 const captureContainer = only('AWS::ECS::TaskDefinition').props.ContainerDefinitions[0];
 const captureEnv: Record<string, any> = Object.fromEntries(captureContainer.Environment.map((e: any) => [e.Name, e.Value]));
@@ -35,7 +22,7 @@ const processorId = logicalIdOf('AWS::Lambda::Function', (p) => p.Environment?.V
 const loaderId = logicalIdOf('AWS::Lambda::Function', (p) => p.Environment?.Variables?.[ENV.warehouseSecret]);
 const processor = resources('AWS::Lambda::Function')[processorId].Properties;
 const loader = resources('AWS::Lambda::Function')[loaderId].Properties;
-const ingestionId = logicalIdOf('AWS::S3::Bucket', (p) => p.LifecycleConfiguration?.Rules?.some((r: any) => r.Transitions));
+const ingestionId = logicalIdOf('AWS::S3::Bucket', (p) => p.ObjectLockEnabled);
 const streamId = only('AWS::Kinesis::Stream').id;
 const queueId = only('AWS::SQS::Queue').id;
 
@@ -49,8 +36,8 @@ describe('capture service (Fargate)', () => {
     });
   });
 
-  it('runs `totes run capture`, health-checked on GET /health of TOTES_HEALTH_PORT, stopped within the drain bound', () => {
-    expect(captureContainer.Command).toEqual(['node', 'bin/totes.mjs', 'run', 'capture']);
+  it("runs the image's bundled service, health-checked on GET /health of TOTES_HEALTH_PORT, stopped within the drain bound", () => {
+    expect(captureContainer.Command).toEqual(IMAGE.command);
     expect(captureContainer.Essential).toBe(true);
     const check = captureContainer.HealthCheck.Command.join(' ');
     expect(check).toContain(`http://127.0.0.1:${captureEnv[ENV.healthPort]}/health`);
@@ -65,7 +52,7 @@ describe('capture service (Fargate)', () => {
     expect(captureEnv).not.toHaveProperty(ENV.sourceUrl);
     expect(captureEnv[ENV.sourceSecret]).toEqual({ Ref: expect.stringMatching(/^SecretsSource/) });
     expect(captureEnv[ENV.streamName]).toEqual({ Ref: streamId });
-    expect(captureEnv[ENV.caFile]).toBe(`/app/${DEFAULT_CONFIG.dbCaBundlePath}`);
+    expect(captureEnv[ENV.caFile]).toBe(`${IMAGE.certsDir}rds-ca-bundle.pem`);
     expect(captureEnv[ENV.slotName]).toBe(DEFAULT_CONFIG.capture.slotName);
   });
 
@@ -172,8 +159,13 @@ describe('loader Lambda', () => {
     const env = loader.Environment.Variables;
     expect(env[ENV.warehouseSecret]).toEqual({ Ref: expect.stringMatching(/^SecretsWarehouse/) });
     expect(env).not.toHaveProperty(ENV.warehouseUrl);
-    expect(env[ENV.caFile]).toBe('/var/task/rds-global-bundle.pem');
+    expect(env[ENV.caFile]).toBe('/var/task/rds-ca-bundle.pem');
     expect(loader.Timeout).toBe(DEFAULT_CONFIG.loader.timeoutSeconds);
+  });
+
+  it('runs one at a time: reserved concurrency 1, so a run that overruns its minute makes the next wait', () => {
+    expect(loader.ReservedConcurrentExecutions).toBe(1);
+    expect(processor.ReservedConcurrentExecutions).toBeUndefined();
   });
 
   it('is started every minute by EventBridge, with no retries piling up behind the next run', () => {
@@ -229,145 +221,12 @@ describe('networking', () => {
   });
 });
 
-describe('buckets', () => {
-  const buckets = resources('AWS::S3::Bucket');
-  const policies = Object.values(resources('AWS::S3::BucketPolicy'));
-
-  it('all block public access, are encrypted and deny plain HTTP', () => {
-    expect(Object.keys(buckets)).toHaveLength(3);
-    for (const [id, b] of Object.entries(buckets)) {
-      expect(b.Properties.PublicAccessBlockConfiguration).toEqual({
-        BlockPublicAcls: true,
-        BlockPublicPolicy: true,
-        IgnorePublicAcls: true,
-        RestrictPublicBuckets: true,
-      });
-      expect(b.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toBe('AES256');
-      const policy = policies.find((p) => p.Properties.Bucket.Ref === id);
-      expect(policy?.Properties.PolicyDocument.Statement).toContainEqual(
-        expect.objectContaining({
-          Effect: 'Deny',
-          Action: 's3:*',
-          Condition: { Bool: { 'aws:SecureTransport': 'false' } },
-        }),
-      );
-    }
-  });
-
-  it('move the archive to infrequent access and then to Glacier on the configured days', () => {
-    const rules = buckets[ingestionId].Properties.LifecycleConfiguration.Rules;
-    expect(rules).toContainEqual(
-      expect.objectContaining({
-        Status: 'Enabled',
-        Transitions: [
-          { StorageClass: 'STANDARD_IA', TransitionInDays: DEFAULT_CONFIG.archive.infrequentAccessAfterDays },
-          { StorageClass: 'GLACIER', TransitionInDays: DEFAULT_CONFIG.archive.glacierAfterDays },
-        ],
-      }),
-    );
-  });
-
-  it('are kept when the stack is deleted', () => {
-    for (const id of Object.keys(buckets)) expect((template.toJSON().Resources[id] as any).DeletionPolicy).toBe('Retain');
-  });
-});
-
 describe('log groups', () => {
   it('all have the configured retention, and both Lambdas log to their own', () => {
     const groups = resources('AWS::Logs::LogGroup');
     expect(Object.keys(groups).length).toBeGreaterThanOrEqual(5); // capture, processor, loader, Firehose, flow logs
     for (const g of Object.values(groups)) expect(g.Properties.RetentionInDays).toBe(DEFAULT_CONFIG.logRetentionDays);
     for (const fn of [processor, loader]) expect(Object.keys(groups)).toContain(fn.LoggingConfig.LogGroup.Ref);
-  });
-});
-
-describe('alarms', () => {
-  const alarms = Object.values(resources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
-  const topicId = only('AWS::SNS::Topic').id;
-  const find = (namespace: string, metricName: string) => {
-    const found = alarms.filter((a) => a.Namespace === namespace && a.MetricName === metricName);
-    expect(found, `${namespace} ${metricName}`).toHaveLength(1);
-    return found[0];
-  };
-  const a = DEFAULT_CONFIG.alarms;
-
-  it('notify an encrypted, TLS-only SNS topic with an email subscription to the AlarmEmail parameter', () => {
-    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: { Ref: 'AlarmEmail' }, TopicArn: { Ref: topicId } });
-    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
-    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
-      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
-    });
-    template.hasResourceProperties('AWS::KMS::Key', {
-      KeyPolicy: { Statement: Match.arrayWith([Match.objectLike({ Principal: { Service: 'cloudwatch.amazonaws.com' } })]) },
-    });
-    expect(alarms).toHaveLength(10);
-    for (const alarm of alarms) {
-      expect(alarm.AlarmActions).toEqual([{ Ref: topicId }]);
-      expect(alarm.OKActions).toEqual([{ Ref: topicId }]);
-    }
-  });
-
-  it('watch the stream and the processor falling behind, and processor errors', () => {
-    expect(find('AWS/Kinesis', 'GetRecords.IteratorAgeMilliseconds')).toMatchObject({
-      Threshold: a.streamIteratorAgeSeconds * 1000,
-      Statistic: 'Maximum',
-      Dimensions: [{ Name: 'StreamName', Value: { Ref: streamId } }],
-    });
-    expect(find('AWS/Lambda', 'IteratorAge')).toMatchObject({
-      Threshold: a.processorIteratorAgeSeconds * 1000,
-      Dimensions: [{ Name: 'FunctionName', Value: { Ref: processorId } }],
-    });
-    expect(find('AWS/Lambda', 'Errors')).toMatchObject({
-      Threshold: a.processorErrors,
-      Statistic: 'Sum',
-      Dimensions: [{ Name: 'FunctionName', Value: { Ref: processorId } }],
-    });
-  });
-
-  it('watch replication-slot lag in bytes and seconds, from the capture metrics', () => {
-    expect(find('TotesCdc', 'SlotLagBytes')).toMatchObject({ Threshold: a.slotLagBytes, Dimensions: [{ Name: 'Service', Value: 'capture' }] });
-    expect(find('TotesCdc', 'SlotLagSeconds')).toMatchObject({ Threshold: a.slotLagSeconds, Dimensions: [{ Name: 'Service', Value: 'capture' }] });
-  });
-
-  it('watch warehouse freshness, alarming well before the 30-minute budget and when the loader reports nothing', () => {
-    const freshness = find('TotesCdc', 'WarehouseFreshnessSeconds');
-    expect(freshness).toMatchObject({
-      Threshold: a.warehouseFreshnessSeconds,
-      Dimensions: [{ Name: 'Service', Value: 'loader' }],
-      TreatMissingData: 'breaching',
-    });
-    // The latest it can fire: threshold plus the breaching minutes, with half the budget left.
-    expect(freshness.Threshold + freshness.EvaluationPeriods * freshness.Period).toBeLessThanOrEqual(15 * 60);
-  });
-
-  it('watch dead letters: the on-failure queue and the processor DeadLetters metric', () => {
-    expect(find('AWS/SQS', 'ApproximateNumberOfMessagesVisible')).toMatchObject({
-      Threshold: 1,
-      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId, 'QueueName'] } }],
-    });
-    expect(find('TotesCdc', 'DeadLetters')).toMatchObject({ Threshold: 1, Statistic: 'Sum', Dimensions: [{ Name: 'Service', Value: 'processor' }] });
-  });
-
-  it('watch Firehose delivery freshness and the capture task running', () => {
-    expect(find('AWS/Firehose', 'DeliveryToS3.DataFreshness')).toMatchObject({ Threshold: a.firehoseFreshnessSeconds });
-    expect(find('ECS/ContainerInsights', 'RunningTaskCount')).toMatchObject({
-      Threshold: 1,
-      ComparisonOperator: 'LessThanThreshold',
-      Statistic: 'Minimum',
-      TreatMissingData: 'breaching',
-    });
-  });
-});
-
-describe('dashboard', () => {
-  it('graphs every alarmed metric and shows every alarm', () => {
-    // The body is a Fn::Join of JSON text and references; references become a placeholder string.
-    const parts: unknown[] = only('AWS::CloudWatch::Dashboard').props.DashboardBody['Fn::Join'][1];
-    const body = JSON.parse(parts.map((p) => (typeof p === 'string' ? p : 'ref')).join(''));
-    const graphed = new Set(body.widgets.flatMap((w: any) => (w.properties.metrics ?? []).map((m: string[]) => `${m[0]} ${m[1]}`)));
-    const alarms = Object.values(resources('AWS::CloudWatch::Alarm')).map((a) => `${a.Properties.Namespace} ${a.Properties.MetricName}`);
-    for (const metric of alarms) expect(graphed).toContain(metric);
-    expect(body.widgets.find((w: any) => w.type === 'alarm').properties.alarms).toHaveLength(alarms.length);
   });
 });
 

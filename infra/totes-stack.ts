@@ -6,6 +6,7 @@
  */
 import type { Construct } from 'constructs';
 import { CfnOutput, CfnParameter, Stack, type StackProps, Validations } from 'aws-cdk-lib';
+import { checkedCaBundle } from './ca-bundle.ts';
 import type { TotesConfig } from './config.ts';
 import { PipelineBuckets } from './constructs/buckets.ts';
 import { CaptureService } from './constructs/capture-service.ts';
@@ -27,6 +28,7 @@ export class TotesCdcStack extends Stack {
       constraintDescription: 'must be an email address',
     });
 
+    const caBundle = checkedCaBundle(config.dbCaBundlePath);
     const network = new Network(this, 'Network', config);
     const secrets = new DatabaseSecrets(this, 'Secrets', config);
     const buckets = new PipelineBuckets(this, 'Buckets', config);
@@ -39,6 +41,7 @@ export class TotesCdcStack extends Stack {
       vpc: network.vpc,
       subnets: network.subnets,
       securityGroup: network.captureSecurityGroup,
+      caBundleFile: caBundle.fileName,
     });
     const processor = new ProcessorFunction(this, 'Processor', {
       config,
@@ -58,7 +61,7 @@ export class TotesCdcStack extends Stack {
       config,
       alarmEmail: alarmEmail.valueAsString,
       stream: changes.stream,
-      archive: changes.archive,
+      archiveName: changes.archive.ref,
       processor: processor.function,
       onFailureQueue: processor.onFailureQueue,
       loader: loader.function,

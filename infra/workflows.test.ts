@@ -13,7 +13,7 @@ interface Step {
 interface Workflow {
   on: Record<string, any>;
   permissions: Record<string, string>;
-  jobs: Record<string, { environment?: string; steps: Step[]; if?: string }>;
+  jobs: Record<string, { environment?: string; steps: Step[]; if?: string; env?: Record<string, string> }>;
 }
 
 const workflow = (name: string) => parseYaml(readFileSync(join(REPO_ROOT, '.github/workflows', name), 'utf8')) as unknown as Workflow;
@@ -30,10 +30,17 @@ describe('ci.yml', () => {
         commands.some((c) => expected.test(c)),
         String(expected),
       ).toBe(true);
-    const setupNode = Object.values(ci.jobs)
-      .flatMap((j) => j.steps)
-      .find((s) => s.uses?.startsWith('actions/setup-node@'));
-    expect(setupNode?.with?.['node-version']).toBe('20');
+    const nodeOf = (job: string) => ci.jobs[job].steps.find((s) => s.uses?.startsWith('actions/setup-node@'))?.with?.['node-version'];
+    expect(nodeOf('test')).toBe('20');
+  });
+
+  it('runs the Lambda handlers, their bundles and the capture service on Node 22 too, the files .ci/run runs on it', () => {
+    expect(ci.jobs.node22.steps.find((s) => s.uses?.startsWith('actions/setup-node@'))?.with?.['node-version']).toBe('22');
+    expect(runs(ci)).toContain('npm run test:node22');
+    const script: string = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).scripts['test:node22'];
+    for (const file of ['processors/processor.test.ts', 'loader/lambda.pg.test.ts', 'infra/bundles.pg.test.ts', 'service/', 'capture/lifecycle.pg.test.ts'])
+      expect(script).toContain(file);
+    expect(readFileSync(join(REPO_ROOT, '.ci/run'), 'utf8')).toMatch(/PATH="\$PWD\/\$\(dirname "\$NODE22"\):\$PATH" npm run test:node22/);
   });
 });
 
@@ -56,8 +63,27 @@ describe('deploy.yml', () => {
     expect(job.steps.indexOf(credentials!)).toBeLessThan(job.steps.indexOf(deployStep!));
   });
 
-  it('refuses to deploy without the RDS CA bundle', () => {
-    expect(runs(deploy).some((r) => r.startsWith('test -s infra/certs/rds-global-bundle.pem'))).toBe(true);
+  it('synthesizes first (configuration, CA bundle and cdk-nag checked before AWS is touched), with the same context as the deploy', () => {
+    const synth = job.steps.findIndex((s) => s.run?.startsWith('npx cdk synth'));
+    const credentials = job.steps.findIndex((s) => s.uses?.startsWith('aws-actions/configure-aws-credentials@'));
+    expect(synth).toBeGreaterThan(-1);
+    expect(synth).toBeLessThan(credentials);
+    const context = (run: string) => run.slice(run.indexOf('-c "stackName'));
+    expect(context(job.steps[synth].run!)).toBe(context(job.steps.find((s) => s.run?.includes('cdk deploy'))!.run!));
+  });
+
+  it('walks the two phases: before a deploy that starts capture or the loader, the database secrets must be filled in', () => {
+    const check = job.steps.findIndex((s) => s.run?.includes('infra/deploy-phase.ts'));
+    const deployAt = job.steps.findIndex((s) => s.run?.includes('cdk deploy'));
+    expect(check).toBeGreaterThan(job.steps.findIndex((s) => s.uses?.startsWith('aws-actions/configure-aws-credentials@')));
+    expect(check).toBeLessThan(deployAt);
+    const script = job.steps[check].run!;
+    expect(script).toContain('[ "$phase" = 2 ] || exit 0');
+    expect(script).toMatch(/OutputKey=='\$1'/);
+    expect(script).toContain('output SourceSecretArn');
+    expect(script).toContain('output WarehouseSecretArn');
+    expect(script.trim().split('\n').at(-1)).toBe('npx totes doctor --only secrets');
+    expect(job.env?.TOTES_CONFIG).toBe(`$\{{ vars.TOTES_CONFIG }}`);
   });
 });
 

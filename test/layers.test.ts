@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const NOT_LAYERED = new Set(['node_modules', 'test', 'docs', 'bin', 'cdk.out', 'coverage']);
+const NOT_LAYERED = new Set(['node_modules', 'test', 'docs', 'bin', 'cdk.out', 'coverage', 'dist']);
 
 function folders(): string[] {
   return readdirSync(ROOT).filter((f) => !f.startsWith('.') && !NOT_LAYERED.has(f) && statSync(join(ROOT, f)).isDirectory());

@@ -1,7 +1,15 @@
 /**
- * The pipeline's buckets: the ingestion bucket (the immutable raw archive Firehose writes),
- * the processed bucket (Parquet micro-batches) and a bucket for their server access logs.
- * All private, encrypted, reachable over TLS only, and kept when the stack is deleted.
+ * The pipeline's buckets: the ingestion bucket (the raw archive Firehose writes: the system of
+ * record replay rebuilds from), the processed bucket (Parquet micro-batches) and a bucket for
+ * their server access logs. All private, encrypted, reachable over TLS only, and kept when the
+ * stack is deleted.
+ *
+ * The archive is immutable in fact, not by convention: versioned, every object version under
+ * S3 Object Lock for `archive.lockRetentionDays` (COMPLIANCE: no one, the root user included,
+ * can delete it or shorten its retention), and a bucket policy that refuses deletes to every
+ * principal, so not even a delete marker can hide an object from replay. Its lifecycle moves
+ * objects, small ones included, to Standard-IA and then Glacier Instant Retrieval, which
+ * GetObject reads at once: `totes replay` works on the oldest data without a restore.
  */
 import { Construct } from 'constructs';
 import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
@@ -19,6 +27,15 @@ const PRIVATE_ENCRYPTED: s3.BucketProps = {
   removalPolicy: RemovalPolicy.RETAIN,
 };
 
+/** What no principal may do to the archive: delete (a version, or the object behind a delete marker) or loosen its locks. */
+export const ARCHIVE_DENIED_ACTIONS = [
+  's3:DeleteObject',
+  's3:DeleteObjectVersion',
+  's3:PutObjectRetention',
+  's3:PutObjectLegalHold',
+  's3:BypassGovernanceRetention',
+];
+
 export class PipelineBuckets extends Construct {
   readonly ingestion: s3.Bucket;
   readonly processed: s3.Bucket;
@@ -26,30 +43,54 @@ export class PipelineBuckets extends Construct {
 
   constructor(scope: Construct, id: string, config: TotesConfig) {
     super(scope, id);
+    const { archive, processed } = config;
     this.accessLogs = new s3.Bucket(this, 'AccessLogs', {
       ...PRIVATE_ENCRYPTED,
       lifecycleRules: [{ id: 'expire-access-logs', expiration: Duration.days(365) }],
     });
+    const retention = Duration.days(archive.lockRetentionDays);
     this.ingestion = new s3.Bucket(this, 'Ingestion', {
       ...PRIVATE_ENCRYPTED,
       serverAccessLogsBucket: this.accessLogs,
       serverAccessLogsPrefix: 'ingestion/',
+      versioned: true,
+      objectLockEnabled: true,
+      objectLockDefaultRetention:
+        archive.lockMode === 'COMPLIANCE' ? s3.ObjectLockRetention.compliance(retention) : s3.ObjectLockRetention.governance(retention),
+      // Archive objects are often under 128 KB (a minute of a quiet source): the S3 default would leave them in Standard.
+      transitionDefaultMinimumObjectSize: s3.TransitionDefaultMinimumObjectSize.VARIES_BY_STORAGE_CLASS,
       lifecycleRules: [
         {
           id: 'archive-to-colder-storage',
           transitions: [
-            { storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(config.archive.infrequentAccessAfterDays) },
-            { storageClass: s3.StorageClass.GLACIER, transitionAfter: Duration.days(config.archive.glacierAfterDays) },
+            { storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(archive.infrequentAccessAfterDays) },
+            { storageClass: s3.StorageClass.GLACIER_INSTANT_RETRIEVAL, transitionAfter: Duration.days(archive.glacierAfterDays) },
           ],
           abortIncompleteMultipartUploadAfter: Duration.days(7),
         },
       ],
     });
+    this.ingestion.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'ArchiveIsImmutable',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ARCHIVE_DENIED_ACTIONS,
+        resources: [this.ingestion.arnForObjects('*')],
+      }),
+    );
+    const expire = (id: string, prefix: string, days: number): s3.LifecycleRule => ({ id, prefix, expiration: Duration.days(days) });
     this.processed = new s3.Bucket(this, 'Processed', {
       ...PRIVATE_ENCRYPTED,
       serverAccessLogsBucket: this.accessLogs,
       serverAccessLogsPrefix: 'processed/',
-      lifecycleRules: [{ id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) }],
+      lifecycleRules: [
+        { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) },
+        // A batch whose manifest expires first is never half seen: the loader lists manifests, then reads their tables.
+        expire('expire-manifests', 'manifests/', processed.expireAfterDays),
+        expire('expire-microbatches', 'microbatches/', processed.expireAfterDays + 1),
+        expire('expire-dead-letters', 'dead-letter/', processed.deadLetterExpireAfterDays),
+      ],
     });
   }
 }

@@ -1,14 +1,12 @@
 /**
- * The capture service: one Fargate task running `totes run capture` (capture/main.ts) from
- * the repository's Docker image. Never two captures on one replication slot: a deployment
+ * The capture service: one Fargate task running the bundled capture service (service/capture.ts)
+ * from the runtime stage of the repository's Docker image. Never two captures on one replication slot: a deployment
  * stops the old task before starting the new one (min 0 % / max 100 %). The container health
  * check is the service's own /health (503 when the slot lags too far or is lost), and ECS
  * replaces a task that fails it or exits.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { Construct } from 'constructs';
-import { Annotations, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Duration, Stack, Validations } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -18,11 +16,10 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { ENV } from '../../lib/config.ts';
 import type { TotesConfig } from '../config.ts';
+import { IMAGE } from '../image.ts';
 import { REPO_ROOT } from '../repo.ts';
 import { grantOversizeAccess } from './buckets.ts';
 
-/** The image's working directory (Dockerfile WORKDIR). */
-const APP_DIR = '/app';
 const HEALTH_PORT = 8080;
 
 export interface CaptureServiceProps {
@@ -34,6 +31,8 @@ export interface CaptureServiceProps {
   vpc: ec2.IVpc;
   subnets: ec2.SubnetSelection;
   securityGroup: ec2.ISecurityGroup;
+  /** The CA bundle's file name in infra/certs/ (the image has that folder as /app/certs/). */
+  caBundleFile: string;
 }
 
 export class CaptureService extends Construct {
@@ -47,16 +46,10 @@ export class CaptureService extends Construct {
     this.cluster = new ecs.Cluster(this, 'Cluster', { vpc: props.vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
     this.logGroup = new logs.LogGroup(this, 'LogGroup', { retention: props.config.logRetentionDays });
 
-    if (!existsSync(join(REPO_ROOT, props.config.dbCaBundlePath))) {
-      Annotations.of(this).addWarningV2(
-        'totes:missing-ca-bundle',
-        `${props.config.dbCaBundlePath} is missing: the capture task will refuse to connect (TOTES_DB_CA_FILE names a file that is not in the image). Place the RDS global-bundle.pem there before deploying (docs/deploy.md).`,
-      );
-    }
     const task = new ecs.FargateTaskDefinition(this, 'Task', { cpu: cfg.cpu, memoryLimitMiB: cfg.memoryMiB });
     task.addContainer('capture', {
-      image: ecs.ContainerImage.fromAsset(REPO_ROOT, { platform: Platform.LINUX_AMD64 }),
-      command: ['node', 'bin/totes.mjs', 'run', 'capture'],
+      image: ecs.ContainerImage.fromAsset(REPO_ROOT, { platform: Platform.LINUX_AMD64, target: IMAGE.target }),
+      command: [...IMAGE.command],
       essential: true,
       // Credentials are read from the secret at start; only names and the secret's ARN are here.
       environment: {
@@ -68,7 +61,7 @@ export class CaptureService extends Construct {
         [ENV.heartbeatSeconds]: String(cfg.heartbeatSeconds),
         [ENV.maxHealthyLagSeconds]: String(cfg.maxHealthyLagSeconds),
         [ENV.healthPort]: String(HEALTH_PORT),
-        [ENV.caFile]: `${APP_DIR}/${props.config.dbCaBundlePath}`,
+        [ENV.caFile]: `${IMAGE.certsDir}${props.caBundleFile}`,
         AWS_REGION: Stack.of(this).region,
       },
       healthCheck: {

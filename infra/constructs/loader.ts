@@ -1,7 +1,9 @@
 /**
  * The loader: a Lambda (loader/lambda.ts) that merges new micro-batches into the warehouse,
- * started every minute by an EventBridge schedule (why a schedule: see loader/lambda.ts). It
- * runs in the VPC to reach the warehouse and verifies the warehouse's certificate.
+ * started every minute by an EventBridge schedule (why a schedule: see loader/lambda.ts), one
+ * run at a time (reserved concurrency 1: a run that overruns its minute makes the next one
+ * wait, not run beside it). It runs in the VPC to reach the warehouse and verifies the
+ * warehouse's certificate. With `loader.running` false the schedule is disabled.
  */
 import { Construct } from 'constructs';
 import { Duration } from 'aws-cdk-lib';
@@ -37,6 +39,7 @@ export class LoaderFunction extends Construct {
       description: 'totes-cdc loader: merges micro-batches into the warehouse',
       memoryMiB: cfg.memoryMiB,
       timeout: Duration.seconds(cfg.timeoutSeconds),
+      reservedConcurrency: 1,
       environment: {
         [ENV.processedBucket]: props.processedBucket.bucketName,
         [ENV.warehouseSecret]: props.warehouseSecret.secretArn,
@@ -52,6 +55,7 @@ export class LoaderFunction extends Construct {
 
     this.schedule = new events.Rule(this, 'EveryMinute', {
       description: 'Start the totes-cdc loader',
+      enabled: cfg.running,
       schedule: events.Schedule.rate(Duration.minutes(1)),
       // A missed run is not worth retrying: the next one starts within a minute and loads everything pending.
       targets: [new targets.LambdaFunction(fn, { retryAttempts: 0, maxEventAge: Duration.minutes(1) })],

@@ -1,14 +1,23 @@
 /**
  * Alarms to an SNS topic (email), and a dashboard with the same figures. Thresholds come from
  * the configuration; infra/config.ts explains the defaults against the 30-minute budget.
+ *
+ * Delivery, end to end: every alarm's action is the topic; the topic policy lets CloudWatch
+ * publish (once a topic has a policy, nothing else does), and the topic's KMS key lets
+ * CloudWatch encrypt, both only for this account's alarms named after this stack.
+ *
+ * Missing data: a figure that stops arriving is not read as healthy where something always
+ * produces it (stream consumers poll every second; capture reports every minute and writes a
+ * heartbeat to every shard every 10 s; the loader runs every minute). An alarm on a service
+ * that is deliberately stopped (`capture.running` / `loader.running` false) keeps its
+ * notifications off, so the first deployment does not page anyone for what it left off.
  */
 import { Construct } from 'constructs';
-import { Duration, Stack } from 'aws-cdk-lib';
+import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import type * as firehose from 'aws-cdk-lib/aws-kinesisfirehose';
 import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -22,7 +31,8 @@ export interface MonitoringProps {
   config: TotesConfig;
   alarmEmail: string;
   stream: kinesis.IStream;
-  archive: firehose.IDeliveryStream;
+  /** The Firehose delivery stream's name. */
+  archiveName: string;
   processor: lambda.IFunction;
   onFailureQueue: sqs.IQueue;
   loader: lambda.IFunction;
@@ -33,10 +43,18 @@ export interface MonitoringProps {
 const MINUTE = Duration.minutes(1);
 const FIVE_MINUTES = Duration.minutes(5);
 
+type Service = 'capture' | 'loader';
+
 /** A metric the services publish in Embedded Metric Format (lib/metrics.ts). */
 function serviceMetric(service: 'capture' | 'processor' | 'loader', metricName: string, statistic: string, period = MINUTE): cloudwatch.Metric {
   return new cloudwatch.Metric({ namespace: METRIC_NAMESPACE, metricName, dimensionsMap: { Service: service }, statistic, period });
 }
+
+const COMPARISON = {
+  '>=': cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+  '>': cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+  '<': cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+};
 
 export class Monitoring extends Construct {
   readonly topic: sns.Topic;
@@ -46,12 +64,38 @@ export class Monitoring extends Construct {
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
     const t = props.config.alarms;
-    const prefix = Stack.of(this).stackName;
+    const stack = Stack.of(this);
+    const prefix = stack.stackName;
+    const running: Record<Service, boolean> = { capture: props.config.capture.running, loader: props.config.loader.running };
 
-    // CloudWatch can publish to an encrypted topic only with a customer managed key that lets it use the key.
+    // Only this account's alarms of this stack (their names start with the stack name) may use the topic and its key.
+    const cloudWatch = new iam.ServicePrincipal('cloudwatch.amazonaws.com');
+    const ourAlarms = {
+      StringEquals: { 'aws:SourceAccount': stack.account },
+      ArnLike: {
+        'aws:SourceArn': stack.formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: `${prefix}-*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
+      },
+    };
     const key = new kms.Key(this, 'TopicKey', { description: 'totes-cdc alarm topic', enableKeyRotation: true });
-    key.grant(new iam.ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
+    key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsUseTheTopicKey',
+        principals: [cloudWatch],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+        conditions: ourAlarms,
+      }),
+    );
     this.topic = new sns.Topic(this, 'AlarmTopic', { displayName: 'totes-cdc alarms', masterKey: key, enforceSSL: true });
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsPublish',
+        principals: [cloudWatch],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+        conditions: ourAlarms,
+      }),
+    );
     this.topic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
     const notify = new actions.SnsAction(this.topic);
 
@@ -62,19 +106,24 @@ export class Monitoring extends Construct {
       o: {
         threshold: number;
         periods: number;
-        below?: boolean;
-        missing?: cloudwatch.TreatMissingData;
+        compare?: keyof typeof COMPARISON;
+        /** No data means something stopped: alarm on it (while the services it needs run). */
+        missingIsBreaching?: boolean;
+        /** The services whose stopping is deliberate while their `running` setting is false. */
+        needs?: Service[];
       },
     ): cloudwatch.Alarm => {
+      const stopped = (o.needs ?? []).filter((s) => !running[s]);
       const a = new cloudwatch.Alarm(this, name, {
         alarmName: `${prefix}-${name}`,
-        alarmDescription: description,
+        alarmDescription: stopped.length ? `${description} Notifications off while ${stopped.map((s) => `${s}.running`).join(' and ')} is false.` : description,
         metric,
         threshold: o.threshold,
         evaluationPeriods: o.periods,
         datapointsToAlarm: o.periods,
-        comparisonOperator: o.below ? cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD : cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: o.missing ?? cloudwatch.TreatMissingData.NOT_BREACHING,
+        comparisonOperator: COMPARISON[o.compare ?? '>='],
+        treatMissingData: o.missingIsBreaching && stopped.length === 0 ? cloudwatch.TreatMissingData.BREACHING : cloudwatch.TreatMissingData.NOT_BREACHING,
+        actionsEnabled: stopped.length === 0,
       });
       a.addAlarmAction(notify);
       a.addOkAction(notify);
@@ -83,14 +132,29 @@ export class Monitoring extends Construct {
     };
 
     const streamIteratorAge = props.stream.metricGetRecordsIteratorAgeMilliseconds({ statistic: 'Maximum', period: MINUTE });
+    const writeThrottled = props.stream.metricWriteProvisionedThroughputExceeded({ statistic: 'Sum', period: MINUTE });
     const processorIteratorAge = props.processor.metric('IteratorAge', { statistic: 'Maximum', period: MINUTE });
     const processorErrors = props.processor.metricErrors({ statistic: 'Sum', period: FIVE_MINUTES });
+    const loaderErrors = props.loader.metricErrors({ statistic: 'Sum', period: FIVE_MINUTES });
+    const loaderThrottles = props.loader.metricThrottles({ statistic: 'Sum', period: FIVE_MINUTES });
+    const loaderDuration = props.loader.metricDuration({ statistic: 'Maximum', period: FIVE_MINUTES });
     const slotLagBytes = serviceMetric('capture', 'SlotLagBytes', 'Maximum');
     const slotLagSeconds = serviceMetric('capture', 'SlotLagSeconds', 'Maximum');
+    const walStatus = serviceMetric('capture', 'SlotWalStatus', 'Maximum');
+    const sourceUnreachable = serviceMetric('capture', 'SourceUnreachable', 'Maximum');
+    const schemaIssues = serviceMetric('capture', 'SchemaIssues', 'Maximum');
+    const putRetries = serviceMetric('capture', 'PutRecordsRetries', 'Sum');
     const freshness = serviceMetric('loader', 'WarehouseFreshnessSeconds', 'Maximum');
+    const gapAge = serviceMetric('loader', 'LoaderGapAgeSeconds', 'Maximum');
     const queueVisible = props.onFailureQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: FIVE_MINUTES });
     const deadLetters = serviceMetric('processor', 'DeadLetters', 'Sum', FIVE_MINUTES);
-    const archiveFreshness = props.archive.metric('DeliveryToS3.DataFreshness', { statistic: 'Maximum', period: MINUTE });
+    const archiveFreshness = new cloudwatch.Metric({
+      namespace: 'AWS/Firehose',
+      metricName: 'DeliveryToS3.DataFreshness',
+      dimensionsMap: { DeliveryStreamName: props.archiveName },
+      statistic: 'Maximum',
+      period: MINUTE,
+    });
     const runningTasks = new cloudwatch.Metric({
       namespace: 'ECS/ContainerInsights',
       metricName: 'RunningTaskCount',
@@ -99,30 +163,102 @@ export class Monitoring extends Construct {
       dimensionsMap: { ClusterName: props.cluster.clusterName, ServiceName: props.captureService.serviceName },
     });
 
-    alarm('stream-iterator-age', 'A consumer of the change stream (Firehose or the processor) has stopped reading: records wait unread.', streamIteratorAge, {
-      threshold: t.streamIteratorAgeSeconds * 1000,
-      periods: 3,
-    });
-    alarm('processor-iterator-age', 'The processor is behind the change stream: check its errors and the on-failure queue.', processorIteratorAge, {
-      threshold: t.processorIteratorAgeSeconds * 1000,
-      periods: 3,
-    });
+    // Firehose and the event source mapping poll every shard about once a second; with capture
+    // running there are records on every shard (heartbeats), so no figure means no one reads.
+    alarm(
+      'stream-iterator-age',
+      'A consumer of the change stream (Firehose or the processor) is behind, or nothing reads the stream at all.',
+      streamIteratorAge,
+      {
+        threshold: t.streamIteratorAgeSeconds * 1000,
+        periods: 3,
+        missingIsBreaching: true,
+        needs: ['capture'],
+      },
+    );
+    // Heartbeats reach every shard every 10 s, so a running capture invokes the processor every batching window.
+    alarm(
+      'processor-iterator-age',
+      'The processor is behind the change stream, or no longer invoked: check its errors, its event source mapping and the on-failure queue.',
+      processorIteratorAge,
+      {
+        threshold: t.processorIteratorAgeSeconds * 1000,
+        periods: 3,
+        missingIsBreaching: true,
+        needs: ['capture'],
+      },
+    );
     alarm('processor-errors', 'Processor invocations are failing (batches are retried; the shard waits).', processorErrors, {
       threshold: t.processorErrors,
       periods: 2,
     });
     alarm(
       'slot-lag-bytes',
-      'The replication slot holds much WAL on the source: capture is behind or stopped. The source disk fills if this grows.',
+      'The replication slot holds much WAL on the source, or capture reports no figure: capture is behind or stopped. The source disk fills if this grows.',
       slotLagBytes,
-      { threshold: t.slotLagBytes, periods: 3 },
+      { threshold: t.slotLagBytes, periods: 3, missingIsBreaching: true, needs: ['capture'] },
     );
-    alarm('slot-lag-seconds', 'Capture is behind the newest source commit.', slotLagSeconds, { threshold: t.slotLagSeconds, periods: 2 });
+    alarm('slot-lag-seconds', 'Capture is behind the newest source commit, or reports no figure.', slotLagSeconds, {
+      threshold: t.slotLagSeconds,
+      periods: 2,
+      missingIsBreaching: true,
+      needs: ['capture'],
+    });
+    alarm(
+      'slot-wal-status',
+      "The slot's wal_status has left 'reserved' (1 extended, 2 unreserved: WAL will be removed at the next checkpoint, 3 lost, 4 the slot is missing): capture is far behind.",
+      walStatus,
+      { threshold: 1, periods: 3, needs: ['capture'] },
+    );
+    alarm('source-unreachable', 'Capture cannot query the source database: its slot health is unknown and nothing is being captured.', sourceUnreachable, {
+      threshold: 1,
+      periods: 3,
+      missingIsBreaching: true,
+      needs: ['capture'],
+    });
+    alarm(
+      'schema-issues',
+      'A column the warehouse maps was dropped or retyped in totesys: its changes no longer reach the warehouse while freshness can stay green. Capture logs name the table and column.',
+      schemaIssues,
+      { threshold: 1, periods: 1, needs: ['capture'] },
+    );
+    alarm('put-records-retries', 'Capture keeps retrying PutRecords: Kinesis refuses its writes (add shards, or ON_DEMAND).', putRetries, {
+      threshold: t.putRecordsRetriesPerMinute,
+      periods: 5,
+      needs: ['capture'],
+    });
+    alarm('stream-write-throttled', 'Kinesis throttles writes to the change stream: it lacks shard capacity for the change rate.', writeThrottled, {
+      threshold: t.writeThrottledRecordsPerMinute,
+      periods: 5,
+      needs: ['capture'],
+    });
     // No figure means the loader is not running or has loaded no heartbeat: the warehouse is not known to be fresh.
     alarm('warehouse-freshness', 'The warehouse is stale: the newest source commit it fully reflects is too old (budget: 30 minutes).', freshness, {
       threshold: t.warehouseFreshnessSeconds,
       periods: 2,
-      missing: cloudwatch.TreatMissingData.BREACHING,
+      missingIsBreaching: true,
+      needs: ['capture', 'loader'],
+    });
+    alarm('loader-errors', 'Loader runs are failing: the warehouse falls behind from here (loader logs).', loaderErrors, {
+      threshold: t.loaderErrors,
+      periods: 2,
+      needs: ['loader'],
+    });
+    alarm('loader-throttles', 'Loader runs are throttled: runs overrun the minute between them (reserved concurrency 1).', loaderThrottles, {
+      threshold: 1,
+      periods: 3,
+      needs: ['loader'],
+    });
+    alarm('loader-duration', 'Loader runs come close to their timeout: a longer one is cut off and its batch retried.', loaderDuration, {
+      threshold: props.config.loader.timeoutSeconds * 1000 * t.loaderDurationOfTimeout,
+      periods: 2,
+      needs: ['loader'],
+    });
+    alarm('loader-gap-age', "A shard's loaded batches have a gap older than the threshold: the batches after it wait.", gapAge, {
+      threshold: t.loaderGapAgeSeconds,
+      periods: 1,
+      compare: '>',
+      needs: ['loader'],
     });
     alarm(
       'on-failure-queue',
@@ -137,13 +273,16 @@ export class Monitoring extends Construct {
     alarm('archive-freshness', 'Firehose is not delivering the change stream to the ingestion bucket.', archiveFreshness, {
       threshold: t.firehoseFreshnessSeconds,
       periods: 3,
+      missingIsBreaching: true,
+      needs: ['capture'],
     });
     // Five minutes covers a deployment, which stops the old task before it starts the new one.
     alarm('capture-not-running', 'No capture task is running: nothing is read from the source and its slot holds WAL.', runningTasks, {
       threshold: 1,
       periods: 5,
-      below: true,
-      missing: cloudwatch.TreatMissingData.BREACHING,
+      compare: '<',
+      missingIsBreaching: true,
+      needs: ['capture'],
     });
 
     const graph = (title: string, left: cloudwatch.IMetric[], threshold?: number, right: cloudwatch.IMetric[] = []) =>
@@ -158,32 +297,33 @@ export class Monitoring extends Construct {
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       dashboardName: `${prefix}-pipeline`,
       widgets: [
-        [new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24, height: 3 })],
+        [new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24, height: 4 })],
         [
           graph('Warehouse freshness (s)', [freshness], t.warehouseFreshnessSeconds, [serviceMetric('loader', 'BatchesLoaded', 'Sum')]),
           graph('Slot lag (s)', [slotLagSeconds], t.slotLagSeconds),
           graph('Slot lag (bytes)', [slotLagBytes], t.slotLagBytes, [serviceMetric('capture', 'SafeWalSizeBytes', 'Minimum')]),
         ],
         [
+          graph('Source: unreachable, wal_status, schema issues', [sourceUnreachable, walStatus, schemaIssues], 1),
           graph('Capture tasks running', [runningTasks], 1),
           graph('Capture throughput', [serviceMetric('capture', 'ChangesPerSecond', 'Average')], undefined, [
             serviceMetric('capture', 'BytesPerSecond', 'Average'),
           ]),
-          graph('Kinesis PutRecords', [serviceMetric('capture', 'PutRecordsLatency', 'Average')], undefined, [
-            serviceMetric('capture', 'PutRecordsRetries', 'Sum'),
-          ]),
         ],
         [
+          graph('Kinesis writes: retries and throttled records', [putRetries, writeThrottled], 1, [serviceMetric('capture', 'PutRecordsLatency', 'Average')]),
           graph('Stream iterator age (ms)', [streamIteratorAge], t.streamIteratorAgeSeconds * 1000),
           graph('Processor iterator age (ms)', [processorIteratorAge], t.processorIteratorAgeSeconds * 1000),
-          graph('Processor events and errors', [serviceMetric('processor', 'Events', 'Sum', FIVE_MINUTES)], undefined, [processorErrors]),
         ],
         [
+          graph('Processor events and errors', [serviceMetric('processor', 'Events', 'Sum', FIVE_MINUTES)], undefined, [processorErrors]),
           graph('Dead letters and on-failure queue', [deadLetters, queueVisible], 1),
           graph('Archive (Firehose) freshness (s)', [archiveFreshness], t.firehoseFreshnessSeconds),
-          graph('Loader errors and duration', [props.loader.metricErrors({ period: FIVE_MINUTES })], undefined, [
-            props.loader.metricDuration({ statistic: 'Maximum', period: FIVE_MINUTES }),
-          ]),
+        ],
+        [
+          graph('Loader errors and throttles', [loaderErrors, loaderThrottles], 1),
+          graph('Loader duration (ms)', [loaderDuration], props.config.loader.timeoutSeconds * 1000 * t.loaderDurationOfTimeout),
+          graph('Loader gap age (s)', [gapAge], t.loaderGapAgeSeconds),
         ],
       ],
     });

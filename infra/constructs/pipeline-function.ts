@@ -3,10 +3,9 @@
  * Node.js runtime, with its own log group and a role that can write only to that log group
  * (plus the network interfaces a VPC function needs). Callers grant the rest.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Construct } from 'constructs';
-import { Annotations, type Duration, Validations } from 'aws-cdk-lib';
+import { type Duration, Validations } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -14,8 +13,8 @@ import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { REPO_ROOT } from '../repo.ts';
 
-/** Where the CA bundle lands in the Lambda package (/var/task is the package root). */
-const LAMBDA_CA_FILE = 'rds-global-bundle.pem';
+/** The Lambda package's root: the CA bundle is copied there under its own file name. */
+const LAMBDA_TASK_ROOT = '/var/task/';
 
 export interface PipelineFunctionProps {
   /** The handler module, relative to the repository root; it exports `handler`. */
@@ -23,9 +22,11 @@ export interface PipelineFunctionProps {
   description: string;
   memoryMiB: number;
   timeout: Duration;
+  /** Concurrent invocations reserved, and at most allowed (unset: unreserved, unlimited). */
+  reservedConcurrency?: number;
   environment: Record<string, string>;
   logRetentionDays: number;
-  /** In a VPC to reach a database, with the CA bundle that verifies its certificate. */
+  /** In a VPC to reach a database, with the CA bundle that verifies its certificate (checked: infra/ca-bundle.ts). */
   database?: { vpc: ec2.IVpc; subnets: ec2.SubnetSelection; securityGroup: ec2.ISecurityGroup; caBundlePath: string };
 }
 
@@ -50,13 +51,7 @@ export class PipelineFunction extends Construct {
       });
     }
 
-    const caFile = props.database ? join(REPO_ROOT, props.database.caBundlePath) : null;
-    if (caFile && !existsSync(caFile)) {
-      Annotations.of(this).addWarningV2(
-        'totes:missing-ca-bundle',
-        `${props.database!.caBundlePath} is missing: the function will refuse to connect (TOTES_DB_CA_FILE names a file that is not there). Place the RDS global-bundle.pem there before deploying (docs/deploy.md).`,
-      );
-    }
+    const caBundle = props.database?.caBundlePath;
     this.function = new NodejsFunction(this, 'Function', {
       entry: join(REPO_ROOT, props.entry),
       handler: 'handler',
@@ -67,11 +62,12 @@ export class PipelineFunction extends Construct {
       description: props.description,
       memorySize: props.memoryMiB,
       timeout: props.timeout,
+      ...(props.reservedConcurrency ? { reservedConcurrentExecutions: props.reservedConcurrency } : {}),
       role,
       logGroup: this.logGroup,
       environment: {
         ...props.environment,
-        ...(props.database ? { TOTES_DB_CA_FILE: `/var/task/${LAMBDA_CA_FILE}` } : {}),
+        ...(caBundle ? { TOTES_DB_CA_FILE: `${LAMBDA_TASK_ROOT}${basename(caBundle)}` } : {}),
         NODE_OPTIONS: '--enable-source-maps',
       },
       ...(props.database ? { vpc: props.database.vpc, vpcSubnets: props.database.subnets, securityGroups: [props.database.securityGroup] } : {}),
@@ -86,7 +82,7 @@ export class PipelineFunction extends Construct {
           beforeBundling: () => [],
           beforeInstall: () => [],
           afterBundling: (inputDir: string, outputDir: string) =>
-            caFile && existsSync(caFile) ? [`cp "${join(inputDir, props.database!.caBundlePath)}" "${join(outputDir, LAMBDA_CA_FILE)}"`] : [],
+            caBundle ? [`cp "${join(inputDir, caBundle)}" "${join(outputDir, basename(caBundle))}"`] : [],
         },
       },
     });
