@@ -33,10 +33,16 @@ export function splitTimestamp(value: Value, column: string): [string, string] {
   return [m[1], m[2]];
 }
 
+/** Dates already checked: a batch's dates repeat, so each is parsed once (cleared when large). */
+const checkedDates = new Set<string>();
+
 export function parseDate(value: Value, column: string): string {
+  if (typeof value === 'string' && checkedDates.has(value)) return value;
   if (typeof value !== 'string' || !DATE.test(value) || Number.isNaN(Date.parse(`${value}T00:00:00Z`))) {
     throw new MappingError(`${column}: not a YYYY-MM-DD date: ${JSON.stringify(value)}`);
   }
+  if (checkedDates.size >= 10_000) checkedDates.clear();
+  checkedDates.add(value);
   return value;
 }
 
@@ -156,8 +162,8 @@ export function mapEvent(event: ChangeEvent): { table: LoadTableName; row: LoadR
   });
   if (event.op === 'd') return { table: target, row: { [LOAD_TABLES[target].key]: event.before?.[pk] ?? event.key[pk], ...provenance('d', null) } as LoadRow };
 
-  const after = { ...event.after! };
   const unchangedCols = event.unchanged ?? [];
+  const after = unchangedCols.length ? { ...event.after! } : event.after!; // copied only to be changed
   for (const c of unchangedCols) after[c] = null; // only text columns are TOASTed
   let mapped: Record<string, Value>;
   try {
@@ -167,7 +173,7 @@ export function mapEvent(event: ChangeEvent): { table: LoadTableName; row: LoadR
     throw new MappingError(`${event.table}: ${(err as Error).message}`);
   }
   const unchanged = unchangedCols.length ? `,${unchangedCols.map((c) => RENAMES[c] ?? c).join(',')},` : null;
-  return { table: target, row: { ...mapped, ...provenance(event.op, unchanged) } as LoadRow };
+  return { table: target, row: Object.assign(mapped, provenance(event.op, unchanged)) as LoadRow }; // mapped is this row's own object
 }
 
 /** Group the load rows of many events by load table. Events that cannot be mapped are returned with the reason. */
