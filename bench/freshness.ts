@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Pipeline } from '../local/pipeline.ts';
 import { sleep } from '../lib/retry.ts';
 import type { SimulatorStats } from '../totesys/simulator.ts';
-import { BUCKETS, createDatabase, STREAMS, type BenchEnvironment } from './environment.ts';
+import { createBucket, createDatabase, createStream, type BenchEnvironment } from './environment.ts';
 import { PUBLICATION, prepareSource } from './workloads.ts';
 
 const POLL_MS = 50;
@@ -60,27 +60,36 @@ function simulate(sourceUrl: string, rate: number, seconds: number): Promise<Sim
   });
 }
 
-export async function measureFreshness(env: BenchEnvironment, opts: { rate: number; seconds: number }, say: (line: string) => void): Promise<FreshnessFigures> {
-  const source = await createDatabase(env.source, 'e2e');
-  const warehouse = await createDatabase(env.warehouse, 'e2e_warehouse');
+/** One run: its own source and warehouse databases, stream and buckets, all named after `tag`. */
+export async function measureFreshness(
+  env: BenchEnvironment,
+  opts: { rate: number; seconds: number; tag: string },
+  say: (line: string) => void,
+): Promise<FreshnessFigures> {
+  const source = await createDatabase(env.source, opts.tag);
+  const warehouse = await createDatabase(env.warehouse, `${opts.tag}_warehouse`);
+  const dashed = opts.tag.replaceAll('_', '-'); // stream and bucket names take no underscores, slot names no dashes
+  const names = { stream: `bench-${dashed}`, ingestion: `bench-${dashed}-ingestion`, processed: `bench-${dashed}-processed` };
+  await createStream(env, names.stream);
+  for (const bucket of [names.ingestion, names.processed]) await createBucket(env, bucket);
   await prepareSource(source.client, { seedScale: 0.05 });
   const pipeline = new Pipeline({
     sourceUrl: source.url,
     warehouseUrl: warehouse.url,
     kinesisEndpoint: env.kinesisEndpoint,
     s3Endpoint: env.s3Endpoint,
-    streamName: STREAMS.e2e,
-    ingestionBucket: BUCKETS.e2eIngestion,
-    processedBucket: BUCKETS.e2eProcessed,
-    capture: { slotName: 'e2e', publicationName: PUBLICATION, heartbeatMs: 1_000, statusIntervalMs: 5_000 },
+    streamName: names.stream,
+    ingestionBucket: names.ingestion,
+    processedBucket: names.processed,
+    capture: { slotName: opts.tag, publicationName: PUBLICATION, heartbeatMs: 1_000, statusIntervalMs: 5_000 },
   });
   const latencies: number[] = [];
   try {
     await pipeline.start();
-    say('e2e: waiting for the snapshot to reach the warehouse');
+    say(`${opts.tag}: waiting for the snapshot to reach the warehouse`);
     while ((await pipeline.loader.freshness()).watermarkCommitTime === null) await sleep(200);
 
-    say(`e2e: simulating ${opts.rate.toLocaleString()} changes/s for ${opts.seconds} s`);
+    say(`${opts.tag}: simulating ${opts.rate.toLocaleString()} changes/s for ${opts.seconds} s`);
     const simStartMs = Date.now();
     let simEndMs = Infinity;
     let atSimulationEnd: FreshnessFigures['atSimulationEnd'] | null = null;
@@ -128,6 +137,8 @@ export async function measureFreshness(env: BenchEnvironment, opts: { rate: numb
     };
   } finally {
     await pipeline.stop();
+    // its slot would hold WAL and a slot of max_replication_slots through every later run
+    await source.client.query('SELECT pg_drop_replication_slot($1)', [opts.tag]).catch(() => undefined);
     await source.client.end();
     await warehouse.client.end();
   }
