@@ -9,7 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { measureCapture, type CaptureFigures } from './capture-figures.ts';
+import { measureDrains, measureKinesis, type CaptureFigures } from './capture-figures.ts';
 import { measureCaptureRss } from './capture-rss.ts';
 import { measureDownstream } from './downstream.ts';
 import { machine, startEnvironment } from './environment.ts';
@@ -20,8 +20,10 @@ import { repeat } from './runs.ts';
 const SIZES = {
   quick: {
     turns: 3,
-    bulkRows: 250_000,
-    oltpTransactions: 45_000,
+    bulkRows: 300_000,
+    kinesisBulkRows: 40_000,
+    oltpTransactions: 55_000,
+    kinesisOltpTransactions: 15_000,
     e2eSeconds: 10,
     e2eHighRateTurns: 1,
     rssRows: 200_000,
@@ -31,7 +33,9 @@ const SIZES = {
   full: {
     turns: 3,
     bulkRows: 1_000_000,
+    kinesisBulkRows: 1_000_000,
     oltpTransactions: 333_334,
+    kinesisOltpTransactions: 333_334,
     e2eSeconds: 60,
     e2eHighRateTurns: 3,
     rssRows: 1_000_000,
@@ -39,6 +43,8 @@ const SIZES = {
     stallRows: 500_000,
   },
 };
+/** The oltp workload's stream, filled once for the processor, the loader and replay. */
+const DOWNSTREAM_STREAM = 'bench-oltp-downstream';
 const E2E_RATE = 1_000;
 const E2E_HIGH_RATE = 5_000;
 const SECTIONS = ['capture', 'downstream', 'e2e', 'rss'] as const;
@@ -46,7 +52,7 @@ type Section = (typeof SECTIONS)[number];
 
 const q = SIZES.quick;
 const USAGE = `npm run bench -- [--full] [--json PATH] [--only ${SECTIONS.join(',')}]
-  (default: quick, ${q.turns} turns of each figure and its reference: bulk ${q.bulkRows.toLocaleString()} rows, oltp ${q.oltpTransactions.toLocaleString()} transactions,
+  (default: quick, ${q.turns} turns of each figure and its reference: bulk ${q.bulkRows.toLocaleString()} rows (${q.kinesisBulkRows.toLocaleString()} into Kinesis), oltp ${q.oltpTransactions.toLocaleString()} transactions (${q.kinesisOltpTransactions.toLocaleString()}),
    e2e ${q.turns} x ${q.e2eSeconds} s at ${E2E_RATE.toLocaleString()}/s and ${q.e2eHighRateTurns} x ${q.e2eSeconds} s at ${E2E_HIGH_RATE.toLocaleString()}/s, RSS ${q.rssRows.toLocaleString()} rows, ${q.stallSeconds} s stall)
   --full        bulk 1,000,000 rows, oltp 1,000,000 changes, e2e 60 s turns, a 1,000,000-row RSS transaction, 30 s stall
   --json PATH   write the report as JSON
@@ -82,10 +88,17 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const capture: Partial<Record<'bulk' | 'oltp', CaptureFigures>> = {};
     if (only.has('capture')) {
-      capture.bulk = await measureCapture(env, 'bulk', sizes.bulkRows, sizes.turns, say);
-      capture.oltp = await measureCapture(env, 'oltp', sizes.oltpTransactions, sizes.turns, say);
+      capture.bulk = {
+        drains: await measureDrains(env, 'bulk', sizes.bulkRows, sizes.turns, say),
+        kinesis: await measureKinesis(env, 'bulk', sizes.kinesisBulkRows, sizes.turns, say),
+      };
+      capture.oltp = {
+        drains: await measureDrains(env, 'oltp', sizes.oltpTransactions, sizes.turns, say, only.has('downstream') ? DOWNSTREAM_STREAM : undefined),
+        kinesis: await measureKinesis(env, 'oltp', sizes.kinesisOltpTransactions, sizes.turns, say),
+      };
     }
-    const downstream = only.has('downstream') ? await measureDownstream(env, capture.oltp!.streamName, capture.oltp!.streamRecords, sizes.turns, say) : null;
+    const stream = capture.oltp?.drains.filled;
+    const downstream = stream ? await measureDownstream(env, stream.streamName, stream.records, sizes.turns, say) : null;
     const freshness: FreshnessRuns[] = [];
     if (only.has('e2e')) {
       for (const [rate, turns] of [
@@ -102,7 +115,7 @@ export async function main(argv: string[]): Promise<number> {
 
     const details: BenchReport['details'] = { capture, downstream, freshness, rss };
     const spreads = collectSpreads({ details });
-    const bulk = workloadCapture(capture.bulk, spreads, 'bulk');
+    const bulk = workloadCapture(spreads, 'bulk');
     const median = (key: string) => (spreads[key] ? Math.round(spreads[key].median) : null);
     const report: BenchReport = {
       mode,
@@ -114,7 +127,7 @@ export async function main(argv: string[]): Promise<number> {
       ...bulk,
       kinesis_ceiling_records_per_s: median('oltp.kinesis_ceiling_records_per_s'),
       bulk,
-      oltp: workloadCapture(capture.oltp, spreads, 'oltp'),
+      oltp: workloadCapture(spreads, 'oltp'),
       processor_events_per_s: median('processor_events_per_s'),
       processor_events_per_cpu_s: median('processor_events_per_cpu_s'),
       loader_rows_per_s: median('loader_rows_per_s'),

@@ -21,8 +21,11 @@ const FACTS = { fact_sales_order: 'sales_order_id', fact_purchase_order: 'purcha
 export interface FreshnessFigures {
   rate: number;
   seconds: number;
-  /** Changes the simulator actually wrote per second (it may fall short of `rate` on a busy machine). */
+  /** Changes the simulators actually wrote per second (they may fall short of `rate` on a busy machine). */
   achievedRate: number;
+  /** Simulator processes writing side by side, and the transactions that failed on a collision between them. */
+  simulators: number;
+  failedTransactions: number;
   factVersions: number;
   p50Ms: number;
   p95Ms: number;
@@ -45,19 +48,30 @@ const NEW_FACT_ROWS = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::big
   )
   .join(' UNION ALL ')}) v), '[]') AS rows`;
 
-/** Runs bench/simulate.ts in a child process until `seconds` have passed. */
-function simulate(sourceUrl: string, rate: number, seconds: number): Promise<SimulatorStats> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'simulate.ts'), sourceUrl, String(rate), String(seconds)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
+/** Changes/s one simulator process holds here (it writes one transaction at a time). */
+const SIMULATOR_RATE = 1_000;
+
+interface SimulationStats extends SimulatorStats {
+  /** Transactions that failed on a collision between simulators (each is retried by a fresh simulator). */
+  failed: number;
+}
+
+/** Runs bench/simulate.ts in enough child processes to write `rate` changes/s between them, until `seconds` have passed. */
+async function simulate(sourceUrl: string, rate: number, seconds: number): Promise<SimulationStats> {
+  const processes = Math.ceil(rate / SIMULATOR_RATE);
+  const one = (seed: number) =>
+    new Promise<SimulationStats>((resolve, reject) => {
+      const args = ['--import', 'tsx', join(import.meta.dirname, 'simulate.ts'), sourceUrl, String(rate / processes), String(seconds), String(seed)];
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+      });
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`simulator exited ${code}`))));
     });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`simulator exited ${code}`))));
-  });
+  const all = await Promise.all(Array.from({ length: processes }, (_, i) => one(7 + i)));
+  return all.reduce((a, b) => ({ transactions: a.transactions + b.transactions, changes: a.changes + b.changes, failed: a.failed + b.failed }));
 }
 
 /** One run: its own source and warehouse databases, stream and buckets, all named after `tag`. */
@@ -128,6 +142,8 @@ export async function measureFreshness(
       rate: opts.rate,
       seconds: opts.seconds,
       achievedRate: stats.changes / ((simEndMs - simStartMs) / 1000),
+      simulators: Math.ceil(opts.rate / SIMULATOR_RATE),
+      failedTransactions: stats.failed,
       factVersions: latencies.length,
       p50Ms: percentile(latencies, 50),
       p95Ms: percentile(latencies, 95),

@@ -45,7 +45,7 @@ export interface BenchReport extends WorkloadCapture {
   spreads: Record<string, Spread>;
   /** Everything measured, for reading what limits a figure. */
   details: {
-    capture: Partial<Record<'bulk' | 'oltp', CaptureFigures>>;
+    capture: Partial<Record<'bulk' | 'oltp', Partial<CaptureFigures>>>;
     downstream: DownstreamFigures | null;
     freshness: FreshnessRuns[];
     rss: RssFigures | null;
@@ -57,13 +57,17 @@ const round = (v: number | undefined | null) => (v == null ? null : Math.round(v
 /** The spreads a report carries, under stable names. */
 export function collectSpreads(r: Pick<BenchReport, 'details'>): Record<string, Spread> {
   const out: Record<string, Spread> = {};
-  for (const [w, c] of Object.entries(r.details.capture) as ['bulk' | 'oltp', CaptureFigures][]) {
-    out[`${w}.recvlogical_changes_per_s`] = spread(c.recvlogical.map((d) => d.changesPerSecond));
-    out[`${w}.capture_null_changes_per_s`] = spread(c.nullSink.map((d) => d.changesPerSecond));
-    out[`${w}.null_vs_recvlogical`] = c.nullVsRecvlogical;
-    out[`${w}.capture_kinesis_changes_per_s`] = spread(c.kinesis.map((d) => d.changesPerSecond));
-    out[`${w}.kinesis_ceiling_records_per_s`] = spread(c.ceiling.map((d) => d.recordsPerSecond));
-    out[`${w}.kinesis_vs_ceiling`] = c.kinesisVsCeiling;
+  for (const [w, c] of Object.entries(r.details.capture) as ['bulk' | 'oltp', Partial<CaptureFigures>][]) {
+    if (c.drains) {
+      out[`${w}.recvlogical_changes_per_s`] = spread(c.drains.recvlogical.map((d) => d.changesPerSecond));
+      out[`${w}.capture_null_changes_per_s`] = spread(c.drains.nullSink.map((d) => d.changesPerSecond));
+      out[`${w}.null_vs_recvlogical`] = c.drains.nullVsRecvlogical;
+    }
+    if (c.kinesis) {
+      out[`${w}.capture_kinesis_changes_per_s`] = spread(c.kinesis.kinesis.map((d) => d.changesPerSecond));
+      out[`${w}.kinesis_ceiling_records_per_s`] = spread(c.kinesis.ceiling.map((d) => d.recordsPerSecond));
+      out[`${w}.kinesis_vs_ceiling`] = c.kinesis.kinesisVsCeiling;
+    }
   }
   const d = r.details.downstream;
   if (d) {
@@ -80,8 +84,8 @@ export function collectSpreads(r: Pick<BenchReport, 'details'>): Record<string, 
   return out;
 }
 
-export function workloadCapture(c: CaptureFigures | undefined, spreads: Record<string, Spread>, w: 'bulk' | 'oltp'): WorkloadCapture {
-  const median = (key: string) => (c ? round(spreads[`${w}.${key}`].median) : null);
+export function workloadCapture(spreads: Record<string, Spread>, w: 'bulk' | 'oltp'): WorkloadCapture {
+  const median = (key: string) => round(spreads[`${w}.${key}`]?.median);
   return {
     capture_null_changes_per_s: median('capture_null_changes_per_s'),
     recvlogical_changes_per_s: median('recvlogical_changes_per_s'),
