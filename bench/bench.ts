@@ -1,35 +1,64 @@
 /**
  * `npm run bench`: every performance figure of totes-cdc beside its reference, measured in the
- * same run on the same machine, so a ratio means something on a noisy shared box.
- * Quick by default (a few minutes); --full for the issue's sizes. Prints a table; --json PATH
- * writes the report (docs/performance.md explains each figure and method).
+ * same run on the same machine, in turns (A, B, A, B, …) at sizes where one turn takes at least
+ * about 2 s, so a ratio means something on a noisy shared box: each is the median of its turns,
+ * printed with its min and max. Quick by default (about 5 minutes); --full for the
+ * 1,000,000-row sizes. Prints a table; --json PATH writes the report (docs/performance.md
+ * explains each figure and method).
  */
 import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { kinesisClient } from '../lib/aws.ts';
-import { measureCapture, type CaptureFigures } from './capture-figures.ts';
-import { kinesisCeiling } from './capture-drain.ts';
+import { measureDrains, measureKinesis, type CaptureFigures } from './capture-figures.ts';
 import { measureCaptureRss } from './capture-rss.ts';
 import { measureDownstream } from './downstream.ts';
-import { machine, startEnvironment, STREAMS } from './environment.ts';
+import { machine, startEnvironment } from './environment.ts';
 import { measureFreshness } from './freshness.ts';
-import { formatTable, workloadCapture, type BenchReport } from './report.ts';
+import { collectSpreads, formatTable, workloadCapture, type BenchReport, type FreshnessRuns } from './report.ts';
+import { repeat } from './runs.ts';
 
 const SIZES = {
-  quick: { bulkRows: 100_000, oltpTransactions: 10_000, e2eSeconds: 30, rssRows: 200_000, stallSeconds: 10, stallRows: 100_000 },
-  full: { bulkRows: 500_000, oltpTransactions: 100_000, e2eSeconds: 120, rssRows: 1_000_000, stallSeconds: 30, stallRows: 500_000 },
+  quick: {
+    turns: 3,
+    bulkRows: 300_000,
+    kinesisBulkRows: 40_000,
+    oltpTransactions: 55_000,
+    kinesisOltpTransactions: 15_000,
+    e2eSeconds: 10,
+    e2eHighRateTurns: 1,
+    rssRows: 200_000,
+    stallSeconds: 10,
+    stallRows: 100_000,
+  },
+  full: {
+    turns: 3,
+    bulkRows: 1_000_000,
+    kinesisBulkRows: 1_000_000,
+    oltpTransactions: 333_334,
+    kinesisOltpTransactions: 333_334,
+    e2eSeconds: 60,
+    e2eHighRateTurns: 3,
+    rssRows: 1_000_000,
+    stallSeconds: 30,
+    stallRows: 500_000,
+  },
 };
+/** The oltp workload's stream, filled once for the processor, the loader and replay. */
+const DOWNSTREAM_STREAM = 'bench-oltp-downstream';
 const E2E_RATE = 1_000;
+const E2E_HIGH_RATE = 5_000;
 const SECTIONS = ['capture', 'downstream', 'e2e', 'rss'] as const;
 type Section = (typeof SECTIONS)[number];
 
+const q = SIZES.quick;
 const USAGE = `npm run bench -- [--full] [--json PATH] [--only ${SECTIONS.join(',')}]
-  --full        the issue's sizes: bulk 500,000 rows, oltp 100,000 transactions, 1,000,000-row RSS transaction, 30 s stall
-                (default: quick, bulk ${SIZES.quick.bulkRows.toLocaleString()}, oltp ${SIZES.quick.oltpTransactions.toLocaleString()}, RSS ${SIZES.quick.rssRows.toLocaleString()} rows, ${SIZES.quick.stallSeconds} s stall)
+  (default: quick, ${q.turns} turns of each figure and its reference: bulk ${q.bulkRows.toLocaleString()} rows (${q.kinesisBulkRows.toLocaleString()} into Kinesis), oltp ${q.oltpTransactions.toLocaleString()} transactions (${q.kinesisOltpTransactions.toLocaleString()}),
+   e2e ${q.turns} x ${q.e2eSeconds} s at ${E2E_RATE.toLocaleString()}/s and ${q.e2eHighRateTurns} x ${q.e2eSeconds} s at ${E2E_HIGH_RATE.toLocaleString()}/s, RSS ${q.rssRows.toLocaleString()} rows, ${q.stallSeconds} s stall)
+  --full        bulk 1,000,000 rows, oltp 1,000,000 changes, e2e 60 s turns, a 1,000,000-row RSS transaction, 30 s stall
   --json PATH   write the report as JSON
   --only LIST   measure only these sections (the others' figures are null); downstream needs capture`;
 
-const say = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+const say = (line: string) => process.stderr.write(`[bench] ${new Date().toISOString().slice(11, 19)} ${line}\n`);
 
 export async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -52,51 +81,70 @@ export async function main(argv: string[]): Promise<number> {
   }
   const mode = values.full ? 'full' : 'quick';
   const sizes = SIZES[mode];
+  const loadAtStart = loadavg();
 
-  say(`${mode} run: starting Postgres x2, kinesalite, s3rver`);
+  say(`${mode} run: starting Postgres x2, kinesalite, s3rver (load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')})`);
   const env = await startEnvironment();
   try {
     const capture: Partial<Record<'bulk' | 'oltp', CaptureFigures>> = {};
-    let ceiling: number | null = null;
     if (only.has('capture')) {
-      capture.bulk = await measureCapture(env, 'bulk', sizes.bulkRows, say);
-      capture.oltp = await measureCapture(env, 'oltp', sizes.oltpTransactions, say);
-      say('Kinesis ceiling: 500-record PutRecords of the same record size');
-      const kinesis = kinesisClient({ kinesisEndpoint: env.kinesisEndpoint });
-      ceiling = await kinesisCeiling(kinesis, STREAMS.ceiling, capture.oltp.meanRecordBytes, Math.min(capture.oltp.changes, 50_000));
-      kinesis.destroy();
+      capture.bulk = {
+        drains: await measureDrains(env, 'bulk', sizes.bulkRows, sizes.turns, say),
+        kinesis: await measureKinesis(env, 'bulk', sizes.kinesisBulkRows, sizes.turns, say),
+      };
+      capture.oltp = {
+        drains: await measureDrains(env, 'oltp', sizes.oltpTransactions, sizes.turns, say, only.has('downstream') ? DOWNSTREAM_STREAM : undefined),
+        kinesis: await measureKinesis(env, 'oltp', sizes.kinesisOltpTransactions, sizes.turns, say),
+      };
     }
-    const downstream = only.has('downstream') ? await measureDownstream(env, STREAMS.oltp, capture.oltp!.streamRecords, say) : null;
-    const freshness = only.has('e2e') ? await measureFreshness(env, { rate: E2E_RATE, seconds: sizes.e2eSeconds }, say) : null;
+    const stream = capture.oltp?.drains.filled;
+    const downstream = stream ? await measureDownstream(env, stream.streamName, stream.records, sizes.turns, say) : null;
+    const freshness: FreshnessRuns[] = [];
+    if (only.has('e2e')) {
+      for (const [rate, turns] of [
+        [E2E_RATE, sizes.turns],
+        [E2E_HIGH_RATE, sizes.e2eHighRateTurns],
+      ]) {
+        const runs = await repeat(turns, (turn) => measureFreshness(env, { rate, seconds: sizes.e2eSeconds, tag: `e2e_${rate}_${turn + 1}` }, say));
+        freshness.push({ rate, runs });
+      }
+    }
     const rss = only.has('rss')
       ? await measureCaptureRss(env, { bigRows: sizes.rssRows, stallSeconds: sizes.stallSeconds, stallRows: sizes.stallRows }, say)
       : null;
 
-    const bulk = workloadCapture(capture.bulk);
-    const round = (v: number | undefined) => (v == null ? null : Math.round(v));
+    const details: BenchReport['details'] = { capture, downstream, freshness, rss };
+    const spreads = collectSpreads({ details });
+    const bulk = workloadCapture(spreads, 'bulk');
+    const median = (key: string) => (spreads[key] ? Math.round(spreads[key].median) : null);
     const report: BenchReport = {
       mode,
       command: `npm run bench -- ${argv.join(' ')}`.trim(),
       at: new Date().toISOString(),
       machine: await machine(env),
+      load: { start: loadAtStart, end: loadavg() },
       sizes,
       ...bulk,
+      kinesis_ceiling_records_per_s: median('oltp.kinesis_ceiling_records_per_s'),
       bulk,
-      oltp: workloadCapture(capture.oltp),
-      kinesis_ceiling_records_per_s: round(ceiling ?? undefined),
-      processor_events_per_s: round(downstream?.processor.eventsPerSecond),
-      loader_rows_per_s: round(downstream?.loader.rowsPerSecond),
-      copy_rows_per_s: round(downstream?.copy.rowsPerSecond),
-      e2e_p50_ms: round(freshness?.p50Ms),
-      e2e_p95_ms: round(freshness?.p95Ms),
-      e2e_p99_ms: round(freshness?.p99Ms),
-      replay_events_per_s: round(downstream?.replay.eventsPerSecond),
-      capture_rss_mb_max: round(rss?.maxMb),
-      details: { capture, downstream, freshness, rss },
+      oltp: workloadCapture(spreads, 'oltp'),
+      processor_events_per_s: median('processor_events_per_s'),
+      processor_events_per_cpu_s: median('processor_events_per_cpu_s'),
+      loader_rows_per_s: median('loader_rows_per_s'),
+      copy_rows_per_s: median('copy_rows_per_s'),
+      e2e_p50_ms: median(`e2e_${E2E_RATE}.p50_ms`),
+      e2e_p95_ms: median(`e2e_${E2E_RATE}.p95_ms`),
+      e2e_p99_ms: median(`e2e_${E2E_RATE}.p99_ms`),
+      e2e_high_rate_p99_ms: median(`e2e_${E2E_HIGH_RATE}.p99_ms`),
+      replay_events_per_s: median('replay_events_per_s'),
+      capture_rss_mb_max: rss ? Math.round(rss.maxMb) : null,
+      spreads,
+      details,
     };
     process.stdout.write(`\n${formatTable(report)}\n\n`);
-    const m = report.machine;
-    process.stdout.write(`${m.cores} cores (${m.cpu_model}), ${m.memory_gb} GB, Node ${m.node}, Postgres ${m.postgres}, ${m.pg_recvlogical}\n`);
+    const mc = report.machine;
+    process.stdout.write(`${mc.cores} cores (${mc.cpu_model}), ${mc.memory_gb} GB, Node ${mc.node}, Postgres ${mc.postgres}, ${mc.pg_recvlogical}\n`);
+    process.stdout.write(`load average at start ${fmtLoad(report.load.start)}, at end ${fmtLoad(report.load.end)}\n`);
     if (values.json) {
       writeFileSync(values.json, `${JSON.stringify(report, null, 2)}\n`);
       say(`report written to ${values.json}`);
@@ -106,3 +154,5 @@ export async function main(argv: string[]): Promise<number> {
     await env.stop();
   }
 }
+
+const fmtLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');

@@ -155,18 +155,28 @@ export async function drainWithRecvlogical(sourceUrl: string, slotName: string, 
   return { changes, seconds, changesPerSecond: changes / seconds };
 }
 
+export interface CeilingResult {
+  records: number;
+  seconds: number;
+  recordsPerSecond: number;
+}
+
+/** How long a ceiling turn sends for: long enough that start-up and one slow call do not decide it. */
+const CEILING_SECONDS = 2.5;
+
 /**
  * The emulator's own ceiling: 500-record PutRecords of `recordBytes`-byte records, one call in
- * flight as the KinesisSink keeps it, spread over every shard.
+ * flight as the KinesisSink keeps it, spread over every shard, for CEILING_SECONDS.
  */
-export async function kinesisCeiling(client: KinesisClient, streamName: string, recordBytes: number, records: number): Promise<number> {
+export async function kinesisCeiling(client: KinesisClient, streamName: string, recordBytes: number): Promise<CeilingResult> {
   const data = Buffer.from(`${'x'.repeat(Math.max(1, recordBytes - 1))}\n`);
   const started = performance.now();
   let accepted = 0;
-  for (let sent = 0; sent < records; sent += 500) {
-    const batch = Array.from({ length: Math.min(500, records - sent) }, (_, i) => ({ Data: data, PartitionKey: `sales_order:${sent + i}` }));
+  for (let sent = 0; performance.now() - started < CEILING_SECONDS * 1000; sent += 500) {
+    const batch = Array.from({ length: 500 }, (_, i) => ({ Data: data, PartitionKey: `sales_order:${sent + i}` }));
     const out = await client.send(new PutRecordsCommand({ StreamName: streamName, Records: batch }));
     accepted += batch.length - (out.FailedRecordCount ?? 0);
   }
-  return accepted / ((performance.now() - started) / 1000);
+  const seconds = (performance.now() - started) / 1000;
+  return { records: accepted, seconds, recordsPerSecond: accepted / seconds };
 }

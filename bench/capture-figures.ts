@@ -1,65 +1,217 @@
-/** The capture figures of one workload: null sink and Kinesis beside pg_recvlogical, on the same WAL. */
+/**
+ * The capture figures of one workload, each beside its reference, in interleaved turns, each in
+ * a database of its own:
+ *   measureDrains: the null sink against pg_recvlogical, on the same WAL from the same point
+ *   (each turn drains a fresh copy of a slot made before the workload);
+ *   measureKinesis: the Kinesis sink against the emulator's PutRecords ceiling, each capture turn
+ *   into a stream of its own (a smaller workload: the emulator is slow, and 2 s is enough).
+ * measureDrains can also fill a stream for downstream, once and untimed: the seed's snapshot and
+ * the whole workload, through a KinesisSink of its own slot.
+ */
 import { NullSink } from '../capture/sink.ts';
 import { KinesisSink } from '../capture/kinesis-sink.ts';
 import { kinesisClient } from '../lib/aws.ts';
-import { createCaptureSlot, createRecvlogicalSlot, drainWithCapture, drainWithRecvlogical, type DrainResult } from './capture-drain.ts';
-import { createDatabase, STREAMS, type BenchEnvironment } from './environment.ts';
-import { prepareSource, workload, type WorkloadName } from './workloads.ts';
+import type pg from '../lib/pg.ts';
+import {
+  createCaptureSlot,
+  createRecvlogicalSlot,
+  drainWithCapture,
+  drainWithRecvlogical,
+  kinesisCeiling,
+  type CeilingResult,
+  type DrainResult,
+} from './capture-drain.ts';
+import { createDatabase, createStream, deleteStream, type BenchEnvironment } from './environment.ts';
+import { interleave, ratioSpread, type Spread } from './runs.ts';
+import { prepareSource, workload, type Workload, type WorkloadName } from './workloads.ts';
 
-export interface CaptureFigures {
+interface WorkloadRun {
   workload: WorkloadName;
   changes: number;
   transactions: number;
   /** Seconds the source took to write the workload (context only: no reader was running). */
   writeSeconds: number;
-  recvlogical: DrainResult;
-  nullSink: DrainResult;
-  kinesis: DrainResult;
-  /** Records the Kinesis stream holds afterwards (the seed's snapshot reads included) and their mean size. */
-  streamRecords: number;
+}
+
+/** A stream filled for downstream: the records it holds (the seed's snapshot reads included) and their mean size. */
+export interface FilledStream {
+  streamName: string;
+  records: number;
   meanRecordBytes: number;
 }
 
-export async function measureCapture(env: BenchEnvironment, name: WorkloadName, size: number, say: (line: string) => void): Promise<CaptureFigures> {
-  const { url, client } = await createDatabase(env.source, name);
-  const w = workload(name, size);
-  const kinesis = kinesisClient({ kinesisEndpoint: env.kinesisEndpoint });
+export interface DrainFigures extends WorkloadRun {
+  /** One entry per turn, in the order they ran. */
+  recvlogical: DrainResult[];
+  nullSink: DrainResult[];
+  /** Per-turn null sink / pg_recvlogical. */
+  nullVsRecvlogical: Spread;
+  filled: FilledStream | null;
+}
+
+export interface KinesisFigures extends WorkloadRun {
+  kinesis: DrainResult[];
+  ceiling: CeilingResult[];
+  /** Per-turn Kinesis sink / PutRecords ceiling. */
+  kinesisVsCeiling: Spread;
+  meanRecordBytes: number;
+}
+
+export interface CaptureFigures {
+  drains: DrainFigures;
+  kinesis: KinesisFigures;
+}
+
+/** `slot` as a fresh copy of `origin` (an earlier copy dropped): every turn reads the same WAL from the same point. */
+async function copySlot(db: pg.Client, origin: string, slot: string): Promise<void> {
+  await db.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+  await db.query('SELECT pg_copy_logical_replication_slot($1, $2)', [origin, slot]);
+}
+
+const origin = (slot: string) => `${slot}_origin`;
+
+/** A database of its own with the seed; `slots` made (and copied as origins) before `w` is written. */
+async function withWorkload<T>(
+  env: BenchEnvironment,
+  database: string,
+  w: Workload,
+  say: (line: string) => void,
+  makeSlots: (url: string, db: pg.Client) => Promise<void>,
+  measure: (url: string, db: pg.Client, run: WorkloadRun, endLsn: string) => Promise<T>,
+): Promise<T> {
+  const { url, client } = await createDatabase(env.source, database);
   try {
     await prepareSource(client);
-    const slots = { nullSink: `${name}_null`, kinesis: `${name}_kinesis`, recvlogical: `${name}_recvlogical` };
-    const snapshotSink = new KinesisSink({ client: kinesis, streamName: STREAMS[name] });
-    await createCaptureSlot(url, slots.nullSink, new NullSink());
-    await createCaptureSlot(url, slots.kinesis, snapshotSink);
-    await createRecvlogicalSlot(url, slots.recvlogical);
-
-    say(`${name}: writing ${w.transactions.toLocaleString()} transaction(s), ${w.changes.toLocaleString()} changes`);
+    await makeSlots(url, client);
+    say(`${database}: writing ${w.transactions.toLocaleString()} transaction(s), ${w.changes.toLocaleString()} changes`);
     const writeStarted = Date.now();
     await client.query(w.sql);
     const writeSeconds = (Date.now() - writeStarted) / 1000;
     const { rows } = await client.query('SELECT pg_current_wal_insert_lsn()::text AS lsn');
-
-    say(`${name}: pg_recvlogical draining`);
-    const recvlogical = await drainWithRecvlogical(url, slots.recvlogical, rows[0].lsn, w.changes);
-    say(`${name}: capture → null sink draining`);
-    const nullSink = await drainWithCapture(url, slots.nullSink, new NullSink(), w.changes);
-    say(`${name}: capture → Kinesis draining`);
-    const sink = new KinesisSink({ client: kinesis, streamName: STREAMS[name] });
-    const kinesisDrain = await drainWithCapture(url, slots.kinesis, sink, w.changes);
-    const records = snapshotSink.metrics.records + sink.metrics.records;
-    const bytes = snapshotSink.metrics.bytes + sink.metrics.bytes;
-    return {
-      workload: name,
-      changes: w.changes,
-      transactions: w.transactions,
-      writeSeconds,
-      recvlogical,
-      nullSink,
-      kinesis: kinesisDrain,
-      streamRecords: records,
-      meanRecordBytes: Math.round(bytes / records),
-    };
+    return await measure(url, client, { workload: w.name, changes: w.changes, transactions: w.transactions, writeSeconds }, rows[0].lsn);
   } finally {
+    // the slots hold WAL and count against max_replication_slots: the next workload needs room
+    await client
+      .query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database() AND NOT active')
+      .catch(() => undefined);
     await client.end();
+  }
+}
+
+export async function measureDrains(
+  env: BenchEnvironment,
+  name: WorkloadName,
+  size: number,
+  turns: number,
+  say: (line: string) => void,
+  fillStream?: string,
+): Promise<DrainFigures> {
+  const w = workload(name, size);
+  const slots = { nullSink: `${name}_null`, recvlogical: `${name}_recvlogical`, fill: `${name}_fill` };
+  const kinesis = kinesisClient({ kinesisEndpoint: env.kinesisEndpoint });
+  const fillSink = fillStream ? new KinesisSink({ client: kinesis, streamName: fillStream }) : null;
+  try {
+    return await withWorkload(
+      env,
+      `${name}_drains`,
+      w,
+      say,
+      async (url, db) => {
+        await createCaptureSlot(url, slots.nullSink, new NullSink());
+        await copySlot(db, slots.nullSink, origin(slots.nullSink));
+        await createRecvlogicalSlot(url, origin(slots.recvlogical));
+        if (fillStream && fillSink) {
+          await createStream(env, fillStream);
+          await createCaptureSlot(url, slots.fill, fillSink);
+        }
+      },
+      async (url, db, run, endLsn) => {
+        const drains = await interleave(
+          turns,
+          async (turn) => {
+            say(`${name}: turn ${turn + 1}/${turns}: pg_recvlogical draining`);
+            await copySlot(db, origin(slots.recvlogical), slots.recvlogical);
+            return drainWithRecvlogical(url, slots.recvlogical, endLsn, w.changes);
+          },
+          async (turn) => {
+            say(`${name}: turn ${turn + 1}/${turns}: capture → null sink draining`);
+            if (turn > 0) await copySlot(db, origin(slots.nullSink), slots.nullSink);
+            return drainWithCapture(url, slots.nullSink, new NullSink(), w.changes);
+          },
+        );
+        let filled: FilledStream | null = null;
+        if (fillStream && fillSink) {
+          say(`${name}: filling ${fillStream} for downstream (not timed)`);
+          const sink = new KinesisSink({ client: kinesis, streamName: fillStream });
+          await drainWithCapture(url, slots.fill, sink, w.changes);
+          const records = fillSink.metrics.records + sink.metrics.records;
+          filled = { streamName: fillStream, records, meanRecordBytes: Math.round((fillSink.metrics.bytes + sink.metrics.bytes) / records) };
+        }
+        const rates = (d: DrainResult[]) => d.map((x) => x.changesPerSecond);
+        return { ...run, recvlogical: drains.a, nullSink: drains.b, nullVsRecvlogical: ratioSpread(rates(drains.b), rates(drains.a)), filled };
+      },
+    );
+  } finally {
+    kinesis.destroy();
+  }
+}
+
+export async function measureKinesis(
+  env: BenchEnvironment,
+  name: WorkloadName,
+  size: number,
+  turns: number,
+  say: (line: string) => void,
+): Promise<KinesisFigures> {
+  const w = workload(name, size);
+  const slot = `${name}_kinesis`;
+  const ceilingStream = `bench-${name}-ceiling`;
+  const kinesis = kinesisClient({ kinesisEndpoint: env.kinesisEndpoint });
+  try {
+    return await withWorkload(
+      env,
+      `${name}_kinesis`,
+      w,
+      say,
+      async (url, db) => {
+        await createCaptureSlot(url, slot, new NullSink());
+        await copySlot(db, slot, origin(slot));
+      },
+      async (url, db, run) => {
+        let meanRecordBytes = 0;
+        await createStream(env, ceilingStream);
+        const turnsRun = await interleave(
+          turns,
+          async (turn) => {
+            say(`${name}: turn ${turn + 1}/${turns}: capture → Kinesis draining`);
+            const stream = `bench-${name}-${turn + 1}`;
+            await createStream(env, stream);
+            if (turn > 0) await copySlot(db, origin(slot), slot);
+            const sink = new KinesisSink({ client: kinesis, streamName: stream });
+            const drained = await drainWithCapture(url, slot, sink, w.changes);
+            meanRecordBytes = Math.round(sink.metrics.bytes / sink.metrics.records);
+            await deleteStream(env, stream);
+            return drained;
+          },
+          async (turn) => {
+            say(`${name}: turn ${turn + 1}/${turns}: PutRecords ceiling`);
+            return kinesisCeiling(kinesis, ceilingStream, meanRecordBytes);
+          },
+        );
+        await deleteStream(env, ceilingStream);
+        return {
+          ...run,
+          kinesis: turnsRun.a,
+          ceiling: turnsRun.b,
+          kinesisVsCeiling: ratioSpread(
+            turnsRun.a.map((d) => d.changesPerSecond),
+            turnsRun.b.map((c) => c.recordsPerSecond),
+          ),
+          meanRecordBytes,
+        };
+      },
+    );
+  } finally {
     kinesis.destroy();
   }
 }

@@ -1,105 +1,180 @@
 /**
- * The figures after Kinesis: the processor (Kinesis events → Parquet micro-batches in S3), the
- * loader (micro-batches merged into the warehouse) and, beside the loader, a plain COPY of the
- * same rows into unindexed tables: the most the warehouse could take. Then a replay rebuilds a
- * fresh schema from the archive the Firehose stand-in wrote of the same stream.
+ * The figures after Kinesis, each in turns:
+ *   the processor (Lambda events → Parquet micro-batches in S3), fed the stream's records as the
+ *   event source mapping hands them over (5,000 a batch), one invocation at a time as one Lambda
+ *   container runs them, each turn into a bucket of its own;
+ *   the loader (micro-batches merged into a fresh warehouse each turn) against a plain COPY of the
+ *   same rows into unindexed tables, the most the warehouse could take;
+ *   a replay rebuilding a fresh schema from the archive the Firehose stand-in wrote of the stream.
  */
 import { performance } from 'node:perf_hooks';
+import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
+import type { KinesisStreamEvent } from 'aws-lambda';
 import { FirehoseStandin } from '../archiver/firehose-standin.ts';
 import { replayArchive } from '../replay/replay.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
-import { sleep } from '../lib/retry.ts';
 import { Loader } from '../loader/loader.ts';
 import { stageColumns } from '../loader/merge-sql.ts';
-import { KinesisPoller } from '../local/kinesis-poller.ts';
+import { PROCESSOR_BATCH_SIZE, toLambdaRecord } from '../local/kinesis-poller.ts';
 import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { decodeParquet } from '../formats/parquet.ts';
 import { Processor } from '../processors/processor.ts';
 import { copyRows } from './copy-in.ts';
-import { BUCKETS, createDatabase, type BenchEnvironment } from './environment.ts';
+import { createBucket, createDatabase, type BenchEnvironment } from './environment.ts';
+import { interleave, ratioSpread, repeat, spread, type Spread } from './runs.ts';
 
-export interface DownstreamFigures {
-  processor: { events: number; batches: number; seconds: number; eventsPerSecond: number };
-  loader: { rows: number; batches: number; seconds: number; rowsPerSecond: number };
-  /** Reading and decoding the same micro-batches alone: the part of the loader's time that is not SQL. */
-  fetchDecode: { rows: number; seconds: number; rowsPerSecond: number };
-  copy: { rows: number; seconds: number; rowsPerSecond: number };
-  replay: { events: number; seconds: number; eventsPerSecond: number };
+export interface ProcessorRun {
+  events: number;
+  batches: number;
+  seconds: number;
+  eventsPerSecond: number;
+  /** Events per second of this process's CPU time (user + system): what one core could do, whatever else the machine ran. */
+  eventsPerCpuSecond: number;
 }
 
-/** Runs the processor over every record of `streamName`, then loads what it wrote. */
-export async function measureDownstream(env: BenchEnvironment, streamName: string, records: number, say: (line: string) => void): Promise<DownstreamFigures> {
+export interface DownstreamFigures {
+  processor: ProcessorRun[];
+  processorEventsPerSecond: Spread;
+  processorEventsPerCpuSecond: Spread;
+  loader: { rows: number; batches: number; seconds: number; rowsPerSecond: number }[];
+  /** Reading and decoding the micro-batches alone, once: the part of the loader's time that is not SQL. */
+  fetchDecode: { rows: number; seconds: number; rowsPerSecond: number };
+  copy: { rows: number; seconds: number; rowsPerSecond: number }[];
+  loaderVsCopy: Spread;
+  loaderRowsPerSecond: Spread;
+  replay: { events: number; seconds: number; eventsPerSecond: number }[];
+  replayEventsPerSecond: Spread;
+}
+
+const BUCKETS = { ingestion: 'bench-ingestion', processed: (turn: number) => `bench-processed-${turn + 1}` };
+
+/** How long one COPY turn copies for (the rows again and again): long enough to be a rate, not a start-up. */
+const COPY_SECONDS = 2;
+
+export async function measureDownstream(
+  env: BenchEnvironment,
+  streamName: string,
+  records: number,
+  turns: number,
+  say: (line: string) => void,
+): Promise<DownstreamFigures> {
   const kinesis = kinesisClient({ kinesisEndpoint: env.kinesisEndpoint });
   const s3 = s3Client({ s3Endpoint: env.s3Endpoint });
-  const store = new MicroBatchStore(s3, BUCKETS.processed);
-  const { url, client } = await createDatabase(env.warehouse, 'bench_warehouse');
-  const pool = poolFor(url, 2);
+  const copyDb = await createDatabase(env.warehouse, 'bench_copy');
   try {
-    say(`processor: ${records.toLocaleString()} events from ${streamName}`);
-    const processor = new Processor(store);
-    const poller = new KinesisPoller({ client: kinesis, streamName, consumer: processor.handler, batchSize: 5_000, name: 'bench-processor' });
-    const processorStarted = performance.now();
-    await poller.start();
-    while (processor.metrics.events < records) await sleep(10);
-    const processorSeconds = (performance.now() - processorStarted) / 1000;
-    await poller.stop();
+    say(`reading ${records.toLocaleString()} records of ${streamName} into Lambda events (not timed)`);
+    const events = await readStream(kinesis, streamName, records);
 
-    say('archive: the Firehose stand-in writes the same stream to the ingestion bucket (not timed)');
-    const firehose = new FirehoseStandin({ s3, bucket: BUCKETS.ingestion, deliveryStreamName: streamName });
-    let archived = 0;
-    const archiver = new KinesisPoller({
-      client: kinesis,
-      streamName,
-      batchSize: 10_000,
-      name: 'bench-archiver',
-      consumer: async (event) => {
-        await firehose.consume(event);
-        archived += event.Records.length;
-      },
+    const processor = await repeat(turns, async (turn) => {
+      say(`processor: turn ${turn + 1}/${turns}, ${records.toLocaleString()} events`);
+      await createBucket(env, BUCKETS.processed(turn));
+      return runProcessor(new MicroBatchStore(s3, BUCKETS.processed(turn)), events);
     });
-    await archiver.start();
-    while (archived < records) await sleep(10);
-    await archiver.stop();
+
+    say('archive: the Firehose stand-in writes the same records to the ingestion bucket (not timed)');
+    await createBucket(env, BUCKETS.ingestion);
+    const firehose = new FirehoseStandin({ s3, bucket: BUCKETS.ingestion, deliveryStreamName: streamName });
+    for (const event of events) await firehose.consume(event);
     await firehose.stop();
+    events.length = 0; // --full holds a million records here: let them go before the decoded rows come
 
-    say('loader: merging the micro-batches');
-    const loader = new Loader(pool, store);
-    await loader.ensureSchema();
-    const loaderStarted = performance.now();
-    while ((await loader.loadAvailable()) > 0);
-    const loaderSeconds = (performance.now() - loaderStarted) / 1000;
-
-    say('reference: COPY of the same rows');
+    const store = new MicroBatchStore(s3, BUCKETS.processed(0));
     const decodeStarted = performance.now();
     const tables = await readMicroBatches(store);
     const decodeSeconds = (performance.now() - decodeStarted) / 1000;
-    const copy = await copyReference(client, tables);
-
-    say('replay: rebuilding a fresh schema from the archive');
-    const replayed = await replayArchive({ s3, bucket: BUCKETS.ingestion, pool, schema: 'replay_rebuild', freshSchema: true });
-
     const fetchedRows = [...tables.values()].reduce((n, rows) => n + rows.length, 0);
-    return {
-      processor: {
-        events: processor.metrics.events,
-        batches: processor.metrics.batches,
-        seconds: processorSeconds,
-        eventsPerSecond: processor.metrics.events / processorSeconds,
+
+    const loads = await interleave(
+      turns,
+      async (turn) => {
+        say(`loader: turn ${turn + 1}/${turns}, merging the micro-batches into a fresh warehouse`);
+        const { url, client } = await createDatabase(env.warehouse, `bench_warehouse_${turn + 1}`);
+        await client.end();
+        const pool = poolFor(url, 2);
+        try {
+          const loader = new Loader(pool, store);
+          await loader.ensureSchema();
+          const started = performance.now();
+          while ((await loader.loadAvailable()) > 0);
+          const seconds = (performance.now() - started) / 1000;
+          return { rows: loader.metrics.rows, batches: loader.metrics.batches, seconds, rowsPerSecond: loader.metrics.rows / seconds };
+        } finally {
+          await pool.end();
+        }
       },
-      loader: { rows: loader.metrics.rows, batches: loader.metrics.batches, seconds: loaderSeconds, rowsPerSecond: loader.metrics.rows / loaderSeconds },
+      async (turn) => {
+        say(`reference: turn ${turn + 1}/${turns}, COPY of the same rows`);
+        return copyReference(copyDb.client, `copy_reference_${turn + 1}`, tables);
+      },
+    );
+
+    const replayDb = await createDatabase(env.warehouse, 'bench_replay');
+    await replayDb.client.end();
+    const replayPool = poolFor(replayDb.url, 2);
+    const replay = await repeat(turns, async (turn) => {
+      say(`replay: turn ${turn + 1}/${turns}, rebuilding a fresh schema from the archive`);
+      const r = await replayArchive({ s3, bucket: BUCKETS.ingestion, pool: replayPool, schema: `replay_rebuild_${turn + 1}`, freshSchema: true });
+      return { events: r.events, seconds: r.seconds, eventsPerSecond: r.eventsPerSecond };
+    }).finally(() => replayPool.end());
+
+    return {
+      processor,
+      processorEventsPerSecond: spread(processor.map((p) => p.eventsPerSecond)),
+      processorEventsPerCpuSecond: spread(processor.map((p) => p.eventsPerCpuSecond)),
+      loader: loads.a,
       fetchDecode: { rows: fetchedRows, seconds: decodeSeconds, rowsPerSecond: fetchedRows / decodeSeconds },
-      copy,
-      replay: { events: replayed.events, seconds: replayed.seconds, eventsPerSecond: replayed.eventsPerSecond },
+      copy: loads.b,
+      loaderVsCopy: ratioSpread(
+        loads.a.map((l) => l.rowsPerSecond),
+        loads.b.map((c) => c.rowsPerSecond),
+      ),
+      loaderRowsPerSecond: spread(loads.a.map((l) => l.rowsPerSecond)),
+      replay,
+      replayEventsPerSecond: spread(replay.map((r) => r.eventsPerSecond)),
     };
   } finally {
-    await pool.end();
-    await client.end();
+    await copyDb.client.end();
     kinesis.destroy();
     s3.destroy();
   }
+}
+
+/** Every record of the stream as the event source mapping hands them over: per shard, GetRecords batches of PROCESSOR_BATCH_SIZE. */
+async function readStream(kinesis: KinesisClient, streamName: string, records: number): Promise<KinesisStreamEvent[]> {
+  const events: KinesisStreamEvent[] = [];
+  let read = 0;
+  for (const shard of (await kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? []) {
+    let iterator = (await kinesis.send(new GetShardIteratorCommand({ StreamName: streamName, ShardId: shard.ShardId!, ShardIteratorType: 'TRIM_HORIZON' })))
+      .ShardIterator;
+    while (iterator) {
+      const out = await kinesis.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: PROCESSOR_BATCH_SIZE }));
+      const batch = out.Records ?? [];
+      if (batch.length === 0) break; // the stream is complete before this runs: an empty read is its end
+      events.push({ Records: batch.map((r) => toLambdaRecord(r, shard.ShardId!, streamName)) });
+      read += batch.length;
+      iterator = out.NextShardIterator;
+    }
+  }
+  if (read !== records) throw new Error(`${streamName} holds ${read} records, capture put ${records}`);
+  return events;
+}
+
+/** One Processor over every event, one invocation at a time; wall and CPU time. */
+async function runProcessor(store: MicroBatchStore, events: KinesisStreamEvent[]): Promise<ProcessorRun> {
+  const processor = new Processor(store);
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  for (const event of events) {
+    const { batchItemFailures } = await processor.handler(event);
+    if (batchItemFailures.length) throw new Error('the processor failed a batch (see its log)');
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  const { events: n, batches } = processor.metrics;
+  return { events: n, batches, seconds, eventsPerSecond: n / seconds, eventsPerCpuSecond: n / ((cpu.user + cpu.system) / 1e6) };
 }
 
 /** Every load row the processor wrote, by load table, read as the loader reads them. */
@@ -118,27 +193,34 @@ async function readMicroBatches(store: MicroBatchStore): Promise<Map<LoadTableNa
   return tables;
 }
 
-/** COPY every load table's rows into an unindexed table of the staging columns, one transaction. */
-async function copyReference(client: pg.Client, tables: Map<LoadTableName, LoadRow[]>): Promise<DownstreamFigures['copy']> {
-  await client.query('CREATE SCHEMA copy_reference');
+/** COPY every load table's rows, one transaction a pass, into unindexed tables of the staging columns, pass after pass for COPY_SECONDS. */
+async function copyReference(
+  client: pg.Client,
+  schema: string,
+  tables: Map<LoadTableName, LoadRow[]>,
+): Promise<{ rows: number; seconds: number; rowsPerSecond: number }> {
+  await client.query(`CREATE SCHEMA ${schema}`);
   for (const table of tables.keys()) {
     await client.query(
-      `CREATE TABLE copy_reference."${table}" (${stageColumns(table)
+      `CREATE TABLE ${schema}."${table}" (${stageColumns(table)
         .map(([n, t]) => `"${n}" ${t}`)
         .join(', ')})`,
     );
   }
   const started = performance.now();
   let rows = 0;
-  await client.query('BEGIN');
-  for (const [table, tableRows] of tables)
-    rows += await copyRows(
-      client,
-      `copy_reference."${table}"`,
-      stageColumns(table).map(([n]) => n),
-      tableRows,
-    );
-  await client.query('COMMIT');
+  do {
+    await client.query('BEGIN');
+    for (const [table, tableRows] of tables)
+      rows += await copyRows(
+        client,
+        `${schema}."${table}"`,
+        stageColumns(table).map(([n]) => n),
+        tableRows,
+      );
+    await client.query('COMMIT');
+  } while (performance.now() - started < COPY_SECONDS * 1000);
   const seconds = (performance.now() - started) / 1000;
+  await client.query(`DROP SCHEMA ${schema} CASCADE`); // the warehouse cluster's disk is shared with the loader turns
   return { rows, seconds, rowsPerSecond: rows / seconds };
 }

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Pipeline } from '../local/pipeline.ts';
 import { sleep } from '../lib/retry.ts';
 import type { SimulatorStats } from '../totesys/simulator.ts';
-import { BUCKETS, createDatabase, STREAMS, type BenchEnvironment } from './environment.ts';
+import { createBucket, createDatabase, createStream, type BenchEnvironment } from './environment.ts';
 import { PUBLICATION, prepareSource } from './workloads.ts';
 
 const POLL_MS = 50;
@@ -21,8 +21,11 @@ const FACTS = { fact_sales_order: 'sales_order_id', fact_purchase_order: 'purcha
 export interface FreshnessFigures {
   rate: number;
   seconds: number;
-  /** Changes the simulator actually wrote per second (it may fall short of `rate` on a busy machine). */
+  /** Changes the simulators actually wrote per second (they may fall short of `rate` on a busy machine). */
   achievedRate: number;
+  /** Simulator processes writing side by side, and the transactions that failed on a collision between them. */
+  simulators: number;
+  failedTransactions: number;
   factVersions: number;
   p50Ms: number;
   p95Ms: number;
@@ -45,42 +48,62 @@ const NEW_FACT_ROWS = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::big
   )
   .join(' UNION ALL ')}) v), '[]') AS rows`;
 
-/** Runs bench/simulate.ts in a child process until `seconds` have passed. */
-function simulate(sourceUrl: string, rate: number, seconds: number): Promise<SimulatorStats> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'simulate.ts'), sourceUrl, String(rate), String(seconds)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`simulator exited ${code}`))));
-  });
+/** Changes/s one simulator process holds here (it writes one transaction at a time). */
+const SIMULATOR_RATE = 1_000;
+
+interface SimulationStats extends SimulatorStats {
+  /** Transactions that failed on a collision between simulators (each is retried by a fresh simulator). */
+  failed: number;
 }
 
-export async function measureFreshness(env: BenchEnvironment, opts: { rate: number; seconds: number }, say: (line: string) => void): Promise<FreshnessFigures> {
-  const source = await createDatabase(env.source, 'e2e');
-  const warehouse = await createDatabase(env.warehouse, 'e2e_warehouse');
+/** Runs bench/simulate.ts in enough child processes to write `rate` changes/s between them, until `seconds` have passed. */
+async function simulate(sourceUrl: string, rate: number, seconds: number): Promise<SimulationStats> {
+  const processes = Math.ceil(rate / SIMULATOR_RATE);
+  const one = (seed: number) =>
+    new Promise<SimulationStats>((resolve, reject) => {
+      const args = ['--import', 'tsx', join(import.meta.dirname, 'simulate.ts'), sourceUrl, String(rate / processes), String(seconds), String(seed)];
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+      });
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`simulator exited ${code}`))));
+    });
+  const all = await Promise.all(Array.from({ length: processes }, (_, i) => one(7 + i)));
+  return all.reduce((a, b) => ({ transactions: a.transactions + b.transactions, changes: a.changes + b.changes, failed: a.failed + b.failed }));
+}
+
+/** One run: its own source and warehouse databases, stream and buckets, all named after `tag`. */
+export async function measureFreshness(
+  env: BenchEnvironment,
+  opts: { rate: number; seconds: number; tag: string },
+  say: (line: string) => void,
+): Promise<FreshnessFigures> {
+  const source = await createDatabase(env.source, opts.tag);
+  const warehouse = await createDatabase(env.warehouse, `${opts.tag}_warehouse`);
+  const dashed = opts.tag.replaceAll('_', '-'); // stream and bucket names take no underscores, slot names no dashes
+  const names = { stream: `bench-${dashed}`, ingestion: `bench-${dashed}-ingestion`, processed: `bench-${dashed}-processed` };
+  await createStream(env, names.stream);
+  for (const bucket of [names.ingestion, names.processed]) await createBucket(env, bucket);
   await prepareSource(source.client, { seedScale: 0.05 });
   const pipeline = new Pipeline({
     sourceUrl: source.url,
     warehouseUrl: warehouse.url,
     kinesisEndpoint: env.kinesisEndpoint,
     s3Endpoint: env.s3Endpoint,
-    streamName: STREAMS.e2e,
-    ingestionBucket: BUCKETS.e2eIngestion,
-    processedBucket: BUCKETS.e2eProcessed,
-    capture: { slotName: 'e2e', publicationName: PUBLICATION, heartbeatMs: 1_000, statusIntervalMs: 5_000 },
+    streamName: names.stream,
+    ingestionBucket: names.ingestion,
+    processedBucket: names.processed,
+    capture: { slotName: opts.tag, publicationName: PUBLICATION, heartbeatMs: 1_000, statusIntervalMs: 5_000 },
   });
   const latencies: number[] = [];
   try {
     await pipeline.start();
-    say('e2e: waiting for the snapshot to reach the warehouse');
+    say(`${opts.tag}: waiting for the snapshot to reach the warehouse`);
     while ((await pipeline.loader.freshness()).watermarkCommitTime === null) await sleep(200);
 
-    say(`e2e: simulating ${opts.rate.toLocaleString()} changes/s for ${opts.seconds} s`);
+    say(`${opts.tag}: simulating ${opts.rate.toLocaleString()} changes/s for ${opts.seconds} s`);
     const simStartMs = Date.now();
     let simEndMs = Infinity;
     let atSimulationEnd: FreshnessFigures['atSimulationEnd'] | null = null;
@@ -119,6 +142,8 @@ export async function measureFreshness(env: BenchEnvironment, opts: { rate: numb
       rate: opts.rate,
       seconds: opts.seconds,
       achievedRate: stats.changes / ((simEndMs - simStartMs) / 1000),
+      simulators: Math.ceil(opts.rate / SIMULATOR_RATE),
+      failedTransactions: stats.failed,
       factVersions: latencies.length,
       p50Ms: percentile(latencies, 50),
       p95Ms: percentile(latencies, 95),
@@ -128,6 +153,8 @@ export async function measureFreshness(env: BenchEnvironment, opts: { rate: numb
     };
   } finally {
     await pipeline.stop();
+    // its slot would hold WAL and a slot of max_replication_slots through every later run
+    await source.client.query('SELECT pg_drop_replication_slot($1)', [opts.tag]).catch(() => undefined);
     await source.client.end();
     await warehouse.client.end();
   }

@@ -1,14 +1,24 @@
-/** The bench report: JSON keys that compare across commits, and the table a person reads. */
+/**
+ * The bench report: JSON keys that compare across commits (each figure the median of its turns),
+ * the spread of every figure and ratio, and the table a person reads.
+ */
 import type { CaptureFigures } from './capture-figures.ts';
 import type { DownstreamFigures } from './downstream.ts';
 import type { Machine } from './environment.ts';
 import type { FreshnessFigures } from './freshness.ts';
 import type { RssFigures } from './capture-rss.ts';
+import { spread, type Spread } from './runs.ts';
 
 export interface WorkloadCapture {
   capture_null_changes_per_s: number | null;
   recvlogical_changes_per_s: number | null;
   capture_kinesis_changes_per_s: number | null;
+  kinesis_ceiling_records_per_s: number | null;
+}
+
+export interface FreshnessRuns {
+  rate: number;
+  runs: FreshnessFigures[];
 }
 
 export interface BenchReport extends WorkloadCapture {
@@ -16,82 +26,129 @@ export interface BenchReport extends WorkloadCapture {
   command: string;
   at: string;
   machine: Machine;
+  /** Load average (1, 5, 15 min) at the start and the end: how busy the shared machine was. */
+  load: { start: number[]; end: number[] };
   sizes: Record<string, number>;
   bulk: WorkloadCapture;
   oltp: WorkloadCapture;
-  kinesis_ceiling_records_per_s: number | null;
   processor_events_per_s: number | null;
+  processor_events_per_cpu_s: number | null;
   loader_rows_per_s: number | null;
   copy_rows_per_s: number | null;
   e2e_p50_ms: number | null;
   e2e_p95_ms: number | null;
   e2e_p99_ms: number | null;
+  e2e_high_rate_p99_ms: number | null;
   replay_events_per_s: number | null;
   capture_rss_mb_max: number | null;
+  /** Median, min, max and every turn of each figure and ratio above (ratios per turn: `bulk.null_vs_recvlogical` …). */
+  spreads: Record<string, Spread>;
   /** Everything measured, for reading what limits a figure. */
   details: {
-    capture: Partial<Record<'bulk' | 'oltp', CaptureFigures>>;
+    capture: Partial<Record<'bulk' | 'oltp', Partial<CaptureFigures>>>;
     downstream: DownstreamFigures | null;
-    freshness: FreshnessFigures | null;
+    freshness: FreshnessRuns[];
     rss: RssFigures | null;
   };
 }
 
-export function workloadCapture(c: CaptureFigures | undefined): WorkloadCapture {
+const round = (v: number | undefined | null) => (v == null ? null : Math.round(v));
+
+/** The spreads a report carries, under stable names. */
+export function collectSpreads(r: Pick<BenchReport, 'details'>): Record<string, Spread> {
+  const out: Record<string, Spread> = {};
+  for (const [w, c] of Object.entries(r.details.capture) as ['bulk' | 'oltp', Partial<CaptureFigures>][]) {
+    if (c.drains) {
+      out[`${w}.recvlogical_changes_per_s`] = spread(c.drains.recvlogical.map((d) => d.changesPerSecond));
+      out[`${w}.capture_null_changes_per_s`] = spread(c.drains.nullSink.map((d) => d.changesPerSecond));
+      out[`${w}.null_vs_recvlogical`] = c.drains.nullVsRecvlogical;
+    }
+    if (c.kinesis) {
+      out[`${w}.capture_kinesis_changes_per_s`] = spread(c.kinesis.kinesis.map((d) => d.changesPerSecond));
+      out[`${w}.kinesis_ceiling_records_per_s`] = spread(c.kinesis.ceiling.map((d) => d.recordsPerSecond));
+      out[`${w}.kinesis_vs_ceiling`] = c.kinesis.kinesisVsCeiling;
+    }
+  }
+  const d = r.details.downstream;
+  if (d) {
+    out.processor_events_per_s = d.processorEventsPerSecond;
+    out.processor_events_per_cpu_s = d.processorEventsPerCpuSecond;
+    out.loader_rows_per_s = d.loaderRowsPerSecond;
+    out.copy_rows_per_s = spread(d.copy.map((c) => c.rowsPerSecond));
+    out.loader_vs_copy = d.loaderVsCopy;
+    out.replay_events_per_s = d.replayEventsPerSecond;
+  }
+  for (const f of r.details.freshness) {
+    for (const p of ['p50', 'p95', 'p99'] as const) out[`e2e_${f.rate}.${p}_ms`] = spread(f.runs.map((run) => run[`${p}Ms`]));
+  }
+  return out;
+}
+
+export function workloadCapture(spreads: Record<string, Spread>, w: 'bulk' | 'oltp'): WorkloadCapture {
+  const median = (key: string) => round(spreads[`${w}.${key}`]?.median);
   return {
-    capture_null_changes_per_s: c ? Math.round(c.nullSink.changesPerSecond) : null,
-    recvlogical_changes_per_s: c ? Math.round(c.recvlogical.changesPerSecond) : null,
-    capture_kinesis_changes_per_s: c ? Math.round(c.kinesis.changesPerSecond) : null,
+    capture_null_changes_per_s: median('capture_null_changes_per_s'),
+    recvlogical_changes_per_s: median('recvlogical_changes_per_s'),
+    capture_kinesis_changes_per_s: median('capture_kinesis_changes_per_s'),
+    kinesis_ceiling_records_per_s: median('kinesis_ceiling_records_per_s'),
   };
 }
 
 const n = (v: number | null | undefined, digits = 0) =>
   v == null ? '—' : v.toLocaleString('en-GB', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-const ratio = (a: number | null, b: number | null) => (a == null || b == null ? null : a / b);
+/** "median (min–max)", or "—" when not measured. */
+const m = (s: Spread | undefined, digits = 0) => (s ? `${n(s.median, digits)} (${n(s.min, digits)}–${n(s.max, digits)})` : '—');
 const verdict = (ok: boolean | null) => (ok == null ? '' : ok ? 'met' : 'NOT met');
+const atLeast = (s: Spread | undefined, goal: number) => verdict(s ? s.median >= goal : null);
+const atMost = (s: Spread | undefined, goal: number) => verdict(s ? s.median <= goal : null);
 
 export function formatTable(r: BenchReport): string {
+  const s = r.spreads;
   const rows: [string, string, string, string, string][] = [];
   for (const w of ['bulk', 'oltp'] as const) {
-    const c = r[w];
-    const q = ratio(c.capture_null_changes_per_s, c.recvlogical_changes_per_s);
     rows.push([
       `capture → null sink, ${w} (changes/s)`,
-      n(c.capture_null_changes_per_s),
-      `pg_recvlogical ${n(c.recvlogical_changes_per_s)}`,
-      n(q, 2),
-      `≥ 0.80: ${verdict(q == null ? null : q >= 0.8)}`,
+      m(s[`${w}.capture_null_changes_per_s`]),
+      `pg_recvlogical ${m(s[`${w}.recvlogical_changes_per_s`])}`,
+      m(s[`${w}.null_vs_recvlogical`], 2),
+      `≥ 0.80: ${atLeast(s[`${w}.null_vs_recvlogical`], 0.8)}`,
     ]);
   }
   for (const w of ['bulk', 'oltp'] as const) {
-    const c = r[w];
     rows.push([
       `capture → Kinesis, ${w} (changes/s)`,
-      n(c.capture_kinesis_changes_per_s),
-      `PutRecords ceiling ${n(r.kinesis_ceiling_records_per_s)}`,
-      n(ratio(c.capture_kinesis_changes_per_s, r.kinesis_ceiling_records_per_s), 2),
+      m(s[`${w}.capture_kinesis_changes_per_s`]),
+      `PutRecords ceiling ${m(s[`${w}.kinesis_ceiling_records_per_s`])}`,
+      m(s[`${w}.kinesis_vs_ceiling`], 2),
       'report',
     ]);
   }
-  rows.push(['processor, oltp (events/s)', n(r.processor_events_per_s), '—', '', 'report']);
-  const lq = ratio(r.loader_rows_per_s, r.copy_rows_per_s);
-  const loaderOk = lq == null ? null : lq >= 0.3 && r.loader_rows_per_s! >= 100_000;
-  rows.push(['loader, oltp (rows/s)', n(r.loader_rows_per_s), `COPY ${n(r.copy_rows_per_s)}`, n(lq, 2), `≥ 0.30 and ≥ 100,000: ${verdict(loaderOk)}`]);
-  const f = r.details.freshness;
   rows.push([
-    `e2e freshness at ${n(f?.rate)} changes/s (ms)`,
-    `p50 ${n(r.e2e_p50_ms)} p95 ${n(r.e2e_p95_ms)} p99 ${n(r.e2e_p99_ms)}`,
-    f ? `simulator reached ${n(f.achievedRate)}/s` : '—',
+    'processor, oltp (events/s)',
+    m(s.processor_events_per_s),
+    `per CPU-second ${m(s.processor_events_per_cpu_s)}`,
     '',
-    `p99 ≤ 2,000: ${verdict(r.e2e_p99_ms == null ? null : r.e2e_p99_ms <= 2000)}`,
+    `≥ 50,000: ${atLeast(s.processor_events_per_s, 50_000)}`,
   ]);
+  const loaderOk = s.loader_vs_copy ? s.loader_vs_copy.median >= 0.3 && s.loader_rows_per_s.median >= 100_000 : null;
   rows.push([
-    'replay rebuild (events/s)',
-    n(r.replay_events_per_s),
-    '—',
-    '',
-    `≥ 50,000: ${verdict(r.replay_events_per_s == null ? null : r.replay_events_per_s >= 50_000)}`,
+    'loader, oltp (rows/s)',
+    m(s.loader_rows_per_s),
+    `COPY ${m(s.copy_rows_per_s)}`,
+    m(s.loader_vs_copy, 2),
+    `≥ 0.30 and ≥ 100,000: ${verdict(loaderOk)}`,
   ]);
+  for (const f of r.details.freshness) {
+    const achieved = f.runs.map((run) => run.achievedRate);
+    rows.push([
+      `e2e freshness at ${n(f.rate)} changes/s (ms)`,
+      `p50 ${n(s[`e2e_${f.rate}.p50_ms`].median)} p95 ${n(s[`e2e_${f.rate}.p95_ms`].median)} p99 ${m(s[`e2e_${f.rate}.p99_ms`])}`,
+      `simulator reached ${n(Math.min(...achieved))}–${n(Math.max(...achieved))}/s`,
+      '',
+      f.rate === 1_000 ? `p99 ≤ 2,000: ${atMost(s[`e2e_${f.rate}.p99_ms`], 2_000)}` : 'report',
+    ]);
+  }
+  rows.push(['replay rebuild (events/s)', m(s.replay_events_per_s), '—', '', `≥ 50,000: ${atLeast(s.replay_events_per_s, 50_000)}`]);
   const rss = r.details.rss;
   rows.push([
     rss ? `capture peak RSS: ${n(rss.bigTransaction.rows)}-row tx, ${rss.stall.seconds} s stall (MB)` : 'capture peak RSS (MB)',
@@ -100,7 +157,7 @@ export function formatTable(r: BenchReport): string {
     '',
     `≤ 256, flat: ${verdict(r.capture_rss_mb_max == null ? null : r.capture_rss_mb_max <= 256)}`,
   ]);
-  const header: [string, string, string, string, string] = ['figure', 'totes-cdc', 'reference, same run', 'ratio', 'goal'];
+  const header: [string, string, string, string, string] = ['figure: median (min–max)', 'totes-cdc', 'reference, same turns', 'ratio', 'goal (at the median)'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
   return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');

@@ -34,11 +34,17 @@ export function loadColumns(table: LoadTableName): [string, ColumnType][] {
   return [...Object.entries(LOAD_TABLES[table].columns), ...Object.entries(PROVENANCE_COLUMNS)] as [string, ColumnType][];
 }
 
+const MONEY = /^(-?)(\d+)(?:\.(\d{1,2}))?$/;
+/** Integer digits a float64 holds exactly after scaling by 100 (2^53 > 10^15). */
+const EXACT_MONEY_DIGITS = 13;
+
 /** "1234.50" → 123450n, exactly. */
 export function moneyToUnscaled(text: string): bigint {
-  const m = /^(-?)(\d+)(?:\.(\d{1,2}))?$/.exec(text);
+  const m = MONEY.exec(text);
   if (!m) throw new Error(`not a numeric(10,2): ${JSON.stringify(text)}`);
-  const cents = BigInt(m[2]) * 100n + BigInt((m[3] ?? '').padEnd(2, '0'));
+  const fraction = m[3] === undefined ? 0 : m[3].length === 1 ? +m[3] * 10 : +m[3];
+  // Below 10^13 the cents fit a float64 exactly; one BigInt instead of three.
+  const cents = m[2].length <= EXACT_MONEY_DIGITS ? BigInt(+m[2] * 100 + fraction) : BigInt(m[2]) * 100n + BigInt(fraction);
   return m[1] ? -cents : cents;
 }
 
@@ -48,11 +54,15 @@ export function unscaledToMoney(cents: bigint): string {
   return `${negative ? '-' : ''}${s.slice(0, -2)}.${s.slice(-2)}`;
 }
 
-/** "09:15:02.123" → milliseconds since midnight. */
+const TIME = /^(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$/;
+
+/** "09:15:02.123" → milliseconds since midnight (digits past the millisecond are dropped, not rounded). */
 export function timeToMillis(text: string): number {
-  const m = /^(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$/.exec(text);
+  const m = TIME.exec(text);
   if (!m) throw new Error(`not a time: ${JSON.stringify(text)}`);
-  return ((+m[1] * 60 + +m[2]) * 60 + +m[3]) * 1000 + Math.floor(+(m[4] ?? '0').padEnd(3, '0').slice(0, 3));
+  const f = m[4];
+  const millis = f === undefined ? 0 : f.length >= 3 ? +f.slice(0, 3) : f.length === 2 ? +f * 10 : +f * 100;
+  return ((+m[1] * 60 + +m[2]) * 60 + +m[3]) * 1000 + millis;
 }
 
 export function millisToTime(ms: number): string {
@@ -60,24 +70,43 @@ export function millisToTime(ms: number): string {
   return `${pad(Math.floor(ms / 3_600_000))}:${pad(Math.floor(ms / 60_000) % 60)}:${pad(Math.floor(ms / 1000) % 60)}.${pad(ms % 1000, 3)}`;
 }
 
-function encodeValue(type: ColumnType, v: unknown): unknown {
-  if (v === null || v === undefined) return null;
-  switch (type) {
-    case 'money':
-      return moneyToUnscaled(String(v));
-    case 'date':
-      return Math.round(Date.parse(`${v}T00:00:00Z`) / DAY_MS);
-    case 'time':
-      return timeToMillis(String(v));
-    default:
-      return v;
+const dateToDays = (text: string) => Math.round(Date.parse(`${text}T00:00:00Z`) / DAY_MS);
+
+const CONVERT: Partial<Record<ColumnType, (text: string) => unknown>> = { money: moneyToUnscaled, date: dateToDays, time: timeToMillis };
+
+/**
+ * One column's values as the writer takes them. Converted types go through a cache: a batch's
+ * dates and prices repeat, and each distinct text is parsed once.
+ */
+function columnValues(type: ColumnType, name: string, rows: LoadRow[]): unknown[] {
+  const values = new Array(rows.length);
+  const convert = CONVERT[type];
+  if (!convert) {
+    for (let i = 0; i < rows.length; i++) values[i] = rows[i][name] ?? null;
+    return values;
   }
+  const seen = new Map<string, unknown>();
+  for (let i = 0; i < rows.length; i++) {
+    const v = rows[i][name];
+    if (v === null || v === undefined) {
+      values[i] = null;
+      continue;
+    }
+    const text = String(v);
+    let converted = seen.get(text);
+    if (converted === undefined) {
+      converted = convert(text);
+      seen.set(text, converted);
+    }
+    values[i] = converted;
+  }
+  return values;
 }
 
 export function encodeParquet(table: LoadTableName, rows: LoadRow[]): Uint8Array {
   const columns = loadColumns(table);
   const schema: SchemaElement[] = [{ name: 'root', num_children: columns.length }, ...columns.map(([n, t]) => element(n, t))];
-  const columnData = columns.map(([name, type]) => ({ name, data: rows.map((r) => encodeValue(type, r[name])) }));
+  const columnData = columns.map(([name, type]) => ({ name, data: columnValues(type, name, rows) }));
   return new Uint8Array(parquetWriteBuffer({ columnData: columnData as never, schema, kvMetadata: [{ key: 'totes.load_table', value: table }] }));
 }
 

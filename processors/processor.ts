@@ -74,16 +74,20 @@ export class Processor {
     }
     const { rows, ends, failures } = mapEvents(changes);
     for (const f of failures) dead.push({ seq: seqOf.get(f.event)!, reason: f.reason, payload: JSON.stringify(f.event) });
+    // Every object of the batch is put at once (each table's put starts while the next is encoded);
+    // the manifest still goes last, once all of them are there.
+    const puts: Promise<void>[] = [];
     for (const d of dead) {
       log.warn({ shard, sequenceNumber: d.seq, reason: d.reason }, 'dead letter');
-      await this.store.writeDeadLetter({ shard, sequenceNumber: d.seq, reason: d.reason, payload: d.payload, at: new Date().toISOString() });
+      puts.push(this.store.writeDeadLetter({ shard, sequenceNumber: d.seq, reason: d.reason, payload: d.payload, at: new Date().toISOString() }));
     }
     const tables: Manifest['tables'] = [];
     for (const [table, tableRows] of Object.entries(rows) as [LoadTableName, NonNullable<(typeof rows)[LoadTableName]>][]) {
       const key = this.store.tableKey(batchId, table);
-      await this.store.putOnce(key, encodeParquet(table, tableRows), 'application/vnd.apache.parquet');
+      puts.push(this.store.putOnce(key, encodeParquet(table, tableRows), 'application/vnd.apache.parquet'));
       tables.push({ table, key, rows: tableRows.length });
     }
+    await settleAll(puts);
     await this.store.writeManifest({
       batchId,
       shard,
@@ -101,4 +105,9 @@ export class Processor {
     this.metrics.rows += tables.reduce((n, t) => n + t.rows, 0);
     this.metrics.deadLetters += dead.length;
   }
+}
+
+/** Waits for every promise, then throws the first failure: no put is left running when the batch fails. */
+async function settleAll(promises: Promise<void>[]): Promise<void> {
+  for (const r of await Promise.allSettled(promises)) if (r.status === 'rejected') throw r.reason;
 }

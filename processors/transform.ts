@@ -33,12 +33,18 @@ export function splitTimestamp(value: Value, column: string): [string, string] {
   return [m[1], m[2]];
 }
 
+/** Dates already checked: a batch's dates repeat, so each is parsed once (cleared when large). */
+const checkedDates = new Set<string>();
+
 export function parseDate(value: Value, column: string): string {
+  if (typeof value === 'string' && checkedDates.has(value)) return value;
   const day = typeof value === 'string' && DATE.test(value) ? Date.parse(`${value}T00:00:00Z`) : Number.NaN;
   // Date.parse rolls 2024-02-30 over to 1 March, which Postgres would refuse in the load: a day must print back as itself
   if (Number.isNaN(day) || new Date(day).toISOString().slice(0, 10) !== value) {
     throw new MappingError(`${column}: not a YYYY-MM-DD date: ${JSON.stringify(value)}`);
   }
+  if (checkedDates.size >= 10_000) checkedDates.clear();
+  checkedDates.add(value);
   return value;
 }
 
@@ -158,8 +164,8 @@ export function mapEvent(event: ChangeEvent): { table: LoadTableName; row: LoadR
   });
   if (event.op === 'd') return { table: target, row: { [LOAD_TABLES[target].key]: event.before?.[pk] ?? event.key[pk], ...provenance('d', null) } as LoadRow };
 
-  const after = { ...event.after! };
   const unchangedCols = event.unchanged ?? [];
+  const after = unchangedCols.length ? { ...event.after! } : event.after!; // copied only to be changed
   for (const c of unchangedCols) after[c] = null; // only text columns are TOASTed
   let mapped: Record<string, Value>;
   try {
@@ -169,7 +175,7 @@ export function mapEvent(event: ChangeEvent): { table: LoadTableName; row: LoadR
     throw new MappingError(`${event.table}: ${(err as Error).message}`);
   }
   const unchanged = unchangedCols.length ? `,${unchangedCols.map((c) => RENAMES[c] ?? c).join(',')},` : null;
-  return { table: target, row: { ...mapped, ...provenance(event.op, unchanged) } as LoadRow };
+  return { table: target, row: Object.assign(mapped, provenance(event.op, unchanged)) as LoadRow }; // mapped is this row's own object
 }
 
 /** A truncate or snapshot range, as the rows of its load table it ends. */
