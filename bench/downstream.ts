@@ -12,6 +12,7 @@ import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
 import { Loader } from '../loader/loader.ts';
+import { ShardStream } from '../loader/shard-stream.ts';
 import { stageColumns } from '../loader/merge-sql.ts';
 import { KinesisPoller } from '../local/kinesis-poller.ts';
 import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
@@ -66,7 +67,7 @@ export async function measureDownstream(env: BenchEnvironment, streamName: strin
     await firehose.stop();
 
     say('loader: merging the micro-batches');
-    const loader = new Loader(pool, store);
+    const loader = new Loader(pool, store, new ShardStream(kinesis, streamName));
     await loader.ensureSchema();
     const loaderStarted = performance.now();
     while ((await loader.loadAvailable()) > 0);

@@ -1,28 +1,20 @@
 /**
  * Lambda entry of the loader, run on a one-minute schedule (see infra): loads every new
- * micro-batch while time remains, then publishes warehouse freshness. A schedule rather than
- * S3 notifications because loading must follow stream order per shard and be serialised; a
- * notification per object would start many concurrent invocations that would only queue on
- * the advisory lock. One minute leaves the 30-minute budget almost untouched.
+ * micro-batch while time remains, then publishes warehouse freshness and the age of any gap. A
+ * schedule rather than S3 notifications because loading must follow stream order per shard and
+ * be serialised; a notification per object would start many concurrent invocations that would
+ * only queue on the advisory lock. One minute leaves the 30-minute budget almost untouched.
  */
 import type { Context } from 'aws-lambda';
-import { ENV, databaseUrl, required } from '../lib/config.ts';
-import { s3Client } from '../lib/aws.ts';
 import { emitMetrics } from '../lib/metrics.ts';
-import { poolFor } from '../lib/pg.ts';
-import { MicroBatchStore } from '../stores/microbatch-store.ts';
-import { Loader } from './loader.ts';
+import type { Loader } from './loader.ts';
+import { loaderFromEnv, loaderMetrics } from './main.ts';
 
 let loader: Loader | null = null;
 
-export async function handler(_event: unknown, context: Context): Promise<{ batches: number; lagSeconds: number | null }> {
+export async function handler(_event: unknown, context: Context): Promise<{ batches: number; lagSeconds: number | null; gapSeconds: number | null }> {
   if (!loader) {
-    const pool = poolFor(await databaseUrl(process.env, 'warehouse'), 2);
-    const store = new MicroBatchStore(
-      s3Client({ s3Endpoint: process.env[ENV.s3Endpoint] }),
-      required(process.env, ENV.processedBucket, 'the processed bucket name'),
-    );
-    loader = new Loader(pool, store, process.env[ENV.warehouseSchema] ?? 'public');
+    ({ loader } = await loaderFromEnv(process.env, 2));
     await loader.ensureSchema();
   }
   let batches = 0;
@@ -32,9 +24,6 @@ export async function handler(_event: unknown, context: Context): Promise<{ batc
     if (n === 0) break;
   }
   const fresh = await loader.freshness();
-  emitMetrics('loader', {
-    BatchesLoaded: { value: batches, unit: 'Count' },
-    ...(fresh.lagSeconds != null ? { WarehouseFreshnessSeconds: { value: fresh.lagSeconds, unit: 'Seconds' } } : {}),
-  });
-  return { batches, lagSeconds: fresh.lagSeconds };
+  emitMetrics('loader', loaderMetrics(batches, fresh));
+  return { batches, lagSeconds: fresh.lagSeconds, gapSeconds: fresh.gapSeconds };
 }

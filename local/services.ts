@@ -1,17 +1,18 @@
 /**
  * `totes run <service>`: one pipeline service per process, configured from the environment
  * (docker compose runs each in its own container). In AWS the processor and loader are
- * Lambdas and the archiver is Firehose; these are their local equivalents.
+ * Lambdas and the archiver is Firehose; these are their local equivalents. The processor and
+ * archiver keep their stream checkpoints in their own bucket, so a restart resumes there.
  */
 import { FirehoseStandin } from '../archiver/firehose-standin.ts';
 import { runCapture } from '../capture/main.ts';
-import { ENV, databaseUrl, required } from '../lib/config.ts';
+import { ENV, required } from '../lib/config.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
-import { poolFor } from '../lib/pg.ts';
-import { Loader } from '../loader/loader.ts';
+import { runLoader } from '../loader/main.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Processor } from '../processors/processor.ts';
 import { ARCHIVER_BATCH_SIZE, KinesisPoller, PROCESSOR_BATCH_SIZE } from './kinesis-poller.ts';
+import { PollerCheckpoints } from './poller-checkpoints.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -25,13 +26,16 @@ function untilSignal(): Promise<void> {
 export const SERVICES: Record<string, (env: Env) => Promise<void>> = {
   capture: runCapture,
   async processor(env) {
-    const store = new MicroBatchStore(s3Client({ s3Endpoint: env[ENV.s3Endpoint] }), required(env, ENV.processedBucket, 'the processed bucket name'));
+    const s3 = s3Client({ s3Endpoint: env[ENV.s3Endpoint] });
+    const bucket = required(env, ENV.processedBucket, 'the processed bucket name');
+    const streamName = required(env, ENV.streamName, 'the Kinesis stream name');
     const poller = new KinesisPoller({
       client: kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] }),
-      streamName: required(env, ENV.streamName, 'the Kinesis stream name'),
-      consumer: new Processor(store).handler,
+      streamName,
+      consumer: new Processor(new MicroBatchStore(s3, bucket)).handler,
       batchSize: PROCESSOR_BATCH_SIZE,
       name: 'processor',
+      checkpoints: new PollerCheckpoints(s3, bucket, 'processor', streamName),
     });
     await poller.start();
     await untilSignal();
@@ -39,17 +43,17 @@ export const SERVICES: Record<string, (env: Env) => Promise<void>> = {
   },
   async archiver(env) {
     const streamName = required(env, ENV.streamName, 'the Kinesis stream name');
-    const firehose = new FirehoseStandin({
-      s3: s3Client({ s3Endpoint: env[ENV.s3Endpoint] }),
-      bucket: required(env, ENV.ingestionBucket, 'the ingestion bucket name'),
-      deliveryStreamName: streamName,
-    });
+    const s3 = s3Client({ s3Endpoint: env[ENV.s3Endpoint] });
+    const bucket = required(env, ENV.ingestionBucket, 'the ingestion bucket name');
+    const firehose = new FirehoseStandin({ s3, bucket, deliveryStreamName: streamName });
     const poller = new KinesisPoller({
       client: kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] }),
       streamName,
       consumer: firehose.consume,
       batchSize: ARCHIVER_BATCH_SIZE,
       name: 'archiver',
+      checkpoints: new PollerCheckpoints(s3, bucket, 'archiver', streamName),
+      durableThrough: firehose.deliveredThrough,
     });
     firehose.start();
     await poller.start();
@@ -57,14 +61,5 @@ export const SERVICES: Record<string, (env: Env) => Promise<void>> = {
     await poller.stop();
     await firehose.stop();
   },
-  async loader(env) {
-    const store = new MicroBatchStore(s3Client({ s3Endpoint: env[ENV.s3Endpoint] }), required(env, ENV.processedBucket, 'the processed bucket name'));
-    const loader = new Loader(poolFor(await databaseUrl(env, 'warehouse'), 2), store, env[ENV.warehouseSchema] ?? 'public');
-    await loader.ensureSchema();
-    const abort = new AbortController();
-    const loop = loader.runLoop(abort.signal);
-    await untilSignal();
-    abort.abort();
-    await loop;
-  },
+  loader: (env) => runLoader(env, untilSignal()),
 };

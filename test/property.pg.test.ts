@@ -5,15 +5,15 @@
  *
  * `npm test` runs one fixed seed; TOTES_PROPERTY_SEEDS=N runs N seeds (a longer soak).
  */
-import { createHash } from 'node:crypto';
+import type { _Record } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from '../capture/capture-service.ts';
-import { compareEventIds, encodeEvent, lsnToBigInt, partitionKeyOf, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
-import { s3Client } from '../lib/aws.ts';
+import { compareEventIds, encodeEvent, lsnToBigInt, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
+import { kinesisClient, s3Client } from '../lib/aws.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
-import { toLambdaRecord } from '../local/kinesis-poller.ts';
+import { ShardStream } from '../loader/shard-stream.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Processor } from '../processors/processor.ts';
 import { mapEvents, targetOf } from '../processors/transform.ts';
@@ -24,13 +24,11 @@ import { RandomWorkload } from '../totesys/random-workload.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
 import { createDatabase, startLocalAws, type LocalAws } from './harness.ts';
 import { MemorySink } from './memory-sink.ts';
+import { createStream, lambdaEvent, putOnStream, readShards } from './stream-fixture.ts';
 
 const SEEDS = Number(process.env.TOTES_PROPERTY_SEEDS ?? 1);
 const SHARDS = 3;
-
-function shardOf(key: string): number {
-  return createHash('md5').update(key).digest().readUInt32BE(0) % SHARDS;
-}
+const STREAM = 'changes';
 
 /** Capture everything `workload` does, until a heartbeat after it has come back. */
 async function captureWorkload(sourceUrl: string, seed: number, operations: number): Promise<StreamEvent[]> {
@@ -57,27 +55,13 @@ async function captureWorkload(sourceUrl: string, seed: number, operations: numb
 }
 
 /** Kinesis as it behaves at worst: per-shard order kept, batches retried whole or from a record inside them. */
-function deliveries(events: StreamEvent[], rng: Random): KinesisStreamEvent[] {
-  const shards: { seq: string; data: string }[][] = Array.from({ length: SHARDS }, () => []);
-  let seq = 0;
-  for (const e of events) {
-    const targets = e.kind === 'heartbeat' ? shards.map((_, i) => i) : [shardOf(partitionKeyOf(e))];
-    for (const s of targets) shards[s].push({ seq: String(++seq).padStart(20, '0'), data: encodeEvent(e) });
-  }
-  const perShard: KinesisStreamEvent[][] = shards.map((records, i) => {
+function deliveries(shards: Map<string, _Record[]>, rng: Random): KinesisStreamEvent[] {
+  const perShard: KinesisStreamEvent[][] = [...shards].map(([shard, records]) => {
     const batches: KinesisStreamEvent[] = [];
     for (let start = 0; start < records.length; ) {
       const size = rng.int(1, 40);
       const slice = records.slice(start, start + size);
-      const asEvent = (rs: typeof slice): KinesisStreamEvent => ({
-        Records: rs.map((r) =>
-          toLambdaRecord(
-            { SequenceNumber: r.seq, Data: Buffer.from(r.data), PartitionKey: 'p', ApproximateArrivalTimestamp: new Date() },
-            `shardId-00000000000${i}`,
-            'changes',
-          ),
-        ),
-      });
+      const asEvent = (rs: _Record[]) => lambdaEvent(rs, shard, STREAM);
       batches.push(asEvent(slice));
       if (rng.chance(0.15)) batches.push(asEvent(slice)); // the whole batch again (a retried invocation)
       if (rng.chance(0.15) && slice.length > 1) batches.push(asEvent(records.slice(start + rng.int(1, slice.length - 1), start + size + rng.int(0, 10)))); // from a failed record on
@@ -97,7 +81,7 @@ function deliveries(events: StreamEvent[], rng: Random): KinesisStreamEvent[] {
 describe('property: any delivery order and duplication ends equal to the truth', () => {
   let aws: LocalAws;
   beforeAll(async () => {
-    aws = await startLocalAws({ stream: 'unused', shards: 1, buckets: [] });
+    aws = await startLocalAws({ stream: STREAM, shards: SHARDS, buckets: [] });
   });
   afterAll(async () => {
     await aws?.stop();
@@ -112,6 +96,7 @@ describe('property: any delivery order and duplication ends equal to the truth',
       await s3.send(new (await import('@aws-sdk/client-s3')).CreateBucketCommand({ Bucket: bucket }));
       const sourcePool = poolFor(source.url, 2);
       const warehousePool = poolFor(warehouse.url, 2);
+      const kinesis = kinesisClient({ kinesisEndpoint: aws.kinesisEndpoint });
       try {
         await inTransaction(sourcePool, async (db) => {
           await createTotesys(db, { seed, sizes: scaledSizes(0.003) });
@@ -120,13 +105,16 @@ describe('property: any delivery order and duplication ends equal to the truth',
         const rng = new Random(seed * 7919);
         const store = new MicroBatchStore(s3, bucket);
         const processor = new Processor(store);
-        const loader = new Loader(warehousePool, store);
+        const stream = `${STREAM}-${seed}`;
+        await createStream(kinesis, stream, SHARDS);
+        await putOnStream(kinesis, stream, events);
+        const loader = new Loader(warehousePool, store, new ShardStream(kinesis, stream));
         await loader.ensureSchema();
         const changes = events.filter((e): e is ChangeEvent => e.kind === 'change');
         let lateReplays = 0;
         const processed: KinesisStreamEvent[] = [];
         const loaded = new Set<string>();
-        for (const batch of deliveries(events, rng)) {
+        for (const batch of deliveries(await readShards(kinesis, stream), rng)) {
           expect((await processor.handler(batch)).batchItemFailures).toEqual([]);
           if (rng.chance(0.2)) {
             await loader.loadAvailable();
@@ -176,6 +164,7 @@ describe('property: any delivery order and duplication ends equal to the truth',
         await sourcePool.end();
         await warehousePool.end();
         s3.destroy();
+        kinesis.destroy();
         await source.drop();
         await warehouse.drop();
       }
