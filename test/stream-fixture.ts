@@ -9,6 +9,8 @@ import {
   GetRecordsCommand,
   GetShardIteratorCommand,
   ListShardsCommand,
+  MergeShardsCommand,
+  SplitShardCommand,
   type KinesisClient,
   type _Record,
 } from '@aws-sdk/client-kinesis';
@@ -21,7 +23,34 @@ import { toLambdaRecord } from '../local/kinesis-poller.ts';
 /** A new stream, once active. */
 export async function createStream(client: KinesisClient, streamName: string, shards: number): Promise<void> {
   await client.send(new CreateStreamCommand({ StreamName: streamName, ShardCount: shards }));
+  await untilActive(client, streamName);
+}
+
+async function untilActive(client: KinesisClient, streamName: string): Promise<void> {
   while ((await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName }))).StreamDescriptionSummary?.StreamStatus !== 'ACTIVE') await sleep(20);
+}
+
+/** Split an open shard in the middle of its hash keys; resolves once the stream is active again. */
+export async function splitShard(client: KinesisClient, streamName: string, shardId: string): Promise<void> {
+  const shard = (await client.send(new ListShardsCommand({ StreamName: streamName }))).Shards!.find((s) => s.ShardId === shardId)!;
+  const middle = (BigInt(shard.HashKeyRange!.StartingHashKey!) + BigInt(shard.HashKeyRange!.EndingHashKey!)) / 2n;
+  await client.send(new SplitShardCommand({ StreamName: streamName, ShardToSplit: shardId, NewStartingHashKey: middle.toString() }));
+  await untilActive(client, streamName);
+}
+
+/** Merge two open shards with adjacent hash keys; resolves once the stream is active again. */
+export async function mergeShards(client: KinesisClient, streamName: string, shardId: string, adjacentShardId: string): Promise<void> {
+  await client.send(new MergeShardsCommand({ StreamName: streamName, ShardToMerge: shardId, AdjacentShardToMerge: adjacentShardId }));
+  await untilActive(client, streamName);
+}
+
+/** The open shards, in hash key order. */
+export async function openShards(client: KinesisClient, streamName: string): Promise<string[]> {
+  const shards = (await client.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? [];
+  return shards
+    .filter((s) => !s.SequenceNumberRange?.EndingSequenceNumber)
+    .sort((a, b) => (BigInt(a.HashKeyRange!.StartingHashKey!) < BigInt(b.HashKeyRange!.StartingHashKey!) ? -1 : 1))
+    .map((s) => s.ShardId!);
 }
 
 /** Put `events` on the stream in order, as capture does. */
