@@ -8,8 +8,7 @@
 import type { _Record } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CaptureService, DEFAULT_CAPTURE_CONFIG } from '../capture/capture-service.ts';
-import { compareEventIds, encodeEvent, lsnToBigInt, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
+import { compareEventIds, encodeEvent, type ChangeEvent } from '../formats/change-event.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
@@ -20,39 +19,14 @@ import { mapEvents, targetOf } from '../processors/transform.ts';
 import { LOAD_TABLES } from '../formats/load-tables.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { Random } from '../totesys/random.ts';
-import { RandomWorkload } from '../totesys/random-workload.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
 import { createDatabase, startLocalAws, type LocalAws } from './harness.ts';
-import { MemorySink } from './memory-sink.ts';
+import { captureWorkload } from './capture-workload.ts';
 import { createStream, lambdaEvent, putOnStream, readShards } from './stream-fixture.ts';
 
 const SEEDS = Number(process.env.TOTES_PROPERTY_SEEDS ?? 1);
 const SHARDS = 3;
 const STREAM = 'changes';
-
-/** Capture everything `workload` does, until a heartbeat after it has come back. */
-async function captureWorkload(sourceUrl: string, seed: number, operations: number): Promise<StreamEvent[]> {
-  const sink = new MemorySink();
-  const capture = new CaptureService(
-    { ...DEFAULT_CAPTURE_CONFIG, sourceUrl, slotName: `prop_${seed}`, heartbeatMs: 0, createPrerequisites: true, snapshotChunkRows: 7 },
-    sink,
-  );
-  const running = capture.run();
-  while (capture.metrics.state !== 'streaming') await new Promise((r) => setTimeout(r, 20));
-  const pool = poolFor(sourceUrl, 2);
-  const workload = new RandomWorkload(pool, seed);
-  // small chunks, so the snapshot runs while the workload changes the rows it reads
-  await workload.run(operations);
-  while (capture.snapshotPending) await new Promise((r) => setTimeout(r, 20));
-  const marker = await capture.emitHeartbeat();
-  // the heartbeat's commit LSN is after the message's own LSN
-  while (!sink.events.some((e) => e.kind === 'heartbeat' && lsnToBigInt(e.source.lsn) >= lsnToBigInt(marker))) await new Promise((r) => setTimeout(r, 20));
-  await capture.stop();
-  await running;
-  await pool.end();
-  expect(workload.committed).toBeGreaterThan(operations / 2);
-  return sink.events;
-}
 
 /** Kinesis as it behaves at worst: per-shard order kept, batches retried whole or from a record inside them. */
 function deliveries(shards: Map<string, _Record[]>, rng: Random): KinesisStreamEvent[] {
@@ -101,7 +75,7 @@ describe('property: any delivery order and duplication ends equal to the truth',
         await inTransaction(sourcePool, async (db) => {
           await createTotesys(db, { seed, sizes: scaledSizes(0.003) });
         });
-        const events = await captureWorkload(source.url, seed, 250);
+        const events = await captureWorkload(source.url, { seed, operations: 250, slot: `prop_${seed}` });
         const rng = new Random(seed * 7919);
         const store = new MicroBatchStore(s3, bucket);
         const processor = new Processor(store);
