@@ -127,6 +127,26 @@ describe('loader', () => {
     expect(await loader.freshness()).toMatchObject({ watermarkLsn: '0/FFFFF0', gapShards: 0, gapSeconds: null });
   });
 
+  it('brings a warehouse from before frontiers up to date without losing its watermarks', async () => {
+    const wh = await createDatabase('loader_upgrade');
+    const pool = poolFor(wh.url, 2);
+    cleanups.push(
+      () => wh.drop(),
+      () => pool.end(),
+    );
+    await pool.query(`CREATE TABLE totes_shard_progress (shard text PRIMARY KEY, last_manifest_key text NOT NULL, watermark_lsn pg_lsn NOT NULL DEFAULT '0/0',
+      watermark_commit_time timestamptz, updated_at timestamptz NOT NULL DEFAULT now());
+      INSERT INTO totes_shard_progress VALUES ('shardId-000000000000', 'manifests/x', '0/500', now() - interval '5 seconds', now());
+      CREATE VIEW totes_freshness AS SELECT min(watermark_lsn) AS watermark_lsn, min(watermark_commit_time) AS watermark_commit_time,
+        extract(epoch FROM now() - min(watermark_commit_time)) AS lag_seconds FROM totes_shard_progress;`);
+    const loader = new Loader(pool, new MicroBatchStore(s3Client({ s3Endpoint: aws.s3Endpoint }), 'unused'), new ShardStream(client, 'unused'));
+    await loader.ensureSchema();
+    await loader.ensureSchema();
+    expect(await loader.freshness()).toMatchObject({ watermarkLsn: '0/500', gapShards: 0, gapSeconds: null });
+    const { rows } = await pool.query(`SELECT frontier_seq, parents, ended FROM totes_shard_progress`);
+    expect(rows).toEqual([{ frontier_seq: null, parents: [], ended: false }]);
+  });
+
   it('waits out an unreachable warehouse and catches up, losing and doubling nothing', async () => {
     let proxy: Awaited<ReturnType<typeof startProxy>> | null = null;
     const { url, loader, process } = await setup(

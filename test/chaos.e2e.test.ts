@@ -64,6 +64,7 @@ describe('chaos: SIGKILL of any service at any moment', () => {
       await db.query(SNAPSHOT_PROGRESS_DDL);
     });
 
+    const loaderHealth = await freePort();
     const common = { TOTES_STREAM_NAME: STREAM, TOTES_KINESIS_ENDPOINT: aws.kinesisEndpoint, TOTES_S3_ENDPOINT: aws.s3Endpoint };
     const services = [
       new ServiceProcess(
@@ -85,7 +86,7 @@ describe('chaos: SIGKILL of any service at any moment', () => {
         ...common,
         TOTES_WAREHOUSE_URL: warehouse.url,
         TOTES_PROCESSED_BUCKET: BUCKETS.processed,
-        TOTES_HEALTH_PORT: String(await freePort()),
+        TOTES_HEALTH_PORT: String(loaderHealth),
       }),
     ];
     cleanups.push(async () => {
@@ -132,8 +133,26 @@ describe('chaos: SIGKILL of any service at any moment', () => {
 
     const verified = await runTotes(['verify', '--source', source.url, '--warehouse', warehouse.url, '--wait', '120']);
     const crashes = services.flatMap((s) => s.unexpectedExits);
+    const loaderState = async () => {
+      const progress = await admin.query('SELECT 1').then(async () => {
+        const c = new pg.Client({ connectionString: warehouse.url });
+        await c.connect();
+        const { rows } = await c.query('SELECT shard, frontier_seq, watermark_lsn::text, ended, gap_missing_seq, gap_resumes_seq FROM totes_shard_progress');
+        await c.end();
+        return rows;
+      });
+      const health = await fetch(`http://127.0.0.1:${loaderHealth}/health`).then(
+        (r) => r.text(),
+        (e: Error) => e.message,
+      );
+      return `shard progress ${JSON.stringify(progress)}\nloader /health ${health}\nloader output ${services[3].tail(3_000)}`;
+    };
+    if (!/verify: PASSED/.test(verified.output)) console.error(await loaderState());
     expect(verified.output.slice(-6_000), `verify after the kills (crashes: ${crashes.join('\n')})`).toMatch(/verify: PASSED/);
     expect(verified.code).toBe(0);
+    const health = await fetch(`http://127.0.0.1:${loaderHealth}/health`);
+    expect(await health.json()).toMatchObject({ healthy: true, gaps: [], waiting: [], error: null, freshness: { gapShards: 0 } });
+    expect(health.status).toBe(200);
 
     // the archive, delivered in full: the stand-in flushes its buffer on SIGTERM
     await sleep(1_000);
