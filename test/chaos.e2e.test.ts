@@ -134,18 +134,16 @@ describe('chaos: SIGKILL of any service at any moment', () => {
     const verified = await runTotes(['verify', '--source', source.url, '--warehouse', warehouse.url, '--wait', '120']);
     const crashes = services.flatMap((s) => s.unexpectedExits);
     const loaderState = async () => {
-      const progress = await admin.query('SELECT 1').then(async () => {
-        const c = new pg.Client({ connectionString: warehouse.url });
-        await c.connect();
-        const { rows } = await c.query('SELECT shard, frontier_seq, watermark_lsn::text, ended, gap_missing_seq, gap_resumes_seq FROM totes_shard_progress');
-        await c.end();
-        return rows;
-      });
+      const c = new pg.Client({ connectionString: warehouse.url });
+      await c.connect();
+      const { rows } = await c.query('SELECT shard, frontier_seq, watermark_lsn::text, ended, gap_missing_seq, gap_resumes_seq FROM totes_shard_progress');
+      await c.end();
       const health = await fetch(`http://127.0.0.1:${loaderHealth}/health`).then(
         (r) => r.text(),
         (e: Error) => e.message,
       );
-      return `shard progress ${JSON.stringify(progress)}\nloader /health ${health}\nloader output ${services[3].tail(3_000)}`;
+      const tails = services.map((s) => `${s.name}: ${s.tail(2_000)}`).join('\n');
+      return `shard progress ${JSON.stringify(rows)}\nloader /health ${health}\n${tails}`;
     };
     if (!/verify: PASSED/.test(verified.output)) console.error(await loaderState());
     expect(verified.output.slice(-6_000), `verify after the kills (crashes: ${crashes.join('\n')})`).toMatch(/verify: PASSED/);
