@@ -3,8 +3,9 @@
  * stream, buffers by size and time, and writes GZIP objects of the records concatenated as
  * they are (each event ends in "\n", so objects are NDJSON), named as Firehose names them:
  *   raw/YYYY/MM/DD/HH/<stream>-1-YYYY-MM-DD-HH-MM-SS-<uuid>.gz
- * Like the real service it takes records off the stream once buffered; the local stack keeps
- * the stream in memory too, so a crash loses both alike. stop() delivers what is buffered.
+ * Like the real service it takes records off the stream once buffered; `deliveredThrough` says
+ * how far each shard is in the archive, so the poller's durable checkpoint never passes a record
+ * a crash would lose from the buffer. stop() delivers what is buffered.
  */
 import { randomUUID } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
@@ -24,6 +25,9 @@ export class FirehoseStandin {
   objects = 0;
   records = 0;
   private buffer: Buffer[] = [];
+  /** The shard and sequence number of the newest record in the buffer, per shard. */
+  private buffered = new Map<string, string>();
+  private delivered = new Map<string, string>();
   private bytes = 0;
   private firstAt = 0;
 
@@ -36,11 +40,15 @@ export class FirehoseStandin {
       if (this.buffer.length === 0) this.firstAt = Date.now();
       this.buffer.push(data);
       this.bytes += data.length;
+      this.buffered.set(r.eventID.split(':')[0], r.kinesis.sequenceNumber);
     }
     await this.deliver();
   };
 
   private ticker: NodeJS.Timeout | null = null;
+
+  /** The last record of `shard` now in the archive. */
+  readonly deliveredThrough = (shard: string): string | undefined => this.delivered.get(shard);
 
   /** Deliver on the interval even when no new records arrive. */
   start(): void {
@@ -65,7 +73,9 @@ export class FirehoseStandin {
     const key = `${archivePrefixAt(at)}${this.opts.deliveryStreamName}-1-${stamp}-${randomUUID()}.gz`;
     // Take the buffer before the PUT: records consumed while it is in flight start the next one.
     const records = this.buffer;
+    const through = this.buffered;
     this.buffer = [];
+    this.buffered = new Map();
     this.bytes = 0;
     try {
       await this.opts.s3.send(
@@ -80,8 +90,10 @@ export class FirehoseStandin {
     } catch (err) {
       this.buffer = records.concat(this.buffer);
       this.bytes = this.buffer.reduce((n, b) => n + b.length, 0);
+      for (const [shard, seq] of through) if (!this.buffered.has(shard)) this.buffered.set(shard, seq);
       throw err;
     }
+    for (const [shard, seq] of through) this.delivered.set(shard, seq);
     this.objects++;
     this.records += records.length;
   }

@@ -16,6 +16,7 @@ import { kinesisClient, s3Client } from '../lib/aws.ts';
 import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
+import { ShardStream } from '../loader/shard-stream.ts';
 import { stageColumns } from '../loader/merge-sql.ts';
 import { PROCESSOR_BATCH_SIZE, toLambdaRecord } from '../local/kinesis-poller.ts';
 import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
@@ -95,7 +96,7 @@ export async function measureDownstream(
         await client.end();
         const pool = poolFor(url, 2);
         try {
-          const loader = new Loader(pool, store);
+          const loader = new Loader(pool, store, new ShardStream(kinesis, streamName));
           await loader.ensureSchema();
           const started = performance.now();
           while ((await loader.loadAvailable()) > 0);

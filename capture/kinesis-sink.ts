@@ -5,6 +5,10 @@
  * Order: a batch never holds two records with the same partition key, and the next batch is
  * not sent until the one in flight has been fully accepted. So a retried record can never be
  * overtaken by a later change of the same row.
+ *
+ * Heartbeats go to every open shard. The shard map is learnt again when a record lands on a
+ * shard it does not know (a reshard: ON_DEMAND streams reshard by themselves) and at least every
+ * `shardMapMs`, so heartbeats reach the shards a split or merge created.
  */
 import { ListShardsCommand, PutRecordsCommand, type KinesisClient, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
 import { encodeEvent, partitionKeyOf, type BroadcastEvent, type ChangeEvent } from '../formats/change-event.ts';
@@ -32,6 +36,8 @@ export interface KinesisSinkOptions {
   lingerMs?: number;
   /** Where changes over the record limit are stored; without it they are refused. */
   oversize?: OversizeStore;
+  /** The longest the open shards are taken as known without asking again. */
+  shardMapMs?: number;
 }
 
 export interface ProducerMetrics {
@@ -52,7 +58,7 @@ export class KinesisSink implements ChangeSink {
   private inflight: Promise<void> = Promise.resolve();
   private lingerTimer: NodeJS.Timeout | null = null;
   private listeners: ((through: number) => void)[] = [];
-  private shardHashKeys: string[] | null = null;
+  private shardMap: { at: number; open: Set<string>; hashKeys: string[] } | null = null;
   private failure: Error | null = null;
 
   constructor(private readonly opts: KinesisSinkOptions) {}
@@ -142,6 +148,8 @@ export class KinesisSink implements ChangeSink {
         const failed: Entry[] = [];
         out.Records?.forEach((r, i) => {
           if (r.ErrorCode) failed.push(pending[i]);
+          // a shard we do not know: the stream was resharded, learn its shards again
+          else if (r.ShardId && this.shardMap && !this.shardMap.open.has(r.ShardId)) this.shardMap = null;
         });
         const ok = pending.length - failed.length;
         this.metrics.records += ok;
@@ -162,18 +170,24 @@ export class KinesisSink implements ChangeSink {
     for (const l of this.listeners) l(this.acceptedThrough);
   }
 
+  /** A hash key of each open shard. */
   private async hashKeys(): Promise<string[]> {
-    if (!this.shardHashKeys) {
-      const keys: string[] = [];
+    if (!this.shardMap || Date.now() - this.shardMap.at > (this.opts.shardMapMs ?? 30_000)) {
+      const open = new Set<string>();
+      const hashKeys: string[] = [];
       let token: string | undefined;
       do {
         const out = await this.opts.client.send(new ListShardsCommand(token ? { NextToken: token } : { StreamName: this.opts.streamName }));
-        for (const s of out.Shards ?? []) if (!s.SequenceNumberRange?.EndingSequenceNumber) keys.push(s.HashKeyRange!.StartingHashKey!);
+        for (const s of out.Shards ?? []) {
+          if (s.SequenceNumberRange?.EndingSequenceNumber) continue;
+          open.add(s.ShardId!);
+          hashKeys.push(s.HashKeyRange!.StartingHashKey!);
+        }
         token = out.NextToken;
       } while (token);
-      this.shardHashKeys = keys;
+      this.shardMap = { at: Date.now(), open, hashKeys };
     }
-    return this.shardHashKeys;
+    return this.shardMap.hashKeys;
   }
 
   onAccepted(listener: (through: number) => void): void {

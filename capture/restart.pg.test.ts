@@ -18,6 +18,7 @@ import { kinesisClient, s3Client } from '../lib/aws.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
 import { Loader } from '../loader/loader.ts';
+import { ShardStream } from '../loader/shard-stream.ts';
 import { KinesisPoller } from '../local/kinesis-poller.ts';
 import { freePort } from '../local/servers.ts';
 import { LOAD_TABLES } from '../formats/load-tables.ts';
@@ -207,8 +208,9 @@ async function environment(cleanups: (() => Promise<unknown>)[], scale: number):
 
   const store = new MicroBatchStore(s3Client({ s3Endpoint: aws.s3Endpoint }), BUCKET);
   const processor = new Processor(store);
+  const kinesis = kinesisClient({ kinesisEndpoint: aws.kinesisEndpoint });
   const poller = new KinesisPoller({
-    client: kinesisClient({ kinesisEndpoint: aws.kinesisEndpoint }),
+    client: kinesis,
     streamName: STREAM,
     consumer: processor.handler,
     batchSize: 5_000,
@@ -218,7 +220,7 @@ async function environment(cleanups: (() => Promise<unknown>)[], scale: number):
   cleanups.push(() => poller.stop());
   const warehousePool = poolFor(warehouse.url, 2);
   cleanups.push(() => warehousePool.end());
-  const loader = new Loader(warehousePool, store);
+  const loader = new Loader(warehousePool, store, new ShardStream(kinesis, STREAM));
   await loader.ensureSchema();
   const stopLoader = new AbortController();
   const loading = loader.runLoop(stopLoader.signal);

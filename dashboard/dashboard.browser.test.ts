@@ -217,6 +217,30 @@ describe('dashboard in a real browser', () => {
     expect(Number(tiles.slotLag.value)).toBeGreaterThanOrEqual(0);
     expect(tiles.slotLag.text).not.toBe('unavailable');
     expect(tiles.deadLetters.text).toBe('0');
+    expect(tiles.gaps.text).toBe('none');
+
+    // A shard held at a record no micro-batch holds: shown with its age, the tile marked
+    await warehouse.query(
+      `INSERT INTO totes_shard_progress (shard, last_manifest_key, watermark_lsn, watermark_commit_time, gap_missing_seq, gap_resumes_seq, gap_since)
+       SELECT 'shard-with-gap', '', max(watermark_lsn), now(), '4960', '4970', now() - interval '90 seconds' FROM totes_shard_progress`,
+    );
+    try {
+      const gap = await eventually(
+        'the gap tile',
+        () =>
+          page.evaluate(() => ({
+            text: document.querySelector('[data-metric="gaps"]')!.textContent,
+            bad: document.getElementById('gapTile')!.classList.contains('bad'),
+          })),
+        (g) => g.text !== 'none',
+      );
+      expect(gap).toEqual({ text: expect.stringMatching(/^1 shard, 1\.\d min$/), bad: true });
+      expect(await page.textContent('[data-metric="gapDetail"]')).toBe(
+        'shard-with-gap: record 4960 is in no micro-batch (batches resume at 4970); the watermark waits there',
+      );
+    } finally {
+      await warehouse.query(`DELETE FROM totes_shard_progress WHERE shard = 'shard-with-gap'`);
+    }
   });
 
   /** Fill in and submit the filter form, then wait until the page has applied it (an empty date is no bound). */

@@ -36,6 +36,9 @@ INSERT INTO fact_payment (payment_id, created_date, counterparty_id, payment_amo
   (3, '2024-02-05', 2, 2000.00, 2, 1, false, (now() AT TIME ZONE 'UTC')::date + 2, 'c', '0/40', 1, '2024-02-05'),
   (4, '2024-02-05', 1, 99.00, 1, 3, false, '2024-02-05', 'c', '0/45', 1, '2024-02-05');
 INSERT INTO totes_shard_progress (shard, last_manifest_key, watermark_lsn, watermark_commit_time) VALUES ('shard-0', 'm', '0/60', now() - interval '3 seconds');
+INSERT INTO totes_shard_progress (shard, last_manifest_key, watermark_lsn, watermark_commit_time, gap_missing_seq, gap_resumes_seq, gap_since)
+  VALUES ('shard-1', 'n', '0/70', now() - interval '2 seconds', '123', '456', now() - interval '90 seconds');
+INSERT INTO totes_shard_progress (shard, last_manifest_key, watermark_lsn, watermark_commit_time, ended) VALUES ('shard-2', 'o', '0/20', now() - interval '9 seconds', true);
 INSERT INTO totes_load_log (batch_key, shard, events, rows) VALUES ('a', 'shard-0', 10, 7), ('b', 'shard-0', 5, 4);
 `;
 
@@ -152,6 +155,10 @@ describe('dashboard API on a read-only role', () => {
     expect(body.warehouse.ok).toBe(true);
     expect(body.warehouse.freshness.watermark_lsn).toBe('0/60');
     expect(body.warehouse.freshness.lag_seconds).toBeGreaterThanOrEqual(3);
+    // a closed shard loaded to its end counts for nothing; a gap is listed with its age
+    expect(body.warehouse.freshness.lag_seconds).toBeLessThan(9);
+    expect(body.warehouse.gaps).toEqual([{ shard: 'shard-1', missing: '123', resumes_at: '456', age_seconds: expect.any(Number) }]);
+    expect(body.warehouse.gaps[0].age_seconds).toBeGreaterThanOrEqual(90);
     expect(body.warehouse.loads).toMatchObject({ batches: 2, rows: 11, rows_last_minute: 11 });
     expect(body.warehouse.loadsPerInterval).toHaveLength(30);
     expect(body.warehouse.loadsPerInterval.reduce((n: number, b: { rows: number }) => n + b.rows, 0)).toBe(11);

@@ -173,6 +173,9 @@ export const PIPELINE_QUERIES = {
                      to_char(watermark_commit_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS watermark_commit_time,
                      lag_seconds::float8
                 FROM totes_freshness`,
+  /** Shards held at records no micro-batch holds (the watermark waits there), oldest first. */
+  gaps: `SELECT shard, gap_missing_seq AS missing, gap_resumes_seq AS resumes_at, extract(epoch FROM now() - gap_since)::float8 AS age_seconds
+           FROM totes_shard_progress WHERE gap_since IS NOT NULL AND NOT ended ORDER BY gap_since`,
   loads: `SELECT count(*)::float8 AS batches, coalesce(sum(rows), 0)::float8 AS rows,
                  coalesce(sum(rows) FILTER (WHERE loaded_at > now() - interval '1 minute'), 0)::float8 AS rows_last_minute,
                  to_char(max(loaded_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS last_loaded_at

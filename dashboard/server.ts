@@ -214,6 +214,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     const [warehouse, pipeline] = await Promise.all([
       readOnly(async (db) => ({
         freshness: (await db.query(PIPELINE_QUERIES.freshness)).rows[0] ?? null,
+        gaps: (await db.query(PIPELINE_QUERIES.gaps)).rows,
         loads: (await db.query(PIPELINE_QUERIES.loads)).rows[0],
         loadsPerInterval: (await db.query(PIPELINE_QUERIES.loadsPerInterval)).rows,
       })).then(

@@ -7,6 +7,7 @@ import type { LoadTableName, RowsEnd } from './load-tables.ts';
 export interface Manifest {
   batchId: string;
   shard: string;
+  /** The batch is every record of the shard from firstSequence to lastSequence: a contiguous read. */
   firstSequence: string;
   lastSequence: string;
   events: number;
@@ -29,3 +30,10 @@ export interface DeadLetter {
 
 /** Kinesis sequence numbers zero-padded, so names sort in stream order. */
 export const padSequence = (seq: string) => seq.padStart(60, '0');
+
+/** Orders Kinesis sequence numbers of one shard (decimal strings of up to 128 bits). */
+export function compareSequences(a: string, b: string): number {
+  const x = BigInt(a),
+    y = BigInt(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}

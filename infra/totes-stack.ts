@@ -52,6 +52,7 @@ export class TotesCdcStack extends Stack {
     const loader = new LoaderFunction(this, 'Loader', {
       config,
       processedBucket: buckets.processed,
+      stream: changes.stream,
       warehouseSecret: secrets.warehouse,
       vpc: network.vpc,
       subnets: network.subnets,

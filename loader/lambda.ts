@@ -1,19 +1,15 @@
 /**
  * Lambda entry of the loader, run on a one-minute schedule (see infra) with a reserved
  * concurrency of 1: loads every new micro-batch while time remains, then publishes warehouse
- * freshness. A schedule rather than S3 notifications because loading must follow stream order
- * per shard and be serialised; a notification per object would start many concurrent
- * invocations that would only queue on the advisory lock. One minute leaves the 30-minute
- * budget almost untouched.
+ * freshness and the age of any gap. A schedule rather than S3 notifications because loading
+ * must follow stream order per shard and be serialised; a notification per object would start
+ * many concurrent invocations that would only queue on the advisory lock. One minute leaves the
+ * 30-minute budget almost untouched.
  */
 import type { Context } from 'aws-lambda';
-import { ENV, databaseUrl, required } from '../lib/config.ts';
-import { s3Client } from '../lib/aws.ts';
-import { log } from '../lib/log.ts';
 import { emitMetrics } from '../lib/metrics.ts';
-import { poolFor } from '../lib/pg.ts';
-import { MicroBatchStore } from '../stores/microbatch-store.ts';
-import { Loader } from './loader.ts';
+import type { Loader } from './loader.ts';
+import { loaderFromEnv, loaderMetrics } from './main.ts';
 
 /** Stop starting loads this long after a run began: the next scheduled run starts a minute after this one. */
 const RUN_WINDOW_MS = 45_000;
@@ -38,26 +34,19 @@ function containerLoader(): Promise<Loader> {
   return ready;
 }
 
+/** poolFor gives the pool an 'error' listener: an idle connection the warehouse drops does not end the container. */
 async function buildLoader(): Promise<Loader> {
-  const pool = poolFor(await databaseUrl(process.env, 'warehouse'), 2);
-  // An idle connection the warehouse drops (restart, failover) is an 'error' event on the
-  // pool: unhandled, it would end the container. The pool replaces the connection.
-  pool.on('error', (err) => log.warn({ err: err.message }, 'idle warehouse connection lost'));
+  const { loader, close } = await loaderFromEnv(process.env, 2);
   try {
-    const store = new MicroBatchStore(
-      s3Client({ s3Endpoint: process.env[ENV.s3Endpoint] }),
-      required(process.env, ENV.processedBucket, 'the processed bucket name'),
-    );
-    const loader = new Loader(pool, store, process.env[ENV.warehouseSchema] ?? 'public');
     await loader.ensureSchema();
     return loader;
   } catch (err) {
-    await pool.end().catch(() => undefined);
+    await close().catch(() => undefined);
     throw err;
   }
 }
 
-export async function handler(_event: unknown, context: Context): Promise<{ batches: number; lagSeconds: number | null }> {
+export async function handler(_event: unknown, context: Context): Promise<{ batches: number; lagSeconds: number | null; gapSeconds: number | null }> {
   const loader = await containerLoader();
   const stopAt = Date.now() + Math.min(RUN_WINDOW_MS, context.getRemainingTimeInMillis() - MARGIN_MS);
   let batches = 0;
@@ -69,10 +58,9 @@ export async function handler(_event: unknown, context: Context): Promise<{ batc
   }
   const fresh = await loader.freshness();
   emitMetrics('loader', {
-    BatchesLoaded: { value: batches, unit: 'Count' },
+    ...loaderMetrics(batches, fresh),
     Truncates: { value: loader.metrics.truncates - before.truncates, unit: 'Count' },
     RowsEnded: { value: loader.metrics.rowsEnded - before.rowsEnded, unit: 'Count' },
-    ...(fresh.lagSeconds != null ? { WarehouseFreshnessSeconds: { value: fresh.lagSeconds, unit: 'Seconds' } } : {}),
   });
-  return { batches, lagSeconds: fresh.lagSeconds };
+  return { batches, lagSeconds: fresh.lagSeconds, gapSeconds: fresh.gapSeconds };
 }

@@ -1,7 +1,8 @@
 /**
  * The loader: merges micro-batches from the processed bucket into the warehouse, many to one
- * transaction, through the Warehouse port (warehouse.ts) that also owns exactly-once and the
- * watermarks. Batches of one shard are loaded in stream order.
+ * transaction, through the Warehouse port (warehouse.ts) that also owns exactly-once. Which
+ * batches, and in what order, frontier.ts decides: per shard in stream order from the loaded
+ * prefix, however the stream was cut into batches, with gaps held and shown.
  */
 import { log } from '../lib/log.ts';
 import { backoffMs, sleep } from '../lib/retry.ts';
@@ -10,62 +11,135 @@ import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
 import type { Manifest } from '../formats/manifest.ts';
 import { decodeParquet } from '../formats/parquet.ts';
 import type { MicroBatchStore } from '../stores/microbatch-store.ts';
+import { planShards, type Gap, type PendingBatch, type ShardPlan } from './frontier.ts';
+import { inheritWatermarks, newestHeartbeat, settleShard, shardStates, StalePlanError, type ShardAdvance } from './shard-progress.ts';
+import type { NextRecord, ShardInfo, ShardStream } from './shard-stream.ts';
 import { Warehouse, type LoadBatchInfo } from './warehouse.ts';
 
+/** What the last pass found beyond what it loaded. */
+export interface LoaderStatus {
+  gaps: ({ shard: string } & Gap)[];
+  /** Child shards waiting for their parents to be loaded to their end. */
+  waiting: { shard: string; parents: string[] }[];
+  /** The last pass's error, until a pass succeeds. */
+  error: string | null;
+}
+
+/** The shard list is asked of the stream at most this often. */
+const SHARDS_TTL_MS = 2_000;
+
 export class Loader extends Warehouse {
+  status: LoaderStatus = { gaps: [], waiting: [], error: null };
+  /** Manifests are immutable: each is read once while it is pending. */
+  private manifests = new Map<string, Manifest>();
+  /** So are the stream's answers about which record follows which (but "none yet"). */
+  private answers = new Map<string, NextRecord>();
+  private shardList: { at: number; shards: ShardInfo[] } | null = null;
+
   constructor(
     pool: pg.Pool,
     private readonly store: MicroBatchStore,
+    private readonly stream: ShardStream,
     schema = 'public',
   ) {
     super(pool, schema);
   }
 
   /**
-   * Load every batch not yet loaded: shard by shard in stream order, many batches to one
-   * transaction (up to `maxRowsPerTransaction` rows), since a merge costs about the same for
-   * 300 rows as for 30,000. Returns the number of batches loaded.
+   * Load every batch that extends a shard's loaded prefix, many batches to one transaction (up
+   * to `maxRowsPerTransaction` rows), since a merge costs about the same for 300 rows as for
+   * 30,000; then record gaps and shards loaded to their end. Returns the number of batches loaded.
    */
   async loadAvailable(maxRowsPerTransaction = 100_000): Promise<number> {
-    const pending: { manifest: Manifest; key: string }[] = [];
-    const shards = await this.store.listShards();
-    const progress = await this.pool.query(`SELECT shard, last_manifest_key FROM "${this.schema}".totes_shard_progress WHERE shard = ANY($1)`, [shards]);
-    const after = new Map(progress.rows.map((r) => [r.shard as string, r.last_manifest_key as string]));
+    const shards = await this.shards();
+    const states = await shardStates(this.pool, this.schema, shards);
+    const listed = new Map<string, Manifest>();
+    const pending = new Map<string, PendingBatch[]>();
     for (const shard of shards) {
-      const keys = await this.store.listManifests(shard, after.get(shard));
-      const manifests = await mapLimited(keys, 8, (key) => this.store.getManifest(key));
-      manifests.forEach((manifest, i) => {
-        pending.push({ manifest, key: keys[i] });
-      });
+      const state = states.get(shard.id);
+      if (state?.ended) continue;
+      const keys = await this.store.listManifests(shard.id, state?.frontier ?? null);
+      const batches = await mapLimited(keys, 8, async (key) => ({ key, manifest: this.manifests.get(key) ?? (await this.store.getManifest(key)) }));
+      for (const b of batches) listed.set(b.key, b.manifest);
+      pending.set(shard.id, batches);
     }
+    this.manifests = listed;
+    const answered = new Map<string, NextRecord>();
+    const plans = await planShards(shards, states, pending, async (shard, after) => {
+      const key = `${shard}:${after ?? ''}`;
+      const answer = this.answers.get(key) ?? (await this.stream.next(shard, after));
+      if (answer.kind !== 'none') answered.set(key, answer);
+      return answer;
+    });
+    this.answers = answered;
     let loaded = 0;
-    for (let start = 0; start < pending.length; ) {
-      let rows = manifestRows(pending[start].manifest);
+    try {
+      loaded = await this.loadPlans(plans, maxRowsPerTransaction);
+      const changed = plans.filter((p) => {
+        const before = states.get(p.shard);
+        return p.ended !== (before?.ended ?? false) || (p.gap?.missing ?? null) !== (before?.gapMissing ?? null);
+      });
+      if (changed.length > 0 || loaded > 0) {
+        await this.withLoadsLocked(async (db) => {
+          for (const p of changed) await settleShard(db, this.schema, p.shard, p.to, p.ended, p.gap);
+          await inheritWatermarks(db, this.schema);
+        });
+      }
+    } catch (err) {
+      if (!(err instanceof StalePlanError)) throw err;
+      log.info({ err: err.message }, 'another loader moved a shard; planning again');
+    }
+    this.status = {
+      gaps: plans.flatMap((p) => (p.gap ? [{ shard: p.shard, ...p.gap }] : [])),
+      waiting: plans.filter((p) => p.waitingFor.length > 0).map((p) => ({ shard: p.shard, parents: p.waitingFor })),
+      error: null,
+    };
+    return loaded;
+  }
+
+  private async shards(): Promise<ShardInfo[]> {
+    if (!this.shardList || Date.now() - this.shardList.at > SHARDS_TTL_MS) this.shardList = { at: Date.now(), shards: await this.stream.shards() };
+    return this.shardList.shards;
+  }
+
+  /** The plans' batches, parents' before children's, cut into transactions by rows. */
+  private async loadPlans(plans: ShardPlan[], maxRows: number): Promise<number> {
+    const queue = plans.flatMap((p) => p.batches.map((b) => ({ plan: p, ...b })));
+    const frontier = new Map(plans.map((p) => [p.shard, p.from]));
+    let loaded = 0;
+    for (let start = 0; start < queue.length; ) {
+      let rows = manifestRows(queue[start].manifest);
       let end = start + 1;
-      while (end < pending.length && rows + manifestRows(pending[end].manifest) <= maxRowsPerTransaction) rows += manifestRows(pending[end++].manifest);
+      while (end < queue.length && rows + manifestRows(queue[end].manifest) <= maxRows) rows += manifestRows(queue[end++].manifest);
+      const chunk = queue.slice(start, end);
+      const advances: ShardAdvance[] = [];
+      for (const shard of new Set(chunk.map((c) => c.plan.shard))) {
+        const own = chunk.filter((c) => c.plan.shard === shard);
+        const last = own[own.length - 1];
+        advances.push({
+          shard,
+          from: frontier.get(shard) ?? null,
+          to: last.manifest.lastSequence,
+          lastManifestKey: last.key,
+          heartbeat: newestHeartbeat(own.map((c) => c.manifest.heartbeat)),
+        });
+        frontier.set(shard, last.manifest.lastSequence);
+      }
       // read before the transaction: S3 latency should not hold the warehouse lock
-      const items = await mapLimited(pending.slice(start, end), 8, ({ manifest, key }) => this.readBatch(manifest, key));
-      loaded += await this.loadBatches(items);
+      const items = await mapLimited(chunk, 8, (c) => this.readBatch(c.manifest));
+      loaded += await this.loadBatches(items, advances);
       start = end;
     }
     return loaded;
   }
 
-  /** Merge one micro-batch from the processed bucket; false if it had been loaded before. */
-  async loadBatch(manifest: Manifest, manifestKey: string): Promise<boolean> {
-    return (await this.loadBatches([await this.readBatch(manifest, manifestKey)])) === 1;
-  }
-
   /** A micro-batch's load rows, read from the processed bucket. */
-  private async readBatch(manifest: Manifest, manifestKey: string): Promise<{ batch: LoadBatchInfo; tables: Map<LoadTableName, LoadRow[]> }> {
+  private async readBatch(manifest: Manifest): Promise<{ batch: LoadBatchInfo; tables: Map<LoadTableName, LoadRow[]> }> {
     const tables = await mapLimited(manifest.tables, 4, async (t) => [t.table, await decodeParquet(t.table, await this.store.getBytes(t.key))] as const);
-    return {
-      batch: { batchKey: manifest.batchId, shard: manifest.shard, events: manifest.events, manifestKey, heartbeat: manifest.heartbeat, ends: manifest.ends },
-      tables: new Map(tables),
-    };
+    return { batch: { batchKey: manifest.batchId, shard: manifest.shard, events: manifest.events, ends: manifest.ends }, tables: new Map(tables) };
   }
 
-  /** Load in a loop until aborted; when the warehouse is unreachable, back off and try again. */
+  /** Load in a loop until aborted; when the warehouse or the stream is unreachable, back off and try again. */
   async runLoop(signal: AbortSignal, idleMs = 200): Promise<void> {
     let attempt = 0;
     while (!signal.aborted) {
@@ -75,6 +149,7 @@ export class Loader extends Warehouse {
         if (n === 0) await sleep(idleMs, signal);
       } catch (err) {
         const wait = backoffMs(++attempt, 500, 30_000);
+        this.status = { ...this.status, error: (err as Error).message };
         log.warn({ err: (err as Error).message, retryInMs: Math.round(wait) }, 'load failed; retrying');
         await sleep(wait, signal);
       }

@@ -103,15 +103,34 @@ CREATE TABLE IF NOT EXISTS totes_department (
 CREATE TABLE IF NOT EXISTS totes_load_log (
   batch_key text PRIMARY KEY, shard text NOT NULL, events int NOT NULL, rows int NOT NULL DEFAULT 0,
   loaded_at timestamptz NOT NULL DEFAULT now());
--- Per shard: everything with a commit LSN up to watermark_lsn has been loaded.
+-- Per shard: everything with a commit LSN up to watermark_lsn has been loaded. frontier_seq is
+-- the last record of the loaded prefix of the shard (every record up to it is loaded); a gap is
+-- a record no micro-batch holds while later ones exist (gap_since: when that record arrived).
+-- ended: closed by a reshard and loaded to its end. A row exists for every shard of the stream.
 CREATE TABLE IF NOT EXISTS totes_shard_progress (
   shard text PRIMARY KEY, last_manifest_key text NOT NULL, watermark_lsn pg_lsn NOT NULL DEFAULT '0/0',
-  watermark_commit_time timestamptz, updated_at timestamptz NOT NULL DEFAULT now());
+  watermark_commit_time timestamptz, updated_at timestamptz NOT NULL DEFAULT now(),
+  frontier_seq text, parents text[] NOT NULL DEFAULT '{}', ended boolean NOT NULL DEFAULT false,
+  gap_after_seq text, gap_missing_seq text, gap_resumes_seq text, gap_since timestamptz);
+-- a warehouse from before frontiers: ALTER only then (it locks the table even when it adds nothing)
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                  WHERE table_schema = current_schema() AND table_name = 'totes_shard_progress' AND column_name = 'frontier_seq') THEN
+    ALTER TABLE totes_shard_progress ADD COLUMN frontier_seq text, ADD COLUMN parents text[] NOT NULL DEFAULT '{}',
+      ADD COLUMN ended boolean NOT NULL DEFAULT false, ADD COLUMN gap_after_seq text, ADD COLUMN gap_missing_seq text,
+      ADD COLUMN gap_resumes_seq text, ADD COLUMN gap_since timestamptz;
+  END IF;
+END $$;
 -- Truncates and snapshot ranges applied, once each (row-ends.ts).
 ${ROW_ENDS_DDL}
+-- Complete up to the lowest watermark of the shards still in play (a closed parent loaded to its
+-- end is not); unknown while any of them has none. Gaps: how many shards have one, and the age
+-- of the oldest missing record.
 CREATE OR REPLACE VIEW totes_freshness AS
-  SELECT min(watermark_lsn) AS watermark_lsn, min(watermark_commit_time) AS watermark_commit_time,
-         extract(epoch FROM now() - min(watermark_commit_time)) AS lag_seconds
-    FROM totes_shard_progress;
+  SELECT min(watermark_lsn) AS watermark_lsn,
+         CASE WHEN count(*) = count(watermark_commit_time) THEN min(watermark_commit_time) END AS watermark_commit_time,
+         CASE WHEN count(*) = count(watermark_commit_time) THEN extract(epoch FROM now() - min(watermark_commit_time)) END AS lag_seconds,
+         count(gap_since)::int AS gap_shards, extract(epoch FROM now() - min(gap_since))::float8 AS gap_seconds
+    FROM totes_shard_progress WHERE NOT ended;
 `;
 }

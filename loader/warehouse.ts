@@ -8,8 +8,10 @@
  * it to be loaded by the next run. Loaders are serialised by an advisory lock, so a Lambda and
  * a local loop (or two Lambdas) never interleave merges.
  *
- * Batches of one shard are loaded in stream order; each shard's newest heartbeat becomes its
- * watermark, and the warehouse is complete up to the lowest watermark across shards.
+ * The stream loader (loader.ts) moves each shard's frontier and watermark in the transaction
+ * that loads the batches (shard-progress.ts); the warehouse is complete up to the lowest
+ * watermark across the shards still in play (the view totes_freshness). Replay records the
+ * newest heartbeat it replayed under its own shard name (a batch with `manifestKey`).
  */
 import type pg from '../lib/pg.ts';
 import { inTransaction } from '../lib/pg.ts';
@@ -18,6 +20,7 @@ import type { Manifest } from '../formats/manifest.ts';
 import { warehouseDdl } from './warehouse-schema.ts';
 import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql, stageColumns, stageSql } from './merge-sql.ts';
 import { applyRowEnds } from './row-ends.ts';
+import { advanceShards, checkFrontiers, type ShardAdvance } from './shard-progress.ts';
 
 /** Dimensions before the facts that reference them; department and address before the dims derived from them. */
 const MERGE_ORDER: LoadTableName[] = [
@@ -39,7 +42,7 @@ export interface LoadBatchInfo {
   batchKey: string;
   shard: string;
   events: number;
-  /** The manifest the batch came from, when it came from the processed bucket. */
+  /** Record `heartbeat` as the watermark of `shard`, named by this key (replay: the newest heartbeat it passed). */
   manifestKey?: string;
   heartbeat?: Manifest['heartbeat'];
   /** Truncates and snapshot ranges, applied after the batch's rows (row-ends.ts). */
@@ -59,6 +62,9 @@ export interface Freshness {
   watermarkLsn: string | null;
   watermarkCommitTime: string | null;
   lagSeconds: number | null;
+  /** Shards holding a gap (records no micro-batch has), and the age of the oldest missing record. */
+  gapShards: number;
+  gapSeconds: number | null;
 }
 
 export class Warehouse {
@@ -83,15 +89,17 @@ export class Warehouse {
 
   /**
    * Merge several batches in one transaction. Each is logged in totes_load_log in that same
-   * transaction, and one already logged contributes nothing: each loads exactly once. Batches
-   * with a manifest key move their shard's progress and watermark. Returns batches merged.
+   * transaction, and one already logged contributes nothing: each loads exactly once. `advances`
+   * move shard frontiers over the batches, in the same transaction, and only from where they
+   * were planned (StalePlanError otherwise). Returns batches merged.
    */
-  async loadBatches(items: { batch: LoadBatchInfo; tables: Map<LoadTableName, LoadRow[]> }[]): Promise<number> {
-    if (items.length === 0) return 0;
+  async loadBatches(items: { batch: LoadBatchInfo; tables: Map<LoadTableName, LoadRow[]> }[], advances: ShardAdvance[] = []): Promise<number> {
+    if (items.length === 0 && advances.length === 0) return 0;
     const s = `"${this.schema}"`;
     const rowsOf = (t: Map<LoadTableName, LoadRow[]>) => [...t.values()].reduce((n, r) => n + r.length, 0);
     const merged = await inTransaction(this.pool, async (db) => {
       await this.lockLoads(db);
+      await checkFrontiers(db, this.schema, advances);
       const logged = await db.query(
         `INSERT INTO ${s}.totes_load_log (batch_key, shard, events, rows)
          SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[]) ON CONFLICT DO NOTHING RETURNING batch_key`,
@@ -110,6 +118,7 @@ export class Warehouse {
       if (fresh.size > 0) await this.merge(db, tables);
       const freshEnds = items.flatMap((i) => (fresh.has(i.batch.batchKey) ? (i.batch.ends ?? []) : []));
       const ended = await applyRowEnds(db, this.schema, freshEnds, tables);
+      await advanceShards(db, this.schema, advances);
       for (const item of items) {
         const b = item.batch;
         if (!b.manifestKey) continue;
@@ -216,11 +225,18 @@ export class Warehouse {
 
   async freshness(): Promise<Freshness> {
     const { rows } = await this.pool.query(
-      `SELECT watermark_lsn::text, to_char(watermark_commit_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS commit_time, lag_seconds::float8
+      `SELECT watermark_lsn::text, to_char(watermark_commit_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS commit_time, lag_seconds::float8,
+              gap_shards, gap_seconds
          FROM "${this.schema}".totes_freshness`,
     );
     const r = rows[0] ?? {};
-    return { watermarkLsn: r.watermark_lsn ?? null, watermarkCommitTime: r.commit_time ?? null, lagSeconds: r.lag_seconds ?? null };
+    return {
+      watermarkLsn: r.watermark_lsn ?? null,
+      watermarkCommitTime: r.commit_time ?? null,
+      lagSeconds: r.lag_seconds ?? null,
+      gapShards: r.gap_shards ?? 0,
+      gapSeconds: r.gap_seconds ?? null,
+    };
   }
 }
 

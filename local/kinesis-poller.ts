@@ -2,12 +2,18 @@
  * The local stand-in for a Lambda event source mapping: reads every shard of a stream with
  * GetRecords and hands batches, in the Lambda Kinesis event shape, to a consumer. A reported
  * failure replays from the failed record (ReportBatchItemFailures semantics); progress moves
- * only past batches that succeeded. Checkpoints live in memory: the local stack starts fresh.
+ * only past batches that succeeded, and with `checkpoints` it is kept durably, written only
+ * after the consumer succeeded, so a restarted process resumes there: it neither reads the
+ * stream again from the start nor skips a record.
+ *
+ * Resharding: new shards are looked for every `discoverMs`; a child shard is read only once
+ * each parent has been read to its end (and that end checkpointed), as the mapping does.
  */
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand, type KinesisClient, type _Record } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
 import { log } from '../lib/log.ts';
 import { backoffMs, sleep } from '../lib/retry.ts';
+import type { Checkpoint, PollerCheckpoints, ShardIdentity } from './poller-checkpoints.ts';
 
 /** Records per invocation: the processor's event source mapping batch size locally. */
 export const PROCESSOR_BATCH_SIZE = 5_000;
@@ -23,6 +29,15 @@ export interface PollerOptions {
   batchSize?: number;
   idlePollMs?: number;
   name: string;
+  /** Durable progress; without it every start reads each shard from TRIM_HORIZON. */
+  checkpoints?: PollerCheckpoints;
+  /**
+   * For a consumer that still holds records after it returns (the Firehose stand-in buffers
+   * them): the last record of a shard it has made durable. Checkpoints never pass it.
+   */
+  durableThrough?: (shardId: string) => string | undefined;
+  /** How often to look for shards a reshard created. */
+  discoverMs?: number;
 }
 
 export function toLambdaRecord(r: _Record, shardId: string, streamName: string): KinesisStreamRecord {
@@ -44,17 +59,63 @@ export function toLambdaRecord(r: _Record, shardId: string, streamName: string):
   };
 }
 
+interface Shard extends ShardIdentity {
+  parents: string[];
+}
+
 export class KinesisPoller {
   private readonly abort = new AbortController();
-  private loops: Promise<void>[] = [];
+  private readonly loops = new Map<string, Promise<void>>();
+  /** Shards read to their end (and so checkpointed). */
+  private readonly finished = new Set<string>();
+  private discovery: NodeJS.Timeout | null = null;
+  private discovering: Promise<void> = Promise.resolve();
   /** Records fetched but not yet acknowledged by the consumer. */
   behind = 0;
 
   constructor(private readonly opts: PollerOptions) {}
 
   async start(): Promise<void> {
-    const out = await this.opts.client.send(new ListShardsCommand({ StreamName: this.opts.streamName }));
-    this.loops = (out.Shards ?? []).map((s) => this.pollShard(s.ShardId!));
+    await this.discover();
+    this.discovery = setInterval(() => void this.discover().catch(() => undefined), this.opts.discoverMs ?? 2_000);
+  }
+
+  /** Shards currently being read. */
+  get reading(): string[] {
+    return [...this.loops.keys()].filter((s) => !this.finished.has(s));
+  }
+
+  /** Start reading every shard whose parents are done; one discovery at a time. */
+  private discover(): Promise<void> {
+    this.discovering = this.discovering.then(async () => {
+      if (this.abort.signal.aborted) return;
+      const shards: Shard[] = [];
+      let token: string | undefined;
+      do {
+        const out = await this.opts.client.send(new ListShardsCommand(token ? { NextToken: token } : { StreamName: this.opts.streamName }));
+        for (const s of out.Shards ?? [])
+          shards.push({
+            shardId: s.ShardId!,
+            startingSequence: s.SequenceNumberRange!.StartingSequenceNumber!,
+            parents: [s.ParentShardId, s.AdjacentParentShardId].filter((p): p is string => !!p),
+          });
+        token = out.NextToken;
+      } while (token);
+      const listed = new Set(shards.map((s) => s.shardId));
+      for (const shard of shards) {
+        if (this.loops.has(shard.shardId)) continue;
+        const checkpoint = (await this.opts.checkpoints?.read(shard)) ?? null;
+        if (checkpoint && 'ended' in checkpoint) {
+          this.finished.add(shard.shardId);
+          this.loops.set(shard.shardId, Promise.resolve());
+          continue;
+        }
+        // a parent the stream no longer lists has aged out of it
+        if (!shard.parents.every((p) => this.finished.has(p) || !listed.has(p))) continue;
+        this.loops.set(shard.shardId, this.pollShard(shard, checkpoint));
+      }
+    });
+    return this.discovering;
   }
 
   private async iterator(shardId: string, after?: string, at?: string): Promise<string> {
@@ -72,19 +133,44 @@ export class KinesisPoller {
     return out.ShardIterator!;
   }
 
-  private async pollShard(shardId: string): Promise<void> {
+  private async pollShard(shard: Shard, from: Checkpoint | null): Promise<void> {
+    const { shardId } = shard;
     const signal = this.abort.signal;
-    let checkpoint: string | undefined;
+    /** After the last record the consumer handled. */
+    let position = from && 'after' in from ? from.after : undefined;
+    let saved = position;
+    const save = async (checkpoint: Checkpoint) => {
+      await this.opts.checkpoints?.write(shard, checkpoint);
+      if ('after' in checkpoint) saved = checkpoint.after;
+    };
+    /** Checkpoint as far as the consumer has made durable. */
+    const keep = async () => {
+      const durable = this.opts.durableThrough ? this.opts.durableThrough(shardId) : position;
+      if (durable && durable !== saved) await save({ after: durable });
+    };
     let iterator: string | undefined;
     let attempt = 0;
     while (!signal.aborted) {
       try {
-        iterator ??= await this.iterator(shardId, checkpoint);
+        iterator ??= await this.iterator(shardId, position);
         const out = await this.opts.client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: this.opts.batchSize ?? 1000 }));
         const records = out.Records ?? [];
         this.behind = Number(out.MillisBehindLatest ?? 0);
         iterator = out.NextShardIterator;
         if (records.length === 0) {
+          await keep();
+          if (!iterator) {
+            // a closed shard read to its end: checkpoint that once the consumer holds nothing of it
+            if (this.opts.durableThrough && position && this.opts.durableThrough(shardId) !== position) {
+              await sleep(this.opts.idlePollMs ?? 200, signal);
+              iterator = await this.iterator(shardId, position);
+              continue;
+            }
+            await save({ ended: true });
+            this.finished.add(shardId);
+            await this.discover();
+            return;
+          }
           await sleep(this.opts.idlePollMs ?? 200, signal);
           continue;
         }
@@ -92,13 +178,17 @@ export class KinesisPoller {
         const result = await this.opts.consumer(event);
         const failedAt = result?.batchItemFailures?.[0]?.itemIdentifier;
         if (failedAt) {
-          // replay from the failed record, as the event source mapping does
+          // what came before the failed record succeeded; replay from it, as the event source mapping does
+          const failed = records.findIndex((r) => r.SequenceNumber === failedAt);
+          if (failed > 0) position = records[failed - 1].SequenceNumber;
+          await keep();
           iterator = await this.iterator(shardId, undefined, failedAt);
           await sleep(backoffMs(++attempt, 200, 5_000), signal);
           continue;
         }
         attempt = 0;
-        checkpoint = records[records.length - 1].SequenceNumber;
+        position = records[records.length - 1].SequenceNumber;
+        await keep();
       } catch (err) {
         log.warn({ poller: this.opts.name, shardId, err: (err as Error).message }, 'poll failed; retrying');
         iterator = undefined;
@@ -109,6 +199,8 @@ export class KinesisPoller {
 
   async stop(): Promise<void> {
     this.abort.abort();
-    await Promise.allSettled(this.loops);
+    if (this.discovery) clearInterval(this.discovery);
+    await this.discovering.catch(() => undefined);
+    await Promise.allSettled(this.loops.values());
   }
 }

@@ -11,9 +11,11 @@ import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
 import { poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
+import { ShardStream } from '../loader/shard-stream.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Processor } from '../processors/processor.ts';
 import { ARCHIVER_BATCH_SIZE, KinesisPoller, PROCESSOR_BATCH_SIZE } from './kinesis-poller.ts';
+import { PollerCheckpoints } from './poller-checkpoints.ts';
 
 export interface PipelineConfig {
   sourceUrl: string;
@@ -59,7 +61,7 @@ export class Pipeline {
       bufferIntervalMs: config.archiveIntervalMs ?? 5_000,
     });
     this.warehousePool = poolFor(config.warehouseUrl, 4);
-    this.loader = new Loader(this.warehousePool, this.store);
+    this.loader = new Loader(this.warehousePool, this.store, new ShardStream(this.kinesis, config.streamName));
   }
 
   async start(): Promise<void> {
@@ -70,13 +72,16 @@ export class Pipeline {
       consumer: this.processor.handler,
       batchSize: this.config.processorBatchSize ?? PROCESSOR_BATCH_SIZE,
       name: 'processor',
+      checkpoints: new PollerCheckpoints(this.s3, this.config.processedBucket, 'processor', this.config.streamName),
     });
     const firehosePoller = new KinesisPoller({
       client: this.kinesis,
       streamName: this.config.streamName,
       consumer: this.firehose.consume,
       batchSize: ARCHIVER_BATCH_SIZE,
-      name: 'firehose',
+      name: 'archiver',
+      checkpoints: new PollerCheckpoints(this.s3, this.config.ingestionBucket, 'archiver', this.config.streamName),
+      durableThrough: this.firehose.deliveredThrough,
     });
     this.pollers.push(processorPoller, firehosePoller);
     await Promise.all(this.pollers.map((p) => p.start()));

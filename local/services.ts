@@ -1,7 +1,8 @@
 /**
  * `totes run <service>`: one pipeline service per process, configured from the environment
  * (docker compose runs each in its own container). In AWS the processor and loader are
- * Lambdas and the archiver is Firehose; these are their local equivalents.
+ * Lambdas and the archiver is Firehose; these are their local equivalents. The processor and
+ * archiver keep their stream checkpoints in their own bucket, so a restart resumes there.
  *
  * Each checks at start what it needs (the stream, its buckets, the warehouse) and says what is
  * missing as a FatalError; runService turns an error thrown anywhere while it runs into the
@@ -11,14 +12,14 @@ import { DescribeStreamSummaryCommand, type KinesisClient, ResourceNotFoundExcep
 import { HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { FirehoseStandin } from '../archiver/firehose-standin.ts';
 import { runCapture } from '../capture/main.ts';
-import { ENV, databaseUrl, required } from '../lib/config.ts';
+import { ENV, required } from '../lib/config.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { FatalError } from '../lib/fatal.ts';
-import { poolFor } from '../lib/pg.ts';
-import { Loader } from '../loader/loader.ts';
+import { runLoader } from '../loader/main.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Processor } from '../processors/processor.ts';
 import { ARCHIVER_BATCH_SIZE, KinesisPoller, PROCESSOR_BATCH_SIZE } from './kinesis-poller.ts';
+import { PollerCheckpoints } from './poller-checkpoints.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -70,17 +71,19 @@ export async function runService(name: string, env: Env): Promise<void> {
 export const SERVICES: Record<string, (env: Env) => Promise<void>> = {
   capture: runCapture,
   async processor(env) {
-    const store = new MicroBatchStore(s3Client({ s3Endpoint: env[ENV.s3Endpoint] }), required(env, ENV.processedBucket, 'the processed bucket name'));
+    const s3 = s3Client({ s3Endpoint: env[ENV.s3Endpoint] });
+    const bucket = required(env, ENV.processedBucket, 'the processed bucket name');
     const client = kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] });
     const streamName = required(env, ENV.streamName, 'the Kinesis stream name');
     await streamExists(client, streamName);
-    await bucketExists(store.s3, store.bucket, ENV.processedBucket);
+    await bucketExists(s3, bucket, ENV.processedBucket);
     const poller = new KinesisPoller({
       client,
       streamName,
-      consumer: new Processor(store).handler,
+      consumer: new Processor(new MicroBatchStore(s3, bucket)).handler,
       batchSize: PROCESSOR_BATCH_SIZE,
       name: 'processor',
+      checkpoints: new PollerCheckpoints(s3, bucket, 'processor', streamName),
     });
     await poller.start();
     await untilSignal();
@@ -100,6 +103,8 @@ export const SERVICES: Record<string, (env: Env) => Promise<void>> = {
       consumer: firehose.consume,
       batchSize: ARCHIVER_BATCH_SIZE,
       name: 'archiver',
+      checkpoints: new PollerCheckpoints(s3, bucket, 'archiver', streamName),
+      durableThrough: firehose.deliveredThrough,
     });
     firehose.start();
     await poller.start();
@@ -108,14 +113,9 @@ export const SERVICES: Record<string, (env: Env) => Promise<void>> = {
     await firehose.stop();
   },
   async loader(env) {
-    const store = new MicroBatchStore(s3Client({ s3Endpoint: env[ENV.s3Endpoint] }), required(env, ENV.processedBucket, 'the processed bucket name'));
-    await bucketExists(store.s3, store.bucket, ENV.processedBucket);
-    const loader = new Loader(poolFor(await databaseUrl(env, 'warehouse'), 2), store, env[ENV.warehouseSchema] ?? 'public');
-    await loader.ensureSchema();
-    const abort = new AbortController();
-    const loop = loader.runLoop(abort.signal);
-    await untilSignal();
-    abort.abort();
-    await loop;
+    const s3 = s3Client({ s3Endpoint: env[ENV.s3Endpoint] });
+    await bucketExists(s3, required(env, ENV.processedBucket, 'the processed bucket name'), ENV.processedBucket);
+    s3.destroy();
+    await runLoader(env, untilSignal());
   },
 };

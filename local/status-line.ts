@@ -1,7 +1,8 @@
 /**
  * The live status line: changes captured, records in the stream, rows loaded, slot lag and
- * freshness (source commit → visible in the warehouse). Redrawn in place on a terminal; a
- * plain line every few seconds otherwise (CI logs).
+ * freshness (source commit → visible in the warehouse), and a gap when a shard is held at a
+ * record no micro-batch holds. Redrawn in place on a terminal; a plain line every few seconds
+ * otherwise (CI logs).
  */
 import { readSlotHealth } from '../capture/slot-health.ts';
 import type { Pipeline } from './pipeline.ts';
@@ -15,6 +16,9 @@ export interface StatusSnapshot {
   deadLetters: number;
   slotLagBytes: number | null;
   freshnessSeconds: number | null;
+  /** Shards held at a gap, and how long the oldest missing record has been missing. */
+  gapShards: number;
+  gapSeconds: number | null;
   simulated?: number;
 }
 
@@ -28,13 +32,17 @@ export async function snapshotStatus(p: Pipeline, source: pg.Pool, slotName = 't
     deadLetters: p.processor.metrics.deadLetters,
     slotLagBytes: slot && slot.walStatus !== 'missing' ? slot.lagBytes : null,
     freshnessSeconds: fresh?.lagSeconds ?? null,
+    gapShards: fresh?.gapShards ?? 0,
+    gapSeconds: fresh?.gapSeconds ?? null,
   };
 }
 
 const n = (x: number) => x.toLocaleString('en-GB');
+const duration = (s: number) =>
+  s < 60 ? `${s.toFixed(1)}s` : s < 3600 ? `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, '0')}s` : `${(s / 3600).toFixed(1)}h`;
 
 export function formatStatus(s: StatusSnapshot): string {
-  const lag = s.freshnessSeconds == null ? '–' : `${s.freshnessSeconds.toFixed(1)}s`;
+  const lag = s.freshnessSeconds == null ? '–' : duration(s.freshnessSeconds);
   const slot = s.slotLagBytes == null ? '–' : `${n(Math.max(0, Math.round(s.slotLagBytes / 1024)))} KiB`;
   return [
     s.simulated != null ? `simulated ${n(s.simulated)}` : null,
@@ -44,6 +52,7 @@ export function formatStatus(s: StatusSnapshot): string {
     `rows loaded ${n(s.rowsLoaded)}`,
     `slot lag ${slot}`,
     `freshness ${lag}`,
+    s.gapShards ? `GAP on ${s.gapShards} shard${s.gapShards > 1 ? 's' : ''} for ${duration(s.gapSeconds ?? 0)} (watermark held)` : null,
     s.deadLetters ? `dead letters ${n(s.deadLetters)}` : null,
   ]
     .filter(Boolean)

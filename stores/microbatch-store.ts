@@ -1,10 +1,13 @@
 /**
  * The processed bucket. A micro-batch is the output of one processor invocation on one shard:
- *   microbatches/<shard>/<first-seq>-<last-seq>/<load table>.parquet   one object per table
- *   manifests/<shard>/<first-seq>-<last-seq>.json                      written last: the batch exists once this does
+ *   microbatches/<shard>/<last-seq>-<first-seq>/<load table>.parquet   one object per table
+ *   manifests/<shard>/<last-seq>-<first-seq>.json                      written last: the batch exists once this does
  *   dead-letter/<shard>/<seq>.json                                    records that could not be used, with the reason
  * Names derive from the Kinesis sequence numbers, zero-padded so they sort in stream order: a
  * retried batch writes the same names, and an object that exists is never written again.
+ * Manifests are named by their LAST record first, so the loader can list every manifest that
+ * reaches past the records it has loaded, however the stream was cut into batches (a re-cut
+ * batch that starts before the loaded records and runs past them is listed too).
  */
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { LoadTableName } from '../formats/load-tables.ts';
@@ -18,7 +21,7 @@ export class MicroBatchStore {
   ) {}
 
   static batchId(shard: string, firstSequence: string, lastSequence: string): string {
-    return `${shard}/${padSequence(firstSequence)}-${padSequence(lastSequence)}`;
+    return `${shard}/${padSequence(lastSequence)}-${padSequence(firstSequence)}`;
   }
 
   tableKey(batchId: string, table: LoadTableName): string {
@@ -47,10 +50,12 @@ export class MicroBatchStore {
     return (out.CommonPrefixes ?? []).map((p) => p.Prefix!.slice('manifests/'.length, -1));
   }
 
-  /** Manifest keys of one shard after `startAfter`, in stream order. */
-  async listManifests(shard: string, startAfter?: string, max = 1000): Promise<string[]> {
+  /** Manifest keys of one shard whose last record is after sequence number `after`, by last record. */
+  async listManifests(shard: string, after?: string | null, max = 1000): Promise<string[]> {
     const keys: string[] = [];
     let token: string | undefined;
+    // "<last>-<first>.json" sorts below "<last>." ('-' < '.'): a batch ending at `after` is left out
+    const startAfter = after ? `manifests/${shard}/${padSequence(after)}.` : undefined;
     do {
       const out = await this.s3.send(
         new ListObjectsV2Command({

@@ -5,79 +5,37 @@
  *
  * `npm test` runs one fixed seed; TOTES_PROPERTY_SEEDS=N runs N seeds (a longer soak).
  */
-import { createHash } from 'node:crypto';
+import type { _Record } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CaptureService, DEFAULT_CAPTURE_CONFIG } from '../capture/capture-service.ts';
-import { compareEventIds, encodeEvent, isBroadcast, lsnToBigInt, partitionKeyOf, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
-import { s3Client } from '../lib/aws.ts';
+import { compareEventIds, encodeEvent, type ChangeEvent } from '../formats/change-event.ts';
+import { kinesisClient, s3Client } from '../lib/aws.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
-import { toLambdaRecord } from '../local/kinesis-poller.ts';
+import { ShardStream } from '../loader/shard-stream.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Processor } from '../processors/processor.ts';
 import { mapEvents, targetOf } from '../processors/transform.ts';
 import { LOAD_TABLES } from '../formats/load-tables.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { Random } from '../totesys/random.ts';
-import { RandomWorkload } from '../totesys/random-workload.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
 import { createDatabase, startLocalAws, type LocalAws } from './harness.ts';
-import { MemorySink } from './memory-sink.ts';
+import { captureWorkload } from './capture-workload.ts';
+import { createStream, lambdaEvent, putOnStream, readShards } from './stream-fixture.ts';
 
 const SEEDS = Number(process.env.TOTES_PROPERTY_SEEDS ?? 1);
 const SHARDS = 3;
-
-function shardOf(key: string): number {
-  return createHash('md5').update(key).digest().readUInt32BE(0) % SHARDS;
-}
-
-/** Capture everything `workload` does, until a heartbeat after it has come back. */
-async function captureWorkload(sourceUrl: string, seed: number, operations: number): Promise<StreamEvent[]> {
-  const sink = new MemorySink();
-  const capture = new CaptureService(
-    { ...DEFAULT_CAPTURE_CONFIG, sourceUrl, slotName: `prop_${seed}`, heartbeatMs: 0, createPrerequisites: true, snapshotChunkRows: 7 },
-    sink,
-  );
-  const running = capture.run();
-  while (capture.metrics.state !== 'streaming') await new Promise((r) => setTimeout(r, 20));
-  const pool = poolFor(sourceUrl, 2);
-  const workload = new RandomWorkload(pool, seed);
-  // small chunks, so the snapshot runs while the workload changes the rows it reads
-  await workload.run(operations);
-  while (capture.snapshotPending) await new Promise((r) => setTimeout(r, 20));
-  const marker = await capture.emitHeartbeat();
-  // the heartbeat's commit LSN is after the message's own LSN
-  while (!sink.events.some((e) => e.kind === 'heartbeat' && lsnToBigInt(e.source.lsn) >= lsnToBigInt(marker))) await new Promise((r) => setTimeout(r, 20));
-  await capture.stop();
-  await running;
-  await pool.end();
-  expect(workload.committed).toBeGreaterThan(operations / 2);
-  return sink.events;
-}
+const STREAM = 'changes';
 
 /** Kinesis as it behaves at worst: per-shard order kept, batches retried whole or from a record inside them. */
-function deliveries(events: StreamEvent[], rng: Random): KinesisStreamEvent[] {
-  const shards: { seq: string; data: string }[][] = Array.from({ length: SHARDS }, () => []);
-  let seq = 0;
-  for (const e of events) {
-    const targets = isBroadcast(e) ? shards.map((_, i) => i) : [shardOf(partitionKeyOf(e))];
-    for (const s of targets) shards[s].push({ seq: String(++seq).padStart(20, '0'), data: encodeEvent(e) });
-  }
-  const perShard: KinesisStreamEvent[][] = shards.map((records, i) => {
+function deliveries(shards: Map<string, _Record[]>, rng: Random): KinesisStreamEvent[] {
+  const perShard: KinesisStreamEvent[][] = [...shards].map(([shard, records]) => {
     const batches: KinesisStreamEvent[] = [];
     for (let start = 0; start < records.length; ) {
       const size = rng.int(1, 40);
       const slice = records.slice(start, start + size);
-      const asEvent = (rs: typeof slice): KinesisStreamEvent => ({
-        Records: rs.map((r) =>
-          toLambdaRecord(
-            { SequenceNumber: r.seq, Data: Buffer.from(r.data), PartitionKey: 'p', ApproximateArrivalTimestamp: new Date() },
-            `shardId-00000000000${i}`,
-            'changes',
-          ),
-        ),
-      });
+      const asEvent = (rs: _Record[]) => lambdaEvent(rs, shard, STREAM);
       batches.push(asEvent(slice));
       if (rng.chance(0.15)) batches.push(asEvent(slice)); // the whole batch again (a retried invocation)
       if (rng.chance(0.15) && slice.length > 1) batches.push(asEvent(records.slice(start + rng.int(1, slice.length - 1), start + size + rng.int(0, 10)))); // from a failed record on
@@ -97,7 +55,7 @@ function deliveries(events: StreamEvent[], rng: Random): KinesisStreamEvent[] {
 describe('property: any delivery order and duplication ends equal to the truth', () => {
   let aws: LocalAws;
   beforeAll(async () => {
-    aws = await startLocalAws({ stream: 'unused', shards: 1, buckets: [] });
+    aws = await startLocalAws({ stream: STREAM, shards: SHARDS, buckets: [] });
   });
   afterAll(async () => {
     await aws?.stop();
@@ -112,21 +70,25 @@ describe('property: any delivery order and duplication ends equal to the truth',
       await s3.send(new (await import('@aws-sdk/client-s3')).CreateBucketCommand({ Bucket: bucket }));
       const sourcePool = poolFor(source.url, 2);
       const warehousePool = poolFor(warehouse.url, 2);
+      const kinesis = kinesisClient({ kinesisEndpoint: aws.kinesisEndpoint });
       try {
         await inTransaction(sourcePool, async (db) => {
           await createTotesys(db, { seed, sizes: scaledSizes(0.003) });
         });
-        const events = await captureWorkload(source.url, seed, 250);
+        const events = await captureWorkload(source.url, { seed, operations: 250, slot: `prop_${seed}` });
         const rng = new Random(seed * 7919);
         const store = new MicroBatchStore(s3, bucket);
         const processor = new Processor(store);
-        const loader = new Loader(warehousePool, store);
+        const stream = `${STREAM}-${seed}`;
+        await createStream(kinesis, stream, SHARDS);
+        await putOnStream(kinesis, stream, events);
+        const loader = new Loader(warehousePool, store, new ShardStream(kinesis, stream));
         await loader.ensureSchema();
         const changes = events.filter((e): e is ChangeEvent => e.kind === 'change');
         let lateReplays = 0;
         const processed: KinesisStreamEvent[] = [];
         const loaded = new Set<string>();
-        for (const batch of deliveries(events, rng)) {
+        for (const batch of deliveries(await readShards(kinesis, stream), rng)) {
           expect((await processor.handler(batch)).batchItemFailures).toEqual([]);
           if (rng.chance(0.2)) {
             await loader.loadAvailable();
@@ -176,6 +138,7 @@ describe('property: any delivery order and duplication ends equal to the truth',
         await sourcePool.end();
         await warehousePool.end();
         s3.destroy();
+        kinesis.destroy();
         await source.drop();
         await warehouse.drop();
       }

@@ -251,6 +251,17 @@ function showPipeline(data) {
       metric('freshness', 'no heartbeat yet', null);
       metric('watermark', 'nothing loaded to measure from', null);
     }
+    const gaps = w.gaps;
+    const oldest = gaps[0];
+    metric('gaps', oldest ? `${gaps.length} shard${gaps.length > 1 ? 's' : ''}, ${age(oldest.age_seconds)}` : 'none', gaps.length);
+    metric(
+      'gapDetail',
+      oldest
+        ? `${oldest.shard}: record ${oldest.missing} is in no micro-batch (batches resume at ${oldest.resumes_at}); the watermark waits there`
+        : 'records no micro-batch holds',
+      oldest ? oldest.age_seconds : null,
+    );
+    $('gapTile').classList.toggle('bad', gaps.length > 0);
     metric('rowsLoaded', whole(w.loads.rows), w.loads.rows);
     metric(
       'loads',

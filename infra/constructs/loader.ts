@@ -10,6 +10,7 @@ import { Duration } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
+import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -21,6 +22,8 @@ import { PipelineFunction } from './pipeline-function.ts';
 export interface LoaderProps {
   config: TotesConfig;
   processedBucket: s3.Bucket;
+  /** Read to prove the micro-batches of a shard contiguous (loader/shard-stream.ts). */
+  stream: kinesis.IStream;
   warehouseSecret: secretsmanager.ISecret;
   vpc: ec2.IVpc;
   subnets: ec2.SubnetSelection;
@@ -42,6 +45,7 @@ export class LoaderFunction extends Construct {
       reservedConcurrency: 1,
       environment: {
         [ENV.processedBucket]: props.processedBucket.bucketName,
+        [ENV.streamName]: props.stream.streamName,
         [ENV.warehouseSecret]: props.warehouseSecret.secretArn,
         [ENV.warehouseSchema]: cfg.warehouseSchema,
       },
@@ -50,6 +54,7 @@ export class LoaderFunction extends Construct {
     });
     grantMicroBatchAccess(this, props.processedBucket, fn, 'read');
     props.warehouseSecret.grantRead(fn);
+    props.stream.grantRead(fn);
     // A failed run is not retried by Lambda either: the next scheduled run takes over.
     fn.configureAsyncInvoke({ retryAttempts: 0, maxEventAge: Duration.minutes(1) });
 

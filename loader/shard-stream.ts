@@ -1,0 +1,68 @@
+/**
+ * What the loader asks the change stream itself: which shards exist (and which they split or
+ * merged from), and which record follows a given one on a shard. Kinesis sequence numbers are
+ * increasing but not contiguous, so "does batch B start right after batch A ends?" cannot be
+ * read off the numbers; the stream answers it exactly: the record after A's last, read with
+ * GetRecords (limit 1) from an AFTER_SEQUENCE_NUMBER iterator.
+ */
+import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
+
+export interface ShardInfo {
+  id: string;
+  /** The shards this one was split or merged from (a reshard). */
+  parents: string[];
+  /** Closed by a reshard: it takes no more records. */
+  closed: boolean;
+}
+
+/** The record after a position on a shard: there is one, there is none yet, or the shard ended there. */
+export type NextRecord = { kind: 'record'; sequence: string; arrivedAt: Date | null } | { kind: 'none' } | { kind: 'end' };
+
+/** How many empty pages to follow while the stream says records lie further on. */
+const EMPTY_PAGES = 5;
+
+export class ShardStream {
+  constructor(
+    private readonly client: KinesisClient,
+    readonly streamName: string,
+  ) {}
+
+  async shards(): Promise<ShardInfo[]> {
+    const shards: ShardInfo[] = [];
+    let token: string | undefined;
+    do {
+      const out = await this.client.send(new ListShardsCommand(token ? { NextToken: token } : { StreamName: this.streamName }));
+      for (const s of out.Shards ?? []) {
+        shards.push({
+          id: s.ShardId!,
+          parents: [s.ParentShardId, s.AdjacentParentShardId].filter((p): p is string => !!p),
+          closed: !!s.SequenceNumberRange?.EndingSequenceNumber,
+        });
+      }
+      token = out.NextToken;
+    } while (token);
+    return shards;
+  }
+
+  /** The record after `after` on `shard` (after null: the shard's first record still in the stream). */
+  async next(shard: string, after: string | null): Promise<NextRecord> {
+    const out = await this.client.send(
+      new GetShardIteratorCommand({
+        StreamName: this.streamName,
+        ShardId: shard,
+        ...(after ? { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER', StartingSequenceNumber: after } : { ShardIteratorType: 'TRIM_HORIZON' }),
+      }),
+    );
+    let iterator = out.ShardIterator!;
+    for (let page = 1; ; page++) {
+      const got = await this.client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 1 }));
+      const r = got.Records?.[0];
+      if (r) return { kind: 'record', sequence: r.SequenceNumber!, arrivedAt: r.ApproximateArrivalTimestamp ?? null };
+      // a closed shard read to its end has no next iterator
+      if (!got.NextShardIterator) return { kind: 'end' };
+      // Kinesis may answer an empty page before records further on; at the tip it is 0 behind
+      if (!got.MillisBehindLatest || page >= EMPTY_PAGES) return { kind: 'none' };
+      iterator = got.NextShardIterator;
+    }
+  }
+}

@@ -1,0 +1,27 @@
+/** The status line says what the pipeline knows, a gap included. */
+import { describe, expect, it } from 'vitest';
+import { formatStatus, type StatusSnapshot } from './status-line.ts';
+
+const base: StatusSnapshot = {
+  captured: 51_870,
+  streamRecords: 51_872,
+  batches: 212,
+  rowsLoaded: 51_860,
+  deadLetters: 0,
+  slotLagBytes: 3_100,
+  freshnessSeconds: 0.6,
+  gapShards: 0,
+  gapSeconds: null,
+};
+
+describe('status line', () => {
+  it('shows freshness, and no gap when there is none', () => {
+    expect(formatStatus(base)).toBe('captured 51,870 │ in stream 51,872 │ batches 212 │ rows loaded 51,860 │ slot lag 3 KiB │ freshness 0.6s');
+  });
+
+  it('shows a gap with its age beside a freshness that stopped moving', () => {
+    expect(formatStatus({ ...base, freshnessSeconds: 190, gapShards: 1, gapSeconds: 185.2 })).toBe(
+      'captured 51,870 │ in stream 51,872 │ batches 212 │ rows loaded 51,860 │ slot lag 3 KiB │ freshness 3m10s │ GAP on 1 shard for 3m05s (watermark held)',
+    );
+  });
+});
