@@ -38,7 +38,13 @@ describe('the synthesized assets', () => {
 
   beforeAll(async () => {
     [aws, warehouse] = await Promise.all([startLocalAws({ stream: 'unused', shards: 1, buckets: [BUCKET] }), createDatabase('bundles')]);
-    Object.assign(process.env, { [ENV.processedBucket]: BUCKET, [ENV.s3Endpoint]: aws.s3Endpoint, [ENV.warehouseUrl]: warehouse.url });
+    Object.assign(process.env, {
+      [ENV.processedBucket]: BUCKET,
+      [ENV.s3Endpoint]: aws.s3Endpoint,
+      [ENV.warehouseUrl]: warehouse.url,
+      [ENV.streamName]: 'unused',
+      [ENV.kinesisEndpoint]: aws.kinesisEndpoint,
+    });
   });
   afterAll(async () => {
     process.env = saved;
@@ -66,7 +72,7 @@ describe('the synthesized assets', () => {
     process.env[ENV.caFile] = join(synth.functionCode(loaderId), 'missing.pem');
     await expect(handler({}, context)).rejects.toThrow(/ENOENT/);
     delete process.env[ENV.caFile];
-    expect(await handler({}, context)).toEqual({ batches: 0, lagSeconds: null });
+    expect(await handler({}, context)).toEqual({ batches: 0, lagSeconds: null, gapSeconds: null });
     const admin = new pg.Client({ connectionString: warehouse.url });
     await admin.connect();
     try {

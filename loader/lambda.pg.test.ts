@@ -26,7 +26,13 @@ describe('loader Lambda entry', () => {
     const url = new URL(warehouse.url);
     proxy = await startProxy({ host: url.hostname, port: Number(url.port) });
     url.port = String(proxy.port);
-    Object.assign(process.env, { TOTES_WAREHOUSE_URL: url.toString(), TOTES_PROCESSED_BUCKET: BUCKET, TOTES_S3_ENDPOINT: aws.s3Endpoint });
+    Object.assign(process.env, {
+      TOTES_WAREHOUSE_URL: url.toString(),
+      TOTES_PROCESSED_BUCKET: BUCKET,
+      TOTES_S3_ENDPOINT: aws.s3Endpoint,
+      TOTES_STREAM_NAME: 'unused',
+      TOTES_KINESIS_ENDPOINT: aws.kinesisEndpoint,
+    });
     admin = new pg.Client({ connectionString: warehouse.url });
     await admin.connect();
   });
@@ -46,7 +52,7 @@ describe('loader Lambda entry', () => {
     await expect(handler({}, context())).rejects.toThrow(/ECONNREFUSED/);
     expect(await tables()).toBe(0);
     await proxy.open();
-    expect(await handler({}, context())).toEqual({ batches: 0, lagSeconds: null });
+    expect(await handler({}, context())).toEqual({ batches: 0, lagSeconds: null, gapSeconds: null });
     expect(await tables()).toBe(2);
   });
 
@@ -56,6 +62,6 @@ describe('loader Lambda entry', () => {
     );
     expect(ended.rowCount).toBeGreaterThan(0);
     await sleep(200); // the idle clients see the termination
-    expect(await handler({}, context())).toEqual({ batches: 0, lagSeconds: null });
+    expect(await handler({}, context())).toEqual({ batches: 0, lagSeconds: null, gapSeconds: null });
   });
 });
