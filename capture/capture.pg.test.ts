@@ -122,22 +122,34 @@ describe('capture service', () => {
 
   it('stops reading the WAL while the stream is down, keeps the connection alive, and catches up', async () => {
     const sink = new MemorySink();
-    // a 1 s wal_sender_timeout: without status updates while paused, Postgres would end the stream
-    const { service, running } = start(sink, { sourceUrl: `${db.url}?options=${encodeURIComponent('-c wal_sender_timeout=1s')}` });
+    // a 1 s wal_sender_timeout: without status updates while paused, Postgres would end the stream;
+    // a small queue, so that 3,000 changes (over 6,000 messages) overflow it many times over
+    const { service, running } = start(sink, { sourceUrl: `${db.url}?options=${encodeURIComponent('-c wal_sender_timeout=1s')}`, maxQueuedMessages: 200 });
     await until('snapshot', () => service.metrics.state === 'streaming' && !service.snapshotPending);
     let failed: unknown = null;
     running.catch((err) => {
       failed = err;
     });
-    sink.blocked = true;
-    await new Simulator(pool, 2).run({ changes: 3000 });
-    await new Promise((r) => setTimeout(r, 500));
-    const whileDown = sink.events.length;
-    await new Promise((r) => setTimeout(r, 2500));
-    expect(sink.events.length).toBe(whileDown); // nothing read while the stream is down
-    expect(failed).toBeNull();
-    sink.blocked = false;
-    await until('caught up', () => service.metrics.changes >= 3000, 30_000);
+    let mostQueued = 0;
+    const sampler = setInterval(() => {
+      mostQueued = Math.max(mostQueued, service.queuedMessages);
+    }, 5);
+    try {
+      sink.blocked = true;
+      await new Simulator(pool, 2).run({ changes: 3000 });
+      await new Promise((r) => setTimeout(r, 500));
+      const whileDown = sink.events.length;
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(sink.events.length).toBe(whileDown); // nothing handled while the stream is down
+      // the socket was not read: what was received stays near the queue's bound (one socket read past it)
+      expect(mostQueued).toBeGreaterThanOrEqual(200);
+      expect(mostQueued).toBeLessThan(1_500);
+      expect(failed).toBeNull();
+      sink.blocked = false;
+      await until('caught up', () => service.metrics.changes >= 3000, 30_000);
+    } finally {
+      clearInterval(sampler);
+    }
     expect(failed).toBeNull();
     expect(service.metrics.state).toBe('streaming');
   });

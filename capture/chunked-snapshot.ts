@@ -11,16 +11,22 @@
  * Progress (the last key emitted, per table) is kept in totes_cdc.snapshot_progress once the
  * chunk is accepted by the stream: a restart continues at the next chunk, not from zero.
  * `totes resnapshot --table NAME` adds a table to it; the running service picks it up.
+ *
+ * Watermarks travel as our signals (formats/source-signals.ts): logical messages on Postgres
+ * 14+, signal-table rows on 13; the protocol is the same.
  */
 import { randomUUID } from 'node:crypto';
-import type { Row } from '../formats/change-event.ts';
+import type { ChangeEvent, EventSource, Row } from '../formats/change-event.ts';
+import { MESSAGE_PREFIX } from '../formats/source-signals.ts';
 import { primaryKeyOf, SOURCE_TABLE_NAMES, type SourceTable } from '../formats/source-tables.ts';
 import { log } from '../lib/log.ts';
 import { sleep } from '../lib/retry.ts';
 import type pg from '../lib/pg.ts';
+import type { SignalWriter } from './signal-writer.ts';
+import type { ChangeSink } from './sink.ts';
 
-export const SNAPSHOT_LOW_PREFIX = 'totes-cdc/snapshot-low';
-export const SNAPSHOT_HIGH_PREFIX = 'totes-cdc/snapshot-high';
+export const SNAPSHOT_LOW_PREFIX = `${MESSAGE_PREFIX}snapshot-low`;
+export const SNAPSHOT_HIGH_PREFIX = `${MESSAGE_PREFIX}snapshot-high`;
 
 export const SNAPSHOT_PROGRESS_DDL = `CREATE TABLE IF NOT EXISTS totes_cdc.snapshot_progress (
   slot_name text NOT NULL, table_name text NOT NULL, last_key bigint, done boolean NOT NULL DEFAULT false,
@@ -43,49 +49,72 @@ export async function requestSnapshot(db: Pick<pg.Pool, 'query'>, slotName: stri
   );
 }
 
+export interface SnapshotDeps {
+  pool: pg.Pool;
+  slotName: string;
+  chunkRows: number;
+  /** Writes the watermarks into the WAL, by this server's carrier. */
+  signals: SignalWriter;
+  /** Where a chunk's rows go, in stream order. */
+  sink: ChangeSink;
+}
+
+/**
+ * Owns the snapshot protocol end to end: it writes the watermarks, reads the chunks, hears
+ * from the stream what changed and where its watermarks came back, writes the rows to the sink
+ * there, and records progress once the sink has accepted them. The stream only reports to it.
+ */
 export class ChunkedSnapshot {
   private readonly windows = new Map<string, Window>();
-  /** Rows emitted by this process, for metrics. */
-  rows = 0;
   pending = true;
 
-  constructor(
-    private readonly pool: pg.Pool,
-    private readonly slotName: string,
-    private readonly chunkRows: number,
-    private readonly emitMessage: (prefix: string, content: string) => Promise<void>,
-    private readonly flushed: () => Promise<void>,
-  ) {}
-
-  /** The stream reached a low watermark: from here, note the keys that change. */
-  opened(id: string): void {
-    const w = this.windows.get(id);
-    if (w) w.recording = true;
-  }
+  constructor(private readonly deps: SnapshotDeps) {}
 
   /** The stream carries a change: if a window on its table is open, that key's row is the stream's now. */
-  observe(table: SourceTable, key: unknown): void {
+  changed(table: SourceTable, key: unknown): void {
     for (const w of this.windows.values()) if (w.recording && w.table === table) w.changed.add(String(key));
   }
 
-  /** The stream reached a high watermark: the rows to emit there (undefined if not ours). */
-  closed(id: string): { table: SourceTable; rows: Row[]; done: () => void } | undefined {
+  /**
+   * The stream reached one of our signals at `position`. A low watermark opens its window; at a
+   * high watermark the chunk's rows go to the sink there, less the keys that changed in the
+   * window. Returns the rows written (0 for a signal that is not this process's).
+   */
+  async signal(kind: string, id: string, position: { nextSource(): EventSource }): Promise<number> {
     const w = this.windows.get(id);
-    if (!w?.rows) return undefined;
+    if (!w) return 0;
+    if (kind === SNAPSHOT_LOW_PREFIX) w.recording = true;
+    if (kind !== SNAPSHOT_HIGH_PREFIX || !w.rows) return 0;
     this.windows.delete(id);
     const pk = primaryKeyOf(w.table);
-    return { table: w.table, rows: w.rows.filter((r) => !w.changed.has(String(r[pk]))), done: w.emitted };
+    const rows = w.rows.filter((r) => !w.changed.has(String(r[pk])));
+    for (const row of rows) {
+      const event: ChangeEvent = {
+        v: 1,
+        kind: 'change',
+        op: 'r',
+        table: w.table,
+        key: { [pk]: row[pk] },
+        before: null,
+        after: row,
+        source: position.nextSource(),
+      };
+      await this.deps.sink.write(event);
+    }
+    w.emitted();
+    return rows.length;
   }
 
   /** Work through requested tables, chunk by chunk, until `signal` aborts; idle-polls for new requests. */
   async run(signal: AbortSignal): Promise<void> {
+    const { pool, slotName } = this.deps;
     while (!signal.aborted) {
-      const { rows } = await this.pool.query(
+      const { rows } = await pool.query(
         `SELECT table_name, last_key FROM totes_cdc.snapshot_progress WHERE slot_name = $1 AND NOT done ORDER BY requested_at, table_name LIMIT 1`,
-        [this.slotName],
+        [slotName],
       );
       if (rows.length === 0) {
-        if (this.pending) log.info({ slot: this.slotName }, 'snapshot complete');
+        if (this.pending) log.info({ slot: slotName }, 'snapshot complete');
         this.pending = false;
         await sleep(1_000, signal);
         continue;
@@ -96,6 +125,7 @@ export class ChunkedSnapshot {
   }
 
   private async chunk(table: SourceTable, lastKey: number | null, signal: AbortSignal): Promise<void> {
+    const { pool, slotName, chunkRows, signals, sink } = this.deps;
     const id = randomUUID();
     const pk = primaryKeyOf(table);
     let emitted!: () => void;
@@ -105,24 +135,21 @@ export class ChunkedSnapshot {
     const window: Window = { table, recording: false, changed: new Set(), rows: null, emitted };
     this.windows.set(id, window);
     try {
-      await this.emitMessage(SNAPSHOT_LOW_PREFIX, id);
-      const { rows } = await this.pool.query(`SELECT * FROM public."${table}" WHERE $1::bigint IS NULL OR ${pk} > $1 ORDER BY ${pk} LIMIT $2`, [
-        lastKey,
-        this.chunkRows,
-      ]);
+      await signals.write(SNAPSHOT_LOW_PREFIX, id);
+      const { rows } = await pool.query(`SELECT * FROM public."${table}" WHERE $1::bigint IS NULL OR ${pk} > $1 ORDER BY ${pk} LIMIT $2`, [lastKey, chunkRows]);
       window.rows = rows;
-      await this.emitMessage(SNAPSHOT_HIGH_PREFIX, id);
+      await signals.write(SNAPSHOT_HIGH_PREFIX, id);
       const onAbort = () => emitted();
+      if (signal.aborted) return;
       signal.addEventListener('abort', onAbort, { once: true });
       await done.finally(() => signal.removeEventListener('abort', onAbort));
       if (signal.aborted) return;
-      await this.flushed();
-      const finished = rows.length < this.chunkRows;
-      await this.pool.query(
+      await sink.flush();
+      const finished = rows.length < chunkRows;
+      await pool.query(
         `UPDATE totes_cdc.snapshot_progress SET last_key = $3, done = $4, rows_emitted = rows_emitted + $5 WHERE slot_name = $1 AND table_name = $2`,
-        [this.slotName, table, rows.length ? rows[rows.length - 1][pk] : lastKey, finished, rows.length],
+        [slotName, table, rows.length ? rows[rows.length - 1][pk] : lastKey, finished, rows.length],
       );
-      this.rows += rows.length;
       if (finished) log.info({ table }, 'table snapshotted');
     } finally {
       this.windows.delete(id);

@@ -2,14 +2,11 @@
  * The capture service's lifecycle, beyond what capture.pg.test.ts covers:
  * - a lost replication slot (its WAL removed past max_slot_wal_keep_size) is reported, dropped,
  *   created again and every table is snapshotted again, without manual surgery;
- * - `totes run capture` as a process: /health, a missing prerequisite and a configuration error
- *   fail at start with a message naming the fix, and SIGTERM under load drains, acknowledges
- *   what the stream accepted and exits 0 within its bound.
+ * - `totes run capture` as a process: /health, a configuration error fails at start naming the
+ *   variable, and SIGTERM under load drains, acknowledges what the stream accepted and exits 0
+ *   within its bound. (Sources that are not ready: startup-failures.pg.test.ts.)
  */
-import { createPublicationSql } from './source-setup.ts';
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { CAPTURE_STATE_DDL, createPublicationSql } from './source-setup.ts';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { decodeEvent, lsnToBigInt, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
@@ -18,16 +15,14 @@ import { kinesisClient } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
-import { freePort, startPostgres, type EmbeddedPg } from '../local/servers.ts';
+import { freePort, type EmbeddedPg } from '../local/servers.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
-import { TOTESYS_DDL } from '../totesys/schema.ts';
 import { Simulator } from '../totesys/simulator.ts';
-import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
+import { createDatabase, startLocalAws, startOwnPostgres, type LocalAws } from '../test/harness.ts';
 import { MemorySink } from '../test/memory-sink.ts';
+import { runCapture, type CaptureChild } from '../test/capture-process.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
-import { SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STREAM = 'changes';
 const PUBLICATION_SQL = createPublicationSql('totes_cdc');
 
@@ -87,7 +82,7 @@ describe('a lost replication slot', () => {
 
   beforeAll(async () => {
     // a cluster of its own: the WAL settings below would make every slot on a shared server fragile
-    server = await startPostgres({ port: await freePort(), databases: ['totesys'], label: 'lostslot' });
+    server = await startOwnPostgres({ databases: ['totesys'], label: 'lostslot' });
     pool = poolFor(server.url('totesys'), 3);
     // sighup settings: a slot may hold back at most 1 MB of WAL (less than a 16 MB segment), and
     // checkpoints come as often as Postgres allows
@@ -197,24 +192,6 @@ describe('a lost replication slot', () => {
   });
 });
 
-/** `node bin/totes.mjs run capture` with the given environment; output kept for assertions. */
-function runCapture(env: Record<string, string | undefined>) {
-  const childEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, TOTES_LOG_PRETTY: '0', TOTES_LOG_LEVEL: 'info', ...env })) if (v !== undefined) childEnv[k] = v;
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'totes.mjs'), 'run', 'capture'], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  const out = { stdout: '', stderr: '' };
-  child.stdout!.on('data', (b: Buffer) => {
-    out.stdout = (out.stdout + b.toString('utf8')).slice(-50_000);
-  });
-  child.stderr!.on('data', (b: Buffer) => {
-    out.stderr = (out.stderr + b.toString('utf8')).slice(-50_000);
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() }));
-  });
-  return { child, out, exited, running: () => child.exitCode === null && child.signalCode === null };
-}
-
 /** Every event in the stream, from every shard. */
 async function readStream(endpoint: string): Promise<StreamEvent[]> {
   const client = kinesisClient({ kinesisEndpoint: endpoint });
@@ -240,34 +217,18 @@ async function readStream(endpoint: string): Promise<StreamEvent[]> {
 describe('totes run capture, as a process', () => {
   let aws: LocalAws;
   let source: Awaited<ReturnType<typeof createDatabase>>;
-  let bare: Awaited<ReturnType<typeof createDatabase>>;
   let pool: pg.Pool;
-  const children: ReturnType<typeof runCapture>[] = [];
+  const children: CaptureChild[] = [];
 
   beforeAll(async () => {
-    [source, bare, aws] = await Promise.all([
-      createDatabase('lifecycle'),
-      createDatabase('lifecycle_bare'),
-      startLocalAws({ stream: STREAM, shards: 2, buckets: [] }),
-    ]);
+    [source, aws] = await Promise.all([createDatabase('lifecycle'), startLocalAws({ stream: STREAM, shards: 2, buckets: [] })]);
     pool = poolFor(source.url, 3);
     await inTransaction(pool, async (db) => {
       await createTotesys(db, { seed: 13, sizes: scaledSizes(0.003) });
       // what a DBA prepares (`totes source-setup`): `run capture` does not create it
+      await db.query(CAPTURE_STATE_DDL);
       await db.query(PUBLICATION_SQL);
-      await db.query('CREATE SCHEMA totes_cdc');
-      await db.query(SNAPSHOT_PROGRESS_DDL);
     });
-    // the same, less the publication
-    const c = new pg.Client({ connectionString: bare.url });
-    await c.connect();
-    try {
-      await c.query(TOTESYS_DDL);
-      await c.query('CREATE SCHEMA totes_cdc');
-      await c.query(SNAPSHOT_PROGRESS_DDL);
-    } finally {
-      await c.end();
-    }
   });
   afterAll(async () => {
     for (const c of children)
@@ -279,7 +240,6 @@ describe('totes run capture, as a process', () => {
     await aws?.stop();
     if (source) await quiesce(source.url).catch(() => undefined);
     await source?.drop();
-    await bare?.drop();
   });
 
   it('answers /health while streaming; on SIGTERM under load drains, confirms what the stream accepted and exits 0 in time', async () => {
@@ -356,30 +316,11 @@ describe('totes run capture, as a process', () => {
     console.info(`lifecycle: SIGTERM to exit ${stopMs} ms; ${streamed.length} changes in the stream; ${simulator.stats.changes} written`);
   });
 
-  it('refuses to start without the publication, naming it and the fix', async () => {
-    const proc = runCapture({
-      TOTES_SOURCE_URL: bare.url,
-      TOTES_STREAM_NAME: STREAM,
-      TOTES_KINESIS_ENDPOINT: aws.kinesisEndpoint,
-      TOTES_SLOT_NAME: `life_${bare.name}`,
-      TOTES_HEALTH_PORT: String(await freePort()),
-      TOTES_HEARTBEAT_SECONDS: '1',
-    });
-    children.push(proc);
-    const exit = await Promise.race([proc.exited, sleep(30_000).then(() => ({ code: null, signal: null, at: 0 }))]);
-    expect(exit.code, proc.out.stderr).not.toBe(0);
-    expect(exit.code, `exited by itself: ${proc.out.stderr}`).not.toBeNull();
-    expect(proc.out.stderr).toContain('publication "totes_cdc"');
-    expect(proc.out.stderr).toContain('CREATE PUBLICATION "totes_cdc" FOR TABLE');
-    const { rows } = await pool.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [`life_${bare.name}`]);
-    expect(rows, 'no slot is left behind').toHaveLength(0);
-  });
-
   it('exits 2 on a configuration error, naming the variable', async () => {
     const proc = runCapture({ TOTES_SOURCE_URL: source.url, TOTES_STREAM_NAME: undefined, TOTES_HEALTH_PORT: String(await freePort()) });
     children.push(proc);
-    const exit = await Promise.race([proc.exited, sleep(30_000).then(() => ({ code: null, signal: null, at: 0 }))]);
-    expect(exit.code, proc.out.stderr).toBe(2);
+    const exit = await proc.exitWithin(30_000);
+    expect(exit?.code, proc.out.stderr).toBe(2);
     expect(proc.out.stderr).toMatch(/configuration error: TOTES_STREAM_NAME is not set/);
   });
 });
