@@ -9,7 +9,9 @@ import { inTransaction, poolFor } from '../lib/pg.ts';
 import type pg from '../lib/pg.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { Simulator } from '../totesys/simulator.ts';
-import { createDatabase } from '../test/harness.ts';
+import { createDatabase, serverMajor } from '../test/harness.ts';
+import { SIGNAL_TABLE_NAME } from '../formats/source-signals.ts';
+import { isSourceTable } from '../formats/source-tables.ts';
 import { MemorySink } from '../test/memory-sink.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG, type CaptureConfig } from './capture-service.ts';
 
@@ -79,15 +81,20 @@ describe('capture service', () => {
     await until('idle slot moved on', async () => (await confirmedFlush()) >= idleTarget, 30_000);
   });
 
-  it('measures heartbeats that come back through the stream', async () => {
+  it('measures heartbeats that come back through the stream, by the carrier the server decodes', async () => {
     const sink = new MemorySink();
-    const { service } = start(sink, { heartbeatMs: 100 });
-    await until('heartbeats', () => service.metrics.heartbeats >= 3);
+    const { service } = start(sink, { heartbeatMs: 100, snapshotChunkRows: 20 });
+    await until('heartbeats and the snapshot', () => service.metrics.heartbeats >= 10 && !service.snapshotPending);
     const hb = sink.events.filter((e) => e.kind === 'heartbeat');
-    expect(hb.length).toBeGreaterThanOrEqual(3);
+    expect(hb.length).toBeGreaterThanOrEqual(10);
     expect(service.metrics.heartbeatLatencySeconds).toBeGreaterThanOrEqual(0);
     expect(service.metrics.heartbeatLatencySeconds).toBeLessThan(5);
     expect(service.lagSeconds()).toBeLessThan(5);
+    // heartbeats and watermarks are never change events, whichever way they travelled
+    expect(sink.events.filter((e) => e.kind === 'change' && !isSourceTable(e.table))).toEqual([]);
+    // on 13 they were rows of the signal table: one row per writer, however many were written
+    const { rows } = await pool.query(`SELECT writer FROM ${SIGNAL_TABLE_NAME}`);
+    expect(rows).toEqual(serverMajor() === 13 ? [{ writer: `s_${db.name}` }] : []);
   });
 
   it('resumes a snapshot at the next chunk after a restart, and reads every row once', async () => {
