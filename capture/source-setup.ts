@@ -20,8 +20,8 @@ export function sourceSetupSql(opts: { publication: string; role: string }): str
 --
 -- 1. Logical decoding; a restart applies these. RDS / Aurora, in the DB parameter group:
 --      rds.logical_replication = 1      (sets wal_level = logical)
---      max_replication_slots             one free slot for totes-cdc (RDS default 20)
---      max_wal_senders                   one free WAL sender for totes-cdc (RDS default 20)
+--      max_replication_slots             one slot free for totes-cdc
+--      max_wal_senders                   one WAL sender free for totes-cdc
 --      max_slot_wal_keep_size = 10240    (MB) so a stalled slot cannot fill the disk
 --    then reboot. Self-managed: the same in postgresql.conf, with wal_level = logical.
 --    Check: SHOW wal_level;  -- 'logical'
