@@ -4,7 +4,7 @@
  *   oltp: N transactions shaped like the business, an order with its transaction and payment
  *         (three rows each; three sales for every purchase, as the simulator writes them).
  */
-import { createPublicationSql } from '../capture/source-setup.ts';
+import { CAPTURE_STATE_DDL, createPublicationSql } from '../capture/source-setup.ts';
 import type pg from 'pg';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 
@@ -15,10 +15,11 @@ export const BENCH_SIZES = scaledSizes(0.001);
 
 export const PUBLICATION = 'totes_cdc';
 
-/** totesys schema, a seed (tiny unless told) and the publication; the capture service creates its own state. */
+/** totesys schema, a seed (tiny unless told), the capture state tables and the publication (which holds the signal table). */
 export async function prepareSource(db: pg.Client, opts: { seedScale?: number } = {}): Promise<void> {
   await db.query('BEGIN');
   await createTotesys(db, { seed: 42, sizes: opts.seedScale ? scaledSizes(opts.seedScale) : BENCH_SIZES });
+  await db.query(CAPTURE_STATE_DDL);
   await db.query(createPublicationSql(PUBLICATION));
   await db.query('COMMIT');
 }

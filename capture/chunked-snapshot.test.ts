@@ -6,8 +6,16 @@
  * row-ends.pg.test.ts and capture.pg.test.ts.
  */
 import { describe, expect, it } from 'vitest';
+import type { SnapshotRangeEvent } from '../formats/change-event.ts';
 import type pg from '../lib/pg.ts';
-import { ChunkedSnapshot, type ClosedChunk, SNAPSHOT_HIGH_PREFIX, SNAPSHOT_LOW_PREFIX } from './chunked-snapshot.ts';
+import { MemorySink } from '../test/memory-sink.ts';
+import { ChunkedSnapshot, SNAPSHOT_HIGH_PREFIX, SNAPSHOT_LOW_PREFIX } from './chunked-snapshot.ts';
+import type { SignalWriter } from './signal-writer.ts';
+
+interface ClosedChunk {
+  rows: Record<string, unknown>[];
+  range: Pick<SnapshotRangeEvent, 'after' | 'through' | 'present'>;
+}
 
 /** Snapshots `design` (keys 1, 2, 4) in one chunk; `between` runs when the stream reaches the high watermark, before the chunk closes. */
 async function oneChunk(between: (s: ChunkedSnapshot) => void, chunkRows = 10): Promise<ClosedChunk> {
@@ -20,27 +28,25 @@ async function oneChunk(between: (s: ChunkedSnapshot) => void, chunkRows = 10): 
       return { rows: [] };
     },
   } as unknown as pg.Pool;
-  let closed: ClosedChunk | undefined;
-  const snapshot: ChunkedSnapshot = new ChunkedSnapshot(
-    pool,
-    'slot',
-    chunkRows,
-    async (prefix, id) => {
-      if (prefix === SNAPSHOT_LOW_PREFIX) snapshot.opened(id);
-      if (prefix === SNAPSHOT_HIGH_PREFIX)
+  const sink = new MemorySink();
+  let pos = 0;
+  const position = { nextSource: () => ({ lsn: '0/100', pos: pos++, xid: 1, commitTime: '2024-05-01T09:00:00.000000Z' }) };
+  const signals = {
+    write: async (kind: string, id: string) => {
+      if (kind === SNAPSHOT_LOW_PREFIX) await snapshot.signal(kind, id, position);
+      if (kind === SNAPSHOT_HIGH_PREFIX)
         setImmediate(() => {
           between(snapshot);
-          closed = snapshot.closed(id);
-          closed?.done();
+          void snapshot.signal(kind, id, position).then(() => abort.abort());
         });
     },
-    async () => {
-      abort.abort();
-    },
-  );
+  } as unknown as SignalWriter;
+  const snapshot: ChunkedSnapshot = new ChunkedSnapshot({ pool, slotName: 'slot', chunkRows, signals, sink });
   await snapshot.run(abort.signal);
-  if (!closed) throw new Error('the chunk never closed');
-  return closed;
+  const range = sink.events.find((e): e is SnapshotRangeEvent => e.kind === 'snapshot-range');
+  if (!range) throw new Error('the chunk never closed');
+  const rows = sink.events.flatMap((e) => (e.kind === 'change' ? [e.after as Record<string, unknown>] : []));
+  return { rows, range: { after: range.after, through: range.through, present: range.present } };
 }
 
 describe('a snapshot chunk', () => {
@@ -64,8 +70,8 @@ describe('a snapshot chunk', () => {
 
   it('leaves a key the stream changed to the stream, and keeps it present', async () => {
     const chunk = await oneChunk((s) => {
-      s.observe('design', 2); // updated between the watermarks
-      s.observe('design', 3); // inserted between them, after the read
+      s.changed('design', 2); // updated between the watermarks
+      s.changed('design', 3); // inserted between them, after the read
     });
     expect(chunk.rows.map((r) => r.design_id)).toEqual([1, 4]);
     expect(chunk.range.present).toEqual([[1, 4]]);

@@ -8,25 +8,25 @@
  * changed in between: for those the streamed change is the newer truth. So a snapshot row
  * never overwrites a newer change, and rows and changes meet with nothing missed or doubled.
  *
- * After its rows, a chunk says which keys of its range exist (a snapshot-range event): keys the
- * warehouse holds there but the source no longer has were deleted while nothing streamed (a
- * lost slot), and end at that position. The chunks of a table cover all its keys, so a
- * re-snapshot ends the warehouse equal to the source. A TRUNCATE between the watermarks drops
- * the chunk's rows: every one of them is either gone or streamed after it.
- *
  * Progress (the last key emitted, per table) is kept in totes_cdc.snapshot_progress once the
  * chunk is accepted by the stream: a restart continues at the next chunk, not from zero.
  * `totes resnapshot --table NAME` adds a table to it; the running service picks it up.
+ *
+ * Watermarks travel as our signals (formats/source-signals.ts): logical messages on Postgres
+ * 14+, signal-table rows on 13; the protocol is the same.
  */
 import { randomUUID } from 'node:crypto';
-import { keyRuns, type KeyRuns, type Row } from '../formats/change-event.ts';
+import { keyRuns, type ChangeEvent, type EventSource, type Row } from '../formats/change-event.ts';
+import { MESSAGE_PREFIX } from '../formats/source-signals.ts';
 import { primaryKeyOf, SOURCE_TABLE_NAMES, type SourceTable } from '../formats/source-tables.ts';
 import { log } from '../lib/log.ts';
 import { sleep } from '../lib/retry.ts';
 import type pg from '../lib/pg.ts';
+import type { SignalWriter } from './signal-writer.ts';
+import type { ChangeSink } from './sink.ts';
 
-export const SNAPSHOT_LOW_PREFIX = 'totes-cdc/snapshot-low';
-export const SNAPSHOT_HIGH_PREFIX = 'totes-cdc/snapshot-high';
+export const SNAPSHOT_LOW_PREFIX = `${MESSAGE_PREFIX}snapshot-low`;
+export const SNAPSHOT_HIGH_PREFIX = `${MESSAGE_PREFIX}snapshot-high`;
 
 export const SNAPSHOT_PROGRESS_DDL = `CREATE TABLE IF NOT EXISTS totes_cdc.snapshot_progress (
   slot_name text NOT NULL, table_name text NOT NULL, last_key bigint, done boolean NOT NULL DEFAULT false,
@@ -36,21 +36,13 @@ interface Window {
   table: SourceTable;
   recording: boolean;
   changed: Set<string>;
-  /** The stream truncated the table between the watermarks. */
+  /** The stream carried a TRUNCATE of the table inside the window: the rows read are gone. */
   truncated: boolean;
   rows: Row[] | null;
-  /** The chunk's key range: (after, through], null for unbounded. */
+  /** The key range (after, through] the chunk read; through null: the rest of the key space. */
   after: number | null;
   through: number | null;
   emitted: () => void;
-}
-
-/** A closed chunk: the rows to emit, and which keys of its range exist. */
-export interface ClosedChunk {
-  table: SourceTable;
-  rows: Row[];
-  range: { after: number | null; through: number | null; present: KeyRuns };
-  done: () => void;
 }
 
 /** Ask for a table (or every table) to be snapshotted again by the service owning `slotName`. */
@@ -62,28 +54,29 @@ export async function requestSnapshot(db: Pick<pg.Pool, 'query'>, slotName: stri
   );
 }
 
+export interface SnapshotDeps {
+  pool: pg.Pool;
+  slotName: string;
+  chunkRows: number;
+  /** Writes the watermarks into the WAL, by this server's carrier. */
+  signals: SignalWriter;
+  /** Where a chunk's rows go, in stream order. */
+  sink: ChangeSink;
+}
+
+/**
+ * Owns the snapshot protocol end to end: it writes the watermarks, reads the chunks, hears
+ * from the stream what changed and where its watermarks came back, writes the rows to the sink
+ * there, and records progress once the sink has accepted them. The stream only reports to it.
+ */
 export class ChunkedSnapshot {
   private readonly windows = new Map<string, Window>();
-  /** Rows emitted by this process, for metrics. */
-  rows = 0;
   pending = true;
 
-  constructor(
-    private readonly pool: pg.Pool,
-    private readonly slotName: string,
-    private readonly chunkRows: number,
-    private readonly emitMessage: (prefix: string, content: string) => Promise<void>,
-    private readonly flushed: () => Promise<void>,
-  ) {}
-
-  /** The stream reached a low watermark: from here, note the keys that change. */
-  opened(id: string): void {
-    const w = this.windows.get(id);
-    if (w) w.recording = true;
-  }
+  constructor(private readonly deps: SnapshotDeps) {}
 
   /** The stream carries a change: if a window on its table is open, that key's row is the stream's now. */
-  observe(table: SourceTable, key: unknown): void {
+  changed(table: SourceTable, key: unknown): void {
     for (const w of this.windows.values()) if (w.recording && w.table === table) w.changed.add(String(key));
   }
 
@@ -92,32 +85,53 @@ export class ChunkedSnapshot {
     for (const w of this.windows.values()) if (w.recording && w.table === table) w.truncated = true;
   }
 
-  /** The stream reached a high watermark: the rows to emit there and the keys of the range that exist (undefined if not ours). */
-  closed(id: string): ClosedChunk | undefined {
+  /**
+   * The stream reached one of our signals at `position`. A low watermark opens its window; at a
+   * high watermark the chunk's rows go to the sink there, less the keys that changed in the
+   * window, then, on every shard, the range the chunk read and the keys of it that exist, so
+   * the warehouse ends the rows the source no longer has (a lost slot's missed deletes).
+   * Returns the rows written (0 for a signal that is not this process's).
+   */
+  async signal(kind: string, id: string, position: { nextSource(): EventSource }): Promise<number> {
     const w = this.windows.get(id);
-    if (!w?.rows) return undefined;
+    if (!w) return 0;
+    if (kind === SNAPSHOT_LOW_PREFIX) w.recording = true;
+    if (kind !== SNAPSHOT_HIGH_PREFIX || !w.rows) return 0;
     this.windows.delete(id);
     const pk = primaryKeyOf(w.table);
+    const rows = w.truncated ? [] : w.rows.filter((r) => !w.changed.has(String(r[pk])));
     const inRange = (k: number) => (w.after === null || k > w.after) && (w.through === null || k <= w.through);
     // keys the stream changed in the window stay too: the streamed change is their truth
     const present = [...w.rows.map((r) => Number(r[pk])), ...[...w.changed].map(Number).filter(inRange)].sort((a, b) => a - b);
-    return {
-      table: w.table,
-      rows: w.truncated ? [] : w.rows.filter((r) => !w.changed.has(String(r[pk]))),
-      range: { after: w.after, through: w.through, present: keyRuns(present) },
-      done: w.emitted,
-    };
+    for (const row of rows) {
+      const event: ChangeEvent = {
+        v: 1,
+        kind: 'change',
+        op: 'r',
+        table: w.table,
+        key: { [pk]: row[pk] },
+        before: null,
+        after: row,
+        source: position.nextSource(),
+      };
+      await this.deps.sink.write(event);
+    }
+    const range = { after: w.after, through: w.through, present: keyRuns(present) };
+    await this.deps.sink.broadcast({ v: 1, kind: 'snapshot-range', table: w.table, ...range, source: position.nextSource() });
+    w.emitted();
+    return rows.length;
   }
 
   /** Work through requested tables, chunk by chunk, until `signal` aborts; idle-polls for new requests. */
   async run(signal: AbortSignal): Promise<void> {
+    const { pool, slotName } = this.deps;
     while (!signal.aborted) {
-      const { rows } = await this.pool.query(
+      const { rows } = await pool.query(
         `SELECT table_name, last_key FROM totes_cdc.snapshot_progress WHERE slot_name = $1 AND NOT done ORDER BY requested_at, table_name LIMIT 1`,
-        [this.slotName],
+        [slotName],
       );
       if (rows.length === 0) {
-        if (this.pending) log.info({ slot: this.slotName }, 'snapshot complete');
+        if (this.pending) log.info({ slot: slotName }, 'snapshot complete');
         this.pending = false;
         await sleep(1_000, signal);
         continue;
@@ -128,6 +142,7 @@ export class ChunkedSnapshot {
   }
 
   private async chunk(table: SourceTable, lastKey: number | null, signal: AbortSignal): Promise<void> {
+    const { pool, slotName, chunkRows, signals, sink } = this.deps;
     const id = randomUUID();
     const pk = primaryKeyOf(table);
     let emitted!: () => void;
@@ -137,26 +152,23 @@ export class ChunkedSnapshot {
     const window: Window = { table, recording: false, changed: new Set(), truncated: false, rows: null, after: lastKey, through: null, emitted };
     this.windows.set(id, window);
     try {
-      await this.emitMessage(SNAPSHOT_LOW_PREFIX, id);
-      const { rows } = await this.pool.query(`SELECT * FROM public."${table}" WHERE $1::bigint IS NULL OR ${pk} > $1 ORDER BY ${pk} LIMIT $2`, [
-        lastKey,
-        this.chunkRows,
-      ]);
+      await signals.write(SNAPSHOT_LOW_PREFIX, id);
+      const { rows } = await pool.query(`SELECT * FROM public."${table}" WHERE $1::bigint IS NULL OR ${pk} > $1 ORDER BY ${pk} LIMIT $2`, [lastKey, chunkRows]);
       // a full chunk covers up to its last key; a short one, the rest of the key space
-      window.through = rows.length === this.chunkRows ? Number(rows[rows.length - 1][pk]) : null;
+      window.through = rows.length === chunkRows ? Number(rows[rows.length - 1][pk]) : null;
       window.rows = rows;
-      await this.emitMessage(SNAPSHOT_HIGH_PREFIX, id);
+      await signals.write(SNAPSHOT_HIGH_PREFIX, id);
       const onAbort = () => emitted();
+      if (signal.aborted) return;
       signal.addEventListener('abort', onAbort, { once: true });
       await done.finally(() => signal.removeEventListener('abort', onAbort));
       if (signal.aborted) return;
-      await this.flushed();
-      const finished = rows.length < this.chunkRows;
-      await this.pool.query(
+      await sink.flush();
+      const finished = rows.length < chunkRows;
+      await pool.query(
         `UPDATE totes_cdc.snapshot_progress SET last_key = $3, done = $4, rows_emitted = rows_emitted + $5 WHERE slot_name = $1 AND table_name = $2`,
-        [this.slotName, table, rows.length ? rows[rows.length - 1][pk] : lastKey, finished, rows.length],
+        [slotName, table, rows.length ? rows[rows.length - 1][pk] : lastKey, finished, rows.length],
       );
-      this.rows += rows.length;
       if (finished) log.info({ table }, 'table snapshotted');
     } finally {
       this.windows.delete(id);

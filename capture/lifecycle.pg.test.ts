@@ -2,30 +2,29 @@
  * The capture service's lifecycle, beyond what capture.pg.test.ts covers:
  * - a lost replication slot (its WAL removed past max_slot_wal_keep_size) is reported, dropped,
  *   created again and every table is snapshotted again, without manual surgery;
- * - `totes run capture` as a process: /health, a missing prerequisite and a configuration error
- *   fail at start with a message naming the fix, and SIGTERM under load drains, acknowledges
- *   what the stream accepted and exits 0 within its bound.
+ * - `totes run capture` as a process: /health, a configuration error fails at start naming the
+ *   variable, and SIGTERM under load drains, acknowledges what the stream accepted and exits 0
+ *   within its bound. (Sources that are not ready: startup-failures.pg.test.ts.)
  */
-import { createPublicationSql } from './source-setup.ts';
+import { CAPTURE_STATE_DDL, createPublicationSql } from './source-setup.ts';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { decodeEvent, lsnToBigInt, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
 import { SOURCE_TABLE_NAMES } from '../formats/source-tables.ts';
 import { kinesisClient } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
-import pg, { inTransaction, poolFor } from '../lib/pg.ts';
+import type pg from '../lib/pg.ts';
+import { inTransaction, poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
 import { freePort, type EmbeddedPg } from '../local/servers.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
-import { TOTESYS_DDL } from '../totesys/schema.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { createDatabase, quiesce, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { loseSlot, startFragileSlotsPostgres } from '../test/lost-slot.ts';
 import { MemorySink } from '../test/memory-sink.ts';
-import { startTotes } from '../test/totes-process.ts';
+import { runCapture, type CaptureChild } from '../test/capture-process.ts';
 import { until } from '../test/until.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
-import { SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
 
 const STREAM = 'changes';
 const PUBLICATION_SQL = createPublicationSql('totes_cdc');
@@ -145,9 +144,6 @@ describe('a lost replication slot', () => {
   });
 });
 
-/** `node bin/totes.mjs run capture` with the given environment; output kept for assertions. */
-const runCapture = (env: Record<string, string | undefined>) => startTotes(['run', 'capture'], env);
-
 /** Every event in the stream, from every shard. */
 async function readStream(endpoint: string): Promise<StreamEvent[]> {
   const client = kinesisClient({ kinesisEndpoint: endpoint });
@@ -173,34 +169,18 @@ async function readStream(endpoint: string): Promise<StreamEvent[]> {
 describe('totes run capture, as a process', () => {
   let aws: LocalAws;
   let source: Awaited<ReturnType<typeof createDatabase>>;
-  let bare: Awaited<ReturnType<typeof createDatabase>>;
   let pool: pg.Pool;
-  const children: ReturnType<typeof runCapture>[] = [];
+  const children: CaptureChild[] = [];
 
   beforeAll(async () => {
-    [source, bare, aws] = await Promise.all([
-      createDatabase('lifecycle'),
-      createDatabase('lifecycle_bare'),
-      startLocalAws({ stream: STREAM, shards: 2, buckets: [] }),
-    ]);
+    [source, aws] = await Promise.all([createDatabase('lifecycle'), startLocalAws({ stream: STREAM, shards: 2, buckets: [] })]);
     pool = poolFor(source.url, 3);
     await inTransaction(pool, async (db) => {
       await createTotesys(db, { seed: 13, sizes: scaledSizes(0.003) });
       // what a DBA prepares (`totes source-setup`): `run capture` does not create it
+      await db.query(CAPTURE_STATE_DDL);
       await db.query(PUBLICATION_SQL);
-      await db.query('CREATE SCHEMA totes_cdc');
-      await db.query(SNAPSHOT_PROGRESS_DDL);
     });
-    // the same, less the publication
-    const c = new pg.Client({ connectionString: bare.url });
-    await c.connect();
-    try {
-      await c.query(TOTESYS_DDL);
-      await c.query('CREATE SCHEMA totes_cdc');
-      await c.query(SNAPSHOT_PROGRESS_DDL);
-    } finally {
-      await c.end();
-    }
   });
   afterAll(async () => {
     for (const c of children)
@@ -212,7 +192,6 @@ describe('totes run capture, as a process', () => {
     await aws?.stop();
     if (source) await quiesce(source.url).catch(() => undefined);
     await source?.drop();
-    await bare?.drop();
   });
 
   it('answers /health while streaming; on SIGTERM under load drains, confirms what the stream accepted and exits 0 in time', async () => {
@@ -289,30 +268,11 @@ describe('totes run capture, as a process', () => {
     console.info(`lifecycle: SIGTERM to exit ${stopMs} ms; ${streamed.length} changes in the stream; ${simulator.stats.changes} written`);
   });
 
-  it('refuses to start without the publication, naming it and the fix', async () => {
-    const proc = runCapture({
-      TOTES_SOURCE_URL: bare.url,
-      TOTES_STREAM_NAME: STREAM,
-      TOTES_KINESIS_ENDPOINT: aws.kinesisEndpoint,
-      TOTES_SLOT_NAME: `life_${bare.name}`,
-      TOTES_HEALTH_PORT: String(await freePort()),
-      TOTES_HEARTBEAT_SECONDS: '1',
-    });
-    children.push(proc);
-    const exit = await Promise.race([proc.exited, sleep(30_000).then(() => ({ code: null, signal: null, at: 0 }))]);
-    expect(exit.code, proc.out.stderr).not.toBe(0);
-    expect(exit.code, `exited by itself: ${proc.out.stderr}`).not.toBeNull();
-    expect(proc.out.stderr).toContain('publication "totes_cdc"');
-    expect(proc.out.stderr).toContain('CREATE PUBLICATION "totes_cdc" FOR TABLE');
-    const { rows } = await pool.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [`life_${bare.name}`]);
-    expect(rows, 'no slot is left behind').toHaveLength(0);
-  });
-
   it('exits 2 on a configuration error, naming the variable', async () => {
     const proc = runCapture({ TOTES_SOURCE_URL: source.url, TOTES_STREAM_NAME: undefined, TOTES_HEALTH_PORT: String(await freePort()) });
     children.push(proc);
-    const exit = await Promise.race([proc.exited, sleep(30_000).then(() => ({ code: null, signal: null, at: 0 }))]);
-    expect(exit.code, proc.out.stderr).toBe(2);
+    const exit = await proc.exitWithin(30_000);
+    expect(exit?.code, proc.out.stderr).toBe(2);
     expect(proc.out.stderr).toMatch(/configuration error: TOTES_STREAM_NAME is not set/);
   });
 });

@@ -1,47 +1,36 @@
 /**
  * Turns pgoutput protocol messages into change events. Pure: no I/O. Events are built as
  * their messages arrive (the commit LSN is already in BEGIN), so a transaction is never held
- * in memory whole.
+ * in memory whole. Our signals arrive as logical messages (Postgres 14+) or as rows of the
+ * signal table (Postgres 13); both become the same items.
  */
 import type { Pgoutput } from 'pg-logical-replication';
-import type { ChangeEvent, HeartbeatEvent, Op, Row, TruncateEvent, Value } from '../formats/change-event.ts';
-import { isSourceTable, primaryKeyOf, type SourceTable } from '../formats/source-tables.ts';
-import { HEARTBEAT_PREFIX, MESSAGE_PREFIX } from '../formats/source-signals.ts';
-
-export type Decoded =
-  | { type: 'change'; event: ChangeEvent }
-  | { type: 'heartbeat'; event: HeartbeatEvent }
-  | { type: 'truncate'; event: TruncateEvent }
-  | { type: 'begin' }
-  | { type: 'commit'; endLsn: string }
-  | { type: 'schema'; table: SourceTable; columns: { name: string; typeOid: number }[] }
-  /** A transactional message of ours other than a heartbeat (snapshot watermarks). */
-  | { type: 'message'; prefix: string; content: string };
-
-/** Microseconds since the Unix epoch → ISO 8601 with microseconds. */
-export function microsToIso(micros: bigint): string {
-  const iso = new Date(Number(micros / 1000n)).toISOString();
-  return `${iso.slice(0, 23)}${String(micros % 1000n).padStart(3, '0')}Z`;
-}
+import type { Op, Row, Value } from '../formats/change-event.ts';
+import { signalFromRow } from '../formats/source-signals.ts';
+import { isSourceTable, type SourceTable } from '../formats/source-tables.ts';
+import { type Decoded, isSignalTable, microsToIso, rowChange, signal, TransactionCursor, truncated } from './decoding.ts';
 
 export class PgoutputDecoder {
-  private tx: { lsn: string; xid: number; commitTime: string; pos: number } | null = null;
+  private readonly cursor = new TransactionCursor();
   private readonly knownColumns = new Map<string, string>();
 
   /** True between BEGIN and COMMIT. */
   get inTransaction(): boolean {
-    return this.tx !== null;
+    return this.cursor.inTransaction;
+  }
+
+  nextSource() {
+    return this.cursor.nextSource();
   }
 
   decode(msg: Pgoutput.Message): Decoded[] {
     switch (msg.tag) {
       case 'begin':
-        this.tx = { lsn: msg.commitLsn ?? '0/0', xid: msg.xid, commitTime: microsToIso(msg.commitTime as bigint), pos: 0 };
+        this.cursor.begin(msg.commitLsn ?? '0/0', msg.xid, microsToIso(msg.commitTime as bigint));
         return [{ type: 'begin' }];
-      case 'commit': {
-        this.tx = null;
+      case 'commit':
+        this.cursor.commit();
         return [{ type: 'commit', endLsn: msg.commitEndLsn ?? msg.commitLsn ?? '0/0' }];
-      }
       case 'relation': {
         if (msg.schema !== 'public' || !isSourceTable(msg.name)) return [];
         const columns = msg.columns.map((c) => ({ name: c.name, typeOid: c.typeOid }));
@@ -56,65 +45,41 @@ export class PgoutputDecoder {
         return this.change(msg.relation, 'u', msg.key ?? msg.old, msg.new);
       case 'delete':
         return this.change(msg.relation, 'd', msg.key ?? msg.old, null);
-      case 'message': {
-        if (!this.tx || !msg.prefix.startsWith(MESSAGE_PREFIX)) return [];
-        if (msg.prefix === HEARTBEAT_PREFIX) return [{ type: 'heartbeat', event: { v: 1, kind: 'heartbeat', source: this.nextSource() } }];
-        return [{ type: 'message', prefix: msg.prefix, content: Buffer.from(msg.content).toString('utf8') }];
-      }
+      case 'message':
+        return signal(this.cursor, { kind: msg.prefix, content: Buffer.from(msg.content).toString('utf8') });
       case 'truncate': {
         // CASCADE arrives as the tables it reached; RESTART IDENTITY changes nothing downstream (keys come from the source)
+        if (!this.cursor.inTransaction) return [];
         const tables = msg.relations.filter((r) => r.schema === 'public' && isSourceTable(r.name)).map((r) => r.name as SourceTable);
-        return this.tx ? tables.map((table) => truncated(table, this.nextSource())) : [];
+        return tables.map((table) => truncated(this.cursor, table));
       }
       default:
         return []; // origin, type: nothing to carry
     }
   }
 
-  /** The next (commit LSN, position) in the current transaction. */
-  nextSource() {
-    const tx = this.tx!;
-    return { lsn: tx.lsn, pos: tx.pos++, xid: tx.xid, commitTime: tx.commitTime };
-  }
-
-  /**
-   * An update that changes the primary key becomes a delete of the old key and an insert of the
-   * new one: each key's events are partitioned by that key, so each stays in order on its own
-   * shard (an update carrying both keys could only be in order on one of them).
-   */
   private change(rel: Pgoutput.MessageRelation, op: Op, old: Record<string, unknown> | null, tuple: Record<string, unknown> | null): Decoded[] {
-    if (rel.schema !== 'public' || !isSourceTable(rel.name) || !this.tx) return [];
-    const table = rel.name;
-    const pk = primaryKeyOf(table);
+    if (isSignalTable(rel.schema, rel.name)) {
+      const written = tuple && signalFromRow(tuple); // a signal row's delete carries nothing
+      return written ? signal(this.cursor, written) : [];
+    }
+    if (rel.schema !== 'public' || !isSourceTable(rel.name) || !this.cursor.inTransaction) return [];
     let after: Row | null = null;
-    let unchanged: string[] | undefined;
+    const unchanged: string[] = [];
     if (tuple) {
       after = {};
       for (const name of Object.keys(tuple)) {
         const value = tuple[name];
         // pgoutput's 'u' (unchanged TOAST datum) reaches us as undefined: never confuse it with NULL
-        if (value === undefined) (unchanged ??= []).push(name);
+        if (value === undefined) unchanged.push(name);
         else after[name] = value as Value;
       }
     }
-    const before = old ? cleanKey(old) : null;
-    const event = (op: Op, key: Value, before: Row | null, after: Row | null): Decoded => ({
-      type: 'change',
-      event: { v: 1, kind: 'change', op, table, key: { [pk]: key }, before, after, ...(after && unchanged ? { unchanged } : {}), source: this.nextSource() },
-    });
-    if (op === 'u' && before?.[pk] != null && before[pk] !== after?.[pk]) {
-      return [event('d', before[pk], before, null), event('c', after![pk], null, after)];
-    }
-    return [event(op, (after ?? before)?.[pk] ?? null, before, after)];
+    return rowChange(this.cursor, rel.name, op, old ? definedValues(old) : null, after, unchanged);
   }
 }
 
-/** One truncated table; the wal2json decoder makes the same. */
-export function truncated(table: SourceTable, source: TruncateEvent['source']): Decoded {
-  return { type: 'truncate', event: { v: 1, kind: 'truncate', table, source } };
-}
-
-function cleanKey(old: Record<string, unknown>): Row {
+function definedValues(old: Record<string, unknown>): Row {
   const row: Row = {};
   for (const [k, v] of Object.entries(old)) if (v !== undefined) row[k] = v as Value;
   return row;

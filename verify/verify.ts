@@ -6,7 +6,8 @@
  * Values are compared as the text Postgres prints, so numeric and time(3) are compared exactly.
  *
  * "At the point the warehouse has reached": verify first writes a heartbeat into the source
- * WAL and waits until the warehouse watermark passes it. Rows that still differ are checked
+ * WAL (by the carrier the server's version takes: formats/source-signals.ts) and waits until
+ * the warehouse watermark passes it. Rows that still differ are checked
  * again after another heartbeat, so a row that was merely in flight under live writes is not
  * reported; what still differs then is a real difference.
  *
@@ -15,7 +16,7 @@
  */
 import pg, { connectionConfig } from '../lib/pg.ts';
 import { lsnToBigInt } from '../formats/change-event.ts';
-import { HEARTBEAT_PREFIX } from '../formats/source-signals.ts';
+import { HEARTBEAT_PREFIX, signalCarrier, signalStatement } from '../formats/source-signals.ts';
 import { FatalError } from '../lib/fatal.ts';
 import { sleep } from '../lib/retry.ts';
 
@@ -237,7 +238,7 @@ async function waitForWatermark(source: pg.Client, warehouse: pg.Client, waitMs:
       );
     await sleep(200);
   }
-  const { rows } = await source.query(`SELECT pg_logical_emit_message(true, $1, 'verify')::text AS lsn`, [HEARTBEAT_PREFIX]);
+  const { rows } = await source.query(await heartbeatStatement(source));
   const marker = lsnToBigInt(rows[0].lsn);
   for (;;) {
     const w = await warehouse.query(`SELECT watermark_lsn::text AS lsn FROM totes_freshness`);
@@ -249,6 +250,12 @@ async function waitForWatermark(source: pg.Client, warehouse: pg.Client, waitMs:
       );
     await sleep(200);
   }
+}
+
+/** A heartbeat by the carrier this server's pgoutput decodes: a logical message on 14+, a signal-table row on 13. */
+async function heartbeatStatement(source: pg.Client): Promise<{ text: string; values: string[] }> {
+  const { rows } = await source.query(`SELECT current_setting('server_version_num')::int AS v`);
+  return signalStatement(signalCarrier(rows[0].v), 'verify', { kind: HEARTBEAT_PREFIX, content: 'verify' });
 }
 
 async function compareAll(source: pg.Client, warehouse: pg.Client, only?: Difference[]): Promise<Difference[]> {
