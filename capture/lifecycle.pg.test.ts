@@ -7,11 +7,9 @@
  *   what the stream accepted and exits 0 within its bound.
  */
 import { createPublicationSql } from './source-setup.ts';
-import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { decodeEvent, lsnToBigInt, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
+import { lsnToBigInt, type ChangeEvent } from '../formats/change-event.ts';
 import { SOURCE_TABLE_NAMES } from '../formats/source-tables.ts';
-import { kinesisClient } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
@@ -22,6 +20,7 @@ import { Simulator } from '../totesys/simulator.ts';
 import { createDatabase, quiesce, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { loseSlot, startFragileSlotsPostgres } from '../test/lost-slot.ts';
 import { MemorySink } from '../test/memory-sink.ts';
+import { readStream } from '../test/process.ts';
 import { startTotes } from '../test/totes-process.ts';
 import { until } from '../test/until.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
@@ -148,28 +147,6 @@ describe('a lost replication slot', () => {
 /** `node bin/totes.mjs run capture` with the given environment; output kept for assertions. */
 const runCapture = (env: Record<string, string | undefined>) => startTotes(['run', 'capture'], env);
 
-/** Every event in the stream, from every shard. */
-async function readStream(endpoint: string): Promise<StreamEvent[]> {
-  const client = kinesisClient({ kinesisEndpoint: endpoint });
-  try {
-    const events: StreamEvent[] = [];
-    const { Shards } = await client.send(new ListShardsCommand({ StreamName: STREAM }));
-    for (const shard of Shards ?? []) {
-      let iterator = (await client.send(new GetShardIteratorCommand({ StreamName: STREAM, ShardId: shard.ShardId!, ShardIteratorType: 'TRIM_HORIZON' })))
-        .ShardIterator;
-      while (iterator) {
-        const out = await client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }));
-        for (const r of out.Records ?? []) events.push(decodeEvent(Buffer.from(r.Data!).toString('utf8')));
-        if ((out.Records ?? []).length === 0 && (out.MillisBehindLatest ?? 0) === 0) break;
-        iterator = out.NextShardIterator;
-      }
-    }
-    return events;
-  } finally {
-    client.destroy();
-  }
-}
-
 describe('totes run capture, as a process', () => {
   let aws: LocalAws;
   let source: Awaited<ReturnType<typeof createDatabase>>;
@@ -281,7 +258,7 @@ describe('totes run capture, as a process', () => {
     // what the stream accepted, the slot has confirmed
     await until('the walsender to let go of the slot', async () => (await slotRow(pool, slot))?.active === false, 10_000, 50);
     const confirmed = lsnToBigInt((await slotRow(pool, slot))!.confirmed_flush_lsn!);
-    const changes = (await readStream(aws.kinesisEndpoint)).filter((e): e is ChangeEvent => e.kind === 'change');
+    const changes = (await readStream(aws.kinesisEndpoint, STREAM)).filter((e): e is ChangeEvent => e.kind === 'change');
     const streamed = changes.filter((e) => e.op !== 'r');
     expect(streamed.length, 'workload changes reached the stream').toBeGreaterThan(100);
     const last = changes.reduce((max, e) => (lsnToBigInt(e.source.lsn) > max ? lsnToBigInt(e.source.lsn) : max), 0n);
