@@ -7,11 +7,9 @@
  *   within its bound. (Sources that are not ready: startup-failures.pg.test.ts.)
  */
 import { CAPTURE_STATE_DDL, createPublicationSql } from './source-setup.ts';
-import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { decodeEvent, lsnToBigInt, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
+import { lsnToBigInt, type ChangeEvent } from '../formats/change-event.ts';
 import { SOURCE_TABLE_NAMES } from '../formats/source-tables.ts';
-import { kinesisClient } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
 import type pg from '../lib/pg.ts';
 import { inTransaction, poolFor } from '../lib/pg.ts';
@@ -23,6 +21,7 @@ import { createDatabase, quiesce, startLocalAws, type LocalAws } from '../test/h
 import { loseSlot, startFragileSlotsPostgres } from '../test/lost-slot.ts';
 import { MemorySink } from '../test/memory-sink.ts';
 import { runCapture, type CaptureChild } from '../test/capture-process.ts';
+import { readStream } from '../test/process.ts';
 import { until } from '../test/until.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
 
@@ -144,27 +143,6 @@ describe('a lost replication slot', () => {
   });
 });
 
-/** Every event in the stream, from every shard. */
-async function readStream(endpoint: string): Promise<StreamEvent[]> {
-  const client = kinesisClient({ kinesisEndpoint: endpoint });
-  try {
-    const events: StreamEvent[] = [];
-    const { Shards } = await client.send(new ListShardsCommand({ StreamName: STREAM }));
-    for (const shard of Shards ?? []) {
-      let iterator = (await client.send(new GetShardIteratorCommand({ StreamName: STREAM, ShardId: shard.ShardId!, ShardIteratorType: 'TRIM_HORIZON' })))
-        .ShardIterator;
-      while (iterator) {
-        const out = await client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }));
-        for (const r of out.Records ?? []) events.push(decodeEvent(Buffer.from(r.Data!).toString('utf8')));
-        if ((out.Records ?? []).length === 0 && (out.MillisBehindLatest ?? 0) === 0) break;
-        iterator = out.NextShardIterator;
-      }
-    }
-    return events;
-  } finally {
-    client.destroy();
-  }
-}
 
 describe('totes run capture, as a process', () => {
   let aws: LocalAws;
@@ -260,7 +238,7 @@ describe('totes run capture, as a process', () => {
     // what the stream accepted, the slot has confirmed
     await until('the walsender to let go of the slot', async () => (await slotRow(pool, slot))?.active === false, 10_000, 50);
     const confirmed = lsnToBigInt((await slotRow(pool, slot))!.confirmed_flush_lsn!);
-    const changes = (await readStream(aws.kinesisEndpoint)).filter((e): e is ChangeEvent => e.kind === 'change');
+    const changes = (await readStream(aws.kinesisEndpoint, STREAM)).filter((e): e is ChangeEvent => e.kind === 'change');
     const streamed = changes.filter((e) => e.op !== 'r');
     expect(streamed.length, 'workload changes reached the stream').toBeGreaterThan(100);
     const last = changes.reduce((max, e) => (lsnToBigInt(e.source.lsn) > max ? lsnToBigInt(e.source.lsn) : max), 0n);

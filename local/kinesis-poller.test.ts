@@ -112,8 +112,9 @@ describe('KinesisPoller', () => {
     await until('7 records archived', () => firehose.records === 7);
     await b.stop();
     await firehose.stop();
-    const ids = (await archivedEvents(s3, name)).map((e) => (e.kind === 'change' ? e.key.sales_order_id : null));
-    expect(ids).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    // every record once; objects delivered within one moment need not list in delivery order
+    const ids = (await archivedEvents(s3, name)).map((e) => (e.kind === 'change' ? Number(e.key.sales_order_id) : null));
+    expect(ids.sort((x, y) => x! - y!)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     const [shard] = await openShards(kinesis, name);
     const saved = (await s3.send(new ListObjectsV2Command({ Bucket: name, Prefix: 'checkpoints/' }))).Contents!.map((o) => o.Key);
     expect(saved).toEqual([expect.stringContaining(`checkpoints/test/${name}/${shard}-`)]);
