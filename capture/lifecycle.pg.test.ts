@@ -143,7 +143,6 @@ describe('a lost replication slot', () => {
   });
 });
 
-
 describe('totes run capture, as a process', () => {
   let aws: LocalAws;
   let source: Awaited<ReturnType<typeof createDatabase>>;
