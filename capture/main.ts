@@ -1,8 +1,9 @@
 /**
  * The capture service as a process (the Fargate task; `totes run capture` in compose):
  * configuration from the environment, an HTTP health endpoint (200 only while streaming),
- * metrics in EMF, SIGTERM handling that drains, acknowledges and exits within a bound, and a
- * failure to start that ends the process with one log line saying what to fix.
+ * metrics in EMF, and SIGTERM handling that drains, acknowledges and exits within a bound. A
+ * failure to start is thrown (a SourceNotReady says what to fix, exit 3) for the entry to end
+ * the process with one line.
  */
 import { createServer, type Server } from 'node:http';
 import { ConfigError, ENV, databaseUrl, optionalNumber, required } from '../lib/config.ts';
@@ -13,7 +14,6 @@ import { CaptureMetrics } from './capture-metrics.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
 import { KinesisSink } from './kinesis-sink.ts';
 import type { readSlotHealth } from './slot-health.ts';
-import { isTransient, SourceNotReady } from './source-errors.ts';
 
 const STOP_BOUND_MS = 25_000;
 
@@ -69,22 +69,5 @@ export async function runCapture(env: Record<string, string | undefined> = proce
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
-  try {
-    await service.run();
-  } catch (err) {
-    await exitOnFailure(err);
-  }
-}
-
-/**
- * One log line, then exit: 3 for what a person must fix (it would fail the same way again),
- * 1 otherwise (the orchestrator starts the task again). A stack only for what was not foreseen.
- */
-async function exitOnFailure(err: unknown): Promise<never> {
-  const message = (err as Error).message;
-  if (err instanceof SourceNotReady) log.fatal({ problem: err.problem, fix: err.fix }, message);
-  else if (isTransient(err)) log.fatal({ err: message }, `capture stopped: ${message} (transient: starting again retries)`);
-  else log.fatal({ err: message, stack: (err as Error).stack }, `capture stopped: ${message}`);
-  await new Promise<void>((resolve) => log.flush(() => resolve()));
-  process.exit(err instanceof SourceNotReady ? 3 : 1);
+  await service.run();
 }

@@ -106,7 +106,7 @@ const PAYMENT_TYPE: [string, number][] = [
   ['created_at', TIMESTAMP],
   ['last_updated', TIMESTAMP],
 ];
-const OID = { sales_order: 16_500, design: 16_501, currency: 16_502, payment_type: 16_503, prisma: 16_504, otherSchema: 16_505 };
+const OID = { sales_order: 16_500, design: 16_501, currency: 16_502, payment_type: 16_503, prisma: 16_504, otherSchema: 16_505, signal: 16_506 };
 
 /** A decoder fed through the library's parser, as the capture service feeds it. */
 function stream() {
@@ -193,9 +193,30 @@ describe('PgoutputDecoder', () => {
     feed(BEGIN);
     expect(feed(wire.message(true, HEARTBEAT_PREFIX, ''))).toEqual([{ type: 'heartbeat', event: { v: 1, kind: 'heartbeat', source: at(0) } }]);
     expect(feed(wire.message(true, `${MESSAGE_PREFIX}snapshot-high`, 'chunk 7 ✓'))).toEqual([
-      { type: 'message', prefix: `${MESSAGE_PREFIX}snapshot-high`, content: 'chunk 7 ✓' },
+      { type: 'signal', kind: `${MESSAGE_PREFIX}snapshot-high`, content: 'chunk 7 ✓' },
     ]);
     expect(feed(wire.message(true, 'someone-else', 'not ours'))).toEqual([]);
+  });
+
+  it('on Postgres 13 reads our signals from the signal table rows, never as changes', () => {
+    const feed = stream();
+    const SIGNAL: [string, number][] = [
+      ['writer', TEXT],
+      ['kind', TEXT],
+      ['content', TEXT],
+      ['written_at', TEXT],
+    ];
+    expect(feed(wire.relation(OID.signal, 'totes_cdc', 'signal', SIGNAL), BEGIN)).toEqual([{ type: 'begin' }]);
+    expect(feed(wire.insert(OID.signal, ['totes_cdc', HEARTBEAT_PREFIX, '', '2024-05-01 09:15:02+00']))).toEqual([
+      { type: 'heartbeat', event: { v: 1, kind: 'heartbeat', source: at(0) } },
+    ]);
+    // one row per writer: the next signal is an update of it
+    expect(feed(wire.update(OID.signal, ['totes_cdc', `${MESSAGE_PREFIX}snapshot-low`, 'chunk 3', '2024-05-01 09:15:02+00']))).toEqual([
+      { type: 'signal', kind: `${MESSAGE_PREFIX}snapshot-low`, content: 'chunk 3' },
+    ]);
+    expect(
+      feed(wire.update(OID.signal, ['verify', 'someone-else', 'not ours', '2024-05-01 09:15:02+00']), wire.delete(OID.signal, ['totes_cdc', null, null, null])),
+    ).toEqual([]);
   });
 
   it('ignores tables it does not capture, other schemas and truncates', () => {

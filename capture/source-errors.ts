@@ -9,17 +9,19 @@
  * Server errors are told apart by SQLSTATE, never by their text (which changes between majors).
  */
 import type { DatabaseError } from 'pg';
+import { FatalError } from '../lib/fatal.ts';
 import { StartReplicationRefused } from './replication-stream.ts';
 
 export const START_RETRY_MS = 90_000;
 
-export class SourceNotReady extends Error {
+/** Exit 3: a person must act; starting again would fail the same way. */
+export class SourceNotReady extends FatalError {
   override name = 'SourceNotReady';
   constructor(
     readonly problem: string,
     readonly fix: string,
   ) {
-    super(`${problem}: ${fix}`);
+    super(`${problem}: ${fix}`, 3);
   }
 }
 

@@ -183,7 +183,7 @@ describe('Wal2JsonDecoder', () => {
     expect(feed(message(false, HEARTBEAT_PREFIX, ''))).toEqual([]);
     expect(feed(message(true, HEARTBEAT_PREFIX, ''))).toEqual([{ type: 'heartbeat', event: { v: 1, kind: 'heartbeat', source: at(0) } }]);
     expect(feed(message(true, `${MESSAGE_PREFIX}snapshot-low`, 'chunk-1 "quoted" 42'))).toEqual([
-      { type: 'message', prefix: `${MESSAGE_PREFIX}snapshot-low`, content: 'chunk-1 "quoted" 42' },
+      { type: 'signal', kind: `${MESSAGE_PREFIX}snapshot-low`, content: 'chunk-1 "quoted" 42' },
     ]);
     expect(feed(message(true, 'someone-else', 'not ours'))).toEqual([]);
   });

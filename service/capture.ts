@@ -5,11 +5,11 @@
  * what is wrong, and a non-zero exit: ECS then replaces the task and the alarms notice.
  */
 import { runCapture } from '../capture/main.ts';
-import { ConfigError } from '../lib/config.ts';
+import { describeFatal } from '../lib/fatal.ts';
 import { log } from '../lib/log.ts';
 
-runCapture().catch((err: Error) => {
-  if (err instanceof ConfigError) log.fatal(`configuration error: ${err.message}`);
-  else log.fatal({ err }, `capture stopped: ${err.message}`);
-  process.exit(err instanceof ConfigError ? 2 : 1);
+runCapture().catch((err: unknown) => {
+  const fatal = describeFatal(err, { TOTES_SOURCE_URL: process.env.TOTES_SOURCE_URL, TOTES_KINESIS_ENDPOINT: process.env.TOTES_KINESIS_ENDPOINT });
+  log.fatal({ exitCode: fatal.exitCode, ...(fatal.expected ? {} : { stack: (err as Error).stack }) }, `capture stopped: ${fatal.line}`);
+  log.flush(() => process.exit(fatal.exitCode));
 });
