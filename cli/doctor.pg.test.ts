@@ -45,8 +45,6 @@ describe('totes doctor', () => {
       await createTotesys(db, { seed: 3, sizes: scaledSizes(0.002) });
       await db.query(sourceSetupSql({ publication: 'totes_cdc', role: 'totes_cdc' }));
       await db.query('ALTER ROLE totes_cdc WITH REPLICATION');
-      // a signal table of capture's own (Postgres 13 heartbeats) belongs in the publication
-      await db.query('CREATE TABLE totes_cdc.signal (id int PRIMARY KEY); ALTER PUBLICATION totes_cdc ADD TABLE totes_cdc.signal');
     });
     // buckets with objects in them, as after a while of running
     const s3 = s3Client({ s3Endpoint: aws.s3Endpoint });

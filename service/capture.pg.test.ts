@@ -9,8 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPublicationSql } from '../capture/source-setup.ts';
-import { SNAPSHOT_PROGRESS_DDL } from '../capture/chunked-snapshot.ts';
+import { CAPTURE_STATE_DDL, createPublicationSql } from '../capture/source-setup.ts';
 import { SOURCE_TABLE_NAMES } from '../formats/source-tables.ts';
 import { inTransaction, poolFor, type Pool } from '../lib/pg.ts';
 import { freePort } from '../local/servers.ts';
@@ -37,9 +36,8 @@ describe(`the capture service bundle on Node ${process.versions.node}`, () => {
     await inTransaction(pool, async (db) => {
       await createTotesys(db, { seed: 5, sizes: scaledSizes(0.002) });
       // what the DBA prepares: the production service creates neither
+      await db.query(CAPTURE_STATE_DDL);
       await db.query(createPublicationSql('totes_cdc'));
-      await db.query('CREATE SCHEMA totes_cdc');
-      await db.query(SNAPSHOT_PROGRESS_DDL);
     });
   });
   afterAll(async () => {
