@@ -6,7 +6,7 @@
  */
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SNAPSHOT_PROGRESS_DDL } from '../capture/chunked-snapshot.ts';
+import { CAPTURE_STATE_DDL } from '../capture/source-setup.ts';
 import pg, { poolFor } from '../lib/pg.ts';
 import { Warehouse } from '../loader/warehouse.ts';
 import { freePort } from '../local/servers.ts';
@@ -44,8 +44,7 @@ describe('fatal errors end with one line and a non-zero exit', () => {
     const c = new pg.Client({ connectionString: bare.url });
     await c.connect();
     await c.query(TOTESYS_DDL);
-    await c.query('CREATE SCHEMA totes_cdc');
-    await c.query(SNAPSHOT_PROGRESS_DDL);
+    await c.query(CAPTURE_STATE_DDL);
     await c.end();
     // a warehouse whose loader has never loaded anything
     const pool = poolFor(warehouse.url, 1);

@@ -9,8 +9,7 @@
  * archive: exactly the versions its change events make, none twice.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createPublicationSql } from '../capture/source-setup.ts';
-import { SNAPSHOT_PROGRESS_DDL } from '../capture/chunked-snapshot.ts';
+import { CAPTURE_STATE_DDL, createPublicationSql } from '../capture/source-setup.ts';
 import { s3Client } from '../lib/aws.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
@@ -59,9 +58,8 @@ describe('chaos: SIGKILL of any service at any moment', () => {
     // what a DBA applies (`totes source-setup`); `run capture` does not create it
     await inTransaction(admin, async (db) => {
       await createTotesys(db, { seed: SEED, sizes: scaledSizes(0.02) });
+      await db.query(CAPTURE_STATE_DDL);
       await db.query(createPublicationSql('totes_cdc'));
-      await db.query('CREATE SCHEMA totes_cdc');
-      await db.query(SNAPSHOT_PROGRESS_DDL);
     });
 
     const loaderHealth = await freePort();
