@@ -54,7 +54,7 @@ describe('the capture service bundle', () => {
     expect(lines).toHaveLength(1);
     expect(JSON.parse(lines[0])).toMatchObject({
       level: 60,
-      msg: expect.stringMatching(/^configuration error: set TOTES_SOURCE_URL .* or TOTES_SOURCE_SECRET_ARN/),
+      msg: expect.stringMatching(/^capture stopped: configuration error: set TOTES_SOURCE_URL .* or TOTES_SOURCE_SECRET_ARN/),
     });
   });
 });
