@@ -113,6 +113,7 @@ export class CaptureService {
   private paused = false;
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
+  private stopped: Promise<void> | undefined;
   /** Set when a stop has stopped reading: nothing more is handled. */
   private inputClosed = false;
   private reachedBoundary: () => void = () => undefined;
@@ -312,9 +313,14 @@ export class CaptureService {
 
   /**
    * Read on to the end of the transaction under way (so a clean stop leaves nothing to send
-   * again), flush the sink, confirm, and close.
+   * again), flush the sink, confirm, and close. A second call waits for the first.
    */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    this.stopped ??= this.stopOnce();
+    return this.stopped;
+  }
+
+  private async stopOnce(): Promise<void> {
     this.stopping = true;
     this.abort.abort();
     for (const t of this.timers) clearInterval(t);
