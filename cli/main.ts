@@ -5,6 +5,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatStatus, snapshotStatus, StatusLine } from '../local/status-line.ts';
 import { DEFAULT_STACK, LocalStack, type StackOptions } from '../local/stack.ts';
+import { POSTGRES_MAJORS, type PostgresMajor } from '../local/servers.ts';
 import { sourceSetupSql } from '../capture/source-setup.ts';
 import { requestSnapshot } from '../capture/chunked-snapshot.ts';
 import { isSourceTable, SOURCE_TABLE_NAMES } from '../formats/source-tables.ts';
@@ -28,6 +29,7 @@ interface Command {
 
 const STACK_OPTIONS = {
   'source-port': { type: 'string', default: String(DEFAULT_STACK.sourcePort) },
+  'source-postgres': { type: 'string', default: String(DEFAULT_STACK.sourceMajor) },
   'warehouse-port': { type: 'string', default: String(DEFAULT_STACK.warehousePort) },
   'kinesis-port': { type: 'string', default: String(DEFAULT_STACK.kinesisPort) },
   's3-port': { type: 'string', default: String(DEFAULT_STACK.s3Port) },
@@ -37,6 +39,7 @@ const STACK_OPTIONS = {
 } as const;
 
 const STACK_HELP = `  --source-port N      totesys Postgres port (default ${DEFAULT_STACK.sourcePort})
+  --source-postgres N  totesys Postgres major, ${POSTGRES_MAJORS.join(', ')} (default ${DEFAULT_STACK.sourceMajor}, as totesys on RDS)
   --warehouse-port N   warehouse Postgres port (default ${DEFAULT_STACK.warehousePort})
   --kinesis-port N     kinesalite port (default ${DEFAULT_STACK.kinesisPort})
   --s3-port N          s3rver port (default ${DEFAULT_STACK.s3Port})
@@ -54,6 +57,7 @@ function stackOptions(values: Record<string, unknown>): StackOptions {
   return {
     ...DEFAULT_STACK,
     sourcePort: number(values, 'source-port'),
+    sourceMajor: postgresMajor(values['source-postgres']),
     warehousePort: number(values, 'warehouse-port'),
     kinesisPort: number(values, 'kinesis-port'),
     s3Port: number(values, 's3-port'),
@@ -61,6 +65,12 @@ function stackOptions(values: Record<string, unknown>): StackOptions {
     seed: number(values, 'seed'),
     scale: number(values, 'scale'),
   };
+}
+
+function postgresMajor(value: unknown): PostgresMajor {
+  const major = POSTGRES_MAJORS.find((m) => String(m) === value);
+  if (major === undefined) throw new UsageError(`--source-postgres must be one of ${POSTGRES_MAJORS.join(', ')}, got ${JSON.stringify(value)}`);
+  return major;
 }
 
 export class UsageError extends Error {}

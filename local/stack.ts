@@ -7,10 +7,12 @@ import { poolFor, inTransaction } from '../lib/pg.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { Pipeline } from './pipeline.ts';
-import { startKinesis, startPostgres, startS3, type Stoppable } from './servers.ts';
+import { startKinesis, startPostgres, startS3, type PostgresMajor, type Stoppable } from './servers.ts';
 
 export interface StackOptions {
   sourcePort: number;
+  /** totesys's Postgres major: 13 by default, as on RDS, so the local stack captures what production does. */
+  sourceMajor: PostgresMajor;
   warehousePort: number;
   kinesisPort: number;
   s3Port: number;
@@ -23,6 +25,7 @@ export interface StackOptions {
 
 export const DEFAULT_STACK: StackOptions = {
   sourcePort: 5433,
+  sourceMajor: 13,
   warehousePort: 5434,
   kinesisPort: 4567,
   s3Port: 4568,
@@ -55,7 +58,7 @@ export class LocalStack {
     const o = this.options;
     onStep('starting Postgres, Kinesis and S3');
     const [source, warehouse, kinesis, s3] = await Promise.all([
-      startPostgres({ port: o.sourcePort, databases: ['totesys'], label: 'source' }),
+      startPostgres({ port: o.sourcePort, databases: ['totesys'], label: 'source', major: o.sourceMajor }),
       startPostgres({ port: o.warehousePort, databases: ['warehouse'], label: 'warehouse' }),
       startKinesis({ port: o.kinesisPort, streams: [{ name: STREAM_NAME, shards: o.shards }] }),
       startS3({ port: o.s3Port, buckets: [INGESTION_BUCKET, PROCESSED_BUCKET] }),
