@@ -13,7 +13,7 @@ import { FirehoseStandin } from '../archiver/firehose-standin.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { salesOrderChange } from '../test/kinesis-events.ts';
 import { startLocalAws, type LocalAws } from '../test/harness.ts';
-import { until } from '../test/service-process.ts';
+import { until } from '../test/until.ts';
 import { createStream, openShards, putOnStream, splitShard } from '../test/stream-fixture.ts';
 import { archivedEvents } from '../test/fact-versions.ts';
 import { KinesisPoller, type BatchConsumer } from './kinesis-poller.ts';

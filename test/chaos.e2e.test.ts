@@ -20,7 +20,8 @@ import { Random } from '../totesys/random.ts';
 import { RandomWorkload } from '../totesys/random-workload.ts';
 import { archivedEvents, expectedFactVersions, versionDifferences, warehouseFactVersions } from './fact-versions.ts';
 import { createDatabase, startLocalAws } from './harness.ts';
-import { runTotes, ServiceProcess, until } from './service-process.ts';
+import { ServiceProcess, until } from './process.ts';
+import { runTotes } from './totes-process.ts';
 
 const KILLS = Number(process.env.TOTES_CHAOS_KILLS ?? 20);
 const SEED = Number(process.env.TOTES_CHAOS_SEED ?? 1);
@@ -131,7 +132,8 @@ describe('chaos: SIGKILL of any service at any moment', () => {
     working = false;
     await workload;
 
-    const verified = await runTotes(['verify', '--source', source.url, '--warehouse', warehouse.url, '--wait', '120']);
+    const verify = await runTotes(['verify', '--source', source.url, '--warehouse', warehouse.url, '--wait', '120'], {}, 180_000);
+    const verified = { code: verify.code, output: verify.stdout + verify.stderr };
     const crashes = services.flatMap((s) => s.unexpectedExits);
     const loaderState = async () => {
       const c = new pg.Client({ connectionString: warehouse.url });
