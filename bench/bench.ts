@@ -10,11 +10,12 @@ import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { measureDrains, measureKinesis, type CaptureFigures } from './capture-figures.ts';
+import { CHAOS_LONG_KILLS, measureChaos } from './chaos.ts';
 import { measureCaptureRss } from './capture-rss.ts';
 import { measureDownstream } from './downstream.ts';
 import { machine, startEnvironment } from './environment.ts';
 import { measureFreshness } from './freshness.ts';
-import { collectSpreads, formatTable, workloadCapture, type BenchReport, type FreshnessRuns } from './report.ts';
+import { collectSpreads, formatChaos, formatTable, workloadCapture, type BenchReport, type FreshnessRuns } from './report.ts';
 import { repeat } from './runs.ts';
 
 const SIZES = {
@@ -47,23 +48,30 @@ const SIZES = {
 const DOWNSTREAM_STREAM = 'bench-oltp-downstream';
 const E2E_RATE = 1_000;
 const E2E_HIGH_RATE = 5_000;
-const SECTIONS = ['capture', 'downstream', 'e2e', 'rss'] as const;
+const SECTIONS = ['capture', 'downstream', 'e2e', 'rss', 'chaos'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const q = SIZES.quick;
-const USAGE = `npm run bench -- [--full] [--json PATH] [--only ${SECTIONS.join(',')}]
+const USAGE = `npm run bench -- [--full] [--chaos] [--json PATH] [--only ${SECTIONS.join(',')}]
   (default: quick, ${q.turns} turns of each figure and its reference: bulk ${q.bulkRows.toLocaleString()} rows (${q.kinesisBulkRows.toLocaleString()} into Kinesis), oltp ${q.oltpTransactions.toLocaleString()} transactions (${q.kinesisOltpTransactions.toLocaleString()}),
    e2e ${q.turns} x ${q.e2eSeconds} s at ${E2E_RATE.toLocaleString()}/s and ${q.e2eHighRateTurns} x ${q.e2eSeconds} s at ${E2E_HIGH_RATE.toLocaleString()}/s, RSS ${q.rssRows.toLocaleString()} rows, ${q.stallSeconds} s stall)
-  --full        bulk 1,000,000 rows, oltp 1,000,000 changes, e2e 60 s turns, a 1,000,000-row RSS transaction, 30 s stall
+  --full        bulk 1,000,000 rows, oltp 1,000,000 changes, e2e 60 s turns, a 1,000,000-row RSS transaction, 30 s stall, and --chaos
+  --chaos       also the chaos test's long form: ${CHAOS_LONG_KILLS} SIGKILLs of the compose services (test/chaos.e2e.test.ts, TOTES_CHAOS_KILLS=${CHAOS_LONG_KILLS}), run first
   --json PATH   write the report as JSON
-  --only LIST   measure only these sections (the others' figures are null); downstream needs capture`;
+  --only LIST   measure only these sections (the others' figures are null); downstream needs capture; chaos in the list runs it`;
 
 const say = (line: string) => process.stderr.write(`[bench] ${new Date().toISOString().slice(11, 19)} ${line}\n`);
 
 export async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { full: { type: 'boolean', default: false }, json: { type: 'string' }, only: { type: 'string' }, help: { type: 'boolean', default: false } },
+    options: {
+      full: { type: 'boolean', default: false },
+      chaos: { type: 'boolean', default: false },
+      json: { type: 'string' },
+      only: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
   });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
@@ -82,6 +90,9 @@ export async function main(argv: string[]): Promise<number> {
   const mode = values.full ? 'full' : 'quick';
   const sizes = SIZES[mode];
   const loadAtStart = loadavg();
+  // first, while nothing else of the bench runs: it starts its own servers and services
+  const runChaos = only.has('chaos') && (values.full || values.chaos || values.only !== undefined);
+  const chaos = runChaos ? await measureChaos(CHAOS_LONG_KILLS, say) : null;
 
   say(`${mode} run: starting Postgres x2, kinesalite, s3rver (load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')})`);
   const env = await startEnvironment();
@@ -138,10 +149,11 @@ export async function main(argv: string[]): Promise<number> {
       e2e_high_rate_p99_ms: median(`e2e_${E2E_HIGH_RATE}.p99_ms`),
       replay_events_per_s: median('replay_events_per_s'),
       capture_rss_mb_max: rss ? Math.round(rss.maxMb) : null,
+      chaos,
       spreads,
       details,
     };
-    process.stdout.write(`\n${formatTable(report)}\n\n`);
+    process.stdout.write(`\n${formatTable(report)}\n${formatChaos(chaos)}\n\n`);
     const mc = report.machine;
     process.stdout.write(`${mc.cores} cores (${mc.cpu_model}), ${mc.memory_gb} GB, Node ${mc.node}, Postgres ${mc.postgres}, ${mc.pg_recvlogical}\n`);
     process.stdout.write(`load average at start ${fmtLoad(report.load.start)}, at end ${fmtLoad(report.load.end)}\n`);
@@ -149,7 +161,7 @@ export async function main(argv: string[]): Promise<number> {
       writeFileSync(values.json, `${JSON.stringify(report, null, 2)}\n`);
       say(`report written to ${values.json}`);
     }
-    return 0;
+    return chaos && !chaos.passed ? 1 : 0;
   } finally {
     await env.stop();
   }

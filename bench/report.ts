@@ -3,6 +3,7 @@
  * the spread of every figure and ratio, and the table a person reads.
  */
 import type { CaptureFigures } from './capture-figures.ts';
+import { CHAOS_LONG_KILLS, type ChaosFigures } from './chaos.ts';
 import type { DownstreamFigures } from './downstream.ts';
 import type { Machine } from './environment.ts';
 import type { FreshnessFigures } from './freshness.ts';
@@ -41,6 +42,8 @@ export interface BenchReport extends WorkloadCapture {
   e2e_high_rate_p99_ms: number | null;
   replay_events_per_s: number | null;
   capture_rss_mb_max: number | null;
+  /** The chaos test's long form (--chaos, --full); null when not run. */
+  chaos: ChaosFigures | null;
   /** Median, min, max and every turn of each figure and ratio above (ratios per turn: `bulk.null_vs_recvlogical` …). */
   spreads: Record<string, Spread>;
   /** Everything measured, for reading what limits a figure. */
@@ -101,6 +104,25 @@ const m = (s: Spread | undefined, digits = 0) => (s ? `${n(s.median, digits)} ($
 const verdict = (ok: boolean | null) => (ok == null ? '' : ok ? 'met' : 'NOT met');
 const atLeast = (s: Spread | undefined, goal: number) => verdict(s ? s.median >= goal : null);
 const atMost = (s: Spread | undefined, goal: number) => verdict(s ? s.median <= goal : null);
+
+/** The chaos long form's result line: kills per service, verify, fact versions against the archive, duplicates. */
+export function formatChaos(c: ChaosFigures | null): string {
+  if (!c) return `chaos, long form (${CHAOS_LONG_KILLS} kills): not run (npm run bench -- --chaos, or --full, runs it)`;
+  const head = `chaos, long form (${n(c.killsAsked)} kills${c.outcome ? `, seed ${c.outcome.seed}` : ''}): ${c.passed ? 'PASSED' : 'FAILED'} in ${n(c.seconds)} s`;
+  const o = c.outcome;
+  const figures = o
+    ? [
+        `kills ${Object.entries(o.kills)
+          .map(([service, k]) => `${service} ${k}`)
+          .join(', ')}`,
+        `verify ${o.verifyPassed ? 'passed' : 'FAILED'}`,
+        `fact versions ${n(o.factVersions.warehouse)} in the warehouse, ${n(o.factVersions.archive)} made by the archive (${n(o.factVersions.differingIds)} ids differ)`,
+        `${n(o.duplicates)} duplicate versions`,
+        `${n(o.unexpectedExits)} unexpected exits`,
+      ].join('; ')
+    : 'ended before its checks';
+  return `${head}; ${figures}${c.failure ? `\n${c.failure.slice(-1_500)}` : ''}`;
+}
 
 export function formatTable(r: BenchReport): string {
   const s = r.spreads;

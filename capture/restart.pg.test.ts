@@ -7,9 +7,6 @@
  * uninterrupted on a second slot over the same WAL, saw.
  */
 import { CAPTURE_STATE_DDL, createPublicationSql } from './source-setup.ts';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { lsnToBigInt, type ChangeEvent } from '../formats/change-event.ts';
@@ -32,59 +29,31 @@ import { Simulator } from '../totesys/simulator.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { MemorySink } from '../test/memory-sink.ts';
+import { ServiceProcess } from '../test/process.ts';
 import { until } from '../test/until.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STREAM = 'changes';
 const BUCKET = 'processed';
 const FACTS = ['fact_sales_order', 'fact_purchase_order', 'fact_payment'] as const;
 
 /** `totes run capture` as a child process, as ECS runs it: started again whenever it dies. */
-class CaptureProcess {
-  private child: ChildProcess | null = null;
-  private output = '';
-  readonly starts: number[] = [];
-  /** Exits the test did not cause (a restart that failed, a crash). */
-  readonly unexpectedExits: string[] = [];
-  private killing = false;
+class CaptureProcess extends ServiceProcess {
   private healthPort = 0;
-  /** Resolves when the current process has exited. */
-  exited: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly env: Record<string, string>,
+    env: Record<string, string>,
     private readonly slots: pg.Pool,
     readonly slotName: string,
-  ) {}
-
-  async start(): Promise<void> {
-    // a killed process's walsender may hold the slot a moment longer
-    await until('the slot to be released', async () => !(await this.slotActive()), 30_000, 50);
-    const port = (this.healthPort = await freePort());
-    const child = spawn(process.execPath, [join(ROOT, 'bin', 'totes.mjs'), 'run', 'capture'], {
-      cwd: ROOT,
-      env: { ...process.env, ...this.env, TOTES_HEALTH_PORT: String(port), TOTES_LOG_LEVEL: 'warn', TOTES_LOG_PRETTY: '0' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const keep = (chunk: Buffer) => {
-      this.output = (this.output + chunk.toString('utf8')).slice(-20_000);
-    };
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
-    this.exited = new Promise((resolve) =>
-      child.once('exit', (code, signal) => {
-        if (this.child === child) this.child = null;
-        if (!this.killing) this.unexpectedExits.push(`capture exited (code ${code}, signal ${signal}):\n${this.output.slice(-4_000)}`);
-        resolve();
-      }),
-    );
-    this.child = child;
-    this.starts.push(Date.now());
+  ) {
+    super('capture', env);
   }
 
-  get running(): boolean {
-    return this.child !== null;
+  protected override async beforeStart(): Promise<Record<string, string>> {
+    // a killed process's walsender may hold the slot a moment longer
+    await until('the slot to be released', async () => !(await this.slotActive()), 30_000, 50);
+    this.healthPort = await freePort();
+    return { TOTES_HEALTH_PORT: String(this.healthPort) };
   }
 
   async slotActive(): Promise<boolean> {
@@ -97,25 +66,12 @@ class CaptureProcess {
     await until(
       'capture to stream',
       async () => {
-        if (!this.child) throw new Error(`capture is not running: ${this.unexpectedExits.at(-1) ?? ''}`);
+        if (!this.running) throw new Error(`capture is not running: ${this.unexpectedExits.at(-1) ?? ''}`);
         return this.slotActive();
       },
       60_000,
       20,
     );
-  }
-
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const child = this.child;
-    if (!child) throw new Error(`capture is not running: ${this.unexpectedExits.at(-1) ?? ''}`);
-    this.killing = true;
-    try {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill(signal);
-      await exited;
-    } finally {
-      this.killing = false;
-    }
   }
 
   /** The service's own counters from its health endpoint (null while it is not answering). */

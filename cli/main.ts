@@ -17,6 +17,7 @@ import { runService, SERVICES } from '../local/services.ts';
 import { startDashboard } from '../dashboard/server.ts';
 import { doctorCommand } from './doctor.ts';
 import { replayCommand } from './replay-command.ts';
+import { reprocessCommand } from './reprocess-command.ts';
 import { formatDifferences, verify, type VerifyResult } from '../verify/verify.ts';
 
 interface Command {
@@ -203,6 +204,7 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   replay: replayCommand,
+  reprocess: reprocessCommand,
   doctor: doctorCommand,
   dashboard: {
     summary: 'serve the live dashboard on a warehouse',

@@ -65,12 +65,18 @@ export class Loader extends Warehouse {
     }
     this.manifests = listed;
     const answered = new Map<string, NextRecord>();
-    const plans = await planShards(shards, states, pending, async (shard, after) => {
+    const ask = async (shard: string, after: string | null) => {
       const key = `${shard}:${after ?? ''}`;
-      const answer = this.answers.get(key) ?? (await this.stream.next(shard, after));
+      const answer = answered.get(key) ?? this.answers.get(key) ?? (await this.stream.next(shard, after));
       if (answer.kind !== 'none') answered.set(key, answer);
       return answer;
-    });
+    };
+    // the planner asks one junction after another; the questions it will likely ask go out together
+    const likely = [...pending].flatMap(([shard, batches]) =>
+      batches.length === 0 ? [] : [{ shard, after: states.get(shard)?.frontier ?? null }, ...batches.map((b) => ({ shard, after: b.manifest.lastSequence }))],
+    );
+    await mapLimited(likely, 8, ({ shard, after }) => ask(shard, after));
+    const plans = await planShards(shards, states, pending, ask);
     this.answers = answered;
     let loaded = 0;
     try {

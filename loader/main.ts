@@ -17,12 +17,21 @@ import type { Freshness } from './warehouse.ts';
 
 type Env = Record<string, string | undefined>;
 
+/** At most 2.5 questions a second per shard: the event source mapping and Firehose take one each, and Kinesis allows 5. */
+const REAL_KINESIS_ASK_INTERVAL_MS = 400;
+
 /** The loader and what closes its connections. */
 export async function loaderFromEnv(env: Env, connections: number): Promise<{ loader: Loader; close: () => Promise<void> }> {
   const s3 = s3Client({ s3Endpoint: env[ENV.s3Endpoint] });
   const kinesis = kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] });
   const store = new MicroBatchStore(s3, required(env, ENV.processedBucket, 'the processed bucket name'));
-  const stream = new ShardStream(kinesis, required(env, ENV.streamName, 'the Kinesis stream name (the loader reads it to prove micro-batches contiguous)'));
+  // real Kinesis (no emulator endpoint): share each shard's 5 GetRecords a second with its other readers
+  const askIntervalMs = env[ENV.kinesisEndpoint] ? 0 : REAL_KINESIS_ASK_INTERVAL_MS;
+  const stream = new ShardStream(
+    kinesis,
+    required(env, ENV.streamName, 'the Kinesis stream name (the loader reads it to prove micro-batches contiguous)'),
+    askIntervalMs,
+  );
   const pool = poolFor(await databaseUrl(env, 'warehouse'), connections);
   return {
     loader: new Loader(pool, store, stream, env[ENV.warehouseSchema] ?? 'public'),

@@ -18,7 +18,7 @@ const at = (lsn: string, pos = 0): EventSource => ({ lsn, pos, xid: 1, commitTim
 
 const order = (id: number, op: 'c' | 'u' | 'd', source: EventSource, units = 1000) => salesOrderChange(id, op, { units_sold: units }, source);
 
-function address(id: number, source: EventSource): ChangeEvent {
+function address(id: number, source: EventSource, op: 'c' | 'd' = 'c'): ChangeEvent {
   const after = {
     address_id: id,
     address_line_1: `${id} High Street`,
@@ -31,7 +31,8 @@ function address(id: number, source: EventSource): ChangeEvent {
     created_at: '2024-05-01 09:15:02',
     last_updated: '2024-05-01 09:15:02',
   };
-  return { v: 1, kind: 'change', op: 'c', table: 'address', key: { address_id: id }, before: null, after, source };
+  if (op === 'd') return { v: 1, kind: 'change', op, table: 'address', key: { address_id: id }, before: { address_id: id }, after: null, source };
+  return { v: 1, kind: 'change', op, table: 'address', key: { address_id: id }, before: null, after, source };
 }
 
 function counterparty(id: number, addressId: number, source: EventSource): ChangeEvent {
@@ -164,9 +165,15 @@ describe('truncates and snapshot ranges in the warehouse', () => {
 
   it('ends a row whose older changes load after the end, and takes an end back when the row had been deleted before it', async () => {
     // a shard whose copy of the truncate loads first, while the rows' own shards lag behind
-    await load([order(20, 'c', at('4/10')), order(21, 'c', at('4/10', 1))]);
+    await load([order(20, 'c', at('4/10')), order(21, 'c', at('4/10', 1)), address(23, at('4/10', 2))]);
     await load([truncate('sales_order', at('5/0')), truncate('address', at('5/0', 1))]);
-    const late = [order(20, 'd', at('4/20')), order(21, 'u', at('4/20', 1), 5), order(22, 'c', at('4/30')), address(22, at('4/30', 1))];
+    const late = [
+      order(20, 'd', at('4/20')),
+      order(21, 'u', at('4/20', 1), 5),
+      order(22, 'c', at('4/30')),
+      address(22, at('4/30', 1)),
+      address(23, at('4/30', 2), 'd'),
+    ];
     await load(late);
     expect(await versions([20, 21, 22])).toEqual([
       { id: 20, op: 'c', lsn: '4/10', pos: 0, units: 1000, deleted: false },
@@ -184,10 +191,42 @@ describe('truncates and snapshot ranges in the warehouse', () => {
     expect((await pool.query(staff)).rows).toEqual([{ first_name: null, is_deleted: true, source_lsn: '0/0' }]);
     await load([staffMember(1, at('1/5'))]);
     expect((await pool.query(staff)).rows).toEqual([{ first_name: 'Ada', is_deleted: true, source_lsn: '2/0' }]); // the staff truncate of the first test
+    // counted as the rows each end changed: each order with a version at the truncate (not 20: it deleted itself first),
+    // location 22 (not 23, deleted before the truncate too), staff 1 once although the truncate reached it twice
+    const counts = `SELECT load_table, source_lsn::text AS lsn, rows_ended FROM totes_row_ends
+                     WHERE (load_table, source_lsn) IN (('dim_staff', '2/0'), ('dim_location', '5/0'), ('fact_sales_order', '5/0')) ORDER BY 2, 1`;
+    const truncated = await pool.query(`SELECT count(*)::int AS n FROM fact_sales_order WHERE source_lsn = '5/0' AND source_op = 't'`);
+    const exact = [
+      { load_table: 'dim_staff', lsn: '2/0', rows_ended: 1 },
+      { load_table: 'dim_location', lsn: '5/0', rows_ended: 1 },
+      { load_table: 'fact_sales_order', lsn: '5/0', rows_ended: truncated.rows[0].n },
+    ];
+    expect((await pool.query(counts)).rows).toEqual(exact);
+    const { rowsEnded } = warehouse.metrics;
     // the same late changes again (a replay): the ends still right are left as they are
     const records = `SELECT sales_order_id, sales_record_id FROM fact_sales_order WHERE source_op = 't' AND sales_order_id IN (21, 22) ORDER BY 1`;
     const before = (await pool.query(records)).rows;
     await load(late);
     expect((await pool.query(records)).rows).toEqual(before);
+    expect((await pool.query(counts)).rows).toEqual(exact);
+    expect(warehouse.metrics.rowsEnded).toBe(rowsEnded);
+  });
+
+  it('does not count an inferred member whose real row comes after the end: the row was not there to end', async () => {
+    // the order's shard brings the order (which names location 50) before the address's shard brings the truncate and then the address
+    const countOf = `SELECT rows_ended FROM totes_row_ends WHERE load_table = 'dim_location' AND source_lsn = '7/20'`;
+    await load([salesOrderChange(31, 'c', { agreed_delivery_location_id: 50 }, at('7/30', 1))]);
+    const { rowsEnded } = warehouse.metrics;
+    await load([truncate('address', at('7/20'))]);
+    expect((await pool.query(countOf)).rows).toEqual([{ rows_ended: 1 }]); // for now: ended while an inferred member
+    await load([address(50, at('7/25'))]);
+    expect((await pool.query(`SELECT is_deleted, source_lsn::text FROM dim_location WHERE location_id = 50`)).rows).toEqual([
+      { is_deleted: false, source_lsn: '7/25' },
+    ]);
+    expect((await pool.query(countOf)).rows).toEqual([{ rows_ended: 0 }]);
+    expect(warehouse.metrics.rowsEnded).toBe(rowsEnded);
+    await load([address(50, at('7/25'))]); // again: nothing changes
+    expect((await pool.query(countOf)).rows).toEqual([{ rows_ended: 0 }]);
+    expect(warehouse.metrics.rowsEnded).toBe(rowsEnded);
   });
 });

@@ -9,11 +9,15 @@
  *               0/0: only facts have named it) is marked deleted but left at 0/0: if its real
  *               row still arrives, it fills the row in and the end is evaluated again for it,
  *               so the tombstone carries its values; if it never does (it was gone before the
- *               snapshot read it), the row stays ended.
+ *               snapshot read it), the row stays ended; if it arrives after the end, the
+ *               row was never there to end and the end no longer counts it.
  * Only versions before (lsn, pos) end: a change after it (same transaction or later) stays.
  *
  * Exactly once: each end is recorded in totes_row_ends (one row however many shards carry
  * it); one already recorded is not applied again, so a re-delivery or a replay is a no-op.
+ * Its rows_ended counts each row it ended once: a fact's by its end version (one per key and
+ * position), a dimension's by totes_row_end_keys, one row per key the end reached, however
+ * often the end is evaluated again for it.
  * Order of arrival does not matter: when a batch brings versions older than a recorded end
  * (a row's shard lagging behind the shard whose copy of the end loaded first), that end is
  * evaluated again for those keys, so the row still ends, or no longer does if its own delete
@@ -30,7 +34,12 @@ export const ROW_ENDS_DDL = `CREATE TABLE IF NOT EXISTS totes_row_ends (
   load_table text NOT NULL, source_lsn pg_lsn NOT NULL, source_pos int NOT NULL, cause text NOT NULL,
   key_after int, key_through int, present jsonb NOT NULL, source_commit_time timestamptz NOT NULL,
   rows_ended int NOT NULL DEFAULT 0, recorded_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (load_table, source_lsn, source_pos));`;
+  PRIMARY KEY (load_table, source_lsn, source_pos));
+CREATE TABLE IF NOT EXISTS totes_row_end_keys (
+  load_table text NOT NULL, source_lsn pg_lsn NOT NULL, source_pos int NOT NULL, key int NOT NULL,
+  before_lsn pg_lsn NOT NULL, before_pos int NOT NULL, was_live boolean NOT NULL,
+  PRIMARY KEY (load_table, source_lsn, source_pos, key));
+CREATE INDEX IF NOT EXISTS totes_row_end_keys_inferred ON totes_row_end_keys (load_table, key) WHERE before_lsn = '0/0';`;
 
 export interface RowEndsApplied {
   /** Truncates applied for the first time. */
@@ -56,17 +65,27 @@ function scope(a: string, key: string): string {
 const PRESENT = `WITH present AS MATERIALIZED (
   SELECT generate_series((r->>0)::int, (r->>1)::int) AS k FROM jsonb_array_elements($5::jsonb) r)`;
 
-/** The statement ending rows of one load table; RETURNING the keys it ended. */
+/**
+ * The statement ending rows of one load table; RETURNING the keys it ended. A dimension's
+ * keys go into totes_row_end_keys ($7 the load table) with the version each row held before
+ * the end; a key already there (an inferred member filled in since) is not one more row.
+ */
 export function endRowsSql(table: LoadTableName, schema: string): string {
   const { kind, key, columns } = LOAD_TABLES[table];
   const t = `"${schema}".${q(table)}`;
   if (kind === 'dim') {
-    return `${PRESENT}
-      UPDATE ${t} a SET is_deleted = true,
-             source_lsn = CASE WHEN a.source_lsn = '0/0' THEN a.source_lsn ELSE $1::pg_lsn END,
-             source_pos = CASE WHEN a.source_lsn = '0/0' THEN a.source_pos ELSE $2::int END
-       WHERE NOT a.is_deleted AND ${scope('a', key)}
-      RETURNING a.${q(key)} AS key`;
+    return `${PRESENT},
+      reached AS (SELECT a.${q(key)} AS key, a.source_lsn, a.source_pos FROM ${t} a WHERE NOT a.is_deleted AND ${scope('a', key)}),
+      ended AS (
+        UPDATE ${t} a SET is_deleted = true,
+               source_lsn = CASE WHEN a.source_lsn = '0/0' THEN a.source_lsn ELSE $1::pg_lsn END,
+               source_pos = CASE WHEN a.source_lsn = '0/0' THEN a.source_pos ELSE $2::int END
+          FROM reached r WHERE a.${q(key)} = r.key
+        RETURNING a.${q(key)} AS key, r.source_lsn AS before_lsn, r.source_pos AS before_pos)
+      INSERT INTO "${schema}".totes_row_end_keys AS k (load_table, source_lsn, source_pos, key, before_lsn, before_pos, was_live)
+      SELECT $7::text, $1::pg_lsn, $2::int, key, before_lsn, before_pos, true FROM ended
+      ON CONFLICT (load_table, source_lsn, source_pos, key) DO UPDATE SET before_lsn = excluded.before_lsn, before_pos = excluded.before_pos, was_live = true
+      RETURNING key`;
   }
   const attrs = Object.keys(columns).filter((c) => c !== key);
   return `${PRESENT}
@@ -93,6 +112,80 @@ function takeBackSql(table: LoadTableName, schema: string): string {
                                        ORDER BY p.source_lsn DESC, p.source_pos DESC LIMIT 1) p
                         WHERE NOT p.is_deleted AND (${attrs.map((c) => `p.${q(c)}`).join(', ')}) IS NOT DISTINCT FROM (${attrs.map((c) => `e.${q(c)}`).join(', ')}))
      RETURNING e.${q(key)} AS key`;
+}
+
+/**
+ * For some keys, the version of a dimension row just before an end, as a late load shows it
+ * ($4..$7: key, lsn, pos, op of the newest merged version before the end): a key the end
+ * reached counts as ended only while the row was live before it, so a row whose own delete
+ * arrives late no longer counts, as a fact's end is taken back.
+ */
+function dimensionBeforeSql(schema: string): string {
+  return `UPDATE "${schema}".totes_row_end_keys k SET before_lsn = v.lsn, before_pos = v.pos, was_live = v.op <> 'd'
+      FROM unnest($4::int[], $5::pg_lsn[], $6::int[], $7::text[]) AS v(key, lsn, pos, op)
+     WHERE k.load_table = $1 AND k.source_lsn = $2::pg_lsn AND k.source_pos = $3 AND k.key = v.key
+       AND (v.lsn, v.pos) > (k.before_lsn, k.before_pos)`;
+}
+
+/** Dimension rows an end has ended, as totes_row_end_keys holds them. */
+async function dimensionRowsEnded(db: pg.PoolClient, schema: string, e: RowsEnd): Promise<number> {
+  const { rows } = await db.query(
+    `SELECT count(*)::int AS n FROM "${schema}".totes_row_end_keys WHERE load_table = $1 AND source_lsn = $2::pg_lsn AND source_pos = $3 AND was_live`,
+    [e.table, e.lsn, e.pos],
+  );
+  return rows[0].n as number;
+}
+
+/**
+ * Inferred members an end reached whose real row arrived after the end (a fact named the row
+ * before its own shard brought it): not rows the end ended, so its rows_ended loses them.
+ * $1..$4: load table, key, lsn, pos of the oldest merged version of each key. RETURNING how
+ * many each end lost.
+ */
+function filledAfterSql(schema: string): string {
+  return `WITH filled AS (
+      UPDATE "${schema}".totes_row_end_keys k SET was_live = false
+        FROM unnest($1::text[], $2::int[], $3::pg_lsn[], $4::int[]) AS v(load_table, key, lsn, pos)
+       WHERE k.load_table = v.load_table AND k.key = v.key AND k.before_lsn = '0/0' AND k.was_live AND (v.lsn, v.pos) > (k.source_lsn, k.source_pos)
+      RETURNING k.load_table, k.source_lsn, k.source_pos),
+    per_end AS (SELECT load_table, source_lsn, source_pos, count(*)::int AS n FROM filled GROUP BY 1, 2, 3)
+    UPDATE "${schema}".totes_row_ends e SET rows_ended = e.rows_ended - p.n FROM per_end p
+     WHERE e.load_table = p.load_table AND e.source_lsn = p.source_lsn AND e.source_pos = p.source_pos
+    RETURNING p.n`;
+}
+
+/** One version of each key of `rows`, the one `better` prefers, as unnest arrays (key, lsn, pos, op). */
+function onePerKey(rows: LoadRow[], key: string, better: (a: LoadRow, b: LoadRow) => boolean): [number[], string[], number[], string[]] {
+  const chosen = new Map<number, LoadRow>();
+  for (const r of rows) {
+    const seen = chosen.get(r[key] as number);
+    if (!seen || better(r, seen)) chosen.set(r[key] as number, r);
+  }
+  const versions = [...chosen.values()];
+  return [versions.map((r) => r[key] as number), versions.map((r) => r.source_lsn), versions.map((r) => r.source_pos), versions.map((r) => r.source_op)];
+}
+
+const older = (a: LoadRow, b: LoadRow) => before(position(a.source_lsn, a.source_pos), position(b.source_lsn, b.source_pos));
+
+/** Take back the ends of inferred members whose real rows came after them; returns the rows no longer counted. */
+async function uncountFilledAfter(db: pg.PoolClient, schema: string, merged: Map<LoadTableName, LoadRow[]>): Promise<number> {
+  const tables: string[] = [];
+  const keys: number[] = [];
+  const lsns: string[] = [];
+  const poss: number[] = [];
+  for (const [table, rows] of merged) {
+    if (LOAD_TABLES[table].kind !== 'dim') continue;
+    const [k, lsn, pos] = onePerKey(rows, LOAD_TABLES[table].key, older);
+    for (let i = 0; i < k.length; i++) {
+      tables.push(table);
+      keys.push(k[i]);
+      lsns.push(lsn[i]);
+      poss.push(pos[i]);
+    }
+  }
+  if (keys.length === 0) return 0;
+  const { rows: ends } = await db.query(filledAfterSql(schema), [tables, keys, lsns, poss]);
+  return ends.reduce((n, e) => n + (e.n as number), 0);
 }
 
 /** Position as a comparable pair: the LSN's text differs between the stream ("00000000/016B3748") and Postgres ("0/16B3748"). */
@@ -130,7 +223,7 @@ export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: Rows
     for (const e of later.rows as RowsEnd[]) if (!work.has(idOf(e))) work.set(idOf(e), { ...e, fresh: false });
   }
 
-  const applied: RowEndsApplied = { truncates: 0, rows: 0 };
+  const applied: RowEndsApplied = { truncates: 0, rows: -(await uncountFilledAfter(db, schema, merged)) };
   const endedKeys = { totes_department: [] as number[], dim_location: [] as number[] };
   const ordered = [...work.values()].sort((a, b) => (before(position(a.lsn, a.pos), position(b.lsn, b.pos)) ? -1 : 1));
   for (const e of ordered) {
@@ -142,12 +235,23 @@ export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: Rows
       : [...new Set((merged.get(e.table) ?? []).filter((r) => before(position(r.source_lsn, r.source_pos), at)).map((r) => r[key] as number))];
     if (keys?.length === 0) continue;
     const fact = LOAD_TABLES[e.table].kind === 'fact';
-    const takenBack = fact && keys ? ((await db.query(takeBackSql(e.table, schema), [e.lsn, e.pos, keys])).rowCount ?? 0) : 0;
     const params: unknown[] = [e.lsn, e.pos, e.after, e.through, JSON.stringify(e.present), keys];
-    if (fact) params.push(e.cause === 'truncate' ? 't' : 'a', e.commitTime);
-    const ended = (await db.query(endRowsSql(e.table, schema), params)).rows.map((r) => r.key as number);
+    let net: number;
+    let ended: number[];
+    if (fact) {
+      const takenBack = keys ? ((await db.query(takeBackSql(e.table, schema), [e.lsn, e.pos, keys])).rowCount ?? 0) : 0;
+      params.push(e.cause === 'truncate' ? 't' : 'a', e.commitTime);
+      ended = (await db.query(endRowsSql(e.table, schema), params)).rows.map((r) => r.key as number);
+      net = ended.length - takenBack;
+    } else {
+      const counted = e.fresh ? 0 : await dimensionRowsEnded(db, schema, e);
+      const earlier = (merged.get(e.table) ?? []).filter((r) => before(position(r.source_lsn, r.source_pos), at));
+      if (!e.fresh) await db.query(dimensionBeforeSql(schema), [e.table, e.lsn, e.pos, ...onePerKey(earlier, key, (a, b) => older(b, a))]);
+      params.push(e.table);
+      ended = (await db.query(endRowsSql(e.table, schema), params)).rows.map((r) => r.key as number);
+      net = (await dimensionRowsEnded(db, schema, e)) - counted;
+    }
     if (e.table === 'totes_department' || e.table === 'dim_location') endedKeys[e.table].push(...ended);
-    const net = ended.length - takenBack;
     applied.rows += net;
     if (net !== 0)
       await db.query(`UPDATE ${s}.totes_row_ends SET rows_ended = rows_ended + $4 WHERE load_table = $1 AND source_lsn = $2 AND source_pos = $3`, [

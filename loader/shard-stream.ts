@@ -6,6 +6,7 @@
  * GetRecords (limit 1) from an AFTER_SEQUENCE_NUMBER iterator.
  */
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
+import { sleep } from '../lib/retry.ts';
 
 export interface ShardInfo {
   id: string;
@@ -22,9 +23,18 @@ export type NextRecord = { kind: 'record'; sequence: string; arrivedAt: Date | n
 const EMPTY_PAGES = 5;
 
 export class ShardStream {
+  /** When each shard may be asked next. */
+  private readonly nextAskAt = new Map<string, number>();
+
+  /**
+   * `minAskIntervalMs`: the least time between two questions about one shard. A shard serves 5
+   * GetRecords a second to all its readers (the event source mapping and Firehose read it too),
+   * so in AWS the loader asks at most a few times a second per shard; emulators need no pause.
+   */
   constructor(
     private readonly client: KinesisClient,
     readonly streamName: string,
+    private readonly minAskIntervalMs = 0,
   ) {}
 
   async shards(): Promise<ShardInfo[]> {
@@ -46,6 +56,11 @@ export class ShardStream {
 
   /** The record after `after` on `shard` (after null: the shard's first record still in the stream). */
   async next(shard: string, after: string | null): Promise<NextRecord> {
+    if (this.minAskIntervalMs > 0) {
+      const at = Math.max(Date.now(), this.nextAskAt.get(shard) ?? 0);
+      this.nextAskAt.set(shard, at + this.minAskIntervalMs);
+      if (at > Date.now()) await sleep(at - Date.now());
+    }
     const out = await this.client.send(
       new GetShardIteratorCommand({
         StreamName: this.streamName,

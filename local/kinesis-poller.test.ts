@@ -5,15 +5,15 @@
  * from its buffer with the process are read again; and across a split, the parent is read to
  * its end before its children, each child once.
  */
-import { CreateBucketCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import type { KinesisClient } from '@aws-sdk/client-kinesis';
+import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { ListShardsCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FirehoseStandin } from '../archiver/firehose-standin.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { salesOrderChange } from '../test/kinesis-events.ts';
 import { startLocalAws, type LocalAws } from '../test/harness.ts';
-import { until } from '../test/service-process.ts';
+import { until } from '../test/until.ts';
 import { createStream, openShards, putOnStream, splitShard } from '../test/stream-fixture.ts';
 import { archivedEvents } from '../test/fact-versions.ts';
 import { KinesisPoller, type BatchConsumer } from './kinesis-poller.ts';
@@ -76,6 +76,20 @@ describe('KinesisPoller', () => {
     await new Promise((r) => setTimeout(r, 300));
     await b.stop();
     expect(second.all()).toEqual([8, 9, 10, 11, 12]);
+  });
+
+  it('reads a shard from its start when a killed writer left its checkpoint unreadable', async () => {
+    const { name, checkpoints } = await fresh(1);
+    await putOnStream(kinesis, name, changes(1, 3));
+    const [shard] = (await kinesis.send(new ListShardsCommand({ StreamName: name }))).Shards!;
+    const identity = { shardId: shard.ShardId!, startingSequence: shard.SequenceNumberRange!.StartingSequenceNumber! };
+    await s3.send(new PutObjectCommand({ Bucket: name, Key: checkpoints.key(identity), Body: '{"after":"4968' }));
+    const { consumer, all } = recording();
+    const poller = new KinesisPoller({ client: kinesis, streamName: name, consumer, name: 'a', checkpoints, idlePollMs: 20 });
+    await poller.start();
+    await until('ids 1-3', () => all().length === 3);
+    await poller.stop();
+    expect(await checkpoints.read(identity)).toEqual({ after: expect.any(String) });
   });
 
   it('checkpoints the archiver only past what it delivered: a buffer lost with the process is read again', async () => {

@@ -8,6 +8,7 @@
  * name (whose shard ids repeat) does not resume from another stream's positions.
  */
 import { GetObjectCommand, NoSuchKey, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { log } from '../lib/log.ts';
 
 /** Resume after this record, or the shard was read to its end. */
 export type Checkpoint = { after: string } | { ended: true };
@@ -29,13 +30,21 @@ export class PollerCheckpoints {
     return `checkpoints/${this.consumer}/${this.streamName}/${shard.shardId}-${shard.startingSequence}.json`;
   }
 
+  /** The shard's checkpoint; null when there is none, or when a killed writer left it unreadable (reading again from the start loses nothing). */
   async read(shard: ShardIdentity): Promise<Checkpoint | null> {
+    let text: string;
     try {
       const out = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(shard) }));
-      return JSON.parse(await out.Body!.transformToString()) as Checkpoint;
+      text = await out.Body!.transformToString();
     } catch (err) {
       if (err instanceof NoSuchKey || (err as { name?: string }).name === 'NoSuchKey') return null;
       throw err;
+    }
+    try {
+      return JSON.parse(text) as Checkpoint;
+    } catch {
+      log.warn({ key: this.key(shard), text: text.slice(0, 200) }, 'checkpoint unreadable (a write cut short): reading the shard from its start');
+      return null;
     }
   }
 

@@ -15,7 +15,8 @@ import { inTransaction, poolFor, type Pool } from '../lib/pg.ts';
 import { freePort } from '../local/servers.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
-import { readStream, startNode, until, type RunningProcess } from '../test/process.ts';
+import { readStream, startNode, type RunningProcess } from '../test/process.ts';
+import { until } from '../test/until.ts';
 import { IMAGE } from '../infra/image.ts';
 import { buildService, SERVICE_BUNDLE } from './bundle.ts';
 

@@ -6,8 +6,10 @@
  * random moment and started again shortly after, as compose's `restart: on-failure` does:
  * TOTES_CHAOS_KILLS kills (20 by default, every service at least 3 times; 100 for the long
  * form). Afterwards `totes verify` passes, and every fact version is accounted for against the
- * archive: exactly the versions its change events make, none twice.
+ * archive: exactly the versions its change events make, none twice. With TOTES_CHAOS_RESULT
+ * set, the outcome is also written there as JSON (what `npm run bench -- --chaos` reports).
  */
+import { writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CAPTURE_STATE_DDL, createPublicationSql } from '../capture/source-setup.ts';
 import { s3Client } from '../lib/aws.ts';
@@ -19,7 +21,9 @@ import { Random } from '../totesys/random.ts';
 import { RandomWorkload } from '../totesys/random-workload.ts';
 import { archivedEvents, expectedFactVersions, versionDifferences, warehouseFactVersions } from './fact-versions.ts';
 import { createDatabase, startLocalAws } from './harness.ts';
-import { runTotes, ServiceProcess, until } from './service-process.ts';
+import { ServiceProcess } from './process.ts';
+import { until } from './until.ts';
+import { runTotes } from './totes-process.ts';
 
 const KILLS = Number(process.env.TOTES_CHAOS_KILLS ?? 20);
 const SEED = Number(process.env.TOTES_CHAOS_SEED ?? 1);
@@ -129,7 +133,8 @@ describe('chaos: SIGKILL of any service at any moment', () => {
     working = false;
     await workload;
 
-    const verified = await runTotes(['verify', '--source', source.url, '--warehouse', warehouse.url, '--wait', '120']);
+    const verify = await runTotes(['verify', '--source', source.url, '--warehouse', warehouse.url, '--wait', '120'], {}, 180_000);
+    const verified = { code: verify.code, output: verify.stdout + verify.stderr };
     const crashes = services.flatMap((s) => s.unexpectedExits);
     const loaderState = async () => {
       const c = new pg.Client({ connectionString: warehouse.url });
@@ -143,12 +148,10 @@ describe('chaos: SIGKILL of any service at any moment', () => {
       const tails = services.map((s) => `${s.name}: ${s.tail(2_000)}`).join('\n');
       return `shard progress ${JSON.stringify(rows)}\nloader /health ${health}\n${tails}`;
     };
-    if (!/verify: PASSED/.test(verified.output)) console.error(await loaderState());
-    expect(verified.output.slice(-6_000), `verify after the kills (crashes: ${crashes.join('\n')})`).toMatch(/verify: PASSED/);
-    expect(verified.code).toBe(0);
+    const verifyPassed = /verify: PASSED/.test(verified.output) && verified.code === 0;
+    if (!verifyPassed) console.error(await loaderState());
     const health = await fetch(`http://127.0.0.1:${loaderHealth}/health`);
-    expect(await health.json()).toMatchObject({ healthy: true, gaps: [], waiting: [], error: null, freshness: { gapShards: 0 } });
-    expect(health.status).toBe(200);
+    const healthBody = await health.json();
 
     // the archive, delivered in full: the stand-in flushes its buffer on SIGTERM
     await sleep(1_000);
@@ -161,13 +164,29 @@ describe('chaos: SIGKILL of any service at any moment', () => {
     await wh.connect();
     cleanups.push(() => wh.end());
     const found = await warehouseFactVersions(wh);
-    expect(found.duplicated, 'fact versions held twice').toEqual([]);
     const differences = versionDifferences(expected, found.versions);
-    expect(differences.slice(0, 20), `fact ids whose versions differ from the archive (${differences.length})`).toEqual([]);
-    expect(crashes, 'exits nobody caused').toEqual([]);
-
     const versions = [...expected.values()].reduce((n, s) => n + s.size, 0);
     const kills = Object.fromEntries(services.map((s) => [s.name, s.kills.length]));
+    if (process.env.TOTES_CHAOS_RESULT) {
+      const outcome = {
+        seed: SEED,
+        kills,
+        verifyPassed,
+        factVersions: { archive: versions, warehouse: [...found.versions.values()].reduce((n, s) => n + s.size, 0), differingIds: differences.length },
+        duplicates: found.duplicated.length,
+        unexpectedExits: crashes.length,
+        workloadTransactions: random.committed,
+      };
+      writeFileSync(process.env.TOTES_CHAOS_RESULT, `${JSON.stringify(outcome)}\n`);
+    }
+
+    expect(verified.output.slice(-6_000), `verify after the kills (crashes: ${crashes.join('\n')})`).toMatch(/verify: PASSED/);
+    expect(verified.code).toBe(0);
+    expect(healthBody).toMatchObject({ healthy: true, gaps: [], waiting: [], error: null, freshness: { gapShards: 0 } });
+    expect(health.status).toBe(200);
+    expect(found.duplicated, 'fact versions held twice').toEqual([]);
+    expect(differences.slice(0, 20), `fact ids whose versions differ from the archive (${differences.length})`).toEqual([]);
+    expect(crashes, 'exits nobody caused').toEqual([]);
     console.info(
       `chaos (seed ${SEED}): kills ${JSON.stringify(kills)}; workload ${random.committed} transactions (${random.skipped} refused by the source); ` +
         `archive ${archive.length} events; ${versions} fact versions over ${expected.size} ids, all accounted for`,

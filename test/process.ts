@@ -1,9 +1,12 @@
-/** Test helpers: a program as its own OS process with its output kept, polling, and the stream's contents. */
+/**
+ * Test helpers: a program as its own OS process with its output kept, a pipeline service that
+ * a test SIGKILLs and starts again, polling, and the stream's contents.
+ */
 import { spawn } from 'node:child_process';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { decodeEvent, type StreamEvent } from '../formats/change-event.ts';
 import { kinesisClient } from '../lib/aws.ts';
-import { sleep } from '../lib/retry.ts';
+import { startTotes, type TotesProcess } from './totes-process.ts';
 
 export interface RunningProcess {
   out: { stdout: string; stderr: string };
@@ -30,12 +33,70 @@ export function startNode(args: string[], opts: { cwd: string; env: Record<strin
   return { out, exited, running: () => child.exitCode === null && child.signalCode === null, kill: (signal = 'SIGTERM') => child.kill(signal) };
 }
 
-/** Poll `check` until it holds, or fail naming `what`. */
-export async function until(what: string, check: () => boolean | Promise<boolean>, ms = 30_000, everyMs = 50): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(everyMs);
+/**
+ * One pipeline service as its own OS process, `totes run <service>` configured from the
+ * environment as docker compose and ECS run it, that a test can SIGKILL and start again
+ * (compose's `restart: on-failure`).
+ */
+export class ServiceProcess {
+  /** The process last started, running or not. */
+  private proc: TotesProcess | null = null;
+  private alive = false;
+  private killing = false;
+  readonly starts: number[] = [];
+  readonly kills: number[] = [];
+  /** Exits the test did not cause (a crash, a failed start), with the output before them. */
+  readonly unexpectedExits: string[] = [];
+  /** Resolves when the current process has exited. */
+  exited: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly name: string,
+    private readonly env: Record<string, string>,
+    /** Waited for before each start (capture: its slot released by the killed walsender). */
+    private readonly ready: () => Promise<void> = async () => undefined,
+  ) {}
+
+  /** Waited for before each start; what it returns is added to that start's environment. */
+  protected async beforeStart(): Promise<Record<string, string>> {
+    await this.ready();
+    return {};
+  }
+
+  get running(): boolean {
+    return this.alive;
+  }
+
+  /** The last of its output (stdout, then stderr), for a failure message. */
+  tail(chars = 4_000): string {
+    return this.proc ? `${this.proc.out.stdout.slice(-chars)}${this.proc.out.stderr.slice(-chars)}` : '';
+  }
+
+  async start(): Promise<void> {
+    const extra = await this.beforeStart();
+    const proc = startTotes(['run', this.name], { ...this.env, ...extra, TOTES_LOG_LEVEL: process.env.TOTES_LOG_LEVEL ?? 'warn' });
+    this.exited = proc.exited.then(({ code, signal }) => {
+      if (this.proc === proc) this.alive = false;
+      if (!this.killing) this.unexpectedExits.push(`${this.name} exited (code ${code}, signal ${signal}):\n${this.tail()}`);
+    });
+    this.proc = proc;
+    this.alive = true;
+    this.starts.push(Date.now());
+  }
+
+  /** Send `signal` and wait for the process to end. */
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const proc = this.proc;
+    if (!proc || !this.alive) throw new Error(`${this.name} is not running: ${this.unexpectedExits.at(-1) ?? ''}`);
+    this.killing = true;
+    try {
+      const exited = this.exited;
+      proc.child.kill(signal);
+      await exited;
+      if (signal === 'SIGKILL') this.kills.push(Date.now());
+    } finally {
+      this.killing = false;
+    }
   }
 }
 

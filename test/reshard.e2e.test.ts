@@ -16,7 +16,7 @@ import { Simulator } from '../totesys/simulator.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
 import { archivedEvents, expectedFactVersions, versionDifferences, warehouseFactVersions } from './fact-versions.ts';
 import { startTestPipeline, type TestPipeline } from './pipeline-harness.ts';
-import { until } from './service-process.ts';
+import { until } from './until.ts';
 import { mergeShards, openShards, splitShard } from './stream-fixture.ts';
 
 describe('resharding while streaming', () => {
