@@ -23,7 +23,7 @@ import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { decodeParquet } from '../formats/parquet.ts';
 import { Processor } from '../processors/processor.ts';
-import { copyRows } from './copy-in.ts';
+import { copyRows } from '../lib/pg-copy.ts';
 import { createBucket, createDatabase, type BenchEnvironment } from './environment.ts';
 import { interleave, ratioSpread, repeat, spread, type Spread } from './runs.ts';
 

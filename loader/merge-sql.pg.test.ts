@@ -9,7 +9,8 @@ import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
 import { inTransaction, poolFor } from '../lib/pg.ts';
 import type pg from '../lib/pg.ts';
 import { createDatabase } from '../test/harness.ts';
-import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql, stageColumns, stageSql } from './merge-sql.ts';
+import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql } from './merge-sql.ts';
+import { createStages, stageRows } from './stage.ts';
 import { warehouseDdl } from './warehouse-schema.ts';
 
 let db: Awaited<ReturnType<typeof createDatabase>>;
@@ -41,12 +42,8 @@ function row(values: Record<string, unknown>, op: LoadRow['source_op'], lsn: str
 /** Stage `rows` as the loader does, then run `statements`, in one transaction (the stage is emptied at commit). */
 async function staged<T>(table: LoadTableName, rows: LoadRow[], statements: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   return inTransaction(pool, async (c) => {
-    const stage = stageSql(table);
-    await c.query(stage.create);
-    await c.query(
-      stage.insert,
-      stageColumns(table).map(([name]) => rows.map((r) => r[name] ?? null)),
-    );
+    await createStages(c, [table]);
+    await stageRows(c, table, rows);
     return statements(c);
   });
 }

@@ -23,16 +23,10 @@ export function stageColumns(table: LoadTableName): [string, string][] {
   return loadColumns(table).map(([name, type]) => [name, PROVENANCE_SQL_TYPE[name] ?? SQL_TYPE[type]]);
 }
 
-/** Temp staging table, filled from one array parameter per column. */
-export function stageSql(table: LoadTableName): { create: string; insert: string } {
+/** Temp staging table, filled by COPY (stage.ts). */
+export function stageTableSql(table: LoadTableName): string {
   const cols = stageColumns(table);
-  return {
-    create: `CREATE TEMP TABLE IF NOT EXISTS ${stageName(table)} (${cols.map(([n, t]) => `${q(n)} ${t}`).join(', ')}) ON COMMIT DELETE ROWS`,
-    // a change delivered twice (in one batch or in two merged together) is staged once
-    insert: `INSERT INTO ${stageName(table)}
-             SELECT DISTINCT ON (${q(LOAD_TABLES[table].key)}, source_lsn, source_pos) *
-               FROM unnest(${cols.map(([, t], i) => `$${i + 1}::${t}[]`).join(', ')}) AS s(${cols.map(([n]) => q(n)).join(', ')})`,
-  };
+  return `CREATE TEMP TABLE IF NOT EXISTS ${stageName(table)} (${cols.map(([n, t]) => `${q(n)} ${t}`).join(', ')}) ON COMMIT DELETE ROWS`;
 }
 
 /** Keep the target's value where the change says the column is unchanged (TOAST). */

@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 
-type CopyValue = string | number | boolean | null | undefined;
+export type CopyValue = string | number | boolean | null | undefined;
 
 const CHUNK_BYTES = 256 * 1024;
 
