@@ -9,11 +9,15 @@ export type CopyValue = string | number | boolean | null | undefined;
 
 const CHUNK_BYTES = 256 * 1024;
 
-/** One value in COPY's text format. */
+const SPECIAL = /[\\\t\n\r]/;
+const ESCAPED: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/** One value in COPY's text format (a string is scanned once, and copied only when it needs escaping). */
 function copyText(value: CopyValue): string {
   if (value === null || value === undefined) return '\\N';
+  if (typeof value === 'string') return SPECIAL.test(value) ? value.replace(/[\\\t\n\r]/g, (c) => ESCAPED[c]) : value;
   if (typeof value === 'boolean') return value ? 't' : 'f';
-  return String(value).replace(/[\\\t\n\r]/g, (c) => ({ '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' })[c]!);
+  return String(value);
 }
 
 interface CopyConnection {
@@ -34,7 +38,9 @@ export function copyRows(client: pg.Client | pg.PoolClient, table: string, colum
       handleCopyInResponse(connection: CopyConnection) {
         let chunk = '';
         for (const row of rows) {
-          chunk += `${columns.map((c) => copyText(row[c])).join('\t')}\n`;
+          let line = copyText(row[columns[0]]);
+          for (let i = 1; i < columns.length; i++) line += `\t${copyText(row[columns[i]])}`;
+          chunk += `${line}\n`;
           if (chunk.length >= CHUNK_BYTES) {
             connection.sendCopyFromChunk(Buffer.from(chunk));
             chunk = '';
@@ -46,12 +52,13 @@ export function copyRows(client: pg.Client | pg.PoolClient, table: string, colum
       handleCommandComplete(msg: { text?: string }) {
         copied = Number(/COPY (\d+)/.exec(msg.text ?? '')?.[1] ?? 0);
       },
+      // at once: a connection that dies mid-COPY sends no ReadyForQuery
       handleError(err: Error) {
         failure = err;
+        reject(err);
       },
       handleReadyForQuery() {
-        if (failure) reject(failure);
-        else resolve(copied);
+        if (!failure) resolve(copied);
       },
     };
     void client.query(submittable as unknown as pg.Submittable);

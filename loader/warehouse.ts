@@ -19,7 +19,7 @@ import { log } from '../lib/log.ts';
 import { LOAD_TABLES, type LoadRow, type LoadTableName, type RowsEnd } from '../formats/load-tables.ts';
 import type { Manifest } from '../formats/manifest.ts';
 import { foreignKeysDdl, warehouseDdl } from './warehouse-schema.ts';
-import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql } from './merge-sql.ts';
+import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql, referencedKeys } from './merge-sql.ts';
 import { createStages, stageRows } from './stage.ts';
 import { applyRowEnds } from './row-ends.ts';
 import { advanceShards, checkFrontiers, type ShardAdvance } from './shard-progress.ts';
@@ -192,11 +192,15 @@ export class Warehouse {
     for (const table of staged) await stageRows(db, table, tables.get(table)!);
     const statements: Statement[] = [];
     const touched = { staff: [] as number[], departments: [] as number[], counterparties: [] as number[], addresses: [] as number[] };
+    let named: ReturnType<typeof referencedKeys> | null = referencedKeys(tables);
     for (const table of staged) {
       const rows = tables.get(table)!;
-      const dates = datesSql(table, this.schema);
-      if (dates) statements.push({ sql: dates });
-      for (const sql of inferredMembersSql(table, this.schema)) statements.push({ sql });
+      // after the dimensions' own rows, before the first fact: every date and key a fact names exists
+      if (LOAD_TABLES[table].kind === 'fact' && named) {
+        if (named.dates.length > 0) statements.push({ sql: datesSql(this.schema), params: [named.dates] });
+        for (const [dim, keys] of named.members) statements.push({ sql: inferredMembersSql(dim, this.schema), params: [keys] });
+        named = null;
+      }
       if (LOAD_TABLES[table].kind === 'dim') {
         if (rows.some((r) => r.unchanged !== null)) {
           const [update, insert] = mergeDimensionSql(table, this.schema, true);
