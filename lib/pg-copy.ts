@@ -26,8 +26,18 @@ interface CopyConnection {
   endCopyFrom(): void;
 }
 
-/** COPY `rows` (values in `columns` order) into `table`; resolves with the row count Postgres reports. */
-export function copyRows(client: pg.Client | pg.PoolClient, table: string, columns: string[], rows: Record<string, CopyValue>[]): Promise<number> {
+/**
+ * COPY `rows` (values in `columns` order) into `table`; resolves with the row count Postgres
+ * reports. `convert` turns a column's value into what is copied (a value the row does not hold).
+ */
+export function copyRows(
+  client: pg.Client | pg.PoolClient,
+  table: string,
+  columns: string[],
+  rows: Record<string, CopyValue>[],
+  convert: Record<string, (value: CopyValue) => CopyValue> = {},
+): Promise<number> {
+  const converters = columns.map((c) => convert[c]);
   return new Promise((resolve, reject) => {
     let copied = 0;
     let failure: Error | null = null;
@@ -38,8 +48,12 @@ export function copyRows(client: pg.Client | pg.PoolClient, table: string, colum
       handleCopyInResponse(connection: CopyConnection) {
         let chunk = '';
         for (const row of rows) {
-          let line = copyText(row[columns[0]]);
-          for (let i = 1; i < columns.length; i++) line += `\t${copyText(row[columns[i]])}`;
+          let line = '';
+          for (let i = 0; i < columns.length; i++) {
+            const value = row[columns[i]];
+            const text = copyText(converters[i] ? converters[i](value) : value);
+            line = i === 0 ? text : `${line}\t${text}`;
+          }
           chunk += `${line}\n`;
           if (chunk.length >= CHUNK_BYTES) {
             connection.sendCopyFromChunk(Buffer.from(chunk));

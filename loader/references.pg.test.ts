@@ -121,6 +121,22 @@ describe('foreign keys in the load transaction', () => {
     expect(prices.rows).toEqual([{ unit_price: '12345678.99', source_commit_time: '2024-05-01 09:15:02.123456' }]);
     expect(await dump('checked')).toEqual(built);
 
+    // a later batch that carries a version already loaded beside a new one: the new one appends, the old one not again
+    const [again] = loads();
+    const repeated = new Map([['fact_sales_order', [...again.get('fact_sales_order')!, { ...again.get('fact_sales_order')![0], source_lsn: '0/300' }]]]) as Map<
+      LoadTableName,
+      LoadRow[]
+    >;
+    for (const w of [trusted, checked]) expect(await w.loadTables({ batchKey: 'b3', shard: 's', events: 3 }, repeated)).toBe(true);
+    const versions = await admin.query(`SELECT source_lsn::text, count(*)::int AS n FROM trusted.fact_sales_order GROUP BY 1 ORDER BY 1`);
+    expect(versions.rows).toEqual([
+      { source_lsn: '0/100', n: 2 },
+      { source_lsn: '0/200', n: 1 },
+      { source_lsn: '0/210', n: 1 },
+      { source_lsn: '0/300', n: 1 },
+    ]);
+    expect(await dump('checked')).toEqual(await dump('trusted'));
+
     for (const schema of ['trusted', 'checked']) {
       expect(await orphans(schema)).toEqual([]);
       expect(await validConstraints(schema)).toEqual(

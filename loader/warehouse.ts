@@ -19,25 +19,9 @@ import { log } from '../lib/log.ts';
 import { LOAD_TABLES, type LoadRow, type LoadTableName, type RowsEnd } from '../formats/load-tables.ts';
 import type { Manifest } from '../formats/manifest.ts';
 import { foreignKeysDdl, warehouseDdl } from './warehouse-schema.ts';
-import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql, referencedKeys } from './merge-sql.ts';
-import { createStages, stageRows } from './stage.ts';
+import { mergeTables } from './merge.ts';
 import { applyRowEnds } from './row-ends.ts';
 import { advanceShards, checkFrontiers, type ShardAdvance } from './shard-progress.ts';
-
-/** Dimensions before the facts that reference them; department and address before the dims derived from them. */
-const MERGE_ORDER: LoadTableName[] = [
-  'dim_location',
-  'totes_department',
-  'dim_staff',
-  'dim_counterparty',
-  'dim_currency',
-  'dim_design',
-  'dim_payment_type',
-  'dim_transaction',
-  'fact_sales_order',
-  'fact_purchase_order',
-  'fact_payment',
-];
 
 export interface LoadBatchInfo {
   /** Unique name of the batch in the load log. */
@@ -157,7 +141,7 @@ export class Warehouse {
           else tables.set(table, [...rows]);
         }
       }
-      if (fresh.size > 0) await this.merge(db, tables);
+      if (fresh.size > 0) await mergeTables(db, this.schema, tables);
       const freshEnds = items.flatMap((i) => (fresh.has(i.batch.batchKey) ? (i.batch.ends ?? []) : []));
       const ended = await applyRowEnds(db, this.schema, freshEnds, tables);
       await advanceShards(db, this.schema, advances);
@@ -184,49 +168,6 @@ export class Warehouse {
       this.metrics.lastLoadAt = Date.now();
     }
     return merged.batches;
-  }
-
-  private async merge(db: pg.PoolClient, tables: Map<LoadTableName, LoadRow[]>): Promise<void> {
-    const staged = MERGE_ORDER.filter((t) => tables.get(t)?.length);
-    await createStages(db, staged);
-    for (const table of staged) await stageRows(db, table, tables.get(table)!);
-    const statements: Statement[] = [];
-    const touched = { staff: [] as number[], departments: [] as number[], counterparties: [] as number[], addresses: [] as number[] };
-    let named: ReturnType<typeof referencedKeys> | null = referencedKeys(tables);
-    for (const table of staged) {
-      const rows = tables.get(table)!;
-      // after the dimensions' own rows, before the first fact: every date and key a fact names exists
-      if (LOAD_TABLES[table].kind === 'fact' && named) {
-        if (named.dates.length > 0) statements.push({ sql: datesSql(this.schema), params: [named.dates] });
-        for (const [dim, keys] of named.members) statements.push({ sql: inferredMembersSql(dim, this.schema), params: [keys] });
-        named = null;
-      }
-      if (LOAD_TABLES[table].kind === 'dim') {
-        if (rows.some((r) => r.unchanged !== null)) {
-          const [update, insert] = mergeDimensionSql(table, this.schema, true);
-          for (let wave = 1; wave <= maxCount(rows, LOAD_TABLES[table].key); wave++)
-            statements.push({ sql: update, params: [wave] }, { sql: insert, params: [wave] });
-        } else {
-          for (const sql of mergeDimensionSql(table, this.schema, false)) statements.push({ sql });
-        }
-      } else {
-        const append = appendFactSql(table, this.schema);
-        statements.push({ sql: append.independent });
-        // the rest (deletes, snapshot reads, unchanged TOAST) read the version before them: in waves
-        const waves = maxCount(rows.filter(needsPreviousVersion), LOAD_TABLES[table].key);
-        for (let wave = 1; wave <= waves; wave++) statements.push({ sql: append.dependent, params: [wave] });
-      }
-      const keys = rows.map((r) => r[LOAD_TABLES[table].key] as number);
-      if (table === 'dim_staff') touched.staff.push(...keys);
-      if (table === 'totes_department') touched.departments.push(...keys);
-      if (table === 'dim_counterparty') touched.counterparties.push(...keys);
-      if (table === 'dim_location') touched.addresses.push(...keys);
-    }
-    const propagate = propagationSql(this.schema);
-    if (touched.staff.length || touched.departments.length) statements.push({ sql: propagate.staff, params: [touched.staff, touched.departments] });
-    if (touched.counterparties.length || touched.addresses.length)
-      statements.push({ sql: propagate.counterparty, params: [touched.counterparties, touched.addresses] });
-    await runInOrder(db, statements);
   }
 
   /** Take the loaders' lock on this schema for the rest of `db`'s transaction: no batch merges meanwhile. */
@@ -281,44 +222,4 @@ export class Warehouse {
       gapSeconds: r.gap_seconds ?? null,
     };
   }
-}
-
-interface Statement {
-  sql: string;
-  params?: unknown[];
-}
-
-/** Run statements in order; consecutive ones without parameters go to Postgres as one multi-statement query (one round trip). */
-async function runInOrder(db: pg.PoolClient, statements: Statement[]): Promise<void> {
-  let pending: string[] = [];
-  const flush = async () => {
-    if (pending.length > 0) await db.query(pending.join(';\n'));
-    pending = [];
-  };
-  for (const s of statements) {
-    if (!s.params) {
-      pending.push(s.sql);
-      continue;
-    }
-    await flush();
-    await db.query(s.sql, s.params);
-  }
-  await flush();
-}
-
-/** Whether a fact row's version depends on the version before it. */
-function needsPreviousVersion(row: LoadRow): boolean {
-  return !((row.source_op === 'c' || row.source_op === 'u') && row.unchanged === null);
-}
-
-/** The most rows any one key has. */
-function maxCount(rows: LoadRow[], key: string): number {
-  const counts = new Map<unknown, number>();
-  let max = 0;
-  for (const r of rows) {
-    const n = (counts.get(r[key]) ?? 0) + 1;
-    counts.set(r[key], n);
-    if (n > max) max = n;
-  }
-  return max;
 }
