@@ -23,7 +23,7 @@ import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { decodeParquet } from '../formats/parquet.ts';
 import { Processor } from '../processors/processor.ts';
-import { copyRows } from './copy-in.ts';
+import { copyRows } from '../lib/pg-copy.ts';
 import { createBucket, createDatabase, type BenchEnvironment } from './environment.ts';
 import { interleave, ratioSpread, repeat, spread, type Spread } from './runs.ts';
 
@@ -40,15 +40,39 @@ export interface DownstreamFigures {
   processor: ProcessorRun[];
   processorEventsPerSecond: Spread;
   processorEventsPerCpuSecond: Spread;
-  loader: { rows: number; batches: number; seconds: number; rowsPerSecond: number }[];
+  /** A superuser's loader: references trusted in the load transaction. */
+  loader: LoaderRun[];
+  /** A loader whose role may not set session_replication_role: Postgres checks every reference, row by row. */
+  loaderChecked: LoaderRun[];
   /** Reading and decoding the micro-batches alone, once: the part of the loader's time that is not SQL. */
   fetchDecode: { rows: number; seconds: number; rowsPerSecond: number };
   copy: { rows: number; seconds: number; rowsPerSecond: number }[];
   loaderVsCopy: Spread;
   loaderRowsPerSecond: Spread;
-  replay: { events: number; seconds: number; eventsPerSecond: number }[];
+  loaderCheckedVsCopy: Spread;
+  loaderCheckedRowsPerSecond: Spread;
+  replay: { events: number; seconds: number; eventsPerSecond: number; peakRssMb: number; peakHeapMb: number; phases: Record<string, number> }[];
   replayEventsPerSecond: Spread;
+  /** The bench process's RSS high-water during each replay (it also holds the bench's own state). */
+  replayPeakRssMb: Spread;
 }
+
+interface LoaderRun {
+  rows: number;
+  batches: number;
+  seconds: number;
+  rowsPerSecond: number;
+}
+
+/** The warehouse role of the checked loader turns: owns its database, may not set session_replication_role. */
+const CHECKED_ROLE = 'bench_loader';
+
+const asRole = (url: string, role: string) => {
+  const u = new URL(url);
+  u.username = role;
+  u.password = role;
+  return u.toString();
+};
 
 const BUCKETS = { ingestion: 'bench-ingestion', processed: (turn: number) => `bench-processed-${turn + 1}` };
 
@@ -88,53 +112,82 @@ export async function measureDownstream(
     const decodeSeconds = (performance.now() - decodeStarted) / 1000;
     const fetchedRows = [...tables.values()].reduce((n, rows) => n + rows.length, 0);
 
+    await copyDb.client.query(`CREATE ROLE ${CHECKED_ROLE} LOGIN PASSWORD '${CHECKED_ROLE}'`);
+    const loadTurn = async (turn: number, role: 'trusted' | 'checked') => {
+      say(
+        `loader: turn ${turn + 1}/${turns}, ${role === 'trusted' ? 'a superuser' : 'a role that may not set session_replication_role'}, merging the micro-batches into a fresh warehouse`,
+      );
+      const { url, client } = await createDatabase(env.warehouse, `bench_warehouse_${role}_${turn + 1}`);
+      if (role === 'checked') await client.query(`ALTER DATABASE "bench_warehouse_${role}_${turn + 1}" OWNER TO ${CHECKED_ROLE}`);
+      await client.end();
+      const pool = poolFor(role === 'checked' ? asRole(url, CHECKED_ROLE) : url, 2);
+      try {
+        const loader = new Loader(pool, store, new ShardStream(kinesis, streamName));
+        await loader.ensureSchema();
+        const trusted = await loader.trustsReferences();
+        if (trusted !== (role === 'trusted')) throw new Error(`the ${role} loader turn ${trusted ? 'trusts' : 'checks'} references`);
+        const started = performance.now();
+        while ((await loader.loadAvailable()) > 0);
+        const seconds = (performance.now() - started) / 1000;
+        return { rows: loader.metrics.rows, batches: loader.metrics.batches, seconds, rowsPerSecond: loader.metrics.rows / seconds };
+      } finally {
+        await pool.end();
+      }
+    };
     const loads = await interleave(
       turns,
-      async (turn) => {
-        say(`loader: turn ${turn + 1}/${turns}, merging the micro-batches into a fresh warehouse`);
-        const { url, client } = await createDatabase(env.warehouse, `bench_warehouse_${turn + 1}`);
-        await client.end();
-        const pool = poolFor(url, 2);
-        try {
-          const loader = new Loader(pool, store, new ShardStream(kinesis, streamName));
-          await loader.ensureSchema();
-          const started = performance.now();
-          while ((await loader.loadAvailable()) > 0);
-          const seconds = (performance.now() - started) / 1000;
-          return { rows: loader.metrics.rows, batches: loader.metrics.batches, seconds, rowsPerSecond: loader.metrics.rows / seconds };
-        } finally {
-          await pool.end();
-        }
-      },
+      async (turn) => ({ trusted: await loadTurn(turn, 'trusted'), checked: await loadTurn(turn, 'checked') }),
       async (turn) => {
         say(`reference: turn ${turn + 1}/${turns}, COPY of the same rows`);
         return copyReference(copyDb.client, `copy_reference_${turn + 1}`, tables);
       },
     );
+    const trustedLoads = loads.a.map((l) => l.trusted);
+    const checkedLoads = loads.a.map((l) => l.checked);
 
     const replayDb = await createDatabase(env.warehouse, 'bench_replay');
     await replayDb.client.end();
     const replayPool = poolFor(replayDb.url, 2);
     const replay = await repeat(turns, async (turn) => {
       say(`replay: turn ${turn + 1}/${turns}, rebuilding a fresh schema from the archive`);
-      const r = await replayArchive({ s3, bucket: BUCKETS.ingestion, pool: replayPool, schema: `replay_rebuild_${turn + 1}`, freshSchema: true });
-      return { events: r.events, seconds: r.seconds, eventsPerSecond: r.eventsPerSecond };
+      // where the time goes: seconds from the start to each phase's start
+      const started = performance.now();
+      const phases: Record<string, number> = {};
+      const onProgress = (p: { phase: string }) => {
+        phases[p.phase] ??= (performance.now() - started) / 1000;
+      };
+      const r = await replayArchive({ s3, bucket: BUCKETS.ingestion, pool: replayPool, schema: `replay_rebuild_${turn + 1}`, freshSchema: true, onProgress });
+      return {
+        events: r.events,
+        seconds: r.seconds,
+        eventsPerSecond: r.eventsPerSecond,
+        peakRssMb: r.memory.peakRssMb,
+        peakHeapMb: r.memory.peakHeapMb,
+        phases,
+      };
     }).finally(() => replayPool.end());
 
     return {
       processor,
       processorEventsPerSecond: spread(processor.map((p) => p.eventsPerSecond)),
       processorEventsPerCpuSecond: spread(processor.map((p) => p.eventsPerCpuSecond)),
-      loader: loads.a,
+      loader: trustedLoads,
+      loaderChecked: checkedLoads,
       fetchDecode: { rows: fetchedRows, seconds: decodeSeconds, rowsPerSecond: fetchedRows / decodeSeconds },
       copy: loads.b,
       loaderVsCopy: ratioSpread(
-        loads.a.map((l) => l.rowsPerSecond),
+        trustedLoads.map((l) => l.rowsPerSecond),
         loads.b.map((c) => c.rowsPerSecond),
       ),
-      loaderRowsPerSecond: spread(loads.a.map((l) => l.rowsPerSecond)),
+      loaderRowsPerSecond: spread(trustedLoads.map((l) => l.rowsPerSecond)),
+      loaderCheckedVsCopy: ratioSpread(
+        checkedLoads.map((l) => l.rowsPerSecond),
+        loads.b.map((c) => c.rowsPerSecond),
+      ),
+      loaderCheckedRowsPerSecond: spread(checkedLoads.map((l) => l.rowsPerSecond)),
       replay,
       replayEventsPerSecond: spread(replay.map((r) => r.eventsPerSecond)),
+      replayPeakRssMb: spread(replay.map((r) => r.peakRssMb)),
     };
   } finally {
     await copyDb.client.end();

@@ -144,7 +144,7 @@ export const replayCommand = {
       progress.done();
       say(
         `replayed ${n(result.events)} events (${n(result.duplicates)} duplicate copies dropped, ${n(result.heartbeats)} heartbeats, ${n(result.ends)} truncates and snapshot ranges) from ${n(result.objects)} objects, ` +
-          `${(result.bytes / 1024 / 1024).toFixed(1)} MiB, in ${result.seconds.toFixed(1)}s: ${n(result.eventsPerSecond)} events/s`,
+          `${(result.bytes / 1024 / 1024).toFixed(1)} MiB, in ${result.seconds.toFixed(1)}s: ${n(result.eventsPerSecond)} events/s, memory at most ${n(result.memory.peakRssMb)} MB RSS`,
       );
       say(`batches: ${n(result.batches)} (${n(result.batchesSkipped)} already loaded, skipped)`);
       if (result.watermark) say(`newest heartbeat replayed: ${result.watermark.lsn} committed ${result.watermark.commitTime}`);

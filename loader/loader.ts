@@ -108,16 +108,22 @@ export class Loader extends Warehouse {
     return this.shardList.shards;
   }
 
-  /** The plans' batches, parents' before children's, cut into transactions by rows. */
+  /**
+   * The plans' batches, parents' before children's, cut into transactions by rows. The next
+   * transaction's batches are read and decoded while one merges: S3 latency and Parquet decoding
+   * overlap the warehouse's work, and never hold its lock.
+   */
   private async loadPlans(plans: ShardPlan[], maxRows: number): Promise<number> {
-    const queue = plans.flatMap((p) => p.batches.map((b) => ({ plan: p, ...b })));
+    const chunks = cutByRows(
+      plans.flatMap((p) => p.batches.map((b) => ({ plan: p, ...b }))),
+      maxRows,
+    );
     const frontier = new Map(plans.map((p) => [p.shard, p.from]));
+    const read = (chunk: (typeof chunks)[number]) => mapLimited(chunk, 8, (c) => this.readBatch(c.manifest));
     let loaded = 0;
-    for (let start = 0; start < queue.length; ) {
-      let rows = manifestRows(queue[start].manifest);
-      let end = start + 1;
-      while (end < queue.length && rows + manifestRows(queue[end].manifest) <= maxRows) rows += manifestRows(queue[end++].manifest);
-      const chunk = queue.slice(start, end);
+    let reading = chunks.length > 0 ? read(chunks[0]) : null;
+    for (let i = 0; i < chunks.length; i++) {
+      const chunk = chunks[i];
       const advances: ShardAdvance[] = [];
       for (const shard of new Set(chunk.map((c) => c.plan.shard))) {
         const own = chunk.filter((c) => c.plan.shard === shard);
@@ -131,10 +137,10 @@ export class Loader extends Warehouse {
         });
         frontier.set(shard, last.manifest.lastSequence);
       }
-      // read before the transaction: S3 latency should not hold the warehouse lock
-      const items = await mapLimited(chunk, 8, (c) => this.readBatch(c.manifest));
+      const items = await reading!;
+      reading = i + 1 < chunks.length ? read(chunks[i + 1]) : null;
+      reading?.catch(() => undefined); // a failed read is seen when awaited; not unhandled if this load fails first
       loaded += await this.loadBatches(items, advances);
-      start = end;
     }
     return loaded;
   }
@@ -161,6 +167,22 @@ export class Loader extends Warehouse {
       }
     }
   }
+}
+
+/** Consecutive runs of batches of up to `maxRows` rows together (a bigger batch alone). */
+function cutByRows<T extends { manifest: Manifest }>(queue: T[], maxRows: number): T[][] {
+  const chunks: T[][] = [];
+  let rows = Infinity;
+  for (const item of queue) {
+    const n = manifestRows(item.manifest);
+    if (rows + n > maxRows) {
+      chunks.push([]);
+      rows = 0;
+    }
+    chunks[chunks.length - 1].push(item);
+    rows += n;
+  }
+  return chunks;
 }
 
 function manifestRows(manifest: Manifest): number {

@@ -9,7 +9,8 @@ import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
 import { inTransaction, poolFor } from '../lib/pg.ts';
 import type pg from '../lib/pg.ts';
 import { createDatabase } from '../test/harness.ts';
-import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql, stageColumns, stageSql } from './merge-sql.ts';
+import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql, referencedKeys } from './merge-sql.ts';
+import { createStages, stageRows } from './stage.ts';
 import { warehouseDdl } from './warehouse-schema.ts';
 
 let db: Awaited<ReturnType<typeof createDatabase>>;
@@ -41,12 +42,8 @@ function row(values: Record<string, unknown>, op: LoadRow['source_op'], lsn: str
 /** Stage `rows` as the loader does, then run `statements`, in one transaction (the stage is emptied at commit). */
 async function staged<T>(table: LoadTableName, rows: LoadRow[], statements: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   return inTransaction(pool, async (c) => {
-    const stage = stageSql(table);
-    await c.query(stage.create);
-    await c.query(
-      stage.insert,
-      stageColumns(table).map(([name]) => rows.map((r) => r[name] ?? null)),
-    );
+    await createStages(c, [table]);
+    await stageRows(c, table, rows);
     return statements(c);
   });
 }
@@ -62,6 +59,13 @@ describe('staging', () => {
       async (c) => (await c.query('SELECT count(*)::int AS n FROM stage_dim_design')).rows[0].n,
     );
     expect(n).toBe(2);
+  });
+
+  it('stages text exactly, whatever it holds, and tells a null from the text \\N', async () => {
+    const names = ['tab\there', 'new\nline', 'back\\slash', 'cr\rlf\r\n', '\\N', '', null, 'naïve ✓'];
+    const rows = names.map((design_name, i) => row({ design_id: i, design_name, file_location: null, file_name: null }, 'c', '0/10'));
+    const stagedNames = await staged('dim_design', rows, async (c) => (await c.query('SELECT design_name FROM stage_dim_design ORDER BY design_id')).rows);
+    expect(stagedNames.map((r) => r.design_name)).toEqual(names);
   });
 });
 
@@ -134,7 +138,7 @@ describe('appendFactSql', () => {
   /** Stage, add the dates the rows reference, append the independent rows, then the dependent ones in `waves`. */
   const append = (schema: string, rows: LoadRow[], waves = 1) =>
     staged('fact_sales_order', rows, async (c) => {
-      await c.query(datesSql('fact_sales_order', schema)!);
+      await c.query(datesSql(schema), [referencedKeys(new Map([['fact_sales_order', rows]])).dates]);
       const sql = appendFactSql('fact_sales_order', schema);
       await c.query(sql.independent);
       for (let wave = 1; wave <= waves; wave++) await c.query(sql.dependent, [wave]);
@@ -209,7 +213,7 @@ describe('appendFactSql', () => {
     const s = await warehouse();
     await staged('fact_sales_order', [row(order(), 'c', '0/10')], async (c) => {
       await c.query(`SET LOCAL TIME ZONE 'Asia/Kolkata'`);
-      await c.query(datesSql('fact_sales_order', s)!);
+      await c.query(datesSql(s), [referencedKeys(new Map([['fact_sales_order', [row(order(), 'c', '0/10')]]])).dates]);
       await c.query(appendFactSql('fact_sales_order', s).independent);
     });
     expect(await query(`SELECT source_commit_time::text, created_time::text FROM ${s}.fact_sales_order`)).toEqual([
@@ -218,7 +222,7 @@ describe('appendFactSql', () => {
   });
 });
 
-describe('inferredMembersSql and datesSql', () => {
+describe('referencedKeys, inferredMembersSql and datesSql', () => {
   it('inserts placeholder dimension rows for keys a fact references, leaving existing rows alone', async () => {
     const s = await warehouse();
     await pool.query(`INSERT INTO ${s}.dim_staff (staff_id, first_name, source_lsn) VALUES (3, 'Jeanette', '0/5')`);
@@ -227,9 +231,10 @@ describe('inferredMembersSql and datesSql', () => {
       'c',
       '0/10',
     );
-    await staged('fact_sales_order', [fact, { ...fact, sales_order_id: 2, sales_staff_id: 5, source_pos: 1 }], async (c) => {
-      for (const sql of inferredMembersSql('fact_sales_order', s)) await c.query(sql);
-    });
+    const named = referencedKeys(new Map([['fact_sales_order', [fact, { ...fact, sales_order_id: 2, sales_staff_id: 5, source_pos: 1 }]]]));
+    expect([...named.members.keys()].sort()).toEqual(['dim_counterparty', 'dim_currency', 'dim_design', 'dim_location', 'dim_staff']);
+    expect(named.members.get('dim_staff')).toEqual([3, 5]);
+    for (const [dim, keys] of named.members) await pool.query(inferredMembersSql(dim, s), [keys]);
     expect(await query(`SELECT staff_id, first_name, source_lsn::text FROM ${s}.dim_staff ORDER BY staff_id`)).toEqual([
       { staff_id: 3, first_name: 'Jeanette', source_lsn: '0/5' },
       { staff_id: 5, first_name: null, source_lsn: '0/0' },
@@ -254,14 +259,16 @@ describe('inferredMembersSql and datesSql', () => {
     const payment = (id: number, created: string, paid: string | null) =>
       row({ payment_id: id, created_date: created, last_updated_date: created, payment_date: paid }, 'c', '0/10', id);
     const rows = [payment(1, '2024-02-29', '2024-12-29'), payment(2, '2024-04-01', null), payment(3, '2024-04-01', '1999-12-31')];
-    for (let i = 0; i < 2; i++) await staged('fact_payment', rows, (c) => c.query(datesSql('fact_payment', s)!));
+    const { dates } = referencedKeys(new Map([['fact_payment', rows]]));
+    expect(dates).toEqual(['1999-12-31', '2024-02-29', '2024-04-01', '2024-12-29']);
+    for (let i = 0; i < 2; i++) await pool.query(datesSql(s), [dates]);
     expect(await query(`SELECT date_id::text, year, month, day, day_of_week, day_name, month_name, quarter FROM ${s}.dim_date ORDER BY date_id`)).toEqual([
       { date_id: '1999-12-31', year: 1999, month: 12, day: 31, day_of_week: 5, day_name: 'Friday', month_name: 'December', quarter: 4 },
       { date_id: '2024-02-29', year: 2024, month: 2, day: 29, day_of_week: 4, day_name: 'Thursday', month_name: 'February', quarter: 1 },
       { date_id: '2024-04-01', year: 2024, month: 4, day: 1, day_of_week: 1, day_name: 'Monday', month_name: 'April', quarter: 2 },
       { date_id: '2024-12-29', year: 2024, month: 12, day: 29, day_of_week: 7, day_name: 'Sunday', month_name: 'December', quarter: 4 },
     ]);
-    expect(datesSql('dim_design', s)).toBeNull();
+    expect(referencedKeys(new Map([['dim_design', [row({ design_id: 1 }, 'c', '0/10')]]])).dates).toEqual([]);
   });
 });
 

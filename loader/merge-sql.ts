@@ -6,7 +6,7 @@
  *   facts append one version per (natural id, source_lsn, source_pos), so a change delivered
  *   twice, in one batch or in two, appends once.
  */
-import { LOAD_TABLES, REFERENCES, type ColumnType, type LoadTableName } from '../formats/load-tables.ts';
+import { LOAD_TABLES, REFERENCES, type ColumnType, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
 import { loadColumns } from '../formats/parquet.ts';
 
 const SQL_TYPE: Record<ColumnType, string> = { int: 'int', text: 'text', money: 'numeric(10,2)', date: 'date', time: 'time(3)', bool: 'boolean' };
@@ -23,16 +23,10 @@ export function stageColumns(table: LoadTableName): [string, string][] {
   return loadColumns(table).map(([name, type]) => [name, PROVENANCE_SQL_TYPE[name] ?? SQL_TYPE[type]]);
 }
 
-/** Temp staging table, filled from one array parameter per column. */
-export function stageSql(table: LoadTableName): { create: string; insert: string } {
+/** Temp staging table, filled by COPY (stage.ts). */
+export function stageTableSql(table: LoadTableName): string {
   const cols = stageColumns(table);
-  return {
-    create: `CREATE TEMP TABLE IF NOT EXISTS ${stageName(table)} (${cols.map(([n, t]) => `${q(n)} ${t}`).join(', ')}) ON COMMIT DELETE ROWS`,
-    // a change delivered twice (in one batch or in two merged together) is staged once
-    insert: `INSERT INTO ${stageName(table)}
-             SELECT DISTINCT ON (${q(LOAD_TABLES[table].key)}, source_lsn, source_pos) *
-               FROM unnest(${cols.map(([, t], i) => `$${i + 1}::${t}[]`).join(', ')}) AS s(${cols.map(([n]) => q(n)).join(', ')})`,
-  };
+  return `CREATE TEMP TABLE IF NOT EXISTS ${stageName(table)} (${cols.map(([n, t]) => `${q(n)} ${t}`).join(', ')}) ON COMMIT DELETE ROWS`;
 }
 
 /** Keep the target's value where the change says the column is unchanged (TOAST). */
@@ -98,26 +92,42 @@ export function appendFactSql(table: LoadTableName, schema: string): { independe
   };
 }
 
-/** Placeholder ("inferred member") rows for dimension keys a staged table references but the warehouse lacks. */
-export function inferredMembersSql(table: LoadTableName, schema: string): string[] {
-  return Object.entries(REFERENCES[table] ?? {}).map(
-    ([col, dim]) =>
-      `INSERT INTO "${schema}".${q(dim)} (${q(LOAD_TABLES[dim].key)})
-     SELECT DISTINCT ${q(col)} FROM ${stageName(table)} WHERE ${q(col)} IS NOT NULL ON CONFLICT DO NOTHING`,
-  );
+/**
+ * What the staged rows name: every date (for dim_date) and, per dimension, every key a fact
+ * references. Found in one pass here, so the warehouse inserts a few distinct values instead of
+ * scanning each staged column.
+ */
+export function referencedKeys(tables: Map<LoadTableName, LoadRow[]>): { dates: string[]; members: Map<LoadTableName, number[]> } {
+  const dates = new Set<string>();
+  const members = new Map<LoadTableName, Set<number>>();
+  for (const [table, rows] of tables) {
+    const dateCols = Object.entries(LOAD_TABLES[table].columns).flatMap(([c, t]) => (t === 'date' ? [c] : []));
+    const refs = Object.entries(REFERENCES[table] ?? {}).map(([col, dim]) => {
+      if (!members.has(dim)) members.set(dim, new Set());
+      return [col, members.get(dim)!] as const;
+    });
+    for (const r of rows) {
+      for (const c of dateCols) if (r[c] != null) dates.add(r[c] as string);
+      for (const [col, keys] of refs) if (r[col] != null) keys.add(r[col] as number);
+    }
+  }
+  return {
+    dates: [...dates].sort(),
+    members: new Map([...members].map(([dim, keys]) => [dim, [...keys].sort((a, b) => a - b)])),
+  };
 }
 
-/** dim_date rows for every date a staged table holds (ISO day of week, English names). */
-export function datesSql(table: LoadTableName, schema: string): string | null {
-  const dateCols = Object.entries(LOAD_TABLES[table].columns)
-    .filter(([, t]) => t === 'date')
-    .map(([c]) => c);
-  if (dateCols.length === 0) return null;
+/** Placeholder ("inferred member") rows for the dimension keys in $1 the warehouse lacks. */
+export function inferredMembersSql(dim: LoadTableName, schema: string): string {
+  return `INSERT INTO "${schema}".${q(dim)} (${q(LOAD_TABLES[dim].key)}) SELECT unnest($1::int[]) ON CONFLICT DO NOTHING`;
+}
+
+/** dim_date rows for the dates in $1 (ISO day of week, English names). */
+export function datesSql(schema: string): string {
   return `INSERT INTO "${schema}".dim_date (date_id, year, month, day, day_of_week, day_name, month_name, quarter)
     SELECT d, extract(year FROM d), extract(month FROM d), extract(day FROM d), extract(isodow FROM d),
            trim(to_char(d, 'Day')), trim(to_char(d, 'Month')), extract(quarter FROM d)
-      FROM (SELECT DISTINCT unnest(ARRAY[${dateCols.map(q).join(', ')}]) AS d FROM ${stageName(table)}) x
-     WHERE d IS NOT NULL ON CONFLICT DO NOTHING`;
+      FROM unnest($1::date[]) AS d ON CONFLICT DO NOTHING`;
 }
 
 /** Re-derive dim_staff's department columns and dim_counterparty's legal address for the keys touched. */

@@ -14,6 +14,7 @@
  * Dimension rows whose source_lsn is 0/0 are inferred members: a fact arrived before its
  * dimension row (they travel on different shards) and the row is filled in when it arrives.
  */
+import { LOAD_TABLES, REFERENCES, type LoadTableName } from '../formats/load-tables.ts';
 import { ROW_ENDS_DDL } from './row-ends.ts';
 
 export const STAR_TABLES = [
@@ -34,7 +35,41 @@ export type StarTable = (typeof STAR_TABLES)[number];
 const PROVENANCE = `source_lsn pg_lsn NOT NULL DEFAULT '0/0', source_pos integer NOT NULL DEFAULT 0, is_deleted boolean NOT NULL DEFAULT false`;
 const FACT_PROVENANCE = `source_op char(1) NOT NULL, source_lsn pg_lsn NOT NULL, source_pos integer NOT NULL, source_commit_time timestamp(6) NOT NULL, is_deleted boolean NOT NULL DEFAULT false`;
 
-export function warehouseDdl(schema = 'public'): string {
+/**
+ * Every foreign key of the star: each fact's dimension keys and date columns. Named as Postgres
+ * names an inline REFERENCES, so a warehouse created before they were declared apart has them.
+ */
+export function foreignKeys(): { table: LoadTableName; column: string; references: string; name: string }[] {
+  return (['fact_sales_order', 'fact_purchase_order', 'fact_payment'] as const).flatMap((table) => {
+    const dates = Object.entries(LOAD_TABLES[table].columns).flatMap(([c, t]) => (t === 'date' ? [[c, 'dim_date'] as const] : []));
+    return [...dates, ...Object.entries(REFERENCES[table] ?? {})].map(([column, references]) => ({
+      table,
+      column,
+      references,
+      name: `${table}_${column}_fkey`,
+    }));
+  });
+}
+
+/**
+ * The foreign keys that are missing, added and validated (one set-based scan each): after a
+ * bulk load into an empty schema this is far cheaper than a trigger per row.
+ */
+export function foreignKeysDdl(schema = 'public'): string {
+  const s = `"${schema}"`;
+  return `DO $$ BEGIN
+${foreignKeys()
+  .map(
+    (fk) => `  IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = '${fk.name}' AND conrelid = '${s}.${fk.table}'::regclass) THEN
+    ALTER TABLE ${s}.${fk.table} ADD CONSTRAINT ${fk.name} FOREIGN KEY (${fk.column}) REFERENCES ${s}.${fk.references};
+  END IF;`,
+  )
+  .join('\n')}
+END $$;`;
+}
+
+/** The warehouse's DDL, idempotent; without `foreignKeys` they are left for foreignKeysDdl (a bulk load first). */
+export function warehouseDdl(schema = 'public', { foreignKeys = true } = {}): string {
   const s = `"${schema}"`;
   return `
 CREATE SCHEMA IF NOT EXISTS ${s};
@@ -67,26 +102,26 @@ CREATE TABLE IF NOT EXISTS dim_transaction (transaction_id int PRIMARY KEY, tran
 
 CREATE TABLE IF NOT EXISTS fact_sales_order (
   sales_record_id serial PRIMARY KEY, sales_order_id int NOT NULL,
-  created_date date REFERENCES dim_date, created_time time(3), last_updated_date date REFERENCES dim_date, last_updated_time time(3),
-  sales_staff_id int REFERENCES dim_staff, counterparty_id int REFERENCES dim_counterparty, units_sold int, unit_price numeric(10,2),
-  currency_id int REFERENCES dim_currency, design_id int REFERENCES dim_design, agreed_payment_date date REFERENCES dim_date,
-  agreed_delivery_date date REFERENCES dim_date, agreed_delivery_location_id int REFERENCES dim_location,
+  created_date date, created_time time(3), last_updated_date date, last_updated_time time(3),
+  sales_staff_id int, counterparty_id int, units_sold int, unit_price numeric(10,2),
+  currency_id int, design_id int, agreed_payment_date date,
+  agreed_delivery_date date, agreed_delivery_location_id int,
   ${FACT_PROVENANCE}, UNIQUE (sales_order_id, source_lsn, source_pos));
 
 CREATE TABLE IF NOT EXISTS fact_purchase_order (
   purchase_record_id serial PRIMARY KEY, purchase_order_id int NOT NULL,
-  created_date date REFERENCES dim_date, created_time time(3), last_updated_date date REFERENCES dim_date, last_updated_time time(3),
-  staff_id int REFERENCES dim_staff, counterparty_id int REFERENCES dim_counterparty, item_code varchar, item_quantity int,
-  item_unit_price numeric(10,2), currency_id int REFERENCES dim_currency, agreed_delivery_date date REFERENCES dim_date,
-  agreed_payment_date date REFERENCES dim_date, agreed_delivery_location_id int REFERENCES dim_location,
+  created_date date, created_time time(3), last_updated_date date, last_updated_time time(3),
+  staff_id int, counterparty_id int, item_code varchar, item_quantity int,
+  item_unit_price numeric(10,2), currency_id int, agreed_delivery_date date,
+  agreed_payment_date date, agreed_delivery_location_id int,
   ${FACT_PROVENANCE}, UNIQUE (purchase_order_id, source_lsn, source_pos));
 
 CREATE TABLE IF NOT EXISTS fact_payment (
   payment_record_id serial PRIMARY KEY, payment_id int NOT NULL,
-  created_date date REFERENCES dim_date, created_time time(3), last_updated_date date REFERENCES dim_date, last_updated_time time(3),
-  transaction_id int REFERENCES dim_transaction, counterparty_id int REFERENCES dim_counterparty, payment_amount numeric(10,2),
-  currency_id int REFERENCES dim_currency, payment_type_id int REFERENCES dim_payment_type, paid boolean,
-  payment_date date REFERENCES dim_date,
+  created_date date, created_time time(3), last_updated_date date, last_updated_time time(3),
+  transaction_id int, counterparty_id int, payment_amount numeric(10,2),
+  currency_id int, payment_type_id int, paid boolean,
+  payment_date date,
   ${FACT_PROVENANCE}, UNIQUE (payment_id, source_lsn, source_pos));
 
 -- Current state of each fact: the latest version per natural id, deleted ones left out.
@@ -132,5 +167,6 @@ CREATE OR REPLACE VIEW totes_freshness AS
          CASE WHEN count(*) = count(watermark_commit_time) THEN extract(epoch FROM now() - min(watermark_commit_time)) END AS lag_seconds,
          count(gap_since)::int AS gap_shards, extract(epoch FROM now() - min(gap_since))::float8 AS gap_seconds
     FROM totes_shard_progress WHERE NOT ended;
+${foreignKeys ? foreignKeysDdl(schema) : ''}
 `;
 }

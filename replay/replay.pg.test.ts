@@ -17,7 +17,7 @@ import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts
 import { changeEvent } from '../test/kinesis-events.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
-import { STAR_TABLES } from '../loader/warehouse-schema.ts';
+import { foreignKeys, STAR_TABLES } from '../loader/warehouse-schema.ts';
 import { ArchiveCorruptError, replayArchive, sourceTablesFor, type ReplayOptions } from './replay.ts';
 import { switchInRebuild } from './switch-in.ts';
 
@@ -75,6 +75,21 @@ describe('replay from the archive of a live pipeline', () => {
     expect(rebuilt.events).toBe(p.capture.metrics.changes + p.capture.metrics.snapshotRows);
     expect(rebuilt.batches).toBeGreaterThan(1);
     expect(rebuilt.eventsPerSecond).toBeGreaterThan(0);
+    expect(rebuilt.memory.peakRssMb).toBeGreaterThanOrEqual(rebuilt.memory.peakHeapMb);
+    expect(rebuilt.memory.peakHeapMb).toBeGreaterThan(0);
+    // loaded without them, the rebuild ends with every foreign key of the live schema, validated
+    const constraints = async (schema: string) =>
+      (
+        await pool.query(
+          `SELECT conname, convalidated, replace(pg_get_constraintdef(c.oid), $1 || '.', '') AS def FROM pg_constraint c
+             JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = $1 AND contype = 'f' ORDER BY conname`,
+          [schema],
+        )
+      ).rows;
+    const liveConstraints = await constraints('public');
+    expect(liveConstraints).toHaveLength(foreignKeys().length);
+    expect(await constraints('totes_rebuild')).toEqual(liveConstraints);
+    expect(liveConstraints.every((c) => c.convalidated)).toBe(true);
     expect(await snapshotTables(pool, 'totes_rebuild')).toEqual(liveTables);
     const check = await verify({ sourceUrl: t.sourceUrl, warehouseUrl: t.warehouseUrl, schema: 'totes_rebuild', waitMs: 0 });
     expect(formatDifferences(check.differences)).toBe('');

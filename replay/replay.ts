@@ -21,6 +21,7 @@ import { RAW_PREFIX } from '../formats/archive-layout.ts';
 import { resolvePointer } from '../stores/oversize-store.ts';
 import { decodeEvent, InvalidEventError, type ChangeEvent, type HeartbeatEvent, type RowsEndEvent, type StreamEvent } from '../formats/change-event.ts';
 import { SOURCE_TABLE_NAMES, type SourceTable } from '../formats/source-tables.ts';
+import { MemoryPeak } from '../lib/memory-peak.ts';
 import type pg from '../lib/pg.ts';
 import { Warehouse } from '../loader/warehouse.ts';
 import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
@@ -107,6 +108,8 @@ export interface ReplayResult {
   batchesSkipped: number;
   seconds: number;
   eventsPerSecond: number;
+  /** This process's memory high-water during the replay. */
+  memory: { peakRssMb: number; peakHeapMb: number };
   /** Newest heartbeat replayed: everything committed before it that the archive holds is loaded. */
   watermark: { lsn: string; commitTime: string } | null;
   corrupt: CorruptEntry[];
@@ -173,6 +176,15 @@ export function sourceTablesFor(names: string[]): SourceTable[] {
 
 export async function replayArchive(opts: ReplayOptions): Promise<ReplayResult> {
   const started = performance.now();
+  const memory = new MemoryPeak();
+  try {
+    return await replay(opts, started, memory);
+  } finally {
+    memory.stop();
+  }
+}
+
+async function replay(opts: ReplayOptions, started: number, memory: MemoryPeak): Promise<ReplayResult> {
   const schema = opts.schema ?? 'public';
   const progress: ReplayProgress = { phase: 'list', objectsRead: 0, objectsTotal: 0, eventsRead: 0, eventsLoaded: 0, eventsTotal: 0 };
   const report = () => opts.onProgress?.({ ...progress });
@@ -195,6 +207,7 @@ export async function replayArchive(opts: ReplayOptions): Promise<ReplayResult> 
   );
   if (corrupt.length > 0 && !opts.skipCorrupt) throw new ArchiveCorruptError(corrupt);
 
+  memory.sample();
   progress.phase = 'order';
   report();
   const ordered = orderAndFilter(entries, opts);
@@ -206,11 +219,13 @@ export async function replayArchive(opts: ReplayOptions): Promise<ReplayResult> 
   report();
   const warehouse = new Warehouse(opts.pool, schema);
   if (opts.freshSchema) await opts.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await warehouse.ensureSchema();
+  // into an empty schema, the foreign keys are added after the load: one scan each instead of a trigger per row
+  await warehouse.ensureSchema({ foreignKeys: !opts.freshSchema });
   const loaded = await loadInBatches(warehouse, changes, ordered.heartbeats, opts, (n) => {
     progress.eventsLoaded += n;
     report();
   });
+  if (opts.freshSchema) await warehouse.addForeignKeys();
 
   const seconds = (performance.now() - started) / 1000;
   const newest = ordered.heartbeats.at(-1);
@@ -225,6 +240,7 @@ export async function replayArchive(opts: ReplayOptions): Promise<ReplayResult> 
     batchesSkipped: loaded.skipped,
     seconds,
     eventsPerSecond: changes.length / seconds,
+    memory: memory.stop(),
     watermark: newest ? { lsn: newest.event.source.lsn, commitTime: newest.event.source.commitTime } : null,
     corrupt,
     gaps,

@@ -4,6 +4,7 @@
  * warehouse holds. The live loader waits meanwhile, then carries on in the rebuilt schema.
  */
 import { Warehouse } from '../loader/warehouse.ts';
+import { foreignKeysDdl } from '../loader/warehouse-schema.ts';
 import { replayArchive, REPLAY_SHARD, type ReplayOptions } from './replay.ts';
 
 /** The rebuild was not switched in; the live schema is untouched. */
@@ -76,6 +77,8 @@ export async function switchInRebuild(opts: SwitchInOptions): Promise<SwitchInRe
       }
       await rebuilt.adoptLoadState(db, live, REPLAY_SHARD);
     }
+    // a rebuild whose replay died before its foreign keys were added gets them now (validated) or is not switched in
+    await db.query(foreignKeysDdl(rebuild));
     const liveSchemaExists = (await db.query(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [live])).rowCount === 1;
     const aside = liveSchemaExists ? `${live}_replaced_${new Date().toISOString().slice(0, 19).replace(/\D/g, '')}` : null;
     if (aside) await db.query(`ALTER SCHEMA "${live}" RENAME TO "${aside}"`);

@@ -5,15 +5,19 @@
  */
 import type pg from 'pg';
 
-type CopyValue = string | number | boolean | null | undefined;
+export type CopyValue = string | number | boolean | null | undefined;
 
 const CHUNK_BYTES = 256 * 1024;
 
-/** One value in COPY's text format. */
+const SPECIAL = /[\\\t\n\r]/;
+const ESCAPED: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/** One value in COPY's text format (a string is scanned once, and copied only when it needs escaping). */
 function copyText(value: CopyValue): string {
   if (value === null || value === undefined) return '\\N';
+  if (typeof value === 'string') return SPECIAL.test(value) ? value.replace(/[\\\t\n\r]/g, (c) => ESCAPED[c]) : value;
   if (typeof value === 'boolean') return value ? 't' : 'f';
-  return String(value).replace(/[\\\t\n\r]/g, (c) => ({ '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' })[c]!);
+  return String(value);
 }
 
 interface CopyConnection {
@@ -22,8 +26,18 @@ interface CopyConnection {
   endCopyFrom(): void;
 }
 
-/** COPY `rows` (values in `columns` order) into `table`; resolves with the row count Postgres reports. */
-export function copyRows(client: pg.Client | pg.PoolClient, table: string, columns: string[], rows: Record<string, CopyValue>[]): Promise<number> {
+/**
+ * COPY `rows` (values in `columns` order) into `table`; resolves with the row count Postgres
+ * reports. `convert` turns a column's value into what is copied (a value the row does not hold).
+ */
+export function copyRows(
+  client: pg.Client | pg.PoolClient,
+  table: string,
+  columns: string[],
+  rows: Record<string, CopyValue>[],
+  convert: Record<string, (value: CopyValue) => CopyValue> = {},
+): Promise<number> {
+  const converters = columns.map((c) => convert[c]);
   return new Promise((resolve, reject) => {
     let copied = 0;
     let failure: Error | null = null;
@@ -34,7 +48,13 @@ export function copyRows(client: pg.Client | pg.PoolClient, table: string, colum
       handleCopyInResponse(connection: CopyConnection) {
         let chunk = '';
         for (const row of rows) {
-          chunk += `${columns.map((c) => copyText(row[c])).join('\t')}\n`;
+          let line = '';
+          for (let i = 0; i < columns.length; i++) {
+            const value = row[columns[i]];
+            const text = copyText(converters[i] ? converters[i](value) : value);
+            line = i === 0 ? text : `${line}\t${text}`;
+          }
+          chunk += `${line}\n`;
           if (chunk.length >= CHUNK_BYTES) {
             connection.sendCopyFromChunk(Buffer.from(chunk));
             chunk = '';
@@ -46,12 +66,13 @@ export function copyRows(client: pg.Client | pg.PoolClient, table: string, colum
       handleCommandComplete(msg: { text?: string }) {
         copied = Number(/COPY (\d+)/.exec(msg.text ?? '')?.[1] ?? 0);
       },
+      // at once: a connection that dies mid-COPY sends no ReadyForQuery
       handleError(err: Error) {
         failure = err;
+        reject(err);
       },
       handleReadyForQuery() {
-        if (failure) reject(failure);
-        else resolve(copied);
+        if (!failure) resolve(copied);
       },
     };
     void client.query(submittable as unknown as pg.Submittable);

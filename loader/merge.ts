@@ -1,0 +1,127 @@
+/**
+ * One load's merge, inside the load transaction (warehouse.ts): the dimensions first (staged by
+ * COPY, then upserted), then every date and dimension key the facts name, then the facts. Fact
+ * versions that need nothing from the version before them (inserts and updates carrying all
+ * their values) go straight into their table by COPY (stage.ts), or through the stage when one
+ * is there already; the rest (deletes, snapshot reads, unchanged TOAST) read the version before
+ * them, in waves. Last, the warehouse-side joins of the dimensions touched.
+ */
+import { LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
+import type pg from '../lib/pg.ts';
+import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql, referencedKeys } from './merge-sql.ts';
+import { copyFacts, createStages, distinctChanges, stageRows, utcTimestampText } from './stage.ts';
+
+/** Dimensions before the facts that reference them; department and address before the dims derived from them. */
+const MERGE_ORDER: LoadTableName[] = [
+  'dim_location',
+  'totes_department',
+  'dim_staff',
+  'dim_counterparty',
+  'dim_currency',
+  'dim_design',
+  'dim_payment_type',
+  'dim_transaction',
+  'fact_sales_order',
+  'fact_purchase_order',
+  'fact_payment',
+];
+
+interface Statement {
+  sql: string;
+  params?: unknown[];
+}
+
+export async function mergeTables(db: pg.PoolClient, schema: string, tables: Map<LoadTableName, LoadRow[]>): Promise<void> {
+  const present = MERGE_ORDER.filter((t) => tables.get(t)?.length);
+  const dims = present.filter((t) => LOAD_TABLES[t].kind === 'dim');
+  const facts = present.filter((t) => LOAD_TABLES[t].kind === 'fact');
+  // fact versions for a COPY of their own, when every one of them can go that way
+  const direct = new Map<LoadTableName, LoadRow[]>();
+  for (const table of facts) {
+    const own = distinctChanges(table, tables.get(table)!).filter((r) => !needsPreviousVersion(r));
+    if (own.length > 0 && own.every((r) => utcTimestampText(r.source_commit_time) !== null)) direct.set(table, own);
+  }
+  await createStages(db, present);
+  for (const table of present) {
+    const rows = direct.has(table) ? tables.get(table)!.filter(needsPreviousVersion) : tables.get(table)!;
+    if (rows.length > 0) await stageRows(db, table, rows);
+  }
+
+  const first: Statement[] = [];
+  for (const table of dims) {
+    const rows = tables.get(table)!;
+    if (rows.some((r) => r.unchanged !== null)) {
+      const [update, insert] = mergeDimensionSql(table, schema, true);
+      for (let wave = 1; wave <= maxCount(rows, LOAD_TABLES[table].key); wave++) first.push({ sql: update, params: [wave] }, { sql: insert, params: [wave] });
+    } else {
+      for (const sql of mergeDimensionSql(table, schema, false)) first.push({ sql });
+    }
+  }
+  // after the dimensions' own rows, before the facts: every date and key a fact names exists
+  const named = referencedKeys(new Map(facts.map((t) => [t, tables.get(t)!])));
+  if (named.dates.length > 0) first.push({ sql: datesSql(schema), params: [named.dates] });
+  for (const [dim, keys] of named.members) first.push({ sql: inferredMembersSql(dim, schema), params: [keys] });
+  await runInOrder(db, first);
+
+  for (const table of facts) {
+    const rows = tables.get(table)!;
+    const append = appendFactSql(table, schema);
+    const own = direct.get(table);
+    if (!own || !(await copyFacts(db, schema, table, own))) {
+      if (own) await stageRows(db, table, own);
+      await db.query(append.independent);
+    }
+    // the rest (deletes, snapshot reads, unchanged TOAST) read the version before them: in waves
+    const waves = maxCount(rows.filter(needsPreviousVersion), LOAD_TABLES[table].key);
+    for (let wave = 1; wave <= waves; wave++) await db.query(append.dependent, [wave]);
+  }
+
+  const keysOf = (table: LoadTableName) => tables.get(table)?.map((r) => r[LOAD_TABLES[table].key] as number) ?? [];
+  const touched = {
+    staff: keysOf('dim_staff'),
+    departments: keysOf('totes_department'),
+    counterparties: keysOf('dim_counterparty'),
+    addresses: keysOf('dim_location'),
+  };
+  const propagate = propagationSql(schema);
+  const last: Statement[] = [];
+  if (touched.staff.length || touched.departments.length) last.push({ sql: propagate.staff, params: [touched.staff, touched.departments] });
+  if (touched.counterparties.length || touched.addresses.length)
+    last.push({ sql: propagate.counterparty, params: [touched.counterparties, touched.addresses] });
+  await runInOrder(db, last);
+}
+
+/** Run statements in order; consecutive ones without parameters go to Postgres as one multi-statement query (one round trip). */
+async function runInOrder(db: pg.PoolClient, statements: Statement[]): Promise<void> {
+  let pending: string[] = [];
+  const flush = async () => {
+    if (pending.length > 0) await db.query(pending.join(';\n'));
+    pending = [];
+  };
+  for (const s of statements) {
+    if (!s.params) {
+      pending.push(s.sql);
+      continue;
+    }
+    await flush();
+    await db.query(s.sql, s.params);
+  }
+  await flush();
+}
+
+/** Whether a fact row's version depends on the version before it. */
+function needsPreviousVersion(row: LoadRow): boolean {
+  return !((row.source_op === 'c' || row.source_op === 'u') && row.unchanged === null);
+}
+
+/** The most rows any one key has. */
+function maxCount(rows: LoadRow[], key: string): number {
+  const counts = new Map<unknown, number>();
+  let max = 0;
+  for (const r of rows) {
+    const n = (counts.get(r[key]) ?? 0) + 1;
+    counts.set(r[key], n);
+    if (n > max) max = n;
+  }
+  return max;
+}

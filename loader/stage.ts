@@ -1,0 +1,65 @@
+/**
+ * Staging: a load table's rows into its temp table (merge-sql.ts) by COPY, the fastest way in,
+ * each change once however often it was delivered (in one batch or in two merged together).
+ */
+import { LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
+import type pg from '../lib/pg.ts';
+import { type CopyValue, copyRows } from '../lib/pg-copy.ts';
+import { stageColumns, stageName, stageTableSql } from './merge-sql.ts';
+
+/** A commit time as the fact tables hold it (timestamp, UTC), when it is an instant in UTC to the microsecond; else null. */
+export function utcTimestampText(commitTime: unknown): string | null {
+  return typeof commitTime === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$/.test(commitTime)
+    ? `${commitTime.slice(0, 10)} ${commitTime.slice(11, -1)}`
+    : null;
+}
+
+/**
+ * COPY fact versions that need nothing from the version before them (inserts and updates
+ * carrying all their values, commit times in UTC) straight into their table, under a savepoint:
+ * when one is there already (delivered again in another batch) the COPY is undone and false
+ * returned, for them to append through the stage (ON CONFLICT DO NOTHING) instead.
+ */
+export async function copyFacts(db: pg.PoolClient, schema: string, table: LoadTableName, rows: LoadRow[]): Promise<boolean> {
+  const columns = [...Object.keys(LOAD_TABLES[table].columns), 'source_op', 'source_lsn', 'source_pos', 'source_commit_time', 'is_deleted'];
+  await db.query('SAVEPOINT copy_facts');
+  try {
+    await copyRows(db, `"${schema}"."${table}"`, columns, rows as unknown as Record<string, CopyValue>[], {
+      source_commit_time: utcTimestampText,
+      is_deleted: () => false,
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code !== '23505') throw err;
+    await db.query('ROLLBACK TO SAVEPOINT copy_facts');
+    return false;
+  }
+  await db.query('RELEASE SAVEPOINT copy_facts');
+  return true;
+}
+
+/** The rows with each change (natural key, source_lsn, source_pos) once. */
+export function distinctChanges(table: LoadTableName, rows: LoadRow[]): LoadRow[] {
+  const key = LOAD_TABLES[table].key;
+  const seen = new Set<string>();
+  return rows.filter((r) => {
+    const id = `${r[key]}:${r.source_lsn}:${r.source_pos}`;
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  });
+}
+
+/** Create the temp staging tables of `tables` (if they are not yet), in one round trip. */
+export async function createStages(db: pg.PoolClient, tables: LoadTableName[]): Promise<void> {
+  if (tables.length > 0) await db.query(tables.map(stageTableSql).join(';\n'));
+}
+
+/** COPY `rows` into the table's stage; returns the changes staged. */
+export function stageRows(db: pg.PoolClient, table: LoadTableName, rows: LoadRow[]): Promise<number> {
+  return copyRows(
+    db,
+    stageName(table),
+    stageColumns(table).map(([n]) => n),
+    distinctChanges(table, rows) as unknown as Record<string, CopyValue>[],
+  );
+}
