@@ -24,6 +24,7 @@ async function oneChunk(between: (s: ChunkedSnapshot) => void, chunkRows = 10): 
   const pool = {
     query: async (sql: string) => {
       if (sql.includes('NOT done')) return { rows: requests-- > 0 ? [{ table_name: 'design', last_key: null }] : [] };
+      if (sql.includes('pg_current_snapshot()')) return { rows: [{ xids: [], n: 0 }] }; // no other transaction running
       if (sql.startsWith('SELECT * FROM public."design"')) return { rows: [1, 2, 4].map((design_id) => ({ design_id, design_name: `d${design_id}` })) };
       return { rows: [] };
     },

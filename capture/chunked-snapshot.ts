@@ -7,6 +7,8 @@
  * stream, the chunk's rows are emitted at the high watermark's position, minus the keys that
  * changed in between: for those the streamed change is the newer truth. So a snapshot row
  * never overwrites a newer change, and rows and changes meet with nothing missed or doubled.
+ * The read waits for the transactions running at the low watermark to end: a commit is in the
+ * WAL before it is visible, and the read must see every commit before the low watermark.
  *
  * Progress (the last key emitted, per table) is kept in totes_cdc.snapshot_progress once the
  * chunk is accepted by the stream: a restart continues at the next chunk, not from zero.
@@ -153,6 +155,8 @@ export class ChunkedSnapshot {
     this.windows.set(id, window);
     try {
       await signals.write(SNAPSHOT_LOW_PREFIX, id);
+      await awaitRunningTransactions(pool, table, signal);
+      if (signal.aborted) return;
       const { rows } = await pool.query(`SELECT * FROM public."${table}" WHERE $1::bigint IS NULL OR ${pk} > $1 ORDER BY ${pk} LIMIT $2`, [lastKey, chunkRows]);
       // a full chunk covers up to its last key; a short one, the rest of the key space
       window.through = rows.length === chunkRows ? Number(rows[rows.length - 1][pk]) : null;
@@ -173,5 +177,26 @@ export class ChunkedSnapshot {
     } finally {
       this.windows.delete(id);
     }
+  }
+}
+
+/**
+ * Wait until the transactions running now have ended. A commit is written to the WAL before
+ * other sessions see it: one that precedes the low watermark in the WAL may not be visible yet,
+ * and the stream noted none of its keys in the window, so the chunk's read must see it, or it
+ * would call that transaction's new rows absent and read its changed rows as they were.
+ */
+async function awaitRunningTransactions(pool: pg.Pool, table: SourceTable, signal: AbortSignal): Promise<void> {
+  const running = `SELECT coalesce(array_agg(x::text), '{}') AS xids FROM pg_snapshot_xip(pg_current_snapshot()) x`;
+  const xids: string[] = (await pool.query(running)).rows[0].xids;
+  let warnAt: number | null = Date.now() + 30_000;
+  while (xids.length > 0 && !signal.aborted) {
+    const { rows } = await pool.query(`SELECT count(*)::int AS n FROM pg_snapshot_xip(pg_current_snapshot()) x WHERE x::text = ANY($1)`, [xids]);
+    if (rows[0].n === 0) return;
+    if (warnAt !== null && Date.now() > warnAt) {
+      log.warn({ table, transactions: rows[0].n }, 'a snapshot chunk is waiting for long-running source transactions to end');
+      warnAt = null;
+    }
+    await sleep(10, signal);
   }
 }
