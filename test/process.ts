@@ -1,7 +1,7 @@
 /** Test helpers: a program as its own OS process with its output kept, polling, and the stream's contents. */
 import { spawn } from 'node:child_process';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
-import { decodeEvent, type StreamEvent } from '../formats/change-event.ts';
+import { decodeRecord, type StreamEvent } from '../formats/change-event.ts';
 import { kinesisClient } from '../lib/aws.ts';
 import { sleep } from '../lib/retry.ts';
 
@@ -50,7 +50,7 @@ export async function readStream(endpoint: string, streamName: string): Promise<
         .ShardIterator;
       while (iterator) {
         const out = await client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }));
-        for (const r of out.Records ?? []) events.push(decodeEvent(Buffer.from(r.Data!).toString('utf8')));
+        for (const r of out.Records ?? []) events.push(...decodeRecord(Buffer.from(r.Data!).toString('utf8')));
         if ((out.Records ?? []).length === 0 && (out.MillisBehindLatest ?? 0) === 0) break;
         iterator = out.NextShardIterator;
       }

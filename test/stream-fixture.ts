@@ -53,9 +53,9 @@ export async function openShards(client: KinesisClient, streamName: string): Pro
     .map((s) => s.ShardId!);
 }
 
-/** Put `events` on the stream in order, as capture does. */
-export async function putOnStream(client: KinesisClient, streamName: string, events: StreamEvent[]): Promise<void> {
-  const sink = new KinesisSink({ client, streamName });
+/** Put `events` on the stream in order, as capture does (`maxEventsPerRecord: 1` for one event a record). */
+export async function putOnStream(client: KinesisClient, streamName: string, events: StreamEvent[], opts: { maxEventsPerRecord?: number } = {}): Promise<void> {
+  const sink = new KinesisSink({ client, streamName, ...opts });
   for (const e of events) {
     if (isBroadcast(e)) await sink.broadcast(e);
     else if (e.kind === 'change') await sink.write(e);
