@@ -51,9 +51,10 @@ class ScriptedKinesis {
 /** The ids of the sales_order changes a call carries, record by record. */
 const idsIn = (call: Call) => call.records.map((r) => decodeRecord(Buffer.from(r.Data!).toString()).map((e) => (e as ChangeEvent).key.sales_order_id));
 
-function setup(opts: { maxCallsInFlight?: number } = {}) {
+/** A sink on the scripted client; each row routed by its own partition key unless `hashBuckets` says otherwise. */
+function setup(opts: { maxCallsInFlight?: number; hashBuckets?: number } = {}) {
   const kinesis = new ScriptedKinesis();
-  const sink = new KinesisSink({ client: kinesis as unknown as KinesisClient, streamName: 'changes', ...opts });
+  const sink = new KinesisSink({ client: kinesis as unknown as KinesisClient, streamName: 'changes', hashBuckets: 0, ...opts });
   const reported: number[] = [];
   sink.onAccepted((through) => reported.push(through));
   const callsMade = (n: number) => vi.waitFor(() => expect(kinesis.calls.length).toBeGreaterThanOrEqual(n), { timeout: 2_000, interval: 5 });
@@ -123,6 +124,27 @@ describe('KinesisSink with several calls in flight', () => {
     expect(decodeRecord(Buffer.from(kinesis.calls[0].records[0].Data!).toString())).toEqual(written);
     expect(sink.acceptedThrough).toBe(999);
     expect(sink.metrics).toMatchObject({ records: 1, events: 1_000, putCalls: 1 });
+  });
+
+  it('puts rows of one hash bucket in one record, in write order, and holds the whole bucket back while it is in flight', async () => {
+    const { kinesis, sink, callsMade } = setup({ hashBuckets: 1 });
+    for (let id = 1; id <= 5; id++) await sink.write(salesOrderChange(id));
+    await callsMade(1); // after the linger: one record of five rows
+    expect(idsIn(kinesis.calls[0])).toEqual([[1, 2, 3, 4, 5]]);
+    expect(kinesis.calls[0].records[0]).toMatchObject({ PartitionKey: 'rows-0', ExplicitHashKey: (1n << 127n).toString() });
+    await sink.write(salesOrderChange(6));
+    await sink.write(salesOrderChange(1, 'u'));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(kinesis.calls).toHaveLength(1); // the bucket is in flight: its next record waits
+    kinesis.calls[0].answer([0]);
+    await callsMade(2);
+    expect(idsIn(kinesis.calls[1])).toEqual([[1, 2, 3, 4, 5]]); // the retry, alone
+    kinesis.calls[1].answer();
+    await callsMade(3);
+    expect(idsIn(kinesis.calls[2])).toEqual([[6, 1]]);
+    kinesis.calls[2].answer();
+    await sink.flush();
+    expect(sink.acceptedThrough).toBe(6);
   });
 
   it('sends a broadcast only once every call before it is accepted, and nothing after it until it is', async () => {

@@ -196,16 +196,17 @@ describe('KinesisSink against Kinesis that throttles and fails records', () => {
   }
 
   // Unbundled, a row's changes are many records, so order across calls and retries is what is
-  // tested; bundled, consecutive changes of a row share records and far fewer calls are made.
+  // tested; bundled, consecutive changes of a row (or of the rows of a hash bucket) share records.
   it.each([
-    { bundling: 'one change a record', maxEventsPerRecord: 1, keys: 1_500, changes: 6_000 },
-    { bundling: 'changes of a row bundled', maxEventsPerRecord: undefined, keys: 1_500, changes: 6_000 },
+    { bundling: 'one change a record', maxEventsPerRecord: 1, hashBuckets: undefined, keys: 1_500, changes: 6_000 },
+    { bundling: 'changes of a row bundled', maxEventsPerRecord: undefined, hashBuckets: 0, keys: 1_500, changes: 6_000 },
+    { bundling: 'rows of a hash bucket bundled', maxEventsPerRecord: undefined, hashBuckets: 64, keys: 1_500, changes: 6_000 },
   ])(
     'retries partial failures and throttling until every event is in the stream exactly once, each row in write order ($bundling)',
-    async ({ maxEventsPerRecord, keys: KEYS, changes: CHANGES }) => {
+    async ({ maxEventsPerRecord, hashBuckets, keys: KEYS, changes: CHANGES }) => {
       const streamName = await newStream();
-      const faulty = new FaultyKinesis(client, new Random(20240501), { throttle: 0.1, partial: 0.15 });
-      const sink = new KinesisSink({ client: faulty as unknown as KinesisClient, streamName, maxEventsPerRecord });
+      const faulty = new FaultyKinesis(client, new Random(20240501), { throttle: 0.15, partial: 0.25 });
+      const sink = new KinesisSink({ client: faulty as unknown as KinesisClient, streamName, maxEventsPerRecord, hashBuckets });
       const rng = new Random(77);
 
       const accepted: number[] = [];

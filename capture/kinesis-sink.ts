@@ -2,32 +2,43 @@
  * PutRecords producer: several calls in flight (`maxCallsInFlight`), batches of up to 500
  * records and 5 MiB; partial failures and throttling are retried with jittered backoff.
  *
- * What goes in each call, and what counts as accepted, is capture/record-queue.ts: consecutive
- * changes of one row travel bundled in one record (formats/change-event.ts), a row is in at most
- * one call at a time and a failed record blocks its row until its retry is accepted, so a retried
- * record is never overtaken by a later change of the same row; `acceptedThrough` only moves over
- * a contiguous run of accepted events, whichever calls finish first.
+ * Routing: a row goes to its hash bucket (capture/record-queue.ts routeOf: one of 1,024 fixed
+ * points of the hash space, so one shard at any time and the same one for every change of the
+ * row), and the consecutive changes of the rows of a bucket travel bundled in one record
+ * (formats/change-event.ts), each change its own line. Bundles grow while a bucket waits for a
+ * call, so the slower Kinesis answers, the fewer records a change costs; a hot row costs a round
+ * trip per MiB of changes, not per change.
+ *
+ * What goes in each call, and what counts as accepted, is capture/record-queue.ts: a bucket is in
+ * at most one call at a time and a failed record blocks its bucket until its retry is accepted,
+ * so a retried record is never overtaken by a later change of the same row; `acceptedThrough`
+ * only moves over a contiguous run of accepted events, whichever calls finish first.
  *
  * A broadcast (heartbeat, truncate, snapshot range) is a barrier: it is sent once everything
  * before it is accepted, and accepted before anything after it is sent, so on every shard it lands
  * after the changes written before it and ahead of those after it (a change must never land ahead
- * of a truncate it survives). That costs two round trips a broadcast. The shard map is learnt again when a record lands on a shard it does not know (a
- * reshard: ON_DEMAND streams reshard by themselves) and at least every `shardMapMs`, so
- * heartbeats reach the shards a split or merge created.
+ * of a truncate it survives). That costs two round trips a broadcast. The shard map is learnt
+ * again when a record lands on a shard it does not know (a reshard: ON_DEMAND streams reshard by
+ * themselves) and at least every `shardMapMs`, so heartbeats reach the shards a split or merge
+ * created.
  */
 import { ListShardsCommand, PutRecordsCommand, type KinesisClient, type PutRecordsCommandOutput, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
 import { encodeEvent, encodeRecord, partitionKeyOf, type BroadcastEvent, type ChangeEvent } from '../formats/change-event.ts';
 import { log } from '../lib/log.ts';
 import { backoffMs, sleep } from '../lib/retry.ts';
-import { RecordQueue, type QueuedRecord } from './record-queue.ts';
+import { RecordQueue, routeOf, type QueuedRecord } from './record-queue.ts';
 import type { ChangeSink } from './sink.ts';
 import type { OversizeStore } from '../stores/oversize-store.ts';
 
 const MAX_RECORDS = 500;
 const MAX_BATCH_BYTES = 5 * 1024 * 1024;
 export const MAX_RECORD_BYTES = 1024 * 1024;
-/** Unsent records a writer may run ahead by, beyond those in flight: one more batch ready for each call that frees. */
+/**
+ * Unsent bytes a writer may run ahead by, beyond those in flight: a full batch ready for each
+ * call that frees, and, while every call is out, room for each bucket's record to fill up.
+ */
 const PENDING_BATCHES = 2;
+const HASH_BUCKETS = 1024;
 
 const PERMANENT_ERRORS = new Set(['ValidationException', 'InvalidArgumentException', 'ResourceNotFoundException', 'SerializationException']);
 
@@ -42,8 +53,10 @@ export interface KinesisSinkOptions {
   shardMapMs?: number;
   /** PutRecords calls at once (4). */
   maxCallsInFlight?: number;
-  /** Most changes of one row bundled in one record (unbounded but for the 1 MiB limit; 1: none). */
+  /** Most changes in one record (unbounded but for the 1 MiB limit; 1: none). */
   maxEventsPerRecord?: number;
+  /** Hash buckets rows are routed by, whose rows share records (1024; record-queue.ts routeOf; 0: each row its own partition key). */
+  hashBuckets?: number;
 }
 
 export interface ProducerMetrics {
@@ -92,14 +105,14 @@ export class KinesisSink implements ChangeSink {
 
   async write(event: ChangeEvent): Promise<number> {
     const data = encodeEvent(event);
-    const partitionKey = partitionKeyOf(event);
-    const claimCheck = Buffer.byteLength(data) + Buffer.byteLength(partitionKey) > MAX_RECORD_BYTES && this.opts.oversize;
+    const route = routeOf(partitionKeyOf(event), this.opts.hashBuckets ?? HASH_BUCKETS);
+    const claimCheck = Buffer.byteLength(data) + Buffer.byteLength(route.partitionKey) > MAX_RECORD_BYTES && this.opts.oversize;
     const line = claimCheck ? encodeEvent(await this.opts.oversize!.put(event, data)) : data;
-    while (this.queue.pendingRecords >= PENDING_BATCHES * MAX_RECORDS || this.queue.bytesPending >= PENDING_BATCHES * MAX_BATCH_BYTES) {
+    while (this.queue.bytesPending >= PENDING_BATCHES * MAX_BATCH_BYTES) {
       this.throwIfFailed();
       await this.nextChange();
     }
-    return this.add(line, partitionKey);
+    return this.add(line, route.partitionKey, route.explicitHashKey);
   }
 
   async broadcast(event: BroadcastEvent): Promise<number> {
@@ -107,16 +120,16 @@ export class KinesisSink implements ChangeSink {
     const keys = await this.hashKeys();
     const line = encodeEvent(event);
     let index = -1;
-    for (const hashKey of keys) index = this.add(line, event.kind, hashKey);
+    for (const hashKey of keys) index = this.add(line, event.kind, hashKey, true);
     await this.flush();
     return index;
   }
 
-  private add(line: string, partitionKey: string, explicitHashKey?: string): number {
+  private add(line: string, partitionKey: string, explicitHashKey?: string, alone = false): number {
     this.throwIfFailed();
     let index: number;
     try {
-      index = this.queue.add(line, partitionKey, explicitHashKey ? { explicitHashKey, alone: true, at: Date.now() } : { at: Date.now() });
+      index = this.queue.add(line, partitionKey, { explicitHashKey, alone, at: Date.now() });
     } catch (err) {
       if (!(err instanceof RangeError)) throw err;
       throw new Error(`${err.message}: set ${'TOTES_INGESTION_BUCKET'} so such changes travel by claim check`);

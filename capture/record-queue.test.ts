@@ -1,6 +1,7 @@
 /** What the producer sends next with several calls in flight: bundling, per-row order, and acceptance only over a contiguous run. */
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { RecordQueue, type QueuedRecord } from './record-queue.ts';
+import { RecordQueue, routeOf, type QueuedRecord } from './record-queue.ts';
 
 const LIMITS = { recordBytes: 1_000, batchRecords: 3, batchBytes: 10_000, recordEvents: Number.POSITIVE_INFINITY };
 const line = (text: string) => `${text}\n`;
@@ -108,5 +109,24 @@ describe('RecordQueue', () => {
     expect(q.oldestPendingAt).toBe(100);
     q.take();
     expect(q.oldestPendingAt).toBeUndefined();
+  });
+});
+
+describe('routeOf', () => {
+  it("routes every record of a row to the same point of the hash space: its bucket's midpoint, on one shard whatever the resharding", () => {
+    const a = routeOf('sales_order:42', 4096);
+    expect(routeOf('sales_order:42', 4096)).toEqual(a);
+    const bucket = Number(a.partitionKey.slice('rows-'.length));
+    const width = (1n << 128n) / 4096n;
+    expect(BigInt(a.explicitHashKey!)).toBe(BigInt(bucket) * width + width / 2n);
+    // the bucket is the slice Kinesis's own hash of the row key falls in (MD5, as a 128-bit number)
+    const md5 = BigInt(`0x${createHash('md5').update('sales_order:42').digest('hex')}`);
+    expect(BigInt(bucket)).toBe(md5 / width);
+  });
+
+  it('spreads rows over the buckets, and with 0 buckets keeps each row its own partition key', () => {
+    const used = new Set(Array.from({ length: 10_000 }, (_, i) => routeOf(`payment:${i}`, 64).partitionKey));
+    expect(used.size).toBe(64);
+    expect(routeOf('payment:7', 0)).toEqual({ partitionKey: 'payment:7' });
   });
 });

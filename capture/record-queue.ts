@@ -2,8 +2,10 @@
  * What the Kinesis producer sends next, with several PutRecords calls in flight and every row's
  * changes kept in order. Pure: no I/O, no timers (kinesis-sink.ts drives it).
  *
- * - Bundling: a change joins the last unsent record of its partition key while that record stays
- *   within the record limit, so a hot row travels as a few large records, its changes in order.
+ * Records are ordered by a key: a row's hash bucket (routeOf), or a broadcast copy's shard.
+ * - Bundling: a change joins the last unsent record of its key while that record stays within
+ *   the record limit, so a hot row travels as a few large records, its changes in order, and
+ *   rows of one bucket share records while their bucket waits for a call.
  * - Order: a key is in at most one call at a time. A batch takes a key's earliest unsent record
  *   only when no record of that key is in flight (a record whose call failed stays in flight until
  *   its retry is accepted), so a retried record is never overtaken by a later change of its row.
@@ -12,6 +14,27 @@
  *   every index before it are in accepted records. It never passes an event Kinesis has not
  *   taken, whichever calls finish first.
  */
+import { createHash } from 'node:crypto';
+
+const HASH_SPACE = 1n << 128n;
+
+/**
+ * Where a row's records go: the row's hash bucket, one of `buckets` equal slices of Kinesis's
+ * 128-bit hash space (the MD5 of its partition key, as Kinesis hashes it), sent with the
+ * bucket's midpoint as ExplicitHashKey. A bucket is one point of the hash space, so it is on
+ * exactly one shard at any time, before and after a reshard, and every record of a row carries
+ * the same point: a row's changes stay on one shard, in order, as with its own partition key.
+ * The changes of rows sharing a bucket can then travel in one record. `buckets` 0: each row is
+ * routed by its own partition key and records hold one row's changes.
+ */
+export function routeOf(rowKey: string, buckets: number): { partitionKey: string; explicitHashKey?: string } {
+  if (buckets === 0) return { partitionKey: rowKey };
+  const hash = BigInt(`0x${createHash('md5').update(rowKey).digest('hex')}`);
+  const bucket = (hash * BigInt(buckets)) / HASH_SPACE;
+  const midpoint = ((2n * bucket + 1n) * HASH_SPACE) / (2n * BigInt(buckets));
+  return { partitionKey: `rows-${bucket}`, explicitHashKey: midpoint.toString() };
+}
+
 export interface QueuedRecord {
   /** What orders it against other records: the partition key, or the explicit hash key. */
   readonly orderKey: string;

@@ -16,7 +16,8 @@
  * On the wire an event is one JSON object followed by "\n" (Firehose concatenates records
  * verbatim, so the newline is what keeps the archive valid NDJSON).
  *
- * A Kinesis record holds one or more events (a bundle): consecutive changes of one partition key,
+ * A Kinesis record holds one or more events (a bundle): consecutive changes of the rows that
+ * share its route (capture routes rows by hash bucket, so a row's changes are always on one shard),
  * each its own line, in the order they happened (encodeRecord, recordLines). Bundling is how a hot
  * row (a thousand updates in one transaction) costs one PutRecords round trip and not a thousand.
  * Each event keeps its own (lsn, pos), so whatever identifies a change downstream (the loader's
@@ -150,7 +151,7 @@ export function encodeEvent(event: StreamEvent): string {
   return `${JSON.stringify(event)}\n`;
 }
 
-/** Events → the data of one record: each event's line, in order (one partition key's changes). */
+/** Event lines → the data of one record, in order. */
 export function encodeRecord(lines: readonly string[]): string {
   return lines.join('');
 }

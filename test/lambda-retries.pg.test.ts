@@ -66,7 +66,7 @@ describe('processor and loader under randomized Lambda retry behaviour', () => {
         const events = await captureWorkload(source.url, { seed, operations: 400, heartbeatMs: 100, slot: `esm_${seed}` });
         const stream = `esm-${seed}`;
         await createStream(kinesis, stream, SHARDS);
-        await putOnStream(kinesis, stream, events);
+        await putOnStream(kinesis, stream, events, { hashBuckets: 16 }); // rows of a bucket share records: bundles cut by every batch boundary
         const shards = await readShards(kinesis, stream);
         await s3.send(new CreateBucketCommand({ Bucket: stream }));
         const store = new MicroBatchStore(s3, stream);
