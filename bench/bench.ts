@@ -9,12 +9,12 @@
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { measureDrains, measureKinesis, type CaptureFigures } from './capture-figures.ts';
+import { measureDrains, measureKinesis, measureRoundTrips, type CaptureFigures } from './capture-figures.ts';
 import { measureCaptureRss } from './capture-rss.ts';
 import { measureDownstream } from './downstream.ts';
 import { machine, startEnvironment } from './environment.ts';
 import { measureFreshness } from './freshness.ts';
-import { collectSpreads, formatTable, workloadCapture, type BenchReport, type FreshnessRuns } from './report.ts';
+import { collectSpreads, formatTable, roundTripKeys, workloadCapture, type BenchReport, type FreshnessRuns } from './report.ts';
 import { repeat } from './runs.ts';
 
 const SIZES = {
@@ -24,6 +24,8 @@ const SIZES = {
     kinesisBulkRows: 40_000,
     oltpTransactions: 55_000,
     kinesisOltpTransactions: 15_000,
+    roundTripBulkRows: 60_000,
+    hotKeyUpdates: 1_000,
     e2eSeconds: 10,
     e2eHighRateTurns: 1,
     rssRows: 200_000,
@@ -36,6 +38,8 @@ const SIZES = {
     kinesisBulkRows: 1_000_000,
     oltpTransactions: 333_334,
     kinesisOltpTransactions: 333_334,
+    roundTripBulkRows: 300_000,
+    hotKeyUpdates: 1_000,
     e2eSeconds: 60,
     e2eHighRateTurns: 3,
     rssRows: 1_000_000,
@@ -53,8 +57,8 @@ type Section = (typeof SECTIONS)[number];
 const q = SIZES.quick;
 const USAGE = `npm run bench -- [--full] [--json PATH] [--only ${SECTIONS.join(',')}]
   (default: quick, ${q.turns} turns of each figure and its reference: bulk ${q.bulkRows.toLocaleString()} rows (${q.kinesisBulkRows.toLocaleString()} into Kinesis), oltp ${q.oltpTransactions.toLocaleString()} transactions (${q.kinesisOltpTransactions.toLocaleString()}),
-   e2e ${q.turns} x ${q.e2eSeconds} s at ${E2E_RATE.toLocaleString()}/s and ${q.e2eHighRateTurns} x ${q.e2eSeconds} s at ${E2E_HIGH_RATE.toLocaleString()}/s, RSS ${q.rssRows.toLocaleString()} rows, ${q.stallSeconds} s stall)
-  --full        bulk 1,000,000 rows, oltp 1,000,000 changes, e2e 60 s turns, a 1,000,000-row RSS transaction, 30 s stall
+   bulk ${q.roundTripBulkRows.toLocaleString()} rows and ${q.hotKeyUpdates.toLocaleString()} updates of one row into Kinesis with 30 ms a call, e2e ${q.turns} x ${q.e2eSeconds} s at ${E2E_RATE.toLocaleString()}/s and ${q.e2eHighRateTurns} x ${q.e2eSeconds} s at ${E2E_HIGH_RATE.toLocaleString()}/s, RSS ${q.rssRows.toLocaleString()} rows, ${q.stallSeconds} s stall)
+  --full        bulk 1,000,000 rows (300,000 at 30 ms a call), oltp 1,000,000 changes, e2e 60 s turns, a 1,000,000-row RSS transaction, 30 s stall
   --json PATH   write the report as JSON
   --only LIST   measure only these sections (the others' figures are null); downstream needs capture`;
 
@@ -91,6 +95,7 @@ export async function main(argv: string[]): Promise<number> {
       capture.bulk = {
         drains: await measureDrains(env, 'bulk', sizes.bulkRows, sizes.turns, say),
         kinesis: await measureKinesis(env, 'bulk', sizes.kinesisBulkRows, sizes.turns, say),
+        roundTrips: await measureRoundTrips(env, sizes.roundTripBulkRows, sizes.hotKeyUpdates, sizes.turns, say),
       };
       capture.oltp = {
         drains: await measureDrains(env, 'oltp', sizes.oltpTransactions, sizes.turns, say, only.has('downstream') ? DOWNSTREAM_STREAM : undefined),
@@ -126,6 +131,7 @@ export async function main(argv: string[]): Promise<number> {
       sizes,
       ...bulk,
       kinesis_ceiling_records_per_s: median('oltp.kinesis_ceiling_records_per_s'),
+      ...roundTripKeys(spreads),
       bulk,
       oltp: workloadCapture(spreads, 'oltp'),
       processor_events_per_s: median('processor_events_per_s'),
