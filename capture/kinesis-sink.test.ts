@@ -302,7 +302,8 @@ describe('KinesisSink against Kinesis that throttles and fails records', () => {
       console.info(
         `producer: ${seq} changes, ${heartbeats.length} heartbeats, ${sink.metrics.records} records; ${JSON.stringify(stats)}; retries ${sink.metrics.retries}, up to ${sink.metrics.maxCallsInFlight} calls in flight`,
       );
-      expect(sink.metrics.maxCallsInFlight).toBeGreaterThan(1);
+      // 64 buckets fill one call each linger, so only the many-record variants are sure to overlap calls
+      if (hashBuckets !== 64) expect(sink.metrics.maxCallsInFlight).toBeGreaterThan(1);
       if (maxEventsPerRecord === 1) expect(sink.metrics.records).toBe(sink.metrics.events);
       else expect(sink.metrics.records).toBeLessThan(sink.metrics.events);
       expect(stats.throttled).toBeGreaterThanOrEqual(3);
@@ -316,7 +317,8 @@ describe('KinesisSink against Kinesis that throttles and fails records', () => {
   it('sends PutRecords of at most 500 records and 5 MiB, filling batches up to those limits', async () => {
     const streamName = await newStream();
     const faulty = new FaultyKinesis(client, new Random(5), { throttle: 0.1, partial: 0.2 });
-    const sink = new KinesisSink({ client: faulty as unknown as KinesisClient, streamName });
+    // partly filled batches only when flushed, so how full a call is does not depend on how fast this machine writes
+    const sink = new KinesisSink({ client: faulty as unknown as KinesisClient, streamName, lingerMs: 60_000 });
     let seq = 0;
     let lsn = 0x2_0000_0000n;
     // 1,300 small changes of distinct rows: the record limit is what ends a batch
