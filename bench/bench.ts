@@ -9,13 +9,13 @@
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { measureDrains, measureKinesis, type CaptureFigures } from './capture-figures.ts';
+import { measureDrains, measureKinesis, measureRoundTrips, type CaptureFigures } from './capture-figures.ts';
 import { CHAOS_LONG_KILLS, measureChaos } from './chaos.ts';
 import { measureCaptureRss } from './capture-rss.ts';
 import { measureDownstream } from './downstream.ts';
 import { machine, startEnvironment } from './environment.ts';
 import { measureFreshness } from './freshness.ts';
-import { collectSpreads, formatChaos, formatTable, workloadCapture, type BenchReport, type FreshnessRuns } from './report.ts';
+import { collectSpreads, formatChaos, formatTable, roundTripKeys, workloadCapture, type BenchReport, type FreshnessRuns } from './report.ts';
 import { repeat } from './runs.ts';
 
 const SIZES = {
@@ -25,6 +25,8 @@ const SIZES = {
     kinesisBulkRows: 40_000,
     oltpTransactions: 55_000,
     kinesisOltpTransactions: 15_000,
+    roundTripBulkRows: 60_000,
+    hotKeyUpdates: 1_000,
     e2eSeconds: 10,
     e2eHighRateTurns: 1,
     rssRows: 200_000,
@@ -37,6 +39,8 @@ const SIZES = {
     kinesisBulkRows: 1_000_000,
     oltpTransactions: 333_334,
     kinesisOltpTransactions: 333_334,
+    roundTripBulkRows: 300_000,
+    hotKeyUpdates: 1_000,
     e2eSeconds: 60,
     e2eHighRateTurns: 3,
     rssRows: 1_000_000,
@@ -54,8 +58,8 @@ type Section = (typeof SECTIONS)[number];
 const q = SIZES.quick;
 const USAGE = `npm run bench -- [--full] [--chaos] [--json PATH] [--only ${SECTIONS.join(',')}]
   (default: quick, ${q.turns} turns of each figure and its reference: bulk ${q.bulkRows.toLocaleString()} rows (${q.kinesisBulkRows.toLocaleString()} into Kinesis), oltp ${q.oltpTransactions.toLocaleString()} transactions (${q.kinesisOltpTransactions.toLocaleString()}),
-   e2e ${q.turns} x ${q.e2eSeconds} s at ${E2E_RATE.toLocaleString()}/s and ${q.e2eHighRateTurns} x ${q.e2eSeconds} s at ${E2E_HIGH_RATE.toLocaleString()}/s, RSS ${q.rssRows.toLocaleString()} rows, ${q.stallSeconds} s stall)
-  --full        bulk 1,000,000 rows, oltp 1,000,000 changes, e2e 60 s turns, a 1,000,000-row RSS transaction, 30 s stall, and --chaos
+   bulk ${q.roundTripBulkRows.toLocaleString()} rows and ${q.hotKeyUpdates.toLocaleString()} updates of one row into Kinesis with 30 ms a call, e2e ${q.turns} x ${q.e2eSeconds} s at ${E2E_RATE.toLocaleString()}/s and ${q.e2eHighRateTurns} x ${q.e2eSeconds} s at ${E2E_HIGH_RATE.toLocaleString()}/s, RSS ${q.rssRows.toLocaleString()} rows, ${q.stallSeconds} s stall)
+  --full        bulk 1,000,000 rows (300,000 at 30 ms a call), oltp 1,000,000 changes, e2e 60 s turns, a 1,000,000-row RSS transaction, 30 s stall, and --chaos
   --chaos       also the chaos test's long form: ${CHAOS_LONG_KILLS} SIGKILLs of the compose services (test/chaos.e2e.test.ts, TOTES_CHAOS_KILLS=${CHAOS_LONG_KILLS}), run first
   --json PATH   write the report as JSON
   --only LIST   measure only these sections (the others' figures are null); downstream needs capture; chaos in the list runs it`;
@@ -102,6 +106,7 @@ export async function main(argv: string[]): Promise<number> {
       capture.bulk = {
         drains: await measureDrains(env, 'bulk', sizes.bulkRows, sizes.turns, say),
         kinesis: await measureKinesis(env, 'bulk', sizes.kinesisBulkRows, sizes.turns, say),
+        roundTrips: await measureRoundTrips(env, sizes.roundTripBulkRows, sizes.hotKeyUpdates, sizes.turns, say),
       };
       capture.oltp = {
         drains: await measureDrains(env, 'oltp', sizes.oltpTransactions, sizes.turns, say, only.has('downstream') ? DOWNSTREAM_STREAM : undefined),
@@ -137,6 +142,7 @@ export async function main(argv: string[]): Promise<number> {
       sizes,
       ...bulk,
       kinesis_ceiling_records_per_s: median('oltp.kinesis_ceiling_records_per_s'),
+      ...roundTripKeys(spreads),
       bulk,
       oltp: workloadCapture(spreads, 'oltp'),
       processor_events_per_s: median('processor_events_per_s'),

@@ -7,9 +7,12 @@
  *   into a stream of its own (a smaller workload: the emulator is slow, and 2 s is enough).
  * measureDrains can also fill a stream for downstream, once and untimed: the seed's snapshot and
  * the whole workload, through a KinesisSink of its own slot.
+ *   measureRoundTrips: the Kinesis sink with 30 ms injected into every PutRecords call (what a
+ *   call to real Kinesis takes), against the same sink as it was before several calls in flight
+ *   and bundling (one call in flight, one change a record), on bulk and on a hot row.
  */
 import { NullSink } from '../capture/sink.ts';
-import { KinesisSink } from '../capture/kinesis-sink.ts';
+import { KinesisSink, type KinesisSinkOptions } from '../capture/kinesis-sink.ts';
 import { kinesisClient } from '../lib/aws.ts';
 import type pg from '../lib/pg.ts';
 import {
@@ -21,6 +24,7 @@ import {
   type CeilingResult,
   type DrainResult,
 } from './capture-drain.ts';
+import { delayedPutRecords } from './delayed-kinesis.ts';
 import { createDatabase, createStream, deleteStream, type BenchEnvironment } from './environment.ts';
 import { interleave, ratioSpread, type Spread } from './runs.ts';
 import { prepareSource, workload, type Workload, type WorkloadName } from './workloads.ts';
@@ -57,9 +61,32 @@ export interface KinesisFigures extends WorkloadRun {
   meanRecordBytes: number;
 }
 
+/** One drain through a sink, with what the sink did. */
+export interface SinkDrain extends DrainResult {
+  putCalls: number;
+  records: number;
+  maxCallsInFlight: number;
+}
+
+export interface RoundTripRuns extends WorkloadRun {
+  /** The producer as it was: one call in flight, one change a record. */
+  oneCall: SinkDrain[];
+  /** The producer as it is: several calls in flight, a row's changes bundled. */
+  inFlight: SinkDrain[];
+}
+
+export interface RoundTripFigures {
+  injectedMs: number;
+  bulk: RoundTripRuns & { inFlightVsOneCall: Spread };
+  /** A hot row: every change of one key, in one transaction. */
+  hotKey: RoundTripRuns;
+}
+
 export interface CaptureFigures {
   drains: DrainFigures;
   kinesis: KinesisFigures;
+  /** Bulk only. */
+  roundTrips?: RoundTripFigures;
 }
 
 /** `slot` as a fresh copy of `origin` (an earlier copy dropped): every turn reads the same WAL from the same point. */
@@ -211,6 +238,83 @@ export async function measureKinesis(
         };
       },
     );
+  } finally {
+    kinesis.destroy();
+  }
+}
+
+export const INJECTED_MS = 30;
+const ONE_CALL: Partial<KinesisSinkOptions> = { maxCallsInFlight: 1, maxEventsPerRecord: 1, hashBuckets: 0 };
+
+/**
+ * Capture → Kinesis with INJECTED_MS added to every PutRecords call: bulk in interleaved turns of
+ * the producer as it was and as it is, then the hot row (`hotKeyUpdates` updates of one row in one
+ * transaction) `turns` times as it is and once as it was (a round trip a change: about 30 s).
+ */
+export async function measureRoundTrips(
+  env: BenchEnvironment,
+  bulkRows: number,
+  hotKeyUpdates: number,
+  turns: number,
+  say: (line: string) => void,
+): Promise<RoundTripFigures> {
+  const kinesis = kinesisClient({ kinesisEndpoint: env.kinesisEndpoint });
+  const delayed = delayedPutRecords(kinesis, INJECTED_MS);
+  let streams = 0;
+  let drains = 0;
+  /** A drain of `slot` (a fresh copy of its origin after the first) into a new stream of its own. */
+  const drain = async (url: string, db: pg.Client, slot: string, changes: number, options: Partial<KinesisSinkOptions>): Promise<SinkDrain> => {
+    if (drains++ > 0) await copySlot(db, origin(slot), slot);
+    const stream = `bench-round-trips-${++streams}`;
+    await createStream(env, stream);
+    const sink = new KinesisSink({ client: delayed, streamName: stream, ...options });
+    const drained = await drainWithCapture(url, slot, sink, changes);
+    await deleteStream(env, stream);
+    const { putCalls, records, maxCallsInFlight } = sink.metrics;
+    return { ...drained, putCalls, records, maxCallsInFlight };
+  };
+  const measure = async (name: 'bulk' | 'hotkey', size: number, run: (url: string, db: pg.Client, w: WorkloadRun, slot: string) => Promise<RoundTripRuns>) => {
+    const w = workload(name, size);
+    const slot = `${name}_round_trips`;
+    drains = 0;
+    return withWorkload(
+      env,
+      `${name}_round_trips`,
+      w,
+      say,
+      async (url, db) => {
+        await createCaptureSlot(url, slot, new NullSink());
+        await copySlot(db, slot, origin(slot));
+      },
+      (url, db, w) => run(url, db, w, slot),
+    );
+  };
+  try {
+    const bulk = await measure('bulk', bulkRows, async (url, db, w, slot) => {
+      const runs = await interleave(
+        turns,
+        (turn) => {
+          say(`bulk, ${INJECTED_MS} ms a call: turn ${turn + 1}/${turns}: one call in flight, one change a record`);
+          return drain(url, db, slot, w.changes, ONE_CALL);
+        },
+        (turn) => {
+          say(`bulk, ${INJECTED_MS} ms a call: turn ${turn + 1}/${turns}: several calls in flight, bundled`);
+          return drain(url, db, slot, w.changes, {});
+        },
+      );
+      return { ...w, oneCall: runs.a, inFlight: runs.b };
+    });
+    const hotKey = await measure('hotkey', hotKeyUpdates, async (url, db, w, slot) => {
+      const inFlight: SinkDrain[] = [];
+      for (let turn = 0; turn < turns; turn++) {
+        say(`hot row, ${INJECTED_MS} ms a call: turn ${turn + 1}/${turns}: several calls in flight, bundled`);
+        inFlight.push(await drain(url, db, slot, w.changes, {}));
+      }
+      say(`hot row, ${INJECTED_MS} ms a call: one call in flight, one change a record (a round trip a change)`);
+      return { ...w, inFlight, oneCall: [await drain(url, db, slot, w.changes, ONE_CALL)] };
+    });
+    const rates = (d: DrainResult[]) => d.map((x) => x.changesPerSecond);
+    return { injectedMs: INJECTED_MS, bulk: { ...bulk, inFlightVsOneCall: ratioSpread(rates(bulk.inFlight), rates(bulk.oneCall)) }, hotKey };
   } finally {
     kinesis.destroy();
   }

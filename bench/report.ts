@@ -17,12 +17,23 @@ export interface WorkloadCapture {
   kinesis_ceiling_records_per_s: number | null;
 }
 
+/** Capture → Kinesis with 30 ms injected into every PutRecords call (bench/capture-figures.ts measureRoundTrips). */
+export interface RoundTripKeys {
+  kinesis_30ms_bulk_changes_per_s: number | null;
+  kinesis_30ms_bulk_one_call_changes_per_s: number | null;
+  /** 1,000 updates of one row in one transaction: seconds from capture start to the last accepted, and PutRecords calls. */
+  hot_key_30ms_seconds: number | null;
+  hot_key_30ms_put_calls: number | null;
+  hot_key_30ms_one_call_seconds: number | null;
+  hot_key_30ms_one_call_put_calls: number | null;
+}
+
 export interface FreshnessRuns {
   rate: number;
   runs: FreshnessFigures[];
 }
 
-export interface BenchReport extends WorkloadCapture {
+export interface BenchReport extends WorkloadCapture, RoundTripKeys {
   mode: 'quick' | 'full';
   command: string;
   at: string;
@@ -72,6 +83,16 @@ export function collectSpreads(r: Pick<BenchReport, 'details'>): Record<string, 
       out[`${w}.kinesis_vs_ceiling`] = c.kinesis.kinesisVsCeiling;
     }
   }
+  const rt = r.details.capture.bulk?.roundTrips;
+  if (rt) {
+    out['kinesis_30ms.bulk_changes_per_s'] = spread(rt.bulk.inFlight.map((d) => d.changesPerSecond));
+    out['kinesis_30ms.bulk_one_call_changes_per_s'] = spread(rt.bulk.oneCall.map((d) => d.changesPerSecond));
+    out['kinesis_30ms.bulk_vs_one_call'] = rt.bulk.inFlightVsOneCall;
+    out['kinesis_30ms.hot_key_seconds'] = spread(rt.hotKey.inFlight.map((d) => d.seconds));
+    out['kinesis_30ms.hot_key_put_calls'] = spread(rt.hotKey.inFlight.map((d) => d.putCalls));
+    out['kinesis_30ms.hot_key_one_call_seconds'] = spread(rt.hotKey.oneCall.map((d) => d.seconds));
+    out['kinesis_30ms.hot_key_one_call_put_calls'] = spread(rt.hotKey.oneCall.map((d) => d.putCalls));
+  }
   const d = r.details.downstream;
   if (d) {
     out.processor_events_per_s = d.processorEventsPerSecond;
@@ -97,6 +118,21 @@ export function workloadCapture(spreads: Record<string, Spread>, w: 'bulk' | 'ol
     recvlogical_changes_per_s: median('recvlogical_changes_per_s'),
     capture_kinesis_changes_per_s: median('capture_kinesis_changes_per_s'),
     kinesis_ceiling_records_per_s: median('kinesis_ceiling_records_per_s'),
+  };
+}
+
+export function roundTripKeys(spreads: Record<string, Spread>): RoundTripKeys {
+  const median = (key: string, digits = 0) => {
+    const v = spreads[`kinesis_30ms.${key}`]?.median;
+    return v == null ? null : Number(v.toFixed(digits));
+  };
+  return {
+    kinesis_30ms_bulk_changes_per_s: median('bulk_changes_per_s'),
+    kinesis_30ms_bulk_one_call_changes_per_s: median('bulk_one_call_changes_per_s'),
+    hot_key_30ms_seconds: median('hot_key_seconds', 2),
+    hot_key_30ms_put_calls: median('hot_key_put_calls'),
+    hot_key_30ms_one_call_seconds: median('hot_key_one_call_seconds', 2),
+    hot_key_30ms_one_call_put_calls: median('hot_key_one_call_put_calls'),
   };
 }
 
@@ -145,6 +181,22 @@ export function formatTable(r: BenchReport): string {
       m(s[`${w}.capture_kinesis_changes_per_s`]),
       `PutRecords ceiling ${m(s[`${w}.kinesis_ceiling_records_per_s`])}`,
       m(s[`${w}.kinesis_vs_ceiling`], 2),
+      'report',
+    ]);
+  }
+  if (s['kinesis_30ms.bulk_changes_per_s']) {
+    rows.push([
+      'capture → Kinesis, 30 ms a call, bulk (changes/s)',
+      m(s['kinesis_30ms.bulk_changes_per_s']),
+      `one call in flight ${m(s['kinesis_30ms.bulk_one_call_changes_per_s'])}`,
+      m(s['kinesis_30ms.bulk_vs_one_call'], 2),
+      `≥ 15,000: ${atLeast(s['kinesis_30ms.bulk_changes_per_s'], 15_000)}`,
+    ]);
+    rows.push([
+      'capture → Kinesis, 30 ms a call, 1,000 updates of one row (s)',
+      `${m(s['kinesis_30ms.hot_key_seconds'], 2)}, ${n(s['kinesis_30ms.hot_key_put_calls'].median)} calls`,
+      `one change a record ${m(s['kinesis_30ms.hot_key_one_call_seconds'], 2)}, ${n(s['kinesis_30ms.hot_key_one_call_put_calls'].median)} calls`,
+      '',
       'report',
     ]);
   }

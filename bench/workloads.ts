@@ -2,13 +2,14 @@
  * The source workloads, generated inside Postgres so the writer never limits what is measured:
  *   bulk: one transaction inserting N sales_order rows;
  *   oltp: N transactions shaped like the business, an order with its transaction and payment
- *         (three rows each; three sales for every purchase, as the simulator writes them).
+ *         (three rows each; three sales for every purchase, as the simulator writes them);
+ *   hotkey: one transaction updating one sales_order row N times (a hot row).
  */
 import { CAPTURE_STATE_DDL, createPublicationSql } from '../capture/source-setup.ts';
 import type pg from 'pg';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 
-export type WorkloadName = 'bulk' | 'oltp';
+export type WorkloadName = 'bulk' | 'oltp' | 'hotkey';
 
 /** The tiny seed every bench database starts from: enough dimension rows for the workloads' foreign keys. */
 export const BENCH_SIZES = scaledSizes(0.001);
@@ -72,6 +73,16 @@ BEGIN
 END $$`;
 }
 
+/** One transaction of `updates` updates of one sales_order row. */
+export function hotKeySql(updates: number): string {
+  return `DO $$
+BEGIN
+  FOR i IN 1..${updates} LOOP
+    UPDATE sales_order SET units_sold = 1000 + i, last_updated = clock_timestamp()::timestamp(3) WHERE sales_order_id = 1;
+  END LOOP;
+END $$`;
+}
+
 export interface Workload {
   name: WorkloadName;
   sql: string;
@@ -80,5 +91,7 @@ export interface Workload {
 }
 
 export function workload(name: WorkloadName, size: number): Workload {
-  return name === 'bulk' ? { name, sql: bulkSql(size), changes: size, transactions: 1 } : { name, sql: oltpSql(size), changes: 3 * size, transactions: size };
+  if (name === 'bulk') return { name, sql: bulkSql(size), changes: size, transactions: 1 };
+  if (name === 'hotkey') return { name, sql: hotKeySql(size), changes: size, transactions: 1 };
+  return { name, sql: oltpSql(size), changes: 3 * size, transactions: size };
 }

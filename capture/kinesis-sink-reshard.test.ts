@@ -5,6 +5,7 @@
  */
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeRecord } from '../formats/change-event.ts';
 import { kinesisClient } from '../lib/aws.ts';
 import { freePort, startKinesis, type LocalKinesis } from '../local/servers.ts';
 import { salesOrderChange } from '../test/kinesis-events.ts';
@@ -28,7 +29,7 @@ describe('KinesisSink across reshards', () => {
     const out: Record<string, string[]> = {};
     for (const [shard, records] of await readShards(client, stream)) {
       out[shard] = records
-        .map((r) => JSON.parse(Buffer.from(r.Data!).toString()))
+        .flatMap((r) => decodeRecord(Buffer.from(r.Data!).toString()))
         .filter((e) => e.kind === 'heartbeat')
         .map((e) => e.source.lsn);
     }

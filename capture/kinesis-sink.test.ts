@@ -15,7 +15,7 @@ import {
   type PutRecordsResultEntry,
 } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { bigIntToLsn, type ChangeEvent, type HeartbeatEvent, type StreamEvent } from '../formats/change-event.ts';
+import { bigIntToLsn, decodeRecord, type ChangeEvent, type HeartbeatEvent, type StreamEvent } from '../formats/change-event.ts';
 import { kinesisClient } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
 import { freePort, startKinesis, type LocalKinesis } from '../local/servers.ts';
@@ -143,7 +143,7 @@ async function readStream(client: KinesisClient, streamName: string): Promise<Ma
       .ShardIterator;
     while (iterator) {
       const page = await client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }));
-      for (const r of page.Records ?? []) events.push(JSON.parse(Buffer.from(r.Data!).toString('utf8')) as StreamEvent);
+      for (const r of page.Records ?? []) events.push(...decodeRecord(Buffer.from(r.Data!).toString('utf8')));
       if (!page.Records?.length) break;
       iterator = page.NextShardIterator;
     }
@@ -195,114 +195,130 @@ describe('KinesisSink against Kinesis that throttles and fails records', () => {
     return name;
   }
 
-  it('retries partial failures and throttling until every event is in the stream exactly once, each row in write order', async () => {
-    const streamName = await newStream();
-    const faulty = new FaultyKinesis(client, new Random(20240501), { throttle: 0.1, partial: 0.15 });
-    const sink = new KinesisSink({ client: faulty as unknown as KinesisClient, streamName });
-    const rng = new Random(77);
+  // Unbundled, a row's changes are many records, so order across calls and retries is what is
+  // tested; bundled, consecutive changes of a row (or of the rows of a hash bucket) share records.
+  it.each([
+    { bundling: 'one change a record', maxEventsPerRecord: 1, hashBuckets: undefined, keys: 1_500, changes: 6_000 },
+    { bundling: 'changes of a row bundled', maxEventsPerRecord: undefined, hashBuckets: 0, keys: 1_500, changes: 6_000 },
+    { bundling: 'rows of a hash bucket bundled', maxEventsPerRecord: undefined, hashBuckets: 64, keys: 1_500, changes: 6_000 },
+  ])(
+    'retries partial failures and throttling until every event is in the stream exactly once, each row in write order ($bundling)',
+    async ({ maxEventsPerRecord, hashBuckets, keys: KEYS, changes: CHANGES }) => {
+      const streamName = await newStream();
+      const faulty = new FaultyKinesis(client, new Random(20240501), { throttle: 0.15, partial: 0.25 });
+      const sink = new KinesisSink({ client: faulty as unknown as KinesisClient, streamName, maxEventsPerRecord, hashBuckets });
+      const rng = new Random(77);
 
-    const accepted: number[] = [];
-    const written: { index: number; id: string }[] = [];
-    sink.onAccepted((through) => {
-      accepted.push(through);
-      // the producer must never report as accepted an event Kinesis has not taken
-      const delivered = new Set(faulty.delivered.map((d) => idOf(JSON.parse(d) as StreamEvent)));
-      const ahead = written.filter((w) => w.index <= through && !delivered.has(w.id));
-      if (ahead.length > 0) throw new Error(`acceptedThrough ${through} reported before Kinesis accepted ${ahead.length} of those events, e.g. ${ahead[0].id}`);
-    });
+      const accepted: number[] = [];
+      const written: { index: number; id: string }[] = [];
+      sink.onAccepted((through) => {
+        accepted.push(through);
+        // the producer must never report as accepted an event Kinesis has not taken
+        const delivered = new Set(faulty.delivered.flatMap((d) => decodeRecord(d).map(idOf)));
+        const ahead = written.filter((w) => w.index <= through && !delivered.has(w.id));
+        if (ahead.length > 0)
+          throw new Error(`acceptedThrough ${through} reported before Kinesis accepted ${ahead.length} of those events, e.g. ${ahead[0].id}`);
+      });
 
-    // ~2,500 changes over 50 rows, in transactions of 1-5 changes with increasing (lsn, pos).
-    // Rows are written in shuffled rounds with occasional repeats, so batches are long and
-    // some end early on a repeated key; a heartbeat now and then goes to every shard.
-    const KEYS = 50;
-    const perKey = new Map<number, number[]>();
-    const heartbeats: HeartbeatEvent[] = [];
-    let lsn = 0x1_0000_0000n;
-    let seq = 0;
-    while (seq < 2_500) {
-      const round = Array.from({ length: KEYS }, (_, i) => i + 1).filter(() => rng.chance(0.8));
-      for (let i = round.length - 1; i > 0; i--) {
-        const j = rng.int(0, i);
-        [round[i], round[j]] = [round[j], round[i]];
-      }
-      for (let i = 0; i < round.length; ) {
-        lsn += BigInt(rng.int(1, 4000));
-        const size = rng.int(1, 5);
-        for (let pos = 0; pos < size && i < round.length; pos++) {
-          const id = rng.chance(0.02) ? rng.pick(round.slice(0, i + 1)) : round[i++];
-          const event = change(id, seq, lsn, pos);
-          written.push({ index: sink.writtenThrough + 1, id: idOf(event) });
-          perKey.set(id, [...(perKey.get(id) ?? []), seq]);
-          seq++;
-          await sink.write(event);
+      // 6,000 changes over 1,500 rows, in transactions of 1-5 changes with increasing (lsn, pos).
+      // Rows are written in shuffled rounds with occasional repeats, so several calls are in flight
+      // with a row's next change waiting for its last; a heartbeat now and then goes to every shard.
+      const perKey = new Map<number, number[]>();
+      const heartbeats: HeartbeatEvent[] = [];
+      let lsn = 0x1_0000_0000n;
+      let seq = 0;
+      while (seq < CHANGES) {
+        const round = Array.from({ length: KEYS }, (_, i) => i + 1).filter(() => rng.chance(0.8));
+        for (let i = round.length - 1; i > 0; i--) {
+          const j = rng.int(0, i);
+          [round[i], round[j]] = [round[j], round[i]];
+        }
+        for (let i = 0; i < round.length; ) {
+          lsn += BigInt(rng.int(1, 4000));
+          const size = rng.int(1, 5);
+          for (let pos = 0; pos < size && i < round.length; pos++) {
+            const id = rng.chance(0.02) ? rng.pick(round.slice(0, i + 1)) : round[i++];
+            const event = change(id, seq, lsn, pos);
+            written.push({ index: sink.writtenThrough + 1, id: idOf(event) });
+            perKey.set(id, [...(perKey.get(id) ?? []), seq]);
+            seq++;
+            await sink.write(event);
+          }
+          if (rng.chance(0.01)) {
+            lsn += 16n;
+            const hb: HeartbeatEvent = { v: 1, kind: 'heartbeat', source: { lsn: bigIntToLsn(lsn), pos: 0, xid: null, commitTime: new Date().toISOString() } };
+            heartbeats.push(hb);
+            await sink.broadcast(hb);
+          }
         }
       }
-      if (rng.chance(0.3)) {
-        lsn += 16n;
-        const hb: HeartbeatEvent = { v: 1, kind: 'heartbeat', source: { lsn: bigIntToLsn(lsn), pos: 0, xid: null, commitTime: new Date().toISOString() } };
-        heartbeats.push(hb);
-        await sink.broadcast(hb);
-      }
-    }
-    await flushWithin(sink, faulty, 25_000);
+      await flushWithin(sink, faulty, 25_000);
 
-    expect(faulty.violations).toEqual([]);
+      expect(faulty.violations).toEqual([]);
 
-    // everything accepted, and acceptance only moved forward
-    expect(sink.acceptedThrough).toBe(sink.writtenThrough);
-    expect(accepted.at(-1)).toBe(sink.writtenThrough);
-    expect(accepted).toEqual([...accepted].sort((a, b) => a - b));
+      // everything accepted, and acceptance only moved forward
+      expect(sink.acceptedThrough).toBe(sink.writtenThrough);
+      expect(accepted.at(-1)).toBe(sink.writtenThrough);
+      expect(accepted).toEqual([...accepted].sort((a, b) => a - b));
 
-    // the stream: every change exactly once, each row's changes in the order written
-    const shards = await readStream(client, streamName);
-    const all = [...shards.values()].flat();
-    const changes = all.filter((e): e is ChangeEvent => e.kind === 'change');
-    expect(changes.length).toBe(seq);
-    expect(new Set(changes.map(idOf)).size).toBe(seq);
-    const foundPerKey = new Map<number, number[]>();
-    for (const events of shards.values()) {
-      for (const e of events) {
-        if (e.kind !== 'change') continue;
-        const id = e.key.sales_order_id as number;
-        foundPerKey.set(id, [...(foundPerKey.get(id) ?? []), e.after!.seq as number]);
-      }
-    }
-    expect(Object.fromEntries([...foundPerKey].sort(([a], [b]) => a - b))).toEqual(Object.fromEntries([...perKey].sort(([a], [b]) => a - b)));
-    // a row lives on one shard
-    for (const [id] of perKey)
-      expect([...shards.values()].filter((events) => events.some((e) => e.kind === 'change' && e.key.sales_order_id === id))).toHaveLength(1);
-
-    // heartbeats: once on every shard, after every change written before them
-    expect(heartbeats.length).toBeGreaterThan(3);
-    for (const [shard, events] of shards) {
-      const hbs = events.filter((e) => e.kind === 'heartbeat').map(idOf);
-      expect(hbs, `heartbeats on ${shard}`).toEqual(heartbeats.map(idOf));
-      // a change sits after exactly the heartbeats written before it
-      let heartbeatsSeen = 0;
-      for (const e of events) {
-        if (e.kind === 'heartbeat') {
-          heartbeatsSeen++;
-          continue;
+      // the stream: every change exactly once, each row's changes in the order written
+      const shards = await readStream(client, streamName);
+      const all = [...shards.values()].flat();
+      const changes = all.filter((e): e is ChangeEvent => e.kind === 'change');
+      expect(changes.length).toBe(seq);
+      expect(new Set(changes.map(idOf)).size).toBe(seq);
+      const foundPerKey = new Map<number, number[]>();
+      for (const events of shards.values()) {
+        for (const e of events) {
+          if (e.kind !== 'change') continue;
+          const id = e.key.sales_order_id as number;
+          foundPerKey.set(id, [...(foundPerKey.get(id) ?? []), e.after!.seq as number]);
         }
-        const writtenBefore = heartbeats.filter((hb) => compareLsn(hb.source.lsn, e.source.lsn) < 0).length;
-        expect(heartbeatsSeen, `heartbeats ahead of change ${idOf(e)} on ${shard}`).toBe(writtenBefore);
       }
-    }
+      expect(Object.fromEntries([...foundPerKey].sort(([a], [b]) => a - b))).toEqual(Object.fromEntries([...perKey].sort(([a], [b]) => a - b)));
+      // a row lives on one shard
+      for (const [id] of perKey)
+        expect([...shards.values()].filter((events) => events.some((e) => e.kind === 'change' && e.key.sales_order_id === id))).toHaveLength(1);
 
-    // the faults really happened and were retried, within the PutRecords limits
-    const stats = faulty.stats;
-    console.info(`producer: ${seq} changes, ${heartbeats.length} heartbeats; ${JSON.stringify(stats)}; retries ${sink.metrics.retries}`);
-    expect(stats.throttled).toBeGreaterThanOrEqual(3);
-    expect(stats.partial).toBeGreaterThanOrEqual(3);
-    expect(sink.metrics.retries).toBeGreaterThanOrEqual(stats.throttled + stats.partial);
-    expect(stats.maxRecords).toBeLessThanOrEqual(MAX_RECORDS);
-    expect(stats.maxBytes).toBeLessThanOrEqual(MAX_BATCH_BYTES);
-  });
+      // heartbeats: once on every shard, after every change written before them
+      expect(heartbeats.length).toBeGreaterThan(3);
+      for (const [shard, events] of shards) {
+        const hbs = events.filter((e) => e.kind === 'heartbeat').map(idOf);
+        expect(hbs, `heartbeats on ${shard}`).toEqual(heartbeats.map(idOf));
+        // a change sits after exactly the heartbeats written before it
+        let heartbeatsSeen = 0;
+        for (const e of events) {
+          if (e.kind === 'heartbeat') {
+            heartbeatsSeen++;
+            continue;
+          }
+          const writtenBefore = heartbeats.filter((hb) => compareLsn(hb.source.lsn, e.source.lsn) < 0).length;
+          expect(heartbeatsSeen, `heartbeats ahead of change ${idOf(e)} on ${shard}`).toBe(writtenBefore);
+        }
+      }
+
+      // the faults really happened and were retried, within the PutRecords limits
+      const stats = faulty.stats;
+      console.info(
+        `producer: ${seq} changes, ${heartbeats.length} heartbeats, ${sink.metrics.records} records; ${JSON.stringify(stats)}; retries ${sink.metrics.retries}, up to ${sink.metrics.maxCallsInFlight} calls in flight`,
+      );
+      // 64 buckets fill one call each linger, so only the many-record variants are sure to overlap calls
+      if (hashBuckets !== 64) expect(sink.metrics.maxCallsInFlight).toBeGreaterThan(1);
+      if (maxEventsPerRecord === 1) expect(sink.metrics.records).toBe(sink.metrics.events);
+      else expect(sink.metrics.records).toBeLessThan(sink.metrics.events);
+      expect(stats.throttled).toBeGreaterThanOrEqual(3);
+      expect(stats.partial).toBeGreaterThanOrEqual(3);
+      expect(sink.metrics.retries).toBeGreaterThanOrEqual(stats.throttled + stats.partial);
+      expect(stats.maxRecords).toBeLessThanOrEqual(MAX_RECORDS);
+      expect(stats.maxBytes).toBeLessThanOrEqual(MAX_BATCH_BYTES);
+    },
+  );
 
   it('sends PutRecords of at most 500 records and 5 MiB, filling batches up to those limits', async () => {
     const streamName = await newStream();
     const faulty = new FaultyKinesis(client, new Random(5), { throttle: 0.1, partial: 0.2 });
-    const sink = new KinesisSink({ client: faulty as unknown as KinesisClient, streamName });
+    // partly filled batches only when flushed, so how full a call is does not depend on how fast this machine writes
+    const sink = new KinesisSink({ client: faulty as unknown as KinesisClient, streamName, lingerMs: 60_000 });
     let seq = 0;
     let lsn = 0x2_0000_0000n;
     // 1,300 small changes of distinct rows: the record limit is what ends a batch

@@ -1,33 +1,46 @@
 /**
- * PutRecords producer. Batches of up to 500 records and 5 MiB, one batch in flight; partial
- * failures and throttling are retried with jittered backoff.
+ * PutRecords producer: several calls in flight (`maxCallsInFlight`), batches of up to 500
+ * records and 5 MiB; partial failures and throttling are retried with jittered backoff.
  *
- * Order: a batch never holds two records with the same partition key, and the next batch is
- * not sent until the one in flight has been fully accepted. So a retried record can never be
- * overtaken by a later change of the same row.
+ * Routing: a row goes to its hash bucket (capture/record-queue.ts routeOf: one of 1,024 fixed
+ * points of the hash space, so one shard at any time and the same one for every change of the
+ * row), and the consecutive changes of the rows of a bucket travel bundled in one record
+ * (formats/change-event.ts), each change its own line. Bundles grow while a bucket waits for a
+ * call, so the slower Kinesis answers, the fewer records a change costs; a hot row costs a round
+ * trip per MiB of changes, not per change.
  *
- * Heartbeats go to every open shard. The shard map is learnt again when a record lands on a
- * shard it does not know (a reshard: ON_DEMAND streams reshard by themselves) and at least every
- * `shardMapMs`, so heartbeats reach the shards a split or merge created.
+ * What goes in each call, and what counts as accepted, is capture/record-queue.ts: a bucket is in
+ * at most one call at a time and a failed record blocks its bucket until its retry is accepted,
+ * so a retried record is never overtaken by a later change of the same row; `acceptedThrough`
+ * only moves over a contiguous run of accepted events, whichever calls finish first.
+ *
+ * A broadcast (heartbeat, truncate, snapshot range) is a barrier: it is sent once everything
+ * before it is accepted, and accepted before anything after it is sent, so on every shard it lands
+ * after the changes written before it and ahead of those after it (a change must never land ahead
+ * of a truncate it survives). That costs two round trips a broadcast. The shard map is learnt
+ * again when a record lands on a shard it does not know (a reshard: ON_DEMAND streams reshard by
+ * themselves) and at least every `shardMapMs`, so heartbeats reach the shards a split or merge
+ * created.
  */
-import { ListShardsCommand, PutRecordsCommand, type KinesisClient, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
-import { encodeEvent, partitionKeyOf, type BroadcastEvent, type ChangeEvent } from '../formats/change-event.ts';
+import { ListShardsCommand, PutRecordsCommand, type KinesisClient, type PutRecordsCommandOutput, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
+import { encodeEvent, encodeRecord, partitionKeyOf, type BroadcastEvent, type ChangeEvent } from '../formats/change-event.ts';
 import { log } from '../lib/log.ts';
 import { backoffMs, sleep } from '../lib/retry.ts';
+import { RecordQueue, routeOf, type QueuedRecord } from './record-queue.ts';
 import type { ChangeSink } from './sink.ts';
 import type { OversizeStore } from '../stores/oversize-store.ts';
 
 const MAX_RECORDS = 500;
 const MAX_BATCH_BYTES = 5 * 1024 * 1024;
 export const MAX_RECORD_BYTES = 1024 * 1024;
+/**
+ * Unsent bytes a writer may run ahead by, beyond those in flight: a full batch ready for each
+ * call that frees, and, while every call is out, room for each bucket's record to fill up.
+ */
+const PENDING_BATCHES = 2;
+const HASH_BUCKETS = 1024;
 
 const PERMANENT_ERRORS = new Set(['ValidationException', 'InvalidArgumentException', 'ResourceNotFoundException', 'SerializationException']);
-
-interface Entry {
-  index: number;
-  request: PutRecordsRequestEntry;
-  bytes: number;
-}
 
 export interface KinesisSinkOptions {
   client: KinesisClient;
@@ -38,136 +51,177 @@ export interface KinesisSinkOptions {
   oversize?: OversizeStore;
   /** The longest the open shards are taken as known without asking again. */
   shardMapMs?: number;
+  /** PutRecords calls at once (4). */
+  maxCallsInFlight?: number;
+  /** Most changes in one record (unbounded but for the 1 MiB limit; 1: none). */
+  maxEventsPerRecord?: number;
+  /** Hash buckets rows are routed by, whose rows share records (1024; record-queue.ts routeOf; 0: each row its own partition key). */
+  hashBuckets?: number;
 }
 
 export interface ProducerMetrics {
+  /** Kinesis records accepted (a bundle is one). */
   records: number;
+  /** Events in them. */
+  events: number;
   bytes: number;
   putCalls: number;
   retries: number;
   putLatencyMsTotal: number;
+  /** The most calls that were in flight at once. */
+  maxCallsInFlight: number;
 }
 
 export class KinesisSink implements ChangeSink {
-  writtenThrough = -1;
-  acceptedThrough = -1;
-  readonly metrics: ProducerMetrics = { records: 0, bytes: 0, putCalls: 0, retries: 0, putLatencyMsTotal: 0 };
-  private batch: Entry[] = [];
-  private batchBytes = 0;
-  private batchKeys = new Set<string>();
-  private inflight: Promise<void> = Promise.resolve();
+  readonly metrics: ProducerMetrics = { records: 0, events: 0, bytes: 0, putCalls: 0, retries: 0, putLatencyMsTotal: 0, maxCallsInFlight: 0 };
+  private readonly queue: RecordQueue;
+  private readonly maxCalls: number;
+  private readonly lingerMs: number;
+  private calls = 0;
+  private flushing = 0;
   private lingerTimer: NodeJS.Timeout | null = null;
   private listeners: ((through: number) => void)[] = [];
+  private waiters: (() => void)[] = [];
   private shardMap: { at: number; open: Set<string>; hashKeys: string[] } | null = null;
   private failure: Error | null = null;
 
-  constructor(private readonly opts: KinesisSinkOptions) {}
+  constructor(private readonly opts: KinesisSinkOptions) {
+    this.maxCalls = opts.maxCallsInFlight ?? 4;
+    this.lingerMs = opts.lingerMs ?? 20;
+    this.queue = new RecordQueue({
+      recordBytes: MAX_RECORD_BYTES,
+      batchRecords: MAX_RECORDS,
+      batchBytes: MAX_BATCH_BYTES,
+      recordEvents: opts.maxEventsPerRecord ?? Number.POSITIVE_INFINITY,
+    });
+  }
+
+  get writtenThrough(): number {
+    return this.queue.writtenThrough;
+  }
+  get acceptedThrough(): number {
+    return this.queue.acceptedThrough;
+  }
 
   async write(event: ChangeEvent): Promise<number> {
     const data = encodeEvent(event);
-    const partitionKey = partitionKeyOf(event);
-    if (Buffer.byteLength(data) + Buffer.byteLength(partitionKey) > MAX_RECORD_BYTES && this.opts.oversize) {
-      return this.enqueue(encodeEvent(await this.opts.oversize.put(event, data)), partitionKey);
+    const route = routeOf(partitionKeyOf(event), this.opts.hashBuckets ?? HASH_BUCKETS);
+    const claimCheck = Buffer.byteLength(data) + Buffer.byteLength(route.partitionKey) > MAX_RECORD_BYTES && this.opts.oversize;
+    const line = claimCheck ? encodeEvent(await this.opts.oversize!.put(event, data)) : data;
+    while (this.queue.bytesPending >= PENDING_BATCHES * MAX_BATCH_BYTES) {
+      this.throwIfFailed();
+      await this.nextChange();
     }
-    return this.enqueue(data, partitionKey);
+    return this.add(line, route.partitionKey, route.explicitHashKey);
   }
 
   async broadcast(event: BroadcastEvent): Promise<number> {
-    await this.sendBatch();
+    await this.flush();
     const keys = await this.hashKeys();
-    const data = encodeEvent(event);
+    const line = encodeEvent(event);
     let index = -1;
-    for (const hashKey of keys) index = await this.enqueue(data, event.kind, hashKey);
-    await this.sendBatch();
+    for (const hashKey of keys) index = this.add(line, event.kind, hashKey, true);
+    await this.flush();
     return index;
   }
 
-  private async enqueue(data: string, partitionKey: string, explicitHashKey?: string): Promise<number> {
-    if (this.failure) throw this.failure;
-    const bytes = Buffer.byteLength(data) + Buffer.byteLength(partitionKey);
-    if (bytes > MAX_RECORD_BYTES) {
-      throw new Error(
-        `record of ${bytes} bytes for ${partitionKey} exceeds the Kinesis limit of ${MAX_RECORD_BYTES}: set ${'TOTES_INGESTION_BUCKET'} so such changes travel by claim check`,
+  private add(line: string, partitionKey: string, explicitHashKey?: string, alone = false): number {
+    this.throwIfFailed();
+    let index: number;
+    try {
+      index = this.queue.add(line, partitionKey, { explicitHashKey, alone, at: Date.now() });
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err;
+      throw new Error(`${err.message}: set ${'TOTES_INGESTION_BUCKET'} so such changes travel by claim check`);
+    }
+    this.dispatch();
+    return index;
+  }
+
+  /**
+   * Starts calls while there is room: for full batches at once; for partly filled ones once the
+   * oldest unsent record has lingered, or when flushing.
+   */
+  private dispatch(): void {
+    while (this.calls < this.maxCalls && !this.failure) {
+      const oldest = this.queue.oldestPendingAt;
+      if (oldest === undefined) break;
+      const full = this.queue.pendingRecords >= MAX_RECORDS || this.queue.bytesPending >= MAX_BATCH_BYTES;
+      if (!full && this.flushing === 0 && Date.now() - oldest < this.lingerMs) break;
+      const batch = this.queue.take();
+      if (batch.length === 0) break; // every unsent record waits for its row's call
+      this.start(batch);
+    }
+    const oldest = this.queue.oldestPendingAt;
+    if (oldest !== undefined && !this.lingerTimer && !this.failure) {
+      this.lingerTimer = setTimeout(
+        () => {
+          this.lingerTimer = null;
+          this.dispatch();
+        },
+        Math.max(1, this.lingerMs - (Date.now() - oldest)),
       );
     }
-    const dedupeKey = explicitHashKey ?? partitionKey;
-    // re-checked after every wait: a flush or the linger timer may have run meanwhile
-    while (this.batch.length >= MAX_RECORDS || this.batchBytes + bytes > MAX_BATCH_BYTES || this.batchKeys.has(dedupeKey)) {
-      await this.sendBatch();
-    }
-    const index = ++this.writtenThrough;
-    this.batch.push({
-      index,
-      bytes,
-      request: { Data: Buffer.from(data), PartitionKey: partitionKey, ...(explicitHashKey ? { ExplicitHashKey: explicitHashKey } : {}) },
-    });
-    this.batchBytes += bytes;
-    this.batchKeys.add(dedupeKey);
-    if (this.batch.length >= MAX_RECORDS) await this.sendBatch();
-    else
-      this.lingerTimer ??= setTimeout(() => {
-        this.lingerTimer = null;
-        void this.sendBatch().catch(() => undefined);
-      }, this.opts.lingerMs ?? 20);
-    return index;
   }
 
-  /** Hand the current batch to the sender; resolves when the previous batch is accepted. */
-  private async sendBatch(): Promise<void> {
-    if (this.lingerTimer) {
-      clearTimeout(this.lingerTimer);
-      this.lingerTimer = null;
-    }
-    const previous = this.inflight;
-    if (this.batch.length > 0) {
-      const batch = this.batch;
-      this.batch = [];
-      this.batchBytes = 0;
-      this.batchKeys = new Set();
-      this.inflight = previous.then(() => this.put(batch));
-      this.inflight.catch((err) => {
-        this.failure = err;
+  private start(batch: QueuedRecord[]): void {
+    this.calls++;
+    this.metrics.maxCallsInFlight = Math.max(this.metrics.maxCallsInFlight, this.calls);
+    this.put(batch)
+      .catch((err: Error) => {
+        this.failure ??= err;
+      })
+      .finally(() => {
+        this.calls--;
+        this.dispatch();
+        this.wake();
       });
-    }
-    await previous;
-    if (this.failure) throw this.failure;
   }
 
-  private async put(batch: Entry[]): Promise<void> {
-    let pending = batch;
+  /** One call's records until every one is accepted; each accepted part is reported as it lands. */
+  private async put(batch: QueuedRecord[]): Promise<void> {
+    let pending = batch.map((record) => ({ record, request: requestOf(record) }));
     for (let attempt = 0; pending.length > 0; attempt++) {
       if (attempt > 0) {
         this.metrics.retries++;
         await sleep(backoffMs(attempt, 100, 5_000));
       }
       const started = Date.now();
+      let out: PutRecordsCommandOutput;
       try {
         this.metrics.putCalls++;
-        const out = await this.opts.client.send(new PutRecordsCommand({ StreamName: this.opts.streamName, Records: pending.map((e) => e.request) }));
+        out = await this.opts.client.send(new PutRecordsCommand({ StreamName: this.opts.streamName, Records: pending.map((e) => e.request) }));
         this.metrics.putLatencyMsTotal += Date.now() - started;
-        const failed: Entry[] = [];
-        out.Records?.forEach((r, i) => {
-          if (r.ErrorCode) failed.push(pending[i]);
-          // a shard we do not know: the stream was resharded, learn its shards again
-          else if (r.ShardId && this.shardMap && !this.shardMap.open.has(r.ShardId)) this.shardMap = null;
-        });
-        const ok = pending.length - failed.length;
-        this.metrics.records += ok;
-        this.metrics.bytes += pending.reduce((n, e) => n + e.bytes, 0) - failed.reduce((n, e) => n + e.bytes, 0);
-        if (failed.length > 0)
-          log.warn(
-            { failed: failed.length, of: pending.length, code: out.Records?.find((r) => r.ErrorCode)?.ErrorCode },
-            'PutRecords partial failure; retrying the failed records',
-          );
-        pending = failed;
       } catch (err) {
         // a request Kinesis refuses as malformed will be refused forever: fail loudly instead of spinning
         if (PERMANENT_ERRORS.has((err as Error).name)) throw new Error(`PutRecords refused (${(err as Error).name}): ${(err as Error).message}`);
         log.warn({ err: (err as Error).message, records: pending.length, attempt }, 'PutRecords failed; retrying');
+        continue;
       }
+      const failed: typeof pending = [];
+      const ok: QueuedRecord[] = [];
+      for (const [i, r] of (out.Records ?? []).entries()) {
+        if (r.ErrorCode) {
+          failed.push(pending[i]);
+          continue;
+        }
+        ok.push(pending[i].record);
+        // a shard we do not know: the stream was resharded, learn its shards again
+        if (r.ShardId && this.shardMap && !this.shardMap.open.has(r.ShardId)) this.shardMap = null;
+      }
+      this.metrics.records += ok.length;
+      for (const r of ok) {
+        this.metrics.events += r.indices.length;
+        this.metrics.bytes += r.bytes;
+      }
+      if (failed.length > 0)
+        log.warn(
+          { failed: failed.length, of: pending.length, code: out.Records?.find((r) => r.ErrorCode)?.ErrorCode },
+          'PutRecords partial failure; retrying the failed records',
+        );
+      pending = failed;
+      if (this.queue.accepted(ok)) for (const l of this.listeners) l(this.queue.acceptedThrough);
     }
-    this.acceptedThrough = batch[batch.length - 1].index;
-    for (const l of this.listeners) l(this.acceptedThrough);
   }
 
   /** A hash key of each open shard. */
@@ -194,13 +248,41 @@ export class KinesisSink implements ChangeSink {
     this.listeners.push(listener);
   }
 
+  /** Resolves once everything written is accepted; rejects once a call has failed for good. */
   async flush(): Promise<void> {
-    await this.sendBatch();
-    await this.inflight;
-    if (this.failure) throw this.failure;
+    this.flushing++;
+    try {
+      this.dispatch();
+      while (!this.queue.idle) {
+        this.throwIfFailed();
+        await this.nextChange();
+      }
+      this.throwIfFailed();
+    } finally {
+      this.flushing--;
+    }
   }
 
   async close(): Promise<void> {
     await this.flush();
   }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /** Resolves when a call ends (its records accepted, or failed for good). */
+  private nextChange(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private wake(): void {
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) w();
+  }
+}
+
+function requestOf(r: QueuedRecord): PutRecordsRequestEntry {
+  return { Data: Buffer.from(encodeRecord(r.lines)), PartitionKey: r.partitionKey, ...(r.explicitHashKey ? { ExplicitHashKey: r.explicitHashKey } : {}) };
 }

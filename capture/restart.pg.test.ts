@@ -9,7 +9,7 @@
 import { CAPTURE_STATE_DDL, createPublicationSql } from './source-setup.ts';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { lsnToBigInt, type ChangeEvent } from '../formats/change-event.ts';
+import { decodeRecord, lsnToBigInt } from '../formats/change-event.ts';
 import { primaryKeyOf } from '../formats/source-tables.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
@@ -97,8 +97,7 @@ async function streamChanges(endpoint: string): Promise<{ records: number; disti
         .ShardIterator;
       while (iterator) {
         const page = await client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }));
-        for (const r of page.Records ?? []) {
-          const e = JSON.parse(Buffer.from(r.Data!).toString('utf8')) as ChangeEvent | { kind: 'heartbeat' };
+        for (const e of (page.Records ?? []).flatMap((r) => decodeRecord(Buffer.from(r.Data!).toString('utf8')))) {
           if (e.kind !== 'change') continue;
           records++;
           const id = `${e.table}:${lsnToBigInt(e.source.lsn)}:${e.source.pos}`;

@@ -8,9 +8,12 @@ import {
   bigIntToLsn,
   compareEventIds,
   decodeEvent,
+  decodeRecord,
   encodeEvent,
+  encodeRecord,
   lsnToBigInt,
   partitionKeyOf,
+  recordLines,
 } from './change-event.ts';
 
 const source = { lsn: '00000016/B374D848', pos: 2, xid: 771, commitTime: '2024-05-01T09:15:02.456789Z' };
@@ -96,6 +99,31 @@ describe('decodeEvent', () => {
   ])('refuses %s, saying what is wrong', (_, text, reason) => {
     expect(() => decodeEvent(text)).toThrow(InvalidEventError);
     expect(() => decodeEvent(text)).toThrow(reason);
+  });
+});
+
+describe("records: one event, or a bundle of one row's changes", () => {
+  const v2 = { ...change, source: { ...source, pos: 3 }, after: { ...change.after, payment_amount: '99.99' } };
+  const v3 = { ...change, op: 'd', source: { ...source, lsn: '00000016/B374E000', pos: 0 }, before: { payment_id: 42 }, after: null };
+
+  it('carries several events in order, each its own line with its own (lsn, pos), so the archive stays one event a line', () => {
+    const data = encodeRecord([change, v2, v3].map((e) => encodeEvent(e as ChangeEvent)));
+    expect(decodeRecord(data)).toEqual([change, v2, v3]);
+    expect(recordLines(data)).toHaveLength(3);
+    // Firehose concatenates records: two bundles and an unbundled event read back as five lines
+    const archive = data + encodeEvent(heartbeat) + encodeRecord([encodeEvent(change)]);
+    expect(archive.split('\n').filter(Boolean).map(decodeEvent)).toEqual([change, v2, v3, heartbeat, change]);
+  });
+
+  it('reads an unbundled record as one event', () => {
+    expect(decodeRecord(encodeEvent(pointer))).toEqual([pointer]);
+  });
+
+  it('names the event of a bundle that is wrong, and refuses text after the last newline or an empty line', () => {
+    const bad = `${encodeEvent(change)}${withFields(change, { op: 'x' })}\n${encodeEvent(v2 as ChangeEvent)}`;
+    expect(() => decodeRecord(bad)).toThrow(/^event 2 of 3: bad op "x"$/);
+    expect(() => decodeRecord(`${encodeEvent(change)}{"v":1`)).toThrow(/^event 2 of 2: not JSON/);
+    expect(() => decodeRecord(`${encodeEvent(change)}\n${encodeEvent(change)}`)).toThrow(/^event 2 of 3: not JSON/);
   });
 });
 

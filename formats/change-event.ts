@@ -15,6 +15,15 @@
  *
  * On the wire an event is one JSON object followed by "\n" (Firehose concatenates records
  * verbatim, so the newline is what keeps the archive valid NDJSON).
+ *
+ * A Kinesis record holds one or more events (a bundle): consecutive changes of the rows that
+ * share its route (capture routes rows by hash bucket, so a row's changes are always on one shard),
+ * each its own line, in the order they happened (encodeRecord, recordLines). Bundling is how a hot
+ * row (a thousand updates in one transaction) costs one PutRecords round trip and not a thousand.
+ * Each event keeps its own (lsn, pos), so whatever identifies a change downstream (the loader's
+ * de-duplication, fact versions) is the same bundled or not; a record's Kinesis sequence number
+ * names the record, so a bundle is accepted, read, retried and checkpointed whole. The archive is
+ * the records concatenated, so it stays one event per line.
  */
 import { isSourceTable, primaryKeyOf, type SourceTable } from './source-tables.ts';
 
@@ -140,6 +149,32 @@ export class InvalidEventError extends Error {
 
 export function encodeEvent(event: StreamEvent): string {
   return `${JSON.stringify(event)}\n`;
+}
+
+/** Event lines → the data of one record, in order. */
+export function encodeRecord(lines: readonly string[]): string {
+  return lines.join('');
+}
+
+/** The event lines of one record's data (one line for an unbundled record), in order. */
+export function recordLines(data: string): string[] {
+  const lines = data.split('\n');
+  // every event ends in "\n", so the last piece is empty; text after the last newline is kept, to be refused
+  if (lines.at(-1) === '') lines.pop();
+  return lines;
+}
+
+/** Every event of one record, in order; throws InvalidEventError naming the line that is wrong. */
+export function decodeRecord(data: string): StreamEvent[] {
+  const lines = recordLines(data);
+  return lines.map((line, i) => {
+    try {
+      return decodeEvent(line);
+    } catch (err) {
+      if (err instanceof InvalidEventError && lines.length > 1) throw new InvalidEventError(`event ${i + 1} of ${lines.length}: ${err.message}`);
+      throw err;
+    }
+  });
 }
 
 /** Partition key that keeps every change of one row on one shard, in order. */

@@ -53,7 +53,7 @@ describe('loader', () => {
   async function setup(events: Parameters<typeof putOnStream>[2], warehouseUrl?: (url: string) => Promise<string>) {
     const name = `loader-${++streams}`;
     await createStream(client, name, 1);
-    await putOnStream(client, name, events);
+    await putOnStream(client, name, events, { maxEventsPerRecord: 1 }); // batches are cut by the record here
     const records = (await readShards(client, name)).get(SHARD)!;
     const s3 = s3Client({ s3Endpoint: aws.s3Endpoint });
     const { CreateBucketCommand } = await import('@aws-sdk/client-s3');

@@ -4,7 +4,7 @@ import { formatStatus, type StatusSnapshot } from './status-line.ts';
 
 const base: StatusSnapshot = {
   captured: 51_870,
-  streamRecords: 51_872,
+  streamEvents: 51_872,
   batches: 212,
   rowsLoaded: 51_860,
   deadLetters: 0,

@@ -1,5 +1,5 @@
 /**
- * The live status line: changes captured, records in the stream, rows loaded, slot lag and
+ * The live status line: changes captured, events in the stream, rows loaded, slot lag and
  * freshness (source commit → visible in the warehouse), and a gap when a shard is held at a
  * record no micro-batch holds. Redrawn in place on a terminal; a plain line every few seconds
  * otherwise (CI logs).
@@ -10,7 +10,8 @@ import type pg from '../lib/pg.ts';
 
 export interface StatusSnapshot {
   captured: number;
-  streamRecords: number;
+  /** Events Kinesis accepted (a record may bundle several changes of one row). */
+  streamEvents: number;
   batches: number;
   rowsLoaded: number;
   deadLetters: number;
@@ -26,7 +27,7 @@ export async function snapshotStatus(p: Pipeline, source: pg.Pool, slotName = 't
   const [slot, fresh] = await Promise.all([readSlotHealth(source, slotName).catch(() => null), p.loader.freshness().catch(() => null)]);
   return {
     captured: p.capture.metrics.changes + p.capture.metrics.snapshotRows,
-    streamRecords: p.sink.metrics.records,
+    streamEvents: p.sink.metrics.events,
     batches: p.processor.metrics.batches,
     rowsLoaded: p.loader.metrics.rows,
     deadLetters: p.processor.metrics.deadLetters,
@@ -47,7 +48,7 @@ export function formatStatus(s: StatusSnapshot): string {
   return [
     s.simulated != null ? `simulated ${n(s.simulated)}` : null,
     `captured ${n(s.captured)}`,
-    `in stream ${n(s.streamRecords)}`,
+    `in stream ${n(s.streamEvents)}`,
     `batches ${n(s.batches)}`,
     `rows loaded ${n(s.rowsLoaded)}`,
     `slot lag ${slot}`,

@@ -7,12 +7,13 @@ import { startLocalAws, type LocalAws } from '../test/harness.ts';
 import { kinesisEvent, salesOrderChange } from '../test/kinesis-events.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { decodeParquet } from '../formats/parquet.ts';
+import { encodeEvent, encodeRecord } from '../formats/change-event.ts';
 import { Processor } from './processor.ts';
 
 describe('processor', () => {
   let aws: LocalAws;
   beforeAll(async () => {
-    aws = await startLocalAws({ stream: 'unused', shards: 1, buckets: ['processed'] });
+    aws = await startLocalAws({ stream: 'unused', shards: 1, buckets: ['processed', 'bundles'] });
   });
   afterAll(async () => {
     await aws?.stop();
@@ -53,6 +54,34 @@ describe('processor', () => {
     expect(await processor.handler(event)).toEqual({ batchItemFailures: [] });
     const after = (await s3.send(new ListObjectsV2Command({ Bucket: 'processed' }))).Contents!.map((o) => `${o.Key}@${o.ETag}`).sort();
     expect(after).toEqual(before);
+    s3.destroy();
+  });
+
+  it('reads a record bundling several changes of one row, each in order, setting aside only the bad one', async () => {
+    const s3 = s3Client({ s3Endpoint: aws.s3Endpoint });
+    const processor = new Processor(new MicroBatchStore(s3, 'bundles'));
+    const v1 = salesOrderChange(20, 'c', { units_sold: 1 });
+    const v2 = salesOrderChange(20, 'u', { units_sold: 2, agreed_payment_date: 'never' });
+    const v3 = salesOrderChange(20, 'u', { units_sold: 3 });
+    const bundle = encodeRecord([v1, v2, v3].map(encodeEvent));
+    expect(await processor.handler(kinesisEvent([bundle, salesOrderChange(21)]))).toEqual({ batchItemFailures: [] });
+
+    const store = new MicroBatchStore(s3, 'bundles');
+    const manifests = await s3.send(new ListObjectsV2Command({ Bucket: 'bundles', Prefix: 'manifests/' }));
+    const manifest = await store.getManifest(manifests.Contents![0].Key!);
+    expect(manifest).toMatchObject({ events: 4, deadLetters: 1 });
+    const rows = await decodeParquet('fact_sales_order', await store.getBytes(manifest.tables[0].key));
+    expect(rows.map((r) => [r.sales_order_id, r.units_sold, r.source_lsn, r.source_pos])).toEqual([
+      [20, 1, v1.source.lsn, 0],
+      [20, 3, v3.source.lsn, 0],
+      [21, 1000, expect.any(String), 0],
+    ]);
+    const dead = await s3.send(new ListObjectsV2Command({ Bucket: 'bundles', Prefix: 'dead-letter/' }));
+    expect(dead.KeyCount).toBe(1);
+    const letter = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: 'bundles', Key: dead.Contents![0].Key! }))).Body!.transformToString());
+    expect(letter.sequenceNumber).toBe(kinesisEvent([bundle]).Records[0].kinesis.sequenceNumber);
+    expect(letter.reason).toMatch(/^agreed_payment_date: not a YYYY-MM-DD date/);
+    expect(JSON.parse(letter.payload)).toEqual(v2);
     s3.destroy();
   });
 

@@ -8,7 +8,7 @@
  * never makes a second copy, and the loader loads each change once however often it is written.
  */
 import type { KinesisStreamBatchResponse, KinesisStreamEvent } from 'aws-lambda';
-import { decodeEvent, InvalidEventError, lsnToBigInt, type ChangeEvent, type RowsEndEvent } from '../formats/change-event.ts';
+import { decodeEvent, InvalidEventError, recordLines, lsnToBigInt, type ChangeEvent, type RowsEndEvent } from '../formats/change-event.ts';
 import { log } from '../lib/log.ts';
 import { resolvePointer } from '../stores/oversize-store.ts';
 import { encodeParquet } from '../formats/parquet.ts';
@@ -54,30 +54,36 @@ export class Processor {
     const seqOf = new Map<ChangeEvent | RowsEndEvent, string>();
     let heartbeat: Manifest['heartbeat'] = null;
     let maxCommitTime: string | null = null;
-    const dead: { seq: string; reason: string; payload: string }[] = [];
+    const dead = new DeadLetters();
+    let events = 0;
     for (const r of records) {
       const payload = Buffer.from(r.data, 'base64').toString('utf8');
-      try {
-        const decoded = decodeEvent(payload);
-        const e = decoded.kind === 'pointer' ? await resolvePointer(this.store.s3, decoded) : decoded;
-        if (e.kind === 'heartbeat') {
-          if (!heartbeat || lsnToBigInt(e.source.lsn) > lsnToBigInt(heartbeat.lsn)) heartbeat = { lsn: e.source.lsn, commitTime: e.source.commitTime };
-        } else {
-          changes.push(e);
-          seqOf.set(e, r.seq);
+      // a record is one event or a bundle of one row's changes: each line is decoded, and set aside, on its own
+      const lines = recordLines(payload);
+      events += lines.length;
+      for (const [i, line] of lines.entries()) {
+        try {
+          const decoded = decodeEvent(line);
+          const e = decoded.kind === 'pointer' ? await resolvePointer(this.store.s3, decoded) : decoded;
+          if (e.kind === 'heartbeat') {
+            if (!heartbeat || lsnToBigInt(e.source.lsn) > lsnToBigInt(heartbeat.lsn)) heartbeat = { lsn: e.source.lsn, commitTime: e.source.commitTime };
+          } else {
+            changes.push(e);
+            seqOf.set(e, r.seq);
+          }
+          if (!maxCommitTime || e.source.commitTime > maxCommitTime) maxCommitTime = e.source.commitTime;
+        } catch (err) {
+          if (!(err instanceof InvalidEventError)) throw err;
+          dead.add(r.seq, lines.length > 1 ? `event ${i + 1} of ${lines.length}: ${err.message}` : err.message, line);
         }
-        if (!maxCommitTime || e.source.commitTime > maxCommitTime) maxCommitTime = e.source.commitTime;
-      } catch (err) {
-        if (!(err instanceof InvalidEventError)) throw err;
-        dead.push({ seq: r.seq, reason: err.message, payload });
       }
     }
     const { rows, ends, failures } = mapEvents(changes);
-    for (const f of failures) dead.push({ seq: seqOf.get(f.event)!, reason: f.reason, payload: JSON.stringify(f.event) });
+    for (const f of failures) dead.add(seqOf.get(f.event)!, f.reason, JSON.stringify(f.event));
     // Every object of the batch is put at once (each table's put starts while the next is encoded);
     // the manifest still goes last, once all of them are there.
     const puts: Promise<void>[] = [];
-    for (const d of dead) {
+    for (const d of dead.list()) {
       log.warn({ shard, sequenceNumber: d.seq, reason: d.reason }, 'dead letter');
       puts.push(this.store.writeDeadLetter({ shard, sequenceNumber: d.seq, reason: d.reason, payload: d.payload, at: new Date().toISOString() }));
     }
@@ -93,17 +99,38 @@ export class Processor {
       shard,
       firstSequence: first,
       lastSequence: last,
-      events: records.length,
+      events,
       tables,
       heartbeat,
       ends,
       maxCommitTime,
-      deadLetters: dead.length,
+      deadLetters: dead.count,
     });
     this.metrics.batches++;
-    this.metrics.events += records.length;
+    this.metrics.events += events;
     this.metrics.rows += tables.reduce((n, t) => n + t.rows, 0);
-    this.metrics.deadLetters += dead.length;
+    this.metrics.deadLetters += dead.count;
+  }
+}
+
+/**
+ * Dead letters, one per record (named by its sequence number): the events of a bundle that were
+ * set aside go in its one dead letter, each reason and payload line in order.
+ */
+class DeadLetters {
+  private bySeq = new Map<string, { reasons: string[]; payloads: string[] }>();
+  count = 0;
+
+  add(seq: string, reason: string, payload: string): void {
+    const d = this.bySeq.get(seq) ?? { reasons: [], payloads: [] };
+    this.bySeq.set(seq, d);
+    d.reasons.push(reason);
+    d.payloads.push(payload.endsWith('\n') ? payload.slice(0, -1) : payload);
+    this.count++;
+  }
+
+  list(): { seq: string; reason: string; payload: string }[] {
+    return [...this.bySeq].map(([seq, d]) => ({ seq, reason: d.reasons.join('; '), payload: d.payloads.join('\n') }));
   }
 }
 

@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
-import { decodeEvent, type StreamEvent } from '../formats/change-event.ts';
+import { decodeRecord, type StreamEvent } from '../formats/change-event.ts';
 import { kinesisClient } from '../lib/aws.ts';
 import { startTotes, type TotesProcess } from './totes-process.ts';
 
@@ -111,7 +111,7 @@ export async function readStream(endpoint: string, streamName: string): Promise<
         .ShardIterator;
       while (iterator) {
         const out = await client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }));
-        for (const r of out.Records ?? []) events.push(decodeEvent(Buffer.from(r.Data!).toString('utf8')));
+        for (const r of out.Records ?? []) events.push(...decodeRecord(Buffer.from(r.Data!).toString('utf8')));
         if ((out.Records ?? []).length === 0 && (out.MillisBehindLatest ?? 0) === 0) break;
         iterator = out.NextShardIterator;
       }

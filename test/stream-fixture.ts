@@ -15,7 +15,7 @@ import {
   type _Record,
 } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamEvent } from 'aws-lambda';
-import { KinesisSink } from '../capture/kinesis-sink.ts';
+import { KinesisSink, type KinesisSinkOptions } from '../capture/kinesis-sink.ts';
 import { isBroadcast, type HeartbeatEvent, type StreamEvent } from '../formats/change-event.ts';
 import { sleep } from '../lib/retry.ts';
 import { toLambdaRecord } from '../local/kinesis-poller.ts';
@@ -53,9 +53,17 @@ export async function openShards(client: KinesisClient, streamName: string): Pro
     .map((s) => s.ShardId!);
 }
 
-/** Put `events` on the stream in order, as capture does. */
-export async function putOnStream(client: KinesisClient, streamName: string, events: StreamEvent[]): Promise<void> {
-  const sink = new KinesisSink({ client, streamName });
+/**
+ * Put `events` on the stream in order, as capture does, but each record holding one row's
+ * changes unless told (`hashBuckets`: rows of a bucket share records; `maxEventsPerRecord: 1`: one event a record).
+ */
+export async function putOnStream(
+  client: KinesisClient,
+  streamName: string,
+  events: StreamEvent[],
+  opts: Pick<KinesisSinkOptions, 'maxEventsPerRecord' | 'hashBuckets'> = {},
+): Promise<void> {
+  const sink = new KinesisSink({ client, streamName, hashBuckets: 0, ...opts });
   for (const e of events) {
     if (isBroadcast(e)) await sink.broadcast(e);
     else if (e.kind === 'change') await sink.write(e);
