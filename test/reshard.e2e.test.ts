@@ -72,9 +72,17 @@ describe('resharding while streaming', () => {
         [first, second, left, right, ...open.filter((s) => s !== left)].sort().map((s) => [s, !open.includes(s)]),
       );
       expect(progress.rows.every((r) => r.gap_since === null)).toBe(true);
-      const fresh = await p.loader.freshness();
-      const openLowest = progress.rows.filter((r) => !r.ended).reduce((min, r) => (lsnToBigInt(r.lsn) < min ? lsnToBigInt(r.lsn) : min), 2n ** 64n);
-      expect(lsnToBigInt(fresh.watermarkLsn!)).toBe(openLowest);
+      // heartbeats keep moving the watermarks, so progress and freshness are read together until
+      // one pair agrees: a freshness that counted a closed parent would never equal the open lowest
+      let fresh = await p.loader.freshness();
+      await until('freshness at the lowest open shard watermark', async () => {
+        const { rows } = await wh.query(`SELECT ended, watermark_lsn::text AS lsn FROM totes_shard_progress ORDER BY shard`);
+        fresh = await p.loader.freshness();
+        const again = await wh.query(`SELECT ended, watermark_lsn::text AS lsn FROM totes_shard_progress ORDER BY shard`);
+        if (JSON.stringify(again.rows) !== JSON.stringify(rows)) return false; // moved while freshness was read
+        const openLowest = rows.filter((r) => !r.ended).reduce((min, r) => (lsnToBigInt(r.lsn) < min ? lsnToBigInt(r.lsn) : min), 2n ** 64n);
+        return lsnToBigInt(fresh.watermarkLsn!) === openLowest;
+      });
       expect(fresh.lagSeconds).toBeLessThan(30);
 
       // every fact version the archive makes, once
