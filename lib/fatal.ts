@@ -9,7 +9,7 @@ export class FatalError extends Error {
   override name = 'FatalError';
   constructor(
     message: string,
-    /** 2 for configuration and usage, 1 for the rest. */
+    /** 2 for configuration and usage, 3 for a source a person must prepare (capture), 1 for the rest. */
     readonly exitCode = 1,
     /** Said before the message ("configuration error"). */
     readonly kind?: string,

@@ -5,11 +5,13 @@
  * what is wrong, and a non-zero exit: ECS then replaces the task and the alarms notice.
  */
 import { runCapture } from '../capture/main.ts';
+import { ENV } from '../lib/config.ts';
 import { describeFatal } from '../lib/fatal.ts';
 import { log } from '../lib/log.ts';
 
 runCapture().catch((err: unknown) => {
-  const fatal = describeFatal(err, { TOTES_SOURCE_URL: process.env.TOTES_SOURCE_URL, TOTES_KINESIS_ENDPOINT: process.env.TOTES_KINESIS_ENDPOINT });
+  const endpoints = { [ENV.sourceUrl]: process.env[ENV.sourceUrl], [ENV.kinesisEndpoint]: process.env[ENV.kinesisEndpoint] };
+  const fatal = describeFatal(err, endpoints);
   log.fatal({ exitCode: fatal.exitCode, ...(fatal.expected ? {} : { stack: (err as Error).stack }) }, `capture stopped: ${fatal.line}`);
   log.flush(() => process.exit(fatal.exitCode));
 });
