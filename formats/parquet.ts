@@ -110,11 +110,23 @@ export function encodeParquet(table: LoadTableName, rows: LoadRow[]): Uint8Array
   return new Uint8Array(parquetWriteBuffer({ columnData: columnData as never, schema, kvMetadata: [{ key: 'totes.load_table', value: table }] }));
 }
 
+function cached<K, V>(cache: Map<K, V>, key: K, make: () => V): V {
+  let value = cache.get(key);
+  if (value === undefined) {
+    value = make();
+    cache.set(key, value);
+  }
+  return value;
+}
+
 export async function decodeParquet(table: LoadTableName, bytes: Uint8Array): Promise<LoadRow[]> {
   const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  // a file's dates and times repeat: each distinct one is formatted once
+  const dates = new Map<number, string>();
+  const times = new Map<number, string>();
   const rows = (await parquetReadObjects({
     file,
-    parsers: { dateFromDays: (days: number) => new Date(days * DAY_MS).toISOString().slice(0, 10) } as never,
+    parsers: { dateFromDays: (days: number) => cached(dates, days, () => new Date(days * DAY_MS).toISOString().slice(0, 10)) } as never,
   })) as Record<string, unknown>[];
   const types = loadColumns(table);
   for (const row of rows) {
@@ -126,7 +138,10 @@ export async function decodeParquet(table: LoadTableName, bytes: Uint8Array): Pr
       }
       // DECIMAL(10,2) arrives as a float of at most 10 significant digits: toFixed(2) recovers it exactly.
       if (type === 'money') row[name] = (v as number).toFixed(2);
-      else if (type === 'time') row[name] = millisToTime(Number(v));
+      else if (type === 'time') {
+        const ms = Number(v);
+        row[name] = cached(times, ms, () => millisToTime(ms));
+      }
     }
   }
   return rows as LoadRow[];

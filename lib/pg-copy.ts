@@ -28,14 +28,15 @@ interface CopyConnection {
 
 /**
  * COPY `rows` (values in `columns` order) into `table`; resolves with the row count Postgres
- * reports. `convert` turns a column's value into what is copied (a value the row does not hold).
+ * reports. `convert` turns a column's value into what is copied (given the row too: a column the
+ * row does not hold is derived from the others).
  */
 export function copyRows(
   client: pg.Client | pg.PoolClient,
   table: string,
   columns: string[],
   rows: Record<string, CopyValue>[],
-  convert: Record<string, (value: CopyValue) => CopyValue> = {},
+  convert: Record<string, (value: CopyValue, row: Record<string, CopyValue>) => CopyValue> = {},
 ): Promise<number> {
   const converters = columns.map((c) => convert[c]);
   return new Promise((resolve, reject) => {
@@ -51,7 +52,7 @@ export function copyRows(
           let line = '';
           for (let i = 0; i < columns.length; i++) {
             const value = row[columns[i]];
-            const text = copyText(converters[i] ? converters[i](value) : value);
+            const text = copyText(converters[i] ? converters[i](value, row) : value);
             line = i === 0 ? text : `${line}\t${text}`;
           }
           chunk += `${line}\n`;

@@ -6,14 +6,21 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Manifest } from '../formats/manifest.ts';
-import { planShards, type PendingBatch, type ShardState } from './frontier.ts';
+import { loadOrder, planShards, type PendingBatch, type ShardState } from './frontier.ts';
 import type { NextRecord, ShardInfo } from './shard-stream.ts';
 
 /** Sequence numbers with holes between them, as Kinesis gives them. */
 const seq = (i: number) => String(1_000 + i * 7);
 
-function batch(shard: string, first: number, last: number): PendingBatch {
-  const manifest = { batchId: `${shard}/${first}-${last}`, shard, firstSequence: seq(first), lastSequence: seq(last), heartbeat: null } as Manifest;
+function batch(shard: string, first: number, last: number, maxCommitTime: string | null = null): PendingBatch {
+  const manifest = {
+    batchId: `${shard}/${first}-${last}`,
+    shard,
+    firstSequence: seq(first),
+    lastSequence: seq(last),
+    heartbeat: null,
+    maxCommitTime,
+  } as Manifest;
   return { key: manifest.batchId, manifest };
 }
 
@@ -115,5 +122,22 @@ describe('frontier', () => {
     const [p] = await plan([shard('p', [], true)], [batch('p', 0, 3)], s.next, { p: { frontier: seq(3), ended: true } });
     expect(p).toMatchObject({ batches: [], ended: true });
     expect(s.asked).toEqual([]);
+  });
+
+  it('interleaves the shards by commit time for loading, each shard in its order, parents before children', async () => {
+    const t = (second: number) => `2026-12-01T10:00:${String(second).padStart(2, '0')}.000Z`;
+    const s = stream({ a: { n: 6 }, b: { n: 6 }, p: { n: 2, closed: true }, c: { n: 2 } });
+    const pending = [
+      batch('a', 0, 1, t(1)),
+      batch('a', 2, 3, null), // heartbeats only: goes with the batch before it
+      batch('a', 4, 5, t(30)),
+      batch('b', 0, 1, t(2)),
+      batch('b', 2, 3, t(20)),
+      batch('b', 4, 5, t(40)),
+      batch('p', 0, 1, t(50)),
+      batch('c', 0, 1, t(0)), // older commits than its parent's, still after it
+    ];
+    const plans = await plan([shard('a'), shard('b'), shard('p', [], true), shard('c', ['p'])], pending, s.next);
+    expect(loadOrder(plans).map(({ batch }) => batch.key)).toEqual(['a/0-1', 'a/2-3', 'b/0-1', 'b/2-3', 'a/4-5', 'b/4-5', 'p/0-1', 'c/0-1']);
   });
 });

@@ -45,6 +45,8 @@ export interface Gap {
 
 export interface ShardPlan {
   shard: string;
+  /** The shards it was split or merged from. */
+  parents: string[];
   /** The frontier before the plan. */
   from: string | null;
   /** In load order; each extends the frontier. */
@@ -72,7 +74,15 @@ function furthest(batches: PendingBatch[]): PendingBatch | null {
 
 /** Plan one shard from its frontier over the batches that reach past it. */
 export async function planShard(shard: ShardInfo, state: ShardState, pending: PendingBatch[], next: Ask): Promise<Omit<ShardPlan, 'waitingFor'>> {
-  const plan = { shard: shard.id, from: state.frontier, batches: [] as PendingBatch[], to: state.frontier, ended: state.ended, gap: null as Gap | null };
+  const plan = {
+    shard: shard.id,
+    parents: shard.parents,
+    from: state.frontier,
+    batches: [] as PendingBatch[],
+    to: state.frontier,
+    ended: state.ended,
+    gap: null as Gap | null,
+  };
   if (state.ended) return plan;
   let remaining = pending.filter((b) => plan.to === null || after(b.manifest.lastSequence, plan.to));
   for (;;) {
@@ -129,10 +139,48 @@ export async function planShards(shards: ShardInfo[], states: Map<string, ShardS
     plans.set(
       shard.id,
       waitingFor.length > 0
-        ? { shard: shard.id, from: state.frontier, batches: [], to: state.frontier, ended: false, gap: null, waitingFor }
+        ? { shard: shard.id, parents: shard.parents, from: state.frontier, batches: [], to: state.frontier, ended: false, gap: null, waitingFor }
         : { ...(await planShard(shard, state, pending.get(shard.id) ?? [], next)), waitingFor },
     );
   };
   for (const s of shards) await visit(s, new Set());
   return [...plans.values()];
+}
+
+/**
+ * The plans' batches in load order: each shard's in its own order, parents' before their
+ * children's, and otherwise interleaved by the newest commit they hold, so a transaction cut
+ * from the front of this list holds the same span of time from every shard. Loading one shard's
+ * backlog before another's would merge facts whose dimension rows (on another shard) come only in
+ * a later transaction: each such key first as an inferred member, filled in later.
+ */
+export function loadOrder(plans: ShardPlan[]): { plan: ShardPlan; batch: PendingBatch }[] {
+  // planShards lists parents before children, so one pass finds each plan's generation
+  const generation = new Map<string, number>();
+  for (const p of plans) {
+    const parents = p.parents.filter((id) => generation.has(id) && (plans.find((q) => q.shard === id)?.batches.length ?? 0) > 0);
+    generation.set(p.shard, parents.length === 0 ? 0 : 1 + Math.max(...parents.map((id) => generation.get(id)!)));
+  }
+  const queues = plans.map((plan) => {
+    let at = Number.NEGATIVE_INFINITY; // a batch without commits (heartbeats only) goes with the one before it
+    return {
+      generation: generation.get(plan.shard)!,
+      items: plan.batches.map((batch) => {
+        const t = batch.manifest.maxCommitTime ? Date.parse(batch.manifest.maxCommitTime) : Number.NaN;
+        if (!Number.isNaN(t)) at = Math.max(at, t);
+        return { plan, batch, at };
+      }),
+    };
+  });
+  const order: { plan: ShardPlan; batch: PendingBatch }[] = [];
+  for (;;) {
+    let best: (typeof queues)[number] | null = null;
+    for (const q of queues) {
+      if (q.items.length === 0) continue;
+      if (!best || q.generation < best.generation || (q.generation === best.generation && q.items[0].at < best.items[0].at)) best = q;
+    }
+    if (!best) return order;
+    const { plan, batch } = best.items.shift()!;
+    order.push({ plan, batch });
+  }
 }

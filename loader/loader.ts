@@ -11,7 +11,7 @@ import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
 import type { Manifest } from '../formats/manifest.ts';
 import { decodeParquet } from '../formats/parquet.ts';
 import type { MicroBatchStore } from '../stores/microbatch-store.ts';
-import { planShards, type Gap, type PendingBatch, type ShardPlan } from './frontier.ts';
+import { loadOrder, planShards, type Gap, type PendingBatch, type ShardPlan } from './frontier.ts';
 import { inheritWatermarks, newestHeartbeat, settleShard, shardStates, StalePlanError, type ShardAdvance } from './shard-progress.ts';
 import type { NextRecord, ShardInfo, ShardStream } from './shard-stream.ts';
 import { Warehouse, type LoadBatchInfo } from './warehouse.ts';
@@ -109,13 +109,13 @@ export class Loader extends Warehouse {
   }
 
   /**
-   * The plans' batches, parents' before children's, cut into transactions by rows. The next
+   * The plans' batches in load order (frontier.ts loadOrder), cut into transactions by rows. The next
    * transaction's batches are read and decoded while one merges: S3 latency and Parquet decoding
    * overlap the warehouse's work, and never hold its lock.
    */
   private async loadPlans(plans: ShardPlan[], maxRows: number): Promise<number> {
     const chunks = cutByRows(
-      plans.flatMap((p) => p.batches.map((b) => ({ plan: p, ...b }))),
+      loadOrder(plans).map(({ plan, batch }) => ({ plan, ...batch })),
       maxRows,
     );
     const frontier = new Map(plans.map((p) => [p.shard, p.from]));

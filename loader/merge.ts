@@ -1,6 +1,7 @@
 /**
- * One load's merge, inside the load transaction (warehouse.ts): the dimensions first (staged by
- * COPY, then upserted), then every date and dimension key the facts name, then the facts. Fact
+ * One load's merge, inside the load transaction (warehouse.ts): the dimensions first (rows of
+ * new keys COPYed straight in, the rest staged by COPY and upserted), then every date and
+ * dimension key the facts name, then the facts. Fact
  * versions that need nothing from the version before them (inserts and updates carrying all
  * their values) go straight into their table by COPY (stage.ts), or through the stage when one
  * is there already; the rest (deletes, snapshot reads, unchanged TOAST) read the version before
@@ -9,7 +10,7 @@
 import { LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
 import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql, referencedKeys } from './merge-sql.ts';
-import { copyFacts, createStages, distinctChanges, stageRows, utcTimestampText } from './stage.ts';
+import { copyFacts, copyNewDimensionRows, createStages, distinctChanges, stageRows, utcTimestampText } from './stage.ts';
 
 /** Dimensions before the facts that reference them; department and address before the dims derived from them. */
 const MERGE_ORDER: LoadTableName[] = [
@@ -41,15 +42,22 @@ export async function mergeTables(db: pg.PoolClient, schema: string, tables: Map
     const own = distinctChanges(table, tables.get(table)!).filter((r) => !needsPreviousVersion(r));
     if (own.length > 0 && own.every((r) => utcTimestampText(r.source_commit_time) !== null)) direct.set(table, own);
   }
-  await createStages(db, present);
-  for (const table of present) {
-    const rows = direct.has(table) ? tables.get(table)!.filter(needsPreviousVersion) : tables.get(table)!;
-    if (rows.length > 0) await stageRows(db, table, rows);
+  // dimension rows of new keys go straight in; the rest are upserted through the stage
+  const upserts = new Map<LoadTableName, LoadRow[]>();
+  for (const table of dims) {
+    const rest = await copyNewDimensionRows(db, schema, table, tables.get(table)!);
+    if (rest.length > 0) upserts.set(table, rest);
   }
+  const staged = new Map<LoadTableName, LoadRow[]>(upserts);
+  for (const table of facts) {
+    const rows = direct.has(table) ? tables.get(table)!.filter(needsPreviousVersion) : tables.get(table)!;
+    if (rows.length > 0) staged.set(table, rows);
+  }
+  await createStages(db, [...staged.keys()]);
+  for (const [table, rows] of staged) await stageRows(db, table, rows);
 
   const first: Statement[] = [];
-  for (const table of dims) {
-    const rows = tables.get(table)!;
+  for (const [table, rows] of upserts) {
     if (rows.some((r) => r.unchanged !== null)) {
       const [update, insert] = mergeDimensionSql(table, schema, true);
       for (let wave = 1; wave <= maxCount(rows, LOAD_TABLES[table].key); wave++) first.push({ sql: update, params: [wave] }, { sql: insert, params: [wave] });
@@ -60,7 +68,12 @@ export async function mergeTables(db: pg.PoolClient, schema: string, tables: Map
   // after the dimensions' own rows, before the facts: every date and key a fact names exists
   const named = referencedKeys(new Map(facts.map((t) => [t, tables.get(t)!])));
   if (named.dates.length > 0) first.push({ sql: datesSql(schema), params: [named.dates] });
-  for (const [dim, keys] of named.members) first.push({ sql: inferredMembersSql(dim, schema), params: [keys] });
+  for (const [dim, keys] of named.members) {
+    // a key among the dimension's own rows of this load was merged just above
+    const merged = new Set(tables.get(dim)?.map((r) => r[LOAD_TABLES[dim].key]));
+    const missing = merged.size > 0 ? keys.filter((k) => !merged.has(k)) : keys;
+    if (missing.length > 0) first.push({ sql: inferredMembersSql(dim, schema), params: [missing] });
+  }
   await runInOrder(db, first);
 
   for (const table of facts) {
@@ -68,7 +81,10 @@ export async function mergeTables(db: pg.PoolClient, schema: string, tables: Map
     const append = appendFactSql(table, schema);
     const own = direct.get(table);
     if (!own || !(await copyFacts(db, schema, table, own))) {
-      if (own) await stageRows(db, table, own);
+      if (own) {
+        await createStages(db, [table]);
+        await stageRows(db, table, own);
+      }
       await db.query(append.independent);
     }
     // the rest (deletes, snapshot reads, unchanged TOAST) read the version before them: in waves

@@ -167,15 +167,31 @@ function onePerKey(rows: LoadRow[], key: string, better: (a: LoadRow, b: LoadRow
 
 const older = (a: LoadRow, b: LoadRow) => before(position(a.source_lsn, a.source_pos), position(b.source_lsn, b.source_pos));
 
-/** Take back the ends of inferred members whose real rows came after them; returns the rows no longer counted. */
+/**
+ * Take back the ends of inferred members whose real rows came after them; returns the rows no
+ * longer counted. Only keys an end reached while they were placeholders can be such rows: those
+ * few are read first (a partial index), so a load's many other dimension rows are never sent.
+ */
 async function uncountFilledAfter(db: pg.PoolClient, schema: string, merged: Map<LoadTableName, LoadRow[]>): Promise<number> {
+  const dims = [...merged].filter(([table, rows]) => LOAD_TABLES[table].kind === 'dim' && rows.length > 0);
+  if (dims.length === 0) return 0;
+  const { rows: placeholders } = await db.query(
+    `SELECT DISTINCT load_table, key FROM "${schema}".totes_row_end_keys WHERE before_lsn = '0/0' AND was_live AND load_table = ANY($1::text[])`,
+    [dims.map(([table]) => table)],
+  );
+  if (placeholders.length === 0) return 0;
+  const ended = new Set(placeholders.map((p) => `${p.load_table}:${p.key}`));
   const tables: string[] = [];
   const keys: number[] = [];
   const lsns: string[] = [];
   const poss: number[] = [];
-  for (const [table, rows] of merged) {
-    if (LOAD_TABLES[table].kind !== 'dim') continue;
-    const [k, lsn, pos] = onePerKey(rows, LOAD_TABLES[table].key, older);
+  for (const [table, rows] of dims) {
+    const key = LOAD_TABLES[table].key;
+    const [k, lsn, pos] = onePerKey(
+      rows.filter((r) => ended.has(`${table}:${r[key]}`)),
+      key,
+      older,
+    );
     for (let i = 0; i < k.length; i++) {
       tables.push(table);
       keys.push(k[i]);
@@ -249,7 +265,8 @@ export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: Rows
       if (!e.fresh) await db.query(dimensionBeforeSql(schema), [e.table, e.lsn, e.pos, ...onePerKey(earlier, key, (a, b) => older(b, a))]);
       params.push(e.table);
       ended = (await db.query(endRowsSql(e.table, schema), params)).rows.map((r) => r.key as number);
-      net = (await dimensionRowsEnded(db, schema, e)) - counted;
+      // a fresh end has no keys recorded but those it just reached, each live before it
+      net = e.fresh ? ended.length : (await dimensionRowsEnded(db, schema, e)) - counted;
     }
     if (e.table === 'totes_department' || e.table === 'dim_location') endedKeys[e.table].push(...ended);
     applied.rows += net;

@@ -2,6 +2,7 @@
  * Staging: a load table's rows into its temp table (merge-sql.ts) by COPY, the fastest way in,
  * each change once however often it was delivered (in one batch or in two merged together).
  */
+import { lsnToBigInt } from '../formats/change-event.ts';
 import { LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
 import { type CopyValue, copyRows } from '../lib/pg-copy.ts';
@@ -35,6 +36,40 @@ export async function copyFacts(db: pg.PoolClient, schema: string, table: LoadTa
   }
   await db.query('RELEASE SAVEPOINT copy_facts');
   return true;
+}
+
+/**
+ * Dimension rows of keys the warehouse does not hold yet, each key's latest change, COPYed
+ * straight into the dimension when that change carries every value (no unchanged TOAST): what
+ * the upsert would insert, without staging and two statements over the stage. Returns the rows
+ * left for the upsert (keys held already, or whose latest change keeps unchanged columns).
+ * Inside the load transaction holding the loaders' lock, so no other writer adds a key between
+ * the probe and the COPY.
+ */
+export async function copyNewDimensionRows(db: pg.PoolClient, schema: string, table: LoadTableName, rows: LoadRow[]): Promise<LoadRow[]> {
+  const key = LOAD_TABLES[table].key;
+  const latest = new Map<number, LoadRow>();
+  for (const r of rows) {
+    const seen = latest.get(r[key] as number);
+    if (!seen || laterThan(r, seen)) latest.set(r[key] as number, r);
+  }
+  const { rows: held } = await db.query(`SELECT "${key}" AS k FROM "${schema}"."${table}" WHERE "${key}" = ANY($1::int[])`, [[...latest.keys()]]);
+  const upsert = new Set<number>(held.map((h) => h.k as number));
+  for (const [k, r] of latest) if (r.unchanged !== null) upsert.add(k);
+  const direct = [...latest.values()].filter((r) => !upsert.has(r[key] as number));
+  if (direct.length > 0) {
+    const columns = [...Object.keys(LOAD_TABLES[table].columns), 'source_lsn', 'source_pos', 'is_deleted'];
+    await copyRows(db, `"${schema}"."${table}"`, columns, direct as unknown as Record<string, CopyValue>[], {
+      is_deleted: (_, row) => row.source_op === 'd',
+    });
+  }
+  return direct.length === latest.size ? [] : rows.filter((r) => upsert.has(r[key] as number));
+}
+
+function laterThan(a: LoadRow, b: LoadRow): boolean {
+  const x = lsnToBigInt(a.source_lsn),
+    y = lsnToBigInt(b.source_lsn);
+  return x > y || (x === y && a.source_pos > b.source_pos);
 }
 
 /** The rows with each change (natural key, source_lsn, source_pos) once. */
