@@ -100,14 +100,15 @@ describe('truncates and snapshot ranges in the warehouse', () => {
   it('a truncate ends every row before it, facts as versions with the values they end, dimensions as tombstones; once', async () => {
     await load([address(1, at('1/10')), counterparty(1, 1, at('1/10', 1)), order(1, 'c', at('1/20')), order(2, 'c', at('1/30'))]);
     await load([order(2, 'u', at('1/40'), 7)]);
-    // TRUNCATE sales_order, address, staff CASCADE, then an insert in the same transaction
+    // TRUNCATE sales_order, address, staff CASCADE, then an insert in the same transaction (naming a
+    // staff member made after the truncate, whose row comes on another shard: not one the truncate ends)
     const tx = '2/0';
     const statement = [
       truncate('sales_order', at(tx, 0)),
       truncate('address', at(tx, 1)),
       truncate('counterparty', at(tx, 2)),
       truncate('staff', at(tx, 3)),
-      order(3, 'c', at(tx, 4)),
+      salesOrderChange(3, 'c', { units_sold: 1000, staff_id: 2 }, at(tx, 4)),
     ];
     expect(await load(statement)).toBe(true);
     expect(await versions([1, 2, 3])).toEqual([
@@ -123,9 +124,13 @@ describe('truncates and snapshot ranges in the warehouse', () => {
     expect(location.rows).toEqual([{ location_id: 1, address_line_1: '1 High Street', is_deleted: true, source_lsn: '2/0' }]);
     const party = await pool.query(`SELECT is_deleted, counterparty_legal_address_line_1 AS line FROM dim_counterparty WHERE counterparty_id = 1`);
     expect(party.rows).toEqual([{ is_deleted: true, line: null }]);
-    // an inferred member (a dimension row only facts have named yet) ends, left at 0/0 for its real row to fill in
-    const staff = await pool.query(`SELECT is_deleted, source_lsn::text FROM dim_staff WHERE staff_id = 1`);
-    expect(staff.rows).toEqual([{ is_deleted: true, source_lsn: '0/0' }]);
+    // an inferred member (a dimension row only facts have named yet) ends, left at 0/0 for its real row to fill in;
+    // one a fact after the truncate names does not
+    const staff = await pool.query(`SELECT staff_id, is_deleted, source_lsn::text FROM dim_staff ORDER BY 1`);
+    expect(staff.rows).toEqual([
+      { staff_id: 1, is_deleted: true, source_lsn: '0/0' },
+      { staff_id: 2, is_deleted: false, source_lsn: '0/0' },
+    ]);
     expect(warehouse.metrics).toMatchObject({ truncates: 4, rowsEnded: 5 });
 
     // the copy every other shard carries, and a replay of the whole statement: nothing more
@@ -228,5 +233,25 @@ describe('truncates and snapshot ranges in the warehouse', () => {
     await load([address(50, at('7/25'))]); // again: nothing changes
     expect((await pool.query(countOf)).rows).toEqual([{ rows_ended: 0 }]);
     expect(warehouse.metrics.rowsEnded).toBe(rowsEnded);
+  });
+
+  it('does not reach an inferred member that a fact of the same load names after the end: the row existed at that fact', async () => {
+    // one shard's batch brings the truncate and facts either side of it; the addresses come later on the other shard
+    const countOf = `SELECT rows_ended FROM totes_row_ends WHERE load_table = 'dim_location' AND source_lsn = '8/20'`;
+    const locations = `SELECT location_id, is_deleted, source_lsn::text FROM dim_location WHERE location_id IN (60, 61) ORDER BY 1`;
+    await load([
+      salesOrderChange(41, 'c', { agreed_delivery_location_id: 61 }, at('8/10')),
+      truncate('address', at('8/20')),
+      salesOrderChange(42, 'c', { agreed_delivery_location_id: 60 }, at('8/30')),
+    ]);
+    expect((await pool.query(locations)).rows).toEqual([
+      { location_id: 60, is_deleted: false, source_lsn: '0/0' }, // named after the truncate: made after it
+      { location_id: 61, is_deleted: true, source_lsn: '0/0' }, // named only before it: ended with the table
+    ]);
+    // 61, and location 50 of the test before (its row loaded by then)
+    expect((await pool.query(countOf)).rows).toEqual([{ rows_ended: 2 }]);
+    await load([address(60, at('8/25'))]);
+    expect((await pool.query(locations)).rows[0]).toEqual({ location_id: 60, is_deleted: false, source_lsn: '8/25' });
+    expect((await pool.query(countOf)).rows).toEqual([{ rows_ended: 2 }]);
   });
 });

@@ -10,7 +10,11 @@
  *               row still arrives, it fills the row in and the end is evaluated again for it,
  *               so the tombstone carries its values; if it never does (it was gone before the
  *               snapshot read it), the row stays ended; if it arrives after the end, the
- *               row was never there to end and the end no longer counts it.
+ *               row was never there to end and the end no longer counts it. An inferred
+ *               member that a fact of the same load names after the end is not reached at
+ *               all: the source's foreign key says the row existed at that fact, so an end
+ *               before it found the row not yet made, not gone (a shard's facts loading
+ *               before the other shard's dimension rows makes many such members).
  * Only versions before (lsn, pos) end: a change after it (same transaction or later) stays.
  *
  * Exactly once: each end is recorded in totes_row_ends (one row however many shards carry
@@ -24,7 +28,7 @@
  * came first.
  */
 import { lsnToBigInt } from '../formats/change-event.ts';
-import { LOAD_TABLES, type LoadRow, type LoadTableName, type RowsEnd } from '../formats/load-tables.ts';
+import { LOAD_TABLES, REFERENCES, type LoadRow, type LoadTableName, type RowsEnd } from '../formats/load-tables.ts';
 import { log } from '../lib/log.ts';
 import type pg from '../lib/pg.ts';
 import { propagationSql } from './merge-sql.ts';
@@ -69,13 +73,15 @@ const PRESENT = `WITH present AS MATERIALIZED (
  * The statement ending rows of one load table; RETURNING the keys it ended. A dimension's
  * keys go into totes_row_end_keys ($7 the load table) with the version each row held before
  * the end; a key already there (an inferred member filled in since) is not one more row.
+ * Inferred members in $8 are spared (namedAfter).
  */
 export function endRowsSql(table: LoadTableName, schema: string): string {
   const { kind, key, columns } = LOAD_TABLES[table];
   const t = `"${schema}".${q(table)}`;
   if (kind === 'dim') {
     return `${PRESENT},
-      reached AS (SELECT a.${q(key)} AS key, a.source_lsn, a.source_pos FROM ${t} a WHERE NOT a.is_deleted AND ${scope('a', key)}),
+      reached AS (SELECT a.${q(key)} AS key, a.source_lsn, a.source_pos FROM ${t} a WHERE NOT a.is_deleted AND ${scope('a', key)}
+                    AND NOT (a.source_lsn = '0/0' AND a.${q(key)} = ANY($8::int[]))),
       ended AS (
         UPDATE ${t} a SET is_deleted = true,
                source_lsn = CASE WHEN a.source_lsn = '0/0' THEN a.source_lsn ELSE $1::pg_lsn END,
@@ -240,6 +246,7 @@ export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: Rows
   }
 
   const applied: RowEndsApplied = { truncates: 0, rows: -(await uncountFilledAfter(db, schema, merged)) };
+  const newestNaming = [...work.values()].some((e) => LOAD_TABLES[e.table].kind === 'dim') ? newestFactNaming(merged) : null;
   const endedKeys = { totes_department: [] as number[], dim_location: [] as number[] };
   const ordered = [...work.values()].sort((a, b) => (before(position(a.lsn, a.pos), position(b.lsn, b.pos)) ? -1 : 1));
   for (const e of ordered) {
@@ -263,7 +270,7 @@ export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: Rows
       const counted = e.fresh ? 0 : await dimensionRowsEnded(db, schema, e);
       const earlier = (merged.get(e.table) ?? []).filter((r) => before(position(r.source_lsn, r.source_pos), at));
       if (!e.fresh) await db.query(dimensionBeforeSql(schema), [e.table, e.lsn, e.pos, ...onePerKey(earlier, key, (a, b) => older(b, a))]);
-      params.push(e.table);
+      params.push(e.table, namedAfter(newestNaming!, e.table, at));
       ended = (await db.query(endRowsSql(e.table, schema), params)).rows.map((r) => r.key as number);
       // a fresh end has no keys recorded but those it just reached, each live before it
       net = e.fresh ? ended.length : (await dimensionRowsEnded(db, schema, e)) - counted;
@@ -294,6 +301,38 @@ export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: Rows
   if (endedKeys.totes_department.length) await db.query(propagate.staff, [[], endedKeys.totes_department]);
   if (endedKeys.dim_location.length) await db.query(propagate.counterparty, [[], endedKeys.dim_location]);
   return applied;
+}
+
+type Position = ReturnType<typeof position>;
+
+/** Per dimension, each key the merged fact versions name, with the newest position naming it. */
+function newestFactNaming(merged: Map<LoadTableName, LoadRow[]>): Map<LoadTableName, Map<number, Position>> {
+  const naming = new Map<LoadTableName, Map<number, Position>>();
+  for (const [table, rows] of merged) {
+    const refs = Object.entries(REFERENCES[table] ?? {});
+    if (refs.length === 0) continue;
+    const byDim = refs.map(([col, dim]) => {
+      if (!naming.has(dim)) naming.set(dim, new Map());
+      return [col, naming.get(dim)!] as const;
+    });
+    for (const r of rows) {
+      const at = position(r.source_lsn, r.source_pos);
+      for (const [col, keys] of byDim) {
+        const k = r[col] as number | null;
+        if (k == null) continue;
+        const seen = keys.get(k);
+        if (!seen || before(seen, at)) keys.set(k, at);
+      }
+    }
+  }
+  return naming;
+}
+
+/** Keys of `dim` that a merged fact version after `at` names: the row existed then, so an end at `at` cannot have found it gone. */
+function namedAfter(naming: Map<LoadTableName, Map<number, Position>>, dim: LoadTableName, at: Position): number[] {
+  const keys: number[] = [];
+  for (const [k, newest] of naming.get(dim) ?? []) if (before(at, newest)) keys.push(k);
+  return keys;
 }
 
 function oldestVersion(rows: LoadRow[]): { lsn: string; pos: number } {
