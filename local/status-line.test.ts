@@ -24,4 +24,11 @@ describe('status line', () => {
       'captured 51,870 │ in stream 51,872 │ batches 212 │ rows loaded 51,860 │ slot lag 3 KiB │ freshness 3m10s │ GAP on 1 shard for 3m05s (watermark held)',
     );
   });
+
+  it('names the first missing record and the command that closes the gap, when the loader knows it', () => {
+    const gap = { shard: 'shardId-000000000001', missing: '49680740503826098098274453918303549317047654700329992210' };
+    expect(formatStatus({ ...base, gapShards: 1, gapSeconds: 12, gap })).toContain(
+      'GAP on 1 shard for 12.0s (watermark held): totes reprocess --shard shardId-000000000001 --from 49680740503826098098274453918303549317047654700329992210',
+    );
+  });
 });

@@ -20,6 +20,8 @@ export interface StatusSnapshot {
   /** Shards held at a gap, and how long the oldest missing record has been missing. */
   gapShards: number;
   gapSeconds: number | null;
+  /** The first gap the loader found: the shard and the first record no micro-batch holds. */
+  gap?: { shard: string; missing: string } | null;
   simulated?: number;
 }
 
@@ -35,6 +37,7 @@ export async function snapshotStatus(p: Pipeline, source: pg.Pool, slotName = 't
     freshnessSeconds: fresh?.lagSeconds ?? null,
     gapShards: fresh?.gapShards ?? 0,
     gapSeconds: fresh?.gapSeconds ?? null,
+    gap: p.loader.status.gaps[0] ?? null,
   };
 }
 
@@ -53,11 +56,16 @@ export function formatStatus(s: StatusSnapshot): string {
     `rows loaded ${n(s.rowsLoaded)}`,
     `slot lag ${slot}`,
     `freshness ${lag}`,
-    s.gapShards ? `GAP on ${s.gapShards} shard${s.gapShards > 1 ? 's' : ''} for ${duration(s.gapSeconds ?? 0)} (watermark held)` : null,
+    s.gapShards ? `GAP on ${s.gapShards} shard${s.gapShards > 1 ? 's' : ''} for ${duration(s.gapSeconds ?? 0)} (watermark held)${gapHint(s.gap)}` : null,
     s.deadLetters ? `dead letters ${n(s.deadLetters)}` : null,
   ]
     .filter(Boolean)
     .join(' │ ');
+}
+
+/** What closes the gap, when the loader knows where it is. */
+function gapHint(gap: StatusSnapshot['gap']): string {
+  return gap ? `: totes reprocess --shard ${gap.shard} --from ${gap.missing}` : '';
 }
 
 /** Redraws the status every second until stopped. */
