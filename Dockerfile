@@ -31,8 +31,15 @@ CMD ["node", "bin/totes.mjs", "--help"]
 
 FROM ${NODE_IMAGE} AS runtime
 WORKDIR /app
+# --max-old-space-size: the JS heap's ceiling, half of the task's 1,024 MiB (infra/config.ts,
+# capture.memoryMiB), the other half left for what lives outside it (request buffers, code, the
+# allocator). Without it Node sizes the heap from whatever memory it detects (4 GiB on a large
+# host), and V8 paces its collections by that: capture's PutRecords request buffers, garbage
+# within milliseconds, then piled up to 250-280 MB of RSS around a live heap under 30 MB
+# (docs/performance.md). bench/capture-rss.ts runs capture with these options. Change it with
+# the task's memory.
 ENV NODE_ENV=production \
-    NODE_OPTIONS=--enable-source-maps
+    NODE_OPTIONS="--enable-source-maps --max-old-space-size=512"
 COPY --from=build /app/dist/service/ ./
 COPY infra/certs/ ./certs/
 USER node

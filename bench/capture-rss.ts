@@ -1,7 +1,8 @@
 /**
- * Capture's memory, in its own process as it runs in production (`totes run capture`): peak RSS
- * while it streams one very large transaction, and while Kinesis stops answering for a while
- * (a proxy in front of kinesalite holds every byte) as the source keeps writing.
+ * Capture's memory, in its own process as it runs in production (`totes run capture`, with the
+ * image's NODE_OPTIONS): peak RSS while it streams one very large transaction, and while Kinesis
+ * stops answering for a while (a proxy in front of kinesalite holds every byte) as the source
+ * keeps writing.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -16,8 +17,23 @@ import { bulkSql, prepareSource } from './workloads.ts';
 
 export interface RssFigures {
   maxMb: number;
+  /** What the capture process ran with: the image's NODE_OPTIONS. */
+  nodeOptions: string;
   bigTransaction: { rows: number; seconds: number; startMb: number; maxMb: number };
   stall: { seconds: number; rowsWrittenMeanwhile: number; startMb: number; maxMb: number; endMb: number; maxAfterResumeMb: number };
+}
+
+/**
+ * NODE_OPTIONS of the Dockerfile's runtime stage, which the Fargate task and compose run capture
+ * with: V8 paces its collections by the heap's maximum, so without them the figure would be of
+ * this machine's default heap, not the image's.
+ */
+function imageNodeOptions(): string {
+  const dockerfile = readFileSync(join(import.meta.dirname, '..', 'Dockerfile'), 'utf8');
+  const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+  const options = /NODE_OPTIONS="([^"]+)"/.exec(runtime)?.[1];
+  if (!options) throw new Error('the Dockerfile\'s runtime stage sets no NODE_OPTIONS="…": capture would not run as in the image');
+  return options;
 }
 
 function rssMb(pid: number): number {
@@ -76,9 +92,11 @@ export async function measureCaptureRss(
   const proxyPort = await freePort();
   await kinesis.listen(proxyPort);
   const healthPort = await freePort();
+  const nodeOptions = imageNodeOptions();
   const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'bin', 'totes.mjs'), 'run', 'capture'], {
     env: {
       ...process.env,
+      NODE_OPTIONS: [process.env.NODE_OPTIONS, nodeOptions].filter(Boolean).join(' '),
       TOTES_SOURCE_URL: url,
       TOTES_STREAM_NAME: STREAMS.rss,
       TOTES_KINESIS_ENDPOINT: `http://127.0.0.1:${proxyPort}`,
@@ -116,6 +134,7 @@ export async function measureCaptureRss(
     const afterMaxMb = sampler.stop();
     return {
       maxMb: Math.max(bigMaxMb, stallMaxMb, afterMaxMb),
+      nodeOptions,
       bigTransaction: { rows: opts.bigRows, seconds: bigSeconds, startMb: bigStartMb, maxMb: bigMaxMb },
       stall: {
         seconds: opts.stallSeconds,

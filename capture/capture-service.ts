@@ -50,6 +50,8 @@ export interface CaptureConfig {
   plugin: Plugin;
   /** Messages received but not yet handled at which the socket stops being read (backpressure). */
   maxQueuedMessages: number;
+  /** Bytes of those messages at which it stops too, whichever comes first: a queue of wide rows stays as small as one of narrow ones. */
+  maxQueuedBytes: number;
 }
 
 export const DEFAULT_CAPTURE_CONFIG: Omit<CaptureConfig, 'sourceUrl'> = {
@@ -61,6 +63,7 @@ export const DEFAULT_CAPTURE_CONFIG: Omit<CaptureConfig, 'sourceUrl'> = {
   createPrerequisites: false,
   plugin: 'pgoutput',
   maxQueuedMessages: 2_000,
+  maxQueuedBytes: 16 * 1024 * 1024,
 };
 
 export interface CaptureMetrics {
@@ -82,7 +85,7 @@ export interface CaptureMetrics {
   state: 'starting' | 'streaming' | 'stopped';
 }
 
-type Item = { kind: 'data'; msg: Pgoutput.Message | string } | { kind: 'keepalive'; lsn: string };
+type Item = { kind: 'data'; msg: Pgoutput.Message | string; bytes: number } | { kind: 'keepalive'; lsn: string };
 
 /** How long a stop waits for the transaction being read to end, before cutting it (it is sent again after a restart). */
 const BOUNDARY_WAIT_MS = 5_000;
@@ -109,6 +112,8 @@ export class CaptureService {
   private stream: ReplicationStream | null = null;
   private snapshots: Promise<void> = Promise.resolve();
   private queue: Item[] = [];
+  /** Payload bytes of the data items in `queue`. */
+  private queueBytes = 0;
   private draining: Promise<void> | null = null;
   private paused = false;
   private timers: NodeJS.Timeout[] = [];
@@ -185,7 +190,7 @@ export class CaptureService {
       // parsed on arrival: the payload is a view of node-postgres's read buffer, which the next read reuses
       data: (payload) => {
         try {
-          this.enqueue({ kind: 'data', msg: format.parse(payload) });
+          this.enqueue({ kind: 'data', msg: format.parse(payload), bytes: payload.length });
         } catch (err) {
           this.fail(err);
         }
@@ -218,7 +223,8 @@ export class CaptureService {
   private enqueue(item: Item): void {
     if (this.inputClosed) return;
     this.queue.push(item);
-    if (this.queue.length >= this.config.maxQueuedMessages && !this.paused) {
+    if (item.kind === 'data') this.queueBytes += item.bytes;
+    if ((this.queue.length >= this.config.maxQueuedMessages || this.queueBytes >= this.config.maxQueuedBytes) && !this.paused) {
       this.paused = true;
       this.stream?.pause(); // Postgres keeps the WAL; status updates keep flowing
     }
@@ -242,10 +248,11 @@ export class CaptureService {
       if (item.kind === 'keepalive') {
         this.acker.idle(item.lsn, !format.decoder.inTransaction && this.sink.acceptedThrough === this.sink.writtenThrough);
       } else {
+        this.queueBytes -= item.bytes;
         for (const d of format.decoder.decode(item.msg)) await this.apply(d);
       }
       if (this.stopping && !format.decoder.inTransaction) this.closeInput();
-      if (this.paused && this.queue.length < this.config.maxQueuedMessages / 4) {
+      if (this.paused && this.queue.length < this.config.maxQueuedMessages / 4 && this.queueBytes < this.config.maxQueuedBytes / 4) {
         this.paused = false;
         this.stream?.resume();
       }
@@ -292,6 +299,7 @@ export class CaptureService {
   private closeInput(): void {
     this.inputClosed = true;
     this.queue = [];
+    this.queueBytes = 0;
     this.stream?.pause();
     this.reachedBoundary();
   }
@@ -304,6 +312,11 @@ export class CaptureService {
   /** Messages received and not yet handled. */
   get queuedMessages(): number {
     return this.queue.length;
+  }
+
+  /** Their payload bytes. */
+  get queuedBytes(): number {
+    return this.queueBytes;
   }
 
   /** Seconds between now and the newest heartbeat commit the stream accepted (null before the first). */

@@ -120,39 +120,53 @@ describe('capture service', () => {
     expect(new Set(reads.map((e) => `${e.table}:${JSON.stringify(e.key)}`)).size).toBe(total);
   });
 
-  it('stops reading the WAL while the stream is down, keeps the connection alive, and catches up', async () => {
-    const sink = new MemorySink();
-    // a 1 s wal_sender_timeout: without status updates while paused, Postgres would end the stream;
-    // a small queue, so that 3,000 changes (over 6,000 messages) overflow it many times over
-    const { service, running } = start(sink, { sourceUrl: `${db.url}?options=${encodeURIComponent('-c wal_sender_timeout=1s')}`, maxQueuedMessages: 200 });
-    await until('snapshot', () => service.metrics.state === 'streaming' && !service.snapshotPending);
-    let failed: unknown = null;
-    running.catch((err) => {
-      failed = err;
-    });
-    let mostQueued = 0;
-    const sampler = setInterval(() => {
-      mostQueued = Math.max(mostQueued, service.queuedMessages);
-    }, 5);
-    try {
-      sink.blocked = true;
-      await new Simulator(pool, 2).run({ changes: 3000 });
-      await new Promise((r) => setTimeout(r, 500));
-      const whileDown = sink.events.length;
-      await new Promise((r) => setTimeout(r, 2500));
-      expect(sink.events.length).toBe(whileDown); // nothing handled while the stream is down
-      // the socket was not read: what was received stays near the queue's bound (one socket read past it)
-      expect(mostQueued).toBeGreaterThanOrEqual(200);
-      expect(mostQueued).toBeLessThan(1_500);
+  // a small queue, so that 3,000 changes (over 6,000 messages, over 1 MB) overflow it many times
+  // over; what was received stays near its bound (one socket read, up to 64 KiB, past it)
+  it.each([
+    { bound: 'messages', config: { maxQueuedMessages: 200 }, queued: (s: CaptureService) => s.queuedMessages, least: 200, most: 1_500 },
+    {
+      bound: 'bytes',
+      config: { maxQueuedMessages: 1_000_000, maxQueuedBytes: 64 * 1024 },
+      queued: (s: CaptureService) => s.queuedBytes,
+      least: 64 * 1024,
+      most: 256 * 1024,
+    },
+  ])(
+    'stops reading the WAL while the stream is down, its queue bounded in $bound, keeps the connection alive, and catches up',
+    async ({ config, queued, least, most }) => {
+      const sink = new MemorySink();
+      // a 1 s wal_sender_timeout: without status updates while paused, Postgres would end the stream
+      const { service, running } = start(sink, { sourceUrl: `${db.url}?options=${encodeURIComponent('-c wal_sender_timeout=1s')}`, ...config });
+      await until('snapshot', () => service.metrics.state === 'streaming' && !service.snapshotPending);
+      let failed: unknown = null;
+      running.catch((err) => {
+        failed = err;
+      });
+      let mostQueued = 0;
+      const sampler = setInterval(() => {
+        mostQueued = Math.max(mostQueued, queued(service));
+      }, 5);
+      try {
+        sink.blocked = true;
+        await new Simulator(pool, 2).run({ changes: 3000 });
+        await new Promise((r) => setTimeout(r, 500));
+        const whileDown = sink.events.length;
+        await new Promise((r) => setTimeout(r, 2500));
+        expect(sink.events.length).toBe(whileDown); // nothing handled while the stream is down
+        expect(mostQueued).toBeGreaterThanOrEqual(least);
+        expect(mostQueued).toBeLessThan(most);
+        expect(failed).toBeNull();
+        sink.blocked = false;
+        await until('caught up', () => service.metrics.changes >= 3000, 30_000);
+      } finally {
+        clearInterval(sampler);
+        sink.blocked = false; // a failed expectation must not leave the stop waiting on the sink
+      }
       expect(failed).toBeNull();
-      sink.blocked = false;
-      await until('caught up', () => service.metrics.changes >= 3000, 30_000);
-    } finally {
-      clearInterval(sampler);
-    }
-    expect(failed).toBeNull();
-    expect(service.metrics.state).toBe('streaming');
-  });
+      expect(service.metrics.state).toBe('streaming');
+      expect(service.queuedBytes).toBe(0);
+    },
+  );
 
   it('carries added columns and reports dropped or retyped ones', async () => {
     const sink = new MemorySink();

@@ -12,7 +12,7 @@ import {
   type PutRecordsResultEntry,
 } from '@aws-sdk/client-kinesis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { decodeRecord, type ChangeEvent } from '../formats/change-event.ts';
+import { decodeRecord, encodeEvent, type ChangeEvent } from '../formats/change-event.ts';
 import { log } from '../lib/log.ts';
 import { salesOrderChange } from '../test/kinesis-events.ts';
 import { heartbeatAt } from '../test/stream-fixture.ts';
@@ -113,6 +113,41 @@ describe('KinesisSink with several calls in flight', () => {
     expect(sink.acceptedThrough).toBe(1_501);
     expect(reported).toEqual([...reported].sort((a, b) => a - b));
     expect(reported.at(-1)).toBe(1_501);
+  });
+
+  it('makes a writer wait once the bytes unsent and in flight reach 10 MiB, however many calls could still go', async () => {
+    const { kinesis, sink, callsMade } = setup({ maxCallsInFlight: 4 });
+    const PAD = 200_000;
+    const big = (id: number) => salesOrderChange(id, 'c', { pad: 'x'.repeat(PAD) });
+    const eventBytes = Buffer.byteLength(encodeEvent(big(1))) + Buffer.byteLength('sales_order:1');
+    const HELD = 10 * 1024 * 1024;
+    let written = 0;
+    const writing = (async () => {
+      for (let id = 1; id <= 120; id++) {
+        await sink.write(big(id));
+        written++;
+      }
+    })();
+    await callsMade(2);
+    await new Promise((r) => setTimeout(r, 50));
+    // two full calls are out and two more may go, but the writer waits: it holds no more than the bound and the change it waits with
+    expect(kinesis.calls).toHaveLength(2);
+    expect(written * eventBytes).toBeGreaterThan(HELD - eventBytes);
+    expect(written * eventBytes).toBeLessThan(HELD + eventBytes);
+
+    kinesis.calls[0].answer(); // bytes freed: it goes on
+    await vi.waitFor(() => expect(written).toBeGreaterThan(60), { timeout: 2_000, interval: 5 });
+    let answered = 1;
+    const answering = setInterval(() => {
+      for (; answered < kinesis.calls.length; answered++) kinesis.calls[answered].answer();
+    }, 5);
+    try {
+      await writing;
+      await sink.flush();
+    } finally {
+      clearInterval(answering);
+    }
+    expect(sink.acceptedThrough).toBe(119);
   });
 
   it('sends a thousand changes of one row as one record, in order, in one call', async () => {

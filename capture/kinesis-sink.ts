@@ -23,10 +23,10 @@
  * created.
  */
 import { ListShardsCommand, PutRecordsCommand, type KinesisClient, type PutRecordsCommandOutput, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
-import { encodeEvent, encodeRecord, partitionKeyOf, type BroadcastEvent, type ChangeEvent } from '../formats/change-event.ts';
+import { encodeEvent, partitionKeyOf, type BroadcastEvent, type ChangeEvent } from '../formats/change-event.ts';
 import { log } from '../lib/log.ts';
 import { backoffMs, sleep } from '../lib/retry.ts';
-import { RecordQueue, routeOf, type QueuedRecord } from './record-queue.ts';
+import { RecordQueue, routeOf, type SentRecord } from './record-queue.ts';
 import type { ChangeSink } from './sink.ts';
 import type { OversizeStore } from '../stores/oversize-store.ts';
 
@@ -34,10 +34,14 @@ const MAX_RECORDS = 500;
 const MAX_BATCH_BYTES = 5 * 1024 * 1024;
 export const MAX_RECORD_BYTES = 1024 * 1024;
 /**
- * Unsent bytes a writer may run ahead by, beyond those in flight: a full batch ready for each
- * call that frees, and, while every call is out, room for each bucket's record to fill up.
+ * The bytes unsent and in flight together at which a writer waits (backpressure), however many
+ * calls could still go. A byte in flight is held about three times over until its call ends (the
+ * record's data, and the SDK's request body: base64, in a buffer grown by doubling), so bytes,
+ * not calls, are what bound the producer's memory. Two full batches: as fast on kinesalite as
+ * four full calls in flight and two batches unsent were (docs/performance.md), and at 50 ms a
+ * round trip 200 MiB/s, far more than a stream's shards take (1 MiB/s each).
  */
-const PENDING_BATCHES = 2;
+const MAX_BYTES_HELD = 2 * MAX_BATCH_BYTES;
 const HASH_BUCKETS = 1024;
 
 const PERMANENT_ERRORS = new Set(['ValidationException', 'InvalidArgumentException', 'ResourceNotFoundException', 'SerializationException']);
@@ -108,7 +112,7 @@ export class KinesisSink implements ChangeSink {
     const route = routeOf(partitionKeyOf(event), this.opts.hashBuckets ?? HASH_BUCKETS);
     const claimCheck = Buffer.byteLength(data) + Buffer.byteLength(route.partitionKey) > MAX_RECORD_BYTES && this.opts.oversize;
     const line = claimCheck ? encodeEvent(await this.opts.oversize!.put(event, data)) : data;
-    while (this.queue.bytesPending >= PENDING_BATCHES * MAX_BATCH_BYTES) {
+    while (this.queue.bytesHeld >= MAX_BYTES_HELD) {
       this.throwIfFailed();
       await this.nextChange();
     }
@@ -164,7 +168,7 @@ export class KinesisSink implements ChangeSink {
     }
   }
 
-  private start(batch: QueuedRecord[]): void {
+  private start(batch: SentRecord[]): void {
     this.calls++;
     this.metrics.maxCallsInFlight = Math.max(this.metrics.maxCallsInFlight, this.calls);
     this.put(batch)
@@ -179,7 +183,7 @@ export class KinesisSink implements ChangeSink {
   }
 
   /** One call's records until every one is accepted; each accepted part is reported as it lands. */
-  private async put(batch: QueuedRecord[]): Promise<void> {
+  private async put(batch: SentRecord[]): Promise<void> {
     let pending = batch.map((record) => ({ record, request: requestOf(record) }));
     for (let attempt = 0; pending.length > 0; attempt++) {
       if (attempt > 0) {
@@ -199,7 +203,7 @@ export class KinesisSink implements ChangeSink {
         continue;
       }
       const failed: typeof pending = [];
-      const ok: QueuedRecord[] = [];
+      const ok: SentRecord[] = [];
       for (const [i, r] of (out.Records ?? []).entries()) {
         if (r.ErrorCode) {
           failed.push(pending[i]);
@@ -283,6 +287,6 @@ export class KinesisSink implements ChangeSink {
   }
 }
 
-function requestOf(r: QueuedRecord): PutRecordsRequestEntry {
-  return { Data: Buffer.from(encodeRecord(r.lines)), PartitionKey: r.partitionKey, ...(r.explicitHashKey ? { ExplicitHashKey: r.explicitHashKey } : {}) };
+function requestOf(r: SentRecord): PutRecordsRequestEntry {
+  return { Data: r.data, PartitionKey: r.partitionKey, ...(r.explicitHashKey ? { ExplicitHashKey: r.explicitHashKey } : {}) };
 }

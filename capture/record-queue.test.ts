@@ -1,11 +1,14 @@
 /** What the producer sends next with several calls in flight: bundling, per-row order, and acceptance only over a contiguous run. */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { RecordQueue, routeOf, type QueuedRecord } from './record-queue.ts';
+import { recordLines } from '../formats/change-event.ts';
+import { RecordQueue, routeOf, type SentRecord } from './record-queue.ts';
 
 const LIMITS = { recordBytes: 1_000, batchRecords: 3, batchBytes: 10_000, recordEvents: Number.POSITIVE_INFINITY };
 const line = (text: string) => `${text}\n`;
-const keysOf = (batch: QueuedRecord[]) => batch.map((r) => r.partitionKey);
+const keysOf = (batch: SentRecord[]) => batch.map((r) => r.partitionKey);
+/** The event lines a taken record's data holds, in order. */
+const linesOf = (r: SentRecord) => recordLines(r.data.toString());
 
 describe('RecordQueue', () => {
   it('bundles consecutive changes of a row into its unsent record, in order, up to the record limit', () => {
@@ -16,9 +19,9 @@ describe('RecordQueue', () => {
     q.add(line('a3'), 'a');
     expect(q.pendingRecords).toBe(2);
     const [a, b] = q.take();
-    expect(a.lines).toEqual(['a1\n', 'a2\n', 'a3\n']);
+    expect(linesOf(a)).toEqual(['a1', 'a2', 'a3']);
     expect(a.indices).toEqual([0, 2, 3]);
-    expect(b.lines).toEqual(['b1\n']);
+    expect(linesOf(b)).toEqual(['b1']);
     // the bytes Kinesis counts: the data and the partition key once
     expect(a.bytes).toBe(3 * 3 + 1);
 
@@ -38,7 +41,7 @@ describe('RecordQueue', () => {
     q.add(line('a2'), 'a');
     q.add(line('a3'), 'a');
     q.add(line('a4'), 'a');
-    expect(sent.lines).toEqual(['a1\n']);
+    expect(linesOf(sent)).toEqual(['a1']);
     expect(q.pendingRecords).toBe(2); // [a2, a3] and [a4]
     q.add(line('hb'), 'heartbeat', { explicitHashKey: '0', alone: true });
     q.add(line('hb2'), 'heartbeat', { explicitHashKey: '0', alone: true });
@@ -58,7 +61,7 @@ describe('RecordQueue', () => {
     q.accepted(first.filter((r) => r.partitionKey !== 'a'));
     expect(q.take()).toEqual([]); // still in flight: its record failed and is being retried
     q.accepted(first.filter((r) => r.partitionKey === 'a'));
-    expect(q.take().map((r) => r.lines)).toEqual([['a2\n']]);
+    expect(q.take().map(linesOf)).toEqual([['a2']]);
   });
 
   it('takes a row whose record filled up one record at a time, oldest first', () => {
@@ -67,9 +70,9 @@ describe('RecordQueue', () => {
     q.add(line('a2'), 'a');
     q.add(line('b1'), 'b');
     const first = q.take();
-    expect(first.map((r) => r.lines[0])).toEqual(['a1\n', 'b1\n']);
+    expect(first.map(linesOf)).toEqual([['a1'], ['b1']]);
     q.accepted(first);
-    expect(q.take().map((r) => r.lines[0])).toEqual(['a2\n']);
+    expect(q.take().map(linesOf)).toEqual([['a2']]);
   });
 
   it('accepts through an index only when every event before it is accepted, whichever call finishes first', () => {
@@ -98,6 +101,23 @@ describe('RecordQueue', () => {
     expect(q.acceptedThrough).toBe(0); // 2 is in, but 1 is not yet
     q.accepted([b]);
     expect(q.acceptedThrough).toBe(2);
+  });
+
+  it('holds the bytes of unsent records, and of taken ones until accepted: a refused record until its retry is', () => {
+    const q = new RecordQueue(LIMITS);
+    q.add(line('a1'), 'a'); // 3 + 1
+    q.add(line('b1'), 'b');
+    q.add(line('a2'), 'a'); // bundled: 3 more
+    expect(q.bytesHeld).toBe(11);
+    const [a, b] = q.take();
+    expect(q.bytesPending).toBe(0);
+    expect(q.bytesHeld).toBe(11); // in flight
+    q.add(line('c1'), 'c');
+    expect(q.bytesHeld).toBe(15);
+    q.accepted([b]); // a is refused, to be retried
+    expect(q.bytesHeld).toBe(11);
+    q.accepted([a]);
+    expect(q.bytesHeld).toBe(4); // c1, unsent
   });
 
   it('says how long the oldest unsent record has waited', () => {

@@ -13,8 +13,12 @@
  * - Acceptance: every event has an index; `acceptedThrough` is the highest index such that it and
  *   every index before it are in accepted records. It never passes an event Kinesis has not
  *   taken, whichever calls finish first.
+ * - Memory: a record is held as its event lines while it waits, and as its data alone once taken
+ *   (the lines are let go), until accepted. `bytesHeld` counts both, which is what the producer
+ *   bounds its writers by.
  */
 import { createHash } from 'node:crypto';
+import { encodeRecord } from '../formats/change-event.ts';
 
 const HASH_SPACE = 1n << 128n;
 
@@ -35,11 +39,15 @@ export function routeOf(rowKey: string, buckets: number): { partitionKey: string
   return { partitionKey: `rows-${bucket}`, explicitHashKey: midpoint.toString() };
 }
 
-export interface QueuedRecord {
+interface RecordRoute {
   /** What orders it against other records: the partition key, or the explicit hash key. */
   readonly orderKey: string;
   readonly partitionKey: string;
   readonly explicitHashKey?: string;
+}
+
+/** A record not yet in a call: its event lines, which later events of its key may join. */
+interface OpenRecord extends RecordRoute {
   /** The event lines, in order, and their indices. */
   readonly lines: string[];
   readonly indices: number[];
@@ -47,6 +55,16 @@ export interface QueuedRecord {
   bytes: number;
   /** When its first event was queued (the caller's clock). */
   readonly at: number;
+}
+
+/** A record taken into a call: its data, encoded once (its lines are no longer held), until Kinesis accepts it. */
+export interface SentRecord extends RecordRoute {
+  /** encodeRecord of its event lines. */
+  readonly data: Buffer;
+  /** The indices of its events, in order. */
+  readonly indices: readonly number[];
+  /** Data and partition key, as Kinesis counts a record against its limits. */
+  readonly bytes: number;
 }
 
 export interface QueueLimits {
@@ -61,10 +79,12 @@ export class RecordQueue {
   writtenThrough = -1;
   acceptedThrough = -1;
   /** Records not yet handed to a call, in the order their first event was written. */
-  private pending: QueuedRecord[] = [];
+  private pending: OpenRecord[] = [];
   private pendingBytes = 0;
+  /** Bytes of records taken into calls and not yet accepted (retries included). */
+  private inFlightBytes = 0;
   /** The newest unsent record of each key, while it can take more events. */
-  private open = new Map<string, QueuedRecord>();
+  private open = new Map<string, OpenRecord>();
   /** Keys with a record in a call not yet fully accepted. */
   private inFlight = new Set<string>();
   /** Accepted indices above acceptedThrough (a later call finished first). */
@@ -77,6 +97,10 @@ export class RecordQueue {
   }
   get bytesPending(): number {
     return this.pendingBytes;
+  }
+  /** Bytes unsent and in calls not yet accepted: what the producer holds. */
+  get bytesHeld(): number {
+    return this.pendingBytes + this.inFlightBytes;
   }
   get keysInFlight(): number {
     return this.inFlight.size;
@@ -107,7 +131,7 @@ export class RecordQueue {
       this.writtenThrough--;
       throw new RangeError(`record of ${bytes} bytes for ${partitionKey} exceeds the Kinesis limit of ${this.limits.recordBytes}`);
     }
-    const record: QueuedRecord = {
+    const record: OpenRecord = {
       orderKey,
       partitionKey,
       ...(opts.explicitHashKey ? { explicitHashKey: opts.explicitHashKey } : {}),
@@ -125,11 +149,12 @@ export class RecordQueue {
 
   /**
    * The next call's records: the earliest unsent record of each key not in flight, in order,
-   * within the batch limits. Their keys are in flight until settle() reports them accepted.
+   * within the batch limits, each encoded into its data. Their keys are in flight until
+   * accepted() reports them.
    */
-  take(): QueuedRecord[] {
-    const batch: QueuedRecord[] = [];
-    const rest: QueuedRecord[] = [];
+  take(): SentRecord[] {
+    const batch: SentRecord[] = [];
+    const rest: OpenRecord[] = [];
     let bytes = 0;
     const taken = new Set<string>();
     for (const r of this.pending) {
@@ -139,20 +164,22 @@ export class RecordQueue {
         continue;
       }
       taken.add(r.orderKey);
-      batch.push(r);
+      batch.push(sent(r));
       bytes += r.bytes;
       if (this.open.get(r.orderKey) === r) this.open.delete(r.orderKey);
     }
     for (const key of taken) this.inFlight.add(key);
     this.pending = rest;
     this.pendingBytes -= bytes;
+    this.inFlightBytes += bytes;
     return batch;
   }
 
   /** Records of a call that Kinesis accepted: their keys free, their events accepted. Returns whether acceptedThrough moved. */
-  accepted(records: readonly QueuedRecord[]): boolean {
+  accepted(records: readonly SentRecord[]): boolean {
     for (const r of records) {
       this.inFlight.delete(r.orderKey);
+      this.inFlightBytes -= r.bytes;
       for (const i of r.indices) this.acceptedAhead.add(i);
     }
     const before = this.acceptedThrough;
@@ -164,4 +191,16 @@ export class RecordQueue {
   get idle(): boolean {
     return this.pending.length === 0 && this.inFlight.size === 0;
   }
+}
+
+/** The record as a call sends it: a new object, so that nothing holds its lines once it is taken. */
+function sent(r: OpenRecord): SentRecord {
+  return {
+    orderKey: r.orderKey,
+    partitionKey: r.partitionKey,
+    ...(r.explicitHashKey ? { explicitHashKey: r.explicitHashKey } : {}),
+    data: Buffer.from(encodeRecord(r.lines)),
+    indices: r.indices,
+    bytes: r.bytes,
+  };
 }
