@@ -195,6 +195,7 @@ async function replay(opts: ReplayOptions, started: number, memory: MemoryPeak):
 
   if (!opts.freshSchema && !opts.skipCorrupt) {
     progress.phase = 'check';
+    report();
     const corrupt = await checkArchive(opts, objects, concurrency, progress, report);
     if (corrupt.length > 0) throw new ArchiveCorruptError(corrupt);
   }
