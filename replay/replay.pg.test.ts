@@ -141,7 +141,7 @@ describe('replay from the archive of a live pipeline', () => {
 
     const streamed = await replayArchive({ ...base, schema: 'streamed', freshSchema: true, recordWatermark: true });
     expect(lines).toBeGreaterThan(8 * stream.windowEvents);
-    // the archive holds one shard behind the other by more than the window: late events, no row out of its order
+    // the copies delivered long after are late (as may be a shard the archive holds behind the other): loaded again, no row out of its order
     expect(streamed.late).toBeGreaterThan(0);
     expect(streamed.outOfOrder).toBe(0);
     expect(streamed.duplicates).toBeGreaterThan(0);
@@ -155,7 +155,7 @@ describe('replay from the archive of a live pipeline', () => {
     expect(streamed.memory.peakEventsHeld).toBeLessThanOrEqual(bound);
 
     // The same archive through a window too small for its disorder: rows out of their order are reported, and their fact history differs.
-    const unordered = await replayArchive({ ...base, windowEvents: 1, schema: 'unordered', freshSchema: true });
+    const unordered = await replayArchive({ ...base, windowEvents: 1, batchEvents: 20, schema: 'unordered', freshSchema: true });
     expect(unordered.outOfOrder).toBeGreaterThan(0);
     expect(unordered.outOfOrderRows[0]).toMatchObject({ table: expect.stringMatching(/^fact_/), object: expect.stringMatching(/^raw\//) });
     expect(await snapshotTables(pool, 'unordered')).not.toEqual(liveTables);
@@ -165,7 +165,7 @@ describe('replay from the archive of a live pipeline', () => {
 /**
  * Re-deliver an archive as a retrying, late Firehose might: its events shuffled within blocks
  * of `spread`, in objects of `perObject` events, every fifth object delivered again two
- * objects later. Returns the lines written.
+ * objects later, and the fourth once more at the end (a retry long after). Returns the lines written.
  */
 async function redeliver(s3: S3Client, from: string, to: string, opts: { spread: number; perObject: number; seed: number }): Promise<number> {
   await s3.send(new CreateBucketCommand({ Bucket: to }));
@@ -184,7 +184,7 @@ async function redeliver(s3: S3Client, from: string, to: string, opts: { spread:
   }
   const objects: string[][] = [];
   for (let i = 0; i < lines.length; i += opts.perObject) objects.push(lines.slice(i, i + opts.perObject));
-  const delivered = objects.flatMap((o, i) => (i >= 2 && i % 5 === 2 ? [o, objects[i - 2]] : [o]));
+  const delivered = [...objects.flatMap((o, i) => (i >= 2 && i % 5 === 2 ? [o, objects[i - 2]] : [o])), objects[3]];
   for (const [i, o] of delivered.entries()) {
     const key = `raw/2024/05/01/09/redelivered-1-${String(i).padStart(6, '0')}.gz`;
     await s3.send(new PutObjectCommand({ Bucket: to, Key: key, Body: gzipSync(`${o.join('\n')}\n`) }));
