@@ -51,7 +51,17 @@ export interface DownstreamFigures {
   loaderRowsPerSecond: Spread;
   loaderCheckedVsCopy: Spread;
   loaderCheckedRowsPerSecond: Spread;
-  replay: { events: number; seconds: number; eventsPerSecond: number; peakRssMb: number; peakHeapMb: number; phases: Record<string, number> }[];
+  replay: {
+    events: number;
+    seconds: number;
+    eventsPerSecond: number;
+    peakRssMb: number;
+    peakHeapMb: number;
+    /** The most events the replay held at once (its reorder window, two batches, the objects read ahead), and the window. */
+    peakEventsHeld: number;
+    windowEvents: number;
+    phases: Record<string, number>;
+  }[];
   replayEventsPerSecond: Spread;
   /** The bench process's RSS high-water during each replay (it also holds the bench's own state). */
   replayPeakRssMb: Spread;
@@ -163,6 +173,8 @@ export async function measureDownstream(
         eventsPerSecond: r.eventsPerSecond,
         peakRssMb: r.memory.peakRssMb,
         peakHeapMb: r.memory.peakHeapMb,
+        peakEventsHeld: r.memory.peakEventsHeld,
+        windowEvents: r.windowEvents,
         phases,
       };
     }).finally(() => replayPool.end());

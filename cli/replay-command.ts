@@ -6,7 +6,9 @@
 import type { ParseArgsConfig } from 'node:util';
 import {
   ArchiveCorruptError,
+  DEFAULT_BATCH_EVENTS,
   DEFAULT_GAP_THRESHOLD_MS,
+  DEFAULT_WINDOW_EVENTS,
   formatCorrupt,
   formatGap,
   replayArchive,
@@ -29,9 +31,11 @@ const inAws = Boolean(process.env[ENV.ingestionBucket]);
 
 const USAGE = `totes replay [options]
 
-Reads the raw archive (GZIP NDJSON change events), orders and de-duplicates them by
-(commit LSN, position) and loads them with the processor's mapping and the loader's merge.
-Without --rebuild it loads into the live schema: an idempotent catch-up.
+Streams the raw archive (GZIP NDJSON change events) in delivery order, puts them back in
+(commit LSN, position) order in a window of --window events, drops copies, and loads them as it
+goes with the processor's mapping and the loader's merge; memory does not grow with the archive.
+Without --rebuild it loads into the live schema: an idempotent catch-up (the archive is read
+once first to check it, so a corrupt one loads nothing).
 
   --bucket NAME          ingestion bucket (default env TOTES_INGESTION_BUCKET, locally ${INGESTION_BUCKET})
   --prefix PREFIX        archive key prefix (default raw/)
@@ -47,10 +51,13 @@ Without --rebuild it loads into the live schema: an idempotent catch-up.
   --tables A,B           only these tables: totesys names (payment) or warehouse names (fact_payment)
   --skip-corrupt         report corrupt objects and lines and load the rest (default: report and load nothing)
   --gap-minutes M        report consecutive heartbeats further apart than this as a hole (default ${DEFAULT_GAP_THRESHOLD_MS / 60_000})
-  --batch N              change events per load transaction (default 25000)
+  --batch N              change events per load transaction (default ${DEFAULT_BATCH_EVENTS})
+  --window N             events held to put the archive back in order (default ${DEFAULT_WINDOW_EVENTS}); a row whose
+                         versions the archive holds further apart than this out of order is reported
 
 Exit status: 0 done; 1 corrupt archive (nothing loaded) or the switch failed; 2 usage;
-3 loaded but the archive has holes (a --rebuild is then not switched in).`;
+3 loaded but the archive has holes, or rows out of order beyond --window (a --rebuild is then
+not switched in).`;
 
 function parseTime(value: string | boolean | undefined, flag: string): Date | undefined {
   if (value === undefined) return undefined;
@@ -91,7 +98,8 @@ export const replayCommand = {
     tables: { type: 'string' },
     'skip-corrupt': { type: 'boolean', default: false },
     'gap-minutes': { type: 'string', default: String(DEFAULT_GAP_THRESHOLD_MS / 60_000) },
-    batch: { type: 'string', default: '25000' },
+    batch: { type: 'string', default: String(DEFAULT_BATCH_EVENTS) },
+    window: { type: 'string', default: String(DEFAULT_WINDOW_EVENTS) },
   } satisfies NonNullable<ParseArgsConfig['options']>,
 
   async run(values: Record<string, string | boolean | undefined>): Promise<number> {
@@ -120,6 +128,7 @@ export const replayCommand = {
         skipCorrupt: values['skip-corrupt'] === true,
         gapThresholdMs: positive(values['gap-minutes'], 'gap-minutes') * 60_000,
         batchEvents: positive(values.batch, 'batch'),
+        windowEvents: positive(values.window, 'window'),
       };
       switchTimeoutMs = positive(values['switch-timeout'], 'switch-timeout') * 1000;
       if (rebuild && rebuildSchema === live) throw new RangeError('--rebuild-schema must differ from --schema: it is dropped before the rebuild');
@@ -144,8 +153,13 @@ export const replayCommand = {
       progress.done();
       say(
         `replayed ${n(result.events)} events (${n(result.duplicates)} duplicate copies dropped, ${n(result.heartbeats)} heartbeats, ${n(result.ends)} truncates and snapshot ranges) from ${n(result.objects)} objects, ` +
-          `${(result.bytes / 1024 / 1024).toFixed(1)} MiB, in ${result.seconds.toFixed(1)}s: ${n(result.eventsPerSecond)} events/s, memory at most ${n(result.memory.peakRssMb)} MB RSS`,
+          `${(result.bytes / 1024 / 1024).toFixed(1)} MiB, in ${result.seconds.toFixed(1)}s: ${n(result.eventsPerSecond)} events/s`,
       );
+      say(
+        `memory at most ${n(result.memory.peakRssMb)} MB RSS, ${n(result.memory.peakHeapMb)} MB heap; at most ${n(result.memory.peakEventsHeld)} events held at once (window ${n(result.windowEvents)})`,
+      );
+      if (result.late)
+        say(`${n(result.late)} events came after later ones had loaded (shards the archive holds behind others, or copies delivered again later): loaded then`);
       say(`batches: ${n(result.batches)} (${n(result.batchesSkipped)} already loaded, skipped)`);
       if (result.watermark) say(`newest heartbeat replayed: ${result.watermark.lsn} committed ${result.watermark.commitTime}`);
       if (result.corrupt.length)
@@ -156,12 +170,21 @@ export const replayCommand = {
         say(`\n${result.unmappable.length} events could not be mapped (the live processor dead-letters these too):`);
         for (const u of result.unmappable.slice(0, 20)) say(`  ${u.table} ${u.id}: ${u.reason}`);
       }
-      if (result.gaps.length) {
+      if (result.outOfOrder) {
+        say(
+          `\nOUT OF ORDER: ${n(result.outOfOrder)} fact versions came after a later version of their own row had loaded (the archive holds them further apart than --window ${n(result.windowEvents)}); their rows' history may differ from an ordered replay:`,
+        );
+        for (const r of result.outOfOrderRows) say(`  ${r.table} key=${r.key} ${r.id} (in ${r.object})`);
+      }
+      if (result.gaps.length)
         say(
           `\nHOLES: ${result.gaps.length} gaps between heartbeats longer than ${Number(values['gap-minutes'])} min (missing objects, or capture was down):\n${result.gaps.map(formatGap).join('\n')}`,
         );
+      if (result.gaps.length || result.outOfOrder) {
         if (rebuild && !values['no-switch'])
-          say(`\nnot switched in: schema ${rebuildSchema} is left for inspection; rerun with a larger --gap-minutes if the holes are expected`);
+          say(
+            `\nnot switched in: schema ${rebuildSchema} is left for inspection; rerun with a larger --gap-minutes if the holes are expected, a larger --window for rows out of order`,
+          );
         return 3;
       }
       if (rebuild && !values['no-switch']) {

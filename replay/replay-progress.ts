@@ -1,10 +1,13 @@
 /**
  * The replay's progress bar on stderr: redrawn in place on a terminal, a plain line every few
- * seconds otherwise (CI logs). Rates and the ETA are over the current phase.
+ * seconds otherwise (CI logs). Rates and the ETA are over the current phase. It says what is
+ * known: the objects and bytes listed up front, the events as they are read and loaded; never
+ * an events total before the archive has been read.
  */
 import type { ReplayProgress } from './replay.ts';
 
 const n = (x: number) => Math.round(x).toLocaleString('en-GB');
+const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
 
 function duration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '–';
@@ -50,17 +53,19 @@ export class ReplayProgressBar {
     this.latest = null;
   }
 
+  /**
+   * The bar is over the bytes the listing gave (events are known only once read); the ETA
+   * assumes the rest reads at this phase's byte rate so far, hence the "~".
+   */
   format(p: ReplayProgress, now: number): string {
-    const seconds = Math.max((now - this.phaseStartedAt) / 1000, 1e-3);
     if (p.phase === 'list') return 'listing the archive…';
-    if (p.phase === 'order') return `ordering and de-duplicating ${n(p.eventsRead)} events…`;
-    const [done, total, rate, unit] =
-      p.phase === 'read'
-        ? [p.objectsRead, p.objectsTotal, p.eventsRead / seconds, `objects, ${n(p.eventsRead)} events`]
-        : [p.eventsLoaded, p.eventsTotal, p.eventsLoaded / seconds, 'events'];
-    const fraction = total > 0 ? done / total : 1;
-    const perUnit = p.phase === 'read' ? p.objectsRead / seconds : rate;
-    const eta = perUnit > 0 ? (total - done) / perUnit : Infinity;
-    return `${p.phase === 'read' ? 'read' : 'load'} ${bar(fraction)} ${n(done)}/${n(total)} ${unit} │ ${n(rate)} events/s │ ETA ${duration(eta)}`;
+    const seconds = Math.max((now - this.phaseStartedAt) / 1000, 1e-3);
+    const fraction = p.bytesTotal > 0 ? p.bytesRead / p.bytesTotal : p.objectsTotal > 0 ? p.objectsRead / p.objectsTotal : 1;
+    const byteRate = p.bytesRead / seconds;
+    const eta = p.bytesRead >= p.bytesTotal ? 0 : byteRate > 0 ? (p.bytesTotal - p.bytesRead) / byteRate : Infinity;
+    const read = `${n(p.objectsRead)}/${n(p.objectsTotal)} objects, ${mib(p.bytesRead)}/${mib(p.bytesTotal)} MiB`;
+    const done = p.phase === 'check' ? `${n(p.eventsRead)} events checked` : `${n(p.eventsRead)} events read, ${n(p.eventsLoaded)} loaded`;
+    const rate = (p.phase === 'check' ? p.eventsRead : p.eventsLoaded) / seconds;
+    return `${p.phase} ${bar(fraction)} ${read} │ ${done} │ ${n(rate)} events/s │ ETA ~${duration(eta)}`;
   }
 }

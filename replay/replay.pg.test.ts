@@ -5,8 +5,8 @@
  * rebuild switches in. Then hand-made archives: corrupt objects and lines, duplicates, order,
  * the table and time filters, and holes.
  */
-import { gzipSync } from 'node:zlib';
-import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeEvent, lsnToBigInt, type ChangeEvent, type HeartbeatEvent, type Row, type StreamEvent } from '../formats/change-event.ts';
 import { s3Client } from '../lib/aws.ts';
@@ -15,8 +15,10 @@ import { poolFor } from '../lib/pg.ts';
 import { archiveEverything, startTestPipeline, type TestPipeline } from '../test/pipeline-harness.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { changeEvent } from '../test/kinesis-events.ts';
+import { Random } from '../totesys/random.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
+import { Warehouse } from '../loader/warehouse.ts';
 import { foreignKeys, STAR_TABLES } from '../loader/warehouse-schema.ts';
 import { ArchiveCorruptError, replayArchive, sourceTablesFor, type ReplayOptions } from './replay.ts';
 import { switchInRebuild } from './switch-in.ts';
@@ -55,17 +57,28 @@ describe('replay from the archive of a live pipeline', () => {
     await t?.stop();
   });
 
-  it('rebuilds a warehouse equal to the live one, catches up idempotently and switches in', async () => {
-    await new Simulator(t.sourcePool, 11).run({ changes: 600 });
-    await t.sourcePool.query(`DELETE FROM sales_order WHERE sales_order_id = 3`);
-    await t.sourcePool.query(`UPDATE department SET location = 'Leds', last_updated = now() WHERE department_id = 1`);
-    const live = await verify({ sourceUrl: t.sourceUrl, warehouseUrl: t.warehouseUrl, waitMs: 60_000 });
-    expect(formatDifferences(live.differences)).toBe('');
+  /** The workload through the live pipeline, once, and the live warehouse's tables once the archive holds all of it. */
+  let workload: Promise<Record<string, string[][]>> | undefined;
+  const archived = () =>
+    (workload ??= (async () => {
+      await new Simulator(t.sourcePool, 11).run({ changes: 600 });
+      await t.sourcePool.query(`DELETE FROM sales_order WHERE sales_order_id = 3`);
+      await t.sourcePool.query(`UPDATE department SET location = 'Leds', last_updated = now() WHERE department_id = 1`);
+      // versions of one row close together in the stream: an update, then a delete of it
+      for (let id = 10; id < 30; id++) {
+        await t.sourcePool.query(`UPDATE payment SET payment_amount = payment_amount + 1, last_updated = now() WHERE payment_id = $1`, [id]);
+        await t.sourcePool.query(`DELETE FROM payment WHERE payment_id = $1`, [id]);
+      }
+      const live = await verify({ sourceUrl: t.sourceUrl, warehouseUrl: t.warehouseUrl, waitMs: 60_000 });
+      expect(formatDifferences(live.differences)).toBe('');
+      // Nothing more enters the stream; wait until the archive holds every record it accepted.
+      await archiveEverything(t.pipeline);
+      return snapshotTables(pool, 'public');
+    })());
 
-    // Nothing more enters the stream; wait until the archive holds every record it accepted.
+  it('rebuilds a warehouse equal to the live one, catches up idempotently and switches in', async () => {
+    const liveTables = await archived();
     const p = t.pipeline;
-    await archiveEverything(p);
-    const liveTables = await snapshotTables(pool, 'public');
     const base = { s3, bucket: 'ingestion', pool, batchEvents: 700 } satisfies Partial<ReplayOptions>;
 
     const rebuilt = await replayArchive({ ...base, schema: 'totes_rebuild', freshSchema: true, recordWatermark: true });
@@ -119,7 +132,65 @@ describe('replay from the archive of a live pipeline', () => {
     const shardsAfter = (await pool.query(`SELECT shard, last_manifest_key, watermark_lsn::text FROM public.totes_shard_progress ORDER BY shard`)).rows;
     expect(shardsAfter.map((r) => r.shard)).toEqual(liveShards.map((r) => r.shard));
   });
+
+  it('streams an archive delivered out of order and twice, many times its window, into the same warehouse, holding only the window and what is in flight', async () => {
+    const liveTables = await archived();
+    const stream = { windowEvents: 200, batchEvents: 50, concurrency: 2, perObject: 20 };
+    const lines = await redeliver(s3, 'ingestion', 'redelivered', { spread: 80, perObject: stream.perObject, seed: 5 });
+    const base = { s3, bucket: 'redelivered', pool, ...stream } satisfies Partial<ReplayOptions>;
+
+    const streamed = await replayArchive({ ...base, schema: 'streamed', freshSchema: true, recordWatermark: true });
+    expect(lines).toBeGreaterThan(8 * stream.windowEvents);
+    // the copies delivered long after are late (as may be a shard the archive holds behind the other): loaded again, no row out of its order
+    expect(streamed.late).toBeGreaterThan(0);
+    expect(streamed.outOfOrder).toBe(0);
+    expect(streamed.duplicates).toBeGreaterThan(0);
+    expect(streamed.gaps).toEqual([]);
+    expect(await snapshotTables(pool, 'streamed')).toEqual(liveTables);
+    const check = await verify({ sourceUrl: t.sourceUrl, warehouseUrl: t.warehouseUrl, schema: 'streamed', waitMs: 0 });
+    expect(formatDifferences(check.differences)).toBe('');
+    // held at most: the window, the batch filling and the one merging, the objects read ahead and the one being taken in
+    const bound = stream.windowEvents + 2 * stream.batchEvents + (stream.concurrency + 1) * stream.perObject + 2;
+    expect(streamed.memory.peakEventsHeld).toBeGreaterThan(stream.windowEvents);
+    expect(streamed.memory.peakEventsHeld).toBeLessThanOrEqual(bound);
+
+    // The same archive through a window too small for its disorder: rows out of their order are reported, and their fact history differs.
+    const unordered = await replayArchive({ ...base, windowEvents: 1, batchEvents: 20, schema: 'unordered', freshSchema: true });
+    expect(unordered.outOfOrder).toBeGreaterThan(0);
+    expect(unordered.outOfOrderRows[0]).toMatchObject({ table: expect.stringMatching(/^fact_/), object: expect.stringMatching(/^raw\//) });
+    expect(await snapshotTables(pool, 'unordered')).not.toEqual(liveTables);
+  });
 });
+
+/**
+ * Re-deliver an archive as a retrying, late Firehose might: its events shuffled within blocks
+ * of `spread`, in objects of `perObject` events, every fifth object delivered again two
+ * objects later, and the fourth once more at the end (a retry long after). Returns the lines written.
+ */
+async function redeliver(s3: S3Client, from: string, to: string, opts: { spread: number; perObject: number; seed: number }): Promise<number> {
+  await s3.send(new CreateBucketCommand({ Bucket: to }));
+  const listed = (await s3.send(new ListObjectsV2Command({ Bucket: from, Prefix: 'raw/' }))).Contents ?? [];
+  const lines: string[] = [];
+  for (const o of listed.map((c) => c.Key!).sort()) {
+    const body = await (await s3.send(new GetObjectCommand({ Bucket: from, Key: o }))).Body!.transformToByteArray();
+    lines.push(...gunzipSync(body).toString('utf8').split('\n').filter(Boolean));
+  }
+  const rng = new Random(opts.seed);
+  for (let start = 0; start < lines.length; start += opts.spread) {
+    for (let i = Math.min(start + opts.spread, lines.length) - 1; i > start; i--) {
+      const j = rng.int(start, i);
+      [lines[i], lines[j]] = [lines[j], lines[i]];
+    }
+  }
+  const objects: string[][] = [];
+  for (let i = 0; i < lines.length; i += opts.perObject) objects.push(lines.slice(i, i + opts.perObject));
+  const delivered = [...objects.flatMap((o, i) => (i >= 2 && i % 5 === 2 ? [o, objects[i - 2]] : [o])), objects[3]];
+  for (const [i, o] of delivered.entries()) {
+    const key = `raw/2024/05/01/09/redelivered-1-${String(i).padStart(6, '0')}.gz`;
+    await s3.send(new PutObjectCommand({ Bucket: to, Key: key, Body: gzipSync(`${o.join('\n')}\n`) }));
+  }
+  return delivered.reduce((n, o) => n + o.length, 0);
+}
 
 const at = (time: string) => `2024-05-01T${time}Z`;
 const stamp = (time: string) => `2024-05-01 ${time}`;
@@ -189,31 +260,53 @@ describe('replay of hand-made archives', () => {
   const count = async (schema: string, table: string) => (await pool.query(`SELECT count(*)::int AS n FROM "${schema}".${table}`)).rows[0].n;
 
   it('reports a corrupt object and a bad line by key and line, and loads nothing unless told to skip them', async () => {
-    await put('corrupt', 'raw/2024/05/01/09/s-1-a.gz', ndjson([address(1, '0/100', 0, '09:00:00', '1'), address(2, '0/100', 1, '09:00:00', '2')]));
+    await put(
+      'corrupt',
+      'raw/2024/05/01/09/s-1-a.gz',
+      ndjson([address(1, '0/100', 0, '09:00:00', '1'), address(2, '0/100', 1, '09:00:00', '2'), address(6, '0/100', 2, '09:00:00', '6')]),
+    );
     await put('corrupt', 'raw/2024/05/01/09/s-1-b.gz', Buffer.from('this is not gzip'));
     await put(
       'corrupt',
       'raw/2024/05/01/09/s-1-c.gz',
       `${ndjson([address(3, '0/200', 0, '09:00:01', '3'), address(4, '0/200', 1, '09:00:01', '4')])}{"v":1,"kind":"change",\n${ndjson([address(5, '0/200', 2, '09:00:01', '5')])}`,
     );
-    const opts = { s3, bucket: 'corrupt', pool, schema: 'corrupt', freshSchema: true };
-
-    const failed = await replayArchive(opts).catch((err: unknown) => err);
-    expect(failed).toBeInstanceOf(ArchiveCorruptError);
-    expect((failed as ArchiveCorruptError).corrupt).toEqual([
+    const expected = [
       { key: 'raw/2024/05/01/09/s-1-b.gz', line: null, reason: expect.stringContaining('gzip') },
       { key: 'raw/2024/05/01/09/s-1-c.gz', line: 3, reason: expect.stringContaining('not JSON') },
-    ]);
+    ];
+    const exists = async (schema: string) => (await pool.query(`SELECT to_regclass($1) AS t`, [`${schema}.dim_location`])).rows[0].t !== null;
+    // a rebuild loads as it reads (here one event a batch, so the first object merges before the second is read), then drops what it built
+    let loadedBeforeFailing = 0;
+    const opts = { s3, bucket: 'corrupt', pool, schema: 'corrupt', freshSchema: true, batchEvents: 1, windowEvents: 1, concurrency: 1 };
+    const failed = await replayArchive({ ...opts, onProgress: (p) => (loadedBeforeFailing = Math.max(loadedBeforeFailing, p.eventsLoaded)) }).catch(
+      (err: unknown) => err,
+    );
+    expect(failed).toBeInstanceOf(ArchiveCorruptError);
+    expect((failed as ArchiveCorruptError).corrupt).toEqual(expected);
     expect((failed as Error).message).toContain('raw/2024/05/01/09/s-1-c.gz line 3');
-    expect((await pool.query(`SELECT to_regclass('corrupt.dim_location') AS t`)).rows[0].t).toBeNull();
+    expect((failed as Error).message).toContain('the rebuild schema corrupt was dropped');
+    expect(loadedBeforeFailing).toBeGreaterThan(0);
+    expect(await exists('corrupt')).toBe(false);
+
+    // a catch-up into an existing schema reads the whole archive first, and loads nothing
+    await new Warehouse(pool, 'corrupt_live').ensureSchema();
+    const phases = new Set<string>();
+    const caughtUp = await replayArchive({ s3, bucket: 'corrupt', pool, schema: 'corrupt_live', onProgress: (p) => phases.add(p.phase) }).catch(
+      (err: unknown) => err,
+    );
+    expect((caughtUp as ArchiveCorruptError).corrupt).toEqual(expected);
+    expect((caughtUp as Error).message).toContain('nothing was loaded');
+    expect([...phases]).toEqual(['list', 'check']);
+    expect(await count('corrupt_live', 'dim_location')).toBe(0);
 
     const skipped = await replayArchive({ ...opts, skipCorrupt: true });
     expect(skipped.corrupt.map((c) => [c.key, c.line])).toEqual([
       ['raw/2024/05/01/09/s-1-b.gz', null],
       ['raw/2024/05/01/09/s-1-c.gz', 3],
     ]);
-    expect(skipped.events).toBe(5);
-    expect(await count('corrupt', 'dim_location')).toBe(5);
+    expect(skipped.events).toBe(6);
+    expect(await count('corrupt', 'dim_location')).toBe(6);
   });
 
   it('switches in after catching the rebuild up with what reached the live warehouse meanwhile', async () => {

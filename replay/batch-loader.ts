@@ -1,0 +1,133 @@
+/**
+ * The replay's loads: events in stream order cut into batches of `batchEvents`, each mapped
+ * (the processor's mapEvents) and merged in one loadTables transaction. One batch merges while
+ * the next one fills (a delete version takes its values from the version before it, so batches
+ * merge one at a time, in order). Batch keys derive from the first and last event id, so a
+ * re-run skips the batches it loaded. With `recordWatermark` the last batch carries the newest
+ * heartbeat replayed: only once everything read is loaded is everything before it loaded (the
+ * archive may hold one shard behind another, and a late event loads after the heartbeat).
+ *
+ * Events that came late (reorder-window.ts) are checked against the warehouse before their batch
+ * merges (rows-out-of-order.ts): those that arrive after a later version of their own row are
+ * reported.
+ */
+import type { HeartbeatEvent, StreamEvent } from '../formats/change-event.ts';
+import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
+import type pg from '../lib/pg.ts';
+import type { Warehouse } from '../loader/warehouse.ts';
+import { mapEvents } from '../processors/transform.ts';
+import type { LoadedEvent } from './reorder-window.ts';
+import { rowsOutOfOrder, type RowOutOfOrder } from './rows-out-of-order.ts';
+
+/** The shard name the replay's watermark is recorded under in totes_shard_progress. */
+export const REPLAY_SHARD = 'replay';
+
+export interface Unmappable {
+  id: string;
+  table: string;
+  reason: string;
+}
+
+const idOf = (e: StreamEvent) => `${e.source.lsn}:${e.source.pos}`;
+/** Rows out of order listed (the count is of all). */
+const OUT_OF_ORDER_LISTED = 20;
+
+export class BatchLoader {
+  batches = 0;
+  skipped = 0;
+  private started = 0;
+  readonly unmappable: Unmappable[] = [];
+  /** Late fact versions that came after a later version of their row had loaded. */
+  outOfOrder = 0;
+  readonly outOfOrderRows: (RowOutOfOrder & { object: string })[] = [];
+  private events: LoadedEvent[] = [];
+  /** This batch's late events, and the objects they came from. */
+  private late: { event: LoadedEvent; object: string }[] = [];
+  private heartbeat: HeartbeatEvent['source'] | null = null;
+  private merging: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly warehouse: Warehouse,
+    private readonly opts: {
+      batchEvents: number;
+      recordWatermark: boolean;
+      /** Distinguishes the batch keys of a replay filtered by table. */
+      filterTag: string;
+      /** Events whose batch has merged: they are no longer held. */
+      onLoaded: (events: number) => void;
+    },
+  ) {}
+
+  /**
+   * The next event, in stream order unless it is late (then `lateFrom` names its object);
+   * resolves when it is taken (after the merge before it finished, when it starts a batch).
+   */
+  async add(event: LoadedEvent, lateFrom?: string): Promise<void> {
+    if (this.events.length >= this.opts.batchEvents) await this.flush(false);
+    this.events.push(event);
+    if (lateFrom !== undefined) this.late.push({ event, object: lateFrom });
+  }
+
+  /** A heartbeat in stream order: everything before it has been added. */
+  passed(heartbeat: HeartbeatEvent): void {
+    this.heartbeat = heartbeat.source;
+  }
+
+  /** Load what is left; with recordWatermark and no change at all, a batch of the watermark alone. */
+  async finish(): Promise<void> {
+    if (this.events.length > 0 || (this.started === 0 && this.opts.recordWatermark && this.heartbeat)) await this.flush(true);
+    await this.merging;
+  }
+
+  /** Wait for the merge in flight without loading more (a replay that stops). */
+  settle(): Promise<void> {
+    return this.merging;
+  }
+
+  private async flush(last: boolean): Promise<void> {
+    const events = this.events;
+    const late = this.late;
+    this.events = [];
+    this.late = [];
+    const { rows, ends, failures } = mapEvents(events);
+    for (const f of failures) this.unmappable.push({ id: idOf(f.event), table: f.event.table, reason: f.reason });
+    const tables = new Map(Object.entries(rows) as [LoadTableName, LoadRow[]][]);
+    const heartbeat = this.opts.recordWatermark && last ? this.heartbeat : null;
+    const batchKey =
+      events.length > 0
+        ? `replay${this.opts.filterTag}:${idOf(events[0])}-${idOf(events[events.length - 1])}`
+        : `replay-watermark:${heartbeat ? `${heartbeat.lsn}:${heartbeat.pos}` : ''}`;
+    await this.merging;
+    if (late.length > 0) await this.checkLate(late);
+    this.started++;
+    this.merging = this.warehouse
+      .loadTables(
+        {
+          batchKey,
+          shard: REPLAY_SHARD,
+          events: events.length,
+          ends,
+          ...(heartbeat ? { manifestKey: batchKey, heartbeat: { lsn: heartbeat.lsn, commitTime: heartbeat.commitTime } } : {}),
+        },
+        tables,
+      )
+      .then((loadedNow) => {
+        this.batches++;
+        if (!loadedNow) this.skipped++;
+        this.opts.onLoaded(events.length);
+      });
+    // reading goes on while it merges: a failure is thrown where the merge is next awaited, not reported unhandled meanwhile
+    this.merging.catch(() => undefined);
+  }
+
+  private async checkLate(late: { event: LoadedEvent; object: string }[]): Promise<void> {
+    const { rows } = mapEvents(late.map((l) => l.event));
+    const found = await rowsOutOfOrder(this.pool, this.warehouse.schema, new Map(Object.entries(rows) as [LoadTableName, LoadRow[]][]));
+    this.outOfOrder += found.length;
+    const objectOf = new Map(late.map((l) => [idOf(l.event), l.object]));
+    for (const r of found.slice(0, OUT_OF_ORDER_LISTED - this.outOfOrderRows.length)) {
+      this.outOfOrderRows.push({ ...r, object: objectOf.get(r.id) ?? '?' });
+    }
+  }
+}
