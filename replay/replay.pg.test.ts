@@ -141,15 +141,9 @@ describe('replay from the archive of a live pipeline', () => {
 
     const streamed = await replayArchive({ ...base, schema: 'streamed', freshSchema: true, recordWatermark: true });
     expect(lines).toBeGreaterThan(8 * stream.windowEvents);
-    // the copies delivered long after are late (as may be a shard the archive holds behind the other): loaded again.
-    // A late version appended after a later one of its row is reported; whether the archive holds one depends on how the
-    // live run cut its objects (a shard held behind, then shuffled), so the count is not fixed, but each one listed is real
+    // the copies delivered long after are late: loaded again, no row out of its order
     expect(streamed.late).toBeGreaterThan(0);
-    for (const r of streamed.outOfOrderRows) {
-      const key = r.table === 'fact_payment' ? 'payment_id' : r.table === 'fact_sales_order' ? 'sales_order_id' : 'purchase_order_id';
-      const later = await pool.query(`SELECT 1 FROM streamed.${r.table} WHERE ${key} = $1 AND source_lsn > $2::pg_lsn`, [r.key, r.id.split(':')[0]]);
-      expect(later.rowCount).toBeGreaterThan(0);
-    }
+    expect(streamed.outOfOrder).toBe(0);
     expect(streamed.duplicates).toBeGreaterThan(0);
     expect(streamed.gaps).toEqual([]);
     expect(await snapshotTables(pool, 'streamed')).toEqual(liveTables);
@@ -181,6 +175,14 @@ async function redeliver(s3: S3Client, from: string, to: string, opts: { spread:
     const body = await (await s3.send(new GetObjectCommand({ Bucket: from, Key: o }))).Body!.transformToByteArray();
     lines.push(...gunzipSync(body).toString('utf8').split('\n').filter(Boolean));
   }
+  // from stream order, so the disorder is what this makes (the live run's objects may hold a shard behind the other
+  // by more than a window, by chance: beyond any window's repair, and reported, not tested here)
+  const position = (line: string) => {
+    const { source } = JSON.parse(line) as { source: { lsn: string; pos: number } };
+    return lsnToBigInt(source.lsn) * 1_000_000n + BigInt(source.pos);
+  };
+  const keyed = lines.map((line) => ({ line, at: position(line) })).sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  lines.splice(0, lines.length, ...keyed.map((k) => k.line));
   const rng = new Random(opts.seed);
   for (let start = 0; start < lines.length; start += opts.spread) {
     for (let i = Math.min(start + opts.spread, lines.length) - 1; i > start; i--) {
