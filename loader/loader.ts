@@ -71,6 +71,8 @@ export class Loader extends Warehouse {
       if (answer.kind !== 'none') answered.set(key, answer);
       return answer;
     };
+    // the first transaction's batches, if every batch listed extends its shard: read while the stream is asked
+    const early = this.readEarly(shards, pending, maxRowsPerTransaction);
     // the planner asks one junction after another; the questions it will likely ask go out together
     const likely = [...pending].flatMap(([shard, batches]) =>
       batches.length === 0 ? [] : [{ shard, after: states.get(shard)?.frontier ?? null }, ...batches.map((b) => ({ shard, after: b.manifest.lastSequence }))],
@@ -80,7 +82,7 @@ export class Loader extends Warehouse {
     this.answers = answered;
     let loaded = 0;
     try {
-      loaded = await this.loadPlans(plans, maxRowsPerTransaction);
+      loaded = await this.loadPlans(plans, maxRowsPerTransaction, early);
       const changed = plans.filter((p) => {
         const before = states.get(p.shard);
         return p.ended !== (before?.ended ?? false) || (p.gap?.missing ?? null) !== (before?.gapMissing ?? null);
@@ -113,13 +115,13 @@ export class Loader extends Warehouse {
    * transaction's batches are read and decoded while one merges: S3 latency and Parquet decoding
    * overlap the warehouse's work, and never hold its lock.
    */
-  private async loadPlans(plans: ShardPlan[], maxRows: number): Promise<number> {
+  private async loadPlans(plans: ShardPlan[], maxRows: number, early: Map<string, Promise<ReadBatch>>): Promise<number> {
     const chunks = cutByRows(
       loadOrder(plans).map(({ plan, batch }) => ({ plan, ...batch })),
       maxRows,
     );
     const frontier = new Map(plans.map((p) => [p.shard, p.from]));
-    const read = (chunk: (typeof chunks)[number]) => mapLimited(chunk, 8, (c) => this.readBatch(c.manifest));
+    const read = (chunk: (typeof chunks)[number]) => mapLimited(chunk, 8, (c) => early.get(c.key) ?? this.readBatch(c.manifest));
     let loaded = 0;
     let reading = chunks.length > 0 ? read(chunks[0]) : null;
     for (let i = 0; i < chunks.length; i++) {
@@ -145,8 +147,33 @@ export class Loader extends Warehouse {
     return loaded;
   }
 
+  /**
+   * Start reading what the first transaction will likely hold: the batches listed, as if each
+   * extends its shard (the usual case), in load order. A batch the plan then leaves out is
+   * dropped unread by anyone; its read costs only time.
+   */
+  private readEarly(shards: ShardInfo[], pending: Map<string, PendingBatch[]>, maxRows: number): Map<string, Promise<ReadBatch>> {
+    const assumed: ShardPlan[] = shards.map((s) => ({
+      shard: s.id,
+      parents: s.parents,
+      from: null,
+      batches: pending.get(s.id) ?? [],
+      to: null,
+      ended: false,
+      gap: null,
+      waitingFor: [],
+    }));
+    const [first = []] = cutByRows(
+      loadOrder(assumed).map(({ batch }) => batch),
+      maxRows,
+    );
+    const reads = new Map(first.map((b) => [b.key, this.readBatch(b.manifest)]));
+    for (const r of reads.values()) r.catch(() => undefined); // seen where it is used; not unhandled where it is not
+    return reads;
+  }
+
   /** A micro-batch's load rows, read from the processed bucket. */
-  private async readBatch(manifest: Manifest): Promise<{ batch: LoadBatchInfo; tables: Map<LoadTableName, LoadRow[]> }> {
+  private async readBatch(manifest: Manifest): Promise<ReadBatch> {
     const tables = await mapLimited(manifest.tables, 4, async (t) => [t.table, await decodeParquet(t.table, await this.store.getBytes(t.key))] as const);
     return { batch: { batchKey: manifest.batchId, shard: manifest.shard, events: manifest.events, ends: manifest.ends }, tables: new Map(tables) };
   }
@@ -168,6 +195,8 @@ export class Loader extends Warehouse {
     }
   }
 }
+
+type ReadBatch = { batch: LoadBatchInfo; tables: Map<LoadTableName, LoadRow[]> };
 
 /** Consecutive runs of batches of up to `maxRows` rows together (a bigger batch alone). */
 function cutByRows<T extends { manifest: Manifest }>(queue: T[], maxRows: number): T[][] {
