@@ -74,6 +74,16 @@ const dateToDays = (text: string) => Math.round(Date.parse(`${text}T00:00:00Z`) 
 
 const CONVERT: Partial<Record<ColumnType, (text: string) => unknown>> = { money: moneyToUnscaled, date: dateToDays, time: timeToMillis };
 
+/** The value cached under `key`, made once. */
+function cached<K, V>(cache: Map<K, V>, key: K, make: () => V): V {
+  let value = cache.get(key);
+  if (value === undefined) {
+    value = make();
+    cache.set(key, value);
+  }
+  return value;
+}
+
 /**
  * One column's values as the writer takes them. Converted types go through a cache: a batch's
  * dates and prices repeat, and each distinct text is parsed once.
@@ -93,12 +103,7 @@ function columnValues(type: ColumnType, name: string, rows: LoadRow[]): unknown[
       continue;
     }
     const text = String(v);
-    let converted = seen.get(text);
-    if (converted === undefined) {
-      converted = convert(text);
-      seen.set(text, converted);
-    }
-    values[i] = converted;
+    values[i] = cached(seen, text, () => convert(text));
   }
   return values;
 }
@@ -108,15 +113,6 @@ export function encodeParquet(table: LoadTableName, rows: LoadRow[]): Uint8Array
   const schema: SchemaElement[] = [{ name: 'root', num_children: columns.length }, ...columns.map(([n, t]) => element(n, t))];
   const columnData = columns.map(([name, type]) => ({ name, data: columnValues(type, name, rows) }));
   return new Uint8Array(parquetWriteBuffer({ columnData: columnData as never, schema, kvMetadata: [{ key: 'totes.load_table', value: table }] }));
-}
-
-function cached<K, V>(cache: Map<K, V>, key: K, make: () => V): V {
-  let value = cache.get(key);
-  if (value === undefined) {
-    value = make();
-    cache.set(key, value);
-  }
-  return value;
 }
 
 export async function decodeParquet(table: LoadTableName, bytes: Uint8Array): Promise<LoadRow[]> {

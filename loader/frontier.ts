@@ -154,7 +154,7 @@ export async function planShards(shards: ShardInfo[], states: Map<string, ShardS
  * backlog before another's would merge facts whose dimension rows (on another shard) come only in
  * a later transaction: each such key first as an inferred member, filled in later.
  */
-export function loadOrder(plans: ShardPlan[]): { plan: ShardPlan; batch: PendingBatch }[] {
+export function loadOrder<P extends Pick<ShardPlan, 'shard' | 'parents' | 'batches'>>(plans: P[]): { plan: P; batch: PendingBatch }[] {
   // planShards lists parents before children, so one pass finds each plan's generation
   const generation = new Map<string, number>();
   for (const p of plans) {
@@ -172,7 +172,7 @@ export function loadOrder(plans: ShardPlan[]): { plan: ShardPlan; batch: Pending
       }),
     };
   });
-  const order: { plan: ShardPlan; batch: PendingBatch }[] = [];
+  const order: { plan: P; batch: PendingBatch }[] = [];
   for (;;) {
     let best: (typeof queues)[number] | null = null;
     for (const q of queues) {

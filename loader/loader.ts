@@ -153,16 +153,7 @@ export class Loader extends Warehouse {
    * dropped unread by anyone; its read costs only time.
    */
   private readEarly(shards: ShardInfo[], pending: Map<string, PendingBatch[]>, maxRows: number): Map<string, Promise<ReadBatch>> {
-    const assumed: ShardPlan[] = shards.map((s) => ({
-      shard: s.id,
-      parents: s.parents,
-      from: null,
-      batches: pending.get(s.id) ?? [],
-      to: null,
-      ended: false,
-      gap: null,
-      waitingFor: [],
-    }));
+    const assumed = shards.map((s) => ({ shard: s.id, parents: s.parents, batches: pending.get(s.id) ?? [] }));
     const [first = []] = cutByRows(
       loadOrder(assumed).map(({ batch }) => batch),
       maxRows,

@@ -28,7 +28,7 @@
  * came first.
  */
 import { lsnToBigInt } from '../formats/change-event.ts';
-import { LOAD_TABLES, REFERENCES, type LoadRow, type LoadTableName, type RowsEnd } from '../formats/load-tables.ts';
+import { LOAD_TABLES, REFERENCES, type LoadRow, type LoadTableName, type RowsEnd, versionBefore } from '../formats/load-tables.ts';
 import { log } from '../lib/log.ts';
 import type pg from '../lib/pg.ts';
 import { propagationSql } from './merge-sql.ts';
@@ -171,8 +171,6 @@ function onePerKey(rows: LoadRow[], key: string, better: (a: LoadRow, b: LoadRow
   return [versions.map((r) => r[key] as number), versions.map((r) => r.source_lsn), versions.map((r) => r.source_pos), versions.map((r) => r.source_op)];
 }
 
-const older = (a: LoadRow, b: LoadRow) => before(position(a.source_lsn, a.source_pos), position(b.source_lsn, b.source_pos));
-
 /**
  * Take back the ends of inferred members whose real rows came after them; returns the rows no
  * longer counted. Only keys an end reached while they were placeholders can be such rows: those
@@ -196,7 +194,7 @@ async function uncountFilledAfter(db: pg.PoolClient, schema: string, merged: Map
     const [k, lsn, pos] = onePerKey(
       rows.filter((r) => ended.has(`${table}:${r[key]}`)),
       key,
-      older,
+      versionBefore,
     );
     for (let i = 0; i < k.length; i++) {
       tables.push(table);
@@ -269,7 +267,7 @@ export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: Rows
     } else {
       const counted = e.fresh ? 0 : await dimensionRowsEnded(db, schema, e);
       const earlier = (merged.get(e.table) ?? []).filter((r) => before(position(r.source_lsn, r.source_pos), at));
-      if (!e.fresh) await db.query(dimensionBeforeSql(schema), [e.table, e.lsn, e.pos, ...onePerKey(earlier, key, (a, b) => older(b, a))]);
+      if (!e.fresh) await db.query(dimensionBeforeSql(schema), [e.table, e.lsn, e.pos, ...onePerKey(earlier, key, (a, b) => versionBefore(b, a))]);
       params.push(e.table, namedAfter(newestNaming!, e.table, at));
       ended = (await db.query(endRowsSql(e.table, schema), params)).rows.map((r) => r.key as number);
       // a fresh end has no keys recorded but those it just reached, each live before it

@@ -2,8 +2,7 @@
  * Staging: a load table's rows into its temp table (merge-sql.ts) by COPY, the fastest way in,
  * each change once however often it was delivered (in one batch or in two merged together).
  */
-import { lsnToBigInt } from '../formats/change-event.ts';
-import { LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
+import { LOAD_TABLES, type LoadRow, type LoadTableName, versionBefore } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
 import { type CopyValue, copyRows } from '../lib/pg-copy.ts';
 import { stageColumns, stageName, stageTableSql } from './merge-sql.ts';
@@ -51,7 +50,7 @@ export async function copyNewDimensionRows(db: pg.PoolClient, schema: string, ta
   const latest = new Map<number, LoadRow>();
   for (const r of rows) {
     const seen = latest.get(r[key] as number);
-    if (!seen || laterThan(r, seen)) latest.set(r[key] as number, r);
+    if (!seen || versionBefore(seen, r)) latest.set(r[key] as number, r);
   }
   const { rows: held } = await db.query(`SELECT "${key}" AS k FROM "${schema}"."${table}" WHERE "${key}" = ANY($1::int[])`, [[...latest.keys()]]);
   const upsert = new Set<number>(held.map((h) => h.k as number));
@@ -64,12 +63,6 @@ export async function copyNewDimensionRows(db: pg.PoolClient, schema: string, ta
     });
   }
   return direct.length === latest.size ? [] : rows.filter((r) => upsert.has(r[key] as number));
-}
-
-function laterThan(a: LoadRow, b: LoadRow): boolean {
-  const x = lsnToBigInt(a.source_lsn),
-    y = lsnToBigInt(b.source_lsn);
-  return x > y || (x === y && a.source_pos > b.source_pos);
 }
 
 /** The rows with each change (natural key, source_lsn, source_pos) once. */
