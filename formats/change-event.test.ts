@@ -7,6 +7,7 @@ import {
   type PointerEvent,
   bigIntToLsn,
   compareEventIds,
+  compareLsn,
   decodeEvent,
   decodeRecord,
   encodeEvent,
@@ -144,6 +145,16 @@ describe('LSNs and event order', () => {
     expect(bigIntToLsn(0x16b374d848n)).toBe('16/B374D848');
     expect(bigIntToLsn(0n)).toBe('0/0');
     expect(lsnToBigInt(bigIntToLsn(0xffffffff_ffffffffn))).toBe(0xffffffff_ffffffffn);
+  });
+
+  it('compares LSN text as lsnToBigInt orders it, at the edges of each half', () => {
+    const lsns = ['0/0', '0/FF', '00000000/00000100', '0/FFFFFFFF', '1/0', '00000001/00000001', 'FFFFFFFF/FFFFFFFE', 'ffffffff/ffffffff'];
+    for (const a of lsns)
+      for (const b of lsns) {
+        const x = lsnToBigInt(a),
+          y = lsnToBigInt(b);
+        expect(Math.sign(compareLsn(a, b))).toBe(x < y ? -1 : x > y ? 1 : 0);
+      }
   });
 
   it('orders events by commit LSN, then by position in the transaction', () => {

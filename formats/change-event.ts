@@ -246,13 +246,32 @@ export function lsnToBigInt(lsn: string): bigint {
   return (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
 }
 
+/**
+ * Compare two LSNs, in either text form, without allocating: negative, 0 or positive. Each half
+ * is at most 32 bits, so it reads to an exact number.
+ */
+export function compareLsn(a: string, b: string): number {
+  if (a === b) return 0;
+  const i = a.indexOf('/'),
+    j = b.indexOf('/');
+  return hexValue(a, 0, i) - hexValue(b, 0, j) || hexValue(a, i + 1, a.length) - hexValue(b, j + 1, b.length);
+}
+
+/** The hex digits of `s` from `start` to `end` as a number (of either case). */
+function hexValue(s: string, start: number, end: number): number {
+  let n = 0;
+  for (let k = start; k < end; k++) {
+    const c = s.charCodeAt(k);
+    n = n * 16 + (c <= 57 ? c - 48 : (c | 32) - 87);
+  }
+  return n;
+}
+
 export function bigIntToLsn(n: bigint): string {
   return `${(n >> 32n).toString(16).toUpperCase()}/${(n & 0xffffffffn).toString(16).toUpperCase()}`;
 }
 
 /** Orders events by (commit LSN, position). */
 export function compareEventIds(a: EventSource, b: EventSource): number {
-  const x = lsnToBigInt(a.lsn),
-    y = lsnToBigInt(b.lsn);
-  return x < y ? -1 : x > y ? 1 : a.pos - b.pos;
+  return compareLsn(a.lsn, b.lsn) || a.pos - b.pos;
 }

@@ -115,8 +115,21 @@ export function encodeParquet(table: LoadTableName, rows: LoadRow[]): Uint8Array
   return new Uint8Array(parquetWriteBuffer({ columnData: columnData as never, schema, kvMetadata: [{ key: 'totes.load_table', value: table }] }));
 }
 
+/**
+ * A file's load rows. Each column chunk is handed to the decoder on a turn of the event loop of
+ * its own, so decoding a large file never holds the loop for long: a COPY the loader is
+ * streaming meanwhile keeps its socket fed.
+ */
 export async function decodeParquet(table: LoadTableName, bytes: Uint8Array): Promise<LoadRow[]> {
-  const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  const whole = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  let turn = Promise.resolve();
+  const file = {
+    byteLength: whole.byteLength,
+    slice: (start: number, end?: number) => {
+      turn = turn.then(() => new Promise<void>((next) => setImmediate(next)));
+      return turn.then(() => whole.slice(start, end));
+    },
+  };
   // a file's dates and times repeat: each distinct one is formatted once
   const dates = new Map<number, string>();
   const times = new Map<number, string>();

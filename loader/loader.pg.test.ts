@@ -67,14 +67,20 @@ describe('loader', () => {
       async () => s3.destroy(),
     );
     const store = new MicroBatchStore(s3, name);
-    const loader = new Loader(pool, store, new ShardStream(client, name));
+    const newLoader = () => new Loader(pool, store, new ShardStream(client, name));
+    const loader = newLoader();
     await loader.ensureSchema();
     const processor = new Processor(store);
     /** The processor over records[from..to] (inclusive), as one invocation. */
     const process = async (from: number, to: number) => {
       expect((await processor.handler(lambdaEvent(records.slice(from, to + 1), SHARD, name))).batchItemFailures).toEqual([]);
     };
-    return { url: wh.url, records, loader, process };
+    /** Overwrite an object, as nothing in the pipeline does (putOnce never replaces one). */
+    const overwrite = async (key: string, body: string) => {
+      const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+      await s3.send(new PutObjectCommand({ Bucket: name, Key: key, Body: body }));
+    };
+    return { url: wh.url, records, loader, newLoader, process, store, overwrite };
   }
 
   it('loads a micro-batch once, however often it is offered, and overlapping batches once', async () => {
@@ -93,6 +99,24 @@ describe('loader', () => {
     await process(0, 2);
     expect(await loader.loadAvailable()).toBe(0);
     expect(await versions(url)).toEqual(loaded);
+  });
+
+  it('does not load a batch whose Parquet holds other rows than its manifest counts, and says which file', async () => {
+    const { url, loader, newLoader, process, store, overwrite } = await setup([salesOrderChange(3), salesOrderChange(4)]);
+    await process(0, 1);
+    const [key] = await store.listManifests(SHARD);
+    const manifest = await store.getManifest(key);
+    const facts = manifest.tables.find((t) => t.table === 'fact_sales_order')!;
+    await overwrite(key, JSON.stringify({ ...manifest, tables: manifest.tables.map((t) => (t === facts ? { ...t, rows: t.rows + 1 } : t)) }));
+    await expect(loader.loadAvailable()).rejects.toThrow(`${facts.key} holds 2 rows; its manifest says 3`);
+    expect(await versions(url)).toEqual([]);
+    await overwrite(key, JSON.stringify(manifest));
+    // manifests are immutable: a loader keeps one it has read, so a new one reads the mended manifest
+    expect(await newLoader().loadAvailable()).toBe(1);
+    expect(await versions(url)).toEqual([
+      [3, 'c', 1000],
+      [4, 'c', 1000],
+    ]);
   });
 
   it('loads batches that arrive out of order as in order, and holds a gap back until it is filled', async () => {

@@ -7,14 +7,14 @@
 import { log } from '../lib/log.ts';
 import { backoffMs, sleep } from '../lib/retry.ts';
 import type pg from '../lib/pg.ts';
-import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
+import { LOAD_TABLES } from '../formats/load-tables.ts';
 import type { Manifest } from '../formats/manifest.ts';
 import { decodeParquet } from '../formats/parquet.ts';
 import type { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { loadOrder, planShards, type Gap, type PendingBatch, type ShardPlan } from './frontier.ts';
 import { inheritWatermarks, newestHeartbeat, settleShard, shardStates, StalePlanError, type ShardAdvance } from './shard-progress.ts';
 import type { NextRecord, ShardInfo, ShardStream } from './shard-stream.ts';
-import { Warehouse, type LoadBatchInfo } from './warehouse.ts';
+import { type BatchToLoad, Warehouse } from './warehouse.ts';
 
 /** What the last pass found beyond what it loaded. */
 export interface LoaderStatus {
@@ -27,6 +27,8 @@ export interface LoaderStatus {
 
 /** The shard list is asked of the stream at most this often. */
 const SHARDS_TTL_MS = 2_000;
+/** Tables fetched from the processed bucket at once. */
+const FETCHES_IN_FLIGHT = 8;
 
 export class Loader extends Warehouse {
   status: LoaderStatus = { gaps: [], waiting: [], error: null };
@@ -35,6 +37,8 @@ export class Loader extends Warehouse {
   /** So are the stream's answers about which record follows which (but "none yet"). */
   private answers = new Map<string, NextRecord>();
   private shardList: { at: number; shards: ShardInfo[] } | null = null;
+  private readonly fetches = limiter(FETCHES_IN_FLIGHT);
+  private readonly decodes = limiter(1);
 
   constructor(
     pool: pg.Pool,
@@ -50,7 +54,7 @@ export class Loader extends Warehouse {
    * to `maxRowsPerTransaction` rows), since a merge costs about the same for 300 rows as for
    * 30,000; then record gaps and shards loaded to their end. Returns the number of batches loaded.
    */
-  async loadAvailable(maxRowsPerTransaction = 100_000): Promise<number> {
+  async loadAvailable(maxRowsPerTransaction = 200_000): Promise<number> {
     const shards = await this.shards();
     const states = await shardStates(this.pool, this.schema, shards);
     const listed = new Map<string, Manifest>();
@@ -111,17 +115,18 @@ export class Loader extends Warehouse {
   }
 
   /**
-   * The plans' batches in load order (frontier.ts loadOrder), cut into transactions by rows. The next
-   * transaction's batches are read and decoded while one merges: S3 latency and Parquet decoding
-   * overlap the warehouse's work, and never hold its lock.
+   * The plans' batches in load order (frontier.ts loadOrder), cut into transactions by rows. A
+   * transaction starts as soon as it is planned, and takes each table as it is read and decoded
+   * (warehouse.ts); the next transaction's batches are read while one merges. S3 latency and
+   * Parquet decoding overlap the warehouse's work.
    */
-  private async loadPlans(plans: ShardPlan[], maxRows: number, early: Map<string, Promise<ReadBatch>>): Promise<number> {
+  private async loadPlans(plans: ShardPlan[], maxRows: number, early: Map<string, BatchToLoad>): Promise<number> {
     const chunks = cutByRows(
       loadOrder(plans).map(({ plan, batch }) => ({ plan, ...batch })),
       maxRows,
     );
     const frontier = new Map(plans.map((p) => [p.shard, p.from]));
-    const read = (chunk: (typeof chunks)[number]) => mapLimited(chunk, 8, (c) => early.get(c.key) ?? this.readBatch(c.manifest));
+    const read = (chunk: (typeof chunks)[number]) => chunk.map((c) => early.get(c.key) ?? this.readBatch(c.manifest));
     let loaded = 0;
     let reading = chunks.length > 0 ? read(chunks[0]) : null;
     for (let i = 0; i < chunks.length; i++) {
@@ -139,9 +144,8 @@ export class Loader extends Warehouse {
         });
         frontier.set(shard, last.manifest.lastSequence);
       }
-      const items = await reading!;
+      const items = reading!;
       reading = i + 1 < chunks.length ? read(chunks[i + 1]) : null;
-      reading?.catch(() => undefined); // a failed read is seen when awaited; not unhandled if this load fails first
       loaded += await this.loadBatches(items, advances);
     }
     return loaded;
@@ -152,21 +156,41 @@ export class Loader extends Warehouse {
    * extends its shard (the usual case), in load order. A batch the plan then leaves out is
    * dropped unread by anyone; its read costs only time.
    */
-  private readEarly(shards: ShardInfo[], pending: Map<string, PendingBatch[]>, maxRows: number): Map<string, Promise<ReadBatch>> {
+  private readEarly(shards: ShardInfo[], pending: Map<string, PendingBatch[]>, maxRows: number): Map<string, BatchToLoad> {
     const assumed = shards.map((s) => ({ shard: s.id, parents: s.parents, batches: pending.get(s.id) ?? [] }));
     const [first = []] = cutByRows(
       loadOrder(assumed).map(({ batch }) => batch),
       maxRows,
     );
-    const reads = new Map(first.map((b) => [b.key, this.readBatch(b.manifest)]));
-    for (const r of reads.values()) r.catch(() => undefined); // seen where it is used; not unhandled where it is not
-    return reads;
+    return new Map(first.map((b) => [b.key, this.readBatch(b.manifest)]));
   }
 
-  /** A micro-batch's load rows, read from the processed bucket. */
-  private async readBatch(manifest: Manifest): Promise<ReadBatch> {
-    const tables = await mapLimited(manifest.tables, 4, async (t) => [t.table, await decodeParquet(t.table, await this.store.getBytes(t.key))] as const);
-    return { batch: { batchKey: manifest.batchId, shard: manifest.shard, events: manifest.events, ends: manifest.ends }, tables: new Map(tables) };
+  /**
+   * A micro-batch, its tables' reads from the processed bucket started: fetched at most
+   * FETCHES_IN_FLIGHT at a time, decoded one at a time in the order asked, so the first table a
+   * load needs is ready first, not after every table has been decoded part way. Facts come first:
+   * a load trusting its references takes them as they arrive (warehouse.ts). A table that
+   * decodes to other than the rows its manifest counts fails its load.
+   */
+  private readBatch(manifest: Manifest): BatchToLoad {
+    const factsFirst = [...manifest.tables].sort((a, b) => Number(LOAD_TABLES[b.table].kind === 'fact') - Number(LOAD_TABLES[a.table].kind === 'fact'));
+    const tables = new Map(
+      factsFirst.map((t) => {
+        const bytes = this.fetches(() => this.store.getBytes(t.key));
+        const read = this.decodes(async () => {
+          const rows = await decodeParquet(t.table, await bytes);
+          if (rows.length !== t.rows) throw new Error(`${t.key} holds ${rows.length} rows; its manifest says ${t.rows}: the batch is not loaded`);
+          return rows;
+        });
+        read.catch(() => undefined); // seen where the load awaits it; not unhandled where a load ends first
+        return [t.table, read] as const;
+      }),
+    );
+    return {
+      batch: { batchKey: manifest.batchId, shard: manifest.shard, events: manifest.events, ends: manifest.ends },
+      rows: manifestRows(manifest),
+      tables,
+    };
   }
 
   /** Load in a loop until aborted; when the warehouse or the stream is unreachable, back off and try again. */
@@ -187,7 +211,22 @@ export class Loader extends Warehouse {
   }
 }
 
-type ReadBatch = { batch: LoadBatchInfo; tables: Map<LoadTableName, LoadRow[]> };
+/** A function that runs what it is given at most `n` at a time, in the order given. */
+function limiter(n: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async (task) => {
+    if (running < n) running++;
+    else await new Promise<void>((go) => waiting.push(go)); // a task that ends hands its place on
+    try {
+      return await task();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else running--;
+    }
+  };
+}
 
 /** Consecutive runs of batches of up to `maxRows` rows together (a bigger batch alone). */
 function cutByRows<T extends { manifest: Manifest }>(queue: T[], maxRows: number): T[][] {

@@ -106,8 +106,15 @@ export function referencedKeys(tables: Map<LoadTableName, LoadRow[]>): { dates: 
       if (!members.has(dim)) members.set(dim, new Set());
       return [col, members.get(dim)!] as const;
     });
+    // neighbouring rows mostly name the same dates: a date equal to the row before's is not looked up again
+    const lastDates = dateCols.map(() => null as unknown);
     for (const r of rows) {
-      for (const c of dateCols) if (r[c] != null) dates.add(r[c] as string);
+      for (let i = 0; i < dateCols.length; i++) {
+        const d = r[dateCols[i]];
+        if (d == null || d === lastDates[i]) continue;
+        dates.add(d as string);
+        lastDates[i] = d;
+      }
       for (const [col, keys] of refs) if (r[col] != null) keys.add(r[col] as number);
     }
   }

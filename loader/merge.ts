@@ -9,7 +9,7 @@
  */
 import { LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
-import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql, referencedKeys } from './merge-sql.ts';
+import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql, referencedKeys, stageName } from './merge-sql.ts';
 import { copyFacts, copyNewDimensionRows, createStages, distinctChanges, stageRows, utcTimestampText } from './stage.ts';
 
 /** Dimensions before the facts that reference them; department and address before the dims derived from them. */
@@ -32,15 +32,24 @@ interface Statement {
   params?: unknown[];
 }
 
-export async function mergeTables(db: pg.PoolClient, schema: string, tables: Map<LoadTableName, LoadRow[]>): Promise<void> {
+/**
+ * Merge `tables`, the load's rows. `toAppend` are the fact versions not yet in their tables
+ * (default: every fact row of `tables`; fewer when appendIndependentFacts took some already).
+ */
+export async function mergeTables(
+  db: pg.PoolClient,
+  schema: string,
+  tables: Map<LoadTableName, LoadRow[]>,
+  toAppend: Map<LoadTableName, LoadRow[]> = tables,
+): Promise<void> {
   const present = MERGE_ORDER.filter((t) => tables.get(t)?.length);
   const dims = present.filter((t) => LOAD_TABLES[t].kind === 'dim');
-  const facts = present.filter((t) => LOAD_TABLES[t].kind === 'fact');
+  const facts = present.filter((t) => LOAD_TABLES[t].kind === 'fact' && toAppend.get(t)?.length);
   // fact versions for a COPY of their own, when every one of them can go that way
   const direct = new Map<LoadTableName, LoadRow[]>();
   for (const table of facts) {
-    const own = distinctChanges(table, tables.get(table)!).filter((r) => !needsPreviousVersion(r));
-    if (own.length > 0 && own.every((r) => utcTimestampText(r.source_commit_time) !== null)) direct.set(table, own);
+    const own = directVersions(table, toAppend.get(table)!);
+    if (own) direct.set(table, own);
   }
   // dimension rows of new keys go straight in; the rest are upserted through the stage
   const upserts = new Map<LoadTableName, LoadRow[]>();
@@ -50,7 +59,7 @@ export async function mergeTables(db: pg.PoolClient, schema: string, tables: Map
   }
   const staged = new Map<LoadTableName, LoadRow[]>(upserts);
   for (const table of facts) {
-    const rows = direct.has(table) ? tables.get(table)!.filter(needsPreviousVersion) : tables.get(table)!;
+    const rows = direct.has(table) ? toAppend.get(table)!.filter(needsPreviousVersion) : toAppend.get(table)!;
     if (rows.length > 0) staged.set(table, rows);
   }
   await createStages(db, [...staged.keys()]);
@@ -66,7 +75,7 @@ export async function mergeTables(db: pg.PoolClient, schema: string, tables: Map
     }
   }
   // after the dimensions' own rows, before the facts: every date and key a fact names exists
-  const named = referencedKeys(new Map(facts.map((t) => [t, tables.get(t)!])));
+  const named = referencedKeys(new Map(present.filter((t) => LOAD_TABLES[t].kind === 'fact').map((t) => [t, tables.get(t)!])));
   if (named.dates.length > 0) first.push({ sql: datesSql(schema), params: [named.dates] });
   for (const [dim, keys] of named.members) {
     // a key among the dimension's own rows of this load was merged just above
@@ -77,16 +86,11 @@ export async function mergeTables(db: pg.PoolClient, schema: string, tables: Map
   await runInOrder(db, first);
 
   for (const table of facts) {
-    const rows = tables.get(table)!;
+    const rows = toAppend.get(table)!;
     const append = appendFactSql(table, schema);
     const own = direct.get(table);
-    if (!own || !(await copyFacts(db, schema, table, own))) {
-      if (own) {
-        await createStages(db, [table]);
-        await stageRows(db, table, own);
-      }
-      await db.query(append.independent);
-    }
+    if (!own) await db.query(append.independent);
+    else if (!(await copyFacts(db, schema, table, own))) await appendThroughStage(db, schema, table, own);
     // the rest (deletes, snapshot reads, unchanged TOAST) read the version before them: in waves
     const waves = maxCount(rows.filter(needsPreviousVersion), LOAD_TABLES[table].key);
     for (let wave = 1; wave <= waves; wave++) await db.query(append.dependent, [wave]);
@@ -105,6 +109,35 @@ export async function mergeTables(db: pg.PoolClient, schema: string, tables: Map
   if (touched.counterparties.length || touched.addresses.length)
     last.push({ sql: propagate.counterparty, params: [touched.counterparties, touched.addresses] });
   await runInOrder(db, last);
+}
+
+/**
+ * Append a fact table's versions that need nothing from the version before them, by COPY, ahead
+ * of the rest of the merge; returns the versions left for mergeTables (all of them when they
+ * cannot go this way). Only in a load trusting its references: the dates and dimension keys
+ * these versions name are inserted after them, in the same transaction.
+ */
+export async function appendIndependentFacts(db: pg.PoolClient, schema: string, table: LoadTableName, rows: LoadRow[]): Promise<LoadRow[]> {
+  const own = directVersions(table, rows);
+  if (!own) return rows;
+  if (!(await copyFacts(db, schema, table, own))) {
+    await appendThroughStage(db, schema, table, own);
+    await db.query(`DELETE FROM ${stageName(table)}`); // staged again, with the rest, by mergeTables
+  }
+  return rows.filter(needsPreviousVersion);
+}
+
+/** Independent fact versions some of which are in their table already (delivered before): the stage appends those that are not. */
+async function appendThroughStage(db: pg.PoolClient, schema: string, table: LoadTableName, versions: LoadRow[]): Promise<void> {
+  await createStages(db, [table]);
+  await stageRows(db, table, versions);
+  await db.query(appendFactSql(table, schema).independent);
+}
+
+/** A fact table's versions for a COPY of their own (each change once), or null when not every one of them can go that way. */
+function directVersions(table: LoadTableName, rows: LoadRow[]): LoadRow[] | null {
+  const own = distinctChanges(table, rows).filter((r) => !needsPreviousVersion(r));
+  return own.length > 0 && own.every((r) => utcTimestampText(r.source_commit_time) !== null) ? own : null;
 }
 
 /** Run statements in order; consecutive ones without parameters go to Postgres as one multi-statement query (one round trip). */

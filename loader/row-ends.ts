@@ -27,8 +27,8 @@
  * evaluated again for those keys, so the row still ends, or no longer does if its own delete
  * came first.
  */
-import { lsnToBigInt } from '../formats/change-event.ts';
-import { LOAD_TABLES, REFERENCES, type LoadRow, type LoadTableName, type RowsEnd, versionBefore } from '../formats/load-tables.ts';
+import { compareLsn, lsnToBigInt } from '../formats/change-event.ts';
+import { LOAD_TABLES, REFERENCES, type LoadRow, type LoadTableName, type RowsEnd, type StreamPosition, versionBefore } from '../formats/load-tables.ts';
 import { log } from '../lib/log.ts';
 import type pg from '../lib/pg.ts';
 import { propagationSql } from './merge-sql.ts';
@@ -208,9 +208,8 @@ async function uncountFilledAfter(db: pg.PoolClient, schema: string, merged: Map
   return ends.reduce((n, e) => n + (e.n as number), 0);
 }
 
-/** Position as a comparable pair: the LSN's text differs between the stream ("00000000/016B3748") and Postgres ("0/16B3748"). */
-const position = (lsn: string, pos: number) => ({ lsn: lsnToBigInt(lsn), pos });
-const before = (a: { lsn: bigint; pos: number }, b: { lsn: bigint; pos: number }) => a.lsn < b.lsn || (a.lsn === b.lsn && a.pos < b.pos);
+/** An end's stream position, to compare with rows' (versionBefore: the LSN's text differs between the stream and Postgres). */
+const positionOf = (e: Pick<RowsEnd, 'lsn' | 'pos'>): StreamPosition => ({ source_lsn: e.lsn, source_pos: e.pos });
 const idOf = (e: Pick<RowsEnd, 'table' | 'lsn' | 'pos'>) => `${e.table}@${lsnToBigInt(e.lsn)}:${e.pos}`;
 
 /**
@@ -246,14 +245,12 @@ export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: Rows
   const applied: RowEndsApplied = { truncates: 0, rows: -(await uncountFilledAfter(db, schema, merged)) };
   const newestNaming = [...work.values()].some((e) => LOAD_TABLES[e.table].kind === 'dim') ? newestFactNaming(merged) : null;
   const endedKeys = { totes_department: [] as number[], dim_location: [] as number[] };
-  const ordered = [...work.values()].sort((a, b) => (before(position(a.lsn, a.pos), position(b.lsn, b.pos)) ? -1 : 1));
+  const ordered = [...work.values()].sort((a, b) => compareLsn(a.lsn, b.lsn) || a.pos - b.pos);
   for (const e of ordered) {
-    const at = position(e.lsn, e.pos);
+    const at = positionOf(e);
     const key = LOAD_TABLES[e.table].key;
     // a fresh end reaches every row; a recorded one, the keys of merged rows older than it
-    const keys = e.fresh
-      ? null
-      : [...new Set((merged.get(e.table) ?? []).filter((r) => before(position(r.source_lsn, r.source_pos), at)).map((r) => r[key] as number))];
+    const keys = e.fresh ? null : [...new Set((merged.get(e.table) ?? []).filter((r) => versionBefore(r, at)).map((r) => r[key] as number))];
     if (keys?.length === 0) continue;
     const fact = LOAD_TABLES[e.table].kind === 'fact';
     const params: unknown[] = [e.lsn, e.pos, e.after, e.through, JSON.stringify(e.present), keys];
@@ -266,7 +263,7 @@ export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: Rows
       net = ended.length - takenBack;
     } else {
       const counted = e.fresh ? 0 : await dimensionRowsEnded(db, schema, e);
-      const earlier = (merged.get(e.table) ?? []).filter((r) => before(position(r.source_lsn, r.source_pos), at));
+      const earlier = (merged.get(e.table) ?? []).filter((r) => versionBefore(r, at));
       if (!e.fresh) await db.query(dimensionBeforeSql(schema), [e.table, e.lsn, e.pos, ...onePerKey(earlier, key, (a, b) => versionBefore(b, a))]);
       params.push(e.table, namedAfter(newestNaming!, e.table, at));
       ended = (await db.query(endRowsSql(e.table, schema), params)).rows.map((r) => r.key as number);
@@ -301,11 +298,9 @@ export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: Rows
   return applied;
 }
 
-type Position = ReturnType<typeof position>;
-
-/** Per dimension, each key the merged fact versions name, with the newest position naming it. */
-function newestFactNaming(merged: Map<LoadTableName, LoadRow[]>): Map<LoadTableName, Map<number, Position>> {
-  const naming = new Map<LoadTableName, Map<number, Position>>();
+/** Per dimension, each key the merged fact versions name, with the newest version naming it. */
+function newestFactNaming(merged: Map<LoadTableName, LoadRow[]>): Map<LoadTableName, Map<number, StreamPosition>> {
+  const naming = new Map<LoadTableName, Map<number, StreamPosition>>();
   for (const [table, rows] of merged) {
     const refs = Object.entries(REFERENCES[table] ?? {});
     if (refs.length === 0) continue;
@@ -314,12 +309,11 @@ function newestFactNaming(merged: Map<LoadTableName, LoadRow[]>): Map<LoadTableN
       return [col, naming.get(dim)!] as const;
     });
     for (const r of rows) {
-      const at = position(r.source_lsn, r.source_pos);
       for (const [col, keys] of byDim) {
         const k = r[col] as number | null;
         if (k == null) continue;
         const seen = keys.get(k);
-        if (!seen || before(seen, at)) keys.set(k, at);
+        if (!seen || versionBefore(seen, r)) keys.set(k, r);
       }
     }
   }
@@ -327,21 +321,14 @@ function newestFactNaming(merged: Map<LoadTableName, LoadRow[]>): Map<LoadTableN
 }
 
 /** Keys of `dim` that a merged fact version after `at` names: the row existed then, so an end at `at` cannot have found it gone. */
-function namedAfter(naming: Map<LoadTableName, Map<number, Position>>, dim: LoadTableName, at: Position): number[] {
+function namedAfter(naming: Map<LoadTableName, Map<number, StreamPosition>>, dim: LoadTableName, at: StreamPosition): number[] {
   const keys: number[] = [];
-  for (const [k, newest] of naming.get(dim) ?? []) if (before(at, newest)) keys.push(k);
+  for (const [k, newest] of naming.get(dim) ?? []) if (versionBefore(at, newest)) keys.push(k);
   return keys;
 }
 
 function oldestVersion(rows: LoadRow[]): { lsn: string; pos: number } {
   let best = rows[0];
-  let bestLsn = lsnToBigInt(best.source_lsn);
-  for (const r of rows) {
-    const lsn = lsnToBigInt(r.source_lsn);
-    if (lsn < bestLsn || (lsn === bestLsn && r.source_pos < best.source_pos)) {
-      best = r;
-      bestLsn = lsn;
-    }
-  }
+  for (const r of rows) if (versionBefore(r, best)) best = r;
   return { lsn: best.source_lsn, pos: best.source_pos };
 }

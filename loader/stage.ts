@@ -2,17 +2,23 @@
  * Staging: a load table's rows into its temp table (merge-sql.ts) by COPY, the fastest way in,
  * each change once however often it was delivered (in one batch or in two merged together).
  */
-import { LOAD_TABLES, type LoadRow, type LoadTableName, versionBefore } from '../formats/load-tables.ts';
+import { LOAD_TABLES, type LoadRow, type LoadTableName, type LoadValue, versionBefore } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
 import { type CopyValue, copyRows } from '../lib/pg-copy.ts';
 import { stageColumns, stageName, stageTableSql } from './merge-sql.ts';
 
 /** A commit time as the fact tables hold it (timestamp, UTC), when it is an instant in UTC to the microsecond; else null. */
 export function utcTimestampText(commitTime: unknown): string | null {
-  return typeof commitTime === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$/.test(commitTime)
-    ? `${commitTime.slice(0, 10)} ${commitTime.slice(11, -1)}`
-    : null;
+  // a transaction's rows share its commit time, and come together: the last answer is kept
+  if (commitTime === lastCommitTime.in) return lastCommitTime.out;
+  const out =
+    typeof commitTime === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$/.test(commitTime)
+      ? `${commitTime.slice(0, 10)} ${commitTime.slice(11, -1)}`
+      : null;
+  lastCommitTime = { in: commitTime, out };
+  return out;
 }
+let lastCommitTime: { in: unknown; out: string | null } = { in: undefined, out: null };
 
 /**
  * COPY fact versions that need nothing from the version before them (inserts and updates
@@ -68,13 +74,21 @@ export async function copyNewDimensionRows(db: pg.PoolClient, schema: string, ta
 /** The rows with each change (natural key, source_lsn, source_pos) once. */
 export function distinctChanges(table: LoadTableName, rows: LoadRow[]): LoadRow[] {
   const key = LOAD_TABLES[table].key;
-  const seen = new Set<string>();
-  return rows.filter((r) => {
-    const id = `${r[key]}:${r.source_lsn}:${r.source_pos}`;
-    if (seen.has(id)) return false;
-    seen.add(id);
-    return true;
-  });
+  // by key first: most keys have one version in a load, so few versions are compared at all
+  const byKey = new Map<LoadValue, LoadRow | LoadRow[]>();
+  const out: LoadRow[] = [];
+  for (const r of rows) {
+    const seen = byKey.get(r[key]);
+    if (seen === undefined) byKey.set(r[key], r);
+    else {
+      const versions = Array.isArray(seen) ? seen : [seen];
+      if (versions.some((v) => v.source_pos === r.source_pos && v.source_lsn === r.source_lsn)) continue;
+      versions.push(r);
+      byKey.set(r[key], versions);
+    }
+    out.push(r);
+  }
+  return out;
 }
 
 /** Create the temp staging tables of `tables` (if they are not yet), in one round trip. */

@@ -19,7 +19,7 @@ import { log } from '../lib/log.ts';
 import { LOAD_TABLES, type LoadRow, type LoadTableName, type RowsEnd } from '../formats/load-tables.ts';
 import type { Manifest } from '../formats/manifest.ts';
 import { foreignKeysDdl, warehouseDdl } from './warehouse-schema.ts';
-import { mergeTables } from './merge.ts';
+import { appendIndependentFacts, mergeTables } from './merge.ts';
 import { applyRowEnds } from './row-ends.ts';
 import { advanceShards, checkFrontiers, type ShardAdvance } from './shard-progress.ts';
 
@@ -33,6 +33,16 @@ export interface LoadBatchInfo {
   heartbeat?: Manifest['heartbeat'];
   /** Truncates and snapshot ranges, applied after the batch's rows (row-ends.ts). */
   ends?: RowsEnd[];
+}
+
+/**
+ * A batch to merge. Its tables may still be arriving (the loader reads and decodes them while
+ * the load runs), so it says how many rows they hold.
+ */
+export interface BatchToLoad {
+  batch: LoadBatchInfo;
+  rows: number;
+  tables: Map<LoadTableName, LoadRow[] | Promise<LoadRow[]>>;
 }
 
 export interface LoaderMetrics {
@@ -109,7 +119,8 @@ export class Warehouse {
 
   /** Merge load rows in one transaction, logged under `batch.batchKey` so they load once. */
   async loadTables(batch: LoadBatchInfo, tables: Map<LoadTableName, LoadRow[]>): Promise<boolean> {
-    return (await this.loadBatches([{ batch, tables }])) === 1;
+    const rows = [...tables.values()].reduce((n, r) => n + r.length, 0);
+    return (await this.loadBatches([{ batch, rows, tables }])) === 1;
   }
 
   /**
@@ -118,30 +129,33 @@ export class Warehouse {
    * move shard frontiers over the batches, in the same transaction, and only from where they
    * were planned (StalePlanError otherwise). Returns batches merged.
    */
-  async loadBatches(items: { batch: LoadBatchInfo; tables: Map<LoadTableName, LoadRow[]> }[], advances: ShardAdvance[] = []): Promise<number> {
+  async loadBatches(items: BatchToLoad[], advances: ShardAdvance[] = []): Promise<number> {
     if (items.length === 0 && advances.length === 0) return 0;
     const s = `"${this.schema}"`;
-    const rowsOf = (t: Map<LoadTableName, LoadRow[]>) => [...t.values()].reduce((n, r) => n + r.length, 0);
     const merged = await inTransaction(this.pool, async (db) => {
       await this.lockLoads(db);
-      if (await this.trustsReferences()) await db.query(`SET LOCAL session_replication_role = replica`);
+      const trusted = await this.trustsReferences();
+      if (trusted) await db.query(`SET LOCAL session_replication_role = replica`);
       await checkFrontiers(db, this.schema, advances);
       const logged = await db.query(
         `INSERT INTO ${s}.totes_load_log (batch_key, shard, events, rows)
          SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[]) ON CONFLICT DO NOTHING RETURNING batch_key`,
-        [items.map((i) => i.batch.batchKey), items.map((i) => i.batch.shard), items.map((i) => i.batch.events), items.map((i) => rowsOf(i.tables))],
+        [items.map((i) => i.batch.batchKey), items.map((i) => i.batch.shard), items.map((i) => i.batch.events), items.map((i) => i.rows)],
       );
       const fresh = new Set(logged.rows.map((r) => r.batch_key as string));
       const tables = new Map<LoadTableName, LoadRow[]>();
+      const factsLeft = new Map<LoadTableName, LoadRow[]>();
       for (const item of items) {
         if (!fresh.has(item.batch.batchKey)) continue;
-        for (const [table, rows] of item.tables) {
-          const all = tables.get(table);
-          if (all) for (const r of rows) all.push(r);
-          else tables.set(table, [...rows]);
+        for (const [table, arriving] of item.tables) {
+          const rows = await arriving;
+          appendTo(tables, table, rows);
+          if (LOAD_TABLES[table].kind !== 'fact') continue;
+          // trusted, a fact version needs nothing of the dimensions until commit: it goes in as it arrives, while later tables are still read
+          appendTo(factsLeft, table, trusted ? await appendIndependentFacts(db, this.schema, table, rows) : rows);
         }
       }
-      if (fresh.size > 0) await mergeTables(db, this.schema, tables);
+      if (fresh.size > 0) await mergeTables(db, this.schema, tables, factsLeft);
       const freshEnds = items.flatMap((i) => (fresh.has(i.batch.batchKey) ? (i.batch.ends ?? []) : []));
       const ended = await applyRowEnds(db, this.schema, freshEnds, tables);
       await advanceShards(db, this.schema, advances);
@@ -158,7 +172,7 @@ export class Warehouse {
           [b.shard, b.manifestKey, b.heartbeat?.lsn ?? null, b.heartbeat?.commitTime ?? null],
         );
       }
-      return { batches: fresh.size, rows: rowsOf(tables), ended };
+      return { batches: fresh.size, rows: [...tables.values()].reduce((n, r) => n + r.length, 0), ended };
     });
     if (merged.batches > 0) {
       this.metrics.batches += merged.batches;
@@ -222,4 +236,10 @@ export class Warehouse {
       gapSeconds: r.gap_seconds ?? null,
     };
   }
+}
+
+function appendTo(tables: Map<LoadTableName, LoadRow[]>, table: LoadTableName, rows: LoadRow[]): void {
+  const all = tables.get(table);
+  if (all) for (const r of rows) all.push(r);
+  else tables.set(table, [...rows]);
 }
