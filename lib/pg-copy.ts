@@ -1,7 +1,7 @@
 /**
  * COPY … FROM STDIN on a node-postgres client. node-postgres runs COPY only through a
- * "submittable" (what pg-copy-streams provides); this is the smallest one: send the text
- * format in chunks, then CopyDone.
+ * "submittable" (what pg-copy-streams provides); copyIn is the smallest one: send the data in
+ * chunks, then CopyDone. copyRows sends the text format; pg-binary-copy.ts the binary one.
  */
 import type pg from 'pg';
 
@@ -24,6 +24,49 @@ interface CopyConnection {
   query(text: string): void;
   sendCopyFromChunk(chunk: Buffer): void;
   endCopyFrom(): void;
+  sendCopyFail(message: string): void;
+}
+
+/** What a COPY's writer sends: data, then the end, or a failure (Postgres then ends the COPY with an error). */
+export interface CopyOut {
+  send(chunk: Buffer): void;
+  end(): void;
+  fail(message: string): void;
+}
+
+/**
+ * Run `command` (a COPY … FROM STDIN) and have `write` send its data, all at once when Postgres
+ * is ready for it; resolves with the row count Postgres reports.
+ */
+export function copyIn(client: pg.Client | pg.PoolClient, command: string, write: (out: CopyOut) => void): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let copied = 0;
+    let failure: Error | null = null;
+    const submittable = {
+      submit(connection: CopyConnection) {
+        connection.query(command);
+      },
+      handleCopyInResponse(connection: CopyConnection) {
+        write({
+          send: (chunk) => connection.sendCopyFromChunk(chunk),
+          end: () => connection.endCopyFrom(),
+          fail: (message) => connection.sendCopyFail(message),
+        });
+      },
+      handleCommandComplete(msg: { text?: string }) {
+        copied = Number(/COPY (\d+)/.exec(msg.text ?? '')?.[1] ?? 0);
+      },
+      // at once: a connection that dies mid-COPY sends no ReadyForQuery
+      handleError(err: Error) {
+        failure = err;
+        reject(err);
+      },
+      handleReadyForQuery() {
+        if (!failure) resolve(copied);
+      },
+    };
+    void client.query(submittable as unknown as pg.Submittable);
+  });
 }
 
 /**
@@ -39,43 +82,22 @@ export function copyRows(
   convert: Record<string, (value: CopyValue, row: Record<string, CopyValue>) => CopyValue> = {},
 ): Promise<number> {
   const converters = columns.map((c) => convert[c]);
-  return new Promise((resolve, reject) => {
-    let copied = 0;
-    let failure: Error | null = null;
-    const submittable = {
-      submit(connection: CopyConnection) {
-        connection.query(`COPY ${table} (${columns.map((c) => `"${c}"`).join(', ')}) FROM STDIN`);
-      },
-      handleCopyInResponse(connection: CopyConnection) {
-        let chunk = '';
-        for (const row of rows) {
-          let line = '';
-          for (let i = 0; i < columns.length; i++) {
-            const value = row[columns[i]];
-            const text = copyText(converters[i] ? converters[i](value, row) : value);
-            line = i === 0 ? text : `${line}\t${text}`;
-          }
-          chunk += `${line}\n`;
-          if (chunk.length >= CHUNK_BYTES) {
-            connection.sendCopyFromChunk(Buffer.from(chunk));
-            chunk = '';
-          }
-        }
-        if (chunk) connection.sendCopyFromChunk(Buffer.from(chunk));
-        connection.endCopyFrom();
-      },
-      handleCommandComplete(msg: { text?: string }) {
-        copied = Number(/COPY (\d+)/.exec(msg.text ?? '')?.[1] ?? 0);
-      },
-      // at once: a connection that dies mid-COPY sends no ReadyForQuery
-      handleError(err: Error) {
-        failure = err;
-        reject(err);
-      },
-      handleReadyForQuery() {
-        if (!failure) resolve(copied);
-      },
-    };
-    void client.query(submittable as unknown as pg.Submittable);
+  return copyIn(client, `COPY ${table} (${columns.map((c) => `"${c}"`).join(', ')}) FROM STDIN`, (out) => {
+    let chunk = '';
+    for (const row of rows) {
+      let line = '';
+      for (let i = 0; i < columns.length; i++) {
+        const value = row[columns[i]];
+        const text = copyText(converters[i] ? converters[i](value, row) : value);
+        line = i === 0 ? text : `${line}\t${text}`;
+      }
+      chunk += `${line}\n`;
+      if (chunk.length >= CHUNK_BYTES) {
+        out.send(Buffer.from(chunk));
+        chunk = '';
+      }
+    }
+    if (chunk) out.send(Buffer.from(chunk));
+    out.end();
   });
 }

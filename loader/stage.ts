@@ -2,7 +2,9 @@
  * Staging: a load table's rows into its temp table (merge-sql.ts) by COPY, the fastest way in,
  * each change once however often it was delivered (in one batch or in two merged together).
  */
-import { LOAD_TABLES, type LoadRow, type LoadTableName, type LoadValue, versionBefore } from '../formats/load-tables.ts';
+import { type ColumnType, LOAD_TABLES, type LoadRow, type LoadTableName, type LoadValue, versionBefore } from '../formats/load-tables.ts';
+import { log } from '../lib/log.ts';
+import { type BinaryType, copyBinaryRows, NotBinaryError } from '../lib/pg-binary-copy.ts';
 import type pg from '../lib/pg.ts';
 import { type CopyValue, copyRows } from '../lib/pg-copy.ts';
 import { stageColumns, stageName, stageTableSql } from './merge-sql.ts';
@@ -27,10 +29,10 @@ let lastCommitTime: { in: unknown; out: string | null } = { in: undefined, out: 
  * returned, for them to append through the stage (ON CONFLICT DO NOTHING) instead.
  */
 export async function copyFacts(db: pg.PoolClient, schema: string, table: LoadTableName, rows: LoadRow[]): Promise<boolean> {
-  const columns = [...Object.keys(LOAD_TABLES[table].columns), 'source_op', 'source_lsn', 'source_pos', 'source_commit_time', 'is_deleted'];
+  const columns = copyColumns(table, FACT_PROVENANCE);
   await db.query('SAVEPOINT copy_facts');
   try {
-    await copyRows(db, `"${schema}"."${table}"`, columns, rows as unknown as Record<string, CopyValue>[], {
+    await copyBinaryOrText(db, 'copy_facts', `"${schema}"."${table}"`, columns, rows, {
       source_commit_time: utcTimestampText,
       is_deleted: () => false,
     });
@@ -41,6 +43,54 @@ export async function copyFacts(db: pg.PoolClient, schema: string, table: LoadTa
   }
   await db.query('RELEASE SAVEPOINT copy_facts');
   return true;
+}
+
+/** Each COPYed column's binary type: a load table's own columns, then the provenance a target table keeps. */
+const BINARY_TYPE: Record<ColumnType, BinaryType> = { int: 'int4', text: 'text', money: 'numeric', date: 'date', time: 'time', bool: 'bool' };
+const FACT_PROVENANCE: [string, BinaryType][] = [
+  ['source_op', 'text'],
+  ['source_lsn', 'pg_lsn'],
+  ['source_pos', 'int4'],
+  ['source_commit_time', 'timestamp'],
+  ['is_deleted', 'bool'],
+];
+const DIMENSION_PROVENANCE: [string, BinaryType][] = [
+  ['source_lsn', 'pg_lsn'],
+  ['source_pos', 'int4'],
+  ['is_deleted', 'bool'],
+];
+
+function copyColumns(table: LoadTableName, provenance: [string, BinaryType][]): [string, BinaryType][] {
+  return [...Object.entries(LOAD_TABLES[table].columns).map(([name, type]): [string, BinaryType] => [name, BINARY_TYPE[type]]), ...provenance];
+}
+
+/**
+ * COPY in the binary format, which Postgres reads faster; when a value is in a form it does not
+ * read, back to `savepoint` (taken by the caller) and COPY as text, Postgres's own input.
+ */
+async function copyBinaryOrText(
+  db: pg.PoolClient,
+  savepoint: string,
+  target: string,
+  columns: [string, BinaryType][],
+  rows: LoadRow[],
+  convert: Record<string, (value: CopyValue, row: Record<string, CopyValue>) => CopyValue>,
+): Promise<number> {
+  const values = rows as unknown as Record<string, CopyValue>[];
+  try {
+    return await copyBinaryRows(db, target, columns, values, convert);
+  } catch (err) {
+    if (!(err instanceof NotBinaryError)) throw err;
+    log.info({ target, reason: err.message }, 'copying as text');
+    await db.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
+    return copyRows(
+      db,
+      target,
+      columns.map(([name]) => name),
+      values,
+      convert,
+    );
+  }
 }
 
 /**
@@ -63,10 +113,11 @@ export async function copyNewDimensionRows(db: pg.PoolClient, schema: string, ta
   for (const [k, r] of latest) if (r.unchanged !== null) upsert.add(k);
   const direct = [...latest.values()].filter((r) => !upsert.has(r[key] as number));
   if (direct.length > 0) {
-    const columns = [...Object.keys(LOAD_TABLES[table].columns), 'source_lsn', 'source_pos', 'is_deleted'];
-    await copyRows(db, `"${schema}"."${table}"`, columns, direct as unknown as Record<string, CopyValue>[], {
+    await db.query('SAVEPOINT copy_dimension');
+    await copyBinaryOrText(db, 'copy_dimension', `"${schema}"."${table}"`, copyColumns(table, DIMENSION_PROVENANCE), direct, {
       is_deleted: (_, row) => row.source_op === 'd',
     });
+    await db.query('RELEASE SAVEPOINT copy_dimension');
   }
   return direct.length === latest.size ? [] : rows.filter((r) => upsert.has(r[key] as number));
 }
