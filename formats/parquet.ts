@@ -11,8 +11,9 @@ type SchemaElement = NonNullable<Parameters<typeof parquetWriteBuffer>[0]['schem
 
 const DAY_MS = 86_400_000;
 
-function element(name: string, type: ColumnType): SchemaElement {
-  const base = { name, repetition_type: 'OPTIONAL' as const };
+/** A column's schema element; REQUIRED when this file holds no null in it, which spares a reader its definition levels. */
+function element(name: string, type: ColumnType, nullable: boolean): SchemaElement {
+  const base = { name, repetition_type: nullable ? ('OPTIONAL' as const) : ('REQUIRED' as const) };
   switch (type) {
     case 'int':
       return { ...base, type: 'INT32' };
@@ -110,8 +111,11 @@ function columnValues(type: ColumnType, name: string, rows: LoadRow[]): unknown[
 
 export function encodeParquet(table: LoadTableName, rows: LoadRow[]): Uint8Array {
   const columns = loadColumns(table);
-  const schema: SchemaElement[] = [{ name: 'root', num_children: columns.length }, ...columns.map(([n, t]) => element(n, t))];
   const columnData = columns.map(([name, type]) => ({ name, data: columnValues(type, name, rows) }));
+  const schema: SchemaElement[] = [
+    { name: 'root', num_children: columns.length },
+    ...columns.map(([n, t], i) => element(n, t, rows.length === 0 || columnData[i].data.includes(null))),
+  ];
   return new Uint8Array(parquetWriteBuffer({ columnData: columnData as never, schema, kvMetadata: [{ key: 'totes.load_table', value: table }] }));
 }
 
@@ -138,8 +142,12 @@ export async function decodeParquet(table: LoadTableName, bytes: Uint8Array): Pr
     parsers: { dateFromDays: (days: number) => cached(dates, days, () => new Date(days * DAY_MS).toISOString().slice(0, 10)) } as never,
   })) as Record<string, unknown>[];
   const types = loadColumns(table);
+  // a column a file does not have (written before it existed) is null; only money and time need converting
+  const absent = rows.length > 0 ? types.filter(([name]) => !(name in rows[0])).map(([name]) => name) : [];
+  const converted = types.filter(([, type]) => type === 'money' || type === 'time');
   for (const row of rows) {
-    for (const [name, type] of types) {
+    for (const name of absent) row[name] = null;
+    for (const [name, type] of converted) {
       const v = row[name];
       if (v === null || v === undefined) {
         row[name] = null;

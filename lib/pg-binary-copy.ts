@@ -33,7 +33,7 @@ export function copyBinaryRows(
   convert: Record<string, (value: CopyValue, row: Record<string, CopyValue>) => CopyValue> = {},
 ): Promise<number> {
   const converters = columns.map(([name]) => convert[name]);
-  const writers = columns.map(([, type]) => WRITERS[type]);
+  const writers = columns.map(([, type]) => writerFor(type));
   let unreadable: string | null = null;
   return copyIn(client, `COPY ${table} (${columns.map(([c]) => `"${c}"`).join(', ')}) FROM STDIN (FORMAT binary)`, (out) => {
     const w = new ChunkWriter(out.send);
@@ -137,15 +137,29 @@ function integerField(w: ChunkWriter, size: 4 | 8, v: number | null): boolean {
   return true;
 }
 
-const WRITERS: Record<BinaryType, Writer> = {
+/** A column's writer: dates, times and timestamps keep the last value they read, since neighbouring rows mostly repeat it. */
+function writerFor(type: BinaryType): Writer {
+  if (type === 'date') return integerOf(4, (text) => cachedParse(DATES, text, parseDate));
+  if (type === 'time') return integerOf(8, (text) => cachedParse(TIMES, text, parseTime));
+  if (type === 'timestamp') return integerOf(8, parseTimestamp);
+  return WRITERS[type];
+}
+
+/** A writer of an integer field read from text, the last text kept with what it read. */
+function integerOf(size: 4 | 8, read: (text: string) => number | null): Writer {
+  let lastText: CopyValue;
+  let last: number | null = null;
+  return (w, v) => {
+    if (v !== lastText) {
+      lastText = v;
+      last = typeof v === 'string' ? read(v) : null;
+    }
+    return integerField(w, size, last);
+  };
+}
+
+const WRITERS: Record<Exclude<BinaryType, 'date' | 'time' | 'timestamp'>, Writer> = {
   int4: (w, v) => integerField(w, 4, typeof v === 'number' && Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31 ? v : null),
-  date: (w, v) => integerField(w, 4, typeof v === 'string' ? cachedParse(DATES, v, parseDate) : null),
-  time: (w, v) => integerField(w, 8, typeof v === 'string' ? cachedParse(TIMES, v, parseTime) : null),
-  timestamp(w, v) {
-    // a transaction's rows share its commit time, and come together
-    if (v !== lastTimestamp.text) lastTimestamp = { text: v, micros: typeof v === 'string' ? parseTimestamp(v) : null };
-    return integerField(w, 8, lastTimestamp.micros);
-  },
   text(w, v) {
     if (typeof v !== 'string') return false;
     w.text(v);
@@ -183,8 +197,6 @@ const WRITERS: Record<BinaryType, Writer> = {
     return true;
   },
 };
-
-let lastTimestamp: { text: CopyValue; micros: number | null } = { text: undefined, micros: null };
 
 /** Dates and times repeat within a load: each distinct text is read once (null: not readable). */
 const DATES = new Map<string, number | null>();

@@ -6,7 +6,7 @@
  *   facts append one version per (natural id, source_lsn, source_pos), so a change delivered
  *   twice, in one batch or in two, appends once.
  */
-import { LOAD_TABLES, REFERENCES, type ColumnType, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
+import { LOAD_TABLES, REFERENCES, type ColumnType, type LoadRow, type LoadTableName, type StreamPosition, versionBefore } from '../formats/load-tables.ts';
 import { loadColumns } from '../formats/parquet.ts';
 
 const SQL_TYPE: Record<ColumnType, string> = { int: 'int', text: 'text', money: 'numeric(10,2)', date: 'date', time: 'time(3)', bool: 'boolean' };
@@ -92,19 +92,28 @@ export function appendFactSql(table: LoadTableName, schema: string): { independe
   };
 }
 
+/** What a load's fact versions name. */
+export interface FactReferences {
+  /** Every date they hold (for dim_date), sorted. */
+  dates: string[];
+  /** Per dimension, every key they reference, sorted. */
+  members: Map<LoadTableName, number[]>;
+  /** Per dimension, each key with the newest version naming it (row-ends.ts: an end before it cannot have found the row gone). */
+  newest: Map<LoadTableName, Map<number, StreamPosition>>;
+}
+
 /**
- * What the staged rows name: every date (for dim_date) and, per dimension, every key a fact
- * references. Found in one pass here, so the warehouse inserts a few distinct values instead of
- * scanning each staged column.
+ * What the facts name, found in one pass here, so the warehouse inserts a few distinct values
+ * instead of scanning each staged column.
  */
-export function referencedKeys(tables: Map<LoadTableName, LoadRow[]>): { dates: string[]; members: Map<LoadTableName, number[]> } {
+export function referencedKeys(tables: Map<LoadTableName, LoadRow[]>): FactReferences {
   const dates = new Set<string>();
-  const members = new Map<LoadTableName, Set<number>>();
+  const newest = new Map<LoadTableName, Map<number, StreamPosition>>();
   for (const [table, rows] of tables) {
     const dateCols = Object.entries(LOAD_TABLES[table].columns).flatMap(([c, t]) => (t === 'date' ? [c] : []));
     const refs = Object.entries(REFERENCES[table] ?? {}).map(([col, dim]) => {
-      if (!members.has(dim)) members.set(dim, new Set());
-      return [col, members.get(dim)!] as const;
+      if (!newest.has(dim)) newest.set(dim, new Map());
+      return [col, newest.get(dim)!] as const;
     });
     // neighbouring rows mostly name the same dates: a date equal to the row before's is not looked up again
     const lastDates = dateCols.map(() => null as unknown);
@@ -115,12 +124,18 @@ export function referencedKeys(tables: Map<LoadTableName, LoadRow[]>): { dates: 
         dates.add(d as string);
         lastDates[i] = d;
       }
-      for (const [col, keys] of refs) if (r[col] != null) keys.add(r[col] as number);
+      for (const [col, keys] of refs) {
+        const k = r[col] as number | null;
+        if (k == null) continue;
+        const seen = keys.get(k);
+        if (seen === undefined || versionBefore(seen, r)) keys.set(k, r);
+      }
     }
   }
   return {
     dates: [...dates].sort(),
-    members: new Map([...members].map(([dim, keys]) => [dim, [...keys].sort((a, b) => a - b)])),
+    members: new Map([...newest].map(([dim, keys]) => [dim, [...keys.keys()].sort((a, b) => a - b)])),
+    newest,
   };
 }
 

@@ -68,7 +68,7 @@ it('gives the dimension the upsert gives, whichever keys go in by COPY', async (
       .rows;
   const built: Record<string, unknown[]> = {};
   for (const [schema, merge] of [
-    ['by_merge', (c: pg.PoolClient, s: string, rows: LoadRow[]) => mergeTables(c, s, new Map([['dim_design', rows]]))],
+    ['by_merge', async (c: pg.PoolClient, s: string, rows: LoadRow[]) => void (await mergeTables(c, s, new Map([['dim_design', rows]])))],
     ['by_upsert', (c: pg.PoolClient, s: string, rows: LoadRow[]) => upsertOnly(c, s, 'dim_design', rows)],
   ] as const) {
     await inTransaction(pool, (c) => c.query(warehouseDdl(schema)));

@@ -9,7 +9,7 @@
  */
 import { LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
-import { appendFactSql, datesSql, inferredMembersSql, mergeDimensionSql, propagationSql, referencedKeys, stageName } from './merge-sql.ts';
+import { appendFactSql, datesSql, type FactReferences, inferredMembersSql, mergeDimensionSql, propagationSql, referencedKeys, stageName } from './merge-sql.ts';
 import { copyFacts, copyNewDimensionRows, createStages, distinctChanges, stageRows, utcTimestampText } from './stage.ts';
 
 /** Dimensions before the facts that reference them; department and address before the dims derived from them. */
@@ -41,7 +41,7 @@ export async function mergeTables(
   schema: string,
   tables: Map<LoadTableName, LoadRow[]>,
   toAppend: Map<LoadTableName, LoadRow[]> = tables,
-): Promise<void> {
+): Promise<FactReferences> {
   const present = MERGE_ORDER.filter((t) => tables.get(t)?.length);
   const dims = present.filter((t) => LOAD_TABLES[t].kind === 'dim');
   const facts = present.filter((t) => LOAD_TABLES[t].kind === 'fact' && toAppend.get(t)?.length);
@@ -109,6 +109,7 @@ export async function mergeTables(
   if (touched.counterparties.length || touched.addresses.length)
     last.push({ sql: propagate.counterparty, params: [touched.counterparties, touched.addresses] });
   await runInOrder(db, last);
+  return named;
 }
 
 /**

@@ -28,10 +28,10 @@
  * came first.
  */
 import { compareLsn, lsnToBigInt } from '../formats/change-event.ts';
-import { LOAD_TABLES, REFERENCES, type LoadRow, type LoadTableName, type RowsEnd, type StreamPosition, versionBefore } from '../formats/load-tables.ts';
+import { LOAD_TABLES, type LoadRow, type LoadTableName, type RowsEnd, type StreamPosition, versionBefore } from '../formats/load-tables.ts';
 import { log } from '../lib/log.ts';
 import type pg from '../lib/pg.ts';
-import { propagationSql } from './merge-sql.ts';
+import { type FactReferences, propagationSql } from './merge-sql.ts';
 
 /** Part of the warehouse DDL (search_path set to the schema). */
 export const ROW_ENDS_DDL = `CREATE TABLE IF NOT EXISTS totes_row_ends (
@@ -217,7 +217,13 @@ const idOf = (e: Pick<RowsEnd, 'table' | 'lsn' | 'pos'>) => `${e.table}@${lsnToB
  * `merged` rows predate. Inside the load transaction `db` (holding the loaders' lock), after
  * `merged` has been merged.
  */
-export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: RowsEnd[], merged: Map<LoadTableName, LoadRow[]>): Promise<RowEndsApplied> {
+export async function applyRowEnds(
+  db: pg.PoolClient,
+  schema: string,
+  ends: RowsEnd[],
+  merged: Map<LoadTableName, LoadRow[]>,
+  newestNaming: FactReferences['newest'] = new Map(),
+): Promise<RowEndsApplied> {
   const s = `"${schema}"`;
   const work = new Map<string, RowsEnd & { fresh: boolean }>();
   for (const e of ends) {
@@ -243,7 +249,6 @@ export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: Rows
   }
 
   const applied: RowEndsApplied = { truncates: 0, rows: -(await uncountFilledAfter(db, schema, merged)) };
-  const newestNaming = [...work.values()].some((e) => LOAD_TABLES[e.table].kind === 'dim') ? newestFactNaming(merged) : null;
   const endedKeys = { totes_department: [] as number[], dim_location: [] as number[] };
   const ordered = [...work.values()].sort((a, b) => compareLsn(a.lsn, b.lsn) || a.pos - b.pos);
   for (const e of ordered) {
@@ -265,7 +270,7 @@ export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: Rows
       const counted = e.fresh ? 0 : await dimensionRowsEnded(db, schema, e);
       const earlier = (merged.get(e.table) ?? []).filter((r) => versionBefore(r, at));
       if (!e.fresh) await db.query(dimensionBeforeSql(schema), [e.table, e.lsn, e.pos, ...onePerKey(earlier, key, (a, b) => versionBefore(b, a))]);
-      params.push(e.table, namedAfter(newestNaming!, e.table, at));
+      params.push(e.table, namedAfter(newestNaming, e.table, at));
       ended = (await db.query(endRowsSql(e.table, schema), params)).rows.map((r) => r.key as number);
       // a fresh end has no keys recorded but those it just reached, each live before it
       net = e.fresh ? ended.length : (await dimensionRowsEnded(db, schema, e)) - counted;
@@ -298,30 +303,8 @@ export async function applyRowEnds(db: pg.PoolClient, schema: string, ends: Rows
   return applied;
 }
 
-/** Per dimension, each key the merged fact versions name, with the newest version naming it. */
-function newestFactNaming(merged: Map<LoadTableName, LoadRow[]>): Map<LoadTableName, Map<number, StreamPosition>> {
-  const naming = new Map<LoadTableName, Map<number, StreamPosition>>();
-  for (const [table, rows] of merged) {
-    const refs = Object.entries(REFERENCES[table] ?? {});
-    if (refs.length === 0) continue;
-    const byDim = refs.map(([col, dim]) => {
-      if (!naming.has(dim)) naming.set(dim, new Map());
-      return [col, naming.get(dim)!] as const;
-    });
-    for (const r of rows) {
-      for (const [col, keys] of byDim) {
-        const k = r[col] as number | null;
-        if (k == null) continue;
-        const seen = keys.get(k);
-        if (!seen || versionBefore(seen, r)) keys.set(k, r);
-      }
-    }
-  }
-  return naming;
-}
-
 /** Keys of `dim` that a merged fact version after `at` names: the row existed then, so an end at `at` cannot have found it gone. */
-function namedAfter(naming: Map<LoadTableName, Map<number, StreamPosition>>, dim: LoadTableName, at: StreamPosition): number[] {
+function namedAfter(naming: FactReferences['newest'], dim: LoadTableName, at: StreamPosition): number[] {
   const keys: number[] = [];
   for (const [k, newest] of naming.get(dim) ?? []) if (versionBefore(at, newest)) keys.push(k);
   return keys;

@@ -155,9 +155,9 @@ export class Warehouse {
           appendTo(factsLeft, table, trusted ? await appendIndependentFacts(db, this.schema, table, rows) : rows);
         }
       }
-      if (fresh.size > 0) await mergeTables(db, this.schema, tables, factsLeft);
+      const named = fresh.size > 0 ? await mergeTables(db, this.schema, tables, factsLeft) : null;
       const freshEnds = items.flatMap((i) => (fresh.has(i.batch.batchKey) ? (i.batch.ends ?? []) : []));
-      const ended = await applyRowEnds(db, this.schema, freshEnds, tables);
+      const ended = await applyRowEnds(db, this.schema, freshEnds, tables, named?.newest);
       await advanceShards(db, this.schema, advances);
       for (const item of items) {
         const b = item.batch;
