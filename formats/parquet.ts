@@ -119,21 +119,28 @@ export function encodeParquet(table: LoadTableName, rows: LoadRow[]): Uint8Array
   return new Uint8Array(parquetWriteBuffer({ columnData: columnData as never, schema, kvMetadata: [{ key: 'totes.load_table', value: table }] }));
 }
 
+/** Files larger than this are decoded a column chunk per turn of the event loop. */
+const DECODE_IN_TURNS_BYTES = 128 * 1024;
+
 /**
- * A file's load rows. Each column chunk is handed to the decoder on a turn of the event loop of
- * its own, so decoding a large file never holds the loop for long: a COPY the loader is
- * streaming meanwhile keeps its socket fed.
+ * A file's load rows. A large file's column chunks are each handed to the decoder on a turn of
+ * the event loop of their own, so decoding never holds the loop for long: a COPY the loader is
+ * streaming meanwhile keeps its socket fed. A small one decodes at once (a turn each would wait
+ * behind whatever else the loop has to do, for no gain).
  */
 export async function decodeParquet(table: LoadTableName, bytes: Uint8Array): Promise<LoadRow[]> {
   const whole = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   let turn = Promise.resolve();
-  const file = {
-    byteLength: whole.byteLength,
-    slice: (start: number, end?: number) => {
-      turn = turn.then(() => new Promise<void>((next) => setImmediate(next)));
-      return turn.then(() => whole.slice(start, end));
-    },
-  };
+  const file =
+    whole.byteLength <= DECODE_IN_TURNS_BYTES
+      ? whole
+      : {
+          byteLength: whole.byteLength,
+          slice: (start: number, end?: number) => {
+            turn = turn.then(() => new Promise<void>((next) => setImmediate(next)));
+            return turn.then(() => whole.slice(start, end));
+          },
+        };
   // a file's dates and times repeat: each distinct one is formatted once
   const dates = new Map<number, string>();
   const times = new Map<number, string>();
