@@ -68,7 +68,15 @@ async function simulate(sourceUrl: string, rate: number, seconds: number): Promi
         out += d;
       });
       child.on('error', reject);
-      child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`simulator exited ${code}`))));
+      // 'close', not 'exit': only then has all of its output arrived
+      child.on('close', (code) => {
+        if (code !== 0) return reject(new Error(`simulator exited ${code}`));
+        try {
+          resolve(JSON.parse(out));
+        } catch {
+          reject(new Error(`simulator printed no figures: ${JSON.stringify(out.slice(0, 200))}`));
+        }
+      });
     });
   const all = await Promise.all(Array.from({ length: processes }, (_, i) => one(7 + i)));
   return all.reduce((a, b) => ({ transactions: a.transactions + b.transactions, changes: a.changes + b.changes, failed: a.failed + b.failed }));
