@@ -28,7 +28,7 @@ export interface LoaderStatus {
 /** The shard list is asked of the stream at most this often. */
 const SHARDS_TTL_MS = 2_000;
 /** Tables fetched from the processed bucket at once. */
-const FETCHES_IN_FLIGHT = 8;
+const FETCHES_IN_FLIGHT = 32;
 
 export class Loader extends Warehouse {
   status: LoaderStatus = { gaps: [], waiting: [], error: null };

@@ -37,12 +37,12 @@ function row(values: Record<string, unknown>, op: LoadRow['source_op'], lsn: str
   } as LoadRow;
 }
 
-/** The upsert alone, in waves (what every dimension row went through before the COPY path). */
-async function upsertOnly(c: pg.PoolClient, schema: string, table: LoadTableName, rows: LoadRow[]): Promise<void> {
+/** The upsert alone, in waves (what every dimension row went through before the COPY path); one wave when each key has one row. */
+async function upsertOnly(c: pg.PoolClient, schema: string, table: LoadTableName, rows: LoadRow[], waves = rows.length): Promise<void> {
   await createStages(c, [table]);
   await stageRows(c, table, rows);
   const [update, insert] = mergeDimensionSql(table, schema, true);
-  for (let wave = 1; wave <= rows.length; wave++) {
+  for (let wave = 1; wave <= waves; wave++) {
     await c.query(update, [wave]);
     await c.query(insert, [wave]);
   }
@@ -81,4 +81,24 @@ it('gives the dimension the upsert gives, whichever keys go in by COPY', async (
   expect((built.by_merge[2] as { file_location: string }).file_location).toHaveLength(5000);
   expect((built.by_merge[5] as { file_location: string }).file_location).toHaveLength(3000);
   expect((built.by_merge[3] as { is_deleted: boolean }).is_deleted).toBe(true);
+});
+
+it('gives the upsert result too when a load brings enough new keys to COPY them in the binary format', async () => {
+  // past BINARY_DIMENSION_ROWS (stage.ts): new keys of every kind, deleted ones and text that text COPY would escape among them
+  const many = Array.from({ length: 1_500 }, (_, k) =>
+    row({ design_id: 100 + k, design_name: `design\t${k}\n`, file_location: k % 3 ? `/d/${k}` : null }, k % 7 ? 'c' : 'd', `0/${(0x100 + k).toString(16)}`, k),
+  );
+  const built: Record<string, unknown[]> = {};
+  for (const [schema, merge] of [
+    ['many_by_merge', async (c: pg.PoolClient, s: string) => void (await mergeTables(c, s, new Map([['dim_design', many]])))],
+    ['many_by_upsert', (c: pg.PoolClient, s: string) => upsertOnly(c, s, 'dim_design', many, 1)],
+  ] as const) {
+    await inTransaction(pool, (c) => c.query(warehouseDdl(schema)));
+    await inTransaction(pool, (c) => merge(c, schema));
+    built[schema] = (
+      await pool.query(`SELECT design_id, design_name, file_location, source_lsn::text, source_pos, is_deleted FROM ${schema}.dim_design ORDER BY design_id`)
+    ).rows;
+  }
+  expect(built.many_by_merge).toHaveLength(1_500);
+  expect(built.many_by_merge).toEqual(built.many_by_upsert);
 });

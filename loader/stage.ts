@@ -64,6 +64,9 @@ function copyColumns(table: LoadTableName, provenance: [string, BinaryType][]): 
   return [...Object.entries(LOAD_TABLES[table].columns).map(([name, type]): [string, BinaryType] => [name, BINARY_TYPE[type]]), ...provenance];
 }
 
+/** New dimension rows below this go as text: the savepoint the binary COPY needs costs two round trips, more than it saves. */
+const BINARY_DIMENSION_ROWS = 1_000;
+
 /**
  * COPY in the binary format, which Postgres reads faster; when a value is in a form it does not
  * read, back to `savepoint` (taken by the caller) and COPY as text, Postgres's own input.
@@ -112,12 +115,20 @@ export async function copyNewDimensionRows(db: pg.PoolClient, schema: string, ta
   const upsert = new Set<number>(held.map((h) => h.k as number));
   for (const [k, r] of latest) if (r.unchanged !== null) upsert.add(k);
   const direct = [...latest.values()].filter((r) => !upsert.has(r[key] as number));
-  if (direct.length > 0) {
+  const columns = copyColumns(table, DIMENSION_PROVENANCE);
+  const convert = { is_deleted: (_: CopyValue, row: Record<string, CopyValue>) => row.source_op === 'd' };
+  if (direct.length >= BINARY_DIMENSION_ROWS) {
     await db.query('SAVEPOINT copy_dimension');
-    await copyBinaryOrText(db, 'copy_dimension', `"${schema}"."${table}"`, copyColumns(table, DIMENSION_PROVENANCE), direct, {
-      is_deleted: (_, row) => row.source_op === 'd',
-    });
+    await copyBinaryOrText(db, 'copy_dimension', `"${schema}"."${table}"`, columns, direct, convert);
     await db.query('RELEASE SAVEPOINT copy_dimension');
+  } else if (direct.length > 0) {
+    await copyRows(
+      db,
+      `"${schema}"."${table}"`,
+      columns.map(([name]) => name),
+      direct as unknown as Record<string, CopyValue>[],
+      convert,
+    );
   }
   return direct.length === latest.size ? [] : rows.filter((r) => upsert.has(r[key] as number));
 }
