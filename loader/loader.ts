@@ -27,6 +27,8 @@ export interface LoaderStatus {
 
 /** The shard list is asked of the stream at most this often. */
 const SHARDS_TTL_MS = 2_000;
+/** Loads of fewer rows read every table before their transaction starts; larger ones take each table as it arrives. */
+const PIPELINED_ROWS = 20_000;
 /** Tables fetched from the processed bucket at once. */
 const FETCHES_IN_FLIGHT = 32;
 
@@ -146,6 +148,8 @@ export class Loader extends Warehouse {
       }
       const items = reading!;
       reading = i + 1 < chunks.length ? read(chunks[i + 1]) : null;
+      // a small load is read whole first: overlapping its reads saves less than its transaction then waits on S3
+      if (items.reduce((n, item) => n + item.rows, 0) < PIPELINED_ROWS) await Promise.all(items.flatMap((item) => [...item.tables.values()]));
       loaded += await this.loadBatches(items, advances);
     }
     return loaded;
