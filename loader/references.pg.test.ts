@@ -151,4 +151,41 @@ describe('foreign keys in the load transaction', () => {
       ).rejects.toMatchObject({ code: '23503' });
     }
   });
+
+  it('appends large fact tables as they arrive, before what they name, and two batches of one load that share versions append them once', async () => {
+    // past EARLY_APPEND_ROWS (warehouse.ts): each batch's fact table goes in by itself, the second's mostly versions the first brought
+    const orders = (from: number, to: number, lsn: string) =>
+      Array.from({ length: to - from }, (_, k) =>
+        salesOrderChange(
+          from + k,
+          'c',
+          { staff_id: 7, counterparty_id: 8, design_id: 9, currency_id: (from + k) % 5, units_sold: from + k },
+          at(lsn, from + k),
+        ),
+      );
+    const batch = (events: ChangeEvent[]) => new Map(Object.entries(mapEvents(events).rows) as [LoadTableName, LoadRow[]][]);
+    const first = batch(orders(0, 3_000, '0/500'));
+    const second = batch([...orders(1_000, 3_000, '0/500'), ...orders(3_000, 4_000, '0/600')]);
+    const facts = async (schema: string) =>
+      (await admin.query(`SELECT sales_order_id, source_lsn::text, source_pos, units_sold, currency_id FROM "${schema}".fact_sales_order ORDER BY 1, 2, 3`))
+        .rows;
+    for (const [schema, pool] of [
+      ['trusted_large', admin],
+      ['checked_large', unprivileged],
+    ] as const) {
+      const warehouse = new Warehouse(pool, schema);
+      await warehouse.ensureSchema();
+      const loaded = await warehouse.loadBatches([
+        { batch: { batchKey: `${schema}-1`, shard: 's', events: 3_000 }, rows: 3_000, tables: first },
+        { batch: { batchKey: `${schema}-2`, shard: 's', events: 3_000 }, rows: 3_000, tables: new Map([...second].map(([t, r]) => [t, Promise.resolve(r)])) },
+      ]);
+      expect(loaded).toBe(2);
+      expect(await orphans(schema)).toEqual([]);
+    }
+    const built = await facts('trusted_large');
+    expect(built).toHaveLength(4_000);
+    expect(await facts('checked_large')).toEqual(built);
+    const currencies = await admin.query(`SELECT currency_id, source_lsn::text FROM trusted_large.dim_currency ORDER BY 1`);
+    expect(currencies.rows).toEqual([0, 1, 2, 3, 4].map((currency_id) => ({ currency_id, source_lsn: '0/0' }))); // named, so there
+  });
 });

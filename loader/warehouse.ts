@@ -45,6 +45,9 @@ export interface BatchToLoad {
   tables: Map<LoadTableName, LoadRow[] | Promise<LoadRow[]>>;
 }
 
+/** A batch's fact table of at least this many rows is appended as it arrives (trusted references only). */
+const EARLY_APPEND_ROWS = 2_000;
+
 export interface LoaderMetrics {
   batches: number;
   rows: number;
@@ -151,8 +154,10 @@ export class Warehouse {
           const rows = await arriving;
           appendTo(tables, table, rows);
           if (LOAD_TABLES[table].kind !== 'fact') continue;
-          // trusted, a fact version needs nothing of the dimensions until commit: it goes in as it arrives, while later tables are still read
-          appendTo(factsLeft, table, trusted ? await appendIndependentFacts(db, this.schema, table, rows) : rows);
+          // trusted, a fact version needs nothing of the dimensions until commit: a large table goes in as it arrives, while later
+          // ones are still read; small ones wait to go in together (one COPY a table, not one a batch)
+          const early = trusted && rows.length >= EARLY_APPEND_ROWS;
+          appendTo(factsLeft, table, early ? await appendIndependentFacts(db, this.schema, table, rows) : rows);
         }
       }
       const named = fresh.size > 0 ? await mergeTables(db, this.schema, tables, factsLeft) : null;
