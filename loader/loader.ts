@@ -181,6 +181,7 @@ export class Loader extends Warehouse {
     const tables = new Map(
       factsFirst.map((t) => {
         const bytes = this.fetches(() => this.store.getBytes(t.key));
+        bytes.catch(() => undefined); // a failed fetch is seen through its decode, which may start after it fails
         const read = this.decodes(async () => {
           const rows = await decodeParquet(t.table, await bytes);
           if (rows.length !== t.rows) throw new Error(`${t.key} holds ${rows.length} rows; its manifest says ${t.rows}: the batch is not loaded`);
