@@ -150,6 +150,16 @@ export function versionBefore(a: StreamPosition, b: StreamPosition): boolean {
   return c < 0 || (c === 0 && a.source_pos < b.source_pos);
 }
 
+/** Per natural key, the one version of `rows` that `better` prefers to every other. */
+export function onePerKey(rows: LoadRow[], key: string, better: (a: LoadRow, b: LoadRow) => boolean): Map<number, LoadRow> {
+  const chosen = new Map<number, LoadRow>();
+  for (const r of rows) {
+    const seen = chosen.get(r[key] as number);
+    if (!seen || better(r, seen)) chosen.set(r[key] as number, r);
+  }
+  return chosen;
+}
+
 /** Which dimension key columns of a fact (or dimension) point at which dimension. */
 export const REFERENCES: Partial<Record<LoadTableName, Record<string, LoadTableName>>> = {
   fact_sales_order: {

@@ -28,7 +28,7 @@
  * came first.
  */
 import { compareLsn, lsnToBigInt } from '../formats/change-event.ts';
-import { LOAD_TABLES, type LoadRow, type LoadTableName, type RowsEnd, type StreamPosition, versionBefore } from '../formats/load-tables.ts';
+import { LOAD_TABLES, type LoadRow, type LoadTableName, onePerKey, type RowsEnd, type StreamPosition, versionBefore } from '../formats/load-tables.ts';
 import { log } from '../lib/log.ts';
 import type pg from '../lib/pg.ts';
 import { type FactReferences, propagationSql } from './merge-sql.ts';
@@ -161,13 +161,8 @@ function filledAfterSql(schema: string): string {
 }
 
 /** One version of each key of `rows`, the one `better` prefers, as unnest arrays (key, lsn, pos, op). */
-function onePerKey(rows: LoadRow[], key: string, better: (a: LoadRow, b: LoadRow) => boolean): [number[], string[], number[], string[]] {
-  const chosen = new Map<number, LoadRow>();
-  for (const r of rows) {
-    const seen = chosen.get(r[key] as number);
-    if (!seen || better(r, seen)) chosen.set(r[key] as number, r);
-  }
-  const versions = [...chosen.values()];
+function unnestOnePerKey(rows: LoadRow[], key: string, better: (a: LoadRow, b: LoadRow) => boolean): [number[], string[], number[], string[]] {
+  const versions = [...onePerKey(rows, key, better).values()];
   return [versions.map((r) => r[key] as number), versions.map((r) => r.source_lsn), versions.map((r) => r.source_pos), versions.map((r) => r.source_op)];
 }
 
@@ -191,7 +186,7 @@ async function uncountFilledAfter(db: pg.PoolClient, schema: string, merged: Map
   const poss: number[] = [];
   for (const [table, rows] of dims) {
     const key = LOAD_TABLES[table].key;
-    const [k, lsn, pos] = onePerKey(
+    const [k, lsn, pos] = unnestOnePerKey(
       rows.filter((r) => ended.has(`${table}:${r[key]}`)),
       key,
       versionBefore,
@@ -269,7 +264,7 @@ export async function applyRowEnds(
     } else {
       const counted = e.fresh ? 0 : await dimensionRowsEnded(db, schema, e);
       const earlier = (merged.get(e.table) ?? []).filter((r) => versionBefore(r, at));
-      if (!e.fresh) await db.query(dimensionBeforeSql(schema), [e.table, e.lsn, e.pos, ...onePerKey(earlier, key, (a, b) => versionBefore(b, a))]);
+      if (!e.fresh) await db.query(dimensionBeforeSql(schema), [e.table, e.lsn, e.pos, ...unnestOnePerKey(earlier, key, (a, b) => versionBefore(b, a))]);
       params.push(e.table, namedAfter(newestNaming, e.table, at));
       ended = (await db.query(endRowsSql(e.table, schema), params)).rows.map((r) => r.key as number);
       // a fresh end has no keys recorded but those it just reached, each live before it

@@ -2,7 +2,7 @@
  * Staging: a load table's rows into its temp table (merge-sql.ts) by COPY, the fastest way in,
  * each change once however often it was delivered (in one batch or in two merged together).
  */
-import { type ColumnType, LOAD_TABLES, type LoadRow, type LoadTableName, type LoadValue, versionBefore } from '../formats/load-tables.ts';
+import { type ColumnType, LOAD_TABLES, type LoadRow, type LoadTableName, type LoadValue, onePerKey, versionBefore } from '../formats/load-tables.ts';
 import { log } from '../lib/log.ts';
 import { type BinaryType, copyBinaryRows, NotBinaryError } from '../lib/pg-binary-copy.ts';
 import type pg from '../lib/pg.ts';
@@ -79,21 +79,31 @@ async function copyBinaryOrText(
   rows: LoadRow[],
   convert: Record<string, (value: CopyValue, row: Record<string, CopyValue>) => CopyValue>,
 ): Promise<number> {
-  const values = rows as unknown as Record<string, CopyValue>[];
   try {
-    return await copyBinaryRows(db, target, columns, values, convert);
+    return await copyBinaryRows(db, target, columns, rows as unknown as Record<string, CopyValue>[], convert);
   } catch (err) {
     if (!(err instanceof NotBinaryError)) throw err;
     log.info({ target, reason: err.message }, 'copying as text');
     await db.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
-    return copyRows(
-      db,
-      target,
-      columns.map(([name]) => name),
-      values,
-      convert,
-    );
+    return copyAsText(db, target, columns, rows, convert);
   }
+}
+
+/** The same COPY in the text format. */
+function copyAsText(
+  db: pg.PoolClient,
+  target: string,
+  columns: [string, BinaryType][],
+  rows: LoadRow[],
+  convert: Record<string, (value: CopyValue, row: Record<string, CopyValue>) => CopyValue>,
+): Promise<number> {
+  return copyRows(
+    db,
+    target,
+    columns.map(([name]) => name),
+    rows as unknown as Record<string, CopyValue>[],
+    convert,
+  );
 }
 
 /**
@@ -106,11 +116,7 @@ async function copyBinaryOrText(
  */
 export async function copyNewDimensionRows(db: pg.PoolClient, schema: string, table: LoadTableName, rows: LoadRow[]): Promise<LoadRow[]> {
   const key = LOAD_TABLES[table].key;
-  const latest = new Map<number, LoadRow>();
-  for (const r of rows) {
-    const seen = latest.get(r[key] as number);
-    if (!seen || versionBefore(seen, r)) latest.set(r[key] as number, r);
-  }
+  const latest = onePerKey(rows, key, (a, b) => versionBefore(b, a));
   const { rows: held } = await db.query(`SELECT "${key}" AS k FROM "${schema}"."${table}" WHERE "${key}" = ANY($1::int[])`, [[...latest.keys()]]);
   const upsert = new Set<number>(held.map((h) => h.k as number));
   for (const [k, r] of latest) if (r.unchanged !== null) upsert.add(k);
@@ -122,13 +128,7 @@ export async function copyNewDimensionRows(db: pg.PoolClient, schema: string, ta
     await copyBinaryOrText(db, 'copy_dimension', `"${schema}"."${table}"`, columns, direct, convert);
     await db.query('RELEASE SAVEPOINT copy_dimension');
   } else if (direct.length > 0) {
-    await copyRows(
-      db,
-      `"${schema}"."${table}"`,
-      columns.map(([name]) => name),
-      direct as unknown as Record<string, CopyValue>[],
-      convert,
-    );
+    await copyAsText(db, `"${schema}"."${table}"`, columns, direct, convert);
   }
   return direct.length === latest.size ? [] : rows.filter((r) => upsert.has(r[key] as number));
 }

@@ -122,8 +122,7 @@ export class Warehouse {
 
   /** Merge load rows in one transaction, logged under `batch.batchKey` so they load once. */
   async loadTables(batch: LoadBatchInfo, tables: Map<LoadTableName, LoadRow[]>): Promise<boolean> {
-    const rows = [...tables.values()].reduce((n, r) => n + r.length, 0);
-    return (await this.loadBatches([{ batch, rows, tables }])) === 1;
+    return (await this.loadBatches([{ batch, rows: rowCount(tables), tables }])) === 1;
   }
 
   /**
@@ -177,7 +176,7 @@ export class Warehouse {
           [b.shard, b.manifestKey, b.heartbeat?.lsn ?? null, b.heartbeat?.commitTime ?? null],
         );
       }
-      return { batches: fresh.size, rows: [...tables.values()].reduce((n, r) => n + r.length, 0), ended };
+      return { batches: fresh.size, rows: rowCount(tables), ended };
     });
     if (merged.batches > 0) {
       this.metrics.batches += merged.batches;
@@ -247,4 +246,8 @@ function appendTo(tables: Map<LoadTableName, LoadRow[]>, table: LoadTableName, r
   const all = tables.get(table);
   if (all) for (const r of rows) all.push(r);
   else tables.set(table, [...rows]);
+}
+
+function rowCount(tables: Map<LoadTableName, LoadRow[]>): number {
+  return [...tables.values()].reduce((n, r) => n + r.length, 0);
 }
