@@ -4,7 +4,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatStatus, snapshotStatus, StatusLine } from '../local/status-line.ts';
-import { DEFAULT_STACK, LocalStack, type StackOptions } from '../local/stack.ts';
+import { DEFAULT_STACK, LocalStack, PROCESSED_BUCKET, type StackOptions } from '../local/stack.ts';
 import { POSTGRES_MAJORS, type PostgresMajor } from '../local/servers.ts';
 import { sourceSetupSql } from '../capture/source-setup.ts';
 import { requestSnapshot } from '../capture/chunked-snapshot.ts';
@@ -18,7 +18,7 @@ import { startDashboard } from '../dashboard/server.ts';
 import { doctorCommand } from './doctor.ts';
 import { replayCommand } from './replay-command.ts';
 import { reprocessCommand } from './reprocess-command.ts';
-import { formatDifferences, verify, type VerifyResult } from '../verify/verify.ts';
+import { formatDifferences, formatSetAside, verify, type VerifyResult } from '../verify/verify.ts';
 
 interface Command {
   summary: string;
@@ -94,14 +94,23 @@ async function withStack<T>(options: StackOptions, fn: (stack: LocalStack) => Pr
   }
 }
 
+/** A line per table, then the differences, then the source rows set aside and which of them no dead letter accounts for. */
 function printVerify(result: VerifyResult): void {
   for (const t of result.tables) {
     const versions = t.versions != null ? ` (${t.versions.toLocaleString('en-GB')} versions)` : '';
+    const found = [t.differences > 0 ? `${t.differences} differences` : '', t.setAside > 0 ? `${t.setAside} set aside` : ''].filter(Boolean).join(', ');
+    say(`  ${t.table.padEnd(20)} ${t.rows.toLocaleString('en-GB').padStart(8)} rows${versions.padEnd(22)} ${found || 'ok'}`);
+  }
+  if (result.differences.length > 0) say(`\nDifferences (table, key, column, expected, found):\n${formatDifferences(result.differences)}`);
+  if (result.setAside.length > 0) {
+    const unaccounted = result.setAside.filter((s) => !s.deadLetter).length;
     say(
-      `  ${t.table.padEnd(20)} ${t.rows.toLocaleString('en-GB').padStart(8)} rows${versions.padEnd(22)} ${t.differences === 0 ? 'ok' : `${t.differences} differences`}`,
+      `\nRows set aside, not compared: the warehouse cannot hold a value (source table, key, column, value, reason; dead letter):\n${formatSetAside(result.setAside)}\n` +
+        (unaccounted === 0
+          ? 'A dead letter names each: correct the value at the source and the row loads.'
+          : `${unaccounted} of them with NO DEAD LETTER: the pipeline did not set the change aside as it must (or the dead letter is gone).`),
     );
   }
-  if (!result.ok) say(`\nDifferences (table, key, column, expected, found):\n${formatDifferences(result.differences)}`);
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -162,7 +171,12 @@ const COMMANDS: Record<string, Command> = {
         status.start();
         while (simulator.stats.changes < changes && !stack.pipeline.captureError) await new Promise((r) => setTimeout(r, 100));
         await stack.stopSimulator();
-        const result = await verify({ sourceUrl: stack.sourceUrl, warehouseUrl: stack.warehouseUrl, waitMs: 120_000 });
+        const result = await verify({
+          sourceUrl: stack.sourceUrl,
+          warehouseUrl: stack.warehouseUrl,
+          waitMs: 120_000,
+          deadLetters: { bucket: PROCESSED_BUCKET, s3Endpoint: `http://127.0.0.1:${stack.options.s3Port}` },
+        });
         status.stop();
         const elapsed = (Date.now() - started) / 1000;
         say(
@@ -181,7 +195,12 @@ const COMMANDS: Record<string, Command> = {
   --source URL         totesys URL (default: the local stack's; env TOTES_SOURCE_URL)
   --warehouse URL      warehouse URL (default: the local stack's; env TOTES_WAREHOUSE_URL)
   --schema NAME        warehouse schema (default public)
-  --wait SECONDS       wait this long for the warehouse to catch up (default 60; 0 compares as is)`,
+  --wait SECONDS       wait this long for the warehouse to catch up (default 60; 0 compares as is)
+  --bucket NAME        the processed bucket, whose dead letters account for rows set aside (default env TOTES_PROCESSED_BUCKET, locally ${PROCESSED_BUCKET})
+  --s3-endpoint URL    S3 endpoint (default env TOTES_S3_ENDPOINT, locally the stack's s3rver; unset in AWS)
+
+Exit 0 only when every compared row is equal and every row set aside (a source value the
+warehouse cannot hold) is named by a dead letter.`,
     options: {
       source: { type: 'string', default: process.env.TOTES_SOURCE_URL ?? `postgres://postgres:postgres@127.0.0.1:${DEFAULT_STACK.sourcePort}/totesys` },
       warehouse: {
@@ -190,6 +209,14 @@ const COMMANDS: Record<string, Command> = {
       },
       schema: { type: 'string', default: 'public' },
       wait: { type: 'string', default: '60' },
+      bucket: { type: 'string', default: process.env[ENV.processedBucket] ?? PROCESSED_BUCKET },
+      's3-endpoint': {
+        type: 'string',
+        // in AWS (the processed bucket named by the environment) no endpoint: the SDK's own
+        ...(process.env[ENV.s3Endpoint] || !process.env[ENV.processedBucket]
+          ? { default: process.env[ENV.s3Endpoint] ?? `http://127.0.0.1:${DEFAULT_STACK.s3Port}` }
+          : {}),
+      },
     },
     async run(values) {
       const result = await verify({
@@ -197,6 +224,7 @@ const COMMANDS: Record<string, Command> = {
         warehouseUrl: String(values.warehouse),
         schema: String(values.schema),
         waitMs: number(values, 'wait') * 1000,
+        deadLetters: { bucket: String(values.bucket), s3Endpoint: values['s3-endpoint'] as string | undefined },
       });
       printVerify(result);
       say(result.ok ? '\nverify: PASSED' : '\nverify: FAILED');

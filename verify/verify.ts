@@ -13,12 +13,20 @@
  *
  * It shares no code with what it checks: every derivation (data-model.md §2) is written here
  * again, from the spec, so a mistake in the processor or the loader shows up as a difference.
+ *
+ * A source row holding a value the warehouse cannot hold (warehouse-values.ts: a date text like
+ * "TBC", a numeric NaN) is not compared: the pipeline sets its whole change aside, so the
+ * warehouse keeps the row's previous version, or none. It is listed as set aside with its
+ * reason, and counts as correct only when a dead letter in the processed bucket names it.
  */
 import pg, { connectionConfig } from '../lib/pg.ts';
+import { s3Client } from '../lib/aws.ts';
 import { lsnToBigInt } from '../formats/change-event.ts';
 import { HEARTBEAT_PREFIX, signalCarrier, signalStatement } from '../formats/source-signals.ts';
 import { FatalError } from '../lib/fatal.ts';
 import { sleep } from '../lib/retry.ts';
+import { DeadLetters } from './dead-letters.ts';
+import { type Check, currencyCode, currencyName, money, splitTimestamp, timestamp, yyyyMmDd } from './warehouse-values.ts';
 
 export interface Difference {
   table: string;
@@ -27,20 +35,38 @@ export interface Difference {
   expected: string | null;
   found: string | null;
 }
+/** A source value the warehouse cannot hold: its row is not compared. */
+export interface SetAside {
+  /** The warehouse table the row would be in. */
+  table: StarTable;
+  /** Where the value is: the source table, the row's key and the column. */
+  sourceTable: string;
+  key: string;
+  column: string;
+  value: string | null;
+  reason: string;
+  /** The dead letter that names the row, or null when the pipeline did not account for it. */
+  deadLetter: string | null;
+}
 export interface TableResult {
   table: StarTable;
   rows: number;
   versions?: number;
   differences: number;
+  /** Source rows not compared, set aside for a value the warehouse cannot hold. */
+  setAside: number;
 }
 export interface VerifyResult {
+  /** Every compared row equal, and every row set aside named by a dead letter. */
   ok: boolean;
   tables: TableResult[];
   differences: Difference[];
+  setAside: SetAside[];
   watermarkLsn: string | null;
 }
 
-type Side = Map<string, Record<string, string | null>>;
+type SourceRow = Record<string, string | null>;
+type Side = Map<string, SourceRow>;
 
 /** The 11 warehouse tables, as data-model.md §2 names them. */
 export const STAR_TABLES = [
@@ -58,14 +84,26 @@ export const STAR_TABLES = [
 ] as const;
 export type StarTable = (typeof STAR_TABLES)[number];
 
-const currencyNames = new Intl.DisplayNames(['en'], { type: 'currency' });
-
-/** data-model.md §2: the English name of the ISO 4217 code, for any code. */
-function expectedCurrencyName(code: string | null): string | null {
-  return code === null ? null : (currencyNames.of(code) ?? null);
+/** A fact's created_at and last_updated, split into the warehouse's *_date and *_time (data-model.md §2). */
+function splitStamps(row: SourceRow): void {
+  for (const [column, name] of [
+    ['created_at', 'created'],
+    ['last_updated', 'last_updated'],
+  ]) {
+    const [date, time] = splitTimestamp(row[column] as string) as [string, string];
+    row[`${name}_date`] = date;
+    row[`${name}_time`] = time;
+    delete row[column];
+  }
 }
 
-const ts = (col: string, name: string) => `${col}::date::text AS ${name}_date, ${col}::time(3)::text AS ${name}_time`;
+/** What a fact's source row must hold: finite timestamps, an amount, and YYYY-MM-DD dates. */
+const factChecks = (amount: string, dates: string[]): Record<string, Check> => ({
+  created_at: timestamp,
+  last_updated: timestamp,
+  [amount]: money,
+  ...Object.fromEntries(dates.map((d) => [d, yyyyMmDd])),
+});
 
 type FactTable = 'fact_sales_order' | 'fact_purchase_order' | 'fact_payment';
 /** Each fact's natural id and record id (data-model.md §2). */
@@ -87,17 +125,31 @@ function currentVersions(table: FactTable): string {
              SELECT 1 FROM ${table} later WHERE later.${key} = f.${key} AND (later.source_lsn, later.source_pos) > (f.source_lsn, f.source_pos))) current_version`;
 }
 
-/** Per table: the truth query on the source and the query on the warehouse, both keyed by column `k`. */
-const QUERIES: Record<Exclude<StarTable, 'dim_date'>, { truth: string; warehouse: string }> = {
+/**
+ * Per table: the truth query on the source and the query on the warehouse, both keyed by column
+ * `k`, the key of a row of the `source` table. The truth's `checked` columns must hold a value
+ * the warehouse can (a row that does not is set aside); `derive` then finishes the row in JS.
+ */
+interface TableQueries {
+  source: string;
+  truth: string;
+  warehouse: string;
+  checked?: Record<string, Check>;
+  derive?: (row: SourceRow) => void;
+}
+const QUERIES: Record<Exclude<StarTable, 'dim_date'>, TableQueries> = {
   dim_location: {
+    source: 'address',
     truth: `SELECT address_id AS k, address_line_1, address_line_2, district, city, postal_code, country, phone FROM address`,
     warehouse: `SELECT location_id AS k, address_line_1, address_line_2, district, city, postal_code, country, phone FROM dim_location WHERE NOT is_deleted`,
   },
   dim_staff: {
+    source: 'staff',
     truth: `SELECT s.staff_id AS k, s.first_name, s.last_name, d.department_name, d.location, s.email_address FROM staff s LEFT JOIN department d USING (department_id)`,
     warehouse: `SELECT staff_id AS k, first_name, last_name, department_name, location, email_address FROM dim_staff WHERE NOT is_deleted`,
   },
   dim_counterparty: {
+    source: 'counterparty',
     truth: `SELECT c.counterparty_id AS k, c.counterparty_legal_name, a.address_line_1 AS counterparty_legal_address_line_1,
               a.address_line_2 AS counterparty_legal_address_line_2, a.district AS counterparty_legal_district, a.city AS counterparty_legal_city,
               a.postal_code AS counterparty_legal_postal_code, a.country AS counterparty_legal_country, a.phone AS counterparty_legal_phone_number
@@ -107,46 +159,61 @@ const QUERIES: Record<Exclude<StarTable, 'dim_date'>, { truth: string; warehouse
               counterparty_legal_phone_number FROM dim_counterparty WHERE NOT is_deleted`,
   },
   dim_currency: {
-    truth: `SELECT currency_id AS k, currency_code, currency_code AS currency_name FROM currency`,
+    source: 'currency',
+    truth: `SELECT currency_id AS k, currency_code FROM currency`,
     warehouse: `SELECT currency_id AS k, currency_code, currency_name FROM dim_currency WHERE NOT is_deleted`,
+    checked: { currency_code: currencyCode },
+    derive: (r) => {
+      r.currency_name = currencyName(r.currency_code as string);
+    },
   },
   dim_design: {
+    source: 'design',
     truth: `SELECT design_id AS k, design_name, file_location, file_name FROM design`,
     warehouse: `SELECT design_id AS k, design_name, file_location, file_name FROM dim_design WHERE NOT is_deleted`,
   },
   dim_payment_type: {
+    source: 'payment_type',
     truth: `SELECT payment_type_id AS k, payment_type_name::text FROM payment_type`,
     warehouse: `SELECT payment_type_id AS k, payment_type_name FROM dim_payment_type WHERE NOT is_deleted`,
   },
   dim_transaction: {
+    source: 'transaction',
     truth: `SELECT transaction_id AS k, transaction_type::text, sales_order_id::text, purchase_order_id::text FROM transaction`,
     warehouse: `SELECT transaction_id AS k, transaction_type, sales_order_id::text, purchase_order_id::text FROM dim_transaction WHERE NOT is_deleted`,
   },
   fact_sales_order: {
-    truth: `SELECT sales_order_id AS k, ${ts('created_at', 'created')}, ${ts('last_updated', 'last_updated')}, staff_id::text AS sales_staff_id,
+    source: 'sales_order',
+    truth: `SELECT sales_order_id AS k, created_at::text, last_updated::text, staff_id::text AS sales_staff_id,
               counterparty_id::text, units_sold::text, unit_price::text, currency_id::text, design_id::text,
-              agreed_payment_date::date::text AS agreed_payment_date, agreed_delivery_date::date::text AS agreed_delivery_date,
-              agreed_delivery_location_id::text FROM sales_order`,
+              agreed_payment_date, agreed_delivery_date, agreed_delivery_location_id::text FROM sales_order`,
     warehouse: `SELECT sales_order_id AS k, created_date::text, created_time::text, last_updated_date::text, last_updated_time::text,
               sales_staff_id::text, counterparty_id::text, units_sold::text, unit_price::text, currency_id::text, design_id::text,
               agreed_payment_date::text, agreed_delivery_date::text, agreed_delivery_location_id::text FROM ${currentVersions('fact_sales_order')}`,
+    checked: factChecks('unit_price', ['agreed_payment_date', 'agreed_delivery_date']),
+    derive: splitStamps,
   },
   fact_purchase_order: {
-    truth: `SELECT purchase_order_id AS k, ${ts('created_at', 'created')}, ${ts('last_updated', 'last_updated')}, staff_id::text,
+    source: 'purchase_order',
+    truth: `SELECT purchase_order_id AS k, created_at::text, last_updated::text, staff_id::text,
               counterparty_id::text, item_code, item_quantity::text, item_unit_price::text, currency_id::text,
-              agreed_delivery_date::date::text AS agreed_delivery_date, agreed_payment_date::date::text AS agreed_payment_date,
-              agreed_delivery_location_id::text FROM purchase_order`,
+              agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id::text FROM purchase_order`,
     warehouse: `SELECT purchase_order_id AS k, created_date::text, created_time::text, last_updated_date::text, last_updated_time::text,
               staff_id::text, counterparty_id::text, item_code, item_quantity::text, item_unit_price::text, currency_id::text,
               agreed_delivery_date::text, agreed_payment_date::text, agreed_delivery_location_id::text FROM ${currentVersions('fact_purchase_order')}`,
+    checked: factChecks('item_unit_price', ['agreed_delivery_date', 'agreed_payment_date']),
+    derive: splitStamps,
   },
   fact_payment: {
-    truth: `SELECT payment_id AS k, ${ts('created_at', 'created')}, ${ts('last_updated', 'last_updated')}, transaction_id::text,
+    source: 'payment',
+    truth: `SELECT payment_id AS k, created_at::text, last_updated::text, transaction_id::text,
               counterparty_id::text, payment_amount::text, currency_id::text, payment_type_id::text, paid::text,
-              payment_date::date::text AS payment_date FROM payment`,
+              payment_date FROM payment`,
     warehouse: `SELECT payment_id AS k, created_date::text, created_time::text, last_updated_date::text, last_updated_time::text,
               transaction_id::text, counterparty_id::text, payment_amount::text, currency_id::text, payment_type_id::text, paid::text,
               payment_date::text FROM ${currentVersions('fact_payment')}`,
+    checked: factChecks('payment_amount', ['payment_date']),
+    derive: splitStamps,
   },
 };
 
@@ -159,6 +226,26 @@ async function fetchSide(db: pg.ClientBase, sql: string): Promise<Side> {
     side.set(String(k), rest);
   }
   return side;
+}
+
+type Found = Omit<SetAside, 'deadLetter'>;
+
+/**
+ * Takes the rows holding a value the warehouse cannot hold out of the truth (one entry per such
+ * value) and finishes the others with the table's derivation.
+ */
+function setAsideFrom(table: StarTable, q: TableQueries, truth: Side): Found[] {
+  const found: Found[] = [];
+  for (const [key, row] of truth) {
+    const before = found.length;
+    for (const [column, check] of Object.entries(q.checked ?? {})) {
+      const reason = check(row[column]);
+      if (reason) found.push({ table, sourceTable: q.source, key, column, value: row[column], reason });
+    }
+    if (found.length > before) truth.delete(key);
+    else q.derive?.(row);
+  }
+  return found;
 }
 
 function diff(table: string, truth: Side, found: Side, only?: Set<string>): Difference[] {
@@ -187,16 +274,31 @@ export interface VerifyOptions {
   waitMs?: number;
   /** Re-checks of differing rows before they are reported. */
   rechecks?: number;
+  /** The processed bucket, whose dead letters account for the rows set aside (without it, none is accounted for). */
+  deadLetters?: { bucket: string; s3Endpoint?: string };
 }
 
 export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
   const source = new pg.Client(connectionConfig(opts.sourceUrl));
   const warehouse = new pg.Client(connectionConfig(opts.warehouseUrl));
   const schema = opts.schema ?? 'public';
+  const s3 = opts.deadLetters ? s3Client({ s3Endpoint: opts.deadLetters.s3Endpoint }) : null;
+  const deadLetters = s3 && opts.deadLetters ? new DeadLetters(s3, opts.deadLetters.bucket) : null;
+  const account = async (found: Found[]): Promise<SetAside[]> => {
+    if (found.length > 0)
+      await deadLetters?.refresh().catch((err: Error) => {
+        throw new FatalError(
+          `could not read the dead letters in bucket "${opts.deadLetters?.bucket}" (${err.message}), which account for the ${found.length} source values set aside: give the processed bucket with --bucket (and --s3-endpoint locally)`,
+        );
+      });
+    return found.map((f) => ({ ...f, deadLetter: deadLetters?.naming(f.sourceTable, f.key) ?? null }));
+  };
   try {
     await source.connect();
     await warehouse.connect();
-    await warehouse.query(`SET search_path TO "${schema}"`);
+    // dates and timestamps are compared as text, so both sides print them alike
+    await source.query(`SET DateStyle TO ISO`);
+    await warehouse.query(`SET DateStyle TO ISO; SET search_path TO "${schema}"`);
     const fresh = await warehouse.query(`SELECT to_regclass('totes_freshness') AS v`);
     if (!fresh.rows[0].v)
       throw new FatalError(`schema "${schema}" of the warehouse has no loader state (totes_freshness): is that the warehouse, and has the loader run?`);
@@ -206,22 +308,34 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
       if (waitMs > 0) watermarkLsn = await waitForWatermark(source, warehouse, waitMs);
     };
     await catchUp();
-    let differences = await compareAll(source, warehouse);
-    for (let i = 0; i < (opts.rechecks ?? 2) && differences.length > 0 && waitMs > 0; i++) {
+    const first = await compareAll(source, warehouse);
+    let differences = first.differences;
+    let setAside = await account(first.setAside);
+    // a row set aside with no dead letter yet may be in flight like a difference: both are checked again
+    const unsettled = () => [...differences, ...setAside.filter((s) => !s.deadLetter)];
+    for (let i = 0; i < (opts.rechecks ?? 2) && unsettled().length > 0 && waitMs > 0; i++) {
       await catchUp();
-      differences = await compareAll(source, warehouse, differences);
+      const recheck = unsettled();
+      const rechecked = new Set(recheck.map(rowOf));
+      const again = await compareAll(source, warehouse, recheck);
+      differences = again.differences;
+      setAside = [...setAside.filter((s) => !rechecked.has(rowOf(s))), ...(await account(again.setAside))];
     }
+    setAside.sort((a, b) => `${a.sourceTable} ${a.key} ${a.column}`.localeCompare(`${b.sourceTable} ${b.key} ${b.column}`, 'en', { numeric: true }));
     const tables: TableResult[] = [];
     for (const table of STAR_TABLES) {
       const { rows } = await warehouse.query(`SELECT count(*)::int AS n FROM ${table}`);
       const versions = isFact(table) ? rows[0].n : undefined;
       const current = isFact(table) ? (await warehouse.query(`SELECT count(*)::int AS n FROM ${currentVersions(table)}`)).rows[0].n : rows[0].n;
-      tables.push({ table, rows: current, versions, differences: differences.filter((d) => d.table === table).length });
+      const setAsideRows = new Set(setAside.filter((s) => s.table === table).map((s) => s.key)).size;
+      tables.push({ table, rows: current, versions, differences: differences.filter((d) => d.table === table).length, setAside: setAsideRows });
     }
-    return { ok: differences.length === 0, tables, differences, watermarkLsn };
+    const ok = differences.length === 0 && setAside.every((s) => s.deadLetter !== null);
+    return { ok, tables, differences, setAside, watermarkLsn };
   } finally {
     await source.end().catch(() => undefined);
     await warehouse.end().catch(() => undefined);
+    s3?.destroy();
   }
 }
 
@@ -258,8 +372,16 @@ async function heartbeatStatement(source: pg.Client): Promise<{ text: string; va
   return signalStatement(signalCarrier(rows[0].v), 'verify', { kind: HEARTBEAT_PREFIX, content: 'verify' });
 }
 
-async function compareAll(source: pg.Client, warehouse: pg.Client, only?: Difference[]): Promise<Difference[]> {
+const rowOf = (r: { table: string; key: string }) => `${r.table} ${r.key}`;
+
+/** Compares every table, or with `only` just those rows (and dim_date when it is among them). */
+async function compareAll(
+  source: pg.Client,
+  warehouse: pg.Client,
+  only?: { table: string; key: string }[],
+): Promise<{ differences: Difference[]; setAside: Found[] }> {
   const differences: Difference[] = [];
+  const setAside: Found[] = [];
   const keysOf = (table: string) => (only ? new Set(only.filter((d) => d.table === table).map((d) => d.key)) : undefined);
   const checkingDates = keysOf('dim_date')?.size !== 0;
   /** Every date the true facts reference: dim_date must hold each (data-model.md §2). */
@@ -270,10 +392,14 @@ async function compareAll(source: pg.Client, warehouse: pg.Client, only?: Differ
       const keys = keysOf(table);
       if (keys?.size === 0 && !(checkingDates && isFact(table))) continue;
       const truth = await fetchSide(source, q.truth);
+      const aside = setAsideFrom(table as StarTable, q, truth);
       if (isFact(table)) for (const r of truth.values()) for (const [c, v] of Object.entries(r)) if (c.endsWith('_date') && v !== null) referencedDates.add(v);
       if (keys?.size === 0) continue;
-      if (table === 'dim_currency') for (const r of truth.values()) r.currency_name = expectedCurrencyName(r.currency_name);
-      differences.push(...diff(table, truth, await fetchSide(warehouse, q.warehouse), keys));
+      setAside.push(...aside.filter((s) => !keys || keys.has(s.key)));
+      // what the warehouse holds for a row set aside is its previous version, or none: not compared
+      const found = await fetchSide(warehouse, q.warehouse);
+      for (const s of aside) found.delete(s.key);
+      differences.push(...diff(table, truth, found, keys));
     }
   } finally {
     await source.query('COMMIT');
@@ -292,7 +418,7 @@ async function compareAll(source: pg.Client, warehouse: pg.Client, only?: Differ
   } finally {
     await warehouse.query('COMMIT');
   }
-  return differences;
+  return { differences, setAside };
 }
 
 /** dim_date: a row for every referenced date, and the derived columns recomputed independently in JS (ISO weekday, English names). */
@@ -320,10 +446,31 @@ async function checkDates(warehouse: pg.Client, referenced: Set<string>): Promis
   return out;
 }
 
+/** At most `max` lines, then how many more there are. */
+function listed(lines: string[], max: number): string {
+  return [...lines.slice(0, max), ...(lines.length > max ? [`  … and ${lines.length - max} more`] : [])].join('\n');
+}
+
 export function formatDifferences(diffs: Difference[], max = 50): string {
-  const lines = diffs
-    .slice(0, max)
-    .map((d) => `  ${d.table}  key=${d.key}  ${d.column}: expected ${JSON.stringify(d.expected)}, found ${JSON.stringify(d.found)}`);
-  if (diffs.length > max) lines.push(`  … and ${diffs.length - max} more`);
-  return lines.join('\n');
+  return listed(
+    diffs.map((d) => `  ${d.table}  key=${d.key}  ${d.column}: expected ${JSON.stringify(d.expected)}, found ${JSON.stringify(d.found)}`),
+    max,
+  );
+}
+
+/**
+ * The rows set aside, one value a line: where it is, what it holds, why, and the dead letter
+ * that accounts for it; those with none first, so no limit hides them.
+ */
+export function formatSetAside(rows: SetAside[], max = 50): string {
+  const accounted = (s: SetAside) => (s.deadLetter ? 1 : 0);
+  return listed(
+    [...rows]
+      .sort((a, b) => accounted(a) - accounted(b))
+      .map(
+        (s) =>
+          `  ${s.sourceTable}  key=${s.key}  ${s.column}: ${JSON.stringify(s.value)}, ${s.reason}; ${s.deadLetter ? `dead letter ${s.deadLetter}` : 'NO DEAD LETTER'}`,
+      ),
+    max,
+  );
 }
