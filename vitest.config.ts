@@ -6,7 +6,13 @@ import type { PostgresMajor } from './local/servers.ts';
  * six): the tests that face the source run on each; the rest of the suite runs once, on the
  * newest. With TOTES_TEST_PG_URL, one project on that server.
  */
-const SOURCE_FACING = ['capture/**/*.pg.test.ts', 'test/pipeline.e2e.test.ts', 'test/property.pg.test.ts', 'verify/dirty-source.pg.test.ts'];
+const SOURCE_FACING = [
+  'capture/**/*.pg.test.ts',
+  'test/pipeline.e2e.test.ts',
+  'test/property.pg.test.ts',
+  'test/value-set-aside.e2e.test.ts',
+  'verify/dirty-source.pg.test.ts',
+];
 const ALL = ['**/*.test.ts'];
 const majors = process.env.TOTES_TEST_PG_URL ? [] : (process.env.TOTES_TEST_PG_MAJORS ?? '13,18').split(',').map((m) => Number(m.trim()) as PostgresMajor);
 const newest = Math.max(...majors);

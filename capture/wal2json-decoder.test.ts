@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { ChangeEvent, Row } from '../formats/change-event.ts';
 import { HEARTBEAT_PREFIX, MESSAGE_PREFIX } from '../formats/source-signals.ts';
 import type { Decoded } from './decoding.ts';
+import { SchemaWatch } from './schema-watch.ts';
 import { Wal2JsonDecoder } from './wal2json-decoder.ts';
 import { SALES_ORDER_1000, at, currencyKeyChange, currencyRow, salesOrderInsert } from '../test/decoded-events.ts';
 
@@ -200,5 +201,28 @@ describe('Wal2JsonDecoder', () => {
     ).toEqual([]);
     const [event] = changes(feed(change('I', 'currency', { columns: [col('currency_id', INT4, '4')] })));
     expect(event.source.pos).toBe(0);
+  });
+
+  it("reports the columns its changes send, as pgoutput's relation messages do, each time they differ, so a dropped or retyped column is seen", () => {
+    const feed = stream();
+    feed(BEGIN);
+    const design = (action: 'I' | 'U', id: string, cols: string[]) => change(action, 'design', { columns: [col('design_id', INT4, id), ...cols] });
+    const stamps = [col('created_at', TIMESTAMP, str('2024-05-01 09:00:00')), col('last_updated', TIMESTAMP, str('2024-05-02 00:00:00'))];
+    const named = (type: number) => [col('design_name', type, str('W')), col('file_location', TEXT, str('/')), col('file_name', TEXT, str('f'))];
+    const schemaItems = (decoded: Decoded[]) => decoded.filter((d) => d.type === 'schema');
+    const watch = new SchemaWatch(new Map()); // the first change's columns stand for those at start
+    const issues = (decoded: Decoded[]) => schemaItems(decoded).flatMap((d) => (d.type === 'schema' ? watch.relation(d.table, d.columns) : []));
+
+    const first = feed(design('I', '1', [...stamps, ...named(TEXT)]));
+    expect(schemaItems(first)).toEqual([{ type: 'schema', table: 'design', columns: expect.arrayContaining([{ name: 'design_name', typeOid: TEXT }]) }]);
+    expect(first[0].type).toBe('schema'); // before the change, as a relation message comes
+    expect(issues(first)).toEqual([]);
+    expect(schemaItems(feed(design('I', '2', [...stamps, ...named(TEXT)])))).toEqual([]); // the same columns: nothing new
+    // an update leaving a TOASTed text value out: as it was, not dropped
+    expect(issues(feed(design('U', '1', [...stamps, col('design_name', TEXT, str('W')), col('file_name', TEXT, str('f'))])))).toEqual([]);
+    expect(issues(feed(design('I', '3', [...stamps, ...named(1043)])))).toEqual(['design.design_name changed type (oid 25 → 1043)']);
+    // an update leaving out a column no value of which can be TOASTed: dropped
+    expect(issues(feed(design('U', '3', [stamps[1], ...named(1043)])))).toEqual(['design.created_at was dropped']);
+    expect(issues(feed(design('I', '4', [stamps[1], ...named(1043)])))).toEqual([]); // reported once
   });
 });

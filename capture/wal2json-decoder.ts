@@ -9,15 +9,18 @@
  * type oid, exactly as pg-logical-replication does for pgoutput's text values: int4 → number,
  * numeric and int8 → exact string, timestamps and dates stay text (lib/pg.ts).
  *
- * Differences from pgoutput: wal2json 2.5 prints a numeric NaN or Infinity as null; there are
- * no relation messages, so no 'schema' items.
+ * Differences from pgoutput: wal2json 2.5 prints a numeric NaN or Infinity as null (the
+ * processor sets a null in a NOT NULL column aside, as it does pgoutput's 'NaN'); there are no
+ * relation messages, so the columns each change sends (names and type oids) make the 'schema'
+ * items instead.
  */
 import type { Wal2JsonPluginOptions } from 'pg-logical-replication';
 import type { EventSource, Op, Row, Value } from '../formats/change-event.ts';
 import { SIGNAL_TABLE_NAME, signalFromRow } from '../formats/source-signals.ts';
-import { SOURCE_TABLES, SOURCE_TABLE_NAMES, isSourceTable } from '../formats/source-tables.ts';
+import { SOURCE_TABLES, SOURCE_TABLE_NAMES, isSourceTable, type SourceTable } from '../formats/source-tables.ts';
 import pg from '../lib/pg.ts';
 import { type Decoded, isSignalTable, microsToIso, rowChange, signal, TransactionCursor, truncated } from './decoding.ts';
+import { UNSENT_TYPE } from './schema-watch.ts';
 
 /**
  * What the decoder needs from wal2json: BEGIN with xid, commit time and commit LSN, COMMIT with
@@ -50,6 +53,8 @@ type Wal2JsonMessage =
 
 export class Wal2JsonDecoder {
   private readonly cursor = new TransactionCursor();
+  /** Each table's columns as its last insert or update sent them. */
+  private readonly sentColumns = new Map<SourceTable, { name: string; typeOid: number }[]>();
 
   /** True between BEGIN and COMMIT. */
   get inTransaction(): boolean {
@@ -98,7 +103,27 @@ export class Wal2JsonDecoder {
     // row); pgoutput sends the old key only when it changed, and that is what `before` means
     const oldKey = identity ? toRow(identity) : null;
     const keyUnchanged = op === 'u' && oldKey !== null && after !== null && Object.keys(oldKey).every((c) => oldKey[c] === after[c]);
-    return rowChange(this.cursor, name, op, keyUnchanged ? null : oldKey, after, unchanged);
+    const decoded = rowChange(this.cursor, name, op, keyUnchanged ? null : oldKey, after, unchanged);
+    const columnsNow = columns && this.schemaChange(name, columns, unchanged);
+    if (columnsNow) decoded.unshift(columnsNow);
+    return decoded;
+  }
+
+  /**
+   * A 'schema' item, as pgoutput's relation message makes one, when the columns a change sends
+   * differ from the last its table sent: each with its type oid, and those an update left out
+   * with UNSENT_TYPE (an unchanged TOASTed value, or a dropped column: SchemaWatch tells which).
+   */
+  private schemaChange(table: SourceTable, columns: Wal2JsonColumn[], unsent: string[]): Decoded | null {
+    const last = this.sentColumns.get(table);
+    const same =
+      last?.length === columns.length + unsent.length &&
+      columns.every((c, i) => last[i].name === c.name && last[i].typeOid === Number(c.typeoid)) &&
+      unsent.every((name, i) => last[columns.length + i].name === name);
+    if (same) return null;
+    const now = [...columns.map((c) => ({ name: c.name, typeOid: Number(c.typeoid) })), ...unsent.map((name) => ({ name, typeOid: UNSENT_TYPE }))];
+    this.sentColumns.set(table, now);
+    return { type: 'schema', table, columns: now };
   }
 }
 

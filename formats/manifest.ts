@@ -20,12 +20,29 @@ export interface Manifest {
   deadLetters: number;
 }
 
+/** One record's events that could not become warehouse rows, set aside whole: the rest of its batch goes on. */
 export interface DeadLetter {
   shard: string;
   sequenceNumber: string;
+  /** Each set-aside event's reason, in order, joined by "; ". */
   reason: string;
+  /** The set-aside events' lines, in order. */
   payload: string;
+  /** The set-aside events, in order (absent in dead letters written before it existed). */
+  setAside?: SetAside[];
   at: string;
+}
+
+/**
+ * One event set aside: the source row it changes (null where a malformed event does not say),
+ * the source column and value at fault (null where no one value is: a malformed event), and why.
+ */
+export interface SetAside {
+  table: string | null;
+  key: number | null;
+  column: string | null;
+  value: unknown;
+  reason: string;
 }
 
 /** Kinesis sequence numbers zero-padded, so names sort in stream order. */

@@ -1,7 +1,7 @@
 /** The money and time codecs, and load rows through Parquet and back, value for value. */
 import { describe, expect, it } from 'vitest';
 import { LOAD_TABLES, type LoadRow, type LoadTableName } from './load-tables.ts';
-import { decodeParquet, encodeParquet, loadColumns, millisToTime, moneyToUnscaled, timeToMillis, unscaledToMoney } from './parquet.ts';
+import { decodeParquet, encodeParquet, loadColumns, millisToTime, moneyToUnscaled, refusal, timeToMillis, unscaledToMoney } from './parquet.ts';
 
 describe('money: numeric(10,2) text ⇄ unscaled cents', () => {
   it.each([
@@ -121,5 +121,25 @@ describe('load rows through Parquet', () => {
   it('refuses to write an amount that is not numeric(10,2)', () => {
     const row = { ...rowsFor('fact_payment')[0], payment_amount: '1.005' };
     expect(() => encodeParquet('fact_payment', [row])).toThrow(/not a numeric\(10,2\)/);
+    // DECIMAL(10,2) in INT64 would take it, and the warehouse would then refuse the whole load
+    expect(() => encodeParquet('fact_payment', [{ ...row, payment_amount: '100000000.00' }])).toThrow(/out of numeric\(10,2\) range/);
+  });
+
+  it.each([
+    ['money', '99999999.99', null],
+    ['money', '-99999999.99', null],
+    ['money', '100000000', 'out of numeric(10,2) range: "100000000"'],
+    ['money', 'NaN', 'not a numeric(10,2): "NaN"'],
+    ['money', '-Infinity', 'not a numeric(10,2): "-Infinity"'],
+    ['int', 2_147_483_647, null],
+    ['int', -2_147_483_649, 'not a 32-bit integer: -2147483649'],
+    ['int', '7', 'not a 32-bit integer: "7"'],
+    ['text', 7, 'not text: 7'],
+    ['bool', 't', 'not a boolean: "t"'],
+    ['date', '2024-05-01', null],
+    ['time', '25:00', 'not a time: "25:00"'],
+    ['int', null, null],
+  ] as const)('refusal(%s, %j) is %j', (type, value, why) => {
+    expect(refusal(type, value)).toBe(why);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { parquetReadObjects } from 'hyparquet';
 import { parquetWriteBuffer } from 'hyparquet-writer';
-import { LOAD_TABLES, PROVENANCE_COLUMNS, type ColumnType, type LoadRow, type LoadTableName } from './load-tables.ts';
+import { LOAD_TABLES, PROVENANCE_COLUMNS, type ColumnType, type LoadRow, type LoadTableName, type LoadValue } from './load-tables.ts';
 
 type SchemaElement = NonNullable<Parameters<typeof parquetWriteBuffer>[0]['schema']>[number];
 
@@ -49,6 +49,16 @@ export function moneyToUnscaled(text: string): bigint {
   return m[1] ? -cents : cents;
 }
 
+/** numeric(10,2) holds magnitudes below 10^8, that is 10^10 cents. */
+const NUMERIC_10_2_LIMIT = 10_000_000_000n;
+
+/** "1234.50" → 123450n, refusing what the warehouse's numeric(10,2) cannot hold: NaN, ±Infinity, 8 integer digits or more. */
+function warehouseMoney(text: string): bigint {
+  const cents = moneyToUnscaled(text);
+  if (cents >= NUMERIC_10_2_LIMIT || cents <= -NUMERIC_10_2_LIMIT) throw new Error(`out of numeric(10,2) range: ${JSON.stringify(text)}`);
+  return cents;
+}
+
 export function unscaledToMoney(cents: bigint): string {
   const negative = cents < 0n;
   const s = (negative ? -cents : cents).toString().padStart(3, '0');
@@ -73,7 +83,31 @@ export function millisToTime(ms: number): string {
 
 const dateToDays = (text: string) => Math.round(Date.parse(`${text}T00:00:00Z`) / DAY_MS);
 
-const CONVERT: Partial<Record<ColumnType, (text: string) => unknown>> = { money: moneyToUnscaled, date: dateToDays, time: timeToMillis };
+const CONVERT: Partial<Record<ColumnType, (text: string) => unknown>> = { money: warehouseMoney, date: dateToDays, time: timeToMillis };
+
+/** The types written as they are: which values each takes, and what to call them. */
+const PLAIN: Partial<Record<ColumnType, [fits: (v: LoadValue) => boolean, expected: string]>> = {
+  int: [(v) => typeof v === 'number' && (v | 0) === v, 'a 32-bit integer'],
+  text: [(v) => typeof v === 'string', 'text'],
+  bool: [(v) => typeof v === 'boolean', 'a boolean'],
+};
+
+/**
+ * Why `value` cannot go into a column of `type`, or null when it can: what the writer below
+ * takes, which is what the warehouse's columns hold (numeric(10,2) has no NaN or ±Infinity and
+ * stays below 10^8; int is 32 bits). A row with such a value is set aside before it is written.
+ */
+export function refusal(type: ColumnType, value: LoadValue): string | null {
+  if (value === null) return null;
+  const plain = PLAIN[type];
+  if (plain) return plain[0](value) ? null : `not ${plain[1]}: ${JSON.stringify(value)}`;
+  try {
+    CONVERT[type]!(String(value));
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
 
 /** The value cached under `key`, made once. */
 function cached<K, V>(cache: Map<K, V>, key: K, make: () => V): V {

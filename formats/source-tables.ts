@@ -58,6 +58,21 @@ export const SOURCE_TABLES = {
 export type SourceTable = keyof typeof SOURCE_TABLES;
 export const SOURCE_TABLE_NAMES = Object.keys(SOURCE_TABLES) as SourceTable[];
 
+/** The columns the source lets be NULL (data-model.md §1, marked *); every other column of SOURCE_TABLES is NOT NULL. */
+const NULLABLE: Partial<Record<SourceTable, readonly string[]>> = {
+  address: ['address_line_2', 'district'],
+  counterparty: ['commercial_contact', 'delivery_contact'],
+  department: ['location', 'manager'],
+  transaction: ['sales_order_id', 'purchase_order_id'],
+};
+
+const NOT_NULL = new Map(SOURCE_TABLE_NAMES.map((t) => [t, new Set<string>(SOURCE_TABLES[t].filter((c) => !NULLABLE[t]?.includes(c)))]));
+
+/** Whether the source declares `column` of `table` NOT NULL (a column it does not declare is not). */
+export function isNotNull(table: SourceTable, column: string): boolean {
+  return NOT_NULL.get(table)?.has(column) ?? false;
+}
+
 /** Every totesys table's primary key is its first column, `<table>_id`. */
 export function primaryKeyOf(table: SourceTable): string {
   return SOURCE_TABLES[table][0];

@@ -8,12 +8,13 @@ import { kinesisEvent, salesOrderChange } from '../test/kinesis-events.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { decodeParquet } from '../formats/parquet.ts';
 import { encodeEvent, encodeRecord } from '../formats/change-event.ts';
+import type { DeadLetter } from '../formats/manifest.ts';
 import { Processor } from './processor.ts';
 
 describe('processor', () => {
   let aws: LocalAws;
   beforeAll(async () => {
-    aws = await startLocalAws({ stream: 'unused', shards: 1, buckets: ['processed', 'bundles'] });
+    aws = await startLocalAws({ stream: 'unused', shards: 1, buckets: ['processed', 'bundles', 'values', 'malformed'] });
   });
   afterAll(async () => {
     await aws?.stop();
@@ -82,6 +83,79 @@ describe('processor', () => {
     expect(letter.sequenceNumber).toBe(kinesisEvent([bundle]).Records[0].kinesis.sequenceNumber);
     expect(letter.reason).toMatch(/^agreed_payment_date: not a YYYY-MM-DD date/);
     expect(JSON.parse(letter.payload)).toEqual(v2);
+    s3.destroy();
+  });
+
+  it('sets aside a change whose value the warehouse cannot hold, naming its row, column and value, and loads the rest and later corrections', async () => {
+    const s3 = s3Client({ s3Endpoint: aws.s3Endpoint });
+    const store = new MicroBatchStore(s3, 'values');
+    const processor = new Processor(store);
+    const refused = [
+      salesOrderChange(30, 'u', { unit_price: 'NaN' }), // pgoutput's NaN
+      salesOrderChange(31, 'u', { unit_price: 'Infinity' }), // Postgres 14+
+      salesOrderChange(32, 'u', { unit_price: '-Infinity' }),
+      salesOrderChange(33, 'u', { unit_price: '123456789.00' }), // past numeric(10,2)
+      salesOrderChange(34, 'u', { units_sold: '12.5' }), // a retyped column: the Parquet writer refused it and failed the batch
+      salesOrderChange(35, 'u', { unit_price: null }), // wal2json's NaN
+    ];
+    const first = kinesisEvent([salesOrderChange(29), ...refused, salesOrderChange(36)], 'shardId-000000000000', 100);
+    expect(await processor.handler(first)).toEqual({ batchItemFailures: [] });
+    // the rows corrected at the source: their next changes load as any other
+    const second = kinesisEvent(
+      [salesOrderChange(30, 'u', { unit_price: '3.50' }), salesOrderChange(35, 'u', { unit_price: '4.00' })],
+      'shardId-000000000000',
+      200,
+    );
+    expect(await processor.handler(second)).toEqual({ batchItemFailures: [] });
+
+    const keys = (await s3.send(new ListObjectsV2Command({ Bucket: 'values', Prefix: 'manifests/' }))).Contents!.map((o) => o.Key!).sort();
+    const [m1, m2] = await Promise.all(keys.map((k) => store.getManifest(k)));
+    expect(m1).toMatchObject({ events: 8, deadLetters: 6, tables: [{ table: 'fact_sales_order', rows: 2 }] });
+    expect((await decodeParquet('fact_sales_order', await store.getBytes(m1.tables[0].key))).map((r) => r.sales_order_id)).toEqual([29, 36]);
+    const corrected = await decodeParquet('fact_sales_order', await store.getBytes(m2.tables[0].key));
+    expect(corrected.map((r) => [r.sales_order_id, r.unit_price])).toEqual([
+      [30, '3.50'],
+      [35, '4.00'],
+    ]);
+
+    const dead = await s3.send(new ListObjectsV2Command({ Bucket: 'values', Prefix: 'dead-letter/' }));
+    const letters: DeadLetter[] = await Promise.all(
+      dead.Contents!.map(async (o) => JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: 'values', Key: o.Key! }))).Body!.transformToString())),
+    );
+    expect(letters.map((l) => l.setAside)).toEqual([
+      [{ table: 'sales_order', key: 30, column: 'unit_price', value: 'NaN', reason: 'unit_price: not a numeric(10,2): "NaN"' }],
+      [{ table: 'sales_order', key: 31, column: 'unit_price', value: 'Infinity', reason: 'unit_price: not a numeric(10,2): "Infinity"' }],
+      [{ table: 'sales_order', key: 32, column: 'unit_price', value: '-Infinity', reason: 'unit_price: not a numeric(10,2): "-Infinity"' }],
+      [{ table: 'sales_order', key: 33, column: 'unit_price', value: '123456789.00', reason: 'unit_price: out of numeric(10,2) range: "123456789.00"' }],
+      [{ table: 'sales_order', key: 34, column: 'units_sold', value: '12.5', reason: 'units_sold: not a 32-bit integer: "12.5"' }],
+      [
+        {
+          table: 'sales_order',
+          key: 35,
+          column: 'unit_price',
+          value: null,
+          reason: expect.stringMatching(/^unit_price: null, but the source column is NOT NULL/),
+        },
+      ],
+    ]);
+    expect(letters.map((l) => JSON.parse(l.payload))).toEqual(refused);
+    expect(letters.map((l) => l.reason)).toEqual(letters.map((l) => l.setAside![0].reason));
+    s3.destroy();
+  });
+
+  it('names the row of a malformed event where the event names one', async () => {
+    const s3 = s3Client({ s3Endpoint: aws.s3Endpoint });
+    const processor = new Processor(new MicroBatchStore(s3, 'malformed'));
+    const noAfter = JSON.stringify({ ...salesOrderChange(40), after: null });
+    expect(await processor.handler(kinesisEvent([noAfter, '[1,2]']))).toEqual({ batchItemFailures: [] });
+    const dead = await s3.send(new ListObjectsV2Command({ Bucket: 'malformed', Prefix: 'dead-letter/' }));
+    const letters: DeadLetter[] = await Promise.all(
+      dead.Contents!.map(async (o) => JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: 'malformed', Key: o.Key! }))).Body!.transformToString())),
+    );
+    expect(letters.map((l) => l.setAside)).toEqual([
+      [{ table: 'sales_order', key: 40, column: null, value: null, reason: 'op c with no after image' }],
+      [{ table: null, key: null, column: null, value: null, reason: 'not a JSON object' }],
+    ]);
     s3.destroy();
   });
 

@@ -2,8 +2,9 @@
  * The processor: a Kinesis-triggered Lambda handler (the real event shape and
  * ReportBatchItemFailures), also driven locally by the Kinesis poller with the same events.
  *
- * A record that cannot be decoded or mapped goes to the dead-letter prefix with its reason and
- * payload, and the rest of the batch proceeds. If S3 cannot be written, the whole batch is
+ * A record that cannot be decoded or mapped (a malformed event, a value the warehouse cannot
+ * hold: data-model.md in the README) goes to the dead-letter prefix with its reason, the row,
+ * column and value at fault, and its payload, and the rest of the batch proceeds. If S3 cannot be written, the whole batch is
  * reported failed from its first record and retried: names are deterministic, so a retry
  * never makes a second copy, and the loader loads each change once however often it is written.
  */
@@ -12,7 +13,8 @@ import { decodeEvent, InvalidEventError, recordLines, lsnToBigInt, type ChangeEv
 import { log } from '../lib/log.ts';
 import { resolvePointer } from '../stores/oversize-store.ts';
 import { encodeParquet } from '../formats/parquet.ts';
-import type { Manifest } from '../formats/manifest.ts';
+import type { Manifest, SetAside } from '../formats/manifest.ts';
+import { isSourceTable, primaryKeyOf } from '../formats/source-tables.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { mapEvents } from './transform.ts';
 import type { LoadTableName } from '../formats/load-tables.ts';
@@ -74,18 +76,23 @@ export class Processor {
           if (!maxCommitTime || e.source.commitTime > maxCommitTime) maxCommitTime = e.source.commitTime;
         } catch (err) {
           if (!(err instanceof InvalidEventError)) throw err;
-          dead.add(r.seq, lines.length > 1 ? `event ${i + 1} of ${lines.length}: ${err.message}` : err.message, line);
+          const reason = lines.length > 1 ? `event ${i + 1} of ${lines.length}: ${err.message}` : err.message;
+          dead.add(r.seq, line, { ...namedRow(line), column: null, value: null, reason });
         }
       }
     }
     const { rows, ends, failures } = mapEvents(changes);
-    for (const f of failures) dead.add(seqOf.get(f.event)!, f.reason, JSON.stringify(f.event));
+    for (const { event, reason, column, value } of failures) {
+      dead.add(seqOf.get(event)!, JSON.stringify(event), { table: event.table, key: event.key[primaryKeyOf(event.table)] as number, column, value, reason });
+    }
     // Every object of the batch is put at once (each table's put starts while the next is encoded);
     // the manifest still goes last, once all of them are there.
     const puts: Promise<void>[] = [];
     for (const d of dead.list()) {
       log.warn({ shard, sequenceNumber: d.seq, reason: d.reason }, 'dead letter');
-      puts.push(this.store.writeDeadLetter({ shard, sequenceNumber: d.seq, reason: d.reason, payload: d.payload, at: new Date().toISOString() }));
+      puts.push(
+        this.store.writeDeadLetter({ shard, sequenceNumber: d.seq, reason: d.reason, payload: d.payload, setAside: d.setAside, at: new Date().toISOString() }),
+      );
     }
     const tables: Manifest['tables'] = [];
     for (const [table, tableRows] of Object.entries(rows) as [LoadTableName, NonNullable<(typeof rows)[LoadTableName]>][]) {
@@ -115,22 +122,39 @@ export class Processor {
 
 /**
  * Dead letters, one per record (named by its sequence number): the events of a bundle that were
- * set aside go in its one dead letter, each reason and payload line in order.
+ * set aside go in its one dead letter, each in order.
  */
 class DeadLetters {
-  private bySeq = new Map<string, { reasons: string[]; payloads: string[] }>();
+  private bySeq = new Map<string, { setAside: SetAside[]; payloads: string[] }>();
   count = 0;
 
-  add(seq: string, reason: string, payload: string): void {
-    const d = this.bySeq.get(seq) ?? { reasons: [], payloads: [] };
+  add(seq: string, payload: string, setAside: SetAside): void {
+    const d = this.bySeq.get(seq) ?? { setAside: [], payloads: [] };
     this.bySeq.set(seq, d);
-    d.reasons.push(reason);
+    d.setAside.push(setAside);
     d.payloads.push(payload.endsWith('\n') ? payload.slice(0, -1) : payload);
     this.count++;
   }
 
-  list(): { seq: string; reason: string; payload: string }[] {
-    return [...this.bySeq].map(([seq, d]) => ({ seq, reason: d.reasons.join('; '), payload: d.payloads.join('\n') }));
+  list(): { seq: string; reason: string; payload: string; setAside: SetAside[] }[] {
+    return [...this.bySeq].map(([seq, d]) => ({
+      seq,
+      reason: d.setAside.map((s) => s.reason).join('; '),
+      payload: d.payloads.join('\n'),
+      setAside: d.setAside,
+    }));
+  }
+}
+
+/** The table and key a malformed event names, where it names them. */
+function namedRow(line: string): Pick<SetAside, 'table' | 'key'> {
+  try {
+    const raw = JSON.parse(line);
+    const table = typeof raw?.table === 'string' ? raw.table : null;
+    const key = table && isSourceTable(table) ? raw.key?.[primaryKeyOf(table)] : null;
+    return { table, key: Number.isInteger(key) ? key : null };
+  } catch {
+    return { table: null, key: null };
   }
 }
 

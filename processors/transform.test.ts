@@ -249,7 +249,7 @@ describe('what mapEvent refuses, with the reason', () => {
   const salesOrder = CASES[8][1];
   it.each([
     ['created_at', '2024-05-01T09:15:02Z', /^created_at: not a timestamp: "2024-05-01T09:15:02Z"$/],
-    ['created_at', null, /^created_at: not a timestamp: null$/],
+    ['created_at', 12, /^created_at: not a timestamp: 12$/],
     ['last_updated', '2024-05-01', /^last_updated: not a timestamp/],
     ['agreed_payment_date', 'next Tuesday', /^agreed_payment_date: not a YYYY-MM-DD date: "next Tuesday"$/],
     ['agreed_delivery_date', '2024-13-01', /^agreed_delivery_date: not a YYYY-MM-DD date/],
@@ -257,10 +257,43 @@ describe('what mapEvent refuses, with the reason', () => {
     ['agreed_delivery_date', '2023-02-29', /^agreed_delivery_date: not a YYYY-MM-DD date/],
     ['agreed_delivery_date', '0000-01-01', /^agreed_delivery_date: not a YYYY-MM-DD date/],
     ['agreed_delivery_date', '24-05-03', /^agreed_delivery_date: not a YYYY-MM-DD date/],
-    ['agreed_delivery_date', null, /^agreed_delivery_date: not a YYYY-MM-DD date: null$/],
+    ['agreed_delivery_date', 20240503, /^agreed_delivery_date: not a YYYY-MM-DD date: 20240503$/],
+    // numeric(10,2) in the source takes NaN (and ±Infinity from Postgres 14); the warehouse's numeric(10,2) holds neither
+    ['unit_price', 'NaN', /^unit_price: not a numeric\(10,2\): "NaN"$/],
+    ['unit_price', 'Infinity', /^unit_price: not a numeric\(10,2\): "Infinity"$/],
+    ['unit_price', '-Infinity', /^unit_price: not a numeric\(10,2\): "-Infinity"$/],
+    ['unit_price', '100000000.00', /^unit_price: out of numeric\(10,2\) range: "100000000.00"$/], // a source retyped to a wider numeric
+    ['unit_price', '-123456789', /^unit_price: out of numeric\(10,2\) range/],
+    ['unit_price', '3.999', /^unit_price: not a numeric\(10,2\): "3.999"$/], // never rounded
+    // a retyped source column: never truncated or wrapped into the warehouse's int
+    ['units_sold', '12.5', /^units_sold: not a 32-bit integer: "12.5"$/],
+    ['units_sold', 2 ** 31, /^units_sold: not a 32-bit integer: 2147483648$/],
+    ['staff_id', 1.5, /^staff_id: not a 32-bit integer: 1.5$/], // named as in the source (the warehouse says sales_staff_id)
+    // wal2json prints a numeric NaN or ±Infinity as null: no more a value than NaN itself
+    ['unit_price', null, /^unit_price: null, but the source column is NOT NULL/],
+    ['created_at', null, /^created_at: null, but the source column is NOT NULL/],
+    ['agreed_delivery_date', null, /^agreed_delivery_date: null, but the source column is NOT NULL/],
   ])('%s = %j', (column, value, reason) => {
     expect(() => mapEvent(event('sales_order', { ...salesOrder, [column]: value }))).toThrow(MappingError);
     expect(() => mapEvent(event('sales_order', { ...salesOrder, [column]: value }))).toThrow(reason);
+  });
+
+  it('names the column and value at fault', () => {
+    const err = (() => {
+      try {
+        mapEvent(event('payment', { ...CASES[10][1], payment_amount: 'NaN' }));
+      } catch (e) {
+        return e as MappingError;
+      }
+    })();
+    expect([err?.column, err?.value]).toEqual(['payment_amount', 'NaN']);
+  });
+
+  it('takes a null where the source allows one, and the largest amounts numeric(10,2) holds', () => {
+    const [, transaction] = CASES[7];
+    expect(mapEvent(event('transaction', { ...transaction, sales_order_id: null, purchase_order_id: null })).row).toMatchObject({ sales_order_id: null });
+    for (const amount of ['99999999.99', '-99999999.99', '0', '-0.01'])
+      expect(mapEvent(event('payment', { ...CASES[10][1], payment_amount: amount })).row).toMatchObject({ payment_amount: amount });
   });
 
   it.each(['2024-02-29', '2000-02-29', '0001-01-01', '9999-12-31'])('accepts the day %s', (day) => {
@@ -288,7 +321,7 @@ describe('mapEvents', () => {
       [11, 'c'],
       [12, 'u'],
     ]);
-    expect(failures).toEqual([{ event: bad, reason: 'payment_date: not a YYYY-MM-DD date: "soon"' }]);
+    expect(failures).toEqual([{ event: bad, reason: 'payment_date: not a YYYY-MM-DD date: "soon"', column: 'payment_date', value: 'soon' }]);
   });
 
   it('lets an error that is not about the data through', () => {

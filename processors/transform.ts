@@ -5,11 +5,20 @@
  * can run on any number of shards at once with nothing to keep consistent between them.
  */
 import type { ChangeEvent, Row, RowsEndEvent, Value } from '../formats/change-event.ts';
-import { primaryKeyOf, type SourceTable } from '../formats/source-tables.ts';
-import { LOAD_TABLES, type LoadRow, type LoadTableName, type Provenance, type RowsEnd } from '../formats/load-tables.ts';
+import { isNotNull, primaryKeyOf, type SourceTable } from '../formats/source-tables.ts';
+import { LOAD_TABLES, type ColumnType, type LoadRow, type LoadTableName, type Provenance, type RowsEnd } from '../formats/load-tables.ts';
+import { refusal } from '../formats/parquet.ts';
 
+/** A change that cannot become a load row; `column` and `value` name the source value at fault, where one is. */
 export class MappingError extends Error {
   override name = 'MappingError';
+  constructor(
+    message: string,
+    readonly column: string | null = null,
+    readonly value: Value = null,
+  ) {
+    super(message);
+  }
 }
 
 export type LoadRows = Partial<Record<LoadTableName, LoadRow[]>>;
@@ -19,7 +28,8 @@ const currencyNames = new Intl.DisplayNames(['en'], { type: 'currency' });
 /** English name of an ISO 4217 code ("GBP" → "British Pound"). */
 export function currencyName(code: string): string {
   const name = currencyNames.of(code.toUpperCase());
-  if (!name || name.toUpperCase() === code.toUpperCase()) throw new MappingError(`unknown ISO 4217 currency code ${JSON.stringify(code)}`);
+  if (!name || name.toUpperCase() === code.toUpperCase())
+    throw new MappingError(`unknown ISO 4217 currency code ${JSON.stringify(code)}`, 'currency_code', code);
   return name;
 }
 
@@ -29,7 +39,7 @@ const DATE = /^(?!0000)\d{4}-\d{2}-\d{2}$/; // Postgres has no year 0
 /** "2024-05-01 09:15:02.123" → ["2024-05-01", "09:15:02.123"], exactly, no time zone involved. */
 export function splitTimestamp(value: Value, column: string): [string, string] {
   const m = typeof value === 'string' ? TIMESTAMP.exec(value) : null;
-  if (!m) throw new MappingError(`${column}: not a timestamp: ${JSON.stringify(value)}`);
+  if (!m) throw new MappingError(`${column}: not a timestamp: ${JSON.stringify(value)}`, column, value);
   return [m[1], m[2]];
 }
 
@@ -41,7 +51,7 @@ export function parseDate(value: Value, column: string): string {
   const day = typeof value === 'string' && DATE.test(value) ? Date.parse(`${value}T00:00:00Z`) : Number.NaN;
   // Date.parse rolls 2024-02-30 over to 1 March, which Postgres would refuse in the load: a day must print back as itself
   if (Number.isNaN(day) || new Date(day).toISOString().slice(0, 10) !== value) {
-    throw new MappingError(`${column}: not a YYYY-MM-DD date: ${JSON.stringify(value)}`);
+    throw new MappingError(`${column}: not a YYYY-MM-DD date: ${JSON.stringify(value)}`, column, value);
   }
   if (checkedDates.size >= 10_000) checkedDates.clear();
   checkedDates.add(value);
@@ -142,6 +152,12 @@ const MAPPERS: Record<SourceTable, [LoadTableName, Mapper]> = {
 
 /** Source column → load column, where the name changes (for unchanged-TOAST markers). */
 const RENAMES: Partial<Record<string, string>> = { address_id: 'location_id', staff_id: 'sales_staff_id' };
+const SOURCE_NAMES: Partial<Record<string, string>> = Object.fromEntries(Object.entries(RENAMES).map(([source, load]) => [load, source]));
+
+/** Per load table, the columns whose values are copied from the source: dates and times are derived, and checked as they are. */
+const COPIED = Object.fromEntries(
+  Object.entries(LOAD_TABLES).map(([table, { columns }]) => [table, Object.entries(columns).filter(([, type]) => type !== 'date' && type !== 'time')]),
+) as Record<LoadTableName, [string, ColumnType][]>;
 
 export function targetOf(table: SourceTable): LoadTableName {
   return MAPPERS[table][0];
@@ -164,6 +180,11 @@ export function mapEvent(event: ChangeEvent): { table: LoadTableName; row: LoadR
   });
   if (event.op === 'd') return { table: target, row: { [LOAD_TABLES[target].key]: event.before?.[pk] ?? event.key[pk], ...provenance('d', null) } as LoadRow };
 
+  // wal2json prints a numeric NaN or ±Infinity as null: a null the source cannot hold is no value either
+  for (const c in event.after) {
+    if (event.after[c] === null && isNotNull(event.table, c))
+      throw new MappingError(`${c}: null, but the source column is NOT NULL (as wal2json prints a numeric NaN or ±Infinity)`, c, null);
+  }
   const unchangedCols = event.unchanged ?? [];
   const after = unchangedCols.length ? { ...event.after! } : event.after!; // copied only to be changed
   for (const c of unchangedCols) after[c] = null; // only text columns are TOASTed
@@ -173,6 +194,12 @@ export function mapEvent(event: ChangeEvent): { table: LoadTableName; row: LoadR
   } catch (err) {
     if (err instanceof MappingError) throw err;
     throw new MappingError(`${event.table}: ${(err as Error).message}`);
+  }
+  // a value the warehouse column cannot hold (a numeric NaN, ±Infinity, 10^8 or more; a retyped source column's) is no value of it
+  for (const [column, type] of COPIED[target]) {
+    const why = refusal(type, mapped[column] ?? null);
+    const source = SOURCE_NAMES[column] ?? column;
+    if (why) throw new MappingError(`${source}: ${why}`, source, mapped[column]);
   }
   const unchanged = unchangedCols.length ? `,${unchangedCols.map((c) => RENAMES[c] ?? c).join(',')},` : null;
   return { table: target, row: Object.assign(mapped, provenance(event.op, unchanged)) as LoadRow }; // mapped is this row's own object
@@ -187,6 +214,14 @@ export function mapRowsEnd(event: RowsEndEvent): RowsEnd {
     : { ...common, cause: 'snapshot', after: event.after, through: event.through, present: event.present };
 }
 
+/** A change that cannot become a load row: why, and the source column and value at fault (null when no one value is). */
+export interface MappingFailure {
+  event: ChangeEvent;
+  reason: string;
+  column: string | null;
+  value: Value;
+}
+
 /**
  * Group the load rows of many events by load table, and list the rows that truncates and
  * snapshot ranges end. Events that cannot be mapped are returned with the reason.
@@ -194,11 +229,11 @@ export function mapRowsEnd(event: RowsEndEvent): RowsEnd {
 export function mapEvents(events: (ChangeEvent | RowsEndEvent)[]): {
   rows: LoadRows;
   ends: RowsEnd[];
-  failures: { event: ChangeEvent; reason: string }[];
+  failures: MappingFailure[];
 } {
   const rows: LoadRows = {};
   const ends: RowsEnd[] = [];
-  const failures: { event: ChangeEvent; reason: string }[] = [];
+  const failures: MappingFailure[] = [];
   for (const event of events) {
     if (event.kind !== 'change') {
       ends.push(mapRowsEnd(event));
@@ -209,7 +244,7 @@ export function mapEvents(events: (ChangeEvent | RowsEndEvent)[]): {
       (rows[m.table] ??= []).push(m.row);
     } catch (err) {
       if (!(err instanceof MappingError)) throw err;
-      failures.push({ event, reason: err.message });
+      failures.push({ event, reason: err.message, column: err.column, value: err.value });
     }
   }
   return { rows, ends, failures };
