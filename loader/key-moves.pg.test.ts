@@ -101,6 +101,17 @@ describe('carrying unchanged TOAST across a key change', () => {
     ]);
   });
 
+  it('does not wait when what the insert keeps is no column of the warehouse', async () => {
+    const inserted = version({ counterparty_id: 50, counterparty_legal_name: 'Moved Ltd', legal_address_id: 1 }, 'c', '0/90', 1, {
+      moved_key: 5,
+      unchanged: ',commercial_contact,',
+    });
+    await load('dim_counterparty', [inserted]);
+    expect((await pool.query(`SELECT counterparty_legal_name FROM dim_counterparty WHERE counterparty_id = 50`)).rows).toEqual([
+      { counterparty_legal_name: 'Moved Ltd' },
+    ]);
+  });
+
   it('takes a fact version from the version the old key ended', async () => {
     await load('fact_purchase_order', [version(order(4, BIG), 'c', '0/60', 0)]);
     const move = moved('order', 4, 40, '0/70', 0, 'item_code', order(40, null, 7));

@@ -4,15 +4,15 @@
  * with neither (the old tuple is the key alone): the insert lists it as unchanged and names the
  * old key (`moved_key`). The value is the old key's as its delete ended it. It is found here,
  * before the merge, and written into the insert, which then carries every value:
- *   in the load's own versions of the old key (they come first, in stream order), else
- *   in the warehouse: the old key's version at (L, d) (a delete keeps the values it ends), or,
- *   when the load holds that delete, the version before the load's.
- * The old and the new key hash to shards of their own, loaded each in its own order, so the
- * delete may not be loaded yet: then the load fails, saying so, and is tried again (the shard
- * behind catches up). A dimension keeps only a key's latest version, so the old key's may be
- * gone by the time the insert comes (the key used again): a load holding the old key's delete
- * without the new key's insert therefore gives the new key, at (L, d), the old key's values,
- * which the insert keeps from there as from any version before it.
+ *   in the load's own versions of the old key before the delete, newest first, else
+ *   when the load holds the delete, in the warehouse's version of the old key (before the load's);
+ *   a fact's delete version at (L, d), loaded earlier, carries the values it ended;
+ *   a dimension keeps only a key's latest version, and the old key may be used again before the
+ *   insert comes: a load holding the old key's delete without the new key's insert therefore gives
+ *   the new key, at (L, d), the old key's values, which the insert takes when it comes.
+ * The two keys hash to shards of their own, each loaded in its own order, so the insert may come
+ * before the delete: then the load fails, saying which key it waits for, and is tried again once
+ * that shard has caught up (a replay loads in stream order: the delete comes first).
  */
 import { compareLsn } from '../formats/change-event.ts';
 import { LOAD_TABLES, type LoadRow, type LoadTableName, type LoadValue, type StreamPosition, versionBefore } from '../formats/load-tables.ts';
@@ -61,7 +61,8 @@ async function carryTable(
       // a dimension's old key leaves: the new key's insert (L, d + 1) is in another load, which keeps the old key's values from here
       const inserted = { source_lsn: move.source_lsn, source_pos: move.source_pos + 1 };
       if (kind !== 'dim' || has(move.moved_key!, inserted, 'c')) continue;
-      const values = endedValues(move[key] as number, move, attrs);
+      const values = knownValues(move[key] as number, move, attrs);
+      if (!values) continue; // not known here (never so in a shard loaded in order): the insert says so when it comes
       added.push({
         ...values,
         [key]: move.moved_key!,
@@ -75,19 +76,22 @@ async function carryTable(
     }
     const ended = { source_lsn: move.source_lsn, source_pos: move.source_pos - 1 };
     const own = stored.get(`${move[key]}`);
-    if (own && !versionBefore(own, move)) {
-      move.unchanged = null; // loaded already (a batch delivered again): it changes nothing
-      continue;
-    }
+    if (own && !versionBefore(own, move)) continue; // loaded already (a batch delivered again): it changes nothing
     const kept = attrs.filter((c) => unchangedIn(move, c));
-    const values = own && samePosition(own, ended) ? own.values : endedValues(move.moved_key!, ended, kept);
+    // a dimension's new key holds the old key's values at the delete when an earlier load held the delete alone
+    const values = kept.length === 0 ? {} : kind === 'dim' && own && samePosition(own, ended) ? own.values : knownValues(move.moved_key!, ended, kept);
+    if (!values) {
+      throw new KeyMoveNotLoadedError(
+        `${table} key ${move[key]} moved from key ${move.moved_key} at ${move.source_lsn}:${move.source_pos} keeps unchanged ${kept.join(', ')}: key ${move.moved_key}'s version at ${ended.source_lsn}:${ended.source_pos} is not loaded yet (its shard is behind); the load is tried again`,
+      );
+    }
     for (const c of kept) move[c] = values[c];
     move.unchanged = null;
   }
   if (added.length > 0) tables.set(table, [...rows, ...added]);
 
-  /** The values of `columns` that key `k` held when its delete at `ended` ended it. */
-  function endedValues(k: number, ended: StreamPosition, columns: string[]): Record<string, LoadValue> {
+  /** The values of `columns` that key `k` held when its delete at `ended` ended it, or null when this load cannot know them yet. */
+  function knownValues(k: number, ended: StreamPosition, columns: string[]): Record<string, LoadValue> | null {
     const found: Record<string, LoadValue> = {};
     let missing = columns;
     // the load's versions of the key before its delete, newest first (a key-changing insert among them is carried already)
@@ -97,15 +101,12 @@ async function carryTable(
       missing = missing.filter((c) => !(c in found));
       if (missing.length === 0) return found;
     }
-    const base = stored.get(`${k}@${ended.source_lsn}/${ended.source_pos}`) ?? stored.get(`${k}`);
-    // the warehouse's version is the one the delete ended, or, when this load holds the delete, the one before the load's
-    if (base && (samePosition(base, ended) || (has(k, ended, 'd') && versionBefore(base, ended)))) {
-      for (const c of missing) found[c] = base.values[c];
-      return found;
-    }
-    throw new KeyMoveNotLoadedError(
-      `${table} key ${k} moved at ${ended.source_lsn}:${ended.source_pos + 1} keeps unchanged ${missing.join(', ')}: key ${k}'s version at ${ended.source_lsn}:${ended.source_pos} is not loaded yet (its shard is behind); the load is tried again`,
-    );
+    // when this load holds the delete, the warehouse's version is the one before the load's; a fact's delete version also
+    // carries the values it ended (a dimension's tombstone need not: one merged with the change before it keeps older ones)
+    const base = kind === 'dim' ? stored.get(`${k}`) : stored.get(`${k}@${ended.source_lsn}/${ended.source_pos}`);
+    if (!base || !((has(k, ended, 'd') && versionBefore(base, ended)) || (kind === 'fact' && samePosition(base, ended)))) return null;
+    for (const c of missing) found[c] = base.values[c];
+    return found;
   }
 }
 
