@@ -58,10 +58,22 @@ export class TransactionCursor {
  * old key and an insert of the new one: each key's events are partitioned by that key, so each
  * stays in order on its own shard (an update carrying both keys could only be in order on one).
  * `before` is the old key, only when it changed; `unchanged` the unchanged TOASTed columns.
+ *
+ * An unchanged TOASTed value of a key change is the old key's: the insert takes it from the old
+ * tuple when that holds it (REPLICA IDENTITY FULL); under the default identity the old tuple is
+ * the key alone, so both halves name the other key (`movedFrom`, `movedTo`) and the loader
+ * carries the value across from the old key's version.
  */
 export function rowChange(cursor: TransactionCursor, table: SourceTable, op: Op, before: Row | null, after: Row | null, unchanged: string[] = []): Decoded[] {
   const pk = primaryKeyOf(table);
-  const event = (op: Op, key: Value, before: Row | null, after: Row | null): Decoded => ({
+  const event = (
+    op: Op,
+    key: Value,
+    before: Row | null,
+    after: Row | null,
+    unchanged: string[],
+    moved: Pick<ChangeEvent, 'movedFrom' | 'movedTo'> = {},
+  ): Decoded => ({
     type: 'change',
     event: {
       v: 1,
@@ -72,13 +84,21 @@ export function rowChange(cursor: TransactionCursor, table: SourceTable, op: Op,
       before,
       after,
       ...(after && unchanged.length > 0 ? { unchanged } : {}),
+      ...moved,
       source: cursor.nextSource(),
     },
   });
   if (op === 'u' && before?.[pk] != null && before[pk] !== after?.[pk]) {
-    return [event('d', before[pk], before, null), event('c', after![pk], null, after)];
+    const held = unchanged.filter((c) => Object.hasOwn(before, c));
+    const inserted = held.length > 0 ? { ...after, ...Object.fromEntries(held.map((c) => [c, before[c]])) } : after!;
+    const left = unchanged.filter((c) => !Object.hasOwn(before, c));
+    const [from, to] = [{ [pk]: before[pk] }, { [pk]: after![pk] }];
+    return [
+      event('d', before[pk], before, null, [], left.length > 0 ? { movedTo: to } : {}),
+      event('c', after![pk], null, inserted, left, left.length > 0 ? { movedFrom: from } : {}),
+    ];
   }
-  return [event(op, (after ?? before)?.[pk] ?? null, before, after)];
+  return [event(op, (after ?? before)?.[pk] ?? null, before, after, unchanged)];
 }
 
 /** One of our signals, inside a transaction: a heartbeat event at its position, or a marker for the snapshot. */

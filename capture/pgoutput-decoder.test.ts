@@ -187,6 +187,18 @@ describe('PgoutputDecoder', () => {
     expect(event.unchanged).toEqual(['file_location']);
   });
 
+  it('names the other key on both halves of a key change that leaves a TOASTed value unchanged', () => {
+    const feed = stream();
+    feed(wire.relation(OID.design, 'public', 'design', DESIGN), BEGIN);
+    // the default replica identity: the old tuple is the key alone, the value is sent with neither half
+    const [deleted, inserted] = changes(
+      feed(wire.update(OID.design, ['9', '2024-05-01 09:00:00', 'Moved', UNCHANGED, 'f', '2024-05-02 00:00:00'], ['1', null, null, null, null, null])),
+    );
+    expect(deleted).toMatchObject({ op: 'd', key: { design_id: 1 }, before: { design_id: 1 }, movedTo: { design_id: 9 } });
+    expect(inserted).toMatchObject({ op: 'c', key: { design_id: 9 }, unchanged: ['file_location'], movedFrom: { design_id: 1 } });
+    expect(inserted.after).not.toHaveProperty('file_location');
+  });
+
   it('passes on our heartbeats and markers inside a transaction, and nothing that is not ours', () => {
     const feed = stream();
     expect(feed(wire.message(false, HEARTBEAT_PREFIX, ''))).toEqual([]); // outside a transaction: no position to give it

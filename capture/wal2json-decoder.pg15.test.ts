@@ -161,6 +161,8 @@ async function workload(db: pg.Pool): Promise<void> {
   // a value stored out of line, then an update that leaves it unchanged: neither plugin sends it
   await tx([[`UPDATE design SET file_location = (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i) WHERE design_id = 1`]]);
   await tx([[`UPDATE design SET design_name = 'Renamed' WHERE design_id = 1`]]);
+  // and a key change that leaves it unchanged: both halves name the other key
+  await tx([[`UPDATE design SET design_id = 1001 WHERE design_id = 1`]]);
   await tx([
     [`DELETE FROM payment WHERE payment_id = 1000`],
     [`DELETE FROM transaction WHERE transaction_id = 1000`],
@@ -279,6 +281,8 @@ describe('Wal2JsonDecoder on PostgreSQL 15 with wal2json 2.5', () => {
 
     const renamed = events.find((e) => e.table === 'design' && e.after?.design_name === 'Renamed');
     expect(renamed?.unchanged).toEqual(['file_location']);
+    expect(find('design', 'c', 1001)).toMatchObject({ unchanged: ['file_location'], movedFrom: { design_id: 1 } });
+    expect(find('design', 'd', 1)).toMatchObject({ movedTo: { design_id: 1001 } });
 
     const truncates = comparable(wal2jsonDecoded).items.flatMap((d) => (d.type === 'truncate' ? [d.event] : []));
     expect(truncates.map((e) => e.table)).toEqual(['sales_order', 'transaction', 'payment']);

@@ -170,6 +170,26 @@ describe('Wal2JsonDecoder', () => {
     expect(update.before).toBeNull();
   });
 
+  it("carries a key change's unchanged TOASTed value from the old row when the identity holds it, else names the other key", () => {
+    const feed = stream();
+    feed(BEGIN);
+    const row = (id: string) => [col('design_id', INT4, id), col('created_at', TIMESTAMP, str('2024-05-01 09:00:00')), col('design_name', TEXT, str('Moved'))];
+    const rest = [col('file_name', TEXT, str('f')), col('last_updated', TIMESTAMP, str('2024-05-02 00:00:00'))];
+    const [deleted, inserted, fullDeleted, fullInserted] = changes(
+      feed(
+        change('U', 'design', { columns: [...row('9'), ...rest], identity: [col('design_id', INT4, '1')] }),
+        // REPLICA IDENTITY FULL: the old row holds the value
+        change('U', 'design', { columns: [...row('8'), ...rest], identity: [...row('2'), col('file_location', TEXT, str('/big')), ...rest] }),
+      ),
+    );
+    expect(deleted).toMatchObject({ op: 'd', key: { design_id: 1 }, movedTo: { design_id: 9 } });
+    expect(inserted).toMatchObject({ op: 'c', key: { design_id: 9 }, unchanged: ['file_location'], movedFrom: { design_id: 1 } });
+    expect(fullDeleted).not.toHaveProperty('movedTo');
+    expect(fullInserted).toMatchObject({ op: 'c', key: { design_id: 8 }, after: { file_location: '/big', design_name: 'Moved' } });
+    expect(fullInserted).not.toHaveProperty('unchanged');
+    expect(fullInserted).not.toHaveProperty('movedFrom');
+  });
+
   it('carries booleans as booleans', () => {
     const feed = stream();
     feed(BEGIN);

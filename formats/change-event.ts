@@ -58,6 +58,13 @@ export interface ChangeEvent {
    * They are absent from `after` and mean "keep what you have", never NULL.
    */
   unchanged?: string[];
+  /**
+   * A key change's unchanged TOASTed values travel with neither half (the old tuple is the key
+   * alone): the insert of the new key names the old key, whose values it keeps, and the delete
+   * of the old key names the new one. Absent otherwise.
+   */
+  movedFrom?: Row;
+  movedTo?: Row;
   source: EventSource;
 }
 
@@ -217,6 +224,10 @@ export function decodeEvent(text: string): StreamEvent {
   if (raw.op === 'd' ? raw.after !== null : !isObject(raw.after))
     throw new InvalidEventError(`op ${raw.op} with ${raw.after === null ? 'no' : 'an'} after image`);
   if (raw.before !== null && !isObject(raw.before)) throw new InvalidEventError('before is neither null nor an object');
+  for (const moved of ['movedFrom', 'movedTo'] as const) {
+    const other = raw[moved];
+    if (other !== undefined && !(isObject(other) && Number.isInteger(other[pk]))) throw new InvalidEventError(`${moved}.${pk} missing or not an integer`);
+  }
   return raw as unknown as ChangeEvent;
 }
 

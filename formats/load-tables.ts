@@ -112,6 +112,11 @@ export interface Provenance {
   source_commit_time: string;
   /** Comma-wrapped list of columns to keep as they are (unchanged TOAST values), or null. */
   unchanged: string | null;
+  /**
+   * A key change's other key, when its unchanged TOAST columns are carried across (capture's
+   * movedFrom/movedTo): on the insert of the new key, the old key; on the old key's delete, the new.
+   */
+  moved_key?: number | null;
 }
 export const PROVENANCE_COLUMNS: Record<keyof Provenance, 'text' | 'int'> = {
   source_op: 'text',
@@ -119,6 +124,7 @@ export const PROVENANCE_COLUMNS: Record<keyof Provenance, 'text' | 'int'> = {
   source_pos: 'int',
   source_commit_time: 'text',
   unchanged: 'text',
+  moved_key: 'int',
 };
 
 /**

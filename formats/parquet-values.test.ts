@@ -49,6 +49,7 @@ describe('parquet value conversions', () => {
           source_pos: i,
           source_commit_time: '2024-05-01T09:15:02.123456Z',
           unchanged: null,
+          moved_key: null,
         }) as unknown as LoadRow,
     );
     const back = await decodeParquet('fact_payment', encodeParquet('fact_payment', rows));

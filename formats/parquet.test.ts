@@ -59,6 +59,7 @@ const PROVENANCE = {
   source_pos: 2_147_483_647,
   source_commit_time: '2024-05-01T09:15:02.456789Z',
   unchanged: null,
+  moved_key: null,
 };
 
 /** A value of each column type that is easy to get wrong, per row. */
@@ -95,6 +96,7 @@ describe('load rows through Parquet', () => {
       'source_pos',
       'source_commit_time',
       'unchanged',
+      'moved_key',
     ]);
   });
 

@@ -10,6 +10,7 @@
 import { LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
 import { appendFactSql, datesSql, type FactReferences, inferredMembersSql, mergeDimensionSql, propagationSql, referencedKeys, stageName } from './merge-sql.ts';
+import { carryKeyMoves } from './key-moves.ts';
 import { copyFacts, copyNewDimensionRows, createStages, distinctChanges, stageRows, utcTimestampText } from './stage.ts';
 
 /** Dimensions before the facts that reference them; department and address before the dims derived from them. */
@@ -42,6 +43,7 @@ export async function mergeTables(
   tables: Map<LoadTableName, LoadRow[]>,
   toAppend: Map<LoadTableName, LoadRow[]> = tables,
 ): Promise<FactReferences> {
+  await carryKeyMoves(db, schema, tables);
   const present = MERGE_ORDER.filter((t) => tables.get(t)?.length);
   const dims = present.filter((t) => LOAD_TABLES[t].kind === 'dim');
   const facts = present.filter((t) => LOAD_TABLES[t].kind === 'fact' && toAppend.get(t)?.length);

@@ -6,7 +6,7 @@ import { changeEvent } from '../test/kinesis-events.ts';
 import { MappingError, mapEvent, mapEvents, targetOf } from './transform.ts';
 
 const SOURCE = { lsn: '00000000/016B3748', pos: 3, xid: 771, commitTime: '2024-05-01T09:15:02.456789Z' };
-const PROVENANCE = { source_op: 'c', source_lsn: SOURCE.lsn, source_pos: 3, source_commit_time: SOURCE.commitTime, unchanged: null };
+const PROVENANCE = { source_op: 'c', source_lsn: SOURCE.lsn, source_pos: 3, source_commit_time: SOURCE.commitTime, unchanged: null, moved_key: null };
 const STAMPS = { created_at: '2024-05-01 09:15:02.123', last_updated: '2024-06-30 23:59:59' };
 const SPLIT_STAMPS = { created_date: '2024-05-01', created_time: '09:15:02.123', last_updated_date: '2024-06-30', last_updated_time: '23:59:59' };
 

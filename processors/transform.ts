@@ -166,17 +166,20 @@ export function targetOf(table: SourceTable): LoadTableName {
 /**
  * The load row for one change. Unchanged TOAST columns are filled with null and listed in
  * `unchanged` so the loader keeps what it has. (Key-changing updates arrive from capture as a
- * delete of the old key and an insert of the new one.)
+ * delete of the old key and an insert of the new one, each naming the other key in `moved_key`
+ * when the new one keeps the old one's unchanged TOAST columns.)
  */
 export function mapEvent(event: ChangeEvent): { table: LoadTableName; row: LoadRow } {
   const [target, map] = MAPPERS[event.table];
   const pk = primaryKeyOf(event.table);
+  const moved = event.movedFrom ?? event.movedTo;
   const provenance = (op: Provenance['source_op'], unchanged: string | null): Provenance => ({
     source_op: op,
     source_lsn: event.source.lsn,
     source_pos: event.source.pos,
     source_commit_time: event.source.commitTime,
     unchanged,
+    moved_key: moved ? (moved[pk] as number) : null,
   });
   if (event.op === 'd') return { table: target, row: { [LOAD_TABLES[target].key]: event.before?.[pk] ?? event.key[pk], ...provenance('d', null) } as LoadRow };
 
