@@ -34,6 +34,7 @@ describe('capture when the path to the source goes silent', () => {
   let pool: pg.Pool;
   let proxy: Awaited<ReturnType<typeof startProxy>>;
   let child: CaptureChild | null = null;
+  const writers: (() => Promise<number>)[] = [];
 
   beforeAll(async () => {
     [source, aws] = await Promise.all([createDatabase('liveness'), startLocalAws({ stream: STREAM, shards: 1, buckets: [] })]);
@@ -47,6 +48,7 @@ describe('capture when the path to the source goes silent', () => {
     proxy = await startProxy({ host: url.hostname, port: Number(url.port) });
   });
   afterEach(async () => {
+    for (const stop of writers.splice(0)) await stop().catch(() => undefined);
     if (child?.running()) {
       child.child.kill('SIGKILL');
       await child.exited;
@@ -79,7 +81,10 @@ describe('capture when the path to the source goes silent', () => {
     child = proc;
     const health = async (): Promise<Health> => {
       if (!proc.running()) throw new Error(`capture exited:\n${proc.out.stderr.slice(-3000)}\n${proc.out.stdout.slice(-3000)}`);
-      const res = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(2_000) });
+      const res = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(2_000) }).catch(async (err) => {
+        await proc.exitWithin(1_000);
+        throw new Error(`${err.message}; capture ${proc.running() ? 'runs' : 'exited'}:\n${proc.out.stderr.slice(-3000)}\n${proc.out.stdout.slice(-3000)}`);
+      });
       return { status: res.status, ...((await res.json()) as { state: string; reconnects: number }) };
     };
     await until(
@@ -101,13 +106,13 @@ describe('capture when the path to the source goes silent', () => {
         await sleep(50, stop.signal);
       }
     })();
-    return {
-      stop: async () => {
-        stop.abort();
-        await done;
-        return written;
-      },
+    const stopWriting = async () => {
+      stop.abort();
+      await done;
+      return written;
     };
+    writers.push(stopWriting);
+    return { stop: stopWriting };
   }
 
   /** Every value 1…written of the row's units_sold reached the stream. */
