@@ -7,6 +7,13 @@
  * message. A condition a person must fix stops it at once (SourceNotReady); a transient one is
  * retried while starting (source-errors.ts).
  *
+ * Liveness: every status update asks the server for a reply, at least four times per silence
+ * bound, so a live connection is never silent for the bound; one that is (a half-open path:
+ * no FIN, no RST) is taken as dead. It says `reconnecting` at once (the health endpoint's 503),
+ * drops the connection and takes the slot again in-process, waiting while the server still
+ * holds it for the dead connection's walsender (SQLSTATE 55006), as after any other lost
+ * connection. What the lost connection delivered past the confirmed position is sent again.
+ *
  * What happens if the process dies:
  * - during a snapshot: progress is kept per table once a chunk is accepted by the stream, so
  *   the next start continues at the next chunk; a chunk re-sent is idempotent downstream
@@ -17,7 +24,7 @@
  */
 import type { Pgoutput } from 'pg-logical-replication';
 import { bigIntToLsn, lsnToBigInt } from '../formats/change-event.ts';
-import { HEARTBEAT_PREFIX } from '../formats/source-signals.ts';
+import { HEARTBEAT_PREFIX, type SignalCarrier } from '../formats/source-signals.ts';
 import { primaryKeyOf } from '../formats/source-tables.ts';
 import { log } from '../lib/log.ts';
 import type pg from '../lib/pg.ts';
@@ -43,6 +50,8 @@ export interface CaptureConfig {
   heartbeatMs: number;
   /** How often to send a standby status update even when nothing changes. */
   statusIntervalMs: number;
+  /** Silence from the server (no message, no keepalive) after which the connection is taken as dead and opened again (0 = never). */
+  silenceMs: number;
   snapshotChunkRows: number;
   /** Create the publication and state schema when missing (local mode); production expects the DBA to. */
   createPrerequisites: boolean;
@@ -59,6 +68,8 @@ export const DEFAULT_CAPTURE_CONFIG: Omit<CaptureConfig, 'sourceUrl'> = {
   publicationName: 'totes_cdc',
   heartbeatMs: 10_000,
   statusIntervalMs: 10_000,
+  // above wal_sender_timeout / 2 (30 s by default), within which a walsender too busy to read our updates still pings
+  silenceMs: 40_000,
   snapshotChunkRows: 5_000,
   createPrerequisites: false,
   plugin: 'pgoutput',
@@ -82,13 +93,17 @@ export interface CaptureMetrics {
   confirmedLsn: string;
   /** Source schema changes that break what the warehouse maps (dropped or retyped columns). */
   schemaIssues: string[];
-  state: 'starting' | 'streaming' | 'stopped';
+  /** Replication connections opened again in-process after one was lost or went silent. */
+  reconnects: number;
+  state: 'starting' | 'streaming' | 'reconnecting' | 'stopped';
 }
 
 type Item = { kind: 'data'; msg: Pgoutput.Message | string; bytes: number } | { kind: 'keepalive'; lsn: string };
 
 /** How long a stop waits for the transaction being read to end, before cutting it (it is sent again after a restart). */
 const BOUNDARY_WAIT_MS = 5_000;
+/** Reply requests per silence bound: one lost or late reply does not end a live connection. */
+const PINGS_PER_SILENCE = 4;
 
 export class CaptureService {
   readonly metrics: CaptureMetrics = {
@@ -102,13 +117,14 @@ export class CaptureService {
     heartbeatLatencySeconds: null,
     confirmedLsn: '0/0',
     schemaIssues: [],
+    reconnects: 0,
     state: 'starting',
   };
   private readonly pool: pg.Pool;
   private readonly acker: Acker;
   private readonly abort = new AbortController();
   /** Set once the source is checked; the stream, the snapshot and the heartbeats use them. */
-  private started: { format: StreamFormat; signals: SignalWriter; snapshot: ChunkedSnapshot; schema: SchemaWatch } | null = null;
+  private started: { format: StreamFormat; signals: SignalWriter; snapshot: ChunkedSnapshot; schema: SchemaWatch; carrier: SignalCarrier } | null = null;
   private stream: ReplicationStream | null = null;
   private snapshots: Promise<void> = Promise.resolve();
   private queue: Item[] = [];
@@ -165,7 +181,7 @@ export class CaptureService {
       if (!this.stopping) this.fail(err);
     });
     try {
-      await Promise.race([this.stream.ended, this.failure]);
+      await this.follow();
     } finally {
       this.abort.abort();
       await this.snapshots;
@@ -183,10 +199,24 @@ export class CaptureService {
     const signals = new SignalWriter(this.pool, facts.carrier, slotName);
     const format = streamFormat(plugin, publicationName, facts.carrier);
     const snapshot = new ChunkedSnapshot({ pool: this.pool, slotName, chunkRows: this.config.snapshotChunkRows, signals, sink: this.sink });
-    this.started = { format, signals, snapshot, schema: new SchemaWatch(facts.columnTypes) };
+    this.started = { format, signals, snapshot, schema: new SchemaWatch(facts.columnTypes), carrier: facts.carrier };
     await ensureSlot(this.pool, slotName, plugin);
-    this.stream = new ReplicationStream(this.config.sourceUrl);
-    await this.stream.start(format.statement(slotName), {
+    await this.openStream();
+    log.info({ slot: slotName, plugin, serverVersion: facts.serverVersionNum, signals: facts.carrier }, 'streaming');
+    const { statusIntervalMs, silenceMs } = this.config;
+    const pingMs = silenceMs > 0 ? Math.min(statusIntervalMs, silenceMs / PINGS_PER_SILENCE) : statusIntervalMs;
+    this.timers.push(setInterval(() => this.sendStatus(true), pingMs));
+    if (this.config.heartbeatMs > 0)
+      this.timers.push(
+        setInterval(() => void this.emitHeartbeat().catch((err) => log.warn({ err: err.message }, 'heartbeat failed')), this.config.heartbeatMs),
+      );
+  }
+
+  /** START_REPLICATION on a connection of its own: resolves once the server has sent its first message. */
+  private async openStream(): Promise<void> {
+    const { format } = this.started!;
+    this.stream = new ReplicationStream(this.config.sourceUrl, this.config.silenceMs);
+    await this.stream.start(format.statement(this.config.slotName), {
       // parsed on arrival: the payload is a view of node-postgres's read buffer, which the next read reuses
       data: (payload) => {
         try {
@@ -201,17 +231,61 @@ export class CaptureService {
       },
     });
     this.metrics.state = 'streaming';
-    log.info({ slot: slotName, plugin, serverVersion: facts.serverVersionNum, signals: facts.carrier }, 'streaming');
-    this.timers.push(setInterval(() => this.sendStatus(), this.config.statusIntervalMs));
-    if (this.config.heartbeatMs > 0)
-      this.timers.push(
-        setInterval(() => void this.emitHeartbeat().catch((err) => log.warn({ err: err.message }, 'heartbeat failed')), this.config.heartbeatMs),
-      );
   }
 
-  /** A standby status update confirming `acker.confirmedLsn` (also keeps wal_sender_timeout from ending the stream). */
-  private sendStatus(): void {
-    this.stream?.status(lsnToBigInt(this.acker.confirmedLsn));
+  /** Streams until stop() (resolves) or a fatal error; a connection lost or silent is opened again, here. */
+  private async follow(): Promise<void> {
+    while (!this.stopping) {
+      const lost = await Promise.race([
+        this.stream!.ended.then(
+          () => null,
+          (err: unknown) => err,
+        ),
+        this.failure,
+      ]);
+      if (lost === null || this.stopping) return;
+      if (!isTransient(lost)) throw lost;
+      await this.reconnect(lost);
+    }
+  }
+
+  /**
+   * Drops the lost connection and what it delivered but was not yet handled, with the decoder's
+   * state (a transaction cut short comes again whole, from the confirmed position), then takes
+   * the slot again, retrying what is transient (the server may hold the slot for the dead
+   * connection's walsender until its wal_sender_timeout).
+   */
+  private async reconnect(cause: unknown): Promise<void> {
+    this.metrics.state = 'reconnecting';
+    log.warn({ err: (cause as Error).message }, 'the replication connection was lost; connecting again');
+    await this.stream?.stop();
+    this.queue = [];
+    this.queueBytes = 0;
+    this.paused = false;
+    await this.draining;
+    const { plugin, publicationName, slotName } = this.config;
+    this.started!.format = streamFormat(plugin, publicationName, this.started!.carrier);
+    const begun = Date.now();
+    for (let attempt = 0; !this.stopping; attempt++) {
+      try {
+        await this.openStream();
+        this.metrics.reconnects++;
+        log.info({ slot: slotName, attempt, afterMs: Date.now() - begun }, 'streaming again');
+        return;
+      } catch (err) {
+        const explained = explainSourceError(err, { role: new URL(this.config.sourceUrl).username || 'the capture role', slot: slotName, plugin });
+        await this.stream?.stop();
+        if (this.stopping) return;
+        if (!isTransient(explained) || Date.now() - begun > START_RETRY_MS) throw explained;
+        log.warn({ err: (explained as Error).message, attempt }, 'cannot take the slot again yet; retrying');
+        await sleep(backoffMs(attempt, 500, 10_000), this.abort.signal);
+      }
+    }
+  }
+
+  /** A standby status update confirming `acker.confirmedLsn` (also keeps wal_sender_timeout from ending the stream); `replyRequested` asks the server to answer at once. */
+  private sendStatus(replyRequested = false): void {
+    this.stream?.status(lsnToBigInt(this.acker.confirmedLsn), replyRequested);
   }
 
   /** Writes a heartbeat into the WAL; it comes back through the stream. Returns a WAL position at or before its commit. */

@@ -1,6 +1,7 @@
 /**
  * The capture service as a process (the Fargate task; `totes run capture` in compose):
- * configuration from the environment, an HTTP health endpoint (200 only while streaming),
+ * configuration from the environment, an HTTP health endpoint (200 only while streaming: 503
+ * at once while the source connection is being opened again),
  * metrics in EMF, and SIGTERM handling that drains, acknowledges and exits within a bound. A
  * failure to start is thrown (a SourceNotReady says what to fix, exit 3) for the entry to end
  * the process with one line.
@@ -36,6 +37,7 @@ export async function runCapture(env: Record<string, string | undefined> = proce
       plugin,
       publicationName: env[ENV.publication] ?? DEFAULT_CAPTURE_CONFIG.publicationName,
       heartbeatMs: optionalNumber(env, ENV.heartbeatSeconds, 10) * 1000,
+      silenceMs: optionalNumber(env, ENV.sourceSilenceSeconds, DEFAULT_CAPTURE_CONFIG.silenceMs / 1000) * 1000,
     },
     sink,
   );

@@ -272,6 +272,7 @@ Environment:
   TOTES_SLOT_NAME, TOTES_PUBLICATION                  default totes_cdc
   TOTES_DECODER                                       pgoutput (default) or wal2json (docs/wal2json.md)
   TOTES_HEARTBEAT_SECONDS (10), TOTES_HEALTH_PORT (8080), TOTES_MAX_HEALTHY_LAG_SECONDS (300)
+  TOTES_SOURCE_SILENCE_SECONDS (40), TOTES_METRICS_SECONDS (60)  dead source connection; loader metrics interval
   TOTES_DB_CA_FILE                                    CA bundle: verify the database certificate`,
     options: {},
     positionals: true,

@@ -33,6 +33,8 @@ export const ENV = {
   heartbeatSeconds: 'TOTES_HEARTBEAT_SECONDS',
   healthPort: 'TOTES_HEALTH_PORT',
   maxHealthyLagSeconds: 'TOTES_MAX_HEALTHY_LAG_SECONDS',
+  sourceSilenceSeconds: 'TOTES_SOURCE_SILENCE_SECONDS',
+  metricsSeconds: 'TOTES_METRICS_SECONDS',
   warehouseSchema: 'TOTES_WAREHOUSE_SCHEMA',
   caFile: 'TOTES_DB_CA_FILE',
 } as const;

@@ -14,13 +14,29 @@ for (const oid of [1082, 1083, 1114, 1184, 1266]) pg.types.setTypeParser(oid, as
 export default pg;
 export type { Pool, PoolClient, Client, ClientConfig } from 'pg';
 
+const CONNECT_TIMEOUT_MS = 10_000;
+const KEEPALIVE_IDLE_MS = 15_000;
+
 /**
  * Connection settings for a URL. With TOTES_DB_CA_FILE (the RDS CA bundle in AWS) the server
  * certificate is verified; nothing else is accepted then.
+ *
+ * Bounded: a connect that gets no answer fails after CONNECT_TIMEOUT_MS, and TCP keepalives
+ * find an idle connection whose path died (no FIN, no RST) within about half a minute (Node
+ * probes every second, ten times, after the idle delay). A query already sent when the path
+ * dies waits for TCP's own retransmission limit: node-postgres's `query_timeout` would leave
+ * the connection busy with that query, so whoever must answer in time (a health check, a
+ * metrics line) bounds its own wait instead.
  */
 export function connectionConfig(url: string): pg.ClientConfig {
   const caFile = process.env.TOTES_DB_CA_FILE;
-  return { connectionString: url, ...(caFile ? { ssl: { ca: readFileSync(caFile, 'utf8'), rejectUnauthorized: true } } : {}) };
+  return {
+    connectionString: url,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
+    ...(caFile ? { ssl: { ca: readFileSync(caFile, 'utf8'), rejectUnauthorized: true } } : {}),
+  };
 }
 
 /**

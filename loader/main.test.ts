@@ -14,10 +14,17 @@ describe('loader configuration and metrics', () => {
     const none = { watermarkLsn: '0/10', watermarkCommitTime: 'x', lagSeconds: 4, gapShards: 0, gapSeconds: null };
     expect(loaderMetrics(3, none)).toEqual({
       BatchesLoaded: { value: 3, unit: 'Count' },
+      WarehouseUnreachable: { value: 0, unit: 'Count' },
       LoaderGapAgeSeconds: { value: 0, unit: 'Seconds' },
       WarehouseFreshnessSeconds: { value: 4, unit: 'Seconds' },
     });
     const gap = { ...none, lagSeconds: null, gapShards: 1, gapSeconds: 650 };
-    expect(loaderMetrics(0, gap)).toEqual({ BatchesLoaded: { value: 0, unit: 'Count' }, LoaderGapAgeSeconds: { value: 650, unit: 'Seconds' } });
+    expect(loaderMetrics(0, gap)).toEqual({
+      BatchesLoaded: { value: 0, unit: 'Count' },
+      WarehouseUnreachable: { value: 0, unit: 'Count' },
+      LoaderGapAgeSeconds: { value: 650, unit: 'Seconds' },
+    });
+    // the warehouse did not answer: that, and no freshness figure (unknown is not zero)
+    expect(loaderMetrics(2, null)).toEqual({ BatchesLoaded: { value: 2, unit: 'Count' }, WarehouseUnreachable: { value: 1, unit: 'Count' } });
   });
 });

@@ -2,7 +2,9 @@
  * The loader as a process (`totes run loader`, docker compose) and the configuration it shares
  * with the Lambda: the warehouse, the processed bucket and the change stream (read to prove
  * micro-batches contiguous), all from the environment. With TOTES_HEALTH_PORT set it answers
- * GET /health: 503 while a shard holds a gap or the last pass failed. Metrics in EMF every minute.
+ * GET /health within HEALTH_WAIT_MS: 503 while a shard holds a gap, the last pass failed or the
+ * warehouse does not answer. Metrics in EMF every minute (TOTES_METRICS_SECONDS), the line going
+ * out when the warehouse does not answer too, with WarehouseUnreachable = 1.
  */
 import { createServer } from 'node:http';
 import { ENV, databaseUrl, optionalNumber, required } from '../lib/config.ts';
@@ -10,6 +12,7 @@ import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
 import { emitMetrics, type Unit } from '../lib/metrics.ts';
 import { poolFor } from '../lib/pg.ts';
+import { sleep } from '../lib/retry.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Loader } from './loader.ts';
 import { ShardStream } from './shard-stream.ts';
@@ -19,6 +22,9 @@ type Env = Record<string, string | undefined>;
 
 /** At most 2.5 questions a second per shard: the event source mapping and Firehose take one each, and Kinesis allows 5. */
 const REAL_KINESIS_ASK_INTERVAL_MS = 400;
+/** How long /health waits for the warehouse, and the metrics line for it (at most half its interval, so no line is skipped). */
+const HEALTH_WAIT_MS = 1_000;
+const METRICS_WAIT_MS = 10_000;
 
 /** The loader and what closes its connections. */
 export async function loaderFromEnv(env: Env, connections: number): Promise<{ loader: Loader; close: () => Promise<void> }> {
@@ -43,12 +49,41 @@ export async function loaderFromEnv(env: Env, connections: number): Promise<{ lo
   };
 }
 
-/** LoaderGapAgeSeconds is 0 without a gap, so an alarm on it has a figure every minute. */
-export function loaderMetrics(batches: number, fresh: Freshness): Record<string, { value: number; unit: Unit }> {
+/**
+ * LoaderGapAgeSeconds is 0 without a gap, so an alarm on it has a figure every minute. `fresh`
+ * is null when the warehouse did not answer: WarehouseUnreachable says so, and no freshness
+ * figure goes out (unknown is not zero).
+ */
+export function loaderMetrics(batches: number, fresh: Freshness | null): Record<string, { value: number; unit: Unit }> {
+  if (!fresh) return { BatchesLoaded: { value: batches, unit: 'Count' }, WarehouseUnreachable: { value: 1, unit: 'Count' } };
   return {
     BatchesLoaded: { value: batches, unit: 'Count' },
+    WarehouseUnreachable: { value: 0, unit: 'Count' },
     LoaderGapAgeSeconds: { value: fresh.gapSeconds ?? 0, unit: 'Seconds' },
     ...(fresh.lagSeconds != null ? { WarehouseFreshnessSeconds: { value: fresh.lagSeconds, unit: 'Seconds' } } : {}),
+  };
+}
+
+/**
+ * The warehouse's freshness, or the reason there is none within `ms`. One question at a time:
+ * while the warehouse is silent, callers wait on the question already asked instead of piling
+ * more onto the pool.
+ */
+function boundedFreshness(loader: Loader): (ms: number) => Promise<Freshness | Error> {
+  let asking: Promise<Freshness | Error> | null = null;
+  return async (ms) => {
+    asking ??= loader.freshness().then(
+      (fresh) => fresh,
+      (err: Error) => err,
+    );
+    const question = asking;
+    question.finally(() => {
+      if (asking === question) asking = null;
+    });
+    const waited = new AbortController();
+    const answer = await Promise.race([question, sleep(ms, waited.signal).then(() => new Error(`no answer within ${ms} ms`))]);
+    waited.abort();
+    return answer;
   };
 }
 
@@ -57,33 +92,31 @@ export async function runLoader(env: Env, untilStopped: Promise<void>): Promise<
   await loader.ensureSchema();
   const abort = new AbortController();
   const loop = loader.runLoop(abort.signal);
+  const freshness = boundedFreshness(loader);
   const healthPort = env[ENV.healthPort] ? optionalNumber(env, ENV.healthPort, 0) : null;
   const server =
     healthPort === null
       ? null
       : createServer((req, res) => {
-          loader.freshness().then(
-            (freshness) => {
-              const healthy = loader.status.error === null && loader.status.gaps.length === 0;
-              res.writeHead(req.url === '/health' ? (healthy ? 200 : 503) : 404, { 'content-type': 'application/json' });
-              res.end(JSON.stringify({ healthy, ...loader.status, freshness, ...loader.metrics }));
-            },
-            (err: Error) => {
+          void freshness(HEALTH_WAIT_MS).then((fresh) => {
+            if (fresh instanceof Error) {
               res.writeHead(503, { 'content-type': 'application/json' });
-              res.end(JSON.stringify({ healthy: false, error: `warehouse: ${err.message}` }));
-            },
-          );
+              res.end(JSON.stringify({ healthy: false, ...loader.status, warehouse: `does not answer: ${fresh.message}`, ...loader.metrics }));
+              return;
+            }
+            const healthy = loader.status.error === null && loader.status.gaps.length === 0;
+            res.writeHead(req.url === '/health' ? (healthy ? 200 : 503) : 404, { 'content-type': 'application/json' });
+            res.end(JSON.stringify({ healthy, ...loader.status, freshness: fresh, ...loader.metrics }));
+          });
         }).listen(healthPort);
   let batches = loader.metrics.batches;
-  const metrics = setInterval(() => {
-    loader.freshness().then(
-      (fresh) => {
-        emitMetrics('loader', loaderMetrics(loader.metrics.batches - batches, fresh));
-        batches = loader.metrics.batches;
-      },
-      (err: Error) => log.warn({ err: err.message }, 'metrics failed'),
-    );
-  }, 60_000);
+  const metricsMs = optionalNumber(env, ENV.metricsSeconds, 60) * 1000;
+  const metrics = setInterval(async () => {
+    const fresh = await freshness(Math.min(METRICS_WAIT_MS, metricsMs / 2));
+    if (fresh instanceof Error) log.warn({ err: fresh.message }, 'the warehouse did not answer; metrics go out without freshness');
+    emitMetrics('loader', loaderMetrics(loader.metrics.batches - batches, fresh instanceof Error ? null : fresh));
+    batches = loader.metrics.batches;
+  }, metricsMs);
   await untilStopped;
   clearInterval(metrics);
   server?.close();
