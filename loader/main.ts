@@ -12,7 +12,7 @@ import { emitMetrics, type Unit } from '../lib/metrics.ts';
 import { poolFor } from '../lib/pg.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Loader } from './loader.ts';
-import { ShardStream } from './shard-stream.ts';
+import { ShardStream } from '../stores/shard-stream.ts';
 import type { Freshness } from './warehouse.ts';
 
 type Env = Record<string, string | undefined>;

@@ -14,6 +14,7 @@ import { resolvePointer } from '../stores/oversize-store.ts';
 import { encodeParquet } from '../formats/parquet.ts';
 import type { Manifest } from '../formats/manifest.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
+import type { BatchChain } from './batch-chain.ts';
 import { mapEvents } from './transform.ts';
 import type { LoadTableName } from '../formats/load-tables.ts';
 
@@ -26,7 +27,10 @@ export interface ProcessorMetrics {
 
 export class Processor {
   readonly metrics: ProcessorMetrics = { batches: 0, events: 0, rows: 0, deadLetters: 0 };
-  constructor(private readonly store: MicroBatchStore) {}
+  constructor(
+    private readonly store: MicroBatchStore,
+    private readonly chain: BatchChain | null = null,
+  ) {}
 
   readonly handler = async (event: KinesisStreamEvent): Promise<KinesisStreamBatchResponse> => {
     const records = event.Records;
@@ -50,6 +54,7 @@ export class Processor {
 
   private async process(shard: string, first: string, last: string, records: { seq: string; data: string }[]): Promise<void> {
     const batchId = MicroBatchStore.batchId(shard, first, last);
+    const follows = this.chain?.follows(shard, first) ?? Promise.resolve(null);
     const changes: (ChangeEvent | RowsEndEvent)[] = [];
     const seqOf = new Map<ChangeEvent | RowsEndEvent, string>();
     let heartbeat: Manifest['heartbeat'] = null;
@@ -99,6 +104,7 @@ export class Processor {
       shard,
       firstSequence: first,
       lastSequence: last,
+      follows: await follows,
       events,
       tables,
       heartbeat,
@@ -106,6 +112,7 @@ export class Processor {
       maxCommitTime,
       deadLetters: dead.count,
     });
+    this.chain?.wrote(shard, last);
     this.metrics.batches++;
     this.metrics.events += events;
     this.metrics.rows += tables.reduce((n, t) => n + t.rows, 0);
