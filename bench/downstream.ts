@@ -16,7 +16,7 @@ import { kinesisClient, s3Client } from '../lib/aws.ts';
 import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
-import { ShardStream } from '../loader/shard-stream.ts';
+import { ShardStream } from '../stores/shard-stream.ts';
 import { stageColumns } from '../loader/merge-sql.ts';
 import { PROCESSOR_BATCH_SIZE, toLambdaRecord } from '../local/kinesis-poller.ts';
 import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';

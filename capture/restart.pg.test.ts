@@ -15,7 +15,7 @@ import { kinesisClient, s3Client } from '../lib/aws.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
 import { Loader } from '../loader/loader.ts';
-import { ShardStream } from '../loader/shard-stream.ts';
+import { ShardStream } from '../stores/shard-stream.ts';
 import { KinesisPoller } from '../local/kinesis-poller.ts';
 import { freePort } from '../local/servers.ts';
 import { LOAD_TABLES } from '../formats/load-tables.ts';

@@ -10,6 +10,12 @@ export interface Manifest {
   /** The batch is every record of the shard from firstSequence to lastSequence: a contiguous read. */
   firstSequence: string;
   lastSequence: string;
+  /**
+   * The last record of an earlier batch that this batch's first record immediately follows on
+   * the shard, as the processor read it from the stream when the records were fresh; absent
+   * when it could not tell. What proves two batches contiguous once the stream has aged out.
+   */
+  follows?: string | null;
   events: number;
   tables: { table: LoadTableName; key: string; rows: number }[];
   /** Highest heartbeat in the batch: everything on this shard up to its LSN is in this or an earlier batch. */

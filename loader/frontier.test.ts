@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Manifest } from '../formats/manifest.ts';
 import { loadOrder, planShards, type PendingBatch, type ShardState } from './frontier.ts';
-import type { NextRecord, ShardInfo } from './shard-stream.ts';
+import type { NextRecord, ShardInfo } from '../stores/shard-stream.ts';
 
 /** Sequence numbers with holes between them, as Kinesis gives them. */
 const seq = (i: number) => String(1_000 + i * 7);

@@ -1,6 +1,6 @@
 /**
  * Which micro-batches to load next, whatever way the stream was cut into batches. Pure apart
- * from the `next` question it asks the stream (shard-stream.ts).
+ * from the `next` question it asks the stream (stores/shard-stream.ts).
  *
  * Per shard the loader keeps a frontier: the last record of the loaded prefix of the shard, so
  * every record up to it is loaded. A batch is a contiguous read of the shard from its first to
@@ -11,6 +11,14 @@
  * the one before them (a delete carries the values it ends, a snapshot read appends only when it
  * differs, unchanged TOAST columns keep theirs) come out as in-order loading makes them.
  *
+ * The processor asks the stream the same question when it writes a batch (`follows` in the
+ * manifest), while the records are fresh: a batch that says it follows the frontier extends it
+ * without a question, which keeps a long backlog from waiting on the stream's read budget, and
+ * proves contiguity after the stream has aged the records out. Where neither answers (records
+ * past the stream's retention, a batch with no `follows`), the batches are taken in their order
+ * and the junction is reported as unproven: a batch the event source mapping gave up on there
+ * could not show.
+ *
  * When the record after the frontier is in no batch while later batches exist, those records
  * were skipped (an event source mapping that gave up on a batch, or one re-created at a later
  * position): a gap. The shard stops there, its watermark with it, until the range is processed.
@@ -19,7 +27,7 @@
  * the changes of one key (on the parent, then on a child) load in order.
  */
 import { compareSequences, type Manifest } from '../formats/manifest.ts';
-import type { NextRecord, ShardInfo } from './shard-stream.ts';
+import type { NextRecord, ShardInfo } from '../stores/shard-stream.ts';
 
 export interface ShardState {
   /** Last record of the loaded prefix of the shard; null before anything is loaded. */
@@ -43,6 +51,12 @@ export interface Gap {
   resumesAt: string;
 }
 
+/** Where the plan took a batch after the frontier with nothing to prove it follows (records aged out of the stream). */
+export interface UnprovenJunction {
+  after: string;
+  resumesAt: string;
+}
+
 export interface ShardPlan {
   shard: string;
   /** The shards it was split or merged from. */
@@ -56,6 +70,7 @@ export interface ShardPlan {
   /** Closed, and nothing on it is left to load once `batches` are. */
   ended: boolean;
   gap: Gap | null;
+  unproven: UnprovenJunction[];
   /** Parents not yet loaded to their end: this shard waits for them. */
   waitingFor: string[];
 }
@@ -72,6 +87,50 @@ function furthest(batches: PendingBatch[]): PendingBatch | null {
   return best;
 }
 
+/** The batch that extends the frontier next, a gap, or nothing to take until the stream says more. */
+type Step = { batch: PendingBatch; unproven: boolean } | { gap: Gap } | null;
+
+/** The earliest-starting of `batches` (the longest of those that start together). */
+function earliest(batches: PendingBatch[]): PendingBatch {
+  const first = batches.reduce(
+    (min, b) => (compareSequences(b.manifest.firstSequence, min) < 0 ? b.manifest.firstSequence : min),
+    batches[0].manifest.firstSequence,
+  );
+  return furthest(batches.filter((b) => b.manifest.firstSequence === first))!;
+}
+
+/** Which of `remaining` (each reaching past `to`) extends the frontier `to`. */
+async function step(shard: string, to: string | null, remaining: PendingBatch[], next: Ask): Promise<Step> {
+  if (remaining.length === 0) return null;
+  if (to !== null) {
+    // a batch that starts at or before the frontier and runs past it: contiguous, no question to ask
+    const overlapping = furthest(remaining.filter((b) => atOrBefore(b.manifest.firstSequence, to)));
+    if (overlapping) return { batch: overlapping, unproven: false };
+    // a batch the processor found to follow the frontier when it wrote it
+    const claimed = furthest(remaining.filter((b) => b.manifest.follows === to));
+    if (claimed) return { batch: claimed, unproven: false };
+  }
+  const n = await next(shard, to);
+  if (n.kind === 'trimmed' && to !== null) {
+    const taken = earliest(remaining);
+    // the records after the frontier aged out; one the stream still holds before this batch is in none
+    if (n.oldest !== null && after(taken.manifest.firstSequence, n.oldest))
+      return { gap: { after: to, missing: n.oldest, missingArrivedAt: null, resumesAt: taken.manifest.firstSequence } };
+    return { batch: taken, unproven: true };
+  }
+  if (n.kind !== 'record') return null; // the stream does not show those records yet: ask again next time
+  const starting = furthest(
+    remaining.filter((b) =>
+      to === null
+        ? // the shard's first record still in the stream; a batch may begin before it (trimmed)
+          atOrBefore(b.manifest.firstSequence, n.sequence) && atOrBefore(n.sequence, b.manifest.lastSequence)
+        : compareSequences(b.manifest.firstSequence, n.sequence) === 0,
+    ),
+  );
+  if (starting) return { batch: starting, unproven: false };
+  return { gap: { after: to, missing: n.sequence, missingArrivedAt: n.arrivedAt, resumesAt: earliest(remaining).manifest.firstSequence } };
+}
+
 /** Plan one shard from its frontier over the batches that reach past it. */
 export async function planShard(shard: ShardInfo, state: ShardState, pending: PendingBatch[], next: Ask): Promise<Omit<ShardPlan, 'waitingFor'>> {
   const plan = {
@@ -82,43 +141,28 @@ export async function planShard(shard: ShardInfo, state: ShardState, pending: Pe
     to: state.frontier,
     ended: state.ended,
     gap: null as Gap | null,
+    unproven: [] as UnprovenJunction[],
   };
   if (state.ended) return plan;
   let remaining = pending.filter((b) => plan.to === null || after(b.manifest.lastSequence, plan.to));
   for (;;) {
-    const to = plan.to;
-    // a batch that starts at or before the frontier and runs past it: contiguous, no question to ask
-    const overlapping = to === null ? null : furthest(remaining.filter((b) => atOrBefore(b.manifest.firstSequence, to)));
-    if (!overlapping) {
-      if (remaining.length === 0) break;
-      const n = await next(shard.id, to);
-      if (n.kind !== 'record') break; // the stream does not show those records yet: ask again next time
-      const starting = furthest(
-        remaining.filter((b) =>
-          to === null
-            ? // the shard's first record still in the stream; a batch may begin before it (trimmed)
-              atOrBefore(b.manifest.firstSequence, n.sequence) && atOrBefore(n.sequence, b.manifest.lastSequence)
-            : compareSequences(b.manifest.firstSequence, n.sequence) === 0,
-        ),
-      );
-      if (!starting) {
-        const resumesAt = remaining.reduce(
-          (min, b) => (compareSequences(b.manifest.firstSequence, min) < 0 ? b.manifest.firstSequence : min),
-          remaining[0].manifest.firstSequence,
-        );
-        plan.gap = { after: to, missing: n.sequence, missingArrivedAt: n.arrivedAt, resumesAt };
-        break;
-      }
-      plan.batches.push(starting);
-      plan.to = starting.manifest.lastSequence;
-    } else {
-      plan.batches.push(overlapping);
-      plan.to = overlapping.manifest.lastSequence;
+    const taken = await step(shard.id, plan.to, remaining, next);
+    if (taken === null) break;
+    if ('gap' in taken) {
+      plan.gap = taken.gap;
+      break;
     }
-    const reached = plan.to!;
+    if (taken.unproven) plan.unproven.push({ after: plan.to!, resumesAt: taken.batch.manifest.firstSequence });
+    plan.batches.push(taken.batch);
+    const reached = taken.batch.manifest.lastSequence;
+    plan.to = reached;
     remaining = remaining.filter((b) => after(b.manifest.lastSequence, reached));
   }
-  if (shard.closed && !plan.gap && remaining.length === 0) plan.ended = (await next(shard.id, plan.to)).kind === 'end';
+  if (shard.closed && !plan.gap && remaining.length === 0) {
+    const last = await next(shard.id, plan.to);
+    // a closed shard whose records have all aged out ends where its batches end
+    plan.ended = last.kind === 'end' || (last.kind === 'trimmed' && last.oldest === null);
+  }
   return plan;
 }
 
@@ -139,7 +183,7 @@ export async function planShards(shards: ShardInfo[], states: Map<string, ShardS
     plans.set(
       shard.id,
       waitingFor.length > 0
-        ? { shard: shard.id, parents: shard.parents, from: state.frontier, batches: [], to: state.frontier, ended: false, gap: null, waitingFor }
+        ? { shard: shard.id, parents: shard.parents, from: state.frontier, batches: [], to: state.frontier, ended: false, gap: null, unproven: [], waitingFor }
         : { ...(await planShard(shard, state, pending.get(shard.id) ?? [], next)), waitingFor },
     );
   };

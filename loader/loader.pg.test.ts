@@ -17,7 +17,7 @@ import { salesOrderChange } from '../test/kinesis-events.ts';
 import { createStream, heartbeatAt, lambdaEvent, putOnStream, readShards } from '../test/stream-fixture.ts';
 import { startProxy } from '../test/tcp-proxy.ts';
 import { Loader } from './loader.ts';
-import { ShardStream } from './shard-stream.ts';
+import { ShardStream } from '../stores/shard-stream.ts';
 
 const SHARD = 'shardId-000000000000';
 

@@ -8,12 +8,12 @@ import { log } from '../lib/log.ts';
 import { backoffMs, sleep } from '../lib/retry.ts';
 import type pg from '../lib/pg.ts';
 import { LOAD_TABLES } from '../formats/load-tables.ts';
-import type { Manifest } from '../formats/manifest.ts';
+import { compareSequences, type Manifest } from '../formats/manifest.ts';
 import { decodeParquet } from '../formats/parquet.ts';
 import type { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { loadOrder, planShards, type Gap, type PendingBatch, type ShardPlan } from './frontier.ts';
 import { inheritWatermarks, newestHeartbeat, settleShard, shardStates, StalePlanError, type ShardAdvance } from './shard-progress.ts';
-import type { NextRecord, ShardInfo, ShardStream } from './shard-stream.ts';
+import type { NextRecord, ShardInfo, ShardStream } from '../stores/shard-stream.ts';
 import { type BatchToLoad, Warehouse } from './warehouse.ts';
 
 /** What the last pass found beyond what it loaded. */
@@ -23,6 +23,8 @@ export interface LoaderStatus {
   waiting: { shard: string; parents: string[] }[];
   /** The last pass's error, until a pass succeeds. */
   error: string | null;
+  /** Batches taken, since the loader started, where the stream had aged out the proof that they follow the one before. */
+  unprovenJunctions: number;
 }
 
 /** The shard list is asked of the stream at most this often. */
@@ -33,7 +35,7 @@ const PIPELINED_ROWS = 20_000;
 const FETCHES_IN_FLIGHT = 32;
 
 export class Loader extends Warehouse {
-  status: LoaderStatus = { gaps: [], waiting: [], error: null };
+  status: LoaderStatus = { gaps: [], waiting: [], error: null, unprovenJunctions: 0 };
   /** Manifests are immutable: each is read once while it is pending. */
   private manifests = new Map<string, Manifest>();
   /** So are the stream's answers about which record follows which (but "none yet"). */
@@ -56,7 +58,7 @@ export class Loader extends Warehouse {
    * to `maxRowsPerTransaction` rows), since a merge costs about the same for 300 rows as for
    * 30,000; then record gaps and shards loaded to their end. Returns the number of batches loaded.
    */
-  async loadAvailable(maxRowsPerTransaction = 200_000): Promise<number> {
+  async loadAvailable(maxRowsPerTransaction = 200_000, planUntil = Number.POSITIVE_INFINITY): Promise<number> {
     const shards = await this.shards();
     const states = await shardStates(this.pool, this.schema, shards);
     const listed = new Map<string, Manifest>();
@@ -70,22 +72,32 @@ export class Loader extends Warehouse {
       pending.set(shard.id, batches);
     }
     this.manifests = listed;
-    const answered = new Map<string, NextRecord>();
-    const ask = async (shard: string, after: string | null) => {
+    // answers are kept as they arrive, so a pass cut short still saves the next one its questions
+    const ask = async (shard: string, after: string | null): Promise<NextRecord> => {
       const key = `${shard}:${after ?? ''}`;
-      const answer = answered.get(key) ?? this.answers.get(key) ?? (await this.stream.next(shard, after));
-      if (answer.kind !== 'none') answered.set(key, answer);
+      const known = this.answers.get(key);
+      if (known) return known;
+      // past the planning budget: load what is proven so far, ask again next pass
+      if (Date.now() >= planUntil) return { kind: 'none' };
+      const answer = await this.stream.next(shard, after);
+      if (answer.kind === 'record' || answer.kind === 'end') this.answers.set(key, answer);
       return answer;
     };
     // the first transaction's batches, if every batch listed extends its shard: read while the stream is asked
     const early = this.readEarly(shards, pending, maxRowsPerTransaction);
     // the planner asks one junction after another; the questions it will likely ask go out together
-    const likely = [...pending].flatMap(([shard, batches]) =>
-      batches.length === 0 ? [] : [{ shard, after: states.get(shard)?.frontier ?? null }, ...batches.map((b) => ({ shard, after: b.manifest.lastSequence }))],
-    );
+    // (a junction some batch says it follows needs no question)
+    const likely = [...pending].flatMap(([shard, batches]) => {
+      if (batches.length === 0) return [];
+      const claimed = new Set(batches.flatMap((b) => (b.manifest.follows ? [b.manifest.follows] : [])));
+      // listed by last record: nothing is asked after the furthest, which no batch can follow yet
+      const junctions = [states.get(shard)?.frontier ?? null, ...batches.slice(0, -1).map((b) => b.manifest.lastSequence)];
+      return junctions.filter((after) => after === null || !claimed.has(after)).map((after) => ({ shard, after }));
+    });
     await mapLimited(likely, 8, ({ shard, after }) => ask(shard, after));
     const plans = await planShards(shards, states, pending, ask);
-    this.answers = answered;
+    this.forgetAnswersBehind(plans);
+    this.reportUnproven(plans);
     let loaded = 0;
     try {
       loaded = await this.loadPlans(plans, maxRowsPerTransaction, early);
@@ -107,8 +119,38 @@ export class Loader extends Warehouse {
       gaps: plans.flatMap((p) => (p.gap ? [{ shard: p.shard, ...p.gap }] : [])),
       waiting: plans.filter((p) => p.waitingFor.length > 0).map((p) => ({ shard: p.shard, parents: p.waitingFor })),
       error: null,
+      unprovenJunctions: this.status.unprovenJunctions,
     };
     return loaded;
+  }
+
+  /** Answers about records behind every plan's frontier are not asked again. */
+  private forgetAnswersBehind(plans: ShardPlan[]): void {
+    const from = new Map(plans.map((p) => [p.shard, p.from]));
+    for (const key of this.answers.keys()) {
+      const split = key.lastIndexOf(':');
+      const frontier = from.get(key.slice(0, split));
+      const after = key.slice(split + 1);
+      if (frontier && after && compareSequences(after, frontier) < 0) this.answers.delete(key);
+    }
+  }
+
+  /**
+   * A batch taken where the stream no longer holds the records that prove it follows the frontier
+   * (the loader was behind by more than the stream's retention) is said, once, where an operator
+   * looks: a batch the event source mapping gave up on there could not show as a gap.
+   */
+  private reportUnproven(plans: ShardPlan[]): void {
+    for (const p of plans) {
+      for (const j of p.unproven) {
+        const batch = p.batches.find((b) => b.manifest.firstSequence === j.resumesAt);
+        log.warn(
+          { shard: p.shard, after: j.after, resumesAt: j.resumesAt, batchNewestCommit: batch?.manifest.maxCommitTime ?? null },
+          "the stream no longer holds the records after this frontier (older than its retention): loading the next micro-batch in order without proof that none lies between; `totes verify` checks the warehouse, and `totes replay` over the archive up to the batch's newest commit fills anything missing",
+        );
+        this.status.unprovenJunctions++;
+      }
+    }
   }
 
   private async shards(): Promise<ShardInfo[]> {

@@ -15,7 +15,7 @@ import { poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Loader } from './loader.ts';
-import { ShardStream } from './shard-stream.ts';
+import { ShardStream } from '../stores/shard-stream.ts';
 import type { Freshness } from './warehouse.ts';
 
 type Env = Record<string, string | undefined>;

@@ -9,7 +9,7 @@ import type pg from '../lib/pg.ts';
 import { lsnToBigInt } from '../formats/change-event.ts';
 import type { Manifest } from '../formats/manifest.ts';
 import type { Gap, ShardState } from './frontier.ts';
-import type { ShardInfo } from './shard-stream.ts';
+import type { ShardInfo } from '../stores/shard-stream.ts';
 
 type Db = Pick<pg.PoolClient, 'query'>;
 

@@ -11,8 +11,9 @@ import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
 import { poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
-import { ShardStream } from '../loader/shard-stream.ts';
+import { ShardStream } from '../stores/shard-stream.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
+import { BatchChain } from '../processors/batch-chain.ts';
 import { Processor } from '../processors/processor.ts';
 import { ARCHIVER_BATCH_SIZE, KinesisPoller, PROCESSOR_BATCH_SIZE } from './kinesis-poller.ts';
 import { PollerCheckpoints } from './poller-checkpoints.ts';
@@ -53,7 +54,7 @@ export class Pipeline {
     this.sink = new KinesisSink({ client: this.kinesis, streamName: config.streamName, oversize: new OversizeStore(this.s3, config.ingestionBucket) });
     this.capture = new CaptureService({ ...DEFAULT_CAPTURE_CONFIG, sourceUrl: config.sourceUrl, createPrerequisites: true, ...config.capture }, this.sink);
     this.store = new MicroBatchStore(this.s3, config.processedBucket);
-    this.processor = new Processor(this.store);
+    this.processor = new Processor(this.store, new BatchChain(new ShardStream(this.kinesis, config.streamName)));
     this.firehose = new FirehoseStandin({
       s3: this.s3,
       bucket: config.ingestionBucket,

@@ -10,7 +10,7 @@ import { kinesisClient, s3Client } from '../lib/aws.ts';
 import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
-import { ShardStream } from '../loader/shard-stream.ts';
+import { ShardStream } from '../stores/shard-stream.ts';
 import { Processor } from '../processors/processor.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';

@@ -17,7 +17,9 @@ import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { FatalError } from '../lib/fatal.ts';
 import { runLoader } from '../loader/main.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
+import { BatchChain } from '../processors/batch-chain.ts';
 import { Processor } from '../processors/processor.ts';
+import { ShardStream } from '../stores/shard-stream.ts';
 import { ARCHIVER_BATCH_SIZE, KinesisPoller, PROCESSOR_BATCH_SIZE } from './kinesis-poller.ts';
 import { PollerCheckpoints } from './poller-checkpoints.ts';
 
@@ -80,7 +82,7 @@ export const SERVICES: Record<string, (env: Env) => Promise<void>> = {
     const poller = new KinesisPoller({
       client,
       streamName,
-      consumer: new Processor(new MicroBatchStore(s3, bucket)).handler,
+      consumer: new Processor(new MicroBatchStore(s3, bucket), new BatchChain(new ShardStream(client, streamName))).handler,
       batchSize: PROCESSOR_BATCH_SIZE,
       name: 'processor',
       checkpoints: new PollerCheckpoints(s3, bucket, 'processor', streamName),

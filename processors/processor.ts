@@ -16,6 +16,7 @@ import { encodeParquet } from '../formats/parquet.ts';
 import type { Manifest, SetAside } from '../formats/manifest.ts';
 import { isSourceTable, primaryKeyOf } from '../formats/source-tables.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
+import type { BatchChain } from './batch-chain.ts';
 import { mapEvents } from './transform.ts';
 import type { LoadTableName } from '../formats/load-tables.ts';
 
@@ -28,7 +29,10 @@ export interface ProcessorMetrics {
 
 export class Processor {
   readonly metrics: ProcessorMetrics = { batches: 0, events: 0, rows: 0, deadLetters: 0 };
-  constructor(private readonly store: MicroBatchStore) {}
+  constructor(
+    private readonly store: MicroBatchStore,
+    private readonly chain: BatchChain | null = null,
+  ) {}
 
   readonly handler = async (event: KinesisStreamEvent): Promise<KinesisStreamBatchResponse> => {
     const records = event.Records;
@@ -52,6 +56,7 @@ export class Processor {
 
   private async process(shard: string, first: string, last: string, records: { seq: string; data: string }[]): Promise<void> {
     const batchId = MicroBatchStore.batchId(shard, first, last);
+    const follows = this.chain?.follows(shard, first) ?? Promise.resolve(null);
     const changes: (ChangeEvent | RowsEndEvent)[] = [];
     const seqOf = new Map<ChangeEvent | RowsEndEvent, string>();
     let heartbeat: Manifest['heartbeat'] = null;
@@ -106,6 +111,7 @@ export class Processor {
       shard,
       firstSequence: first,
       lastSequence: last,
+      follows: await follows,
       events,
       tables,
       heartbeat,
@@ -113,6 +119,7 @@ export class Processor {
       maxCommitTime,
       deadLetters: dead.count,
     });
+    this.chain?.wrote(shard, last);
     this.metrics.batches++;
     this.metrics.events += events;
     this.metrics.rows += tables.reduce((n, t) => n + t.rows, 0);

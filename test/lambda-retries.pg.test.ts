@@ -18,7 +18,7 @@ import { decodeRecord, lsnToBigInt } from '../formats/change-event.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
-import { ShardStream } from '../loader/shard-stream.ts';
+import { ShardStream } from '../stores/shard-stream.ts';
 import { Processor } from '../processors/processor.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';

@@ -12,7 +12,7 @@ import { compareEventIds, encodeEvent, type ChangeEvent } from '../formats/chang
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import pg, { inTransaction, poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
-import { ShardStream } from '../loader/shard-stream.ts';
+import { ShardStream } from '../stores/shard-stream.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Processor } from '../processors/processor.ts';
 import { mapEvents, targetOf } from '../processors/transform.ts';

@@ -22,7 +22,7 @@ import { PipelineFunction } from './pipeline-function.ts';
 export interface LoaderProps {
   config: TotesConfig;
   processedBucket: s3.Bucket;
-  /** Read to prove the micro-batches of a shard contiguous (loader/shard-stream.ts). */
+  /** Read to prove the micro-batches of a shard contiguous (stores/shard-stream.ts). */
   stream: kinesis.IStream;
   warehouseSecret: secretsmanager.ISecret;
   vpc: ec2.IVpc;
