@@ -11,6 +11,7 @@ import { ConfigError, ENV, databaseUrl, optionalNumber, required } from '../lib/
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { OversizeStore } from '../stores/oversize-store.ts';
 import { log } from '../lib/log.ts';
+import { ProgressWatch } from './capture-health.ts';
 import { CaptureMetrics } from './capture-metrics.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG } from './capture-service.ts';
 import { KinesisSink } from './kinesis-sink.ts';
@@ -41,14 +42,28 @@ export async function runCapture(env: Record<string, string | undefined> = proce
     },
     sink,
   );
-  const maxLag = optionalNumber(env, ENV.maxHealthyLagSeconds, 300);
+  const progress = new ProgressWatch(optionalNumber(env, ENV.maxHealthyLagSeconds, 300));
   let health: Awaited<ReturnType<typeof readSlotHealth>> = { lagBytes: 0, walStatus: 'unknown', safeWalSize: null };
 
   const server: Server = createServer((req, res) => {
-    const lag = service.lagSeconds();
-    const healthy = service.metrics.state === 'streaming' && (lag === null || lag <= maxLag) && health.walStatus !== 'lost';
+    const { healthy, reason, secondsSinceProgress } = progress.check({
+      state: service.metrics.state,
+      acceptedThrough: sink.acceptedThrough,
+      heartbeats: service.metrics.heartbeats,
+      walStatus: health.walStatus,
+    });
     res.writeHead(req.url === '/health' ? (healthy ? 200 : 503) : 404, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ healthy, lagSeconds: lag, snapshotPending: service.snapshotPending, ...service.metrics, slot: health }));
+    res.end(
+      JSON.stringify({
+        healthy,
+        reason,
+        secondsSinceProgress,
+        lagSeconds: service.lagSeconds(),
+        snapshotPending: service.snapshotPending,
+        ...service.metrics,
+        slot: health,
+      }),
+    );
   }).listen(optionalNumber(env, ENV.healthPort, 8080));
 
   // Every minute, even when the source does not answer: then SourceUnreachable says so (capture-metrics.ts).
