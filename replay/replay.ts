@@ -26,7 +26,7 @@
  */
 import { SOURCE_TABLE_NAMES, type SourceTable } from '../formats/source-tables.ts';
 import { MemoryPeak } from '../lib/memory-peak.ts';
-import { Warehouse } from '../loader/warehouse.ts';
+import { PostgresWarehouse } from '../loader/warehouse.ts';
 import { targetOf } from '../processors/transform.ts';
 import { listArchive, type CorruptEntry } from './archive-reader.ts';
 import type { Unmappable } from './batch-loader.ts';
@@ -142,7 +142,7 @@ async function replay(opts: ReplayOptions, started: number, memory: MemoryPeak):
     if (corrupt.length > 0) throw new ArchiveCorruptError(corrupt);
   }
 
-  const warehouse = new Warehouse(opts.pool, schema);
+  const warehouse = new PostgresWarehouse(opts.pool, schema);
   if (opts.freshSchema) await opts.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   // into an empty schema, the foreign keys are added after the load: one scan each instead of a trigger per row
   await warehouse.ensureSchema({ foreignKeys: !opts.freshSchema });
