@@ -103,6 +103,10 @@ export const LOAD_TABLES = {
 } as const satisfies Record<string, LoadTable>;
 
 export type LoadTableName = keyof typeof LOAD_TABLES;
+export type FactTableName = { [T in LoadTableName]: (typeof LOAD_TABLES)[T]['kind'] extends 'fact' ? T : never }[LoadTableName];
+
+/** The fact tables, in LOAD_TABLES order. */
+export const FACT_TABLES = (Object.keys(LOAD_TABLES) as LoadTableName[]).filter((t): t is FactTableName => LOAD_TABLES[t].kind === 'fact');
 
 /** Provenance carried on every load row. */
 export interface Provenance {
@@ -144,10 +148,43 @@ export type LoadRow = Record<string, LoadValue> & Provenance;
 /** Where in the stream a row version (or an end) stands. */
 export type StreamPosition = Pick<Provenance, 'source_lsn' | 'source_pos'>;
 
-/** Whether version `a` of a row comes before version `b` in the stream, by (source_lsn, source_pos). */
+/**
+ * The version order, by (source_lsn, source_pos), once in each language: versionBefore here,
+ * versionBeforeSql and versionOrderSql in the warehouse's SQL (load-tables.pg.test.ts holds them
+ * to agree). Whether version `a` of a row comes before version `b` in the stream.
+ */
 export function versionBefore(a: StreamPosition, b: StreamPosition): boolean {
   const c = compareLsn(a.source_lsn, b.source_lsn);
   return c < 0 || (c === 0 && a.source_pos < b.source_pos);
+}
+
+/** A stream position in SQL: the source_lsn and source_pos of a row alias, or an (lsn, pos) pair of expressions. */
+export type SqlPosition = string | [lsn: string, pos: string];
+
+const sqlPosition = (p: SqlPosition) => (typeof p === 'string' ? `(${p}.source_lsn, ${p}.source_pos)` : `(${p[0]}, ${p[1]})`);
+
+/** versionBefore in SQL: whether the version at `a` comes before the one at `b`. */
+export function versionBeforeSql(a: SqlPosition, b: SqlPosition): string {
+  return `${sqlPosition(a)} < ${sqlPosition(b)}`;
+}
+
+/** ORDER BY terms putting versions (of a row alias, or unqualified) in stream order. */
+export function versionOrderSql(order: 'oldest first' | 'newest first', alias?: string): string {
+  const [lsn, pos] = alias ? [`${alias}.source_lsn`, `${alias}.source_pos`] : ['source_lsn', 'source_pos'];
+  return order === 'oldest first' ? `${lsn}, ${pos}` : `${lsn} DESC, ${pos} DESC`;
+}
+
+/**
+ * Whether a version needs nothing from the version before it: an insert or update carrying
+ * all its values. The rest (deletes, snapshot reads, unchanged TOAST columns) read it.
+ */
+export function isIndependentVersion(row: Pick<Provenance, 'source_op' | 'unchanged'>): boolean {
+  return (row.source_op === 'c' || row.source_op === 'u') && row.unchanged === null;
+}
+
+/** isIndependentVersion in SQL, of a row alias. */
+export function independentVersionSql(alias: string): string {
+  return `(${alias}.source_op IN ('c', 'u') AND ${alias}.unchanged IS NULL)`;
 }
 
 /** Per natural key, the one version of `rows` that `better` prefers to every other. */

@@ -6,7 +6,19 @@
  *   facts append one version per (natural id, source_lsn, source_pos), so a change delivered
  *   twice, in one batch or in two, appends once.
  */
-import { LOAD_TABLES, REFERENCES, type ColumnType, type LoadRow, type LoadTableName, type StreamPosition, versionBefore } from '../formats/load-tables.ts';
+import {
+  independentVersionSql,
+  LOAD_TABLES,
+  REFERENCES,
+  type ColumnType,
+  type LoadRow,
+  type LoadTableName,
+  type SqlPosition,
+  type StreamPosition,
+  versionBefore,
+  versionBeforeSql,
+  versionOrderSql,
+} from '../formats/load-tables.ts';
 import { loadColumns } from '../formats/parquet.ts';
 
 const SQL_TYPE: Record<ColumnType, string> = { int: 'int', text: 'text', money: 'numeric(10,2)', date: 'date', time: 'time(3)', bool: 'boolean' };
@@ -29,6 +41,21 @@ export function stageTableSql(table: LoadTableName): string {
   return `CREATE TEMP TABLE IF NOT EXISTS ${stageName(table)} (${cols.map(([n, t]) => `${q(n)} ${t}`).join(', ')}) ON COMMIT DELETE ROWS`;
 }
 
+/** The newest version of each key of `from` (a table with its alias, and any condition on it). */
+export function newestPerKeySql(key: string, from: string, alias?: string): string {
+  const k = alias ? `${alias}.${q(key)}` : q(key);
+  return `SELECT DISTINCT ON (${k}) * FROM ${from} ORDER BY ${k}, ${versionOrderSql('newest first', alias)}`;
+}
+
+/** The version of the key `keyOf` names in `table` (as `alias`) just before the position `at`. */
+export function versionJustBeforeSql(table: string, key: string, alias: string, keyOf: string, at: SqlPosition): string {
+  return `SELECT * FROM ${table} ${alias} WHERE ${alias}.${q(key)} = ${keyOf} AND ${versionBeforeSql(alias, at)}
+           ORDER BY ${versionOrderSql('newest first', alias)} LIMIT 1`;
+}
+
+/** Each version's place among its key's, oldest first: the wave it is applied in. */
+const waveSql = (key: string) => `row_number() OVER (PARTITION BY ${q(key)} ORDER BY ${versionOrderSql('oldest first')}) AS wave`;
+
 /** Keep the target's value where the change says the column is unchanged (TOAST). */
 function valueOr(col: string, fallback: string): string {
   return `CASE WHEN position(',${col},' IN coalesce(s.unchanged, '')) > 0 THEN ${fallback}.${q(col)} ELSE s.${q(col)} END`;
@@ -44,13 +71,13 @@ export function mergeDimensionSql(table: LoadTableName, schema: string, inWaves:
   const t = `"${schema}".${q(table)}`;
   const attrs = Object.keys(columns).filter((c) => c !== key);
   const changes = inWaves
-    ? `(SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY ${q(key)} ORDER BY source_lsn, source_pos) AS wave FROM ${stageName(table)}) w WHERE wave = $1)`
-    : `(SELECT DISTINCT ON (${q(key)}) * FROM ${stageName(table)} ORDER BY ${q(key)}, source_lsn DESC, source_pos DESC)`;
+    ? `(SELECT * FROM (SELECT *, ${waveSql(key)} FROM ${stageName(table)}) w WHERE wave = $1)`
+    : `(${newestPerKeySql(key, stageName(table))})`;
   return [
     `UPDATE ${t} t SET ${attrs.map((c) => `${q(c)} = CASE WHEN s.source_op = 'd' THEN t.${q(c)} ELSE ${valueOr(c, 't')} END`).join(', ')},
        source_lsn = s.source_lsn, source_pos = s.source_pos, is_deleted = (s.source_op = 'd')
      FROM ${changes} s
-     WHERE t.${q(key)} = s.${q(key)} AND (t.source_lsn, t.source_pos) < (s.source_lsn, s.source_pos)`,
+     WHERE t.${q(key)} = s.${q(key)} AND ${versionBeforeSql('t', 's')}`,
     `INSERT INTO ${t} (${q(key)}, ${attrs.map(q).join(', ')}, source_lsn, source_pos, is_deleted)
      SELECT s.${q(key)}, ${attrs.map((c) => `s.${q(c)}`).join(', ')}, s.source_lsn, s.source_pos, s.source_op = 'd'
        FROM ${changes} s WHERE NOT EXISTS (SELECT 1 FROM ${t} t WHERE t.${q(key)} = s.${q(key)})`,
@@ -72,7 +99,7 @@ export function appendFactSql(table: LoadTableName, schema: string): { independe
   const t = `"${schema}".${q(table)}`;
   const attrs = Object.keys(columns).filter((c) => c !== key);
   const insert = `INSERT INTO ${t} (${q(key)}, ${attrs.map(q).join(', ')}, source_op, source_lsn, source_pos, source_commit_time, is_deleted)`;
-  const independent = `(s.source_op IN ('c', 'u') AND s.unchanged IS NULL)`;
+  const independent = independentVersionSql('s');
   return {
     independent: `${insert}
       SELECT s.${q(key)}, ${attrs.map((c) => `s.${q(c)}`).join(', ')}, s.source_op, s.source_lsn, s.source_pos, s.source_commit_time AT TIME ZONE 'UTC', false
@@ -81,10 +108,8 @@ export function appendFactSql(table: LoadTableName, schema: string): { independe
     dependent: `${insert}
       SELECT s.${q(key)}, ${attrs.map((c) => `CASE WHEN s.source_op = 'd' THEN p.${q(c)} ELSE ${valueOr(c, 'p')} END`).join(', ')},
              s.source_op, s.source_lsn, s.source_pos, s.source_commit_time AT TIME ZONE 'UTC', s.source_op = 'd'
-        FROM (SELECT *, row_number() OVER (PARTITION BY ${q(key)} ORDER BY source_lsn, source_pos) AS wave
-                FROM ${stageName(table)} s WHERE NOT ${independent}) s
-        LEFT JOIN LATERAL (SELECT * FROM ${t} f WHERE f.${q(key)} = s.${q(key)} AND (f.source_lsn, f.source_pos) < (s.source_lsn, s.source_pos)
-                            ORDER BY f.source_lsn DESC, f.source_pos DESC LIMIT 1) p ON true
+        FROM (SELECT *, ${waveSql(key)} FROM ${stageName(table)} s WHERE NOT ${independent}) s
+        LEFT JOIN LATERAL (${versionJustBeforeSql(t, key, 'f', `s.${q(key)}`, 's')}) p ON true
        WHERE s.wave = $1
          AND (s.source_op <> 'r' OR p.${q(key)} IS NULL OR p.is_deleted
               OR (${attrs.map((c) => `p.${q(c)}`).join(', ')}) IS DISTINCT FROM (${attrs.map((c) => `s.${q(c)}`).join(', ')}))

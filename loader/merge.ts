@@ -7,7 +7,7 @@
  * is there already; the rest (deletes, snapshot reads, unchanged TOAST) read the version before
  * them, in waves. Last, the warehouse-side joins of the dimensions touched.
  */
-import { LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
+import { isIndependentVersion, LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
 import { appendFactSql, datesSql, type FactReferences, inferredMembersSql, mergeDimensionSql, propagationSql, referencedKeys, stageName } from './merge-sql.ts';
 import { copyFacts, copyNewDimensionRows, createStages, distinctChanges, stageRows, utcTimestampText } from './stage.ts';
@@ -161,7 +161,7 @@ async function runInOrder(db: pg.PoolClient, statements: Statement[]): Promise<v
 
 /** Whether a fact row's version depends on the version before it. */
 function needsPreviousVersion(row: LoadRow): boolean {
-  return !((row.source_op === 'c' || row.source_op === 'u') && row.unchanged === null);
+  return !isIndependentVersion(row);
 }
 
 /** The most rows any one key has. */

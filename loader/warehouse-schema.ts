@@ -14,7 +14,8 @@
  * Dimension rows whose source_lsn is 0/0 are inferred members: a fact arrived before its
  * dimension row (they travel on different shards) and the row is filled in when it arrives.
  */
-import { LOAD_TABLES, REFERENCES, type LoadTableName } from '../formats/load-tables.ts';
+import { FACT_TABLES, LOAD_TABLES, REFERENCES, type LoadTableName } from '../formats/load-tables.ts';
+import { newestPerKeySql } from './merge-sql.ts';
 import { ROW_ENDS_DDL } from './row-ends.ts';
 
 export const STAR_TABLES = [
@@ -40,7 +41,7 @@ const FACT_PROVENANCE = `source_op char(1) NOT NULL, source_lsn pg_lsn NOT NULL,
  * names an inline REFERENCES, so a warehouse created before they were declared apart has them.
  */
 export function foreignKeys(): { table: LoadTableName; column: string; references: string; name: string }[] {
-  return (['fact_sales_order', 'fact_purchase_order', 'fact_payment'] as const).flatMap((table) => {
+  return FACT_TABLES.flatMap((table) => {
     const dates = Object.entries(LOAD_TABLES[table].columns).flatMap(([c, t]) => (t === 'date' ? [[c, 'dim_date'] as const] : []));
     return [...dates, ...Object.entries(REFERENCES[table] ?? {})].map(([column, references]) => ({
       table,
@@ -125,12 +126,7 @@ CREATE TABLE IF NOT EXISTS fact_payment (
   ${FACT_PROVENANCE}, UNIQUE (payment_id, source_lsn, source_pos));
 
 -- Current state of each fact: the latest version per natural id, deleted ones left out.
-CREATE OR REPLACE VIEW fact_sales_order_current AS
-  SELECT * FROM (SELECT DISTINCT ON (sales_order_id) * FROM fact_sales_order ORDER BY sales_order_id, source_lsn DESC, source_pos DESC) f WHERE NOT is_deleted;
-CREATE OR REPLACE VIEW fact_purchase_order_current AS
-  SELECT * FROM (SELECT DISTINCT ON (purchase_order_id) * FROM fact_purchase_order ORDER BY purchase_order_id, source_lsn DESC, source_pos DESC) f WHERE NOT is_deleted;
-CREATE OR REPLACE VIEW fact_payment_current AS
-  SELECT * FROM (SELECT DISTINCT ON (payment_id) * FROM fact_payment ORDER BY payment_id, source_lsn DESC, source_pos DESC) f WHERE NOT is_deleted;
+${FACT_TABLES.map((t) => `CREATE OR REPLACE VIEW ${t}_current AS\n  SELECT * FROM (${newestPerKeySql(LOAD_TABLES[t].key, t)}) f WHERE NOT is_deleted;`).join('\n')}
 
 -- Internal state of the loader.
 CREATE TABLE IF NOT EXISTS totes_department (
