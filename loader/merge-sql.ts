@@ -7,6 +7,10 @@
  *   twice, in one batch or in two, appends once.
  */
 import {
+  DERIVED,
+  DERIVED_TABLES,
+  type Derivation,
+  type DerivedTableName,
   independentVersionSql,
   LOAD_TABLES,
   REFERENCES,
@@ -177,25 +181,23 @@ export function datesSql(schema: string): string {
       FROM unnest($1::date[]) AS d ON CONFLICT DO NOTHING`;
 }
 
-/** Re-derive dim_staff's department columns and dim_counterparty's legal address for the keys touched. */
-export function propagationSql(schema: string): { staff: string; counterparty: string } {
+/**
+ * Per derived dimension (DERIVED), the statement deriving its columns again for the keys touched:
+ * $1 its own keys, $2 the keys of the table they come from. An ended source row derives nulls.
+ */
+export function propagationSql(schema: string): Record<DerivedTableName, string> {
   const s = `"${schema}"`;
-  return {
-    staff: `UPDATE ${s}.dim_staff d SET department_name = x.department_name, location = x.location
-      FROM (SELECT st.staff_id, dep.department_name, dep.location FROM ${s}.dim_staff st
-              LEFT JOIN ${s}.totes_department dep ON dep.department_id = st.department_id AND NOT dep.is_deleted
-             WHERE st.staff_id = ANY($1::int[]) OR st.department_id = ANY($2::int[])) x
-     WHERE d.staff_id = x.staff_id AND (d.department_name, d.location) IS DISTINCT FROM (x.department_name, x.location)`,
-    counterparty: `UPDATE ${s}.dim_counterparty d SET counterparty_legal_address_line_1 = x.address_line_1,
-        counterparty_legal_address_line_2 = x.address_line_2, counterparty_legal_district = x.district,
-        counterparty_legal_city = x.city, counterparty_legal_postal_code = x.postal_code,
-        counterparty_legal_country = x.country, counterparty_legal_phone_number = x.phone
-      FROM (SELECT c.counterparty_id, l.address_line_1, l.address_line_2, l.district, l.city, l.postal_code, l.country, l.phone
-              FROM ${s}.dim_counterparty c LEFT JOIN ${s}.dim_location l ON l.location_id = c.legal_address_id AND NOT l.is_deleted
-             WHERE c.counterparty_id = ANY($1::int[]) OR c.legal_address_id = ANY($2::int[])) x
-     WHERE d.counterparty_id = x.counterparty_id
-       AND (d.counterparty_legal_address_line_1, d.counterparty_legal_address_line_2, d.counterparty_legal_district, d.counterparty_legal_city,
-            d.counterparty_legal_postal_code, d.counterparty_legal_country, d.counterparty_legal_phone_number)
-           IS DISTINCT FROM (x.address_line_1, x.address_line_2, x.district, x.city, x.postal_code, x.country, x.phone)`,
+  const sql = (table: DerivedTableName) => {
+    const { from, by, columns } = DERIVED[table] as Derivation;
+    const key = q(LOAD_TABLES[table].key);
+    const derived = Object.keys(columns).map(q);
+    return `UPDATE ${s}.${q(table)} d SET ${derived.map((c) => `${c} = x.${c}`).join(', ')}
+      FROM (SELECT t.${key}, ${Object.entries(columns)
+        .map(([c, f]) => `f.${q(f)} AS ${q(c)}`)
+        .join(', ')} FROM ${s}.${q(table)} t
+              LEFT JOIN ${s}.${q(from)} f ON f.${q(LOAD_TABLES[from].key)} = t.${q(by)} AND NOT f.is_deleted
+             WHERE t.${key} = ANY($1::int[]) OR t.${q(by)} = ANY($2::int[])) x
+     WHERE d.${key} = x.${key} AND (${derived.map((c) => `d.${c}`).join(', ')}) IS DISTINCT FROM (${derived.map((c) => `x.${c}`).join(', ')})`;
   };
+  return Object.fromEntries(DERIVED_TABLES.map((t) => [t, sql(t)])) as Record<DerivedTableName, string>;
 }

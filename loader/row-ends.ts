@@ -29,6 +29,8 @@
  */
 import { compareLsn, lsnToBigInt } from '../formats/change-event.ts';
 import {
+  DERIVED,
+  DERIVED_TABLES,
   LOAD_TABLES,
   type LoadRow,
   type LoadTableName,
@@ -254,7 +256,8 @@ export async function applyRowEnds(
   }
 
   const applied: RowEndsApplied = { truncates: 0, rows: -(await uncountFilledAfter(db, schema, merged)) };
-  const endedKeys = { totes_department: [] as number[], dim_location: [] as number[] };
+  // rows of tables others derive columns from (DERIVED), ended: those columns are derived again
+  const endedKeys = new Map<LoadTableName, number[]>(DERIVED_TABLES.map((t) => [DERIVED[t].from, []]));
   const ordered = [...work.values()].sort((a, b) => compareLsn(a.lsn, b.lsn) || a.pos - b.pos);
   for (const e of ordered) {
     const at = positionOf(e);
@@ -280,7 +283,7 @@ export async function applyRowEnds(
       // a fresh end has no keys recorded but those it just reached, each live before it
       net = e.fresh ? ended.length : (await dimensionRowsEnded(db, schema, e)) - counted;
     }
-    if (e.table === 'totes_department' || e.table === 'dim_location') endedKeys[e.table].push(...ended);
+    endedKeys.get(e.table)?.push(...ended);
     applied.rows += net;
     if (net !== 0)
       await db.query(`UPDATE ${s}.totes_row_ends SET rows_ended = rows_ended + $4 WHERE load_table = $1 AND source_lsn = $2 AND source_pos = $3`, [
@@ -303,8 +306,10 @@ export async function applyRowEnds(
     }
   }
   const propagate = propagationSql(schema);
-  if (endedKeys.totes_department.length) await db.query(propagate.staff, [[], endedKeys.totes_department]);
-  if (endedKeys.dim_location.length) await db.query(propagate.counterparty, [[], endedKeys.dim_location]);
+  for (const table of DERIVED_TABLES) {
+    const sources = endedKeys.get(DERIVED[table].from)!;
+    if (sources.length) await db.query(propagate[table], [[], sources]);
+  }
   return applied;
 }
 

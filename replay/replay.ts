@@ -24,6 +24,7 @@
  *
  * Switching a rebuild in for the live schema is switch-in.ts.
  */
+import { DERIVED, type Derivation } from '../formats/load-tables.ts';
 import { SOURCE_TABLE_NAMES, type SourceTable } from '../formats/source-tables.ts';
 import { MemoryPeak } from '../lib/memory-peak.ts';
 import { PostgresWarehouse } from '../loader/warehouse.ts';
@@ -101,13 +102,13 @@ export function formatGap(g: ArchiveGap): string {
   return `  no heartbeat for ${Math.round(g.seconds)}s between ${g.after.commitTime} (${g.after.lsn}, in ${g.after.key}) and ${g.before.commitTime} (${g.before.lsn}, in ${g.before.key})`;
 }
 
-/** Star or load table names → the source tables that feed them (dim_staff needs department, dim_counterparty needs address). */
+/** Star or load table names → the source tables that feed them, and those feeding the columns a dimension derives (DERIVED: dim_staff needs department). */
 export function sourceTablesFor(names: string[]): SourceTable[] {
   const out = new Set<SourceTable>();
   for (const name of names) {
     const feeding = SOURCE_TABLE_NAMES.filter((t) => t === name || targetOf(t) === name);
-    if (name === 'dim_staff') feeding.push('department');
-    if (name === 'dim_counterparty') feeding.push('address');
+    const derived = (DERIVED as Partial<Record<string, Derivation>>)[name];
+    if (derived) feeding.push(...SOURCE_TABLE_NAMES.filter((t) => targetOf(t) === derived.from));
     if (feeding.length === 0)
       throw new Error(`unknown table ${JSON.stringify(name)}: name a totesys table (${SOURCE_TABLE_NAMES.join(', ')}) or a warehouse table`);
     for (const t of feeding) out.add(t);
