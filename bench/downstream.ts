@@ -134,7 +134,7 @@ export async function measureDownstream(
       try {
         const loader = new Loader(pool, store, new ShardStream(kinesis, streamName));
         await loader.ensureSchema();
-        const trusted = await loader.trustsReferences();
+        const trusted = await loader.warehouse.trustsReferences();
         if (trusted !== (role === 'trusted')) throw new Error(`the ${role} loader turn ${trusted ? 'trusts' : 'checks'} references`);
         const started = performance.now();
         while ((await loader.loadAvailable()) > 0);

@@ -12,7 +12,7 @@ import { sourceSetupSql } from '../capture/source-setup.ts';
 import { s3Client } from '../lib/aws.ts';
 import type pg from '../lib/pg.ts';
 import { inTransaction, poolFor } from '../lib/pg.ts';
-import { Warehouse } from '../loader/warehouse.ts';
+import { PostgresWarehouse } from '../loader/warehouse.ts';
 import { freePort, startPostgres, type EmbeddedPg } from '../local/servers.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { startFakeSecretsManager } from '../test/fake-secrets-manager.ts';
@@ -57,7 +57,7 @@ describe('totes doctor', () => {
       await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: '{}' }));
     s3.destroy();
     warehousePool = poolFor(warehouse.url, 1);
-    await new Warehouse(warehousePool).ensureSchema();
+    await new PostgresWarehouse(warehousePool).ensureSchema();
     await warehousePool.query(
       `INSERT INTO totes_shard_progress (shard, last_manifest_key, watermark_lsn, watermark_commit_time) VALUES ('shardId-000000000000', 'manifests/x', '0/16', now())`,
     );

@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CAPTURE_STATE_DDL } from '../capture/source-setup.ts';
 import pg, { poolFor } from '../lib/pg.ts';
-import { Warehouse } from '../loader/warehouse.ts';
+import { PostgresWarehouse } from '../loader/warehouse.ts';
 import { freePort } from '../local/servers.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { runTotes } from '../test/totes-process.ts';
@@ -48,7 +48,7 @@ describe('fatal errors end with one line and a non-zero exit', () => {
     await c.end();
     // a warehouse whose loader has never loaded anything
     const pool = poolFor(warehouse.url, 1);
-    await new Warehouse(pool).ensureSchema();
+    await new PostgresWarehouse(pool).ensureSchema();
     await pool.end();
   });
   afterAll(async () => {

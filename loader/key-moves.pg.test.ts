@@ -10,7 +10,7 @@ import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
 import { createDatabase } from '../test/harness.ts';
 import { KeyMoveNotLoadedError } from './key-moves.ts';
-import { Warehouse } from './warehouse.ts';
+import { PostgresWarehouse } from './warehouse.ts';
 
 let db: Awaited<ReturnType<typeof createDatabase>>;
 let pool: pg.Pool;
@@ -60,11 +60,11 @@ function moved(table: 'design' | 'order', from: number, to: number, lsn: string,
 }
 
 describe('carrying unchanged TOAST across a key change', () => {
-  let wh: Warehouse;
+  let wh: PostgresWarehouse;
   const load = (table: LoadTableName, rows: LoadRow[]) =>
     wh.loadTables({ batchKey: `load-${loads++}`, shard: 'test', events: rows.length }, new Map([[table, rows]]));
   beforeAll(async () => {
-    wh = new Warehouse(pool, 'public');
+    wh = new PostgresWarehouse(pool, 'public');
     await wh.ensureSchema();
   });
 

@@ -18,6 +18,7 @@ import { createStream, heartbeatAt, lambdaEvent, putOnStream, readShards } from 
 import { startProxy } from '../test/tcp-proxy.ts';
 import { Loader } from './loader.ts';
 import { ShardStream } from '../stores/shard-stream.ts';
+import { PostgresWarehouse, type Warehouse } from './warehouse.ts';
 
 const SHARD = 'shardId-000000000000';
 
@@ -67,7 +68,7 @@ describe('loader', () => {
       async () => s3.destroy(),
     );
     const store = new MicroBatchStore(s3, name);
-    const newLoader = () => new Loader(pool, store, new ShardStream(client, name));
+    const newLoader = (warehouse: Warehouse | pg.Pool = pool) => new Loader(warehouse, store, new ShardStream(client, name));
     const loader = newLoader();
     await loader.ensureSchema();
     const processor = new Processor(store);
@@ -80,8 +81,42 @@ describe('loader', () => {
       const { PutObjectCommand } = await import('@aws-sdk/client-s3');
       await s3.send(new PutObjectCommand({ Bucket: name, Key: key, Body: body }));
     };
-    return { url: wh.url, records, loader, newLoader, process, store, overwrite };
+    return { url: wh.url, pool, records, loader, newLoader, process, store, overwrite };
   }
+
+  it('loads through the warehouse it is given, and reads and moves the shards only through it', async () => {
+    const { url, pool, newLoader, process } = await setup([salesOrderChange(5), salesOrderChange(5, 'u', { units_sold: 7 })]);
+    const postgres = new PostgresWarehouse(pool);
+    const calls: string[] = [];
+    const through =
+      <A extends unknown[], R>(name: string, fn: (...args: A) => R) =>
+      (...args: A) => {
+        calls.push(name);
+        return fn(...args);
+      };
+    // a warehouse of another kind, as the loader sees it: the port's methods and nothing else
+    const port: Warehouse = {
+      schema: postgres.schema,
+      metrics: postgres.metrics,
+      ensureSchema: through('ensureSchema', (o) => postgres.ensureSchema(o)),
+      addForeignKeys: through('addForeignKeys', () => postgres.addForeignKeys()),
+      trustsReferences: through('trustsReferences', () => postgres.trustsReferences()),
+      loadTables: through('loadTables', (b, t) => postgres.loadTables(b, t)),
+      loadBatches: through('loadBatches', (i, a) => postgres.loadBatches(i, a)),
+      shardStates: through('shardStates', (s) => postgres.shardStates(s)),
+      settleShards: through('settleShards', (s) => postgres.settleShards(s)),
+      freshness: through('freshness', () => postgres.freshness()),
+    };
+    await process(0, 1);
+    const loader = newLoader(port);
+    expect(await loader.loadAvailable()).toBe(1);
+    expect(await versions(url)).toEqual([
+      [5, 'c', 1000],
+      [5, 'u', 7],
+    ]);
+    expect(calls).toEqual(['shardStates', 'loadBatches', 'settleShards']);
+    expect(loader.metrics).toMatchObject({ batches: 1, rows: 2 });
+  });
 
   it('loads a micro-batch once, however often it is offered, and overlapping batches once', async () => {
     const { url, loader, process } = await setup([salesOrderChange(1), salesOrderChange(1, 'u', { units_sold: 2000 }), salesOrderChange(2)]);

@@ -1,6 +1,7 @@
 /**
  * The loader: merges micro-batches from the processed bucket into the warehouse, many to one
- * transaction, through the Warehouse port (warehouse.ts) that also owns exactly-once. Which
+ * transaction, through the Warehouse port (warehouse.ts) that also owns exactly-once and the
+ * shards' progress. Which
  * batches, and in what order, frontier.ts decides: per shard in stream order from the loaded
  * prefix, however the stream was cut into batches, with gaps held and shown.
  */
@@ -12,9 +13,9 @@ import { compareSequences, type Manifest } from '../formats/manifest.ts';
 import { decodeParquet } from '../formats/parquet.ts';
 import type { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { loadOrder, planShards, type Gap, type PendingBatch, type ShardPlan } from './frontier.ts';
-import { inheritWatermarks, newestHeartbeat, settleShard, shardStates, StalePlanError, type ShardAdvance } from './shard-progress.ts';
+import { newestHeartbeat, StalePlanError, type ShardAdvance } from './shard-progress.ts';
 import type { NextRecord, ShardInfo, ShardStream } from '../stores/shard-stream.ts';
-import { type BatchToLoad, Warehouse } from './warehouse.ts';
+import { type BatchToLoad, type Freshness, PostgresWarehouse, type Warehouse, type WarehouseMetrics } from './warehouse.ts';
 
 /** What the last pass found beyond what it loaded. */
 export interface LoaderStatus {
@@ -34,7 +35,8 @@ const PIPELINED_ROWS = 20_000;
 /** Tables fetched from the processed bucket at once. */
 const FETCHES_IN_FLIGHT = 32;
 
-export class Loader extends Warehouse {
+export class Loader {
+  readonly warehouse: Warehouse;
   status: LoaderStatus = { gaps: [], waiting: [], error: null, unprovenJunctions: 0 };
   /** Manifests are immutable: each is read once while it is pending. */
   private manifests = new Map<string, Manifest>();
@@ -44,13 +46,26 @@ export class Loader extends Warehouse {
   private readonly fetches = limiter(FETCHES_IN_FLIGHT);
   private readonly decodes = limiter(1);
 
+  /** Into `warehouse`; given a pool, the Postgres warehouse in its `schema`. */
   constructor(
-    pool: pg.Pool,
+    warehouse: Warehouse | pg.Pool,
     private readonly store: MicroBatchStore,
     private readonly stream: ShardStream,
     schema = 'public',
   ) {
-    super(pool, schema);
+    this.warehouse = 'loadBatches' in warehouse ? warehouse : new PostgresWarehouse(warehouse, schema);
+  }
+
+  get metrics(): WarehouseMetrics {
+    return this.warehouse.metrics;
+  }
+
+  ensureSchema(): Promise<void> {
+    return this.warehouse.ensureSchema();
+  }
+
+  freshness(): Promise<Freshness> {
+    return this.warehouse.freshness();
   }
 
   /**
@@ -60,7 +75,7 @@ export class Loader extends Warehouse {
    */
   async loadAvailable(maxRowsPerTransaction = 200_000, planUntil = Number.POSITIVE_INFINITY): Promise<number> {
     const shards = await this.shards();
-    const states = await shardStates(this.pool, this.schema, shards);
+    const states = await this.warehouse.shardStates(shards);
     const listed = new Map<string, Manifest>();
     const pending = new Map<string, PendingBatch[]>();
     for (const shard of shards) {
@@ -106,10 +121,7 @@ export class Loader extends Warehouse {
         return p.ended !== (before?.ended ?? false) || (p.gap?.missing ?? null) !== (before?.gapMissing ?? null);
       });
       if (changed.length > 0 || loaded > 0) {
-        await this.withLoadsLocked(async (db) => {
-          for (const p of changed) await settleShard(db, this.schema, p.shard, p.to, p.ended, p.gap);
-          await inheritWatermarks(db, this.schema);
-        });
+        await this.warehouse.settleShards(changed.map((p) => ({ shard: p.shard, frontier: p.to, ended: p.ended, gap: p.gap })));
       }
     } catch (err) {
       if (!(err instanceof StalePlanError)) throw err;
@@ -192,7 +204,7 @@ export class Loader extends Warehouse {
       reading = i + 1 < chunks.length ? read(chunks[i + 1]) : null;
       // a small load is read whole first: overlapping its reads saves less than its transaction then waits on S3
       if (items.reduce((n, item) => n + item.rows, 0) < PIPELINED_ROWS) await Promise.all(items.flatMap((item) => [...item.tables.values()]));
-      loaded += await this.loadBatches(items, advances);
+      loaded += await this.warehouse.loadBatches(items, advances);
     }
     return loaded;
   }

@@ -284,20 +284,20 @@ describe('propagationSql', () => {
     const sql = propagationSql(s);
     const staff = () => query(`SELECT staff_id, department_name, location FROM ${s}.dim_staff ORDER BY staff_id`);
 
-    await run(sql.staff, [[10], []]); // one staff member changed
+    await run(sql.dim_staff, [[10], []]); // one staff member changed
     expect(await staff()).toEqual([
       { staff_id: 10, department_name: 'Sales', location: 'Manchester' },
       { staff_id: 11, department_name: null, location: null },
       { staff_id: 12, department_name: null, location: null },
     ]);
     await pool.query(`UPDATE ${s}.totes_department SET location = 'Leeds' WHERE department_id = 1`);
-    await run(sql.staff, [[], [1]]); // a department changed: every member of it
+    await run(sql.dim_staff, [[], [1]]); // a department changed: every member of it
     expect((await staff()).map((r) => r.location)).toEqual(['Leeds', 'Leeds', null]);
     await pool.query(`UPDATE ${s}.totes_department SET is_deleted = true WHERE department_id = 1`);
-    await run(sql.staff, [[], [1]]);
+    await run(sql.dim_staff, [[], [1]]);
     expect((await staff()).map((r) => r.department_name)).toEqual([null, null, null]);
 
-    await run(sql.counterparty, [[], [15]]);
+    await run(sql.dim_counterparty, [[], [15]]);
     expect(
       await query(
         `SELECT counterparty_id, counterparty_legal_address_line_1, counterparty_legal_city, counterparty_legal_phone_number FROM ${s}.dim_counterparty ORDER BY 1`,

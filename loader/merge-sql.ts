@@ -6,7 +6,23 @@
  *   facts append one version per (natural id, source_lsn, source_pos), so a change delivered
  *   twice, in one batch or in two, appends once.
  */
-import { LOAD_TABLES, REFERENCES, type ColumnType, type LoadRow, type LoadTableName, type StreamPosition, versionBefore } from '../formats/load-tables.ts';
+import {
+  DERIVED,
+  DERIVED_TABLES,
+  type Derivation,
+  type DerivedTableName,
+  independentVersionSql,
+  LOAD_TABLES,
+  REFERENCES,
+  type ColumnType,
+  type LoadRow,
+  type LoadTableName,
+  type SqlPosition,
+  type StreamPosition,
+  versionBefore,
+  versionBeforeSql,
+  versionOrderSql,
+} from '../formats/load-tables.ts';
 import { loadColumns } from '../formats/parquet.ts';
 
 const SQL_TYPE: Record<ColumnType, string> = { int: 'int', text: 'text', money: 'numeric(10,2)', date: 'date', time: 'time(3)', bool: 'boolean' };
@@ -29,6 +45,21 @@ export function stageTableSql(table: LoadTableName): string {
   return `CREATE TEMP TABLE IF NOT EXISTS ${stageName(table)} (${cols.map(([n, t]) => `${q(n)} ${t}`).join(', ')}) ON COMMIT DELETE ROWS`;
 }
 
+/** The newest version of each key of `from` (a table with its alias, and any condition on it). */
+export function newestPerKeySql(key: string, from: string, alias?: string): string {
+  const k = alias ? `${alias}.${q(key)}` : q(key);
+  return `SELECT DISTINCT ON (${k}) * FROM ${from} ORDER BY ${k}, ${versionOrderSql('newest first', alias)}`;
+}
+
+/** The version of the key `keyOf` names in `table` (as `alias`) just before the position `at`. */
+export function versionJustBeforeSql(table: string, key: string, alias: string, keyOf: string, at: SqlPosition): string {
+  return `SELECT * FROM ${table} ${alias} WHERE ${alias}.${q(key)} = ${keyOf} AND ${versionBeforeSql(alias, at)}
+           ORDER BY ${versionOrderSql('newest first', alias)} LIMIT 1`;
+}
+
+/** Each version's place among its key's, oldest first: the wave it is applied in. */
+const waveSql = (key: string) => `row_number() OVER (PARTITION BY ${q(key)} ORDER BY ${versionOrderSql('oldest first')}) AS wave`;
+
 /** Keep the target's value where the change says the column is unchanged (TOAST). */
 function valueOr(col: string, fallback: string): string {
   return `CASE WHEN position(',${col},' IN coalesce(s.unchanged, '')) > 0 THEN ${fallback}.${q(col)} ELSE s.${q(col)} END`;
@@ -44,13 +75,13 @@ export function mergeDimensionSql(table: LoadTableName, schema: string, inWaves:
   const t = `"${schema}".${q(table)}`;
   const attrs = Object.keys(columns).filter((c) => c !== key);
   const changes = inWaves
-    ? `(SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY ${q(key)} ORDER BY source_lsn, source_pos) AS wave FROM ${stageName(table)}) w WHERE wave = $1)`
-    : `(SELECT DISTINCT ON (${q(key)}) * FROM ${stageName(table)} ORDER BY ${q(key)}, source_lsn DESC, source_pos DESC)`;
+    ? `(SELECT * FROM (SELECT *, ${waveSql(key)} FROM ${stageName(table)}) w WHERE wave = $1)`
+    : `(${newestPerKeySql(key, stageName(table))})`;
   return [
     `UPDATE ${t} t SET ${attrs.map((c) => `${q(c)} = CASE WHEN s.source_op = 'd' THEN t.${q(c)} ELSE ${valueOr(c, 't')} END`).join(', ')},
        source_lsn = s.source_lsn, source_pos = s.source_pos, is_deleted = (s.source_op = 'd')
      FROM ${changes} s
-     WHERE t.${q(key)} = s.${q(key)} AND (t.source_lsn, t.source_pos) < (s.source_lsn, s.source_pos)`,
+     WHERE t.${q(key)} = s.${q(key)} AND ${versionBeforeSql('t', 's')}`,
     `INSERT INTO ${t} (${q(key)}, ${attrs.map(q).join(', ')}, source_lsn, source_pos, is_deleted)
      SELECT s.${q(key)}, ${attrs.map((c) => `s.${q(c)}`).join(', ')}, s.source_lsn, s.source_pos, s.source_op = 'd'
        FROM ${changes} s WHERE NOT EXISTS (SELECT 1 FROM ${t} t WHERE t.${q(key)} = s.${q(key)})`,
@@ -72,7 +103,7 @@ export function appendFactSql(table: LoadTableName, schema: string): { independe
   const t = `"${schema}".${q(table)}`;
   const attrs = Object.keys(columns).filter((c) => c !== key);
   const insert = `INSERT INTO ${t} (${q(key)}, ${attrs.map(q).join(', ')}, source_op, source_lsn, source_pos, source_commit_time, is_deleted)`;
-  const independent = `(s.source_op IN ('c', 'u') AND s.unchanged IS NULL)`;
+  const independent = independentVersionSql('s');
   return {
     independent: `${insert}
       SELECT s.${q(key)}, ${attrs.map((c) => `s.${q(c)}`).join(', ')}, s.source_op, s.source_lsn, s.source_pos, s.source_commit_time AT TIME ZONE 'UTC', false
@@ -81,10 +112,8 @@ export function appendFactSql(table: LoadTableName, schema: string): { independe
     dependent: `${insert}
       SELECT s.${q(key)}, ${attrs.map((c) => `CASE WHEN s.source_op = 'd' THEN p.${q(c)} ELSE ${valueOr(c, 'p')} END`).join(', ')},
              s.source_op, s.source_lsn, s.source_pos, s.source_commit_time AT TIME ZONE 'UTC', s.source_op = 'd'
-        FROM (SELECT *, row_number() OVER (PARTITION BY ${q(key)} ORDER BY source_lsn, source_pos) AS wave
-                FROM ${stageName(table)} s WHERE NOT ${independent}) s
-        LEFT JOIN LATERAL (SELECT * FROM ${t} f WHERE f.${q(key)} = s.${q(key)} AND (f.source_lsn, f.source_pos) < (s.source_lsn, s.source_pos)
-                            ORDER BY f.source_lsn DESC, f.source_pos DESC LIMIT 1) p ON true
+        FROM (SELECT *, ${waveSql(key)} FROM ${stageName(table)} s WHERE NOT ${independent}) s
+        LEFT JOIN LATERAL (${versionJustBeforeSql(t, key, 'f', `s.${q(key)}`, 's')}) p ON true
        WHERE s.wave = $1
          AND (s.source_op <> 'r' OR p.${q(key)} IS NULL OR p.is_deleted
               OR (${attrs.map((c) => `p.${q(c)}`).join(', ')}) IS DISTINCT FROM (${attrs.map((c) => `s.${q(c)}`).join(', ')}))
@@ -152,25 +181,23 @@ export function datesSql(schema: string): string {
       FROM unnest($1::date[]) AS d ON CONFLICT DO NOTHING`;
 }
 
-/** Re-derive dim_staff's department columns and dim_counterparty's legal address for the keys touched. */
-export function propagationSql(schema: string): { staff: string; counterparty: string } {
+/**
+ * Per derived dimension (DERIVED), the statement deriving its columns again for the keys touched:
+ * $1 its own keys, $2 the keys of the table they come from. An ended source row derives nulls.
+ */
+export function propagationSql(schema: string): Record<DerivedTableName, string> {
   const s = `"${schema}"`;
-  return {
-    staff: `UPDATE ${s}.dim_staff d SET department_name = x.department_name, location = x.location
-      FROM (SELECT st.staff_id, dep.department_name, dep.location FROM ${s}.dim_staff st
-              LEFT JOIN ${s}.totes_department dep ON dep.department_id = st.department_id AND NOT dep.is_deleted
-             WHERE st.staff_id = ANY($1::int[]) OR st.department_id = ANY($2::int[])) x
-     WHERE d.staff_id = x.staff_id AND (d.department_name, d.location) IS DISTINCT FROM (x.department_name, x.location)`,
-    counterparty: `UPDATE ${s}.dim_counterparty d SET counterparty_legal_address_line_1 = x.address_line_1,
-        counterparty_legal_address_line_2 = x.address_line_2, counterparty_legal_district = x.district,
-        counterparty_legal_city = x.city, counterparty_legal_postal_code = x.postal_code,
-        counterparty_legal_country = x.country, counterparty_legal_phone_number = x.phone
-      FROM (SELECT c.counterparty_id, l.address_line_1, l.address_line_2, l.district, l.city, l.postal_code, l.country, l.phone
-              FROM ${s}.dim_counterparty c LEFT JOIN ${s}.dim_location l ON l.location_id = c.legal_address_id AND NOT l.is_deleted
-             WHERE c.counterparty_id = ANY($1::int[]) OR c.legal_address_id = ANY($2::int[])) x
-     WHERE d.counterparty_id = x.counterparty_id
-       AND (d.counterparty_legal_address_line_1, d.counterparty_legal_address_line_2, d.counterparty_legal_district, d.counterparty_legal_city,
-            d.counterparty_legal_postal_code, d.counterparty_legal_country, d.counterparty_legal_phone_number)
-           IS DISTINCT FROM (x.address_line_1, x.address_line_2, x.district, x.city, x.postal_code, x.country, x.phone)`,
+  const sql = (table: DerivedTableName) => {
+    const { from, by, columns } = DERIVED[table] as Derivation;
+    const key = q(LOAD_TABLES[table].key);
+    const derived = Object.keys(columns).map(q);
+    return `UPDATE ${s}.${q(table)} d SET ${derived.map((c) => `${c} = x.${c}`).join(', ')}
+      FROM (SELECT t.${key}, ${Object.entries(columns)
+        .map(([c, f]) => `f.${q(f)} AS ${q(c)}`)
+        .join(', ')} FROM ${s}.${q(table)} t
+              LEFT JOIN ${s}.${q(from)} f ON f.${q(LOAD_TABLES[from].key)} = t.${q(by)} AND NOT f.is_deleted
+             WHERE t.${key} = ANY($1::int[]) OR t.${q(by)} = ANY($2::int[])) x
+     WHERE d.${key} = x.${key} AND (${derived.map((c) => `d.${c}`).join(', ')}) IS DISTINCT FROM (${derived.map((c) => `x.${c}`).join(', ')})`;
   };
+  return Object.fromEntries(DERIVED_TABLES.map((t) => [t, sql(t)])) as Record<DerivedTableName, string>;
 }

@@ -7,26 +7,14 @@
  * is there already; the rest (deletes, snapshot reads, unchanged TOAST) read the version before
  * them, in waves. Last, the warehouse-side joins of the dimensions touched.
  */
-import { LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
+import { DERIVED, DERIVED_TABLES, isIndependentVersion, LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
 import { appendFactSql, datesSql, type FactReferences, inferredMembersSql, mergeDimensionSql, propagationSql, referencedKeys, stageName } from './merge-sql.ts';
 import { carryKeyMoves } from './key-moves.ts';
 import { copyFacts, copyNewDimensionRows, createStages, distinctChanges, stageRows, utcTimestampText } from './stage.ts';
 
-/** Dimensions before the facts that reference them; department and address before the dims derived from them. */
-const MERGE_ORDER: LoadTableName[] = [
-  'dim_location',
-  'totes_department',
-  'dim_staff',
-  'dim_counterparty',
-  'dim_currency',
-  'dim_design',
-  'dim_payment_type',
-  'dim_transaction',
-  'fact_sales_order',
-  'fact_purchase_order',
-  'fact_payment',
-];
+/** LOAD_TABLES is in merge order: dimensions before the facts that reference them, sources before the dimensions derived from them. */
+const MERGE_ORDER = Object.keys(LOAD_TABLES) as LoadTableName[];
 
 interface Statement {
   sql: string;
@@ -99,17 +87,12 @@ export async function mergeTables(
   }
 
   const keysOf = (table: LoadTableName) => tables.get(table)?.map((r) => r[LOAD_TABLES[table].key] as number) ?? [];
-  const touched = {
-    staff: keysOf('dim_staff'),
-    departments: keysOf('totes_department'),
-    counterparties: keysOf('dim_counterparty'),
-    addresses: keysOf('dim_location'),
-  };
   const propagate = propagationSql(schema);
   const last: Statement[] = [];
-  if (touched.staff.length || touched.departments.length) last.push({ sql: propagate.staff, params: [touched.staff, touched.departments] });
-  if (touched.counterparties.length || touched.addresses.length)
-    last.push({ sql: propagate.counterparty, params: [touched.counterparties, touched.addresses] });
+  for (const table of DERIVED_TABLES) {
+    const [own, sources] = [keysOf(table), keysOf(DERIVED[table].from)];
+    if (own.length || sources.length) last.push({ sql: propagate[table], params: [own, sources] });
+  }
   await runInOrder(db, last);
   return named;
 }
@@ -163,7 +146,7 @@ async function runInOrder(db: pg.PoolClient, statements: Statement[]): Promise<v
 
 /** Whether a fact row's version depends on the version before it. */
 function needsPreviousVersion(row: LoadRow): boolean {
-  return !((row.source_op === 'c' || row.source_op === 'u') && row.unchanged === null);
+  return !isIndependentVersion(row);
 }
 
 /** The most rows any one key has. */

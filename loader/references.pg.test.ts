@@ -12,7 +12,7 @@ import pg, { poolFor } from '../lib/pg.ts';
 import { mapEvents } from '../processors/transform.ts';
 import { createDatabase, serverUrl } from '../test/harness.ts';
 import { changeEvent, salesOrderChange } from '../test/kinesis-events.ts';
-import { Warehouse } from './warehouse.ts';
+import { PostgresWarehouse, type Warehouse } from './warehouse.ts';
 import { foreignKeys } from './warehouse-schema.ts';
 
 const at = (lsn: string, pos = 0): EventSource => ({ lsn, pos, xid: 1, commitTime: '2024-05-01T09:15:02.123456Z' });
@@ -68,7 +68,7 @@ describe('foreign keys in the load transaction', () => {
   });
 
   async function load(pool: pg.Pool, schema: string): Promise<Warehouse> {
-    const warehouse = new Warehouse(pool, schema);
+    const warehouse = new PostgresWarehouse(pool, schema);
     await warehouse.ensureSchema();
     let n = 0;
     for (const tables of loads()) expect(await warehouse.loadTables({ batchKey: `b${++n}`, shard: 's', events: 3 }, tables)).toBe(true);
@@ -173,7 +173,7 @@ describe('foreign keys in the load transaction', () => {
       ['trusted_large', admin],
       ['checked_large', unprivileged],
     ] as const) {
-      const warehouse = new Warehouse(pool, schema);
+      const warehouse = new PostgresWarehouse(pool, schema);
       await warehouse.ensureSchema();
       const loaded = await warehouse.loadBatches([
         { batch: { batchKey: `${schema}-1`, shard: 's', events: 3_000 }, rows: 3_000, tables: first },

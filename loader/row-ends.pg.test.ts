@@ -12,7 +12,7 @@ import { poolFor } from '../lib/pg.ts';
 import { mapEvents } from '../processors/transform.ts';
 import { createDatabase } from '../test/harness.ts';
 import { salesOrderChange } from '../test/kinesis-events.ts';
-import { Warehouse } from './warehouse.ts';
+import { PostgresWarehouse, type Warehouse } from './warehouse.ts';
 
 const at = (lsn: string, pos = 0): EventSource => ({ lsn, pos, xid: 1, commitTime: '2024-05-01T09:15:02.123456Z' });
 
@@ -89,7 +89,7 @@ describe('truncates and snapshot ranges in the warehouse', () => {
   beforeAll(async () => {
     db = await createDatabase('row_ends');
     pool = poolFor(db.url, 2);
-    warehouse = new Warehouse(pool);
+    warehouse = new PostgresWarehouse(pool);
     await warehouse.ensureSchema();
   });
   afterAll(async () => {

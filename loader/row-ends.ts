@@ -28,10 +28,21 @@
  * came first.
  */
 import { compareLsn, lsnToBigInt } from '../formats/change-event.ts';
-import { LOAD_TABLES, type LoadRow, type LoadTableName, onePerKey, type RowsEnd, type StreamPosition, versionBefore } from '../formats/load-tables.ts';
+import {
+  DERIVED,
+  DERIVED_TABLES,
+  LOAD_TABLES,
+  type LoadRow,
+  type LoadTableName,
+  onePerKey,
+  type RowsEnd,
+  type StreamPosition,
+  versionBefore,
+  versionBeforeSql,
+} from '../formats/load-tables.ts';
 import { log } from '../lib/log.ts';
 import type pg from '../lib/pg.ts';
-import { type FactReferences, propagationSql } from './merge-sql.ts';
+import { type FactReferences, newestPerKeySql, propagationSql, versionJustBeforeSql } from './merge-sql.ts';
 
 /** Part of the warehouse DDL (search_path set to the schema). */
 export const ROW_ENDS_DDL = `CREATE TABLE IF NOT EXISTS totes_row_ends (
@@ -54,13 +65,16 @@ export interface RowEndsApplied {
 
 const q = (name: string) => `"${name}"`;
 
+/** The end's position, $1 and $2. */
+const END: [string, string] = ['$1::pg_lsn', '$2::int'];
+
 /**
  * Which rows of `t` (alias `a`) an end reaches. $1 lsn, $2 pos, $3 after, $4 through, $5 the
  * present runs (jsonb), $6 only these keys (null: all).
  */
 function scope(a: string, key: string): string {
   const k = `${a}.${q(key)}`;
-  return `(${a}.source_lsn, ${a}.source_pos) < ($1::pg_lsn, $2::int)
+  return `${versionBeforeSql(a, END)}
      AND ($3::int IS NULL OR ${k} > $3::int) AND ($4::int IS NULL OR ${k} <= $4::int)
      AND ($6::int[] IS NULL OR ${k} = ANY($6::int[]))
      AND NOT EXISTS (SELECT 1 FROM present WHERE present.k = ${k})`;
@@ -97,8 +111,7 @@ export function endRowsSql(table: LoadTableName, schema: string): string {
   return `${PRESENT}
     INSERT INTO ${t} (${q(key)}, ${attrs.map(q).join(', ')}, source_op, source_lsn, source_pos, source_commit_time, is_deleted)
     SELECT p.${q(key)}, ${attrs.map((c) => `p.${q(c)}`).join(', ')}, $7::text, $1::pg_lsn, $2::int, $8::timestamptz AT TIME ZONE 'UTC', true
-      FROM (SELECT DISTINCT ON (a.${q(key)}) * FROM ${t} a WHERE ${scope('a', key)}
-             ORDER BY a.${q(key)}, a.source_lsn DESC, a.source_pos DESC) p
+      FROM (${newestPerKeySql(key, `${t} a WHERE ${scope('a', key)}`, 'a')}) p
      WHERE NOT p.is_deleted
     ON CONFLICT (${q(key)}, source_lsn, source_pos) DO NOTHING
     RETURNING ${q(key)} AS key`;
@@ -114,8 +127,7 @@ function takeBackSql(table: LoadTableName, schema: string): string {
   const t = `"${schema}".${q(table)}`;
   const attrs = Object.keys(columns).filter((c) => c !== key);
   return `DELETE FROM ${t} e WHERE e.${q(key)} = ANY($3::int[]) AND e.source_lsn = $1::pg_lsn AND e.source_pos = $2::int
-       AND NOT EXISTS (SELECT 1 FROM (SELECT * FROM ${t} p WHERE p.${q(key)} = e.${q(key)} AND (p.source_lsn, p.source_pos) < ($1::pg_lsn, $2::int)
-                                       ORDER BY p.source_lsn DESC, p.source_pos DESC LIMIT 1) p
+       AND NOT EXISTS (SELECT 1 FROM (${versionJustBeforeSql(t, key, 'p', `e.${q(key)}`, END)}) p
                         WHERE NOT p.is_deleted AND (${attrs.map((c) => `p.${q(c)}`).join(', ')}) IS NOT DISTINCT FROM (${attrs.map((c) => `e.${q(c)}`).join(', ')}))
      RETURNING e.${q(key)} AS key`;
 }
@@ -130,7 +142,7 @@ function dimensionBeforeSql(schema: string): string {
   return `UPDATE "${schema}".totes_row_end_keys k SET before_lsn = v.lsn, before_pos = v.pos, was_live = v.op <> 'd'
       FROM unnest($4::int[], $5::pg_lsn[], $6::int[], $7::text[]) AS v(key, lsn, pos, op)
      WHERE k.load_table = $1 AND k.source_lsn = $2::pg_lsn AND k.source_pos = $3 AND k.key = v.key
-       AND (v.lsn, v.pos) > (k.before_lsn, k.before_pos)`;
+       AND ${versionBeforeSql(['k.before_lsn', 'k.before_pos'], ['v.lsn', 'v.pos'])}`;
 }
 
 /** Dimension rows an end has ended, as totes_row_end_keys holds them. */
@@ -152,7 +164,7 @@ function filledAfterSql(schema: string): string {
   return `WITH filled AS (
       UPDATE "${schema}".totes_row_end_keys k SET was_live = false
         FROM unnest($1::text[], $2::int[], $3::pg_lsn[], $4::int[]) AS v(load_table, key, lsn, pos)
-       WHERE k.load_table = v.load_table AND k.key = v.key AND k.before_lsn = '0/0' AND k.was_live AND (v.lsn, v.pos) > (k.source_lsn, k.source_pos)
+       WHERE k.load_table = v.load_table AND k.key = v.key AND k.before_lsn = '0/0' AND k.was_live AND ${versionBeforeSql('k', ['v.lsn', 'v.pos'])}
       RETURNING k.load_table, k.source_lsn, k.source_pos),
     per_end AS (SELECT load_table, source_lsn, source_pos, count(*)::int AS n FROM filled GROUP BY 1, 2, 3)
     UPDATE "${schema}".totes_row_ends e SET rows_ended = e.rows_ended - p.n FROM per_end p
@@ -237,14 +249,15 @@ export async function applyRowEnds(
       `SELECT e.load_table AS "table", e.source_lsn::text AS lsn, e.source_pos AS pos, e.cause, e.key_after AS after, e.key_through AS through,
               e.present, e.source_commit_time AS "commitTime"
          FROM unnest($1::text[], $2::pg_lsn[], $3::int[]) AS m(load_table, lsn, pos)
-         JOIN ${s}.totes_row_ends e ON e.load_table = m.load_table AND (e.source_lsn, e.source_pos) > (m.lsn, m.pos)`,
+         JOIN ${s}.totes_row_ends e ON e.load_table = m.load_table AND ${versionBeforeSql(['m.lsn', 'm.pos'], 'e')}`,
       [oldest.map((o) => o.table), oldest.map((o) => o.lsn), oldest.map((o) => o.pos)],
     );
     for (const e of later.rows as RowsEnd[]) if (!work.has(idOf(e))) work.set(idOf(e), { ...e, fresh: false });
   }
 
   const applied: RowEndsApplied = { truncates: 0, rows: -(await uncountFilledAfter(db, schema, merged)) };
-  const endedKeys = { totes_department: [] as number[], dim_location: [] as number[] };
+  // rows of tables others derive columns from (DERIVED), ended: those columns are derived again
+  const endedKeys = new Map<LoadTableName, number[]>(DERIVED_TABLES.map((t) => [DERIVED[t].from, []]));
   const ordered = [...work.values()].sort((a, b) => compareLsn(a.lsn, b.lsn) || a.pos - b.pos);
   for (const e of ordered) {
     const at = positionOf(e);
@@ -270,7 +283,7 @@ export async function applyRowEnds(
       // a fresh end has no keys recorded but those it just reached, each live before it
       net = e.fresh ? ended.length : (await dimensionRowsEnded(db, schema, e)) - counted;
     }
-    if (e.table === 'totes_department' || e.table === 'dim_location') endedKeys[e.table].push(...ended);
+    endedKeys.get(e.table)?.push(...ended);
     applied.rows += net;
     if (net !== 0)
       await db.query(`UPDATE ${s}.totes_row_ends SET rows_ended = rows_ended + $4 WHERE load_table = $1 AND source_lsn = $2 AND source_pos = $3`, [
@@ -293,8 +306,10 @@ export async function applyRowEnds(
     }
   }
   const propagate = propagationSql(schema);
-  if (endedKeys.totes_department.length) await db.query(propagate.staff, [[], endedKeys.totes_department]);
-  if (endedKeys.dim_location.length) await db.query(propagate.counterparty, [[], endedKeys.dim_location]);
+  for (const table of DERIVED_TABLES) {
+    const sources = endedKeys.get(DERIVED[table].from)!;
+    if (sources.length) await db.query(propagate[table], [[], sources]);
+  }
   return applied;
 }
 

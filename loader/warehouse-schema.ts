@@ -14,33 +14,51 @@
  * Dimension rows whose source_lsn is 0/0 are inferred members: a fact arrived before its
  * dimension row (they travel on different shards) and the row is filled in when it arrives.
  */
-import { LOAD_TABLES, REFERENCES, type LoadTableName } from '../formats/load-tables.ts';
+import { type ColumnType, DERIVED, type Derivation, FACT_TABLES, LOAD_TABLES, type LoadTable, type LoadTableName, REFERENCES } from '../formats/load-tables.ts';
+import { newestPerKeySql } from './merge-sql.ts';
 import { ROW_ENDS_DDL } from './row-ends.ts';
 
-export const STAR_TABLES = [
+/** The star's tables, as data-model.md §2 names them: dim_date (the loader makes it) and every load table but the loader's own. */
+type StarLoadTable = { [T in LoadTableName]: (typeof LOAD_TABLES)[T] extends { internal: true } ? never : T }[LoadTableName];
+export type StarTable = 'dim_date' | StarLoadTable;
+export const STAR_TABLES: readonly StarTable[] = [
   'dim_date',
-  'dim_staff',
-  'dim_location',
-  'dim_counterparty',
-  'dim_currency',
-  'dim_design',
-  'dim_payment_type',
-  'dim_transaction',
-  'fact_sales_order',
-  'fact_purchase_order',
-  'fact_payment',
-] as const;
-export type StarTable = (typeof STAR_TABLES)[number];
+  ...(Object.keys(LOAD_TABLES) as LoadTableName[]).filter((t): t is StarLoadTable => !('internal' in LOAD_TABLES[t])),
+];
 
 const PROVENANCE = `source_lsn pg_lsn NOT NULL DEFAULT '0/0', source_pos integer NOT NULL DEFAULT 0, is_deleted boolean NOT NULL DEFAULT false`;
 const FACT_PROVENANCE = `source_op char(1) NOT NULL, source_lsn pg_lsn NOT NULL, source_pos integer NOT NULL, source_commit_time timestamp(6) NOT NULL, is_deleted boolean NOT NULL DEFAULT false`;
+
+const WAREHOUSE_TYPE: Record<ColumnType, string> = { int: 'int', text: 'varchar', money: 'numeric(10,2)', date: 'date', time: 'time(3)', bool: 'boolean' };
+
+/**
+ * A load table's warehouse table: its columns (a dimension's derived ones after the column they
+ * follow), provenance, and, on a dimension deriving columns, an index on the key it joins by.
+ */
+function tableDdl(table: LoadTableName): string {
+  const { kind, key, columns, record } = LOAD_TABLES[table] as LoadTable;
+  const derived = (DERIVED as Partial<Record<LoadTableName, Derivation>>)[table];
+  const cols: string[] = [];
+  for (const [c, type] of Object.entries(columns)) {
+    if (c !== key) cols.push(`${c} ${WAREHOUSE_TYPE[type]}`);
+    else if (kind === 'fact') cols.push(`${record} serial PRIMARY KEY`, `${key} ${WAREHOUSE_TYPE[type]} NOT NULL`);
+    else cols.push(`${key} ${WAREHOUSE_TYPE[type]} PRIMARY KEY`);
+    if (derived?.after === c) {
+      const from: Record<string, ColumnType> = LOAD_TABLES[derived.from].columns;
+      for (const [d, f] of Object.entries(derived.columns)) cols.push(`${d} ${WAREHOUSE_TYPE[from[f]]}`);
+    }
+  }
+  const provenance = kind === 'fact' ? `${FACT_PROVENANCE}, UNIQUE (${key}, source_lsn, source_pos)` : PROVENANCE;
+  const index = derived ? `\nCREATE INDEX IF NOT EXISTS ${table}_${derived.name} ON ${table} (${derived.by});` : '';
+  return `CREATE TABLE IF NOT EXISTS ${table} (\n  ${cols.join(', ')},\n  ${provenance});${index}`;
+}
 
 /**
  * Every foreign key of the star: each fact's dimension keys and date columns. Named as Postgres
  * names an inline REFERENCES, so a warehouse created before they were declared apart has them.
  */
 export function foreignKeys(): { table: LoadTableName; column: string; references: string; name: string }[] {
-  return (['fact_sales_order', 'fact_purchase_order', 'fact_payment'] as const).flatMap((table) => {
+  return FACT_TABLES.flatMap((table) => {
     const dates = Object.entries(LOAD_TABLES[table].columns).flatMap(([c, t]) => (t === 'date' ? [[c, 'dim_date'] as const] : []));
     return [...dates, ...Object.entries(REFERENCES[table] ?? {})].map(([column, references]) => ({
       table,
@@ -79,62 +97,12 @@ CREATE TABLE IF NOT EXISTS dim_date (
   date_id date PRIMARY KEY, year int NOT NULL, month int NOT NULL, day int NOT NULL, day_of_week int NOT NULL,
   day_name varchar NOT NULL, month_name varchar NOT NULL, quarter int NOT NULL);
 
-CREATE TABLE IF NOT EXISTS dim_staff (
-  staff_id int PRIMARY KEY, first_name varchar, last_name varchar, department_name varchar, location varchar, email_address varchar,
-  department_id int, ${PROVENANCE});
-CREATE INDEX IF NOT EXISTS dim_staff_department ON dim_staff (department_id);
-
-CREATE TABLE IF NOT EXISTS dim_location (
-  location_id int PRIMARY KEY, address_line_1 varchar, address_line_2 varchar, district varchar, city varchar, postal_code varchar,
-  country varchar, phone varchar, ${PROVENANCE});
-
-CREATE TABLE IF NOT EXISTS dim_counterparty (
-  counterparty_id int PRIMARY KEY, counterparty_legal_name varchar, counterparty_legal_address_line_1 varchar,
-  counterparty_legal_address_line_2 varchar, counterparty_legal_district varchar, counterparty_legal_city varchar,
-  counterparty_legal_postal_code varchar, counterparty_legal_country varchar, counterparty_legal_phone_number varchar,
-  legal_address_id int, ${PROVENANCE});
-CREATE INDEX IF NOT EXISTS dim_counterparty_address ON dim_counterparty (legal_address_id);
-
-CREATE TABLE IF NOT EXISTS dim_currency (currency_id int PRIMARY KEY, currency_code varchar, currency_name varchar, ${PROVENANCE});
-CREATE TABLE IF NOT EXISTS dim_design (design_id int PRIMARY KEY, design_name varchar, file_location varchar, file_name varchar, ${PROVENANCE});
-CREATE TABLE IF NOT EXISTS dim_payment_type (payment_type_id int PRIMARY KEY, payment_type_name varchar, ${PROVENANCE});
-CREATE TABLE IF NOT EXISTS dim_transaction (transaction_id int PRIMARY KEY, transaction_type varchar, sales_order_id int, purchase_order_id int, ${PROVENANCE});
-
-CREATE TABLE IF NOT EXISTS fact_sales_order (
-  sales_record_id serial PRIMARY KEY, sales_order_id int NOT NULL,
-  created_date date, created_time time(3), last_updated_date date, last_updated_time time(3),
-  sales_staff_id int, counterparty_id int, units_sold int, unit_price numeric(10,2),
-  currency_id int, design_id int, agreed_payment_date date,
-  agreed_delivery_date date, agreed_delivery_location_id int,
-  ${FACT_PROVENANCE}, UNIQUE (sales_order_id, source_lsn, source_pos));
-
-CREATE TABLE IF NOT EXISTS fact_purchase_order (
-  purchase_record_id serial PRIMARY KEY, purchase_order_id int NOT NULL,
-  created_date date, created_time time(3), last_updated_date date, last_updated_time time(3),
-  staff_id int, counterparty_id int, item_code varchar, item_quantity int,
-  item_unit_price numeric(10,2), currency_id int, agreed_delivery_date date,
-  agreed_payment_date date, agreed_delivery_location_id int,
-  ${FACT_PROVENANCE}, UNIQUE (purchase_order_id, source_lsn, source_pos));
-
-CREATE TABLE IF NOT EXISTS fact_payment (
-  payment_record_id serial PRIMARY KEY, payment_id int NOT NULL,
-  created_date date, created_time time(3), last_updated_date date, last_updated_time time(3),
-  transaction_id int, counterparty_id int, payment_amount numeric(10,2),
-  currency_id int, payment_type_id int, paid boolean,
-  payment_date date,
-  ${FACT_PROVENANCE}, UNIQUE (payment_id, source_lsn, source_pos));
+${(Object.keys(LOAD_TABLES) as LoadTableName[]).map(tableDdl).join('\n')}
 
 -- Current state of each fact: the latest version per natural id, deleted ones left out.
-CREATE OR REPLACE VIEW fact_sales_order_current AS
-  SELECT * FROM (SELECT DISTINCT ON (sales_order_id) * FROM fact_sales_order ORDER BY sales_order_id, source_lsn DESC, source_pos DESC) f WHERE NOT is_deleted;
-CREATE OR REPLACE VIEW fact_purchase_order_current AS
-  SELECT * FROM (SELECT DISTINCT ON (purchase_order_id) * FROM fact_purchase_order ORDER BY purchase_order_id, source_lsn DESC, source_pos DESC) f WHERE NOT is_deleted;
-CREATE OR REPLACE VIEW fact_payment_current AS
-  SELECT * FROM (SELECT DISTINCT ON (payment_id) * FROM fact_payment ORDER BY payment_id, source_lsn DESC, source_pos DESC) f WHERE NOT is_deleted;
+${FACT_TABLES.map((t) => `CREATE OR REPLACE VIEW ${t}_current AS\n  SELECT * FROM (${newestPerKeySql(LOAD_TABLES[t].key, t)}) f WHERE NOT is_deleted;`).join('\n')}
 
 -- Internal state of the loader.
-CREATE TABLE IF NOT EXISTS totes_department (
-  department_id int PRIMARY KEY, department_name varchar, location varchar, ${PROVENANCE});
 CREATE TABLE IF NOT EXISTS totes_load_log (
   batch_key text PRIMARY KEY, shard text NOT NULL, events int NOT NULL, rows int NOT NULL DEFAULT 0,
   loaded_at timestamptz NOT NULL DEFAULT now());

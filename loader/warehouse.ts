@@ -1,7 +1,8 @@
 /**
  * The warehouse as the loader writes it: its schema, the merge of load rows, the load log and
  * the shard watermarks. The loader (loader.ts) feeds it from the processed bucket; replay feeds
- * it from the archive. Both go through this one port.
+ * it from the archive. Both go through this one port, the Warehouse interface; PostgresWarehouse
+ * is the warehouse this project has.
  *
  * Exactly-once: the batch's row in totes_load_log is inserted in the same transaction as its
  * merge, so a batch is either wholly loaded and logged or neither; a crash at any point leaves
@@ -21,7 +22,9 @@ import type { Manifest } from '../formats/manifest.ts';
 import { foreignKeysDdl, warehouseDdl } from './warehouse-schema.ts';
 import { appendIndependentFacts, mergeTables } from './merge.ts';
 import { applyRowEnds } from './row-ends.ts';
-import { advanceShards, checkFrontiers, type ShardAdvance } from './shard-progress.ts';
+import type { Gap } from './frontier.ts';
+import { advanceShards, checkFrontiers, inheritWatermarks, settleShard, shardStates, type ShardAdvance, type StoredShardState } from './shard-progress.ts';
+import type { ShardInfo } from '../stores/shard-stream.ts';
 
 export interface LoadBatchInfo {
   /** Unique name of the batch in the load log. */
@@ -48,7 +51,8 @@ export interface BatchToLoad {
 /** A batch's fact table of at least this many rows is appended as it arrives (trusted references only). */
 const EARLY_APPEND_ROWS = 2_000;
 
-export interface LoaderMetrics {
+/** What a warehouse has loaded since it was made. */
+export interface WarehouseMetrics {
   batches: number;
   rows: number;
   /** Truncates applied, and rows ended by them and by snapshot ranges. */
@@ -66,12 +70,44 @@ export interface Freshness {
   gapSeconds: number | null;
 }
 
-export class Warehouse {
-  readonly metrics: LoaderMetrics = { batches: 0, rows: 0, truncates: 0, rowsEnded: 0, lastLoadAt: null };
+/** A shard's state once a pass has planned it: where its frontier stands, whether it is loaded to its end, its gap. */
+export interface SettledShard {
+  shard: string;
+  frontier: string | null;
+  ended: boolean;
+  gap: Gap | null;
+}
+
+/** The port the loader and replay write a warehouse through. */
+export interface Warehouse {
+  /** Where in the warehouse its tables are. */
+  readonly schema: string;
+  readonly metrics: WarehouseMetrics;
+  /** Create what is missing of the schema; without `foreignKeys`, they wait for addForeignKeys (a bulk load into an empty schema first). */
+  ensureSchema(opts?: { foreignKeys?: boolean }): Promise<void>;
+  addForeignKeys(): Promise<void>;
+  /** Whether loads skip the per-row reference checks (every reference holds by construction). */
+  trustsReferences(): Promise<boolean>;
+  /** Merge load rows in one transaction, logged under `batch.batchKey` so they load once; whether they loaded now. */
+  loadTables(batch: LoadBatchInfo, tables: Map<LoadTableName, LoadRow[]>): Promise<boolean>;
+  /**
+   * Merge several batches in one transaction, each exactly once, and move shard frontiers over
+   * them in it, only from where they were planned (StalePlanError otherwise). Returns batches merged.
+   */
+  loadBatches(items: BatchToLoad[], advances?: ShardAdvance[]): Promise<number>;
+  /** Every shard's state, a row made first for the shards that have none. */
+  shardStates(shards: ShardInfo[]): Promise<Map<string, StoredShardState>>;
+  /** Record shards' ends and gaps (each only where its frontier still stands), and carry closed parents' watermarks to their children. */
+  settleShards(settled: SettledShard[]): Promise<void>;
+  freshness(): Promise<Freshness>;
+}
+
+export class PostgresWarehouse implements Warehouse {
+  readonly metrics: WarehouseMetrics = { batches: 0, rows: 0, truncates: 0, rowsEnded: 0, lastLoadAt: null };
   private trustProbe: Promise<boolean> | undefined;
 
   constructor(
-    protected readonly pool: pg.Pool,
+    private readonly pool: pg.Pool,
     readonly schema = 'public',
   ) {}
 
@@ -103,7 +139,6 @@ export class Warehouse {
     return this.trustProbe;
   }
 
-  /** Create what is missing of the schema; without `foreignKeys`, they wait for addForeignKeys (a bulk load into an empty schema first). */
   async ensureSchema({ foreignKeys = true } = {}): Promise<void> {
     await this.ddl(warehouseDdl(this.schema, { foreignKeys }));
   }
@@ -120,16 +155,13 @@ export class Warehouse {
     });
   }
 
-  /** Merge load rows in one transaction, logged under `batch.batchKey` so they load once. */
   async loadTables(batch: LoadBatchInfo, tables: Map<LoadTableName, LoadRow[]>): Promise<boolean> {
     return (await this.loadBatches([{ batch, rows: rowCount(tables), tables }])) === 1;
   }
 
   /**
-   * Merge several batches in one transaction. Each is logged in totes_load_log in that same
-   * transaction, and one already logged contributes nothing: each loads exactly once. `advances`
-   * move shard frontiers over the batches, in the same transaction, and only from where they
-   * were planned (StalePlanError otherwise). Returns batches merged.
+   * Each batch is logged in totes_load_log in the transaction that merges it, and one already
+   * logged contributes nothing: each loads exactly once.
    */
   async loadBatches(items: BatchToLoad[], advances: ShardAdvance[] = []): Promise<number> {
     if (items.length === 0 && advances.length === 0) return 0;
@@ -189,8 +221,19 @@ export class Warehouse {
   }
 
   /** Take the loaders' lock on this schema for the rest of `db`'s transaction: no batch merges meanwhile. */
-  async lockLoads(db: pg.PoolClient): Promise<void> {
+  private async lockLoads(db: pg.PoolClient): Promise<void> {
     await db.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`totes-loader:${this.schema}`]);
+  }
+
+  shardStates(shards: ShardInfo[]): Promise<Map<string, StoredShardState>> {
+    return shardStates(this.pool, this.schema, shards);
+  }
+
+  async settleShards(settled: SettledShard[]): Promise<void> {
+    await this.withLoadsLocked(async (db) => {
+      for (const p of settled) await settleShard(db, this.schema, p.shard, p.frontier, p.ended, p.gap);
+      await inheritWatermarks(db, this.schema);
+    });
   }
 
   /** In a transaction holding the loaders' lock. */

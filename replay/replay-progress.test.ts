@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { ReplayProgressBar } from './replay-progress.ts';
-import type { ReplayProgress } from './replay.ts';
+import type { ReplayProgress } from './replay-options.ts';
 
 const at = (p: Partial<ReplayProgress>): ReplayProgress => ({
   phase: 'load',

@@ -4,7 +4,7 @@
  * known: the objects and bytes listed up front, the events as they are read and loaded; never
  * an events total before the archive has been read.
  */
-import type { ReplayProgress } from './replay.ts';
+import type { ReplayProgress } from './replay-options.ts';
 
 const n = (x: number) => Math.round(x).toLocaleString('en-GB');
 const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);

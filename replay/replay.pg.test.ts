@@ -18,7 +18,7 @@ import { changeEvent } from '../test/kinesis-events.ts';
 import { Random } from '../totesys/random.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
-import { Warehouse } from '../loader/warehouse.ts';
+import { PostgresWarehouse } from '../loader/warehouse.ts';
 import { foreignKeys, STAR_TABLES } from '../loader/warehouse-schema.ts';
 import { ArchiveCorruptError, replayArchive, sourceTablesFor, type ReplayOptions } from './replay.ts';
 import { switchInRebuild } from './switch-in.ts';
@@ -298,7 +298,7 @@ describe('replay of hand-made archives', () => {
     expect(await exists('corrupt')).toBe(false);
 
     // a catch-up into an existing schema reads the whole archive first, and loads nothing
-    await new Warehouse(pool, 'corrupt_live').ensureSchema();
+    await new PostgresWarehouse(pool, 'corrupt_live').ensureSchema();
     const phases = new Set<string>();
     const caughtUp = await replayArchive({ s3, bucket: 'corrupt', pool, schema: 'corrupt_live', onProgress: (p) => phases.add(p.phase) }).catch(
       (err: unknown) => err,

@@ -24,78 +24,21 @@
  *
  * Switching a rebuild in for the live schema is switch-in.ts.
  */
-import type { S3Client } from '@aws-sdk/client-s3';
+import { DERIVED, type Derivation } from '../formats/load-tables.ts';
 import { SOURCE_TABLE_NAMES, type SourceTable } from '../formats/source-tables.ts';
 import { MemoryPeak } from '../lib/memory-peak.ts';
-import type pg from '../lib/pg.ts';
-import { Warehouse } from '../loader/warehouse.ts';
+import { PostgresWarehouse } from '../loader/warehouse.ts';
 import { targetOf } from '../processors/transform.ts';
 import { listArchive, type CorruptEntry } from './archive-reader.ts';
 import type { Unmappable } from './batch-loader.ts';
+import type { ArchiveGap, ReplayOptions, ReplayProgress } from './replay-options.ts';
 import { checkArchive, DEFAULT_CONCURRENCY, streamArchive } from './stream-load.ts';
 
 export { DELIVERY_LATENESS_MS, type CorruptEntry } from './archive-reader.ts';
 export { REPLAY_SHARD } from './batch-loader.ts';
+export type { ArchiveGap, ReplayOptions, ReplayProgress } from './replay-options.ts';
 
 export { DEFAULT_BATCH_EVENTS, DEFAULT_CONCURRENCY, DEFAULT_GAP_THRESHOLD_MS, DEFAULT_WINDOW_EVENTS } from './stream-load.ts';
-
-export interface ReplayOptions {
-  s3: S3Client;
-  bucket: string;
-  /** Archive key prefix (default "raw/", the Firehose prefix before its date). */
-  prefix?: string;
-  pool: pg.Pool;
-  /** Warehouse schema to load into (default "public": the live warehouse, an idempotent catch-up). */
-  schema?: string;
-  /** Drop and create `schema` first: a rebuild from nothing. Never point this at the live schema. */
-  freshSchema?: boolean;
-  /**
-   * Record the newest heartbeat replayed as shard "replay" in totes_shard_progress, so the
-   * schema's totes_freshness tells how far the replay reached. For rebuilds only: in the live
-   * schema the row would hold the minimum over shards back for good.
-   */
-  recordWatermark?: boolean;
-  /** Events committed at or after this instant... */
-  from?: Date;
-  /** ...and before this one. */
-  to?: Date;
-  /** Source tables to replay (heartbeats always are). Default: all. */
-  tables?: SourceTable[];
-  /** Report corrupt objects and lines and load the rest, instead of failing before loading. */
-  skipCorrupt?: boolean;
-  gapThresholdMs?: number;
-  /** Change events per loadTables transaction. */
-  batchEvents?: number;
-  /** Events the reorder window holds: how far out of stream order the archive may be and still load in order. */
-  windowEvents?: number;
-  /** Objects fetched at once. */
-  concurrency?: number;
-  /** Object keys already replayed (a switch-in catch-up pass reads only the rest). */
-  skipKeys?: ReadonlySet<string>;
-  onProgress?: (p: ReplayProgress) => void;
-}
-
-/**
- * What is known as it goes. The listing gives the objects and their stored bytes up front; how
- * many events they hold is known only once they are read.
- */
-export interface ReplayProgress {
-  /** list the archive; check it (a catch-up: nothing loads until every object has been read); load it. */
-  phase: 'list' | 'check' | 'load';
-  objectsRead: number;
-  objectsTotal: number;
-  bytesRead: number;
-  bytesTotal: number;
-  eventsRead: number;
-  eventsLoaded: number;
-}
-
-export interface ArchiveGap {
-  /** The heartbeats either side of the hole, and the objects they were read from. */
-  after: { lsn: string; commitTime: string; key: string };
-  before: { lsn: string; commitTime: string; key: string };
-  seconds: number;
-}
 
 export interface ReplayResult {
   /** Change events replayed (after the filters; copies dropped). */
@@ -159,13 +102,13 @@ export function formatGap(g: ArchiveGap): string {
   return `  no heartbeat for ${Math.round(g.seconds)}s between ${g.after.commitTime} (${g.after.lsn}, in ${g.after.key}) and ${g.before.commitTime} (${g.before.lsn}, in ${g.before.key})`;
 }
 
-/** Star or load table names → the source tables that feed them (dim_staff needs department, dim_counterparty needs address). */
+/** Star or load table names → the source tables that feed them, and those feeding the columns a dimension derives (DERIVED: dim_staff needs department). */
 export function sourceTablesFor(names: string[]): SourceTable[] {
   const out = new Set<SourceTable>();
   for (const name of names) {
     const feeding = SOURCE_TABLE_NAMES.filter((t) => t === name || targetOf(t) === name);
-    if (name === 'dim_staff') feeding.push('department');
-    if (name === 'dim_counterparty') feeding.push('address');
+    const derived = (DERIVED as Partial<Record<string, Derivation>>)[name];
+    if (derived) feeding.push(...SOURCE_TABLE_NAMES.filter((t) => targetOf(t) === derived.from));
     if (feeding.length === 0)
       throw new Error(`unknown table ${JSON.stringify(name)}: name a totesys table (${SOURCE_TABLE_NAMES.join(', ')}) or a warehouse table`);
     for (const t of feeding) out.add(t);
@@ -200,7 +143,7 @@ async function replay(opts: ReplayOptions, started: number, memory: MemoryPeak):
     if (corrupt.length > 0) throw new ArchiveCorruptError(corrupt);
   }
 
-  const warehouse = new Warehouse(opts.pool, schema);
+  const warehouse = new PostgresWarehouse(opts.pool, schema);
   if (opts.freshSchema) await opts.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   // into an empty schema, the foreign keys are added after the load: one scan each instead of a trigger per row
   await warehouse.ensureSchema({ foreignKeys: !opts.freshSchema });

@@ -12,7 +12,7 @@
  * once it has merged, the version is there now (stillLoaded). A snapshot read equal to the
  * version before it is never appended: it changed nothing, whenever it came.
  */
-import { LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
+import { LOAD_TABLES, type LoadRow, type LoadTableName, versionBeforeSql } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
 
 export interface RowOutOfOrder {
@@ -32,7 +32,7 @@ export async function lateVersionsMissing(db: pg.Pool, schema: string, late: Map
     const t = `"${schema}"."${table}"`;
     const { rows: out } = await db.query(
       `SELECT l.key, l.lsn, l.pos FROM unnest($1::int[], $2::text[], $3::int[]) AS l(key, lsn, pos)
-        WHERE EXISTS (SELECT 1 FROM ${t} f WHERE f."${key}" = l.key AND (f.source_lsn, f.source_pos) > (l.lsn::pg_lsn, l.pos))
+        WHERE EXISTS (SELECT 1 FROM ${t} f WHERE f."${key}" = l.key AND ${versionBeforeSql(['l.lsn::pg_lsn', 'l.pos'], 'f')})
           AND NOT EXISTS (SELECT 1 FROM ${t} f WHERE f."${key}" = l.key AND f.source_lsn = l.lsn::pg_lsn AND f.source_pos = l.pos)`,
       [rows.map((r) => r[key] as number), rows.map((r) => r.source_lsn), rows.map((r) => r.source_pos)],
     );

@@ -8,7 +8,7 @@ import type { Warehouse } from '../loader/warehouse.ts';
 import { readArchive, type CorruptEntry, type ListedObject } from './archive-reader.ts';
 import { BatchLoader } from './batch-loader.ts';
 import { ReorderWindow, type Keyed } from './reorder-window.ts';
-import type { ArchiveGap, ReplayOptions, ReplayProgress } from './replay.ts';
+import type { ArchiveGap, ReplayOptions, ReplayProgress } from './replay-options.ts';
 
 /** Heartbeats come every 10 s (1 s locally); two further apart than this mean a hole in the archive. */
 export const DEFAULT_GAP_THRESHOLD_MS = 5 * 60 * 1000;

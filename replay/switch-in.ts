@@ -3,7 +3,7 @@
  * one transaction holding the live loader's lock, after catching up with what the live
  * warehouse holds. The live loader waits meanwhile, then carries on in the rebuilt schema.
  */
-import { Warehouse } from '../loader/warehouse.ts';
+import { PostgresWarehouse } from '../loader/warehouse.ts';
 import { foreignKeysDdl } from '../loader/warehouse-schema.ts';
 import { replayArchive, REPLAY_SHARD, type ReplayOptions } from './replay.ts';
 
@@ -51,8 +51,8 @@ export async function switchInRebuild(opts: SwitchInOptions): Promise<SwitchInRe
   const pausedAt = Date.now();
   let catchUpPasses = 0,
     catchUpEvents = 0;
-  const liveWarehouse = new Warehouse(opts.pool, live);
-  const rebuilt = new Warehouse(opts.pool, rebuild);
+  const liveWarehouse = new PostgresWarehouse(opts.pool, live);
+  const rebuilt = new PostgresWarehouse(opts.pool, rebuild);
   const replacedSchema = await liveWarehouse.withLoadsLocked(async (db) => {
     const exists = (await db.query(`SELECT to_regclass($1) AS t`, [`"${live}".totes_shard_progress`])).rows[0].t !== null;
     if (exists) {

@@ -7,11 +7,9 @@ import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { compareEventIds, decodeEvent, lsnToBigInt, type ChangeEvent, type StreamEvent } from '../formats/change-event.ts';
 import { RAW_PREFIX } from '../formats/archive-layout.ts';
-import { LOAD_TABLES, type LoadTableName } from '../formats/load-tables.ts';
+import { FACT_TABLES, LOAD_TABLES } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
 import { mapEvent, targetOf } from '../processors/transform.ts';
-
-export const FACT_TABLES = ['fact_sales_order', 'fact_purchase_order', 'fact_payment'] as const satisfies LoadTableName[];
 
 const versionId = (lsn: string, pos: number) => `${lsnToBigInt(lsn)}:${pos}`;
 

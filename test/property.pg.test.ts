@@ -102,7 +102,7 @@ describe('property: any delivery order and duplication ends equal to the truth',
             const past = changes.filter((e) => loaded.has(Buffer.from(encodeEvent(e)).toString('base64')));
             const from = rng.int(0, Math.max(0, past.length - 1));
             const { rows } = mapEvents(past.slice(from, from + rng.int(1, 200)));
-            await loader.loadTables({ batchKey: `late-${lateReplays++}`, shard: 'replay', events: 0 }, new Map(Object.entries(rows)) as never);
+            await loader.warehouse.loadTables({ batchKey: `late-${lateReplays++}`, shard: 'replay', events: 0 }, new Map(Object.entries(rows)) as never);
           }
         }
         await loader.loadAvailable();
