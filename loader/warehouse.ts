@@ -16,6 +16,7 @@
 import type pg from '../lib/pg.ts';
 import { inTransaction } from '../lib/pg.ts';
 import { log } from '../lib/log.ts';
+import { SQLSTATE } from '../lib/sqlstate.ts';
 import { LOAD_TABLES, type LoadRow, type LoadTableName, type RowsEnd } from '../formats/load-tables.ts';
 import type { Manifest } from '../formats/manifest.ts';
 import { foreignKeysDdl, warehouseDdl } from './warehouse-schema.ts';
@@ -92,7 +93,7 @@ export class Warehouse {
         return true;
       },
       (err) => {
-        if ((err as { code?: string }).code !== '42501') {
+        if ((err as { code?: string }).code !== SQLSTATE.insufficient_privilege) {
           this.trustProbe = undefined;
           throw err;
         }
