@@ -8,7 +8,7 @@ import { createServer } from 'node:http';
 import { ENV, databaseUrl, optionalNumber, required } from '../lib/config.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
-import { emitMetrics, type Unit } from '../lib/metrics.ts';
+import { emitMetrics, type MetricLine } from '../lib/metrics.ts';
 import { poolFor } from '../lib/pg.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { Loader } from './loader.ts';
@@ -43,12 +43,21 @@ export async function loaderFromEnv(env: Env, connections: number): Promise<{ lo
   };
 }
 
-/** LoaderGapAgeSeconds is 0 without a gap, so an alarm on it has a figure every minute. */
-export function loaderMetrics(batches: number, fresh: Freshness): Record<string, { value: number; unit: Unit }> {
+/** The loader's running counts its metrics are the growth of. */
+type LoadCounts = { batches: number; truncates: number; rowsEnded: number };
+
+/**
+ * One interval's metrics, the same from the process and the Lambda: what was loaded since
+ * `before`, and freshness. LoaderGapAgeSeconds is 0 without a gap, so an alarm on it has a
+ * figure every minute.
+ */
+export function loaderMetrics(now: LoadCounts, before: LoadCounts, fresh: Freshness): MetricLine<'loader'> {
   return {
-    BatchesLoaded: { value: batches, unit: 'Count' },
-    LoaderGapAgeSeconds: { value: fresh.gapSeconds ?? 0, unit: 'Seconds' },
-    ...(fresh.lagSeconds != null ? { WarehouseFreshnessSeconds: { value: fresh.lagSeconds, unit: 'Seconds' } } : {}),
+    BatchesLoaded: now.batches - before.batches,
+    Truncates: now.truncates - before.truncates,
+    RowsEnded: now.rowsEnded - before.rowsEnded,
+    LoaderGapAgeSeconds: fresh.gapSeconds ?? 0,
+    WarehouseFreshnessSeconds: fresh.lagSeconds,
   };
 }
 
@@ -74,12 +83,13 @@ export async function runLoader(env: Env, untilStopped: Promise<void>): Promise<
             },
           );
         }).listen(healthPort);
-  let batches = loader.metrics.batches;
+  let before = { ...loader.metrics };
   const metrics = setInterval(() => {
     loader.freshness().then(
       (fresh) => {
-        emitMetrics('loader', loaderMetrics(loader.metrics.batches - batches, fresh));
-        batches = loader.metrics.batches;
+        const now = { ...loader.metrics };
+        emitMetrics('loader', loaderMetrics(now, before, fresh));
+        before = now;
       },
       (err: Error) => log.warn({ err: err.message }, 'metrics failed'),
     );
