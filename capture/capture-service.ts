@@ -22,7 +22,7 @@ import { primaryKeyOf } from '../formats/source-tables.ts';
 import { log } from '../lib/log.ts';
 import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
-import { backoffMs, sleep } from '../lib/retry.ts';
+import { Retry, sleep } from '../lib/retry.ts';
 import { Acker } from './acker.ts';
 import { ChunkedSnapshot } from './chunked-snapshot.ts';
 import type { Decoded } from './decoding.ts';
@@ -32,7 +32,7 @@ import { SchemaWatch } from './schema-watch.ts';
 import { SignalWriter } from './signal-writer.ts';
 import type { ChangeSink } from './sink.ts';
 import { checkSource } from './source-checks.ts';
-import { explainSourceError, isTransient, START_RETRY_MS } from './source-errors.ts';
+import { explainSourceError, START_RETRY } from './source-errors.ts';
 import { type Plugin, streamFormat, type StreamFormat } from './stream-format.ts';
 
 export interface CaptureConfig {
@@ -142,8 +142,8 @@ export class CaptureService {
 
   /** Runs until stop() (resolves) or a fatal error (rejects; a SourceNotReady says what to fix). */
   async run(): Promise<void> {
-    const begun = Date.now();
-    for (let attempt = 0; !this.stopping; attempt++) {
+    const retry = new Retry(START_RETRY);
+    while (!this.stopping) {
       try {
         await this.start();
         break;
@@ -155,9 +155,10 @@ export class CaptureService {
         });
         await this.stream?.stop();
         if (this.stopping) return;
-        if (!isTransient(explained) || Date.now() - begun > START_RETRY_MS) throw explained;
-        log.warn({ err: (explained as Error).message, attempt }, 'cannot start replication yet; retrying');
-        await sleep(backoffMs(attempt, 500, 10_000), this.abort.signal);
+        const wait = retry.failed(explained);
+        if (wait === null) throw explained;
+        log.warn({ err: (explained as Error).message, attempt: retry.failures - 1 }, 'cannot start replication yet; retrying');
+        await sleep(wait, this.abort.signal);
       }
     }
     if (this.stopping || !this.started || !this.stream) return;

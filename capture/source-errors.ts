@@ -4,16 +4,15 @@
  *   server too old). The service stops at once, saying what is wrong and what to run or set;
  *   retrying a statement the server will never accept only hides it.
  * - transient: the server is restarting, unreachable, or a killed predecessor's walsender
- *   still holds the slot. Starting is retried for up to START_RETRY_MS (longer than the
+ *   still holds the slot. Starting is retried (START_RETRY) for up to 90 s (longer than the
  *   default wal_sender_timeout of 60 s), then the process exits for its orchestrator to restart.
  * Server errors are told apart by SQLSTATE, never by their text (which changes between majors).
  */
 import type { DatabaseError } from 'pg';
 import { FatalError } from '../lib/fatal.ts';
+import type { RetryPolicy } from '../lib/retry.ts';
 import { CONNECTION_EXCEPTION_CLASS, SQLSTATE } from '../lib/sqlstate.ts';
 import { StartReplicationRefused } from './replication-stream.ts';
-
-export const START_RETRY_MS = 90_000;
 
 /** Exit 3: a person must act; starting again would fail the same way. */
 export class SourceNotReady extends FatalError {
@@ -43,6 +42,9 @@ export function isTransient(err: unknown): boolean {
   if (TRANSIENT_SQLSTATES.has(code) || code.startsWith(CONNECTION_EXCEPTION_CLASS) || TRANSIENT_NODE_CODES.has(code)) return true;
   return /Connection terminated|timeout expired/i.test((err as Error).message ?? '');
 }
+
+/** Starting capture: transient errors for 90 s, waits from 0.5 s up to 10 s. */
+export const START_RETRY = { firstMs: 500, capMs: 10_000, deadlineMs: 90_000, transient: isTransient } satisfies RetryPolicy;
 
 /** What START_REPLICATION refuses that the cases below explain. */
 const EXPLAINED_AT_START = new Set<string>([
