@@ -7,7 +7,7 @@
  * the next minute's reading.
  */
 import { log } from '../lib/log.ts';
-import { emitMetrics, type Unit } from '../lib/metrics.ts';
+import { emitMetrics, type MetricLine } from '../lib/metrics.ts';
 import pg, { connectionConfig } from '../lib/pg.ts';
 import type { CaptureService } from './capture-service.ts';
 import type { KinesisSink } from './kinesis-sink.ts';
@@ -18,7 +18,7 @@ export const WAL_STATUS_CODE: Record<string, number> = { reserved: 0, extended: 
 
 const SLOT_QUERY_TIMEOUT_MS = 10_000;
 
-type Metrics = Record<string, { value: number; unit: Unit }>;
+type Metrics = MetricLine<'capture'>;
 
 export interface Counters {
   at: number;
@@ -37,21 +37,18 @@ export function captureMetrics(o: {
   last: Counters;
 }): Metrics {
   const secs = Math.max((o.now.at - o.last.at) / 1000, 0.001);
-  const m: Metrics = {
-    ChangesPerSecond: { value: (o.now.changes - o.last.changes) / secs, unit: 'Count/Second' },
-    BytesPerSecond: { value: (o.now.bytes - o.last.bytes) / secs, unit: 'Bytes/Second' },
-    PutRecordsRetries: { value: o.now.retries - o.last.retries, unit: 'Count' },
-    PutRecordsLatency: { value: o.putLatencyMs, unit: 'Milliseconds' },
-    SchemaIssues: { value: o.schemaIssues, unit: 'Count' },
-    SourceUnreachable: { value: o.slot ? 0 : 1, unit: 'Count' },
+  return {
+    ChangesPerSecond: (o.now.changes - o.last.changes) / secs,
+    BytesPerSecond: (o.now.bytes - o.last.bytes) / secs,
+    PutRecordsRetries: o.now.retries - o.last.retries,
+    PutRecordsLatency: o.putLatencyMs,
+    SchemaIssues: o.schemaIssues,
+    SourceUnreachable: o.slot ? 0 : 1,
+    SlotLagSeconds: o.lagSeconds,
+    SlotLagBytes: o.slot?.lagBytes ?? null,
+    SafeWalSizeBytes: o.slot ? (o.slot.safeWalSize ?? -1) : null,
+    SlotWalStatus: o.slot && o.slot.walStatus in WAL_STATUS_CODE ? WAL_STATUS_CODE[o.slot.walStatus] : null,
   };
-  if (o.lagSeconds !== null) m.SlotLagSeconds = { value: o.lagSeconds, unit: 'Seconds' };
-  if (o.slot) {
-    m.SlotLagBytes = { value: o.slot.lagBytes, unit: 'Bytes' };
-    m.SafeWalSizeBytes = { value: o.slot.safeWalSize ?? -1, unit: 'Bytes' };
-    if (o.slot.walStatus in WAL_STATUS_CODE) m.SlotWalStatus = { value: WAL_STATUS_CODE[o.slot.walStatus], unit: 'Count' };
-  }
-  return m;
 }
 
 /** Reads slot health and emits a service's metrics line; `emit` never throws. */

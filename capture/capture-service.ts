@@ -29,7 +29,7 @@ import { primaryKeyOf } from '../formats/source-tables.ts';
 import { log } from '../lib/log.ts';
 import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
-import { backoffMs, sleep } from '../lib/retry.ts';
+import { Retry, sleep } from '../lib/retry.ts';
 import { Acker } from './acker.ts';
 import { ChunkedSnapshot } from './chunked-snapshot.ts';
 import type { Decoded } from './decoding.ts';
@@ -39,7 +39,7 @@ import { SchemaWatch } from './schema-watch.ts';
 import { SignalWriter } from './signal-writer.ts';
 import type { ChangeSink } from './sink.ts';
 import { checkSource } from './source-checks.ts';
-import { explainSourceError, isTransient, START_RETRY_MS } from './source-errors.ts';
+import { explainSourceError, isTransient, START_RETRY } from './source-errors.ts';
 import { type Plugin, streamFormat, type StreamFormat } from './stream-format.ts';
 
 export interface CaptureConfig {
@@ -158,24 +158,7 @@ export class CaptureService {
 
   /** Runs until stop() (resolves) or a fatal error (rejects; a SourceNotReady says what to fix). */
   async run(): Promise<void> {
-    const begun = Date.now();
-    for (let attempt = 0; !this.stopping; attempt++) {
-      try {
-        await this.start();
-        break;
-      } catch (err) {
-        const explained = explainSourceError(err, {
-          role: new URL(this.config.sourceUrl).username || 'the capture role',
-          slot: this.config.slotName,
-          plugin: this.config.plugin,
-        });
-        await this.stream?.stop();
-        if (this.stopping) return;
-        if (!isTransient(explained) || Date.now() - begun > START_RETRY_MS) throw explained;
-        log.warn({ err: (explained as Error).message, attempt }, 'cannot start replication yet; retrying');
-        await sleep(backoffMs(attempt, 500, 10_000), this.abort.signal);
-      }
-    }
+    await this.retryingStart('cannot start replication yet; retrying', () => this.start());
     if (this.stopping || !this.started || !this.stream) return;
     this.snapshots = this.started.snapshot.run(this.abort.signal).catch((err) => {
       if (!this.stopping) this.fail(err);
@@ -266,19 +249,35 @@ export class CaptureService {
     const { plugin, publicationName, slotName } = this.config;
     this.started!.format = streamFormat(plugin, publicationName, this.started!.carrier);
     const begun = Date.now();
-    for (let attempt = 0; !this.stopping; attempt++) {
+    await this.retryingStart('cannot take the slot again yet; retrying', () => this.openStream());
+    if (this.stopping) return;
+    this.metrics.reconnects++;
+    log.info({ slot: slotName, afterMs: Date.now() - begun }, 'streaming again');
+  }
+
+  /**
+   * Starts replication (`attempt`) under START_RETRY: what is transient (the source restarting,
+   * the slot still held by a dead connection's walsender) is tried again; anything else, or
+   * the deadline, ends with the error explained (a SourceNotReady says what to fix).
+   */
+  private async retryingStart(retrying: string, attempt: () => Promise<void>): Promise<void> {
+    const retry = new Retry(START_RETRY);
+    while (!this.stopping) {
       try {
-        await this.openStream();
-        this.metrics.reconnects++;
-        log.info({ slot: slotName, attempt, afterMs: Date.now() - begun }, 'streaming again');
+        await attempt();
         return;
       } catch (err) {
-        const explained = explainSourceError(err, { role: new URL(this.config.sourceUrl).username || 'the capture role', slot: slotName, plugin });
+        const explained = explainSourceError(err, {
+          role: new URL(this.config.sourceUrl).username || 'the capture role',
+          slot: this.config.slotName,
+          plugin: this.config.plugin,
+        });
         await this.stream?.stop();
         if (this.stopping) return;
-        if (!isTransient(explained) || Date.now() - begun > START_RETRY_MS) throw explained;
-        log.warn({ err: (explained as Error).message, attempt }, 'cannot take the slot again yet; retrying');
-        await sleep(backoffMs(attempt, 500, 10_000), this.abort.signal);
+        const wait = retry.failed(explained);
+        if (wait === null) throw explained;
+        log.warn({ err: (explained as Error).message, attempt: retry.failures - 1 }, retrying);
+        await sleep(wait, this.abort.signal);
       }
     }
   }

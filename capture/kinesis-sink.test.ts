@@ -345,6 +345,13 @@ describe('KinesisSink against Kinesis that throttles and fails records', () => {
     expect(new Set(changes.map(idOf)).size).toBe(seq);
   });
 
+  it('stops retrying what Kinesis will refuse for ever (a stream that does not exist), failing the flush with its reason', async () => {
+    const sink = new KinesisSink({ client, streamName: 'no-such-stream' });
+    await sink.write(change(1, 1, 0x1_0000_0000n, 0));
+    await expect(sink.flush()).rejects.toThrow(/^PutRecords refused \(ResourceNotFoundException\)/);
+    expect(sink.metrics.retries).toBe(0);
+  });
+
   it('rejects an event over the 1 MiB record limit with an error naming the limit', async () => {
     const streamName = await newStream();
     const faulty = new FaultyKinesis(client, new Random(1), { throttle: 0, partial: 0 });

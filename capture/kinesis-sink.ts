@@ -25,7 +25,7 @@
 import { ListShardsCommand, PutRecordsCommand, type KinesisClient, type PutRecordsCommandOutput, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
 import { encodeEvent, partitionKeyOf, type BroadcastEvent, type ChangeEvent } from '../formats/change-event.ts';
 import { log } from '../lib/log.ts';
-import { backoffMs, sleep } from '../lib/retry.ts';
+import { Retry, type RetryPolicy, sleep } from '../lib/retry.ts';
 import { RecordQueue, routeOf, type SentRecord } from './record-queue.ts';
 import type { ChangeSink } from './sink.ts';
 import type { OversizeStore } from '../stores/oversize-store.ts';
@@ -45,6 +45,12 @@ const MAX_BYTES_HELD = 2 * MAX_BATCH_BYTES;
 const HASH_BUCKETS = 1024;
 
 const PERMANENT_ERRORS = new Set(['ValidationException', 'InvalidArgumentException', 'ResourceNotFoundException', 'SerializationException']);
+/**
+ * PutRecords: a call that fails, or records it refuses (throttled, an internal failure), are sent
+ * again for ever, waits from 0.2 s up to 5 s; a request Kinesis refuses as malformed will be
+ * refused for ever: it fails loudly instead of spinning.
+ */
+const PUT_RETRY = { firstMs: 200, capMs: 5_000, transient: (err: unknown) => !PERMANENT_ERRORS.has((err as Error).name) } satisfies RetryPolicy;
 
 export interface KinesisSinkOptions {
   client: KinesisClient;
@@ -185,11 +191,16 @@ export class KinesisSink implements ChangeSink {
   /** One call's records until every one is accepted; each accepted part is reported as it lands. */
   private async put(batch: SentRecord[]): Promise<void> {
     let pending = batch.map((record) => ({ record, request: requestOf(record) }));
-    for (let attempt = 0; pending.length > 0; attempt++) {
-      if (attempt > 0) {
-        this.metrics.retries++;
-        await sleep(backoffMs(attempt, 100, 5_000));
-      }
+    const retry = new Retry(PUT_RETRY);
+    /** After a failure: wait as the policy says, or end with what Kinesis will refuse for ever. */
+    const again = async (err: Error, said: object, message: string) => {
+      const wait = retry.failed(err);
+      if (wait === null) throw new Error(`PutRecords refused (${err.name}): ${err.message}`);
+      log.warn({ ...said, attempt: retry.failures }, message);
+      this.metrics.retries++;
+      await sleep(wait);
+    };
+    while (pending.length > 0) {
       const started = Date.now();
       let out: PutRecordsCommandOutput;
       try {
@@ -197,9 +208,7 @@ export class KinesisSink implements ChangeSink {
         out = await this.opts.client.send(new PutRecordsCommand({ StreamName: this.opts.streamName, Records: pending.map((e) => e.request) }));
         this.metrics.putLatencyMsTotal += Date.now() - started;
       } catch (err) {
-        // a request Kinesis refuses as malformed will be refused forever: fail loudly instead of spinning
-        if (PERMANENT_ERRORS.has((err as Error).name)) throw new Error(`PutRecords refused (${(err as Error).name}): ${(err as Error).message}`);
-        log.warn({ err: (err as Error).message, records: pending.length, attempt }, 'PutRecords failed; retrying');
+        await again(err as Error, { err: (err as Error).message, records: pending.length }, 'PutRecords failed; retrying');
         continue;
       }
       const failed: typeof pending = [];
@@ -218,13 +227,16 @@ export class KinesisSink implements ChangeSink {
         this.metrics.events += r.indices.length;
         this.metrics.bytes += r.bytes;
       }
-      if (failed.length > 0)
-        log.warn(
-          { failed: failed.length, of: pending.length, code: out.Records?.find((r) => r.ErrorCode)?.ErrorCode },
-          'PutRecords partial failure; retrying the failed records',
-        );
+      const sent = pending.length;
       pending = failed;
       if (this.queue.accepted(ok)) for (const l of this.listeners) l(this.queue.acceptedThrough);
+      const refused = out.Records?.find((r) => r.ErrorCode);
+      if (refused)
+        await again(
+          Object.assign(new Error(refused.ErrorMessage ?? ''), { name: refused.ErrorCode }),
+          { failed: failed.length, of: sent, code: refused.ErrorCode },
+          'PutRecords partial failure; retrying the failed records',
+        );
     }
   }
 

@@ -12,6 +12,7 @@ import { kinesisClient } from '../lib/aws.ts';
 import { describeFatal } from '../lib/fatal.ts';
 import { poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
+import { SQLSTATE } from '../lib/sqlstate.ts';
 
 /** Two shards, as `npm start` uses: enough to exercise per-shard ordering and freshness. */
 const SHARDS = 2;
@@ -31,7 +32,7 @@ async function untilReachable<T>(what: string, attempt: () => Promise<T>): Promi
 }
 
 /** SQLSTATEs that mean "this is already there": duplicate object (role, publication), schema, table. */
-const ALREADY_THERE = new Set(['42710', '42P06', '42P07']);
+const ALREADY_THERE = new Set<string>([SQLSTATE.duplicate_object, SQLSTATE.duplicate_schema, SQLSTATE.duplicate_table]);
 
 /** The statements of the setup script, comment lines left out. */
 function setupStatements(sql: string): string[] {

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { ENV } from '../lib/config.ts';
 import { SERVICES } from '../local/services.ts';
 import { IMAGE } from './image.ts';
-import { parseYaml } from './mini-yaml.ts';
+import { parse } from 'yaml';
 import { REPO_ROOT } from './repo.ts';
 
 interface ComposeService {
@@ -22,7 +22,7 @@ interface ComposeService {
 }
 
 const text = readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8');
-const compose = parseYaml(text) as unknown as { services: Record<string, ComposeService> };
+const compose = parse(text) as unknown as { services: Record<string, ComposeService> };
 const services = compose.services;
 const entries = Object.entries(services);
 const envOf = (name: string) => services[name].environment ?? {};

@@ -1,13 +1,13 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseYaml } from './mini-yaml.ts';
+import { parse } from 'yaml';
 import { REPO_ROOT } from './repo.ts';
 
 interface Step {
   uses?: string;
   run?: string;
-  with?: Record<string, string>;
+  with?: Record<string, string | number>;
   env?: Record<string, string>;
 }
 interface Workflow {
@@ -16,7 +16,7 @@ interface Workflow {
   jobs: Record<string, { environment?: string; steps: Step[]; if?: string; env?: Record<string, string> }>;
 }
 
-const workflow = (name: string) => parseYaml(readFileSync(join(REPO_ROOT, '.github/workflows', name), 'utf8')) as unknown as Workflow;
+const workflow = (name: string) => parse(readFileSync(join(REPO_ROOT, '.github/workflows', name), 'utf8')) as unknown as Workflow;
 const runs = (w: Workflow) => Object.values(w.jobs).flatMap((j) => j.steps.map((s) => s.run ?? ''));
 
 describe('ci.yml', () => {
@@ -31,11 +31,11 @@ describe('ci.yml', () => {
         String(expected),
       ).toBe(true);
     const nodeOf = (job: string) => ci.jobs[job].steps.find((s) => s.uses?.startsWith('actions/setup-node@'))?.with?.['node-version'];
-    expect(nodeOf('test')).toBe('20');
+    expect(nodeOf('test')).toBe(20);
   });
 
   it('runs the Lambda handlers, their bundles and the capture service on Node 22 too, the files .ci/run runs on it', () => {
-    expect(ci.jobs.node22.steps.find((s) => s.uses?.startsWith('actions/setup-node@'))?.with?.['node-version']).toBe('22');
+    expect(ci.jobs.node22.steps.find((s) => s.uses?.startsWith('actions/setup-node@'))?.with?.['node-version']).toBe(22);
     expect(runs(ci)).toContain('npm run test:node22');
     const script: string = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).scripts['test:node22'];
     for (const file of ['processors/processor.test.ts', 'loader/lambda.pg.test.ts', 'infra/bundles.pg.test.ts', 'service/', 'capture/lifecycle.pg.test.ts'])

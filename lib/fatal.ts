@@ -5,6 +5,8 @@
  * knows the fix throws a FatalError saying it; describeFatal words the rest (a refused
  * connection, a database or AWS error) as well as can be told from the error itself.
  */
+import { SQLSTATE } from './sqlstate.ts';
+
 export class FatalError extends Error {
   override name = 'FatalError';
   constructor(
@@ -74,11 +76,11 @@ export function describeFatal(err: unknown, endpoints: Record<string, string | u
     return { line: `timed out reaching a service: ${e.message}: is the endpoint right and reachable?`, exitCode: 1, expected: true };
   if (typeof e.severity === 'string' && typeof e.code === 'string') {
     const fix: Record<string, string> = {
-      '28P01': 'correct the user and password in the database URL or secret',
-      '28000': 'correct the user and password in the database URL or secret',
-      '3D000': 'create it, or correct the database name in the URL',
-      '42501': 'grant the role what it needs (see `totes source-setup`)',
-      '53300': 'wait for connections to free up, or raise max_connections',
+      [SQLSTATE.invalid_password]: 'correct the user and password in the database URL or secret',
+      [SQLSTATE.invalid_authorization_specification]: 'correct the user and password in the database URL or secret',
+      [SQLSTATE.invalid_catalog_name]: 'create it, or correct the database name in the URL',
+      [SQLSTATE.insufficient_privilege]: 'grant the role what it needs (see `totes source-setup`)',
+      [SQLSTATE.too_many_connections]: 'wait for connections to free up, or raise max_connections',
     };
     return { line: `the database refused: ${e.message} (SQLSTATE ${e.code})${fix[e.code] ? `: ${fix[e.code]}` : ''}`, exitCode: 1, expected: true };
   }

@@ -57,10 +57,6 @@ export async function handler(_event: unknown, context: Context): Promise<{ batc
     if (n === 0) break;
   }
   const fresh = await loader.freshness();
-  emitMetrics('loader', {
-    ...loaderMetrics(batches, fresh),
-    Truncates: { value: loader.metrics.truncates - before.truncates, unit: 'Count' },
-    RowsEnded: { value: loader.metrics.rowsEnded - before.rowsEnded, unit: 'Count' },
-  });
+  emitMetrics('loader', loaderMetrics(loader.metrics, before, fresh));
   return { batches, lagSeconds: fresh.lagSeconds, gapSeconds: fresh.gapSeconds };
 }

@@ -6,7 +6,7 @@
  * prefix, however the stream was cut into batches, with gaps held and shown.
  */
 import { log } from '../lib/log.ts';
-import { backoffMs, sleep } from '../lib/retry.ts';
+import { Retry, type RetryPolicy, sleep } from '../lib/retry.ts';
 import type pg from '../lib/pg.ts';
 import { LOAD_TABLES } from '../formats/load-tables.ts';
 import { compareSequences, type Manifest } from '../formats/manifest.ts';
@@ -34,6 +34,8 @@ const SHARDS_TTL_MS = 2_000;
 const PIPELINED_ROWS = 20_000;
 /** Tables fetched from the processed bucket at once. */
 const FETCHES_IN_FLIGHT = 32;
+/** Loading while the warehouse or the stream is unreachable: every error, waits from 1 s up to 30 s, for ever. */
+const LOAD_RETRY = { firstMs: 1_000, capMs: 30_000 } satisfies RetryPolicy;
 
 export class Loader {
   readonly warehouse: Warehouse;
@@ -254,14 +256,14 @@ export class Loader {
 
   /** Load in a loop until aborted; when the warehouse or the stream is unreachable, back off and try again. */
   async runLoop(signal: AbortSignal, idleMs = 200): Promise<void> {
-    let attempt = 0;
+    const retry = new Retry(LOAD_RETRY);
     while (!signal.aborted) {
       try {
         const n = await this.loadAvailable();
-        attempt = 0;
+        retry.succeeded();
         if (n === 0) await sleep(idleMs, signal);
       } catch (err) {
-        const wait = backoffMs(++attempt, 500, 30_000);
+        const wait = retry.failed(err);
         this.status = { ...this.status, error: (err as Error).message };
         log.warn({ err: (err as Error).message, retryInMs: Math.round(wait) }, 'load failed; retrying');
         await sleep(wait, signal);

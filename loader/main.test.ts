@@ -10,21 +10,27 @@ describe('loader configuration and metrics', () => {
     await expect(loaderFromEnv(env, 1)).rejects.toThrow(/TOTES_STREAM_NAME is not set: set it to the Kinesis stream name/);
   });
 
-  it('publishes LoaderGapAgeSeconds, 0 without a gap, and freshness when known', () => {
+  it('publishes what was loaded since the last line, LoaderGapAgeSeconds (0 without a gap), and freshness when known', () => {
+    const before = { batches: 2, truncates: 1, rowsEnded: 10 };
     const none = { watermarkLsn: '0/10', watermarkCommitTime: 'x', lagSeconds: 4, gapShards: 0, gapSeconds: null };
-    expect(loaderMetrics(3, none)).toEqual({
-      BatchesLoaded: { value: 3, unit: 'Count' },
-      WarehouseUnreachable: { value: 0, unit: 'Count' },
-      LoaderGapAgeSeconds: { value: 0, unit: 'Seconds' },
-      WarehouseFreshnessSeconds: { value: 4, unit: 'Seconds' },
+    expect(loaderMetrics({ batches: 5, truncates: 2, rowsEnded: 17 }, before, none)).toEqual({
+      BatchesLoaded: 3,
+      Truncates: 1,
+      RowsEnded: 7,
+      WarehouseUnreachable: 0,
+      LoaderGapAgeSeconds: 0,
+      WarehouseFreshnessSeconds: 4,
     });
     const gap = { ...none, lagSeconds: null, gapShards: 1, gapSeconds: 650 };
-    expect(loaderMetrics(0, gap)).toEqual({
-      BatchesLoaded: { value: 0, unit: 'Count' },
-      WarehouseUnreachable: { value: 0, unit: 'Count' },
-      LoaderGapAgeSeconds: { value: 650, unit: 'Seconds' },
+    expect(loaderMetrics(before, before, gap)).toEqual({
+      BatchesLoaded: 0,
+      Truncates: 0,
+      RowsEnded: 0,
+      WarehouseUnreachable: 0,
+      LoaderGapAgeSeconds: 650,
+      WarehouseFreshnessSeconds: null,
     });
     // the warehouse did not answer: that, and no freshness figure (unknown is not zero)
-    expect(loaderMetrics(2, null)).toEqual({ BatchesLoaded: { value: 2, unit: 'Count' }, WarehouseUnreachable: { value: 1, unit: 'Count' } });
+    expect(loaderMetrics(before, before, null)).toMatchObject({ WarehouseUnreachable: 1, LoaderGapAgeSeconds: null, WarehouseFreshnessSeconds: null });
   });
 });

@@ -10,7 +10,7 @@ import { createServer } from 'node:http';
 import { ENV, databaseUrl, optionalNumber, required } from '../lib/config.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { log } from '../lib/log.ts';
-import { emitMetrics, type Unit } from '../lib/metrics.ts';
+import { emitMetrics, type MetricLine } from '../lib/metrics.ts';
 import { poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
@@ -49,18 +49,23 @@ export async function loaderFromEnv(env: Env, connections: number): Promise<{ lo
   };
 }
 
+/** The loader's running counts its metrics are the growth of. */
+type LoadCounts = { batches: number; truncates: number; rowsEnded: number };
+
 /**
- * LoaderGapAgeSeconds is 0 without a gap, so an alarm on it has a figure every minute. `fresh`
- * is null when the warehouse did not answer: WarehouseUnreachable says so, and no freshness
- * figure goes out (unknown is not zero).
+ * One interval's metrics, the same from the process and the Lambda: what was loaded since
+ * `before`, and freshness. LoaderGapAgeSeconds is 0 without a gap, so an alarm on it has a
+ * figure every minute. `fresh` is null when the warehouse did not answer: WarehouseUnreachable
+ * says so, and no freshness figure goes out (unknown is not zero).
  */
-export function loaderMetrics(batches: number, fresh: Freshness | null): Record<string, { value: number; unit: Unit }> {
-  if (!fresh) return { BatchesLoaded: { value: batches, unit: 'Count' }, WarehouseUnreachable: { value: 1, unit: 'Count' } };
+export function loaderMetrics(now: LoadCounts, before: LoadCounts, fresh: Freshness | null): MetricLine<'loader'> {
   return {
-    BatchesLoaded: { value: batches, unit: 'Count' },
-    WarehouseUnreachable: { value: 0, unit: 'Count' },
-    LoaderGapAgeSeconds: { value: fresh.gapSeconds ?? 0, unit: 'Seconds' },
-    ...(fresh.lagSeconds != null ? { WarehouseFreshnessSeconds: { value: fresh.lagSeconds, unit: 'Seconds' } } : {}),
+    BatchesLoaded: now.batches - before.batches,
+    Truncates: now.truncates - before.truncates,
+    RowsEnded: now.rowsEnded - before.rowsEnded,
+    WarehouseUnreachable: fresh ? 0 : 1,
+    LoaderGapAgeSeconds: fresh ? (fresh.gapSeconds ?? 0) : null,
+    WarehouseFreshnessSeconds: fresh?.lagSeconds ?? null,
   };
 }
 
@@ -109,13 +114,14 @@ export async function runLoader(env: Env, untilStopped: Promise<void>): Promise<
             res.end(JSON.stringify({ healthy, ...loader.status, freshness: fresh, ...loader.metrics }));
           });
         }).listen(healthPort);
-  let batches = loader.metrics.batches;
+  let before = { ...loader.metrics };
   const metricsMs = optionalNumber(env, ENV.metricsSeconds, 60) * 1000;
   const metrics = setInterval(async () => {
     const fresh = await freshness(Math.min(METRICS_WAIT_MS, metricsMs / 2));
     if (fresh instanceof Error) log.warn({ err: fresh.message }, 'the warehouse did not answer; metrics go out without freshness');
-    emitMetrics('loader', loaderMetrics(loader.metrics.batches - batches, fresh instanceof Error ? null : fresh));
-    batches = loader.metrics.batches;
+    const now = { ...loader.metrics };
+    emitMetrics('loader', loaderMetrics(now, before, fresh instanceof Error ? null : fresh));
+    before = now;
   }, metricsMs);
   await untilStopped;
   clearInterval(metrics);

@@ -7,6 +7,7 @@ import { log } from '../lib/log.ts';
 import { type BinaryType, copyBinaryRows, NotBinaryError } from '../lib/pg-binary-copy.ts';
 import type pg from '../lib/pg.ts';
 import { type CopyValue, copyRows } from '../lib/pg-copy.ts';
+import { SQLSTATE } from '../lib/sqlstate.ts';
 import { stageColumns, stageName, stageTableSql } from './merge-sql.ts';
 
 /** A commit time as the fact tables hold it (timestamp, UTC), when it is an instant in UTC to the microsecond; else null. */
@@ -37,7 +38,7 @@ export async function copyFacts(db: pg.PoolClient, schema: string, table: LoadTa
       is_deleted: () => false,
     });
   } catch (err) {
-    if ((err as { code?: string }).code !== '23505') throw err;
+    if ((err as { code?: string }).code !== SQLSTATE.unique_violation) throw err;
     await db.query('ROLLBACK TO SAVEPOINT copy_facts');
     return false;
   }

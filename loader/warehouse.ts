@@ -17,6 +17,7 @@
 import type pg from '../lib/pg.ts';
 import { inTransaction } from '../lib/pg.ts';
 import { log } from '../lib/log.ts';
+import { SQLSTATE } from '../lib/sqlstate.ts';
 import { LOAD_TABLES, type LoadRow, type LoadTableName, type RowsEnd } from '../formats/load-tables.ts';
 import type { Manifest } from '../formats/manifest.ts';
 import { foreignKeysDdl, warehouseDdl } from './warehouse-schema.ts';
@@ -128,7 +129,7 @@ export class PostgresWarehouse implements Warehouse {
         return true;
       },
       (err) => {
-        if ((err as { code?: string }).code !== '42501') {
+        if ((err as { code?: string }).code !== SQLSTATE.insufficient_privilege) {
           this.trustProbe = undefined;
           throw err;
         }

@@ -12,13 +12,15 @@
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand, type KinesisClient, type _Record } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
 import { log } from '../lib/log.ts';
-import { backoffMs, sleep } from '../lib/retry.ts';
+import { Retry, type RetryPolicy, sleep } from '../lib/retry.ts';
 import type { Checkpoint, PollerCheckpoints, ShardIdentity } from './poller-checkpoints.ts';
 
 /** Records per invocation: the processor's event source mapping batch size locally. */
 export const PROCESSOR_BATCH_SIZE = 5_000;
 /** GetRecords' own maximum: the archiver buffers by size and time, not by batch. */
 export const ARCHIVER_BATCH_SIZE = 10_000;
+/** Reading a shard, or a batch its consumer failed: every failure, waits from 0.4 s up to 5 s, for ever. */
+const POLL_RETRY = { firstMs: 400, capMs: 5_000 } satisfies RetryPolicy;
 
 export type BatchConsumer = (event: KinesisStreamEvent) => Promise<KinesisStreamBatchResponse | void>;
 
@@ -149,7 +151,7 @@ export class KinesisPoller {
       if (durable && durable !== saved) await save({ after: durable });
     };
     let iterator: string | undefined;
-    let attempt = 0;
+    const retry = new Retry(POLL_RETRY);
     while (!signal.aborted) {
       try {
         iterator ??= await this.iterator(shardId, position);
@@ -183,16 +185,16 @@ export class KinesisPoller {
           if (failed > 0) position = records[failed - 1].SequenceNumber;
           await keep();
           iterator = await this.iterator(shardId, undefined, failedAt);
-          await sleep(backoffMs(++attempt, 200, 5_000), signal);
+          await sleep(retry.failed(new Error(`the consumer failed at record ${failedAt}`)), signal);
           continue;
         }
-        attempt = 0;
+        retry.succeeded();
         position = records[records.length - 1].SequenceNumber;
         await keep();
       } catch (err) {
         log.warn({ poller: this.opts.name, shardId, err: (err as Error).message }, 'poll failed; retrying');
         iterator = undefined;
-        await sleep(backoffMs(++attempt, 200, 5_000), signal);
+        await sleep(retry.failed(err), signal);
       }
     }
   }

@@ -1,14 +1,15 @@
 /**
  * The pipeline's services wired as they are in AWS, against any endpoints:
  *   capture → Kinesis → { Firehose stand-in → ingestion bucket, processor → processed bucket } → loader → warehouse.
- * In AWS each runs on its own (Fargate task, Firehose, Lambda, Lambda); here they share a process.
+ * In AWS each runs on its own (Fargate task, Firehose, Lambda, Lambda); here they share a process,
+ * each as its component (lib/log.ts), so every line says which one logged it.
  */
 import { FirehoseStandin } from '../archiver/firehose-standin.ts';
 import { OversizeStore } from '../stores/oversize-store.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG, type CaptureConfig } from '../capture/capture-service.ts';
 import { KinesisSink } from '../capture/kinesis-sink.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
-import { log } from '../lib/log.ts';
+import { asComponent, log } from '../lib/log.ts';
 import { poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
 import { ShardStream } from '../stores/shard-stream.ts';
@@ -66,7 +67,7 @@ export class Pipeline {
   }
 
   async start(): Promise<void> {
-    await this.loader.ensureSchema();
+    await asComponent('loader', () => this.loader.ensureSchema());
     const processorPoller = new KinesisPoller({
       client: this.kinesis,
       streamName: this.config.streamName,
@@ -85,21 +86,23 @@ export class Pipeline {
       durableThrough: this.firehose.deliveredThrough,
     });
     this.pollers.push(processorPoller, firehosePoller);
-    await Promise.all(this.pollers.map((p) => p.start()));
-    this.firehose.start();
-    this.running.push(this.loader.runLoop(this.abort.signal, 100));
+    await Promise.all([asComponent('processor', () => processorPoller.start()), asComponent('archiver', () => firehosePoller.start())]);
+    asComponent('archiver', () => this.firehose.start());
+    this.running.push(asComponent('loader', () => this.loader.runLoop(this.abort.signal, 100)));
     this.running.push(
-      this.capture.run().catch((err: Error) => {
-        this.captureError = err;
-        log.error({ err: err.message }, 'capture stopped');
-      }),
+      asComponent('capture', () =>
+        this.capture.run().catch((err: Error) => {
+          this.captureError = err;
+          log.error({ err: err.message }, 'capture stopped');
+        }),
+      ),
     );
   }
 
   async stop(): Promise<void> {
-    await this.capture.stop().catch((err) => log.warn({ err: err.message }, 'capture stop'));
+    await asComponent('capture', () => this.capture.stop().catch((err) => log.warn({ err: err.message }, 'capture stop')));
     await Promise.all(this.pollers.map((p) => p.stop()));
-    await this.firehose.stop().catch((err) => log.warn({ err: err.message }, 'archive flush on stop'));
+    await asComponent('archiver', () => this.firehose.stop().catch((err) => log.warn({ err: err.message }, 'archive flush on stop')));
     this.abort.abort();
     await Promise.allSettled(this.running);
     await this.warehousePool.end();

@@ -15,6 +15,7 @@ import { runCapture } from '../capture/main.ts';
 import { ENV, required } from '../lib/config.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { FatalError } from '../lib/fatal.ts';
+import { asComponent } from '../lib/log.ts';
 import { runLoader } from '../loader/main.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { BatchChain } from '../processors/batch-chain.ts';
@@ -54,7 +55,10 @@ async function bucketExists(s3: S3Client, bucket: string, setting: string): Prom
   }
 }
 
-/** Run one service until it returns. An error thrown anywhere meanwhile (a timer, a socket) ends it as one thrown here would. */
+/**
+ * Run one service until it returns, each line it logs naming it. An error thrown anywhere
+ * meanwhile (a timer, a socket) ends it as one thrown here would.
+ */
 export async function runService(name: string, env: Env): Promise<void> {
   let stray!: (err: unknown) => void;
   const failed = new Promise<never>((_, reject) => {
@@ -63,7 +67,7 @@ export async function runService(name: string, env: Env): Promise<void> {
   process.on('uncaughtException', stray);
   process.on('unhandledRejection', stray);
   try {
-    await Promise.race([SERVICES[name](env), failed]);
+    await Promise.race([asComponent(name, () => SERVICES[name](env)), failed]);
   } finally {
     process.off('uncaughtException', stray);
     process.off('unhandledRejection', stray);

@@ -27,8 +27,8 @@ export async function handler(event: KinesisStreamEvent): Promise<KinesisStreamB
   const before = { ...processor.metrics };
   const result = await processor.handler(event);
   emitMetrics('processor', {
-    Events: { value: processor.metrics.events - before.events, unit: 'Count' },
-    DeadLetters: { value: processor.metrics.deadLetters - before.deadLetters, unit: 'Count' },
+    Events: processor.metrics.events - before.events,
+    DeadLetters: processor.metrics.deadLetters - before.deadLetters,
   });
   return result;
 }

@@ -5,12 +5,15 @@
  * application would see them fail; the count of committed ones is returned.
  */
 import type pg from '../lib/pg.ts';
+import { SQLSTATE } from '../lib/sqlstate.ts';
 import type { Row } from '../formats/change-event.ts';
 import { primaryKeyOf, SOURCE_TABLES, SOURCE_TABLE_NAMES, type SourceTable } from '../formats/source-tables.ts';
 import { addressRow, designRow, insertRows, purchaseOrderRows, salesOrderRows, type Universe } from './business.ts';
 import { Random, timestampText } from './random.ts';
 
 const CURRENCY_CODES = ['JPY', 'CHF', 'SEK', 'NOK', 'DKK', 'PLN', 'CAD', 'AUD'];
+/** What the source refuses of a random operation, as it would the app's: a foreign key (restrict_violation for a RESTRICT key from Postgres 18), a unique key, a not-null column. */
+const REFUSED = new Set<string>([SQLSTATE.foreign_key_violation, SQLSTATE.restrict_violation, SQLSTATE.unique_violation, SQLSTATE.not_null_violation]);
 
 async function maxId(db: pg.PoolClient, table: SourceTable): Promise<number> {
   const { rows } = await db.query(`SELECT coalesce(max(${primaryKeyOf(table)}), 0)::int AS m FROM "${table}"`);
@@ -72,10 +75,8 @@ export class RandomWorkload {
       this.committed++;
     } catch (err) {
       await client.query('ROLLBACK');
-      const code = (err as { code?: string }).code;
-      // 23503 foreign key (23001 for a RESTRICT key from Postgres 18), 23505 unique, 23502 not
-      // null: the source refused, as it would the app
-      if (code === '23503' || code === '23001' || code === '23505' || code === '23502') this.skipped++;
+      // the source refused, as it would the app
+      if (REFUSED.has((err as { code?: string }).code ?? '')) this.skipped++;
       else throw err;
     } finally {
       client.release();

@@ -24,7 +24,7 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
-import { METRIC_NAMESPACE } from '../../lib/metrics.ts';
+import { METRIC_NAMESPACE, type MetricName, type MetricService } from '../../lib/metrics.ts';
 import type { TotesConfig } from '../config.ts';
 
 export interface MonitoringProps {
@@ -45,8 +45,8 @@ const FIVE_MINUTES = Duration.minutes(5);
 
 type Service = 'capture' | 'loader';
 
-/** A metric the services publish in Embedded Metric Format (lib/metrics.ts). */
-function serviceMetric(service: 'capture' | 'processor' | 'loader', metricName: string, statistic: string, period = MINUTE): cloudwatch.Metric {
+/** A metric the services publish in Embedded Metric Format: only a name lib/metrics.ts lists for that service. */
+function serviceMetric<S extends MetricService>(service: S, metricName: MetricName<S>, statistic: string, period = MINUTE): cloudwatch.Metric {
   return new cloudwatch.Metric({ namespace: METRIC_NAMESPACE, metricName, dimensionsMap: { Service: service }, statistic, period });
 }
 
