@@ -148,6 +148,8 @@ export async function main(argv: string[]): Promise<number> {
       processor_events_per_s: median('processor_events_per_s'),
       processor_events_per_cpu_s: median('processor_events_per_cpu_s'),
       loader_rows_per_s: median('loader_rows_per_s'),
+      loader_catchup_rows_per_s: median('loader_catchup_rows_per_s'),
+      loader_catchup_72h_minutes: median('loader_catchup_72h_minutes'),
       copy_rows_per_s: median('copy_rows_per_s'),
       e2e_p50_ms: median(`e2e_${E2E_RATE}.p50_ms`),
       e2e_p95_ms: median(`e2e_${E2E_RATE}.p95_ms`),

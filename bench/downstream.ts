@@ -2,9 +2,11 @@
  * The figures after Kinesis, each in turns:
  *   the processor (Lambda events → Parquet micro-batches in S3), fed the stream's records as the
  *   event source mapping hands them over (5,000 a batch), one invocation at a time as one Lambda
- *   container runs them, each turn into a bucket of its own;
+ *   container runs them, asking the stream which batch each follows as the deployed one does,
+ *   each turn into a bucket of its own;
  *   the loader (micro-batches merged into a fresh warehouse each turn) against a plain COPY of the
- *   same rows into unindexed tables, the most the warehouse could take;
+ *   same rows into unindexed tables, the most the warehouse could take; and the same micro-batches
+ *   loaded as a backlog after an outage, with the stream asked at real Kinesis's pace, beside it;
  *   a replay rebuilding a fresh schema from the archive the Firehose stand-in wrote of the stream.
  */
 import { performance } from 'node:perf_hooks';
@@ -16,12 +18,13 @@ import { kinesisClient, s3Client } from '../lib/aws.ts';
 import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
 import { Loader } from '../loader/loader.ts';
-import { ShardStream } from '../stores/shard-stream.ts';
+import { ShardStream, type StreamClient } from '../stores/shard-stream.ts';
 import { stageColumns } from '../loader/merge-sql.ts';
 import { PROCESSOR_BATCH_SIZE, toLambdaRecord } from '../local/kinesis-poller.ts';
 import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { decodeParquet } from '../formats/parquet.ts';
+import { BatchChain } from '../processors/batch-chain.ts';
 import { Processor } from '../processors/processor.ts';
 import { copyRows } from '../lib/pg-copy.ts';
 import { createBucket, createDatabase, type BenchEnvironment } from './environment.ts';
@@ -29,7 +32,11 @@ import { interleave, ratioSpread, repeat, spread, type Spread } from './runs.ts'
 
 export interface ProcessorRun {
   events: number;
+  /** Load rows written: about one a change (a snapshot read or a delete may make none or two). */
+  rows: number;
   batches: number;
+  /** Batches handed over again after a failure, as the event source mapping retries them. */
+  retries: number;
   seconds: number;
   eventsPerSecond: number;
   /** Events per second of this process's CPU time (user + system): what one core could do, whatever else the machine ran. */
@@ -51,6 +58,14 @@ export interface DownstreamFigures {
   loaderRowsPerSecond: Spread;
   loaderCheckedVsCopy: Spread;
   loaderCheckedRowsPerSecond: Spread;
+  /** The same micro-batches as a backlog after an outage: the stream asked at real Kinesis's pace, in passes as the Lambda runs. */
+  catchUp: CatchUpRun[];
+  catchUpRowsPerSecond: Spread;
+  catchUpBatchesPerSecond: Spread;
+  /** Catch-up against the steady-state loader of the same turn. */
+  catchUpVsLoader: Spread;
+  /** Minutes to drain a 72-hour backlog at 1,000 changes/s at each turn's rate (backlogDrainMinutes). */
+  catchUp72hMinutes: Spread;
   replay: {
     events: number;
     seconds: number;
@@ -72,6 +87,45 @@ interface LoaderRun {
   batches: number;
   seconds: number;
   rowsPerSecond: number;
+}
+
+interface CatchUpRun extends LoaderRun {
+  batchesPerSecond: number;
+  /** loadAvailable calls until one loaded nothing. */
+  passes: number;
+  /** Questions asked of the stream (GetShardIterator calls), each after the last one on its shard by at least the pace. */
+  questions: number;
+  /** Changes the loaded rows hold, a second (the processor's changes per load row applied). */
+  changesPerSecond: number;
+}
+
+/** The least time between two loader questions about one shard on real Kinesis (loader/main.ts). */
+const REAL_KINESIS_ASK_INTERVAL_MS = 400;
+/** A catch-up pass's planning budget: the loader Lambda's timeout (infra/config.ts loader.timeoutSeconds). */
+const PASS_BUDGET_MS = 90_000;
+
+/** The backlog an outage over a weekend leaves: 72 hours of changes at 1,000 a second. */
+const BACKLOG = { hours: 72, changesPerSecond: 1_000 };
+
+/**
+ * Minutes for a loader that takes `changesPerSecond` to drain BACKLOG while the changes go on
+ * arriving at the same 1,000 a second: backlog / (rate − arrivals). Infinite when it cannot.
+ */
+export function backlogDrainMinutes(changesPerSecond: number): number {
+  const backlog = BACKLOG.hours * 3_600 * BACKLOG.changesPerSecond;
+  return changesPerSecond > BACKLOG.changesPerSecond ? backlog / (changesPerSecond - BACKLOG.changesPerSecond) / 60 : Number.POSITIVE_INFINITY;
+}
+
+/** A stream client that counts the questions asked through it: one GetShardIterator each (stores/shard-stream.ts). */
+function countingQuestions(client: KinesisClient): StreamClient & { questions: number } {
+  const counted = {
+    questions: 0,
+    send: ((command: Parameters<KinesisClient['send']>[0]) => {
+      if (command instanceof GetShardIteratorCommand) counted.questions++;
+      return client.send(command);
+    }) as StreamClient['send'],
+  };
+  return counted;
 }
 
 /** The warehouse role of the checked loader turns: owns its database, may not set session_replication_role. */
@@ -106,7 +160,8 @@ export async function measureDownstream(
     const processor = await repeat(turns, async (turn) => {
       say(`processor: turn ${turn + 1}/${turns}, ${records.toLocaleString()} events`);
       await createBucket(env, BUCKETS.processed(turn));
-      return runProcessor(new MicroBatchStore(s3, BUCKETS.processed(turn)), events);
+      // a container of its own each turn: its first batch on each shard follows nothing it knows
+      return runProcessor(new MicroBatchStore(s3, BUCKETS.processed(turn)), new BatchChain(new ShardStream(kinesis, streamName)), events);
     });
 
     say('archive: the Firehose stand-in writes the same records to the ingestion bucket (not timed)');
@@ -123,30 +178,70 @@ export async function measureDownstream(
     const fetchedRows = [...tables.values()].reduce((n, rows) => n + rows.length, 0);
 
     await copyDb.client.query(`CREATE ROLE ${CHECKED_ROLE} LOGIN PASSWORD '${CHECKED_ROLE}'`);
-    const loadTurn = async (turn: number, role: 'trusted' | 'checked') => {
-      say(
-        `loader: turn ${turn + 1}/${turns}, ${role === 'trusted' ? 'a superuser' : 'a role that may not set session_replication_role'}, merging the micro-batches into a fresh warehouse`,
-      );
-      const { url, client } = await createDatabase(env.warehouse, `bench_warehouse_${role}_${turn + 1}`);
-      if (role === 'checked') await client.query(`ALTER DATABASE "bench_warehouse_${role}_${turn + 1}" OWNER TO ${CHECKED_ROLE}`);
+    /** A loader over the micro-batches into a fresh warehouse of its own. */
+    const withFreshLoader = async <T>(name: string, role: 'trusted' | 'checked', stream: ShardStream, f: (loader: Loader) => Promise<T>): Promise<T> => {
+      const { url, client } = await createDatabase(env.warehouse, name);
+      if (role === 'checked') await client.query(`ALTER DATABASE "${name}" OWNER TO ${CHECKED_ROLE}`);
       await client.end();
       const pool = poolFor(role === 'checked' ? asRole(url, CHECKED_ROLE) : url, 2);
       try {
-        const loader = new Loader(pool, store, new ShardStream(kinesis, streamName));
+        const loader = new Loader(pool, store, stream);
         await loader.ensureSchema();
         const trusted = await loader.warehouse.trustsReferences();
         if (trusted !== (role === 'trusted')) throw new Error(`the ${role} loader turn ${trusted ? 'trusts' : 'checks'} references`);
-        const started = performance.now();
-        while ((await loader.loadAvailable()) > 0);
-        const seconds = (performance.now() - started) / 1000;
-        return { rows: loader.metrics.rows, batches: loader.metrics.batches, seconds, rowsPerSecond: loader.metrics.rows / seconds };
+        return await f(loader);
       } finally {
         await pool.end();
       }
     };
+    const loadTurn = (turn: number, role: 'trusted' | 'checked') => {
+      say(
+        `loader: turn ${turn + 1}/${turns}, ${role === 'trusted' ? 'a superuser' : 'a role that may not set session_replication_role'}, merging the micro-batches into a fresh warehouse`,
+      );
+      return withFreshLoader(`bench_warehouse_${role}_${turn + 1}`, role, new ShardStream(kinesis, streamName), async (loader) => {
+        const started = performance.now();
+        while ((await loader.loadAvailable()) > 0);
+        const seconds = (performance.now() - started) / 1000;
+        return { rows: loader.metrics.rows, batches: loader.metrics.batches, seconds, rowsPerSecond: loader.metrics.rows / seconds };
+      });
+    };
+    const changesPerRow = processor[0].events / processor[0].rows;
+    const catchUpTurn = (turn: number): Promise<CatchUpRun> => {
+      say(
+        `loader catch-up: turn ${turn + 1}/${turns}, the micro-batches as a backlog, the stream asked once per ${REAL_KINESIS_ASK_INTERVAL_MS} ms a shard, passes of a ${PASS_BUDGET_MS / 1000} s budget`,
+      );
+      const counted = countingQuestions(kinesis);
+      return withFreshLoader(
+        `bench_warehouse_catchup_${turn + 1}`,
+        'trusted',
+        new ShardStream(counted, streamName, REAL_KINESIS_ASK_INTERVAL_MS),
+        async (loader) => {
+          const started = performance.now();
+          let passes = 0;
+          // as the Lambda runs: each pass plans within its budget, at its default rows a transaction
+          for (let loaded = 1; loaded > 0; passes++) loaded = await loader.loadAvailable(undefined, Date.now() + PASS_BUDGET_MS);
+          const seconds = (performance.now() - started) / 1000;
+          const { gaps, unprovenJunctions } = loader.status;
+          if (gaps.length > 0 || unprovenJunctions > 0)
+            throw new Error(`the catch-up turn found ${gaps.length} gaps and ${unprovenJunctions} unproven junctions`);
+          const { rows, batches } = loader.metrics;
+          if (rows !== processor[0].rows) throw new Error(`the catch-up turn loaded ${rows} rows of the ${processor[0].rows} the processor wrote`);
+          return {
+            rows,
+            batches,
+            seconds,
+            rowsPerSecond: rows / seconds,
+            batchesPerSecond: batches / seconds,
+            passes,
+            questions: counted.questions,
+            changesPerSecond: (rows * changesPerRow) / seconds,
+          };
+        },
+      );
+    };
     const loads = await interleave(
       turns,
-      async (turn) => ({ trusted: await loadTurn(turn, 'trusted'), checked: await loadTurn(turn, 'checked') }),
+      async (turn) => ({ trusted: await loadTurn(turn, 'trusted'), catchUp: await catchUpTurn(turn), checked: await loadTurn(turn, 'checked') }),
       async (turn) => {
         say(`reference: turn ${turn + 1}/${turns}, COPY of the same rows`);
         return copyReference(copyDb.client, `copy_reference_${turn + 1}`, tables);
@@ -154,6 +249,7 @@ export async function measureDownstream(
     );
     const trustedLoads = loads.a.map((l) => l.trusted);
     const checkedLoads = loads.a.map((l) => l.checked);
+    const catchUp = loads.a.map((l) => l.catchUp);
 
     const replayDb = await createDatabase(env.warehouse, 'bench_replay');
     await replayDb.client.end();
@@ -197,6 +293,14 @@ export async function measureDownstream(
         loads.b.map((c) => c.rowsPerSecond),
       ),
       loaderCheckedRowsPerSecond: spread(checkedLoads.map((l) => l.rowsPerSecond)),
+      catchUp,
+      catchUpRowsPerSecond: spread(catchUp.map((c) => c.rowsPerSecond)),
+      catchUpBatchesPerSecond: spread(catchUp.map((c) => c.batchesPerSecond)),
+      catchUpVsLoader: ratioSpread(
+        catchUp.map((c) => c.rowsPerSecond),
+        trustedLoads.map((l) => l.rowsPerSecond),
+      ),
+      catchUp72hMinutes: spread(catchUp.map((c) => backlogDrainMinutes(c.changesPerSecond))),
       replay,
       replayEventsPerSecond: spread(replay.map((r) => r.eventsPerSecond)),
       replayPeakRssMb: spread(replay.map((r) => r.peakRssMb)),
@@ -228,19 +332,26 @@ async function readStream(kinesis: KinesisClient, streamName: string, records: n
   return events;
 }
 
+/** Times one batch is handed to the processor before the bench gives up on it. */
+const PROCESSOR_ATTEMPTS = 3;
+
 /** One Processor over every event, one invocation at a time; wall and CPU time. */
-async function runProcessor(store: MicroBatchStore, events: KinesisStreamEvent[]): Promise<ProcessorRun> {
-  const processor = new Processor(store);
+async function runProcessor(store: MicroBatchStore, chain: BatchChain, events: KinesisStreamEvent[]): Promise<ProcessorRun> {
+  const processor = new Processor(store, chain);
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
+  let retries = 0;
   for (const event of events) {
-    const { batchItemFailures } = await processor.handler(event);
-    if (batchItemFailures.length) throw new Error('the processor failed a batch (see its log)');
+    // as the event source mapping does: a failed batch is handed over again (s3rver under a busy machine may drop a connection)
+    for (let attempt = 1; (await processor.handler(event)).batchItemFailures.length > 0; attempt++) {
+      if (attempt >= PROCESSOR_ATTEMPTS) throw new Error(`the processor failed a batch ${attempt} times (see its log)`);
+      retries++;
+    }
   }
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
-  const { events: n, batches } = processor.metrics;
-  return { events: n, batches, seconds, eventsPerSecond: n / seconds, eventsPerCpuSecond: n / ((cpu.user + cpu.system) / 1e6) };
+  const { events: n, rows, batches } = processor.metrics;
+  return { events: n, rows, batches, retries, seconds, eventsPerSecond: n / seconds, eventsPerCpuSecond: n / ((cpu.user + cpu.system) / 1e6) };
 }
 
 /** Every load row the processor wrote, by load table, read as the loader reads them. */
