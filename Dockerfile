@@ -1,11 +1,13 @@
 # totes-cdc images, one Dockerfile, three stages that matter:
-#   runtime (the last stage, the default): what ECS runs. The capture service bundled by esbuild
-#           (service/bundle.ts) into one file, its source map and the CA bundles, on Node 22, as
-#           the unprivileged `node` user. No node_modules, no npm, no TypeScript at run time.
+#   runtime (the last stage, the default): what ECS runs. The capture service and the loader,
+#           each bundled by esbuild (service/bundle.ts) into one file (capture.cjs, the default
+#           command, and loader.cjs), their source maps and the CA bundles, on Node 22, as the
+#           unprivileged `node` user. No node_modules, no npm, no TypeScript at run time.
 #   dev:    the whole repository with every dependency: docker-compose.yml runs the emulators
 #           (kinesalite, s3rver), the seed, the Firehose stand-in, the processor poller and the
 #           loader loop from it, as `totes <command>`.
-#   build:  produces the bundle.
+#   build:  produces the bundles, from the production dependencies only (tsx, and the esbuild it
+#           runs, are among them): no embedded Postgres, CDK or test tools.
 # The base is pinned by digest (the multi-platform index of node:22.23.2-bookworm-slim, from
 # the Docker Official Images' repo-info record); .ci/run tests under the same Node version.
 # The lockfile pins linux-x64 binaries (embedded-postgres): build for linux/amd64.
@@ -18,7 +20,11 @@ ENV npm_config_update_notifier=false
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund && npm cache clean --force
 
-FROM deps AS build
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+ENV npm_config_update_notifier=false
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY . .
 RUN npm run build:service
 
@@ -31,18 +37,13 @@ CMD ["node", "bin/totes.mjs", "--help"]
 
 FROM ${NODE_IMAGE} AS runtime
 WORKDIR /app
-# --max-old-space-size: the JS heap's ceiling, half of the task's 1,024 MiB (infra/config.ts,
-# capture.memoryMiB), the other half left for what lives outside it (request buffers, code, the
-# allocator). Without it Node sizes the heap from whatever memory it detects (4 GiB on a large
-# host), and V8 paces its collections by that: capture's PutRecords request buffers, garbage
-# within milliseconds, then piled up to 250-280 MB of RSS around a live heap under 30 MB
-# (docs/performance.md). bench/capture-rss.ts runs capture with these options. Change it with
-# the task's memory.
+# The heap's ceiling is not set here: each ECS task sets NODE_OPTIONS from its own memory
+# (infra/image.ts nodeOptions).
 ENV NODE_ENV=production \
-    NODE_OPTIONS="--enable-source-maps --max-old-space-size=512"
+    NODE_OPTIONS="--enable-source-maps"
 COPY --from=build /app/dist/service/ ./
 COPY infra/certs/ ./certs/
 USER node
-# The capture service's health endpoint (TOTES_HEALTH_PORT).
+# The capture service's health endpoint (TOTES_HEALTH_PORT). The loader runs as `node loader.cjs`.
 EXPOSE 8080
 CMD ["node", "capture.cjs"]

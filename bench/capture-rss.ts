@@ -12,28 +12,26 @@ import { freePort } from '../local/servers.ts';
 import { NullSink } from '../capture/sink.ts';
 import { createCaptureSlot } from './capture-drain.ts';
 import { createDatabase, STREAMS, type BenchEnvironment } from './environment.ts';
+import { DEFAULT_CONFIG } from '../infra/config.ts';
+import { nodeOptions } from '../infra/image.ts';
 import { StallProxy } from './stall-proxy.ts';
 import { bulkSql, prepareSource } from './workloads.ts';
 
 export interface RssFigures {
   maxMb: number;
-  /** What the capture process ran with: the image's NODE_OPTIONS. */
+  /** What the capture process ran with: the task's NODE_OPTIONS. */
   nodeOptions: string;
   bigTransaction: { rows: number; seconds: number; startMb: number; maxMb: number };
   stall: { seconds: number; rowsWrittenMeanwhile: number; startMb: number; maxMb: number; endMb: number; maxAfterResumeMb: number };
 }
 
 /**
- * NODE_OPTIONS of the Dockerfile's runtime stage, which the Fargate task and compose run capture
- * with: V8 paces its collections by the heap's maximum, so without them the figure would be of
- * this machine's default heap, not the image's.
+ * NODE_OPTIONS of the capture task (infra/image.ts, from capture.memoryMiB): V8 paces its
+ * collections by the heap's maximum, so without them the figure would be of this machine's
+ * default heap, not the task's.
  */
 function imageNodeOptions(): string {
-  const dockerfile = readFileSync(join(import.meta.dirname, '..', 'Dockerfile'), 'utf8');
-  const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
-  const options = /NODE_OPTIONS="([^"]+)"/.exec(runtime)?.[1];
-  if (!options) throw new Error('the Dockerfile\'s runtime stage sets no NODE_OPTIONS="…": capture would not run as in the image');
-  return options;
+  return nodeOptions(DEFAULT_CONFIG.capture.memoryMiB);
 }
 
 function rssMb(pid: number): number {

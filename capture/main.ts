@@ -66,11 +66,14 @@ export async function runCapture(env: Record<string, string | undefined> = proce
     );
   }).listen(optionalNumber(env, ENV.healthPort, 8080));
 
-  // Every minute, even when the source does not answer: then SourceUnreachable says so (capture-metrics.ts).
+  // At start and every minute, even when the source does not answer: then SourceUnreachable says
+  // so (capture-metrics.ts). At start, so a restarted task's figures resume within seconds.
   const metrics = new CaptureMetrics({ service, sink, sourceUrl, slotName });
-  const metricsTimer = setInterval(async () => {
+  const emitMetrics = async () => {
     health = (await metrics.emit()) ?? health;
-  }, 60_000);
+  };
+  void emitMetrics();
+  const metricsTimer = setInterval(emitMetrics, 60_000);
 
   const stop = async (signal: string) => {
     log.info({ signal }, 'stopping: draining in-flight records');

@@ -12,8 +12,12 @@ import { type Check, fail, ok, skip } from './doctor-checks.ts';
 /** The host the stack writes into the secrets it creates (infra/constructs/database-secrets.ts), for the operator to replace. */
 export const SECRET_PLACEHOLDER_HOST = 'REPLACE-ME';
 
-/** The secret a service reads (lib/config.ts databaseUrl): readable, JSON, complete, and no longer the stack's placeholder. */
-export async function checkSecret(which: 'source' | 'warehouse', arn: string): Promise<Check[]> {
+/**
+ * The secret a service reads (lib/config.ts databaseUrl): readable, JSON, complete, and no longer
+ * the stack's placeholder. `host`: the host setting (TOTES_*_HOST), which makes the secret's own
+ * optional, as in an RDS-managed secret.
+ */
+export async function checkSecret(which: 'source' | 'warehouse', arn: string, host?: string): Promise<Check[]> {
   const client = new SecretsManagerClient({ region: arn.split(':')[3] || undefined });
   const name = `${which} secret ${arn.split(':')[6] ?? arn}`;
   try {
@@ -24,7 +28,7 @@ export async function checkSecret(which: 'source' | 'warehouse', arn: string): P
     } catch {
       return [fail('secrets', `${name} is not JSON`, 'put {"host", "port", "username", "password", "dbname"} in it (docs/deploy.md, credentials)')];
     }
-    const missing = ['host', 'username', 'password'].filter((k) => !value[k]);
+    const missing = [...(host ? [] : ['host']), 'username', 'password'].filter((k) => !value[k]);
     if (missing.length) return [fail('secrets', `${name} has no ${missing.join(', ')}`, 'put {"host", "port", "username", "password", "dbname"} in it')];
     if (value.host === SECRET_PLACEHOLDER_HOST)
       return [
@@ -34,7 +38,7 @@ export async function checkSecret(which: 'source' | 'warehouse', arn: string): P
           `aws secretsmanager put-secret-value --secret-id ${arn} --secret-string file://${which}.json`,
         ),
       ];
-    return [ok('secrets', `${name}: ${value.username}@${value.host}:${value.port ?? 5432}/${value.dbname ?? ''}`)];
+    return [ok('secrets', `${name}: ${value.username}@${host || value.host}:${value.port ?? 5432}/${value.dbname ?? ''}`)];
   } catch (err) {
     return [
       fail('secrets', `${name} cannot be read: ${(err as Error).message}`, 'check the ARN and that these credentials may secretsmanager:GetSecretValue on it'),

@@ -69,6 +69,7 @@ describe('totes doctor', () => {
       [ARN('source')]: good('totes_cdc', 'change-me', sourceUrl.port, 'totesys'),
       [ARN('warehouse')]: good('postgres', 'postgres', wh.port, wh.pathname.slice(1)),
       [ARN('placeholder')]: JSON.stringify({ host: SECRET_PLACEHOLDER_HOST, port: 5432, username: 'totes_loader', password: 'x', dbname: 'warehouse' }),
+      [ARN('rds-managed')]: JSON.stringify({ username: 'postgres', password: 'postgres' }),
     });
     env = {
       TOTES_SOURCE_SECRET_ARN: ARN('source'),
@@ -160,5 +161,15 @@ describe('totes doctor', () => {
     expect(out).toContain(`warehouse secret totes/placeholder-AbCdEf still holds the placeholder host ${SECRET_PLACEHOLDER_HOST}`);
     expect(out).toContain(`fix: aws secretsmanager put-secret-value --secret-id ${ARN('placeholder')} --secret-string file://warehouse.json`);
     expect(out).not.toMatch(/^source/m);
+  });
+
+  it('--only secrets: takes an RDS-managed secret (no host) with the host setting, and without it names what is missing', async () => {
+    const rds = { TOTES_WAREHOUSE_SECRET_ARN: ARN('rds-managed') };
+    const without = await doctor(['--only', 'secrets'], rds);
+    expect(without.code, without.out).toBe(1);
+    expect(without.out).toContain('warehouse secret totes/rds-managed-AbCdEf has no host');
+    const withHost = await doctor(['--only', 'secrets'], { ...rds, TOTES_WAREHOUSE_HOST: '127.0.0.1' });
+    expect(withHost.code, withHost.out).toBe(0);
+    expect(withHost.out).toContain('warehouse secret totes/rds-managed-AbCdEf: postgres@127.0.0.1');
   });
 });

@@ -76,7 +76,7 @@ export async function runDoctor(env: Env, only: readonly Area[], o: { maxFreshne
   for (const which of ['source', 'warehouse'] as const) {
     const arn = env[which === 'source' ? ENV.sourceSecret : ENV.warehouseSecret];
     const url = env[which === 'source' ? ENV.sourceUrl : ENV.warehouseUrl];
-    if (arn && !url) secretChecks[which] = await checkSecret(which, arn);
+    if (arn && !url) secretChecks[which] = await checkSecret(which, arn, env[which === 'source' ? ENV.sourceHost : ENV.warehouseHost]);
     if (wanted('secrets'))
       checks.push(
         ...(arn && !url

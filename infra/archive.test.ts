@@ -21,7 +21,7 @@ const policyOf = (bucketId: string) => policies.find((p) => p.Properties.Bucket.
 const onIngestion = (resource: unknown) => JSON.stringify(resource ?? '').includes(ingestionId);
 
 describe('every bucket', () => {
-  it('blocks public access, is encrypted, denies plain HTTP and is kept when the stack is deleted', () => {
+  it('blocks public access, is encrypted (which way: stack.test.ts), denies plain HTTP and is kept when the stack is deleted', () => {
     expect(Object.keys(buckets)).toHaveLength(3);
     for (const [id, b] of Object.entries(buckets)) {
       expect(b.Properties.PublicAccessBlockConfiguration).toEqual({
@@ -30,7 +30,7 @@ describe('every bucket', () => {
         IgnorePublicAcls: true,
         RestrictPublicBuckets: true,
       });
-      expect(b.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toBe('AES256');
+      expect(['AES256', 'aws:kms']).toContain(b.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm);
       expect(policyOf(id)).toContainEqual(expect.objectContaining({ Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }));
       expect(b.DeletionPolicy).toBe('Retain');
     }

@@ -34,7 +34,7 @@ const totesArgs = (command: string[] = []) => {
 
 describe('docker-compose.yml', () => {
   it('runs capture as ECS does (the runtime image and its command), the rest with `totes run`, every service of local/services.ts', () => {
-    expect(services.capture).toMatchObject({ build: { context: '.', target: IMAGE.target }, command: [...IMAGE.command] });
+    expect(services.capture).toMatchObject({ build: { context: '.', target: IMAGE.target }, command: IMAGE.command('capture') });
     const run = entries
       .map(([, s]) => totesArgs(s.command))
       .filter((a) => a?.[0] === 'run')

@@ -26,7 +26,7 @@ describe('resolveConfig', () => {
         stream: { shardCount: 0 },
         archive: { infrequentAccessAfterDays: 10, glacierAfterDays: 20 },
         logRetentionDays: 42,
-        loader: { timeoutSeconds: 30 },
+        loader: { idlePollMs: 10 },
         source: { secretArn: 'my-secret' },
         alarms: { slotLagBytes: 0 },
       });
@@ -34,7 +34,7 @@ describe('resolveConfig', () => {
     expect(bad).toThrow(/archive.infrequentAccessAfterDays must be at least 30/);
     expect(bad).toThrow(/archive.glacierAfterDays/);
     expect(bad).toThrow(/logRetentionDays/);
-    expect(bad).toThrow(/loader.timeoutSeconds/);
+    expect(bad).toThrow(/loader.idlePollMs/);
     expect(bad).toThrow(/source.secretArn/);
     expect(bad).toThrow(/alarms.slotLagBytes/);
   });
@@ -51,18 +51,21 @@ describe('resolveConfig', () => {
     expect(() => resolveConfig({ warehouse: { securityGroupId: 'default' } })).toThrow(/warehouse.securityGroupId/);
   });
 
-  it('checks the archive lock, the processed expiry and the loader duration alarm', () => {
+  it("checks the archive lock, the processed expiry and the imported secrets' keys and hosts", () => {
     const bad = () =>
       resolveConfig({
         archive: { lockMode: 'LEGAL', lockRetentionDays: 0 },
         processed: { expireAfterDays: 3, deadLetterExpireAfterDays: 1 },
-        alarms: { loaderDurationOfTimeout: 1.2 },
+        source: { secretKmsKeyArn: 'arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab' },
+        warehouse: { host: 'db host', port: 70_000 },
       });
     expect(bad).toThrow(/archive.lockMode must be COMPLIANCE or GOVERNANCE/);
     expect(bad).toThrow(/archive.lockRetentionDays/);
     expect(bad).toThrow(/processed.expireAfterDays must be at least 7/);
     expect(bad).toThrow(/processed.deadLetterExpireAfterDays/);
-    expect(bad).toThrow(/alarms.loaderDurationOfTimeout must be under 1/);
+    expect(bad).toThrow(/source.secretKmsKeyArn must be a KMS key's ARN .* with source.secretArn set/);
+    expect(bad).toThrow(/warehouse.host must be a host name/);
+    expect(bad).toThrow(/warehouse.port must be a port number/);
     expect(() => resolveConfig({ capture: { running: 'yes' } })).toThrow(/capture.running must be true or false/);
   });
 

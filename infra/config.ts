@@ -27,7 +27,11 @@ export interface DatabaseConfig {
   secretArn?: string;
   /** The database's security group: given, it gets an ingress rule from the service that connects. */
   securityGroupId?: string;
+  /** The database's host, given to the services (over the secret's `host`, which an RDS-managed secret lacks). */
+  host?: string;
   port: number;
+  /** The customer-managed KMS key that encrypts an imported secret: its readers get kms:Decrypt on it. */
+  secretKmsKeyArn?: string;
 }
 
 export interface TotesConfig {
@@ -59,11 +63,12 @@ export interface TotesConfig {
     retryAttempts: number;
   };
   loader: {
-    /** false (the default): the schedule is disabled, until the warehouse secret and network are real. */
+    /** false (the default): the loader service has no task, until the warehouse secret and network are real. */
     running: boolean;
+    cpu: number;
     memoryMiB: number;
-    /** A run starts loads for up to 45 s, and none with under 30 s left (loader/lambda.ts): it ends before the next minute's run. */
-    timeoutSeconds: number;
+    /** How long the loader waits after a pass that found nothing new: each pass lists every shard's manifests (S3 LIST). */
+    idlePollMs: number;
     warehouseSchema: string;
   };
   /** The ingestion bucket: the raw archive, the system of record `totes replay` rebuilds from. */
@@ -81,6 +86,7 @@ export interface TotesConfig {
     /** dead-letter/ holds records set aside for a person to look at: kept longer. */
     deadLetterExpireAfterDays: number;
   };
+  /** Every log group (KMS-encrypted). */
   logRetentionDays: number;
   /** null: a new VPC with `natGateways` NAT gateways, which reaches neither database until you connect it. */
   vpc: ImportedVpc | null;
@@ -92,7 +98,7 @@ export interface TotesConfig {
   /** The databases' CA bundle, a file in infra/certs/ (infra/ca-bundle.ts); copied into the image and the loader bundle. */
   dbCaBundlePath: string;
   alarms: {
-    /** Oldest unread record in the stream (Firehose or the processor behind). */
+    /** How far Firehose, the stream's other consumer, reads behind the stream's newest record. */
     streamIteratorAgeSeconds: number;
     /** Oldest record the processor has not yet handled. */
     processorIteratorAgeSeconds: number;
@@ -106,10 +112,8 @@ export interface TotesConfig {
     warehouseFreshnessSeconds: number;
     /** Age of the oldest record Firehose has not yet delivered to the archive. */
     firehoseFreshnessSeconds: number;
-    /** Loader invocation errors per 5 minutes, in two consecutive periods. */
+    /** Failed loader passes (each retried) per 5 minutes, in two consecutive periods. */
     loaderErrors: number;
-    /** The loader's longest run, as a fraction of its timeout, in two consecutive 5-minute periods. */
-    loaderDurationOfTimeout: number;
     /** Age of a gap in a shard's loaded batches (a batch missing while later ones wait). */
     loaderGapAgeSeconds: number;
     /** Capture's PutRecords retries per minute, for 5 minutes on end: the stream refuses writes. */
@@ -122,44 +126,48 @@ export interface TotesConfig {
 export const DEFAULT_CONFIG: TotesConfig = {
   // One shard carries totesys's few thousand changes a day many times over; see docs/deploy.md for 1,000 changes/s.
   stream: { mode: 'PROVISIONED', shardCount: 1, retentionHours: 24 },
-  capture: { running: false, cpu: 512, memoryMiB: 1024, slotName: 'totes_cdc', publication: 'totes_cdc', heartbeatSeconds: 10, maxHealthyLagSeconds: 300 },
+  // A heartbeat every 2 s moves the warehouse's watermark every 2 s on a quiet source (docs/deploy.md, freshness).
+  capture: { running: false, cpu: 512, memoryMiB: 1024, slotName: 'totes_cdc', publication: 'totes_cdc', heartbeatSeconds: 2, maxHealthyLagSeconds: 300 },
   processor: {
     memoryMiB: 1024,
     timeoutSeconds: 120,
     batchSize: 1000,
-    maxBatchingWindowSeconds: 5,
+    // No wait beyond the mapping's one poll a second per shard: a change is processed within about a second.
+    maxBatchingWindowSeconds: 0,
     // Skipping a batch loses changes, so retry for hours (alarms fire within minutes); the
     // dead-lettered sequence range then stays replayable for the rest of the stream's retention.
     maxRecordAgeSeconds: 6 * 3600,
     retryAttempts: 10_000,
   },
-  loader: { running: false, memoryMiB: 1024, timeoutSeconds: 90, warehouseSchema: 'public' },
+  // 1 GiB as the Lambda it replaces had; one pass a second when idle (one S3 LIST per shard).
+  loader: { running: false, cpu: 256, memoryMiB: 1024, idlePollMs: 1000, warehouseSchema: 'public' },
   // Seven years covers UK company and tax record keeping (six years from the end of the financial year).
   archive: { infrequentAccessAfterDays: 30, glacierAfterDays: 180, lockMode: 'COMPLIANCE', lockRetentionDays: 2557 },
   processed: { expireAfterDays: 30, deadLetterExpireAfterDays: 365 },
-  logRetentionDays: RetentionDays.THREE_MONTHS,
+  // As long as the archive's lock (seven years): the logs say what happened to the data it holds
+  // (dead letters, gaps, reprocessing); kept in CloudWatch at cents per GB-month (docs/deploy.md).
+  logRetentionDays: RetentionDays.SEVEN_YEARS,
   vpc: null,
   natGateways: 1,
   newVpcConnected: false,
   // Optional keys are listed (as undefined) so that a misspelt override is reported.
-  source: { secretArn: undefined, securityGroupId: undefined, port: 5432 },
-  warehouse: { secretArn: undefined, securityGroupId: undefined, port: 5432 },
+  source: { secretArn: undefined, securityGroupId: undefined, host: undefined, port: 5432, secretKmsKeyArn: undefined },
+  warehouse: { secretArn: undefined, securityGroupId: undefined, host: undefined, port: 5432, secretKmsKeyArn: undefined },
   dbCaBundlePath: 'infra/certs/rds-ca-bundle.pem',
   alarms: {
-    // Firehose buffers 60 s and the processor 5 s: 5 minutes unread is a stall, not a buffer.
+    // Firehose buffers 60 s: 5 minutes behind is a stall, not a buffer.
     streamIteratorAgeSeconds: 300,
     processorIteratorAgeSeconds: 300,
     processorErrors: 1,
     slotLagBytes: 1024 ** 3,
     // The same bound at which the health check makes ECS replace the task.
     slotLagSeconds: 300,
-    // Normal freshness is about a minute (10 s heartbeat, 1 min loader). 10 minutes for two
+    // Normal freshness is seconds (2 s heartbeat, the loader continuous). 10 minutes for two
     // consecutive minutes alarms at about 12 minutes, 18 minutes before the 30-minute budget.
     warehouseFreshnessSeconds: 600,
     // The archive is not on the warehouse's path: 15 minutes against a 60 s buffer.
     firehoseFreshnessSeconds: 900,
     loaderErrors: 1,
-    loaderDurationOfTimeout: 0.8,
     // A gap holds every later batch of its shard back: 15 minutes leaves half the budget.
     loaderGapAgeSeconds: 900,
     putRecordsRetriesPerMinute: 1,
@@ -217,8 +225,8 @@ function problems(c: TotesConfig): string[] {
   if (!(c.processor.batchSize >= 1 && c.processor.batchSize <= 10_000)) found.push('processor.batchSize must be between 1 and 10000');
   if (!(c.processor.maxBatchingWindowSeconds >= 0 && c.processor.maxBatchingWindowSeconds <= 300))
     found.push('processor.maxBatchingWindowSeconds must be between 0 and 300');
-  if (c.loader.timeoutSeconds <= 30 || c.loader.timeoutSeconds > 900)
-    found.push('loader.timeoutSeconds must be over 30 (the loader stops with 30 s left) and at most 900');
+  if (!(Number.isInteger(c.loader.idlePollMs) && c.loader.idlePollMs >= 100))
+    found.push('loader.idlePollMs must be a whole number of milliseconds, at least 100');
   if (c.archive.infrequentAccessAfterDays < 30) found.push('archive.infrequentAccessAfterDays must be at least 30 (an S3 rule for STANDARD_IA)');
   if (c.archive.glacierAfterDays < c.archive.infrequentAccessAfterDays + 30)
     found.push('archive.glacierAfterDays must be at least 30 days after archive.infrequentAccessAfterDays');
@@ -249,9 +257,16 @@ function problems(c: TotesConfig): string[] {
     if (arn !== undefined && !/^arn:aws[\w-]*:secretsmanager:[\w-]+:\d{12}:secret:.+-[A-Za-z0-9]{6}$/.test(arn)) {
       found.push(`${db}.secretArn must be a secret's complete ARN (ending in its 6-character suffix), got ${JSON.stringify(arn)}`);
     }
+    const key = c[db].secretKmsKeyArn;
+    if (key !== undefined && !(arn && /^arn:aws[\w-]*:kms:[\w-]+:\d{12}:key\/[\w-]+$/.test(key)))
+      found.push(`${db}.secretKmsKeyArn must be a KMS key's ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), with ${db}.secretArn set, got ${JSON.stringify(key)}`);
+    const host = c[db].host;
+    if (host !== undefined && !(typeof host === 'string' && /^[A-Za-z0-9.-]+$/.test(host)))
+      found.push(`${db}.host must be a host name or address, got ${JSON.stringify(host)}`);
+    if (!(Number.isInteger(c[db].port) && c[db].port >= 1 && c[db].port <= 65_535))
+      found.push(`${db}.port must be a port number, got ${JSON.stringify(c[db].port)}`);
   }
   for (const [name, value] of Object.entries(c.alarms)) if (!(typeof value === 'number' && value > 0)) found.push(`alarms.${name} must be a positive number`);
-  if (!(c.alarms.loaderDurationOfTimeout < 1)) found.push('alarms.loaderDurationOfTimeout must be under 1 (a fraction of loader.timeoutSeconds)');
   return found;
 }
 

@@ -1,6 +1,8 @@
 /**
- * A deployment into an existing VPC with existing secrets and database security groups, on an
- * on-demand stream and with overridden thresholds: the configuration reaches the template.
+ * A deployment into an existing VPC with existing secrets (one under a customer-managed KMS key,
+ * the source's host given as a setting, as for an RDS-managed secret) and database security
+ * groups, on an on-demand stream and with overridden thresholds: the configuration reaches the
+ * template.
  */
 import { describe, expect, it } from 'vitest';
 import { ENV } from '../lib/config.ts';
@@ -8,13 +10,20 @@ import { synthesize, unacknowledgedNagFindings } from './testing.ts';
 
 const SOURCE_SECRET = 'arn:aws:secretsmanager:eu-west-2:123456789012:secret:totes/source-AbCdEf';
 const WAREHOUSE_SECRET = 'arn:aws:secretsmanager:eu-west-2:123456789012:secret:totes/warehouse-GhIjKl';
+const SOURCE_KEY = 'arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
 const { stack, template } = synthesize({
   vpc: {
     vpcId: 'vpc-0123456789abcdef0',
     availabilityZones: ['eu-west-2a', 'eu-west-2b'],
     privateSubnetIds: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2'],
   },
-  source: { secretArn: SOURCE_SECRET, securityGroupId: 'sg-0aaaaaaaaaaaaaaa1', port: 5433 },
+  source: {
+    secretArn: SOURCE_SECRET,
+    secretKmsKeyArn: SOURCE_KEY,
+    host: 'totesys.abc123.eu-west-2.rds.amazonaws.com',
+    securityGroupId: 'sg-0aaaaaaaaaaaaaaa1',
+    port: 5433,
+  },
   warehouse: { secretArn: WAREHOUSE_SECRET, securityGroupId: 'sg-0bbbbbbbbbbbbbbb2' },
   stream: { mode: 'ON_DEMAND' },
   archive: { infrequentAccessAfterDays: 60, glacierAfterDays: 365 },
@@ -30,23 +39,45 @@ describe('an imported VPC, secrets and database security groups', () => {
     template.resourceCountIs('AWS::SecretsManager::Secret', 0);
   });
 
-  it('runs the services in the given subnets', () => {
-    template.hasResourceProperties('AWS::ECS::Service', {
-      NetworkConfiguration: { AwsvpcConfiguration: { Subnets: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2'] } },
-    });
-    const loader = resources('AWS::Lambda::Function').find((f) => f.VpcConfig);
-    expect(loader.VpcConfig.SubnetIds).toEqual(['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2']);
+  it('runs both services in the given subnets', () => {
+    for (const service of resources('AWS::ECS::Service'))
+      expect(service.NetworkConfiguration.AwsvpcConfiguration.Subnets).toEqual(['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2']);
   });
 
-  it('passes the given secret ARNs and lets only the right service read each', () => {
-    const task = resources('AWS::ECS::TaskDefinition')[0].ContainerDefinitions[0];
-    expect(task.Environment).toContainEqual({ Name: ENV.sourceSecret, Value: SOURCE_SECRET });
-    const loader = resources('AWS::Lambda::Function').find((f) => f.VpcConfig);
-    expect(loader.Environment.Variables[ENV.warehouseSecret]).toBe(WAREHOUSE_SECRET);
-    const secretStatements = resources('AWS::IAM::Policy')
-      .flatMap((p) => p.PolicyDocument.Statement)
-      .filter((s: any) => [s.Action].flat().includes('secretsmanager:GetSecretValue'));
+  it('passes the given secret ARNs, hosts and ports, and lets only the right service read each secret', () => {
+    const env = (variable: string) =>
+      resources('AWS::ECS::TaskDefinition')
+        .map((t) => t.ContainerDefinitions[0].Environment)
+        .find((e: any[]) => e.some((v) => v.Name === variable));
+    expect(env(ENV.sourceSecret)).toEqual(
+      expect.arrayContaining([
+        { Name: ENV.sourceSecret, Value: SOURCE_SECRET },
+        { Name: ENV.sourceHost, Value: 'totesys.abc123.eu-west-2.rds.amazonaws.com' },
+        { Name: ENV.sourcePort, Value: '5433' },
+      ]),
+    );
+    expect(env(ENV.warehouseSecret)).toEqual(
+      expect.arrayContaining([
+        { Name: ENV.warehouseSecret, Value: WAREHOUSE_SECRET },
+        { Name: ENV.warehousePort, Value: '5432' },
+      ]),
+    );
+    expect(env(ENV.warehouseSecret).some((v: any) => v.Name === ENV.warehouseHost)).toBe(false);
+    const statements = resources('AWS::IAM::Policy').flatMap((p) => p.PolicyDocument.Statement);
+    const secretStatements = statements.filter((s: any) => [s.Action].flat().includes('secretsmanager:GetSecretValue'));
     expect(secretStatements.map((s: any) => s.Resource).sort()).toEqual([SOURCE_SECRET, WAREHOUSE_SECRET]);
+  });
+
+  it('lets the readers of a secret under a customer-managed key decrypt it through Secrets Manager, and only those', () => {
+    const decrypt = resources('AWS::IAM::Policy').flatMap((p) =>
+      p.PolicyDocument.Statement.filter((s: any) => [s.Action].flat().includes('kms:Decrypt')).map((s: any) => ({ roles: p.Roles, s })),
+    );
+    expect(decrypt).toHaveLength(1);
+    expect(decrypt[0].s.Resource).toBe(SOURCE_KEY);
+    expect(JSON.stringify(decrypt[0].s.Condition)).toContain('secretsmanager.');
+    const captureRole = resources('AWS::ECS::TaskDefinition').find((t) => t.ContainerDefinitions[0].Environment.some((v: any) => v.Name === ENV.sourceSecret))
+      .TaskRoleArn['Fn::GetAtt'][0];
+    expect(decrypt[0].roles).toEqual([{ Ref: captureRole }]);
   });
 
   it('opens each database security group to its one service on the database port', () => {
@@ -78,7 +109,7 @@ describe('configured values', () => {
     expect(stream.ShardCount).toBeUndefined();
   });
 
-  it('can leave the capture service without a task', () => {
+  it('can leave the services without a task', () => {
     template.hasResourceProperties('AWS::ECS::Service', { DesiredCount: 0 });
   });
 

@@ -11,15 +11,14 @@ import { deployPhase } from './deploy-phase.ts';
 import { inspect, RUNNING, synthesize, unacknowledgedNagFindings } from './testing.ts';
 
 const { stack, template } = synthesize();
-const { resources, only } = inspect(template);
+const { resources } = inspect(template);
 const alarms = Object.values(resources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
 const byName = (name: string) => alarms.find((a) => a.AlarmName === `TotesCdc-${name}`)!;
 const IMPORTED_VPC = { vpcId: 'vpc-0123456789abcdef0', availabilityZones: ['eu-west-2a'], privateSubnetIds: ['subnet-0123456789abcdef0'] };
 
 describe('phase 1: the defaults', () => {
-  it('create the capture service with no task and the loader schedule disabled', () => {
-    expect(only('AWS::ECS::Service').props.DesiredCount).toBe(0);
-    expect(only('AWS::Events::Rule').props.State).toBe('DISABLED');
+  it('create the capture and loader services with no task', () => {
+    expect(Object.values(resources('AWS::ECS::Service')).map((s) => s.Properties.DesiredCount)).toEqual([0, 0]);
   });
 
   it('keep the notifications of alarms on stopped services off, and those of the parts that do run on', () => {
@@ -27,7 +26,10 @@ describe('phase 1: the defaults', () => {
       'capture-not-running',
       'slot-lag-bytes',
       'source-unreachable',
-      'stream-iterator-age',
+      'archive-iterator-age',
+      'capture-silent',
+      'loader-silent',
+      'loader-not-running',
       'warehouse-freshness',
       'loader-errors',
       'loader-gap-age',
@@ -66,9 +68,8 @@ describe('phase 2: starting capture and the loader', () => {
     expect(deployPhase(resolveConfig({ loader: { running: true }, newVpcConnected: true }))).toBe(2);
   });
 
-  it('runs one capture task and enables the schedule', () => {
+  it('runs one capture task and one loader task', () => {
     const running = inspect(synthesize(RUNNING).template);
-    expect(running.only('AWS::ECS::Service').props.DesiredCount).toBe(1);
-    expect(running.only('AWS::Events::Rule').props.State).toBe('ENABLED');
+    expect(Object.values(running.resources('AWS::ECS::Service')).map((s) => s.Properties.DesiredCount)).toEqual([1, 1]);
   });
 });

@@ -4,7 +4,6 @@
  * the alarms have files of their own; phases.test.ts covers the default (phase 1) template.
  * One synthesis for the whole file (Lambda bundling skipped).
  */
-import { Match } from 'aws-cdk-lib/assertions';
 import { Validations } from 'aws-cdk-lib';
 import { describe, expect, it } from 'vitest';
 import { ARCHIVE } from '../formats/archive-layout.ts';
@@ -16,19 +15,27 @@ import { actionsOf, inspect, RUNNING, synthesize, unacknowledgedNagFindings } fr
 const { stack, template } = synthesize(RUNNING);
 const { resources, only, logicalIdOf, statementsOf } = inspect(template);
 
-const captureContainer = only('AWS::ECS::TaskDefinition').props.ContainerDefinitions[0];
-const captureEnv: Record<string, any> = Object.fromEntries(captureContainer.Environment.map((e: any) => [e.Name, e.Value]));
-const processorId = logicalIdOf('AWS::Lambda::Function', (p) => p.Environment?.Variables?.[ENV.processedBucket] && !p.VpcConfig);
-const loaderId = logicalIdOf('AWS::Lambda::Function', (p) => p.Environment?.Variables?.[ENV.warehouseSecret]);
+const taskOf = (name: string) =>
+  resources('AWS::ECS::TaskDefinition')[logicalIdOf('AWS::ECS::TaskDefinition', (p) => p.ContainerDefinitions[0].Name === name)].Properties;
+const envOf = (container: any): Record<string, any> => Object.fromEntries(container.Environment.map((e: any) => [e.Name, e.Value]));
+const captureTask = taskOf('capture');
+const captureContainer = captureTask.ContainerDefinitions[0];
+const captureEnv = envOf(captureContainer);
+const loaderTask = taskOf('loader');
+const loaderContainer = loaderTask.ContainerDefinitions[0];
+const loaderEnv = envOf(loaderContainer);
+const serviceOf = (task: any) =>
+  Object.values(resources('AWS::ECS::Service')).find((s) => s.Properties.TaskDefinition.Ref === logicalIdOf('AWS::ECS::TaskDefinition', (p) => p === task))!
+    .Properties;
+const processorId = logicalIdOf('AWS::Lambda::Function', (p) => p.Environment?.Variables?.TOTES_PROCESSED_BUCKET);
 const processor = resources('AWS::Lambda::Function')[processorId].Properties;
-const loader = resources('AWS::Lambda::Function')[loaderId].Properties;
 const ingestionId = logicalIdOf('AWS::S3::Bucket', (p) => p.ObjectLockEnabled);
 const streamId = only('AWS::Kinesis::Stream').id;
 const queueId = only('AWS::SQS::Queue').id;
 
 describe('capture service (Fargate)', () => {
   it('runs one task, never two at once on the slot, and rolls back a failed deployment', () => {
-    template.hasResourceProperties('AWS::ECS::Service', {
+    expect(serviceOf(captureTask)).toMatchObject({
       LaunchType: 'FARGATE',
       DesiredCount: 1,
       DeploymentConfiguration: { MinimumHealthyPercent: 0, MaximumPercent: 100, DeploymentCircuitBreaker: { Enable: true, Rollback: true } },
@@ -36,8 +43,14 @@ describe('capture service (Fargate)', () => {
     });
   });
 
+  it("runs the image's bundled service as its unprivileged user, the heap capped at half the task's memory", () => {
+    expect(captureContainer.User).toBe(IMAGE.user);
+    expect(captureTask.Memory).toBe(String(DEFAULT_CONFIG.capture.memoryMiB));
+    expect(captureEnv.NODE_OPTIONS).toBe(`--enable-source-maps --max-old-space-size=${DEFAULT_CONFIG.capture.memoryMiB / 2}`);
+  });
+
   it("runs the image's bundled service, health-checked on GET /health of TOTES_HEALTH_PORT, stopped within the drain bound", () => {
-    expect(captureContainer.Command).toEqual(IMAGE.command);
+    expect(captureContainer.Command).toEqual(IMAGE.command('capture'));
     expect(captureContainer.Essential).toBe(true);
     const check = captureContainer.HealthCheck.Command.join(' ');
     expect(check).toContain(`http://127.0.0.1:${captureEnv[ENV.healthPort]}/health`);
@@ -54,6 +67,8 @@ describe('capture service (Fargate)', () => {
     expect(captureEnv[ENV.streamName]).toEqual({ Ref: streamId });
     expect(captureEnv[ENV.caFile]).toBe(`${IMAGE.certsDir}rds-ca-bundle.pem`);
     expect(captureEnv[ENV.slotName]).toBe(DEFAULT_CONFIG.capture.slotName);
+    expect(captureEnv[ENV.sourcePort]).toBe(String(DEFAULT_CONFIG.source.port));
+    expect(captureEnv[ENV.heartbeatSeconds]).toBe('2');
   });
 
   it('has Container Insights on, for RunningTaskCount', () => {
@@ -66,7 +81,7 @@ describe('capture service (Fargate)', () => {
   });
 
   it('may write to the stream, read the source secret and keep oversize changes under oversize/, nothing else', () => {
-    const taskRole = only('AWS::ECS::TaskDefinition').props.TaskRoleArn['Fn::GetAtt'][0];
+    const taskRole = captureTask.TaskRoleArn['Fn::GetAtt'][0];
     const statements = statementsOf(taskRole);
     expect(statements.flatMap(actionsOf).sort()).toEqual(
       [
@@ -127,7 +142,7 @@ describe('processor Lambda', () => {
       EventSourceArn: { 'Fn::GetAtt': [streamId, 'Arn'] },
       StartingPosition: 'TRIM_HORIZON',
       BatchSize: p.batchSize,
-      MaximumBatchingWindowInSeconds: p.maxBatchingWindowSeconds,
+      MaximumBatchingWindowInSeconds: 0,
       BisectBatchOnFunctionError: true,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       MaximumRecordAgeInSeconds: p.maxRecordAgeSeconds,
@@ -151,34 +166,33 @@ describe('processor Lambda', () => {
   });
 });
 
-describe('loader Lambda', () => {
-  it('runs loader/lambda.ts handler on nodejs22.x in the VPC, with the warehouse as a secret ARN and TLS verified', () => {
-    expect(loader.Runtime).toBe('nodejs22.x');
-    expect(loader.Handler).toBe('index.handler');
-    expect(loader.VpcConfig.SubnetIds.length).toBeGreaterThan(0);
-    const env = loader.Environment.Variables;
-    expect(env[ENV.warehouseSecret]).toEqual({ Ref: expect.stringMatching(/^SecretsWarehouse/) });
-    expect(env).not.toHaveProperty(ENV.warehouseUrl);
-    expect(env[ENV.caFile]).toBe('/var/task/rds-ca-bundle.pem');
-    expect(loader.Timeout).toBe(DEFAULT_CONFIG.loader.timeoutSeconds);
+describe('loader service (Fargate)', () => {
+  it('runs the same image as capture, as loader.cjs, as its unprivileged user, the warehouse as a secret ARN and TLS verified', () => {
+    expect(loaderContainer.Image).toEqual(captureContainer.Image);
+    expect(loaderContainer.Command).toEqual(IMAGE.command('loader'));
+    expect(loaderContainer.User).toBe(IMAGE.user);
+    expect(loaderEnv[ENV.warehouseSecret]).toEqual({ Ref: expect.stringMatching(/^SecretsWarehouse/) });
+    expect(loaderEnv).not.toHaveProperty(ENV.warehouseUrl);
+    expect(loaderEnv[ENV.caFile]).toBe(`${IMAGE.certsDir}rds-ca-bundle.pem`);
+    expect(loaderEnv[ENV.loaderIdleMs]).toBe(String(DEFAULT_CONFIG.loader.idlePollMs));
+    expect(loaderEnv.NODE_OPTIONS).toBe(`--enable-source-maps --max-old-space-size=${DEFAULT_CONFIG.loader.memoryMiB / 2}`);
+    expect(loaderTask).toMatchObject({ Cpu: String(DEFAULT_CONFIG.loader.cpu), Memory: String(DEFAULT_CONFIG.loader.memoryMiB) });
   });
 
-  it('runs one at a time: reserved concurrency 1, so a run that overruns its minute makes the next wait', () => {
-    expect(loader.ReservedConcurrentExecutions).toBe(1);
-    expect(processor.ReservedConcurrentExecutions).toBeUndefined();
-  });
-
-  it('is started every minute by EventBridge, with no retries piling up behind the next run', () => {
-    template.hasResourceProperties('AWS::Events::Rule', {
-      ScheduleExpression: 'rate(1 minute)',
-      State: 'ENABLED',
-      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [loaderId, 'Arn'] }, RetryPolicy: { MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 60 } })],
+  it('runs continuously, one task, in the private subnets; a deployment starts the new task before it stops the old', () => {
+    const service = serviceOf(loaderTask);
+    expect(service).toMatchObject({
+      LaunchType: 'FARGATE',
+      DesiredCount: 1,
+      DeploymentConfiguration: { MinimumHealthyPercent: 100, MaximumPercent: 200, DeploymentCircuitBreaker: { Enable: true, Rollback: true } },
+      NetworkConfiguration: { AwsvpcConfiguration: { AssignPublicIp: 'DISABLED' } },
     });
-    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { FunctionName: { Ref: loaderId }, MaximumRetryAttempts: 0 });
+    expect(service.Cluster).toEqual(serviceOf(captureTask).Cluster);
+    template.resourceCountIs('AWS::Events::Rule', 0);
   });
 
-  it('may read micro-batches and the warehouse secret, nothing of the source', () => {
-    const statements = statementsOf(loader.Role['Fn::GetAtt'][0]);
+  it('may read micro-batches, the stream and the warehouse secret, nothing of the source', () => {
+    const statements = statementsOf(loaderTask.TaskRoleArn['Fn::GetAtt'][0]);
     expect(
       statements
         .flatMap(actionsOf)
@@ -186,14 +200,15 @@ describe('loader Lambda', () => {
         .sort(),
     ).toEqual(['s3:GetObject', 's3:ListBucket']);
     const secretRead = statements.filter((s) => actionsOf(s).includes('secretsmanager:GetSecretValue'));
-    expect(secretRead.map((s) => s.Resource)).toEqual([{ Ref: loader.Environment.Variables[ENV.warehouseSecret].Ref }]);
+    expect(secretRead.map((s) => s.Resource)).toEqual([{ Ref: loaderEnv[ENV.warehouseSecret].Ref }]);
+    expect(statements.flatMap(actionsOf)).toContain('kinesis:GetRecords');
   });
 });
 
 describe('secrets', () => {
   it('are created for both databases, and no service environment holds a credential or URL', () => {
     expect(Object.keys(resources('AWS::SecretsManager::Secret'))).toHaveLength(2);
-    const environments = [captureEnv, ...Object.values(resources('AWS::Lambda::Function')).map((f) => f.Properties.Environment?.Variables ?? {})];
+    const environments = [captureEnv, loaderEnv, processor.Environment.Variables];
     for (const env of environments) {
       expect(env).not.toHaveProperty(ENV.sourceUrl);
       expect(env).not.toHaveProperty(ENV.warehouseUrl);
@@ -222,11 +237,22 @@ describe('networking', () => {
 });
 
 describe('log groups', () => {
-  it('all have the configured retention, and both Lambdas log to their own', () => {
+  it('all have the configured retention (by default seven years, as the archive), and the processor logs to its own', () => {
     const groups = resources('AWS::Logs::LogGroup');
-    expect(Object.keys(groups).length).toBeGreaterThanOrEqual(5); // capture, processor, loader, Firehose, flow logs
+    expect(Object.keys(groups)).toHaveLength(5); // capture, loader, processor, Firehose, flow logs
+    expect(DEFAULT_CONFIG.logRetentionDays).toBe(2557);
     for (const g of Object.values(groups)) expect(g.Properties.RetentionInDays).toBe(DEFAULT_CONFIG.logRetentionDays);
-    for (const fn of [processor, loader]) expect(Object.keys(groups)).toContain(fn.LoggingConfig.LogGroup.Ref);
+    expect(Object.keys(groups)).toContain(processor.LoggingConfig.LogGroup.Ref);
+  });
+
+  it("are all encrypted with the stack's rotated log key, which CloudWatch Logs may use for this account's log groups only", () => {
+    const keyId = logicalIdOf('AWS::KMS::Key', (p) => p.Description === 'totes-cdc log groups');
+    for (const [id, g] of Object.entries(resources('AWS::Logs::LogGroup'))) expect(g.Properties.KmsKeyId, id).toEqual({ 'Fn::GetAtt': [keyId, 'Arn'] });
+    const key = resources('AWS::KMS::Key')[keyId];
+    expect(key.Properties.EnableKeyRotation).toBe(true);
+    expect(key.DeletionPolicy).toBe('Retain');
+    const logs = key.Properties.KeyPolicy.Statement.find((st: any) => JSON.stringify(st.Principal).includes('logs.'));
+    expect(JSON.stringify(logs.Condition.ArnLike['kms:EncryptionContext:aws:logs:arn'])).toContain(':log-group:*');
   });
 });
 
@@ -268,5 +294,16 @@ describe('cdk-nag AwsSolutions', () => {
       const reason = typeof ack === 'string' ? ack : ack.reason;
       expect(reason?.length ?? 0, id).toBeGreaterThan(30);
     }
+  });
+});
+
+describe('buckets', () => {
+  it('put the archive and the micro-batches on SSE-KMS with S3 Bucket Keys, and the access logs on SSE-S3 (all server access logging delivers to)', () => {
+    const encryption = (id: string) => resources('AWS::S3::Bucket')[id].Properties.BucketEncryption.ServerSideEncryptionConfiguration[0];
+    const processedId = logicalIdOf('AWS::S3::Bucket', (p) => p.LifecycleConfiguration?.Rules?.some((r: any) => r.Id === 'expire-manifests'));
+    for (const id of [ingestionId, processedId])
+      expect(encryption(id), id).toEqual({ BucketKeyEnabled: true, ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms' } });
+    const logsId = logicalIdOf('AWS::S3::Bucket', (p) => p.LifecycleConfiguration?.Rules?.some((r: any) => r.Id === 'expire-access-logs'));
+    expect(encryption(logsId)).toEqual({ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } });
   });
 });

@@ -1,6 +1,6 @@
 /**
  * totes-cdc in AWS: capture (Fargate) → Kinesis → Firehose → ingestion bucket, and
- * Kinesis → processor (Lambda) → processed bucket → loader (Lambda, every minute) → warehouse.
+ * Kinesis → processor (Lambda) → processed bucket → loader (Fargate, continuous) → warehouse.
  * The databases are not part of the stack: it reaches them through the network it is given
  * and the credentials in Secrets Manager.
  */
@@ -12,7 +12,7 @@ import { PipelineBuckets } from './constructs/buckets.ts';
 import { CaptureService } from './constructs/capture-service.ts';
 import { ChangeStream } from './constructs/change-stream.ts';
 import { DatabaseSecrets } from './constructs/database-secrets.ts';
-import { LoaderFunction } from './constructs/loader.ts';
+import { LoaderService } from './constructs/loader-service.ts';
 import { Monitoring } from './constructs/monitoring.ts';
 import { Network } from './constructs/network.ts';
 import { ProcessorFunction } from './constructs/processor.ts';
@@ -49,14 +49,15 @@ export class TotesCdcStack extends Stack {
       processedBucket: buckets.processed,
       ingestionBucket: buckets.ingestion,
     });
-    const loader = new LoaderFunction(this, 'Loader', {
+    const loader = new LoaderService(this, 'Loader', {
       config,
+      cluster: capture.cluster,
       processedBucket: buckets.processed,
       stream: changes.stream,
       warehouseSecret: secrets.warehouse,
-      vpc: network.vpc,
       subnets: network.subnets,
       securityGroup: network.loaderSecurityGroup,
+      caBundleFile: caBundle.fileName,
     });
     const monitoring = new Monitoring(this, 'Monitoring', {
       config,
@@ -65,9 +66,10 @@ export class TotesCdcStack extends Stack {
       archiveName: changes.archive.ref,
       processor: processor.function,
       onFailureQueue: processor.onFailureQueue,
-      loader: loader.function,
       cluster: capture.cluster,
       captureService: capture.service,
+      loaderService: loader.service,
+      loaderLogGroup: loader.logGroup,
     });
 
     Validations.of(this).acknowledge({

@@ -22,6 +22,11 @@ export const ENV = {
   sourceSecret: 'TOTES_SOURCE_SECRET_ARN',
   warehouseUrl: 'TOTES_WAREHOUSE_URL',
   warehouseSecret: 'TOTES_WAREHOUSE_SECRET_ARN',
+  /** With a secret ARN: the host and port (the deployment's settings), over the secret's own. */
+  sourceHost: 'TOTES_SOURCE_HOST',
+  sourcePort: 'TOTES_SOURCE_PORT',
+  warehouseHost: 'TOTES_WAREHOUSE_HOST',
+  warehousePort: 'TOTES_WAREHOUSE_PORT',
   streamName: 'TOTES_STREAM_NAME',
   ingestionBucket: 'TOTES_INGESTION_BUCKET',
   processedBucket: 'TOTES_PROCESSED_BUCKET',
@@ -36,6 +41,8 @@ export const ENV = {
   sourceSilenceSeconds: 'TOTES_SOURCE_SILENCE_SECONDS',
   metricsSeconds: 'TOTES_METRICS_SECONDS',
   warehouseSchema: 'TOTES_WAREHOUSE_SCHEMA',
+  /** How long the loader waits after a pass that found nothing new (milliseconds). */
+  loaderIdleMs: 'TOTES_LOADER_IDLE_MS',
   caFile: 'TOTES_DB_CA_FILE',
 } as const;
 
@@ -55,10 +62,16 @@ export function optionalNumber(env: Env, name: string, fallback: number): number
   return n;
 }
 
-/** A Postgres URL from NAME_URL, or built from the RDS-style secret NAME_SECRET_ARN points at. */
+/**
+ * A Postgres URL from NAME_URL, or built from the secret NAME_SECRET_ARN points at: credentials
+ * from the secret, host and port from NAME_HOST and NAME_PORT when set (an RDS-managed secret
+ * holds only username and password), else from the secret.
+ */
 export async function databaseUrl(env: Env, which: 'source' | 'warehouse'): Promise<string> {
-  const urlVar = which === 'source' ? ENV.sourceUrl : ENV.warehouseUrl;
-  const secretVar = which === 'source' ? ENV.sourceSecret : ENV.warehouseSecret;
+  const [urlVar, secretVar, hostVar, portVar] =
+    which === 'source'
+      ? [ENV.sourceUrl, ENV.sourceSecret, ENV.sourceHost, ENV.sourcePort]
+      : [ENV.warehouseUrl, ENV.warehouseSecret, ENV.warehouseHost, ENV.warehousePort];
   if (env[urlVar]) {
     if (!/^postgres(ql)?:\/\//.test(env[urlVar]!)) throw new ConfigError(`${urlVar} must be a postgres:// URL`);
     return env[urlVar]!;
@@ -72,8 +85,11 @@ export async function databaseUrl(env: Env, which: 'source' | 'warehouse'): Prom
   try {
     const out = await client.send(new GetSecretValueCommand({ SecretId: arn }));
     const s = JSON.parse(out.SecretString ?? '{}');
-    for (const k of ['host', 'username', 'password']) if (!s[k]) throw new ConfigError(`secret ${secretVar} has no "${k}"`);
-    return `postgres://${encodeURIComponent(s.username)}:${encodeURIComponent(s.password)}@${s.host}:${s.port ?? 5432}/${s.dbname ?? (which === 'source' ? 'totesys' : 'warehouse')}`;
+    for (const k of ['username', 'password']) if (!s[k]) throw new ConfigError(`secret ${secretVar} has no "${k}"`);
+    const host = env[hostVar] || s.host;
+    if (!host) throw new ConfigError(`secret ${secretVar} has no "host": set ${hostVar} (the ${which}.host setting) or put "host" in the secret`);
+    const port = env[portVar] ? optionalNumber(env, portVar, 5432) : (s.port ?? 5432);
+    return `postgres://${encodeURIComponent(s.username)}:${encodeURIComponent(s.password)}@${host}:${port}/${s.dbname ?? (which === 'source' ? 'totesys' : 'warehouse')}`;
   } finally {
     client.destroy();
   }

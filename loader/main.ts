@@ -96,7 +96,7 @@ export async function runLoader(env: Env, untilStopped: Promise<void>): Promise<
   const { loader, close } = await loaderFromEnv(env, 2);
   await loader.ensureSchema();
   const abort = new AbortController();
-  const loop = loader.runLoop(abort.signal);
+  const loop = loader.runLoop(abort.signal, optionalNumber(env, ENV.loaderIdleMs, 200));
   const freshness = boundedFreshness(loader);
   const healthPort = env[ENV.healthPort] ? optionalNumber(env, ENV.healthPort, 0) : null;
   const server =

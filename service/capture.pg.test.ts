@@ -18,7 +18,7 @@ import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts
 import { readStream, startNode, type RunningProcess } from '../test/process.ts';
 import { until } from '../test/until.ts';
 import { IMAGE } from '../infra/image.ts';
-import { buildService, SERVICE_BUNDLE } from './bundle.ts';
+import { buildService, serviceBundle } from './bundle.ts';
 
 const STREAM = 'changes';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -55,7 +55,7 @@ describe(`the capture service bundle on Node ${process.versions.node}`, () => {
   it('snapshots every table, streams a change, is healthy, and on SIGTERM drains and exits 0', async () => {
     const port = await freePort();
     const slot = `svc_${source.name}`;
-    const running = startNode([SERVICE_BUNDLE], {
+    const running = startNode([serviceBundle('capture')], {
       cwd: outDir,
       env: {
         TOTES_SOURCE_URL: source.url,
@@ -73,10 +73,14 @@ describe(`the capture service bundle on Node ${process.versions.node}`, () => {
     };
     const health = async () =>
       fetch(`http://127.0.0.1:${port}/health`)
-        .then(async (r) => ({ status: r.status, body: (await r.json()) as { healthy: boolean; heartbeats: number } }))
+        .then(async (r) => ({ status: r.status, body: (await r.json()) as { healthy: boolean; heartbeats: number; snapshotPending: boolean } }))
         .catch(() => null);
     await until('a healthy service that has seen a heartbeat', async () => alive() && ((await health())?.body.heartbeats ?? 0) > 0, 60_000, 100);
     expect((await health())?.status).toBe(200);
+    // its first metrics line at start, not a minute in: a restarted task's figures resume at once (the alarms rely on it)
+    const emf = running.out.stdout.split('\n').filter((l) => l.includes('"_aws"'));
+    expect(emf.length, running.out.stdout.slice(-2000)).toBeGreaterThan(0);
+    expect(JSON.parse(emf[0])).toMatchObject({ Service: 'capture', SourceUnreachable: 0 });
 
     await pool.query(`UPDATE address SET phone = '0161 555 0100', last_updated = now() WHERE address_id = 1`);
     await until(
@@ -89,6 +93,8 @@ describe(`the capture service bundle on Node ${process.versions.node}`, () => {
       20_000,
       200,
     );
+    // the snapshot runs beside the stream: the update can arrive before its last table
+    await until('the snapshot done', async () => alive() && (await health())?.body.snapshotPending === false, 30_000, 200);
     const events = await readStream(aws.kinesisEndpoint, STREAM);
     const snapshotted = new Set(events.flatMap((e) => (e.kind === 'change' && e.op === 'r' ? [e.table] : [])));
     const empty = await pool.query(`SELECT relname FROM pg_stat_user_tables WHERE schemaname = 'public' AND n_live_tup = 0`);
@@ -110,14 +116,14 @@ describe(`the capture service bundle on Node ${process.versions.node}`, () => {
       TOTES_KINESIS_ENDPOINT: aws.kinesisEndpoint,
       TOTES_HEALTH_PORT: String(await freePort()),
     };
-    const refused = startNode([SERVICE_BUNDLE], { cwd: outDir, env: { ...env, TOTES_DB_CA_FILE: caFile } });
+    const refused = startNode([serviceBundle('capture')], { cwd: outDir, env: { ...env, TOTES_DB_CA_FILE: caFile } });
     expect((await refused.exited).code).toBe(1);
     const lines = refused.out.stdout
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
     expect(lines.at(-1)).toMatchObject({ level: 60, msg: 'capture stopped: The server does not support SSL connections' });
-    const missing = startNode([SERVICE_BUNDLE], { cwd: outDir, env: { ...env, TOTES_DB_CA_FILE: join(outDir, 'certs', 'absent.pem') } });
+    const missing = startNode([serviceBundle('capture')], { cwd: outDir, env: { ...env, TOTES_DB_CA_FILE: join(outDir, 'certs', 'absent.pem') } });
     expect((await missing.exited).code).toBe(1);
     expect(missing.out.stdout).toContain('ENOENT');
   });

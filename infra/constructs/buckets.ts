@@ -2,7 +2,10 @@
  * The pipeline's buckets: the ingestion bucket (the raw archive Firehose writes: the system of
  * record replay rebuilds from), the processed bucket (Parquet micro-batches) and a bucket for
  * their server access logs. All private, encrypted, reachable over TLS only, and kept when the
- * stack is deleted.
+ * stack is deleted. The data buckets are on SSE-KMS (the account's AWS-managed S3 key, with S3
+ * Bucket Keys, which cut the KMS requests and their cost by about 99 %: no grant to add for
+ * Firehose, the services or an operator's replay); the access-log bucket stays on SSE-S3, the
+ * only encryption S3 server access logging delivers to.
  *
  * The archive is immutable in fact, not by convention: versioned, every object version under
  * S3 Object Lock for `archive.lockRetentionDays` (COMPLIANCE: no one, the root user included,
@@ -26,6 +29,7 @@ const PRIVATE_ENCRYPTED: s3.BucketProps = {
   objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
   removalPolicy: RemovalPolicy.RETAIN,
 };
+const PRIVATE_KMS: s3.BucketProps = { ...PRIVATE_ENCRYPTED, encryption: s3.BucketEncryption.KMS_MANAGED, bucketKeyEnabled: true };
 
 /** What no principal may do to the archive: delete (a version, or the object behind a delete marker) or loosen its locks. */
 export const ARCHIVE_DENIED_ACTIONS = [
@@ -50,7 +54,7 @@ export class PipelineBuckets extends Construct {
     });
     const retention = Duration.days(archive.lockRetentionDays);
     this.ingestion = new s3.Bucket(this, 'Ingestion', {
-      ...PRIVATE_ENCRYPTED,
+      ...PRIVATE_KMS,
       serverAccessLogsBucket: this.accessLogs,
       serverAccessLogsPrefix: 'ingestion/',
       versioned: true,
@@ -81,7 +85,7 @@ export class PipelineBuckets extends Construct {
     );
     const expire = (id: string, prefix: string, days: number): s3.LifecycleRule => ({ id, prefix, expiration: Duration.days(days) });
     this.processed = new s3.Bucket(this, 'Processed', {
-      ...PRIVATE_ENCRYPTED,
+      ...PRIVATE_KMS,
       serverAccessLogsBucket: this.accessLogs,
       serverAccessLogsPrefix: 'processed/',
       lifecycleRules: [

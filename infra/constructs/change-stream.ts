@@ -18,6 +18,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { ARCHIVE, RAW_PREFIX } from '../../formats/archive-layout.ts';
 import type { TotesConfig } from '../config.ts';
 import { bucketPrefixWildcard } from './nag.ts';
+import { encryptedLogGroup } from './log-group.ts';
 
 /** The key prefix of Firehose's error output: ARCHIVE.errorPrefix up to its first expression. */
 const ERROR_PREFIX = ARCHIVE.errorPrefix.slice(0, ARCHIVE.errorPrefix.indexOf('!'));
@@ -38,7 +39,7 @@ export class ChangeStream extends Construct {
       encryption: kinesis.StreamEncryption.MANAGED,
     });
 
-    const logGroup = new logs.LogGroup(this, 'ArchiveLogGroup', { retention: props.config.logRetentionDays });
+    const logGroup = encryptedLogGroup(this, 'ArchiveLogGroup', props.config.logRetentionDays);
     const logStream = new logs.LogStream(this, 'ArchiveLogStream', { logGroup });
     this.archiveRole = new iam.Role(this, 'ArchiveRole', {
       assumedBy: new iam.ServicePrincipal('firehose.amazonaws.com'),
@@ -89,7 +90,7 @@ export class ChangeStream extends Construct {
     Validations.of(this.archive).acknowledge({
       id: 'AwsSolutions-KDF1',
       reason:
-        'Firehose cannot encrypt on its side when its source is a Kinesis stream; records are encrypted at rest in the stream (KMS) and in the ingestion bucket (SSE-S3).',
+        'Firehose cannot encrypt on its side when its source is a Kinesis stream; records are encrypted at rest in the stream (KMS) and in the ingestion bucket (SSE-KMS).',
     });
     Validations.of(this.archiveRole).acknowledge(
       ...[RAW_PREFIX, ERROR_PREFIX].map((prefix) => ({

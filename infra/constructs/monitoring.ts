@@ -6,11 +6,14 @@
  * publish (once a topic has a policy, nothing else does), and the topic's KMS key lets
  * CloudWatch encrypt, both only for this account's alarms named after this stack.
  *
- * Missing data: a figure that stops arriving is not read as healthy where something always
- * produces it (stream consumers poll every second; capture reports every minute and writes a
- * heartbeat to every shard every 10 s; the loader runs every minute). An alarm on a service
- * that is deliberately stopped (`capture.running` / `loader.running` false) keeps its
- * notifications off, so the first deployment does not page anyone for what it left off.
+ * Missing data: an alarm on a figure's value reads no figure as no breach, so the gap of an
+ * ordinary deployment (capture's old task stops before the new one starts and reports) pages
+ * no one. A figure that stops arriving is an alarm of its own, where something always produces
+ * it (capture reports every minute from its start and puts a heartbeat on every shard every few
+ * seconds; Firehose and the processor read them; the loader reports every minute): no figure
+ * for SILENT_MINUTES, which outlasts a deployment. An alarm on a service that is deliberately
+ * stopped (`capture.running` / `loader.running` false) keeps its notifications off, so the
+ * first deployment does not page anyone for what it left off.
  */
 import { Construct } from 'constructs';
 import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
@@ -21,6 +24,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -35,13 +39,21 @@ export interface MonitoringProps {
   archiveName: string;
   processor: lambda.IFunction;
   onFailureQueue: sqs.IQueue;
-  loader: lambda.IFunction;
   cluster: ecs.ICluster;
   captureService: ecs.IBaseService;
+  loaderService: ecs.IBaseService;
+  loaderLogGroup: logs.ILogGroup;
 }
 
 const MINUTE = Duration.minutes(1);
 const FIVE_MINUTES = Duration.minutes(5);
+/**
+ * The longest an ordinary deployment leaves a figure missing: capture's old task stops (within
+ * 30 s) before the new one is pulled and started, and reports at once: 1-3 minutes.
+ */
+export const DEPLOYMENT_GAP = Duration.minutes(3);
+/** A figure missing this many minutes is an outage, not a deployment. */
+const SILENT_MINUTES = 10;
 
 type Service = 'capture' | 'loader';
 
@@ -107,7 +119,7 @@ export class Monitoring extends Construct {
         threshold: number;
         periods: number;
         compare?: keyof typeof COMPARISON;
-        /** No data means something stopped: alarm on it (while the services it needs run). */
+        /** No data means something stopped: alarm on it (while the services it needs run). Only for a count of periods that outlasts DEPLOYMENT_GAP. */
         missingIsBreaching?: boolean;
         /** The services whose stopping is deliberate while their `running` setting is false. */
         needs?: Service[];
@@ -131,13 +143,30 @@ export class Monitoring extends Construct {
       return a;
     };
 
-    const streamIteratorAge = props.stream.metricGetRecordsIteratorAgeMilliseconds({ statistic: 'Maximum', period: MINUTE });
+    const firehoseMetric = (metricName: string) =>
+      new cloudwatch.Metric({
+        namespace: 'AWS/Firehose',
+        metricName,
+        dimensionsMap: { DeliveryStreamName: props.archiveName },
+        statistic: 'Maximum',
+        period: MINUTE,
+      });
+    // Firehose's own read position, not the stream's GetRecords age, which the loader's reads at old positions would raise.
+    const archiveBehind = firehoseMetric('DataReadFromKinesisStream.MillisBehindLatest');
     const writeThrottled = props.stream.metricWriteProvisionedThroughputExceeded({ statistic: 'Sum', period: MINUTE });
     const processorIteratorAge = props.processor.metric('IteratorAge', { statistic: 'Maximum', period: MINUTE });
     const processorErrors = props.processor.metricErrors({ statistic: 'Sum', period: FIVE_MINUTES });
-    const loaderErrors = props.loader.metricErrors({ statistic: 'Sum', period: FIVE_MINUTES });
-    const loaderThrottles = props.loader.metricThrottles({ statistic: 'Sum', period: FIVE_MINUTES });
-    const loaderDuration = props.loader.metricDuration({ statistic: 'Maximum', period: FIVE_MINUTES });
+    // A failed pass (retried with backoff: loader/loader.ts runLoop) or a fatal line, from the loader's logs.
+    const loaderErrors = new logs.MetricFilter(this, 'LoaderErrorsFilter', {
+      logGroup: props.loaderLogGroup,
+      filterPattern: logs.FilterPattern.any(
+        logs.FilterPattern.stringValue('$.msg', '=', 'load failed; retrying'),
+        logs.FilterPattern.numberValue('$.level', '>=', 60),
+      ),
+      metricNamespace: METRIC_NAMESPACE,
+      metricName: 'LoaderErrors',
+      metricValue: '1',
+    }).metric({ statistic: 'Sum', period: FIVE_MINUTES });
     const slotLagBytes = serviceMetric('capture', 'SlotLagBytes', 'Maximum');
     const slotLagSeconds = serviceMetric('capture', 'SlotLagSeconds', 'Maximum');
     const walStatus = serviceMetric('capture', 'SlotWalStatus', 'Maximum');
@@ -148,60 +177,54 @@ export class Monitoring extends Construct {
     const gapAge = serviceMetric('loader', 'LoaderGapAgeSeconds', 'Maximum');
     const queueVisible = props.onFailureQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: FIVE_MINUTES });
     const deadLetters = serviceMetric('processor', 'DeadLetters', 'Sum', FIVE_MINUTES);
-    const archiveFreshness = new cloudwatch.Metric({
-      namespace: 'AWS/Firehose',
-      metricName: 'DeliveryToS3.DataFreshness',
-      dimensionsMap: { DeliveryStreamName: props.archiveName },
-      statistic: 'Maximum',
-      period: MINUTE,
-    });
-    const runningTasks = new cloudwatch.Metric({
-      namespace: 'ECS/ContainerInsights',
-      metricName: 'RunningTaskCount',
-      statistic: 'Minimum',
-      period: MINUTE,
-      dimensionsMap: { ClusterName: props.cluster.clusterName, ServiceName: props.captureService.serviceName },
-    });
-
-    // Firehose and the event source mapping poll every shard about once a second; with capture
-    // running there are records on every shard (heartbeats), so no figure means no one reads.
-    alarm(
-      'stream-iterator-age',
-      'A consumer of the change stream (Firehose or the processor) is behind, or nothing reads the stream at all.',
-      streamIteratorAge,
-      {
-        threshold: t.streamIteratorAgeSeconds * 1000,
-        periods: 3,
+    const archiveFreshness = firehoseMetric('DeliveryToS3.DataFreshness');
+    const runningTasks = (service: ecs.IBaseService) =>
+      new cloudwatch.Metric({
+        namespace: 'ECS/ContainerInsights',
+        metricName: 'RunningTaskCount',
+        statistic: 'Minimum',
+        period: MINUTE,
+        dimensionsMap: { ClusterName: props.cluster.clusterName, ServiceName: service.serviceName },
+      });
+    const captureTasks = runningTasks(props.captureService);
+    const loaderTasks = runningTasks(props.loaderService);
+    /** No figure at all for SILENT_MINUTES: what produces it has stopped. */
+    const silent = (name: string, description: string, metric: cloudwatch.Metric, needs: Service[]) =>
+      alarm(name, `${description} No figure for ${SILENT_MINUTES} minutes (a deployment's gap is shorter).`, metric.with({ statistic: 'SampleCount' }), {
+        threshold: 1,
+        periods: SILENT_MINUTES,
+        compare: '<',
         missingIsBreaching: true,
-        needs: ['capture'],
-      },
-    );
-    // Heartbeats reach every shard every 10 s, so a running capture invokes the processor every batching window.
+        needs,
+      });
+
+    alarm('archive-iterator-age', 'Firehose reads the change stream far behind its newest record: check its log group and raw-errors/.', archiveBehind, {
+      threshold: t.streamIteratorAgeSeconds * 1000,
+      periods: 3,
+      needs: ['capture'],
+    });
+    // With capture running there are records on every shard (heartbeats), so Firehose reads every shard every second.
+    silent('archive-silent', 'Firehose reads nothing from the change stream.', archiveBehind, ['capture']);
     alarm(
       'processor-iterator-age',
-      'The processor is behind the change stream, or no longer invoked: check its errors, its event source mapping and the on-failure queue.',
+      'The processor is behind the change stream: check its errors, its event source mapping and the on-failure queue.',
       processorIteratorAge,
-      {
-        threshold: t.processorIteratorAgeSeconds * 1000,
-        periods: 3,
-        missingIsBreaching: true,
-        needs: ['capture'],
-      },
+      { threshold: t.processorIteratorAgeSeconds * 1000, periods: 3, needs: ['capture'] },
     );
+    // Heartbeats reach every shard every few seconds, so a running capture invokes the processor all the time.
+    silent('processor-silent', 'The processor is no longer invoked: check its event source mapping, then capture.', processorIteratorAge, ['capture']);
     alarm('processor-errors', 'Processor invocations are failing (batches are retried; the shard waits).', processorErrors, {
       threshold: t.processorErrors,
       periods: 2,
     });
-    alarm(
-      'slot-lag-bytes',
-      'The replication slot holds much WAL on the source, or capture reports no figure: capture is behind or stopped. The source disk fills if this grows.',
-      slotLagBytes,
-      { threshold: t.slotLagBytes, periods: 3, missingIsBreaching: true, needs: ['capture'] },
-    );
-    alarm('slot-lag-seconds', 'Capture is behind the newest source commit, or reports no figure.', slotLagSeconds, {
+    alarm('slot-lag-bytes', 'The replication slot holds much WAL on the source: capture is behind. The source disk fills if this grows.', slotLagBytes, {
+      threshold: t.slotLagBytes,
+      periods: 3,
+      needs: ['capture'],
+    });
+    alarm('slot-lag-seconds', 'Capture is behind the newest source commit.', slotLagSeconds, {
       threshold: t.slotLagSeconds,
       periods: 2,
-      missingIsBreaching: true,
       needs: ['capture'],
     });
     alarm(
@@ -213,9 +236,10 @@ export class Monitoring extends Construct {
     alarm('source-unreachable', 'Capture cannot query the source database: its slot health is unknown and nothing is being captured.', sourceUnreachable, {
       threshold: 1,
       periods: 3,
-      missingIsBreaching: true,
       needs: ['capture'],
     });
+    // Capture reports SourceUnreachable (0 or 1) at start and every minute, whatever the source does.
+    silent('capture-silent', 'Capture reports nothing: the task is stopped or hung, and slot lag is unknown.', sourceUnreachable, ['capture']);
     alarm(
       'schema-issues',
       'A column the warehouse maps was dropped or retyped in totesys: its changes no longer reach the warehouse while freshness can stay green. Capture logs name the table and column.',
@@ -232,25 +256,15 @@ export class Monitoring extends Construct {
       periods: 5,
       needs: ['capture'],
     });
-    // No figure means the loader is not running or has loaded no heartbeat: the warehouse is not known to be fresh.
     alarm('warehouse-freshness', 'The warehouse is stale: the newest source commit it fully reflects is too old (budget: 30 minutes).', freshness, {
       threshold: t.warehouseFreshnessSeconds,
       periods: 2,
-      missingIsBreaching: true,
       needs: ['capture', 'loader'],
     });
-    alarm('loader-errors', 'Loader runs are failing: the warehouse falls behind from here (loader logs).', loaderErrors, {
+    // The loader reports freshness every minute once it has loaded a heartbeat.
+    silent('loader-silent', 'The loader reports no warehouse freshness: it is stopped or has loaded no heartbeat.', freshness, ['capture', 'loader']);
+    alarm('loader-errors', 'Loader passes are failing (each is retried): the warehouse falls behind from here (loader logs).', loaderErrors, {
       threshold: t.loaderErrors,
-      periods: 2,
-      needs: ['loader'],
-    });
-    alarm('loader-throttles', 'Loader runs are throttled: runs overrun the minute between them (reserved concurrency 1).', loaderThrottles, {
-      threshold: 1,
-      periods: 3,
-      needs: ['loader'],
-    });
-    alarm('loader-duration', 'Loader runs come close to their timeout: a longer one is cut off and its batch retried.', loaderDuration, {
-      threshold: props.config.loader.timeoutSeconds * 1000 * t.loaderDurationOfTimeout,
       periods: 2,
       needs: ['loader'],
     });
@@ -273,16 +287,22 @@ export class Monitoring extends Construct {
     alarm('archive-freshness', 'Firehose is not delivering the change stream to the ingestion bucket.', archiveFreshness, {
       threshold: t.firehoseFreshnessSeconds,
       periods: 3,
-      missingIsBreaching: true,
       needs: ['capture'],
     });
-    // Five minutes covers a deployment, which stops the old task before it starts the new one.
-    alarm('capture-not-running', 'No capture task is running: nothing is read from the source and its slot holds WAL.', runningTasks, {
+    // Five minutes outlasts a deployment, which stops the old capture task before it starts the new one.
+    alarm('capture-not-running', 'No capture task is running: nothing is read from the source and its slot holds WAL.', captureTasks, {
       threshold: 1,
       periods: 5,
       compare: '<',
       missingIsBreaching: true,
       needs: ['capture'],
+    });
+    alarm('loader-not-running', 'No loader task is running: the warehouse falls behind (ECS service events, loader logs).', loaderTasks, {
+      threshold: 1,
+      periods: 5,
+      compare: '<',
+      missingIsBreaching: true,
+      needs: ['loader'],
     });
 
     const graph = (title: string, left: cloudwatch.IMetric[], threshold?: number, right: cloudwatch.IMetric[] = []) =>
@@ -305,14 +325,14 @@ export class Monitoring extends Construct {
         ],
         [
           graph('Source: unreachable, wal_status, schema issues', [sourceUnreachable, walStatus, schemaIssues], 1),
-          graph('Capture tasks running', [runningTasks], 1),
+          graph('Tasks running: capture, loader', [captureTasks, loaderTasks], 1),
           graph('Capture throughput', [serviceMetric('capture', 'ChangesPerSecond', 'Average')], undefined, [
             serviceMetric('capture', 'BytesPerSecond', 'Average'),
           ]),
         ],
         [
           graph('Kinesis writes: retries and throttled records', [putRetries, writeThrottled], 1, [serviceMetric('capture', 'PutRecordsLatency', 'Average')]),
-          graph('Stream iterator age (ms)', [streamIteratorAge], t.streamIteratorAgeSeconds * 1000),
+          graph('Firehose behind the stream (ms)', [archiveBehind], t.streamIteratorAgeSeconds * 1000),
           graph('Processor iterator age (ms)', [processorIteratorAge], t.processorIteratorAgeSeconds * 1000),
         ],
         [
@@ -320,11 +340,7 @@ export class Monitoring extends Construct {
           graph('Dead letters and on-failure queue', [deadLetters, queueVisible], 1),
           graph('Archive (Firehose) freshness (s)', [archiveFreshness], t.firehoseFreshnessSeconds),
         ],
-        [
-          graph('Loader errors and throttles', [loaderErrors, loaderThrottles], 1),
-          graph('Loader duration (ms)', [loaderDuration], props.config.loader.timeoutSeconds * 1000 * t.loaderDurationOfTimeout),
-          graph('Loader gap age (s)', [gapAge], t.loaderGapAgeSeconds),
-        ],
+        [graph('Loader errors', [loaderErrors], t.loaderErrors), graph('Loader gap age (s)', [gapAge], t.loaderGapAgeSeconds)],
       ],
     });
   }

@@ -5,8 +5,8 @@
  */
 import { Construct } from 'constructs';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import type { DatabaseConfig, TotesConfig } from '../config.ts';
+import { encryptedLogGroup } from './log-group.ts';
 
 export class Network extends Construct {
   readonly vpc: ec2.IVpc;
@@ -36,7 +36,7 @@ export class Network extends Construct {
         gatewayEndpoints: { S3: { service: ec2.GatewayVpcEndpointAwsService.S3 } },
       });
       vpc.addFlowLog('FlowLog', {
-        destination: ec2.FlowLogDestination.toCloudWatchLogs(new logs.LogGroup(this, 'FlowLogGroup', { retention: config.logRetentionDays })),
+        destination: ec2.FlowLogDestination.toCloudWatchLogs(encryptedLogGroup(this, 'FlowLogGroup', config.logRetentionDays)),
         trafficType: ec2.FlowLogTrafficType.REJECT,
       });
       this.vpc = vpc;

@@ -10,8 +10,9 @@ import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
-import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as logs from 'aws-cdk-lib/aws-logs';
 import { REPO_ROOT } from '../repo.ts';
+import { encryptedLogGroup } from './log-group.ts';
 
 /** The Lambda package's root: the CA bundle is copied there under its own file name. */
 const LAMBDA_TASK_ROOT = '/var/task/';
@@ -36,7 +37,7 @@ export class PipelineFunction extends Construct {
 
   constructor(scope: Construct, id: string, props: PipelineFunctionProps) {
     super(scope, id);
-    this.logGroup = new logs.LogGroup(this, 'LogGroup', { retention: props.logRetentionDays });
+    this.logGroup = encryptedLogGroup(this, 'LogGroup', props.logRetentionDays);
     const role = new iam.Role(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: props.description,
