@@ -1,6 +1,6 @@
 /**
  * The loader as a process (`totes run loader`, docker compose) and the configuration it shares
- * with the Lambda: the warehouse, the processed bucket and the change stream (read to prove
+ * with the Fargate service (service/loader.ts): the warehouse, the processed bucket and the change stream (read to prove
  * micro-batches contiguous), all from the environment. With TOTES_HEALTH_PORT set it answers
  * GET /health within HEALTH_WAIT_MS: 503 while a shard holds a gap, the last pass failed or the
  * warehouse does not answer. Metrics in EMF every minute (TOTES_METRICS_SECONDS), the line going
@@ -53,7 +53,7 @@ export async function loaderFromEnv(env: Env, connections: number): Promise<{ lo
 type LoadCounts = { batches: number; truncates: number; rowsEnded: number };
 
 /**
- * One interval's metrics, the same from the process and the Lambda: what was loaded since
+ * One interval's metrics, the same locally and deployed: what was loaded since
  * `before`, and freshness. LoaderGapAgeSeconds is 0 without a gap, so an alarm on it has a
  * figure every minute. `fresh` is null when the warehouse did not answer: WarehouseUnreachable
  * says so, and no freshness figure goes out (unknown is not zero).

@@ -6,8 +6,8 @@
  *
  * Exactly-once: the batch's row in totes_load_log is inserted in the same transaction as its
  * merge, so a batch is either wholly loaded and logged or neither; a crash at any point leaves
- * it to be loaded by the next run. Loaders are serialised by an advisory lock, so a Lambda and
- * a local loop (or two Lambdas) never interleave merges.
+ * it to be loaded by the next run. Loaders are serialised by an advisory lock, so two loaders
+ * (a deployment's new task beside its old one) never interleave merges.
  *
  * The stream loader (loader.ts) moves each shard's frontier and watermark in the transaction
  * that loads the batches (shard-progress.ts); the warehouse is complete up to the lowest
