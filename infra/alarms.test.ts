@@ -46,7 +46,7 @@ describe('alarm notifications, end to end', () => {
     statements.filter((s) => s.Effect === 'Allow' && s.Principal?.Service === 'cloudwatch.amazonaws.com' && actionsOf(s).includes(action));
 
   it('every alarm notifies the topic when it fires and when it clears, with its actions on', () => {
-    expect(alarms.length).toBe(22);
+    expect(alarms.length).toBe(23);
     for (const alarm of alarms) {
       expect(alarm.AlarmActions, alarm.AlarmName).toEqual([{ Ref: topicId }]);
       expect(alarm.OKActions, alarm.AlarmName).toEqual([{ Ref: topicId }]);

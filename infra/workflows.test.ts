@@ -38,8 +38,7 @@ describe('ci.yml', () => {
     expect(ci.jobs.node22.steps.find((s) => s.uses?.startsWith('actions/setup-node@'))?.with?.['node-version']).toBe(22);
     expect(runs(ci)).toContain('npm run test:node22');
     const script: string = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).scripts['test:node22'];
-    for (const file of ['processors/processor.test.ts', 'infra/bundles.pg.test.ts', 'service/', 'capture/lifecycle.pg.test.ts'])
-      expect(script).toContain(file);
+    for (const file of ['processors/processor.test.ts', 'infra/bundles.pg.test.ts', 'service/', 'capture/lifecycle.pg.test.ts']) expect(script).toContain(file);
     expect(readFileSync(join(REPO_ROOT, '.ci/run'), 'utf8')).toMatch(/PATH="\$PWD\/\$\(dirname "\$NODE22"\):\$PATH" npm run test:node22/);
   });
 });

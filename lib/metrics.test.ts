@@ -24,7 +24,15 @@ describe('emfLine', () => {
       Events: 12,
     });
     const loader = JSON.parse(
-      emfLine('loader', { BatchesLoaded: 1, Truncates: 0, RowsEnded: 0, WarehouseUnreachable: 0, LoaderGapAgeSeconds: 0, WarehouseFreshnessSeconds: 4.5 }),
+      emfLine('loader', {
+        BatchesLoaded: 1,
+        Truncates: 0,
+        RowsEnded: 0,
+        WarehouseUnreachable: 0,
+        UnprovenJunctions: 0,
+        LoaderGapAgeSeconds: 0,
+        WarehouseFreshnessSeconds: 4.5,
+      }),
     );
     expect(loader._aws.CloudWatchMetrics[0].Metrics).toContainEqual({ Name: 'WarehouseFreshnessSeconds', Unit: 'Seconds' });
   });

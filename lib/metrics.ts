@@ -31,6 +31,7 @@ export const METRICS = {
     LoaderGapAgeSeconds: 'Seconds',
     WarehouseFreshnessSeconds: 'Seconds',
     WarehouseUnreachable: 'Count',
+    UnprovenJunctions: 'Count',
     Truncates: 'Count',
     RowsEnded: 'Count',
   },

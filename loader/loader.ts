@@ -32,6 +32,10 @@ export interface LoaderStatus {
 const SHARDS_TTL_MS = 2_000;
 /** Loads of fewer rows read every table before their transaction starts; larger ones take each table as it arrives. */
 const PIPELINED_ROWS = 20_000;
+/** Rows merged in one transaction at most (a merge costs about the same for 300 rows as for 30,000). */
+const MAX_ROWS_PER_TRANSACTION = 200_000;
+/** The longest a pass asks the stream before it loads what is proven: a backlog of unchained batches loads as it is proven. */
+const PLAN_BUDGET_MS = 30_000;
 /** Tables fetched from the processed bucket at once. */
 const FETCHES_IN_FLIGHT = 32;
 /** Loading while the warehouse or the stream is unreachable: every error, waits from 1 s up to 30 s, for ever. */
@@ -75,7 +79,7 @@ export class Loader {
    * to `maxRowsPerTransaction` rows), since a merge costs about the same for 300 rows as for
    * 30,000; then record gaps and shards loaded to their end. Returns the number of batches loaded.
    */
-  async loadAvailable(maxRowsPerTransaction = 200_000, planUntil = Number.POSITIVE_INFINITY): Promise<number> {
+  async loadAvailable(maxRowsPerTransaction = MAX_ROWS_PER_TRANSACTION, planUntil = Number.POSITIVE_INFINITY): Promise<number> {
     const shards = await this.shards();
     const states = await this.warehouse.shardStates(shards);
     const listed = new Map<string, Manifest>();
@@ -259,7 +263,7 @@ export class Loader {
     const retry = new Retry(LOAD_RETRY);
     while (!signal.aborted) {
       try {
-        const n = await this.loadAvailable();
+        const n = await this.loadAvailable(MAX_ROWS_PER_TRANSACTION, Date.now() + PLAN_BUDGET_MS);
         retry.succeeded();
         if (n === 0) await sleep(idleMs, signal);
       } catch (err) {

@@ -11,13 +11,14 @@ describe('loader configuration and metrics', () => {
   });
 
   it('publishes what was loaded since the last line, LoaderGapAgeSeconds (0 without a gap), and freshness when known', () => {
-    const before = { batches: 2, truncates: 1, rowsEnded: 10 };
+    const before = { batches: 2, truncates: 1, rowsEnded: 10, unprovenJunctions: 0 };
     const none = { watermarkLsn: '0/10', watermarkCommitTime: 'x', lagSeconds: 4, gapShards: 0, gapSeconds: null };
-    expect(loaderMetrics({ batches: 5, truncates: 2, rowsEnded: 17 }, before, none)).toEqual({
+    expect(loaderMetrics({ batches: 5, truncates: 2, rowsEnded: 17, unprovenJunctions: 2 }, before, none)).toEqual({
       BatchesLoaded: 3,
       Truncates: 1,
       RowsEnded: 7,
       WarehouseUnreachable: 0,
+      UnprovenJunctions: 2,
       LoaderGapAgeSeconds: 0,
       WarehouseFreshnessSeconds: 4,
     });
@@ -27,6 +28,7 @@ describe('loader configuration and metrics', () => {
       Truncates: 0,
       RowsEnded: 0,
       WarehouseUnreachable: 0,
+      UnprovenJunctions: 0,
       LoaderGapAgeSeconds: 650,
       WarehouseFreshnessSeconds: null,
     });

@@ -50,7 +50,7 @@ export async function loaderFromEnv(env: Env, connections: number): Promise<{ lo
 }
 
 /** The loader's running counts its metrics are the growth of. */
-type LoadCounts = { batches: number; truncates: number; rowsEnded: number };
+type LoadCounts = { batches: number; truncates: number; rowsEnded: number; unprovenJunctions: number };
 
 /**
  * One interval's metrics, the same locally and deployed: what was loaded since
@@ -64,6 +64,8 @@ export function loaderMetrics(now: LoadCounts, before: LoadCounts, fresh: Freshn
     Truncates: now.truncates - before.truncates,
     RowsEnded: now.rowsEnded - before.rowsEnded,
     WarehouseUnreachable: fresh ? 0 : 1,
+    // batches loaded past the stream's retention without proof that none lies before them (loader.ts)
+    UnprovenJunctions: now.unprovenJunctions - before.unprovenJunctions,
     LoaderGapAgeSeconds: fresh ? (fresh.gapSeconds ?? 0) : null,
     WarehouseFreshnessSeconds: fresh?.lagSeconds ?? null,
   };
@@ -114,12 +116,13 @@ export async function runLoader(env: Env, untilStopped: Promise<void>): Promise<
             res.end(JSON.stringify({ healthy, ...loader.status, freshness: fresh, ...loader.metrics }));
           });
         }).listen(healthPort);
-  let before = { ...loader.metrics };
+  const counts = () => ({ ...loader.metrics, unprovenJunctions: loader.status.unprovenJunctions });
+  let before = counts();
   const metricsMs = optionalNumber(env, ENV.metricsSeconds, 60) * 1000;
   const metrics = setInterval(async () => {
     const fresh = await freshness(Math.min(METRICS_WAIT_MS, metricsMs / 2));
     if (fresh instanceof Error) log.warn({ err: fresh.message }, 'the warehouse did not answer; metrics go out without freshness');
-    const now = { ...loader.metrics };
+    const now = counts();
     emitMetrics('loader', loaderMetrics(now, before, fresh instanceof Error ? null : fresh));
     before = now;
   }, metricsMs);

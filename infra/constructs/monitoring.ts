@@ -175,6 +175,7 @@ export class Monitoring extends Construct {
     const putRetries = serviceMetric('capture', 'PutRecordsRetries', 'Sum');
     const freshness = serviceMetric('loader', 'WarehouseFreshnessSeconds', 'Maximum');
     const gapAge = serviceMetric('loader', 'LoaderGapAgeSeconds', 'Maximum');
+    const unproven = serviceMetric('loader', 'UnprovenJunctions', 'Sum', FIVE_MINUTES);
     const queueVisible = props.onFailureQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: FIVE_MINUTES });
     const deadLetters = serviceMetric('processor', 'DeadLetters', 'Sum', FIVE_MINUTES);
     const archiveFreshness = firehoseMetric('DeliveryToS3.DataFreshness');
@@ -268,6 +269,12 @@ export class Monitoring extends Construct {
       periods: 2,
       needs: ['loader'],
     });
+    alarm(
+      'loader-unproven-junctions',
+      "The loader loaded micro-batches past the stream's retention without proof that none lies between them (it was behind by more than the retention): run `totes verify`; if anything is missing, `totes replay` over the range its log names.",
+      unproven,
+      { threshold: 1, periods: 1, needs: ['loader'] },
+    );
     alarm('loader-gap-age', "A shard's loaded batches have a gap older than the threshold: the batches after it wait.", gapAge, {
       threshold: t.loaderGapAgeSeconds,
       periods: 1,
@@ -340,7 +347,11 @@ export class Monitoring extends Construct {
           graph('Dead letters and on-failure queue', [deadLetters, queueVisible], 1),
           graph('Archive (Firehose) freshness (s)', [archiveFreshness], t.firehoseFreshnessSeconds),
         ],
-        [graph('Loader errors', [loaderErrors], t.loaderErrors), graph('Loader gap age (s)', [gapAge], t.loaderGapAgeSeconds)],
+        [
+          graph('Loader errors', [loaderErrors], t.loaderErrors),
+          graph('Loader gap age (s)', [gapAge], t.loaderGapAgeSeconds),
+          graph('Batches loaded without proof (past the retention)', [unproven], 1),
+        ],
       ],
     });
   }
