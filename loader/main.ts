@@ -18,7 +18,7 @@ import type { Freshness } from './warehouse.ts';
 type Env = Record<string, string | undefined>;
 
 /** At most 2.5 questions a second per shard: the event source mapping and Firehose take one each, and Kinesis allows 5. */
-const REAL_KINESIS_ASK_INTERVAL_MS = 400;
+export const REAL_KINESIS_ASK_INTERVAL_MS = 400;
 
 /** The loader and what closes its connections. */
 export async function loaderFromEnv(env: Env, connections: number): Promise<{ loader: Loader; close: () => Promise<void> }> {
