@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { measureDrains, measureKinesis, measureRoundTrips, type CaptureFigures } from './capture-figures.ts';
 import { CHAOS_LONG_KILLS, measureChaos } from './chaos.ts';
 import { measureCaptureRss } from './capture-rss.ts';
+import { deployedShape } from './deployed-shape.ts';
 import { measureDownstream } from './downstream.ts';
 import { machine, startEnvironment } from './environment.ts';
 import { measureFreshness } from './freshness.ts';
@@ -29,6 +30,7 @@ const SIZES = {
     hotKeyUpdates: 1_000,
     e2eSeconds: 10,
     e2eHighRateTurns: 1,
+    e2eProdSeconds: 20,
     rssRows: 200_000,
     stallSeconds: 10,
     stallRows: 100_000,
@@ -43,6 +45,7 @@ const SIZES = {
     hotKeyUpdates: 1_000,
     e2eSeconds: 60,
     e2eHighRateTurns: 3,
+    e2eProdSeconds: 120,
     rssRows: 1_000_000,
     stallSeconds: 30,
     stallRows: 500_000,
@@ -52,13 +55,14 @@ const SIZES = {
 const DOWNSTREAM_STREAM = 'bench-oltp-downstream';
 const E2E_RATE = 1_000;
 const E2E_HIGH_RATE = 5_000;
-const SECTIONS = ['capture', 'downstream', 'e2e', 'rss', 'chaos'] as const;
+const SECTIONS = ['capture', 'downstream', 'e2e', 'e2e-prod', 'rss', 'chaos'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const q = SIZES.quick;
 const USAGE = `npm run bench -- [--full] [--chaos] [--json PATH] [--only ${SECTIONS.join(',')}]
   (default: quick, ${q.turns} turns of each figure and its reference: bulk ${q.bulkRows.toLocaleString()} rows (${q.kinesisBulkRows.toLocaleString()} into Kinesis), oltp ${q.oltpTransactions.toLocaleString()} transactions (${q.kinesisOltpTransactions.toLocaleString()}),
-   bulk ${q.roundTripBulkRows.toLocaleString()} rows and ${q.hotKeyUpdates.toLocaleString()} updates of one row into Kinesis with 30 ms a call, e2e ${q.turns} x ${q.e2eSeconds} s at ${E2E_RATE.toLocaleString()}/s and ${q.e2eHighRateTurns} x ${q.e2eSeconds} s at ${E2E_HIGH_RATE.toLocaleString()}/s, RSS ${q.rssRows.toLocaleString()} rows, ${q.stallSeconds} s stall)
+   bulk ${q.roundTripBulkRows.toLocaleString()} rows and ${q.hotKeyUpdates.toLocaleString()} updates of one row into Kinesis with 30 ms a call, e2e ${q.turns} x ${q.e2eSeconds} s at ${E2E_RATE.toLocaleString()}/s and ${q.e2eHighRateTurns} x ${q.e2eSeconds} s at ${E2E_HIGH_RATE.toLocaleString()}/s,
+   e2e-prod (the production settings of infra/config.ts) ${q.turns} x ${q.e2eProdSeconds} s at ${E2E_RATE.toLocaleString()}/s (with the scheduled loader at least two of its periods), RSS ${q.rssRows.toLocaleString()} rows, ${q.stallSeconds} s stall)
   --full        bulk 1,000,000 rows (300,000 at 30 ms a call), oltp 1,000,000 changes, e2e 60 s turns, a 1,000,000-row RSS transaction, 30 s stall, and --chaos
   --chaos       also the chaos test's long form: ${CHAOS_LONG_KILLS} SIGKILLs of the compose services (test/chaos.e2e.test.ts, TOTES_CHAOS_KILLS=${CHAOS_LONG_KILLS}), run first
   --json PATH   write the report as JSON
@@ -125,11 +129,19 @@ export async function main(argv: string[]): Promise<number> {
         freshness.push({ rate, runs });
       }
     }
+    let deployed: BenchReport['details']['deployed'] = null;
+    if (only.has('e2e-prod')) {
+      const shape = deployedShape();
+      // a scheduled loader's saw-tooth needs more than one of its periods to be sampled fairly
+      const seconds = shape.loader.kind === 'scheduled' ? Math.max(sizes.e2eProdSeconds, (2 * shape.loader.everyMs) / 1_000) : sizes.e2eProdSeconds;
+      const runs = await repeat(sizes.turns, (turn) => measureFreshness(env, { rate: E2E_RATE, seconds, tag: `e2e_prod_${turn + 1}`, deployed: shape }, say));
+      deployed = { rate: E2E_RATE, shape, runs };
+    }
     const rss = only.has('rss')
       ? await measureCaptureRss(env, { bigRows: sizes.rssRows, stallSeconds: sizes.stallSeconds, stallRows: sizes.stallRows }, say)
       : null;
 
-    const details: BenchReport['details'] = { capture, downstream, freshness, rss };
+    const details: BenchReport['details'] = { capture, downstream, freshness, rss, deployed };
     const spreads = collectSpreads({ details });
     const bulk = workloadCapture(spreads, 'bulk');
     const median = (key: string) => (spreads[key] ? Math.round(spreads[key].median) : null);
@@ -155,6 +167,15 @@ export async function main(argv: string[]): Promise<number> {
       e2e_p95_ms: median(`e2e_${E2E_RATE}.p95_ms`),
       e2e_p99_ms: median(`e2e_${E2E_RATE}.p99_ms`),
       e2e_high_rate_p99_ms: median(`e2e_${E2E_HIGH_RATE}.p99_ms`),
+      e2e_watermark_p50_ms: median(`e2e_${E2E_RATE}.watermark_p50_ms`),
+      e2e_watermark_p95_ms: median(`e2e_${E2E_RATE}.watermark_p95_ms`),
+      e2e_watermark_p99_ms: median(`e2e_${E2E_RATE}.watermark_p99_ms`),
+      e2e_prod_p50_ms: median('e2e_prod.p50_ms'),
+      e2e_prod_p95_ms: median('e2e_prod.p95_ms'),
+      e2e_prod_p99_ms: median('e2e_prod.p99_ms'),
+      e2e_prod_watermark_p50_ms: median('e2e_prod.watermark_p50_ms'),
+      e2e_prod_watermark_p95_ms: median('e2e_prod.watermark_p95_ms'),
+      e2e_prod_watermark_p99_ms: median('e2e_prod.watermark_p99_ms'),
       replay_events_per_s: median('replay_events_per_s'),
       capture_rss_mb_max: rss ? Math.round(rss.maxMb) : null,
       chaos,

@@ -17,7 +17,8 @@ import { replayArchive } from '../replay/replay.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
-import { Loader } from '../loader/loader.ts';
+import { Loader, PLAN_BUDGET_MS } from '../loader/loader.ts';
+import { REAL_KINESIS_ASK_INTERVAL_MS } from '../loader/main.ts';
 import { ShardStream, type StreamClient } from '../stores/shard-stream.ts';
 import { stageColumns } from '../loader/merge-sql.ts';
 import { PROCESSOR_BATCH_SIZE, toLambdaRecord } from '../local/kinesis-poller.ts';
@@ -98,11 +99,6 @@ interface CatchUpRun extends LoaderRun {
   /** Changes the loaded rows hold, a second (the processor's changes per load row applied). */
   changesPerSecond: number;
 }
-
-/** The least time between two loader questions about one shard on real Kinesis (loader/main.ts). */
-const REAL_KINESIS_ASK_INTERVAL_MS = 400;
-/** A catch-up pass's planning budget: the loader Lambda's timeout (infra/config.ts loader.timeoutSeconds). */
-const PASS_BUDGET_MS = 90_000;
 
 /** The backlog an outage over a weekend leaves: 72 hours of changes at 1,000 a second. */
 const BACKLOG = { hours: 72, changesPerSecond: 1_000 };
@@ -208,7 +204,7 @@ export async function measureDownstream(
     const changesPerRow = processor[0].events / processor[0].rows;
     const catchUpTurn = (turn: number): Promise<CatchUpRun> => {
       say(
-        `loader catch-up: turn ${turn + 1}/${turns}, the micro-batches as a backlog, the stream asked once per ${REAL_KINESIS_ASK_INTERVAL_MS} ms a shard, passes of a ${PASS_BUDGET_MS / 1000} s budget`,
+        `loader catch-up: turn ${turn + 1}/${turns}, the micro-batches as a backlog, the stream asked once per ${REAL_KINESIS_ASK_INTERVAL_MS} ms a shard, passes of a ${PLAN_BUDGET_MS / 1000} s budget`,
       );
       const counted = countingQuestions(kinesis);
       return withFreshLoader(
@@ -219,7 +215,7 @@ export async function measureDownstream(
           const started = performance.now();
           let passes = 0;
           // as the Lambda runs: each pass plans within its budget, at its default rows a transaction
-          for (let loaded = 1; loaded > 0; passes++) loaded = await loader.loadAvailable(undefined, Date.now() + PASS_BUDGET_MS);
+          for (let loaded = 1; loaded > 0; passes++) loaded = await loader.loadAvailable(undefined, Date.now() + PLAN_BUDGET_MS);
           const seconds = (performance.now() - started) / 1000;
           const { gaps, unprovenJunctions } = loader.status;
           if (gaps.length > 0 || unprovenJunctions > 0)

@@ -6,16 +6,27 @@
  * rows written by transactions the previous poll could not have seen (xmin ≥ that poll's
  * snapshot xmin), and rows already seen are skipped. A row is counted visible at the end of
  * the poll that first returns it, so a latency is high by at most POLL_MS plus the poll itself.
+ *
+ * Beside it, the freshness an operator sees (totes_freshness: the age of the newest source commit
+ * the warehouse fully reflects), sampled every WATERMARK_SAMPLE_MS while the simulator writes,
+ * whenever that falls, not only right after a load.
+ *
+ * Two shapes: the local one (the pipeline as `totes up` runs it), and with `deployed` the
+ * production settings (bench/deployed-shape.ts): heartbeat, the mapping's batch size, batching
+ * window and once-a-second poll, the loader's pace on real Kinesis, and the loader continuous or
+ * on its schedule.
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Pipeline } from '../local/pipeline.ts';
 import { sleep } from '../lib/retry.ts';
 import type { SimulatorStats } from '../totesys/simulator.ts';
+import { runDeployedLoader, type DeployedShape } from './deployed-shape.ts';
 import { createBucket, createDatabase, createStream, type BenchEnvironment } from './environment.ts';
 import { PUBLICATION, prepareSource } from './workloads.ts';
 
 const POLL_MS = 50;
+const WATERMARK_SAMPLE_MS = 100;
 const FACTS = { fact_sales_order: 'sales_order_id', fact_purchase_order: 'purchase_order_id', fact_payment: 'payment_id' } as const;
 
 export interface FreshnessFigures {
@@ -31,6 +42,8 @@ export interface FreshnessFigures {
   p95Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** The age of the warehouse's watermark (totes_freshness) sampled every WATERMARK_SAMPLE_MS while the simulator wrote. */
+  watermark: { samples: number; p50Ms: number; p95Ms: number; p99Ms: number; maxMs: number };
   /** Where the work stood when the simulator stopped: which stage was behind. */
   atSimulationEnd: { captured: number; inStream: number; processed: number; processorBatches: number; loadedRows: number; loaderBatches: number };
 }
@@ -85,7 +98,7 @@ async function simulate(sourceUrl: string, rate: number, seconds: number): Promi
 /** One run: its own source and warehouse databases, stream and buckets, all named after `tag`. */
 export async function measureFreshness(
   env: BenchEnvironment,
-  opts: { rate: number; seconds: number; tag: string },
+  opts: { rate: number; seconds: number; tag: string; deployed?: DeployedShape },
   say: (line: string) => void,
 ): Promise<FreshnessFigures> {
   const source = await createDatabase(env.source, opts.tag);
@@ -95,6 +108,7 @@ export async function measureFreshness(
   await createStream(env, names.stream);
   for (const bucket of [names.ingestion, names.processed]) await createBucket(env, bucket);
   await prepareSource(source.client, { seedScale: 0.05 });
+  const deployed = opts.deployed;
   const pipeline = new Pipeline({
     sourceUrl: source.url,
     warehouseUrl: warehouse.url,
@@ -103,13 +117,33 @@ export async function measureFreshness(
     streamName: names.stream,
     ingestionBucket: names.ingestion,
     processedBucket: names.processed,
-    capture: { slotName: opts.tag, publicationName: PUBLICATION, heartbeatMs: 1_000, statusIntervalMs: 5_000 },
+    capture: {
+      slotName: opts.tag,
+      publicationName: PUBLICATION,
+      // deployed: capture's own status interval, as the task runs it
+      ...(deployed ? { heartbeatMs: deployed.heartbeatMs } : { heartbeatMs: 1_000, statusIntervalMs: 5_000 }),
+    },
+    ...(deployed && {
+      processorBatchSize: deployed.processorBatchSize,
+      processorBatchingWindowMs: deployed.batchingWindowMs,
+      processorPollMs: deployed.mappingPollMs,
+      loaderAskIntervalMs: deployed.loaderAskIntervalMs,
+      runLoader: false,
+    }),
   });
   const latencies: number[] = [];
+  const watermarkAges: number[] = [];
+  const stopLoader = new AbortController();
+  let loading: Promise<void> = Promise.resolve();
   try {
     await pipeline.start();
     say(`${opts.tag}: waiting for the snapshot to reach the warehouse`);
-    while ((await pipeline.loader.freshness()).watermarkCommitTime === null) await sleep(200);
+    // deployed: the snapshot loaded first, so the loader's measured pace starts in its steady state
+    while ((await pipeline.loader.freshness()).watermarkCommitTime === null) {
+      if (deployed) await pipeline.loader.loadAvailable();
+      await sleep(200);
+    }
+    if (deployed) loading = runDeployedLoader(pipeline.loader, deployed.loader, stopLoader.signal);
 
     say(`${opts.tag}: simulating ${opts.rate.toLocaleString()} changes/s for ${opts.seconds} s`);
     const simStartMs = Date.now();
@@ -126,6 +160,16 @@ export async function measureFreshness(
         loaderBatches: pipeline.loader.metrics.batches,
       };
     });
+    const sampling = (async () => {
+      while (Date.now() < simEndMs) {
+        const { lagSeconds } = await pipeline.loader.freshness();
+        if (lagSeconds !== null) watermarkAges.push(lagSeconds * 1_000);
+        await sleep(WATERMARK_SAMPLE_MS);
+      }
+    })();
+    sampling.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+    // a scheduled loader may take one more period to load the simulation's end
+    const drainMs = 60_000 + (deployed?.loader.kind === 'scheduled' ? deployed.loader.everyMs : 0);
     const seen = new Set<string>();
     let horizon = 0;
     for (;;) {
@@ -139,13 +183,15 @@ export async function measureFreshness(
       }
       if (Date.now() > simEndMs) {
         const { watermarkCommitTime } = await pipeline.loader.freshness();
-        if ((watermarkCommitTime && Date.parse(watermarkCommitTime) > simEndMs) || Date.now() > simEndMs + 60_000) break;
+        if ((watermarkCommitTime && Date.parse(watermarkCommitTime) > simEndMs) || Date.now() > simEndMs + drainMs) break;
       }
       await sleep(POLL_MS);
     }
     const stats = await simulation;
+    await sampling;
     if (pipeline.captureError) throw pipeline.captureError;
     latencies.sort((a, b) => a - b);
+    watermarkAges.sort((a, b) => a - b);
     return {
       rate: opts.rate,
       seconds: opts.seconds,
@@ -157,9 +203,18 @@ export async function measureFreshness(
       p95Ms: percentile(latencies, 95),
       p99Ms: percentile(latencies, 99),
       maxMs: latencies[latencies.length - 1],
+      watermark: {
+        samples: watermarkAges.length,
+        p50Ms: percentile(watermarkAges, 50),
+        p95Ms: percentile(watermarkAges, 95),
+        p99Ms: percentile(watermarkAges, 99),
+        maxMs: watermarkAges[watermarkAges.length - 1],
+      },
       atSimulationEnd: atSimulationEnd!,
     };
   } finally {
+    stopLoader.abort();
+    await loading;
     await pipeline.stop();
     // its slot would hold WAL and a slot of max_replication_slots through every later run
     await source.client.query('SELECT pg_drop_replication_slot($1)', [opts.tag]).catch(() => undefined);

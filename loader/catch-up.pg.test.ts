@@ -20,9 +20,7 @@ import { salesOrderChange } from '../test/kinesis-events.ts';
 import { createStream, lambdaEvent, putOnStream, readShards } from '../test/stream-fixture.ts';
 import { TrimmedStream } from '../test/trimmed-stream.ts';
 import { Loader } from './loader.ts';
-
-/** Real Kinesis's pace for the loader's questions (loader/main.ts). */
-const REAL_PACING_MS = 400;
+import { REAL_KINESIS_ASK_INTERVAL_MS } from './main.ts';
 
 describe('loader after a long outage', () => {
   let aws: LocalAws;
@@ -75,7 +73,7 @@ describe('loader after a long outage', () => {
     const process = async (shard: string, from = 0, to = records.get(shard)!.length - 1) => {
       for (const r of records.get(shard)!.slice(from, to + 1)) expect((await processor.handler(lambdaEvent([r], shard, name))).batchItemFailures).toEqual([]);
     };
-    const loader = new Loader(pool, store, new ShardStream(stream, name, REAL_PACING_MS));
+    const loader = new Loader(pool, store, new ShardStream(stream, name, REAL_KINESIS_ASK_INTERVAL_MS));
     await loader.ensureSchema();
     const loadedOrders = async () => {
       const c = new pg.Client({ connectionString: wh.url });

@@ -35,7 +35,7 @@ const PIPELINED_ROWS = 20_000;
 /** Rows merged in one transaction at most (a merge costs about the same for 300 rows as for 30,000). */
 const MAX_ROWS_PER_TRANSACTION = 200_000;
 /** The longest a pass asks the stream before it loads what is proven: a backlog of unchained batches loads as it is proven. */
-const PLAN_BUDGET_MS = 30_000;
+export const PLAN_BUDGET_MS = 30_000;
 /** Tables fetched from the processed bucket at once. */
 const FETCHES_IN_FLIGHT = 32;
 /** Loading while the warehouse or the stream is unreachable: every error, waits from 1 s up to 30 s, for ever. */

@@ -21,7 +21,7 @@ import type { Freshness } from './warehouse.ts';
 type Env = Record<string, string | undefined>;
 
 /** At most 2.5 questions a second per shard: the event source mapping and Firehose take one each, and Kinesis allows 5. */
-const REAL_KINESIS_ASK_INTERVAL_MS = 400;
+export const REAL_KINESIS_ASK_INTERVAL_MS = 400;
 /** How long /health waits for the warehouse, and the metrics line for it (at most half its interval, so no line is skipped). */
 const HEALTH_WAIT_MS = 1_000;
 const METRICS_WAIT_MS = 10_000;

@@ -3,7 +3,8 @@
  * from its durable checkpoint (nothing read twice after a clean stop, nothing skipped after a
  * failure); the archiver's checkpoint never passes what it has not delivered, so records lost
  * from its buffer with the process are read again; and across a split, the parent is read to
- * its end before its children, each child once.
+ * its end before its children, each child once. With a batching window, as the deployed mapping
+ * has, records wait for a full batch or the window.
  */
 import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ListShardsCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
@@ -132,6 +133,29 @@ describe('KinesisPoller', () => {
     const [shard] = await openShards(kinesis, name);
     const saved = (await s3.send(new ListObjectsV2Command({ Bucket: name, Prefix: 'checkpoints/' }))).Contents!.map((o) => o.Key);
     expect(saved).toEqual([expect.stringContaining(`checkpoints/test/${name}/${shard}-`)]);
+  });
+
+  it('with a batching window, invokes once a batch is full or the window has passed since the first record', async () => {
+    const { name } = await fresh(1);
+    const calls: { ids: number[]; at: number }[] = [];
+    const consumer: BatchConsumer = async (event) => {
+      calls.push({ ids: event.Records.map((r) => JSON.parse(Buffer.from(r.kinesis.data, 'base64').toString()).key.sales_order_id), at: Date.now() });
+    };
+    const poller = new KinesisPoller({ client: kinesis, streamName: name, consumer, name: 'a', batchSize: 5, batchingWindowMs: 1_500, idlePollMs: 50 });
+    await poller.start();
+    const start = Date.now();
+    await putOnStream(kinesis, name, changes(1, 7));
+    await new Promise((r) => setTimeout(r, 400));
+    await putOnStream(kinesis, name, changes(8, 9));
+    await until('every record handed over', () => calls.flatMap((c) => c.ids).length === 9, 5_000);
+    await poller.stop();
+    // a full batch at once; the rest, arrived in two puts, together once the window has passed
+    expect(calls.map((c) => c.ids)).toEqual([
+      [1, 2, 3, 4, 5],
+      [6, 7, 8, 9],
+    ]);
+    expect(calls[0].at - start).toBeLessThan(1_000);
+    expect(calls[1].at - calls[0].at).toBeGreaterThanOrEqual(1_400);
   });
 
   it('reads a split parent to its end before its children, and does not read it again after a restart', async () => {

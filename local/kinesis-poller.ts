@@ -30,6 +30,12 @@ export interface PollerOptions {
   consumer: BatchConsumer;
   batchSize?: number;
   idlePollMs?: number;
+  /**
+   * The deployed mapping's batching window (MaximumBatchingWindowInSeconds): records are
+   * buffered until `batchSize` of them or this long since the first, polling every `idlePollMs`
+   * while the shard is not behind. Without it, each poll's records go to the consumer at once.
+   */
+  batchingWindowMs?: number;
   name: string;
   /** Durable progress; without it every start reads each shard from TRIM_HORIZON. */
   checkpoints?: PollerCheckpoints;
@@ -150,13 +156,21 @@ export class KinesisPoller {
       const durable = this.opts.durableThrough ? this.opts.durableThrough(shardId) : position;
       if (durable && durable !== saved) await save({ after: durable });
     };
+    /** Records read but not yet handed over (batchingWindowMs), since the poll that read the first; a new iterator drops them. */
+    let buffered: _Record[] = [];
+    let bufferedSince = 0;
     let iterator: string | undefined;
     const retry = new Retry(POLL_RETRY);
     while (!signal.aborted) {
       try {
-        iterator ??= await this.iterator(shardId, position);
-        const out = await this.opts.client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: this.opts.batchSize ?? 1000 }));
-        const records = out.Records ?? [];
+        if (!iterator) {
+          buffered = [];
+          iterator = await this.iterator(shardId, position);
+        }
+        const batchSize = this.opts.batchSize ?? 1000;
+        if (buffered.length === 0) bufferedSince = Date.now();
+        const out = await this.opts.client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: batchSize - buffered.length }));
+        const records = buffered.concat(out.Records ?? []);
         this.behind = Number(out.MillisBehindLatest ?? 0);
         iterator = out.NextShardIterator;
         if (records.length === 0) {
@@ -176,6 +190,14 @@ export class KinesisPoller {
           await sleep(this.opts.idlePollMs ?? 200, signal);
           continue;
         }
+        const window = this.opts.batchingWindowMs;
+        /** The mapping polls a shard that is not behind about once a second (idlePollMs), not at once. */
+        const paced = () => (window !== undefined && !out.MillisBehindLatest ? sleep(this.opts.idlePollMs ?? 200, signal) : undefined);
+        buffered = window !== undefined && iterator && records.length < batchSize && Date.now() - bufferedSince < window ? records : [];
+        if (buffered.length > 0) {
+          await paced();
+          continue;
+        }
         const event: KinesisStreamEvent = { Records: records.map((r) => toLambdaRecord(r, shardId, this.opts.streamName)) };
         const result = await this.opts.consumer(event);
         const failedAt = result?.batchItemFailures?.[0]?.itemIdentifier;
@@ -191,6 +213,7 @@ export class KinesisPoller {
         retry.succeeded();
         position = records[records.length - 1].SequenceNumber;
         await keep();
+        await paced();
       } catch (err) {
         log.warn({ poller: this.opts.name, shardId, err: (err as Error).message }, 'poll failed; retrying');
         iterator = undefined;

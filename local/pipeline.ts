@@ -31,6 +31,13 @@ export interface PipelineConfig {
   /** Firehose buffering, shortened locally so the archive fills while you watch. */
   archiveIntervalMs?: number;
   processorBatchSize?: number;
+  /** The processor mapping's batching window and its poll of an idle shard (KinesisPoller batchingWindowMs, idlePollMs). */
+  processorBatchingWindowMs?: number;
+  processorPollMs?: number;
+  /** Least time between two of the loader's questions to one shard (ShardStream). */
+  loaderAskIntervalMs?: number;
+  /** false: the caller runs `loader` (the bench, as deployed); by default a loop here with 100 ms between idle passes. */
+  runLoader?: boolean;
 }
 
 export class Pipeline {
@@ -63,7 +70,7 @@ export class Pipeline {
       bufferIntervalMs: config.archiveIntervalMs ?? 5_000,
     });
     this.warehousePool = poolFor(config.warehouseUrl, 4);
-    this.loader = new Loader(this.warehousePool, this.store, new ShardStream(this.kinesis, config.streamName));
+    this.loader = new Loader(this.warehousePool, this.store, new ShardStream(this.kinesis, config.streamName, config.loaderAskIntervalMs));
   }
 
   async start(): Promise<void> {
@@ -73,6 +80,8 @@ export class Pipeline {
       streamName: this.config.streamName,
       consumer: this.processor.handler,
       batchSize: this.config.processorBatchSize ?? PROCESSOR_BATCH_SIZE,
+      batchingWindowMs: this.config.processorBatchingWindowMs,
+      idlePollMs: this.config.processorPollMs,
       name: 'processor',
       checkpoints: new PollerCheckpoints(this.s3, this.config.processedBucket, 'processor', this.config.streamName),
     });
@@ -88,7 +97,7 @@ export class Pipeline {
     this.pollers.push(processorPoller, firehosePoller);
     await Promise.all([asComponent('processor', () => processorPoller.start()), asComponent('archiver', () => firehosePoller.start())]);
     asComponent('archiver', () => this.firehose.start());
-    this.running.push(asComponent('loader', () => this.loader.runLoop(this.abort.signal, 100)));
+    if (this.config.runLoader !== false) this.running.push(asComponent('loader', () => this.loader.runLoop(this.abort.signal, 100)));
     this.running.push(
       asComponent('capture', () =>
         this.capture.run().catch((err: Error) => {
