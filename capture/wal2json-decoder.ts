@@ -18,6 +18,7 @@ import { SIGNAL_TABLE_NAME, signalFromRow } from '../formats/source-signals.ts';
 import { SOURCE_TABLES, SOURCE_TABLE_NAMES, isSourceTable } from '../formats/source-tables.ts';
 import pg from '../lib/pg.ts';
 import { type Decoded, isSignalTable, microsToIso, rowChange, signal, TransactionCursor, truncated } from './decoding.ts';
+import type { StreamDecoder } from './stream-format.ts';
 
 /**
  * What the decoder needs from wal2json: BEGIN with xid, commit time and commit LSN, COMMIT with
@@ -48,7 +49,7 @@ type Wal2JsonMessage =
   | { action: 'M'; transactional: boolean; prefix: string; content: string }
   | { action: 'T'; schema: string; table: string };
 
-export class Wal2JsonDecoder {
+export class Wal2JsonDecoder implements StreamDecoder<string> {
   private readonly cursor = new TransactionCursor();
 
   /** True between BEGIN and COMMIT. */
