@@ -12,8 +12,10 @@
  * Differences from pgoutput: wal2json 2.5 prints a numeric NaN or Infinity as null; there are
  * no relation messages, so no 'schema' items.
  */
+import * as v from '@badrap/valita';
 import type { Wal2JsonPluginOptions } from 'pg-logical-replication';
 import type { EventSource, Op, Row, Value } from '../formats/change-event.ts';
+import { check } from '../formats/schema.ts';
 import { SIGNAL_TABLE_NAME, signalFromRow } from '../formats/source-signals.ts';
 import { SOURCE_TABLES, SOURCE_TABLE_NAMES, isSourceTable } from '../formats/source-tables.ts';
 import pg from '../lib/pg.ts';
@@ -36,18 +38,22 @@ export const WAL2JSON_OPTIONS: Wal2JsonPluginOptions = {
 };
 
 /** A column after quoteNumbers: numbers arrive as their literal text. */
-interface Wal2JsonColumn {
-  name: string;
-  typeoid: string;
-  value: string | boolean | null;
-}
+const column = v.object({ name: v.string(), typeoid: v.string(), value: v.union(v.string(), v.boolean(), v.null()) });
+type Wal2JsonColumn = v.Infer<typeof column>;
 
-type Wal2JsonMessage =
-  | { action: 'B'; xid: string; timestamp: string; lsn: string; nextlsn: string }
-  | { action: 'C'; nextlsn: string }
-  | { action: 'I' | 'U' | 'D'; schema: string; table: string; columns?: Wal2JsonColumn[]; identity?: Wal2JsonColumn[] }
-  | { action: 'M'; transactional: boolean; prefix: string; content: string }
-  | { action: 'T'; schema: string; table: string };
+const wal2JsonMessage = v.union(
+  v.object({ action: v.literal('B'), xid: v.string(), timestamp: v.string(), lsn: v.string(), nextlsn: v.string() }),
+  v.object({ action: v.literal('C'), nextlsn: v.string() }),
+  v.object({
+    action: v.union(v.literal('I'), v.literal('U'), v.literal('D')),
+    schema: v.string(),
+    table: v.string(),
+    columns: v.array(column).optional(),
+    identity: v.array(column).optional(),
+  }),
+  v.object({ action: v.literal('M'), transactional: v.boolean(), prefix: v.string(), content: v.string() }),
+  v.object({ action: v.literal('T'), schema: v.string(), table: v.string() }),
+);
 
 export class Wal2JsonDecoder implements StreamDecoder<string> {
   private readonly cursor = new TransactionCursor();
@@ -63,7 +69,11 @@ export class Wal2JsonDecoder implements StreamDecoder<string> {
 
   /** One wal2json message, as its raw text (numbers are parsed here, keeping every digit). */
   decode(text: string): Decoded[] {
-    const msg = JSON.parse(quoteNumbers(text)) as Wal2JsonMessage;
+    const msg = check(
+      wal2JsonMessage,
+      JSON.parse(quoteNumbers(text)),
+      (problem) => new Error(`unexpected wal2json message: ${problem}: ${text.slice(0, 200)}`),
+    );
     switch (msg.action) {
       case 'B':
         this.cursor.begin(paddedLsn(msg.lsn), Number(msg.xid), timestamptzToIso(msg.timestamp));
@@ -81,8 +91,6 @@ export class Wal2JsonDecoder implements StreamDecoder<string> {
         return msg.transactional ? signal(this.cursor, { kind: msg.prefix, content: msg.content }) : [];
       case 'T': // one message per truncated table, as pgoutput lists them
         return msg.schema === 'public' && isSourceTable(msg.table) && this.cursor.inTransaction ? [truncated(this.cursor, msg.table)] : [];
-      default:
-        return []; // truncate: not carried, as with pgoutput
     }
   }
 

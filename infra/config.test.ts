@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../lib/config.ts';
+import { describeFatal } from '../lib/fatal.ts';
 import { DEFAULT_CONFIG, resolveConfig } from './config.ts';
+
+const catchError = (f: () => unknown) => {
+  try {
+    f();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('did not throw');
+};
 
 describe('resolveConfig', () => {
   it('gives the defaults without a `totes` context, or with an empty one', () => {
@@ -16,8 +26,10 @@ describe('resolveConfig', () => {
   });
 
   it('rejects a misspelt setting instead of ignoring it', () => {
-    expect(() => resolveConfig({ stream: { shards: 4 } })).toThrow(/unknown setting totes.stream.shards/);
+    expect(() => resolveConfig({ stream: { shards: 4 } })).toThrow(/^invalid totes configuration:\n {2}stream.shards: unknown field$/);
     expect(() => resolveConfig('not json')).toThrow(ConfigError);
+    // the services' configuration error: said as one, with exit status 2
+    expect(describeFatal(catchError(() => resolveConfig({ strem: {} })))).toMatchObject({ line: expect.stringMatching(/^configuration error: /), exitCode: 2 });
     expect(() => resolveConfig([1])).toThrow(/JSON object/);
   });
 
@@ -25,19 +37,31 @@ describe('resolveConfig', () => {
     const bad = () =>
       resolveConfig({
         stream: { shardCount: 0 },
-        archive: { infrequentAccessAfterDays: 10, glacierAfterDays: 20 },
+        archive: { infrequentAccessAfterDays: 10 },
         logRetentionDays: 42,
         loader: { timeoutSeconds: 30 },
         source: { secretArn: 'my-secret' },
         alarms: { slotLagBytes: 0 },
       });
-    expect(bad).toThrow(/stream.shardCount/);
-    expect(bad).toThrow(/archive.infrequentAccessAfterDays must be at least 30/);
-    expect(bad).toThrow(/archive.glacierAfterDays/);
-    expect(bad).toThrow(/logRetentionDays/);
-    expect(bad).toThrow(/loader.timeoutSeconds/);
-    expect(bad).toThrow(/source.secretArn/);
-    expect(bad).toThrow(/alarms.slotLagBytes/);
+    expect(bad).toThrow(/stream.shardCount: must be an integer of at least 1, got 0/);
+    expect(bad).toThrow(/archive.infrequentAccessAfterDays: must be at least 30/);
+    expect(bad).toThrow(/logRetentionDays: must be one CloudWatch Logs accepts .*, got 42/);
+    expect(bad).toThrow(/loader.timeoutSeconds: must be over 30/);
+    expect(bad).toThrow(/source.secretArn: must be a secret's complete ARN/);
+    expect(bad).toThrow(/alarms.slotLagBytes: must be a positive number, got 0/);
+    expect(() => resolveConfig({ stream: 5 })).toThrow(/stream: expected object, got 5/);
+  });
+
+  it('checks the rules between settings once each is valid', () => {
+    expect(() => resolveConfig({ archive: { glacierAfterDays: 20 } })).toThrow(
+      /archive.glacierAfterDays must be at least 30 days after archive.infrequentAccessAfterDays/,
+    );
+    expect(() => resolveConfig({ processed: { deadLetterExpireAfterDays: 10 } })).toThrow(
+      /processed.deadLetterExpireAfterDays must be at least processed.expireAfterDays/,
+    );
+    expect(() => resolveConfig({ loader: { running: true } })).toThrow(/loader.running needs a network that reaches the warehouse/);
+    expect(() => resolveConfig({ natGateways: 0 })).toThrow(/natGateways must be at least 1 in a new VPC/);
+    expect(resolveConfig({ loader: { running: true }, newVpcConnected: true }).loader.running).toBe(true);
   });
 
   it('needs every attribute of an imported VPC, one subnet per zone', () => {
@@ -45,11 +69,11 @@ describe('resolveConfig', () => {
       resolveConfig({
         vpc: { vpcId: 'vpc-0123456789abcdef0', availabilityZones: ['eu-west-2a', 'eu-west-2b'], privateSubnetIds: ['subnet-0123456789abcdef0'] },
       }),
-    ).toThrow(/one privateSubnetIds entry per availability zone/);
+    ).toThrow(/vpc.privateSubnetIds: needs one entry per availability zone/);
     expect(() => resolveConfig({ vpc: { vpcId: 'my-vpc', availabilityZones: ['eu-west-2a'], privateSubnetIds: ['subnet-1'] } })).toThrow(
-      /vpc.vpcId: "my-vpc" is not an AWS id[\s\S]*privateSubnetIds: "subnet-1"/,
+      /vpc.vpcId: is not an AWS id of that kind \(vpc-...\), got "my-vpc"\n {2}vpc.privateSubnetIds\[0\]: is not an AWS id of that kind \(subnet-...\), got "subnet-1"$/,
     );
-    expect(() => resolveConfig({ warehouse: { securityGroupId: 'default' } })).toThrow(/warehouse.securityGroupId/);
+    expect(() => resolveConfig({ warehouse: { securityGroupId: 'default' } })).toThrow(/warehouse.securityGroupId: is not an AWS id/);
   });
 
   it('checks the archive lock, the processed expiry and the loader duration alarm', () => {
@@ -59,12 +83,11 @@ describe('resolveConfig', () => {
         processed: { expireAfterDays: 3, deadLetterExpireAfterDays: 1 },
         alarms: { loaderDurationOfTimeout: 1.2 },
       });
-    expect(bad).toThrow(/archive.lockMode must be COMPLIANCE or GOVERNANCE/);
-    expect(bad).toThrow(/archive.lockRetentionDays/);
-    expect(bad).toThrow(/processed.expireAfterDays must be at least 7/);
-    expect(bad).toThrow(/processed.deadLetterExpireAfterDays/);
-    expect(bad).toThrow(/alarms.loaderDurationOfTimeout must be under 1/);
-    expect(() => resolveConfig({ capture: { running: 'yes' } })).toThrow(/capture.running must be true or false/);
+    expect(bad).toThrow(/archive.lockMode: expected "COMPLIANCE" or "GOVERNANCE", got "LEGAL"/);
+    expect(bad).toThrow(/archive.lockRetentionDays: must be an integer from 1 to 36500, got 0/);
+    expect(bad).toThrow(/processed.expireAfterDays: must be an integer of at least 7/);
+    expect(bad).toThrow(/alarms.loaderDurationOfTimeout: must be under 1/);
+    expect(() => resolveConfig({ capture: { running: 'yes' } })).toThrow(/capture.running: expected boolean, got "yes"/);
   });
 
   it('keeps the processor from dead-lettering records after the stream has dropped them', () => {
