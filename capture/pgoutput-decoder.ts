@@ -5,12 +5,13 @@
  * signal table (Postgres 13); both become the same items.
  */
 import type { Pgoutput } from 'pg-logical-replication';
-import type { Op, Row, Value } from '../formats/change-event.ts';
+import type { EventSource, Op, Row, Value } from '../formats/change-event.ts';
 import { signalFromRow } from '../formats/source-signals.ts';
 import { isSourceTable, type SourceTable } from '../formats/source-tables.ts';
 import { type Decoded, isSignalTable, microsToIso, rowChange, signal, TransactionCursor, truncated } from './decoding.ts';
+import type { StreamDecoder } from './stream-format.ts';
 
-export class PgoutputDecoder {
+export class PgoutputDecoder implements StreamDecoder<Pgoutput.Message> {
   private readonly cursor = new TransactionCursor();
   private readonly knownColumns = new Map<string, string>();
 
@@ -19,7 +20,7 @@ export class PgoutputDecoder {
     return this.cursor.inTransaction;
   }
 
-  nextSource() {
+  nextSource(): EventSource {
     return this.cursor.nextSource();
   }
 

@@ -11,18 +11,21 @@ import { WAL2JSON_OPTIONS, Wal2JsonDecoder } from './wal2json-decoder.ts';
 
 export type Plugin = 'pgoutput' | 'wal2json';
 
-/** A decoder takes what its format parses: pgoutput's messages, wal2json's text. */
-export interface StreamDecoder {
-  decode(msg: Pgoutput.Message | string): Decoded[];
+/** What a format parses a payload into: pgoutput's messages, wal2json's text. */
+export type StreamMessage = Pgoutput.Message | string;
+
+/** A decoder takes what its format parses (M); a StreamFormat pairs the two. */
+export interface StreamDecoder<M extends StreamMessage = StreamMessage> {
+  decode(msg: M): Decoded[];
   readonly inTransaction: boolean;
   nextSource(): EventSource;
 }
 
-export interface StreamFormat {
+export interface StreamFormat<M extends StreamMessage = StreamMessage> {
   /** START_REPLICATION for `slot`, from where the slot was confirmed. */
   statement(slot: string): string;
-  parse(payload: Buffer): Pgoutput.Message | string;
-  decoder: StreamDecoder;
+  parse(payload: Buffer): M;
+  decoder: StreamDecoder<M>;
 }
 
 const literal = (s: string) => `'${s.replaceAll("'", "''")}'`;
@@ -40,9 +43,9 @@ export function streamFormat(plugin: Plugin, publication: string, carrier: Signa
       ([key, value]) =>
         `${identifier(key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`))} ${literal(typeof value === 'string' ? value : value ? 'on' : 'off')}`,
     );
-    return { statement: (slot) => start(slot, options), parse: (payload) => payload.toString('utf8'), decoder: new Wal2JsonDecoder() as StreamDecoder };
+    return { statement: (slot) => start(slot, options), parse: (payload) => payload.toString('utf8'), decoder: new Wal2JsonDecoder() };
   }
   const parser = new PgoutputPlugin({ protoVersion: 1, publicationNames: [publication] });
   const options = [`proto_version '1'`, `publication_names ${literal(identifier(publication))}`, ...(carrier === 'message' ? [`messages 'true'`] : [])];
-  return { statement: (slot) => start(slot, options), parse: (payload) => parser.parse(payload), decoder: new PgoutputDecoder() as StreamDecoder };
+  return { statement: (slot) => start(slot, options), parse: (payload) => parser.parse(payload), decoder: new PgoutputDecoder() };
 }

@@ -125,6 +125,14 @@ describe('Wal2JsonDecoder', () => {
     expect(() => stream()(begin('May 1st, 2024'))).toThrow(/unexpected wal2json timestamp/);
   });
 
+  it('refuses a message that is not what wal2json format-version 2 sends, naming the field', () => {
+    const decode = stream();
+    expect(() => decode(BEGIN, change('I', 'currency', { columns: ['{"name":"currency_id","value":1}'] }))).toThrow(
+      /^unexpected wal2json message: columns\[0\]\.typeoid: missing: /,
+    );
+    expect(() => decode('{"action":"X","xid":771}')).toThrow(/^unexpected wal2json message: action: expected "B" or "C" or /);
+  });
+
   it('splits an update that changes the primary key into a delete and an insert, and leaves other updates updates', () => {
     const feed = stream();
     feed(BEGIN);

@@ -14,13 +14,16 @@
  * relation messages, so the columns each change sends (names and type oids) make the 'schema'
  * items instead.
  */
+import * as v from '@badrap/valita';
 import type { Wal2JsonPluginOptions } from 'pg-logical-replication';
 import type { EventSource, Op, Row, Value } from '../formats/change-event.ts';
+import { check } from '../formats/schema.ts';
 import { SIGNAL_TABLE_NAME, signalFromRow } from '../formats/source-signals.ts';
 import { SOURCE_TABLES, SOURCE_TABLE_NAMES, isSourceTable, type SourceTable } from '../formats/source-tables.ts';
 import pg from '../lib/pg.ts';
 import { type Decoded, isSignalTable, microsToIso, rowChange, signal, TransactionCursor, truncated } from './decoding.ts';
 import { UNSENT_TYPE } from './schema-watch.ts';
+import type { StreamDecoder } from './stream-format.ts';
 
 /**
  * What the decoder needs from wal2json: BEGIN with xid, commit time and commit LSN, COMMIT with
@@ -38,20 +41,24 @@ export const WAL2JSON_OPTIONS: Wal2JsonPluginOptions = {
 };
 
 /** A column after quoteNumbers: numbers arrive as their literal text. */
-interface Wal2JsonColumn {
-  name: string;
-  typeoid: string;
-  value: string | boolean | null;
-}
+const column = v.object({ name: v.string(), typeoid: v.string(), value: v.union(v.string(), v.boolean(), v.null()) });
+type Wal2JsonColumn = v.Infer<typeof column>;
 
-type Wal2JsonMessage =
-  | { action: 'B'; xid: string; timestamp: string; lsn: string; nextlsn: string }
-  | { action: 'C'; nextlsn: string }
-  | { action: 'I' | 'U' | 'D'; schema: string; table: string; columns?: Wal2JsonColumn[]; identity?: Wal2JsonColumn[] }
-  | { action: 'M'; transactional: boolean; prefix: string; content: string }
-  | { action: 'T'; schema: string; table: string };
+const wal2JsonMessage = v.union(
+  v.object({ action: v.literal('B'), xid: v.string(), timestamp: v.string(), lsn: v.string(), nextlsn: v.string() }),
+  v.object({ action: v.literal('C'), nextlsn: v.string() }),
+  v.object({
+    action: v.union(v.literal('I'), v.literal('U'), v.literal('D')),
+    schema: v.string(),
+    table: v.string(),
+    columns: v.array(column).optional(),
+    identity: v.array(column).optional(),
+  }),
+  v.object({ action: v.literal('M'), transactional: v.boolean(), prefix: v.string(), content: v.string() }),
+  v.object({ action: v.literal('T'), schema: v.string(), table: v.string() }),
+);
 
-export class Wal2JsonDecoder {
+export class Wal2JsonDecoder implements StreamDecoder<string> {
   private readonly cursor = new TransactionCursor();
   /** Each table's columns as its last insert or update sent them. */
   private readonly sentColumns = new Map<SourceTable, { name: string; typeOid: number }[]>();
@@ -67,7 +74,11 @@ export class Wal2JsonDecoder {
 
   /** One wal2json message, as its raw text (numbers are parsed here, keeping every digit). */
   decode(text: string): Decoded[] {
-    const msg = JSON.parse(quoteNumbers(text)) as Wal2JsonMessage;
+    const msg = check(
+      wal2JsonMessage,
+      JSON.parse(quoteNumbers(text)),
+      (problem) => new Error(`unexpected wal2json message: ${problem}: ${text.slice(0, 200)}`),
+    );
     switch (msg.action) {
       case 'B':
         this.cursor.begin(paddedLsn(msg.lsn), Number(msg.xid), timestamptzToIso(msg.timestamp));
@@ -85,8 +96,6 @@ export class Wal2JsonDecoder {
         return msg.transactional ? signal(this.cursor, { kind: msg.prefix, content: msg.content }) : [];
       case 'T': // one message per truncated table, as pgoutput lists them
         return msg.schema === 'public' && isSourceTable(msg.table) && this.cursor.inTransaction ? [truncated(this.cursor, msg.table)] : [];
-      default:
-        return []; // truncate: not carried, as with pgoutput
     }
   }
 

@@ -5,6 +5,7 @@ import {
   type HeartbeatEvent,
   InvalidEventError,
   type PointerEvent,
+  type SnapshotRangeEvent,
   bigIntToLsn,
   compareEventIds,
   compareLsn,
@@ -38,6 +39,18 @@ const pointer: PointerEvent = {
   object: { bucket: 'ingestion', key: 'oversize/design/00000016B374D848-2.json', bytes: 1_500_000 },
   source,
 };
+const range: SnapshotRangeEvent = {
+  v: 1,
+  kind: 'snapshot-range',
+  table: 'payment',
+  after: null,
+  through: 50,
+  present: [
+    [1, 4],
+    [7, 7],
+  ],
+  source,
+};
 
 /** The change with some fields replaced (undefined removes one), as JSON. */
 const withFields = (base: object, fields: Record<string, unknown>) => JSON.stringify({ ...base, ...fields });
@@ -47,6 +60,8 @@ describe('decodeEvent', () => {
     ['a change', change],
     ['a heartbeat', heartbeat],
     ['a pointer', pointer],
+    ['a snapshot range', range],
+    ['a truncate', { v: 1, kind: 'truncate', table: 'payment', source }],
     ['a delete', { ...change, op: 'd', before: { payment_id: 42 }, after: null }],
     ['a snapshot read', { ...change, op: 'r', source: { ...source, xid: null } }],
     ['an insert', { ...change, op: 'c' }],
@@ -64,39 +79,72 @@ describe('decodeEvent', () => {
 
   it.each([
     ['not JSON', '{"v":1,', /^not JSON: /],
-    ['an array', '[1]', /^not a JSON object$/],
-    ['null', 'null', /^not a JSON object$/],
-    ['a number', '42', /^not a JSON object$/],
-    ['another envelope version', withFields(change, { v: 2 }), /^unsupported envelope version 2$/],
-    ['no envelope version', withFields(change, { v: undefined }), /^unsupported envelope version undefined$/],
-    ['no source', withFields(change, { source: undefined }), /^missing source$/],
-    ['a source that is not an object', withFields(change, { source: 'x' }), /^missing source$/],
-    ['an LSN without a slash', withFields(change, { source: { ...source, lsn: '16B374D848' } }), /^bad source.lsn "16B374D848"$/],
-    ['an LSN with a non-hex digit', withFields(change, { source: { ...source, lsn: '0/16G' } }), /^bad source.lsn/],
-    ['an LSN half over 32 bits', withFields(change, { source: { ...source, lsn: '0/123456789' } }), /^bad source.lsn/],
-    ['a numeric LSN', withFields(change, { source: { ...source, lsn: 42 } }), /^bad source.lsn 42$/],
-    ['a negative position', withFields(change, { source: { ...source, pos: -1 } }), /^bad source.pos$/],
-    ['a fractional position', withFields(change, { source: { ...source, pos: 1.5 } }), /^bad source.pos$/],
-    ['a position as text', withFields(change, { source: { ...source, pos: '2' } }), /^bad source.pos$/],
-    ['no commit time', withFields(change, { source: { ...source, commitTime: undefined } }), /^bad source.commitTime$/],
-    ['a commit time that is no time', withFields(change, { source: { ...source, commitTime: 'yesterday' } }), /^bad source.commitTime$/],
-    ['an unknown kind', withFields(change, { kind: 'rename' }), /^unknown kind "rename"$/],
-    ['no kind', withFields(change, { kind: undefined }), /^unknown kind undefined$/],
-    ['a table not captured', withFields(change, { table: '_prisma_migrations' }), /^unknown table "_prisma_migrations"$/],
-    ['an inherited property as table', withFields(change, { table: 'constructor' }), /^unknown table "constructor"$/],
-    ['a pointer without its object', withFields(pointer, { object: undefined }), /^pointer without object.bucket and object.key$/],
-    ['a pointer without a bucket', withFields(pointer, { object: { key: 'k', bytes: 1 } }), /^pointer without object.bucket and object.key$/],
-    ['a pointer to a key that is not text', withFields(pointer, { object: { bucket: 'b', key: 7, bytes: 1 } }), /^pointer without/],
-    ['an unknown op', withFields(change, { op: 'x' }), /^bad op "x"$/],
-    ['no op', withFields(change, { op: undefined }), /^bad op undefined$/],
-    ['no key', withFields(change, { key: undefined }), /^key.payment_id missing or not an integer$/],
-    ['the key of another table', withFields(change, { key: { sales_order_id: 42 } }), /^key.payment_id missing/],
-    ['a key as text', withFields(change, { key: { payment_id: '42' } }), /^key.payment_id missing or not an integer$/],
-    ['a delete with an after image', withFields(change, { op: 'd' }), /^op d with an after image$/],
-    ['an update without an after image', withFields(change, { after: null }), /^op u with no after image$/],
-    ['an insert whose after image is an array', withFields(change, { op: 'c', after: [] }), /^op c with an after image$/],
-    ['a before image that is text', withFields(change, { before: 'x' }), /^before is neither null nor an object$/],
-    ['no before image at all', withFields(change, { before: undefined }), /^before is neither null nor an object$/],
+    ['an array', '[1]', /^expected object, got an array$/],
+    ['null', 'null', /^expected object, got null$/],
+    ['a number', '42', /^expected object, got 42$/],
+    ['another envelope version', withFields(change, { v: 2 }), /^v: expected 1, got 2$/],
+    ['no envelope version', withFields(change, { v: undefined }), /^v: missing$/],
+    ['no source', withFields(change, { source: undefined }), /^source: missing$/],
+    ['a source that is not an object', withFields(change, { source: 'x' }), /^source: expected object, got "x"$/],
+    ['an LSN without a slash', withFields(change, { source: { ...source, lsn: '16B374D848' } }), /^source.lsn: must be an LSN, hex "X\/Y", got "16B374D848"$/],
+    ['an LSN with a non-hex digit', withFields(change, { source: { ...source, lsn: '0/16G' } }), /^source.lsn: must be an LSN/],
+    ['an LSN half over 32 bits', withFields(change, { source: { ...source, lsn: '0/123456789' } }), /^source.lsn: must be an LSN/],
+    ['a numeric LSN', withFields(change, { source: { ...source, lsn: 42 } }), /^source.lsn: expected string, got 42$/],
+    ['a negative position', withFields(change, { source: { ...source, pos: -1 } }), /^source.pos: must be an integer from 0, got -1$/],
+    ['a fractional position', withFields(change, { source: { ...source, pos: 1.5 } }), /^source.pos: must be an integer from 0, got 1.5$/],
+    ['a position as text', withFields(change, { source: { ...source, pos: '2' } }), /^source.pos: expected number, got "2"$/],
+    ['no commit time', withFields(change, { source: { ...source, commitTime: undefined } }), /^source.commitTime: missing$/],
+    [
+      'a commit time that is no time',
+      withFields(change, { source: { ...source, commitTime: 'yesterday' } }),
+      /^source.commitTime: must be a time, got "yesterday"$/,
+    ],
+    [
+      'an unknown kind',
+      withFields(change, { kind: 'rename' }),
+      /^kind: expected "change" or "heartbeat" or "pointer" or "truncate" or "snapshot-range", got "rename"$/,
+    ],
+    ['no kind', withFields(change, { kind: undefined }), /^kind: missing$/],
+    ['a table not captured', withFields(change, { table: '_prisma_migrations' }), /^table: is not a captured table, got "_prisma_migrations"$/],
+    ['an inherited property as table', withFields(change, { table: 'constructor' }), /^table: is not a captured table, got "constructor"$/],
+    ['a pointer without its object', withFields(pointer, { object: undefined }), /^object: missing$/],
+    ['a pointer without a bucket', withFields(pointer, { object: { key: 'k', bytes: 1 } }), /^object.bucket: missing$/],
+    ['a pointer to a key that is not text', withFields(pointer, { object: { bucket: 'b', key: 7, bytes: 1 } }), /^object.key: expected string, got 7$/],
+    ['an unknown op', withFields(change, { op: 'x' }), /^op: expected "c" or "u" or "d" or "r", got "x"$/],
+    ['no op', withFields(change, { op: undefined }), /^op: missing$/],
+    ['no key', withFields(change, { key: undefined }), /^key: missing$/],
+    [
+      'the key of another table',
+      withFields(change, { key: { sales_order_id: 42 } }),
+      /^key.payment_id: must be an integer \(the primary key of payment\), got nothing$/,
+    ],
+    ['a key as text', withFields(change, { key: { payment_id: '42' } }), /^key.payment_id: must be an integer \(the primary key of payment\), got "42"$/],
+    ['a delete with an after image', withFields(change, { op: 'd' }), /^after: must be null in a delete$/],
+    ['an update without an after image', withFields(change, { after: null }), /^after: must be the new row in op u, got null$/],
+    ['an insert whose after image is an array', withFields(change, { op: 'c', after: [] }), /^after: expected object, got an array$/],
+    ['a before image that is text', withFields(change, { before: 'x' }), /^before: expected object, got "x"$/],
+    ['no before image at all', withFields(change, { before: undefined }), /^before: missing$/],
+    [
+      'a value that is neither text, number, boolean nor null',
+      withFields(change, { after: { payment_id: 42, note: { text: 'x' } } }),
+      /^after.note: must be text, a number, a boolean or null$/,
+    ],
+    [
+      'key runs out of order',
+      withFields(range, {
+        present: [
+          [3, 4],
+          [1, 2],
+        ],
+      }),
+      /^present: must be ascending, disjoint \[first, last\] runs$/,
+    ],
+    ['a key run that is not a pair', withFields(range, { present: [[3]] }), /^present\[0\]: expected 2 items, got 1$/],
+    [
+      'two problems at once',
+      withFields(change, { op: 'x', source: { ...source, pos: -1 } }),
+      /^op: expected .*; source.pos: must be an integer from 0, got -1$/,
+    ],
   ])('refuses %s, saying what is wrong', (_, text, reason) => {
     expect(() => decodeEvent(text)).toThrow(InvalidEventError);
     expect(() => decodeEvent(text)).toThrow(reason);
@@ -122,7 +170,7 @@ describe("records: one event, or a bundle of one row's changes", () => {
 
   it('names the event of a bundle that is wrong, and refuses text after the last newline or an empty line', () => {
     const bad = `${encodeEvent(change)}${withFields(change, { op: 'x' })}\n${encodeEvent(v2 as ChangeEvent)}`;
-    expect(() => decodeRecord(bad)).toThrow(/^event 2 of 3: bad op "x"$/);
+    expect(() => decodeRecord(bad)).toThrow(/^event 2 of 3: op: expected "c" or "u" or "d" or "r", got "x"$/);
     expect(() => decodeRecord(`${encodeEvent(change)}{"v":1`)).toThrow(/^event 2 of 2: not JSON/);
     expect(() => decodeRecord(`${encodeEvent(change)}\n${encodeEvent(change)}`)).toThrow(/^event 2 of 3: not JSON/);
   });

@@ -25,73 +25,104 @@
  * names the record, so a bundle is accepted, read, retried and checkpointed whole. The archive is
  * the records concatenated, so it stays one event per line.
  */
-import { isSourceTable, primaryKeyOf, type SourceTable } from './source-tables.ts';
+import * as v from '@badrap/valita';
+import { check } from './schema.ts';
+import { isSourceTable, primaryKeyOf } from './source-tables.ts';
 
-export type Op = 'c' | 'u' | 'd' | 'r';
+// Each shape is declared once, as the schema decodeEvent checks it with; its type is inferred.
+
+const LSN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
+const integer = v.number().assert(Number.isInteger, 'must be an integer');
 export type Value = string | number | boolean | null;
 export type Row = Record<string, Value>;
+// a loop, not v.record(v.union(...)): rows are most of an event, and this is the processor's hot path
+const row = v.record().chain((r) => {
+  for (const column in r) {
+    const x = r[column];
+    if (x !== null && typeof x !== 'string' && typeof x !== 'number' && typeof x !== 'boolean')
+      return v.err({ message: 'must be text, a number, a boolean or null', path: [column] });
+  }
+  return v.ok(r as Row);
+});
+const sourceTable = v.string().assert(isSourceTable, 'is not a captured table');
 
-export interface EventSource {
+const op = v.union(v.literal('c'), v.literal('u'), v.literal('d'), v.literal('r'));
+export type Op = v.Infer<typeof op>;
+
+const eventSource = v.object({
   /** Commit LSN of the source transaction ("00000016/B374D848"). */
-  lsn: string;
+  lsn: v.string().assert((s) => LSN.test(s), 'must be an LSN, hex "X/Y"'),
   /** Position of this change inside its transaction, from 0. */
-  pos: number;
+  pos: v.number().assert((n) => Number.isInteger(n) && n >= 0, 'must be an integer from 0'),
   /** Source transaction id; null for snapshot reads. */
-  xid: number | null;
+  xid: v.number().nullable(),
   /** Commit time of the source transaction, ISO 8601 UTC with microseconds. */
-  commitTime: string;
-}
+  commitTime: v.string().assert((s) => !Number.isNaN(Date.parse(s)), 'must be a time'),
+});
+export type EventSource = v.Infer<typeof eventSource>;
 
-export interface ChangeEvent {
-  v: 1;
-  kind: 'change';
-  op: Op;
-  table: SourceTable;
-  /** Primary key of the row ({ "<table>_id": n }). For an update that moved the key, the new key. */
-  key: Row;
-  /** Old values: the old key for deletes and key-changing updates (replica identity default). */
-  before: Row | null;
-  /** New values; null for deletes. */
-  after: Row | null;
-  /**
-   * Columns whose value was not sent because it is an unchanged TOASTed value.
-   * They are absent from `after` and mean "keep what you have", never NULL.
-   */
-  unchanged?: string[];
-  /**
-   * A key change's unchanged TOASTed values travel with neither half (the old tuple is the key
-   * alone): the insert of the new key names the old key, whose values it keeps, and the delete
-   * of the old key names the new one. Absent otherwise.
-   */
-  movedFrom?: Row;
-  movedTo?: Row;
-  source: EventSource;
-}
+const changeEvent = v
+  .object({
+    v: v.literal(1),
+    kind: v.literal('change'),
+    op,
+    table: sourceTable,
+    /** Primary key of the row ({ "<table>_id": n }). For an update that moved the key, the new key. */
+    key: row,
+    /** Old values: the old key for deletes and key-changing updates (replica identity default). */
+    before: row.nullable(),
+    /** New values; null for deletes. */
+    after: row.nullable(),
+    /**
+     * Columns whose value was not sent because it is an unchanged TOASTed value.
+     * They are absent from `after` and mean "keep what you have", never NULL.
+     */
+    unchanged: v.array(v.string()).optional(),
+    /**
+     * A key change's unchanged TOASTed values travel with neither half (the old tuple is the key
+     * alone): the insert of the new key names the old key, whose values it keeps, and the delete
+     * of the old key names the new one. Absent otherwise.
+     */
+    movedFrom: row.optional(),
+    movedTo: row.optional(),
+    source: eventSource,
+  })
+  .chain((e) => {
+    const pk = primaryKeyOf(e.table);
+    if (!Number.isInteger(e.key[pk])) return v.err({ message: `must be an integer (the primary key of ${e.table})`, path: ['key', pk] });
+    for (const moved of ['movedFrom', 'movedTo'] as const) {
+      const other = e[moved];
+      if (other !== undefined && !Number.isInteger(other[pk]))
+        return v.err({ message: `must be an integer (the primary key of ${e.table})`, path: [moved, pk] });
+    }
+    if ((e.op === 'd') !== (e.after === null))
+      return v.err({ message: e.op === 'd' ? 'must be null in a delete' : `must be the new row in op ${e.op}`, path: ['after'] });
+    return v.ok(e);
+  });
+export type ChangeEvent = v.Infer<typeof changeEvent>;
 
 /**
  * Emitted on every shard when a heartbeat message comes back through the WAL: everything
  * committed before `source.lsn` has already been accepted by the stream on that shard.
  * Downstream uses it as a per-shard watermark.
  */
-export interface HeartbeatEvent {
-  v: 1;
-  kind: 'heartbeat';
-  source: EventSource;
-}
+const heartbeatEvent = v.object({ v: v.literal(1), kind: v.literal('heartbeat'), source: eventSource });
+export type HeartbeatEvent = v.Infer<typeof heartbeatEvent>;
 
 /**
  * A change too large for one Kinesis record (1 MiB): the event itself is stored as an object in
  * the ingestion bucket, immutable under a name derived from (lsn, pos), and this pointer travels
  * in its place, on the same partition key. Processors and replay read the object back.
  */
-export interface PointerEvent {
-  v: 1;
-  kind: 'pointer';
-  table: SourceTable;
-  key: Row;
-  object: { bucket: string; key: string; bytes: number };
-  source: EventSource;
-}
+const pointerEvent = v.object({
+  v: v.literal(1),
+  kind: v.literal('pointer'),
+  table: sourceTable,
+  key: row,
+  object: v.object({ bucket: v.string(), key: v.string(), bytes: v.number() }),
+  source: eventSource,
+});
+export type PointerEvent = v.Infer<typeof pointerEvent>;
 
 /**
  * A TRUNCATE of one captured table (a statement naming several tables, or reaching them by
@@ -100,15 +131,14 @@ export interface PointerEvent {
  * or later, are new rows. Sent on every shard, after everything written before it, since the
  * table's rows are spread over all of them.
  */
-export interface TruncateEvent {
-  v: 1;
-  kind: 'truncate';
-  table: SourceTable;
-  source: EventSource;
-}
+const truncateEvent = v.object({ v: v.literal(1), kind: v.literal('truncate'), table: sourceTable, source: eventSource });
+export type TruncateEvent = v.Infer<typeof truncateEvent>;
 
 /** Inclusive runs of integer keys, ascending: [[1, 4], [7, 7]] is 1, 2, 3, 4 and 7. */
-export type KeyRuns = [number, number][];
+const keyRunList = v
+  .array(v.tuple([integer, integer]))
+  .assert((runs) => runs.every(([first, last], i) => first <= last && (i === 0 || first > runs[i - 1][1])), 'must be ascending, disjoint [first, last] runs');
+export type KeyRuns = v.Infer<typeof keyRunList>;
 
 /**
  * What one snapshot chunk saw of a key range: at (source.lsn, source.pos), the keys of `table`
@@ -118,22 +148,24 @@ export type KeyRuns = [number, number][];
  * keys the stream changed while the chunk was read, so a streamed change is never ended. Sent
  * on every shard, after the chunk's rows, like a truncate.
  */
-export interface SnapshotRangeEvent {
-  v: 1;
-  kind: 'snapshot-range';
-  table: SourceTable;
-  after: number | null;
-  through: number | null;
-  present: KeyRuns;
-  source: EventSource;
-}
+const snapshotRangeEvent = v.object({
+  v: v.literal(1),
+  kind: v.literal('snapshot-range'),
+  table: sourceTable,
+  after: integer.nullable(),
+  through: integer.nullable(),
+  present: keyRunList,
+  source: eventSource,
+});
+export type SnapshotRangeEvent = v.Infer<typeof snapshotRangeEvent>;
 
 /** Events that end rows of a table at their position. */
 export type RowsEndEvent = TruncateEvent | SnapshotRangeEvent;
 /** Events sent on every shard, each after everything written before it. */
 export type BroadcastEvent = HeartbeatEvent | RowsEndEvent;
 
-export type StreamEvent = ChangeEvent | HeartbeatEvent | PointerEvent | RowsEndEvent;
+const streamEvent = v.union(changeEvent, heartbeatEvent, pointerEvent, truncateEvent, snapshotRangeEvent);
+export type StreamEvent = v.Infer<typeof streamEvent>;
 
 export function isBroadcast(event: StreamEvent): event is BroadcastEvent {
   return event.kind === 'heartbeat' || event.kind === 'truncate' || event.kind === 'snapshot-range';
@@ -189,11 +221,7 @@ export function partitionKeyOf(event: Pick<ChangeEvent, 'table' | 'key'>): strin
   return `${event.table}:${event.key[primaryKeyOf(event.table)]}`;
 }
 
-const LSN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
-const OPS = new Set(['c', 'u', 'd', 'r']);
-const KINDS = new Set(['change', 'pointer', 'truncate', 'snapshot-range']);
-
-/** Parse and validate one event; throws InvalidEventError saying what is wrong. */
+/** Parse and check one event; throws InvalidEventError naming each field that is wrong. */
 export function decodeEvent(text: string): StreamEvent {
   let raw: unknown;
   try {
@@ -201,54 +229,7 @@ export function decodeEvent(text: string): StreamEvent {
   } catch (err) {
     throw new InvalidEventError(`not JSON: ${(err as Error).message}`);
   }
-  if (!isObject(raw)) throw new InvalidEventError('not a JSON object');
-  if (raw.v !== 1) throw new InvalidEventError(`unsupported envelope version ${JSON.stringify(raw.v)}`);
-  const source = raw.source;
-  if (!isObject(source)) throw new InvalidEventError('missing source');
-  if (typeof source.lsn !== 'string' || !LSN.test(source.lsn)) throw new InvalidEventError(`bad source.lsn ${JSON.stringify(source.lsn)}`);
-  if (!Number.isInteger(source.pos) || (source.pos as number) < 0) throw new InvalidEventError('bad source.pos');
-  if (typeof source.commitTime !== 'string' || Number.isNaN(Date.parse(source.commitTime))) throw new InvalidEventError('bad source.commitTime');
-  if (raw.kind === 'heartbeat') return raw as unknown as HeartbeatEvent;
-  if (!KINDS.has(raw.kind as string)) throw new InvalidEventError(`unknown kind ${JSON.stringify(raw.kind)}`);
-  if (typeof raw.table !== 'string' || !isSourceTable(raw.table)) throw new InvalidEventError(`unknown table ${JSON.stringify(raw.table)}`);
-  if (raw.kind === 'truncate') return raw as unknown as TruncateEvent;
-  if (raw.kind === 'snapshot-range') return validRange(raw);
-  if (raw.kind === 'pointer') {
-    const o = raw.object;
-    if (!isObject(o) || typeof o.bucket !== 'string' || typeof o.key !== 'string') throw new InvalidEventError('pointer without object.bucket and object.key');
-    return raw as unknown as PointerEvent;
-  }
-  if (typeof raw.op !== 'string' || !OPS.has(raw.op)) throw new InvalidEventError(`bad op ${JSON.stringify(raw.op)}`);
-  const pk = primaryKeyOf(raw.table);
-  if (!isObject(raw.key) || !Number.isInteger(raw.key[pk])) throw new InvalidEventError(`key.${pk} missing or not an integer`);
-  if (raw.op === 'd' ? raw.after !== null : !isObject(raw.after))
-    throw new InvalidEventError(`op ${raw.op} with ${raw.after === null ? 'no' : 'an'} after image`);
-  if (raw.before !== null && !isObject(raw.before)) throw new InvalidEventError('before is neither null nor an object');
-  for (const moved of ['movedFrom', 'movedTo'] as const) {
-    const other = raw[moved];
-    if (other !== undefined && !(isObject(other) && Number.isInteger(other[pk]))) throw new InvalidEventError(`${moved}.${pk} missing or not an integer`);
-  }
-  return raw as unknown as ChangeEvent;
-}
-
-function validRange(raw: Record<string, unknown>): SnapshotRangeEvent {
-  const bound = (b: unknown) => b === null || Number.isInteger(b);
-  if (!bound(raw.after) || !bound(raw.through)) throw new InvalidEventError('snapshot-range: after and through must be integers or null');
-  const present = raw.present;
-  let previous = -Infinity;
-  const ascending = (run: unknown) => {
-    if (!Array.isArray(run) || run.length !== 2 || !Number.isInteger(run[0]) || !Number.isInteger(run[1])) return false;
-    const ok = run[0] > previous && run[0] <= run[1];
-    previous = run[1];
-    return ok;
-  };
-  if (!Array.isArray(present) || !present.every(ascending))
-    throw new InvalidEventError('snapshot-range: present must be ascending, disjoint [first, last] integer runs');
-  return raw as unknown as SnapshotRangeEvent;
-}
-
-function isObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
+  return check(streamEvent, raw, (message) => new InvalidEventError(message));
 }
 
 /** LSN "X/Y" as a comparable bigint. */

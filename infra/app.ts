@@ -5,7 +5,8 @@
  */
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { ConfigError, resolveConfig } from './config.ts';
+import { ConfigError } from '../lib/config.ts';
+import { resolveConfig } from './config.ts';
 import { TotesCdcStack } from './totes-stack.ts';
 
 const app = new App();
@@ -19,7 +20,7 @@ try {
   // What to set, said once, without a stack trace: the message names the setting and the fix.
   if (!(err instanceof ConfigError)) throw err;
   console.error(`totes: ${err.message}`);
-  process.exit(1);
+  process.exit(err.exitCode);
 }
 // Any unacknowledged finding stops synthesis (and so deployment).
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

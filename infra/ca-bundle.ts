@@ -13,7 +13,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError } from './config.ts';
+import { ConfigError } from '../lib/config.ts';
 import { REPO_ROOT } from './repo.ts';
 
 /** The folder the Dockerfile copies into the image (as /app/certs/) and bundles may take a PEM from. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, DEFAULT_CONFIG, resolveConfig } from './config.ts';
+import { ConfigError } from '../lib/config.ts';
+import { DEFAULT_CONFIG, resolveConfig } from './config.ts';
 
 describe('resolveConfig', () => {
   it('gives the defaults without a `totes` context, or with an empty one', () => {

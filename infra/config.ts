@@ -13,6 +13,7 @@
  * which leaves a person at least 15 minutes of that budget to act.
  */
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { ConfigError } from '../lib/config.ts';
 
 /** An existing VPC, imported by attributes so synth needs no AWS lookup. */
 export interface ImportedVpc {
@@ -174,10 +175,6 @@ export const DEFAULT_CONFIG: TotesConfig = {
     writeThrottledRecordsPerMinute: 1,
   },
 };
-
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
 
 type Plain = Record<string, unknown>;
 const isPlain = (v: unknown): v is Plain => typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -8,10 +8,13 @@
  * name (whose shard ids repeat) does not resume from another stream's positions.
  */
 import { GetObjectCommand, NoSuchKey, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import * as v from '@badrap/valita';
+import { check } from '../formats/schema.ts';
 import { log } from '../lib/log.ts';
 
 /** Resume after this record, or the shard was read to its end. */
-export type Checkpoint = { after: string } | { ended: true };
+const checkpoint = v.union(v.object({ after: v.string().assert((s) => /^\d+$/.test(s), 'must be a sequence number') }), v.object({ ended: v.literal(true) }));
+export type Checkpoint = v.Infer<typeof checkpoint>;
 
 export interface ShardIdentity {
   shardId: string;
@@ -30,7 +33,10 @@ export class PollerCheckpoints {
     return `checkpoints/${this.consumer}/${this.streamName}/${shard.shardId}-${shard.startingSequence}.json`;
   }
 
-  /** The shard's checkpoint; null when there is none, or when a killed writer left it unreadable (reading again from the start loses nothing). */
+  /**
+   * The shard's checkpoint; null when there is none, or when it is unreadable (a killed writer cut
+   * it short, or it is not a checkpoint): reading again from the start loses nothing.
+   */
   async read(shard: ShardIdentity): Promise<Checkpoint | null> {
     let text: string;
     try {
@@ -41,9 +47,9 @@ export class PollerCheckpoints {
       throw err;
     }
     try {
-      return JSON.parse(text) as Checkpoint;
-    } catch {
-      log.warn({ key: this.key(shard), text: text.slice(0, 200) }, 'checkpoint unreadable (a write cut short): reading the shard from its start');
+      return check(checkpoint, JSON.parse(text), (problem) => new Error(problem), 'strict');
+    } catch (err) {
+      log.warn({ key: this.key(shard), text: text.slice(0, 200), problem: (err as Error).message }, 'checkpoint unreadable: reading the shard from its start');
       return null;
     }
   }

@@ -11,7 +11,7 @@
  */
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { LoadTableName } from '../formats/load-tables.ts';
-import { padSequence, type DeadLetter, type Manifest } from '../formats/manifest.ts';
+import { decodeManifest, padSequence, type DeadLetter, type Manifest } from '../formats/manifest.ts';
 import { putOnce } from './put-once.ts';
 
 export class MicroBatchStore {
@@ -76,7 +76,8 @@ export class MicroBatchStore {
     return out.Body!.transformToByteArray();
   }
 
+  /** The manifest under `key`, checked: one the loader cannot read stops it, naming the field, rather than being misread. */
   async getManifest(key: string): Promise<Manifest> {
-    return JSON.parse(Buffer.from(await this.getBytes(key)).toString('utf8'));
+    return decodeManifest(Buffer.from(await this.getBytes(key)).toString('utf8'), key);
   }
 }
