@@ -153,8 +153,8 @@ describe('processor', () => {
       dead.Contents!.map(async (o) => JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: 'malformed', Key: o.Key! }))).Body!.transformToString())),
     );
     expect(letters.map((l) => l.setAside)).toEqual([
-      [{ table: 'sales_order', key: 40, column: null, value: null, reason: 'op c with no after image' }],
-      [{ table: null, key: null, column: null, value: null, reason: 'not a JSON object' }],
+      [{ table: 'sales_order', key: 40, column: null, value: null, reason: 'after: must be the new row in op c, got null' }],
+      [{ table: null, key: null, column: null, value: null, reason: 'expected object, got an array' }],
     ]);
     s3.destroy();
   });
