@@ -46,7 +46,7 @@ describe('alarm notifications, end to end', () => {
     statements.filter((s) => s.Effect === 'Allow' && s.Principal?.Service === 'cloudwatch.amazonaws.com' && actionsOf(s).includes(action));
 
   it('every alarm notifies the topic when it fires and when it clears, with its actions on', () => {
-    expect(alarms.length).toBe(23);
+    expect(alarms.length).toBe(24);
     for (const alarm of alarms) {
       expect(alarm.AlarmActions, alarm.AlarmName).toEqual([{ Ref: topicId }]);
       expect(alarm.OKActions, alarm.AlarmName).toEqual([{ Ref: topicId }]);
@@ -106,6 +106,16 @@ describe('what the alarms watch', () => {
       TreatMissingData: 'notBreaching',
     });
     expect(lambdaAlarm('Errors', processorId)).toMatchObject({ Threshold: a.processorErrors, Statistic: 'Sum', Dimensions: fn(processorId) });
+    // batches reported failed for retry are successes to Lambda: their own count
+    expect(find('TotesCdc', 'BatchFailures')).toMatchObject({
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      Statistic: 'Sum',
+      Period: 300,
+      EvaluationPeriods: 2,
+      Dimensions: [{ Name: 'Service', Value: 'processor' }],
+      TreatMissingData: 'notBreaching',
+    });
     expect(streamId).toBeDefined();
   });
 

@@ -17,7 +17,7 @@ describe('metric names', () => {
 
 describe('emfLine', () => {
   it('publishes each figure with its unit under the service dimension, and leaves out a metric with none', () => {
-    const line = JSON.parse(emfLine('processor', { Events: 12, DeadLetters: null }, 1_000));
+    const line = JSON.parse(emfLine('processor', { Events: 12, DeadLetters: null, BatchFailures: null }, 1_000));
     expect(line).toEqual({
       _aws: { Timestamp: 1_000, CloudWatchMetrics: [{ Namespace: METRIC_NAMESPACE, Dimensions: [['Service']], Metrics: [{ Name: 'Events', Unit: 'Count' }] }] },
       Service: 'processor',

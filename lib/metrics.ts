@@ -25,7 +25,7 @@ export const METRICS = {
     SafeWalSizeBytes: 'Bytes',
     SlotWalStatus: 'Count',
   },
-  processor: { Events: 'Count', DeadLetters: 'Count' },
+  processor: { Events: 'Count', DeadLetters: 'Count', BatchFailures: 'Count' },
   loader: {
     BatchesLoaded: 'Count',
     LoaderGapAgeSeconds: 'Seconds',

@@ -8,18 +8,20 @@
  * missing as a FatalError; runService turns an error thrown anywhere while it runs into the
  * rejection the CLI ends with one line (cli/main.ts).
  */
+import { createServer } from 'node:http';
 import { DescribeStreamSummaryCommand, type KinesisClient, ResourceNotFoundException } from '@aws-sdk/client-kinesis';
 import { HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { FirehoseStandin } from '../archiver/firehose-standin.ts';
 import { runCapture } from '../capture/main.ts';
-import { ENV, required } from '../lib/config.ts';
+import { ENV, optionalNumber, required } from '../lib/config.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { FatalError } from '../lib/fatal.ts';
 import { asComponent } from '../lib/log.ts';
+import { emitMetrics } from '../lib/metrics.ts';
 import { runLoader } from '../loader/main.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { BatchChain } from '../processors/batch-chain.ts';
-import { Processor } from '../processors/processor.ts';
+import { Processor, processorMetrics } from '../processors/processor.ts';
 import { ShardStream } from '../stores/shard-stream.ts';
 import { ARCHIVER_BATCH_SIZE, KinesisPoller, PROCESSOR_BATCH_SIZE } from './kinesis-poller.ts';
 import { PollerCheckpoints } from './poller-checkpoints.ts';
@@ -83,16 +85,37 @@ export const SERVICES: Record<string, (env: Env) => Promise<void>> = {
     const streamName = required(env, ENV.streamName, 'the Kinesis stream name');
     await streamExists(client, streamName);
     await bucketExists(s3, bucket, ENV.processedBucket);
+    const processor = new Processor(new MicroBatchStore(s3, bucket), new BatchChain(new ShardStream(client, streamName)));
+    // as loader/main.ts: GET /health with TOTES_HEALTH_PORT set, and the metrics line the Lambda emits, every minute
+    const healthPort = env[ENV.healthPort] ? optionalNumber(env, ENV.healthPort, 0) : null;
+    const server =
+      healthPort === null
+        ? null
+        : createServer((req, res) => {
+            const health = processor.health;
+            res.writeHead(req.url === '/health' ? (health.healthy ? 200 : 503) : 404, { 'content-type': 'application/json' });
+            res.end(JSON.stringify(health));
+          }).listen(healthPort);
+    let before = { ...processor.metrics };
+    const metrics = setInterval(
+      () => {
+        emitMetrics('processor', processorMetrics(processor.metrics, before));
+        before = { ...processor.metrics };
+      },
+      optionalNumber(env, ENV.metricsSeconds, 60) * 1000,
+    );
     const poller = new KinesisPoller({
       client,
       streamName,
-      consumer: new Processor(new MicroBatchStore(s3, bucket), new BatchChain(new ShardStream(client, streamName))).handler,
+      consumer: processor.handler,
       batchSize: PROCESSOR_BATCH_SIZE,
       name: 'processor',
       checkpoints: new PollerCheckpoints(s3, bucket, 'processor', streamName),
     });
     await poller.start();
     await untilSignal();
+    clearInterval(metrics);
+    server?.close();
     await poller.stop();
   },
   async archiver(env) {

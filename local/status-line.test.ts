@@ -31,4 +31,11 @@ describe('status line', () => {
       'GAP on 1 shard for 12.0s (watermark held): totes reprocess --shard shardId-000000000001 --from 49680740503826098098274453918303549317047654700329992210',
     );
   });
+
+  it("counts dead letters with the newest one's row and reason, no value", () => {
+    const newestDeadLetter = { table: 'sales_order', key: 12, column: 'agreed_payment_date', reason: 'agreed_payment_date: not a YYYY-MM-DD date: …' };
+    expect(formatStatus({ ...base, deadLetters: 3, newestDeadLetter })).toBe(
+      'captured 51,870 │ in stream 51,872 │ batches 212 │ rows loaded 51,860 │ slot lag 3 KiB │ freshness 0.6s │ dead letters 3 (newest: sales_order 12: agreed_payment_date: not a YYYY-MM-DD date: …)',
+    );
+  });
 });

@@ -5,6 +5,7 @@
  * otherwise (CI logs).
  */
 import { readSlotHealth } from '../capture/slot-health.ts';
+import type { DeadLetterNote } from '../processors/processor.ts';
 import type { Pipeline } from './pipeline.ts';
 import type pg from '../lib/pg.ts';
 
@@ -15,6 +16,8 @@ export interface StatusSnapshot {
   batches: number;
   rowsLoaded: number;
   deadLetters: number;
+  /** The newest dead letter's row and reason (no value), to say what to look for under dead-letter/. */
+  newestDeadLetter?: DeadLetterNote | null;
   slotLagBytes: number | null;
   freshnessSeconds: number | null;
   /** Shards held at a gap, and how long the oldest missing record has been missing. */
@@ -33,6 +36,7 @@ export async function snapshotStatus(p: Pipeline, source: pg.Pool, slotName = 't
     batches: p.processor.metrics.batches,
     rowsLoaded: p.loader.metrics.rows,
     deadLetters: p.processor.metrics.deadLetters,
+    newestDeadLetter: p.processor.newestDeadLetters[0] ?? null,
     slotLagBytes: slot && slot.walStatus !== 'missing' ? slot.lagBytes : null,
     freshnessSeconds: fresh?.lagSeconds ?? null,
     gapShards: fresh?.gapShards ?? 0,
@@ -57,10 +61,14 @@ export function formatStatus(s: StatusSnapshot): string {
     `slot lag ${slot}`,
     `freshness ${lag}`,
     s.gapShards ? `GAP on ${s.gapShards} shard${s.gapShards > 1 ? 's' : ''} for ${duration(s.gapSeconds ?? 0)} (watermark held)${gapHint(s.gap)}` : null,
-    s.deadLetters ? `dead letters ${n(s.deadLetters)}` : null,
+    s.deadLetters ? `dead letters ${n(s.deadLetters)}${newest(s.newestDeadLetter)}` : null,
   ]
     .filter(Boolean)
     .join(' │ ');
+}
+
+function newest(d: StatusSnapshot['newestDeadLetter']): string {
+  return d ? ` (newest: ${d.table ?? 'unknown table'}${d.key === null ? '' : ` ${d.key}`}: ${d.reason})` : '';
 }
 
 /** What closes the gap, when the loader knows where it is. */

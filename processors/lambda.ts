@@ -9,7 +9,7 @@ import { emitMetrics } from '../lib/metrics.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { ShardStream } from '../stores/shard-stream.ts';
 import { BatchChain } from './batch-chain.ts';
-import { Processor } from './processor.ts';
+import { Processor, processorMetrics } from './processor.ts';
 
 let processor: Processor | null = null;
 
@@ -26,9 +26,6 @@ export async function handler(event: KinesisStreamEvent): Promise<KinesisStreamB
   );
   const before = { ...processor.metrics };
   const result = await processor.handler(event);
-  emitMetrics('processor', {
-    Events: processor.metrics.events - before.events,
-    DeadLetters: processor.metrics.deadLetters - before.deadLetters,
-  });
+  emitMetrics('processor', processorMetrics(processor.metrics, before));
   return result;
 }

@@ -9,7 +9,7 @@ import { MicroBatchStore } from '../stores/microbatch-store.ts';
 import { decodeParquet } from '../formats/parquet.ts';
 import { encodeEvent, encodeRecord } from '../formats/change-event.ts';
 import type { DeadLetter } from '../formats/manifest.ts';
-import { Processor } from './processor.ts';
+import { Processor, processorMetrics } from './processor.ts';
 
 describe('processor', () => {
   let aws: LocalAws;
@@ -38,6 +38,13 @@ describe('processor', () => {
     );
     expect(letters.find((l) => l.reason.startsWith('not JSON')).payload).toBe('{"not": "an event"');
     expect(letters.every((l) => l.shard === 'shardId-000000000000' && l.sequenceNumber)).toBe(true);
+    // counted, and the newest named where the operator looks, without the values (they may be personal data)
+    expect(processor.health).toMatchObject({ healthy: true, batches: 1, events: 4, deadLetters: 2, batchFailures: 0 });
+    expect(processor.health.newestDeadLetters).toEqual([
+      { table: 'sales_order', key: 2, column: 'agreed_payment_date', reason: expect.stringMatching(/^agreed_payment_date: not a YYYY-MM-DD date/) },
+      { table: null, key: null, column: null, reason: 'not JSON' },
+    ]);
+    expect(JSON.stringify(processor.health)).not.toMatch(/next Tuesday|"not": "an event"/);
 
     const manifests = await s3.send(new ListObjectsV2Command({ Bucket: 'processed', Prefix: 'manifests/' }));
     expect(manifests.KeyCount).toBe(1);
@@ -163,7 +170,11 @@ describe('processor', () => {
     const unreachable = s3Client({ s3Endpoint: `http://127.0.0.1:${await freePort()}` });
     const processor = new Processor(new MicroBatchStore(unreachable, 'processed'));
     const event = kinesisEvent([salesOrderChange(10), salesOrderChange(11)], 'shardId-000000000000', 500);
+    const before = { ...processor.metrics };
     expect(await processor.handler(event)).toEqual({ batchItemFailures: [{ itemIdentifier: event.Records[0].kinesis.sequenceNumber }] });
+    // a success to Lambda: counted as the processor's own failure, and unhealthy until a batch goes through
+    expect(processorMetrics(processor.metrics, before)).toEqual({ Events: 0, DeadLetters: 0, BatchFailures: 1 });
+    expect(processor.health).toMatchObject({ healthy: false, batchFailures: 1 });
     unreachable.destroy();
   });
 });

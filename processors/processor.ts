@@ -11,6 +11,7 @@
 import type { KinesisStreamBatchResponse, KinesisStreamEvent } from 'aws-lambda';
 import { decodeEvent, InvalidEventError, recordLines, lsnToBigInt, type ChangeEvent, type RowsEndEvent } from '../formats/change-event.ts';
 import { log } from '../lib/log.ts';
+import type { MetricLine } from '../lib/metrics.ts';
 import { resolvePointer } from '../stores/oversize-store.ts';
 import { encodeParquet } from '../formats/parquet.ts';
 import type { Manifest, SetAside } from '../formats/manifest.ts';
@@ -25,10 +26,38 @@ export interface ProcessorMetrics {
   events: number;
   rows: number;
   deadLetters: number;
+  /** Batches that failed and were reported for retry (S3 down, anything not about one record): Lambda counts them as successes. */
+  batchFailures: number;
+}
+
+/** One interval's metrics line, the same from the Lambda and the local service: the growth of the counts since `before`. */
+export function processorMetrics(now: ProcessorMetrics, before: ProcessorMetrics): MetricLine<'processor'> {
+  return {
+    Events: now.events - before.events,
+    DeadLetters: now.deadLetters - before.deadLetters,
+    BatchFailures: now.batchFailures - before.batchFailures,
+  };
+}
+
+/** A dead letter as the operator sees it where they look (health, status line): its row and reason, no value (it may be personal data). */
+export interface DeadLetterNote {
+  table: string | null;
+  key: number | null;
+  column: string | null;
+  reason: string;
+}
+const NEWEST_DEAD_LETTERS = 5;
+
+/** A reason without the value it quotes: quoted text withheld, and a JSON parser's message (which quotes the payload) left out. */
+export function reasonWithoutValues(reason: string): string {
+  return reason.replace(/not JSON: .*/s, 'not JSON').replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '…');
 }
 
 export class Processor {
-  readonly metrics: ProcessorMetrics = { batches: 0, events: 0, rows: 0, deadLetters: 0 };
+  readonly metrics: ProcessorMetrics = { batches: 0, events: 0, rows: 0, deadLetters: 0, batchFailures: 0 };
+  /** Newest first. */
+  readonly newestDeadLetters: DeadLetterNote[] = [];
+  private lastBatchFailed = false;
   constructor(
     private readonly store: MicroBatchStore,
     private readonly chain: BatchChain | null = null,
@@ -47,8 +76,11 @@ export class Processor {
         last,
         records.map((r) => ({ seq: r.kinesis.sequenceNumber, data: r.kinesis.data })),
       );
+      this.lastBatchFailed = false;
       return { batchItemFailures: [] };
     } catch (err) {
+      this.metrics.batchFailures++;
+      this.lastBatchFailed = true;
       log.error({ err: (err as Error).message, shard, first, last }, 'batch failed; reporting it for retry');
       return { batchItemFailures: [{ itemIdentifier: first }] };
     }
@@ -124,6 +156,14 @@ export class Processor {
     this.metrics.events += events;
     this.metrics.rows += tables.reduce((n, t) => n + t.rows, 0);
     this.metrics.deadLetters += dead.count;
+    for (const { setAside } of dead.list())
+      for (const { table, key, column, reason } of setAside) this.newestDeadLetters.unshift({ table, key, column, reason: reasonWithoutValues(reason) });
+    this.newestDeadLetters.splice(NEWEST_DEAD_LETTERS);
+  }
+
+  /** What /health answers: unhealthy only while the last batch failed (dead letters are reported, not a fault of the processor). */
+  get health(): { healthy: boolean; newestDeadLetters: DeadLetterNote[] } & ProcessorMetrics {
+    return { healthy: !this.lastBatchFailed, ...this.metrics, newestDeadLetters: this.newestDeadLetters };
   }
 }
 

@@ -178,6 +178,8 @@ export class Monitoring extends Construct {
     const unproven = serviceMetric('loader', 'UnprovenJunctions', 'Sum', FIVE_MINUTES);
     const queueVisible = props.onFailureQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: FIVE_MINUTES });
     const deadLetters = serviceMetric('processor', 'DeadLetters', 'Sum', FIVE_MINUTES);
+    // a batch failed and reported for retry: Lambda counts it a success, so Errors never sees it
+    const batchFailures = serviceMetric('processor', 'BatchFailures', 'Sum', FIVE_MINUTES);
     const archiveFreshness = firehoseMetric('DeliveryToS3.DataFreshness');
     const runningTasks = (service: ecs.IBaseService) =>
       new cloudwatch.Metric({
@@ -218,6 +220,12 @@ export class Monitoring extends Construct {
       threshold: t.processorErrors,
       periods: 2,
     });
+    alarm(
+      'processor-batch-failures',
+      'Processor batches fail and are retried (S3 or the stream unreachable; processor logs "batch failed"): the shard waits.',
+      batchFailures,
+      { threshold: 1, periods: 2 },
+    );
     alarm('slot-lag-bytes', 'The replication slot holds much WAL on the source: capture is behind. The source disk fills if this grows.', slotLagBytes, {
       threshold: t.slotLagBytes,
       periods: 3,
@@ -343,7 +351,7 @@ export class Monitoring extends Construct {
           graph('Processor iterator age (ms)', [processorIteratorAge], t.processorIteratorAgeSeconds * 1000),
         ],
         [
-          graph('Processor events and errors', [serviceMetric('processor', 'Events', 'Sum', FIVE_MINUTES)], undefined, [processorErrors]),
+          graph('Processor events and errors', [serviceMetric('processor', 'Events', 'Sum', FIVE_MINUTES)], undefined, [processorErrors, batchFailures]),
           graph('Dead letters and on-failure queue', [deadLetters, queueVisible], 1),
           graph('Archive (Firehose) freshness (s)', [archiveFreshness], t.firehoseFreshnessSeconds),
         ],
