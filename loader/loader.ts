@@ -12,6 +12,7 @@ import { LOAD_TABLES } from '../formats/load-tables.ts';
 import { compareSequences, type Manifest } from '../formats/manifest.ts';
 import { decodeParquet } from '../formats/parquet.ts';
 import type { MicroBatchStore } from '../stores/microbatch-store.ts';
+import { KeyMoveNotLoadedError } from './key-moves.ts';
 import { loadOrder, planShards, type Gap, type PendingBatch, type ShardPlan } from './frontier.ts';
 import { newestHeartbeat, StalePlanError, type ShardAdvance } from './shard-progress.ts';
 import type { NextRecord, ShardInfo, ShardStream } from '../stores/shard-stream.ts';
@@ -193,6 +194,7 @@ export class Loader {
     let reading = chunks.length > 0 ? read(chunks[0]) : null;
     for (let i = 0; i < chunks.length; i++) {
       const chunk = chunks[i];
+      const frontierBefore = new Map(frontier);
       const advances: ShardAdvance[] = [];
       for (const shard of new Set(chunk.map((c) => c.plan.shard))) {
         const own = chunk.filter((c) => c.plan.shard === shard);
@@ -210,7 +212,17 @@ export class Loader {
       reading = i + 1 < chunks.length ? read(chunks[i + 1]) : null;
       // a small load is read whole first: overlapping its reads saves less than its transaction then waits on S3
       if (items.reduce((n, item) => n + item.rows, 0) < PIPELINED_ROWS) await Promise.all(items.flatMap((item) => [...item.tables.values()]));
-      loaded += await this.warehouse.loadBatches(items, advances);
+      try {
+        loaded += await this.warehouse.loadBatches(items, advances);
+      } catch (err) {
+        // a key change's new key in this transaction, its old key in the next (another shard): load the two together
+        if (!(err instanceof KeyMoveNotLoadedError) || i + 1 >= chunks.length) throw err;
+        log.info({ err: err.message }, 'a moved key waits on the next transaction: loading the two as one');
+        chunks[i + 1] = [...chunk, ...chunks[i + 1]];
+        // read afresh: the failed load may have filled the rows it was given in place
+        reading = [...chunk.map((c) => this.readBatch(c.manifest)), ...reading!];
+        for (const [shard, at] of frontierBefore) frontier.set(shard, at);
+      }
     }
     return loaded;
   }
