@@ -27,7 +27,7 @@ export interface LoaderServiceProps {
   config: TotesConfig;
   cluster: ecs.ICluster;
   processedBucket: s3.Bucket;
-  /** Read to prove the micro-batches of a shard contiguous (loader/shard-stream.ts). */
+  /** Read to prove the micro-batches of a shard contiguous (stores/shard-stream.ts). */
   stream: kinesis.IStream;
   warehouseSecret: secretsmanager.ISecret;
   subnets: ec2.SubnetSelection;
