@@ -303,7 +303,8 @@ describe('Wal2JsonDecoder on PostgreSQL 15 with wal2json 2.5', () => {
     async () => {
       const source = db!;
       await source.query(
-        `INSERT INTO sales_order VALUES (2000, '2024-05-01 09:15:02', '2024-05-01 09:15:02', 1, 1, 1, 7, 1.00, 1, '2024-05-10', '2024-05-11', 1)`,
+        // the design the workload above left (it moved design 1 to a new key)
+        `INSERT INTO sales_order SELECT 2000, '2024-05-01 09:15:02', '2024-05-01 09:15:02', min(design_id), 1, 1, 7, 1.00, 1, '2024-05-10', '2024-05-11', 1 FROM design`,
       );
       await source.query(`UPDATE sales_order SET unit_price = 'NaN' WHERE sales_order_id = 2000`);
       await source.query(`ALTER TABLE design ALTER COLUMN design_name TYPE varchar(200)`);
