@@ -7,6 +7,7 @@
 import type { ChangeEvent, EventSource, HeartbeatEvent, Op, Row, TruncateEvent, Value } from '../formats/change-event.ts';
 import { HEARTBEAT_PREFIX, MESSAGE_PREFIX, SIGNAL_TABLE, type Signal } from '../formats/source-signals.ts';
 import { primaryKeyOf, type SourceTable } from '../formats/source-tables.ts';
+import type { Pgoutput } from 'pg-logical-replication';
 
 export type Decoded =
   | { type: 'change'; event: ChangeEvent }
@@ -110,4 +111,14 @@ export function signal(cursor: TransactionCursor, { kind, content }: Signal): De
 
 export function isSignalTable(schema: string, name: string): boolean {
   return schema === SIGNAL_TABLE.schema && name === SIGNAL_TABLE.name;
+}
+
+/** What a format parses a payload into: pgoutput's messages, wal2json's text. */
+export type StreamMessage = Pgoutput.Message | string;
+
+/** A decoder takes what its format parses (M); a StreamFormat (stream-format.ts) pairs the two. */
+export interface StreamDecoder<M extends StreamMessage = StreamMessage> {
+  decode(msg: M): Decoded[];
+  readonly inTransaction: boolean;
+  nextSource(): EventSource;
 }

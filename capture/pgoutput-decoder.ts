@@ -9,7 +9,7 @@ import type { EventSource, Op, Row, Value } from '../formats/change-event.ts';
 import { signalFromRow } from '../formats/source-signals.ts';
 import { isSourceTable, type SourceTable } from '../formats/source-tables.ts';
 import { type Decoded, isSignalTable, microsToIso, rowChange, signal, TransactionCursor, truncated } from './decoding.ts';
-import type { StreamDecoder } from './stream-format.ts';
+import type { StreamDecoder } from './decoding.ts';
 
 export class PgoutputDecoder implements StreamDecoder<Pgoutput.Message> {
   private readonly cursor = new TransactionCursor();

@@ -2,24 +2,13 @@
  * The logical decoding plugin a slot streams with: the START_REPLICATION statement for it on
  * this server, how its payloads are parsed, and the decoder that turns them into events.
  */
-import { PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
-import type { EventSource } from '../formats/change-event.ts';
+import { PgoutputPlugin } from 'pg-logical-replication';
 import type { SignalCarrier } from '../formats/source-signals.ts';
-import type { Decoded } from './decoding.ts';
+import type { StreamDecoder, StreamMessage } from './decoding.ts';
 import { PgoutputDecoder } from './pgoutput-decoder.ts';
 import { WAL2JSON_OPTIONS, Wal2JsonDecoder } from './wal2json-decoder.ts';
 
 export type Plugin = 'pgoutput' | 'wal2json';
-
-/** What a format parses a payload into: pgoutput's messages, wal2json's text. */
-export type StreamMessage = Pgoutput.Message | string;
-
-/** A decoder takes what its format parses (M); a StreamFormat pairs the two. */
-export interface StreamDecoder<M extends StreamMessage = StreamMessage> {
-  decode(msg: M): Decoded[];
-  readonly inTransaction: boolean;
-  nextSource(): EventSource;
-}
 
 export interface StreamFormat<M extends StreamMessage = StreamMessage> {
   /** START_REPLICATION for `slot`, from where the slot was confirmed. */

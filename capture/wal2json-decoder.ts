@@ -23,7 +23,7 @@ import { SOURCE_TABLES, SOURCE_TABLE_NAMES, isSourceTable, type SourceTable } fr
 import pg from '../lib/pg.ts';
 import { type Decoded, isSignalTable, microsToIso, rowChange, signal, TransactionCursor, truncated } from './decoding.ts';
 import { UNSENT_TYPE } from './schema-watch.ts';
-import type { StreamDecoder } from './stream-format.ts';
+import type { StreamDecoder } from './decoding.ts';
 
 /**
  * What the decoder needs from wal2json: BEGIN with xid, commit time and commit LSN, COMMIT with
