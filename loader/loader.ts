@@ -119,10 +119,11 @@ export class Loader {
     await mapLimited(likely, 8, ({ shard, after }) => ask(shard, after));
     const plans = await planShards(shards, states, pending, ask);
     this.forgetAnswersBehind(plans);
-    this.reportUnproven(plans);
     let loaded = 0;
     try {
       loaded = await this.loadPlans(plans, maxRowsPerTransaction, early);
+      // said once they are loaded: a pass that fails plans them again, and would count them twice
+      this.reportUnproven(plans);
       const changed = plans.filter((p) => {
         const before = states.get(p.shard);
         return p.ended !== (before?.ended ?? false) || (p.gap?.missing ?? null) !== (before?.gapMissing ?? null);
