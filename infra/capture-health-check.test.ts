@@ -10,8 +10,9 @@ import { ProgressWatch } from '../capture/capture-health.ts';
 import { ENV } from '../lib/config.ts';
 import { inspect, RUNNING, synthesize } from './testing.ts';
 
-const { only } = inspect(synthesize(RUNNING).template);
-const container = only('AWS::ECS::TaskDefinition').props.ContainerDefinitions[0];
+const { resources, logicalIdOf } = inspect(synthesize(RUNNING).template);
+const captureTask = logicalIdOf('AWS::ECS::TaskDefinition', (p) => p.ContainerDefinitions[0].Name === 'capture');
+const container = resources('AWS::ECS::TaskDefinition')[captureTask].Properties.ContainerDefinitions[0];
 const env: Record<string, string> = Object.fromEntries(container.Environment.map((e: { Name: string; Value: string }) => [e.Name, e.Value]));
 const check = { interval: container.HealthCheck.Interval, retries: container.HealthCheck.Retries, startPeriod: container.HealthCheck.StartPeriod };
 const heartbeatSeconds = Number(env[ENV.heartbeatSeconds]);
