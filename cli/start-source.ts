@@ -97,12 +97,12 @@ export async function checkWarehouseEmpty(url: string): Promise<void> {
 export function leftOnSource(s: GivenSource, o: { slotDropped: boolean; created: string[] }): string {
   const psql = `psql '${withoutPassword(s.url)}'`;
   const lines = [`The source ${withoutPassword(s.url)} is as totes found it, except:`];
-  if (o.slotDropped) lines.push(`  nothing of this run's: its replication slot ${s.slot} was dropped, with its rows in totes_cdc.snapshot_progress`);
+  if (o.slotDropped) lines.push(`  nothing of this run's: its replication slot ${s.slot} was dropped, with capture's rows for it`);
   else
     lines.push(
       `  the replication slot ${s.slot}: it keeps the source's WAL from where this run stopped until it is dropped (the next \`totes start --source\` resumes from it).`,
-      `  Drop it, with capture's progress rows for it, when you are done:`,
-      `    ${psql} -c "SELECT pg_drop_replication_slot('${s.slot}')" -c "DELETE FROM totes_cdc.snapshot_progress WHERE slot_name = '${s.slot}'"`,
+      `  Drop it, with capture's rows for it (its snapshot progress; on Postgres 13 its signal row), when you are done:`,
+      `    ${psql} -c "SELECT pg_drop_replication_slot('${s.slot}')" -c "DELETE FROM totes_cdc.snapshot_progress WHERE slot_name = '${s.slot}'" -c "DELETE FROM totes_cdc.signal WHERE writer = '${s.slot}'"`,
       '  (or start with --drop-slot-on-exit next time)',
     );
   if (o.created.length > 0)
