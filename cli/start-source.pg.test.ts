@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from '../lib/pg.ts';
 import { freePort, type EmbeddedPg } from '../local/servers.ts';
 import { PROCESSED_BUCKET } from '../local/stack.ts';
-import { startOwnPostgres } from '../test/harness.ts';
+import { createDatabase, startOwnPostgres } from '../test/harness.ts';
 import { runTotes, startTotes, type TotesProcess } from '../test/totes-process.ts';
 import { until } from '../test/until.ts';
 import { SOURCE_TABLE_NAMES } from '../formats/source-tables.ts';
@@ -78,7 +78,8 @@ describe('totes start --source on a totesys the project did not create', () => {
     '--dashboard-port',
     '0',
   ];
-  const warehouseUrl = () => `postgres://postgres:postgres@127.0.0.1:${ports.warehouse}/warehouse`;
+  /** The embedded warehouse, unless a run is given one (--warehouse). */
+  let warehouseUrl = () => `postgres://postgres:postgres@127.0.0.1:${ports.warehouse}/warehouse`;
 
   async function start(flags: string[]): Promise<TotesProcess> {
     const proc = startTotes(['start', '--source', url, ...flags, ...stackFlags()], {});
@@ -174,8 +175,11 @@ describe('totes start --source on a totesys the project did not create', () => {
     expect(await captureState()).toEqual({ slots: ['totes_cdc'], publications: ['totes_cdc'], schema: true, progress: SOURCE_TABLE_NAMES.length });
   });
 
-  it('a second run resumes the slot into its new warehouse (every table read again) and drops it on exit', async () => {
-    const proc = await start(['--drop-slot-on-exit']);
+  it('a second run, into a warehouse database of your own, resumes the slot (every table read again) and drops it on exit', async () => {
+    const own = await createDatabase('own_wh');
+    warehouseUrl = () => own.url;
+    const proc = await start(['--drop-slot-on-exit', '--warehouse', own.url]);
+    expect(proc.out.stderr).toContain('· starting Kinesis and S3');
     expect(proc.out.stderr).toContain('slot totes_cdc exists (an earlier run): every table will be read again into the new warehouse');
     expect(proc.out.stderr).not.toContain('created on the source');
     const rows = await businessRows();
@@ -184,5 +188,11 @@ describe('totes start --source on a totesys the project did not create', () => {
     expect(said).toContain("nothing of this run's: its replication slot totes_cdc was dropped, with capture's rows for it");
     expect(await businessRows()).toEqual(rows);
     expect(await captureState()).toEqual({ slots: [], publications: ['totes_cdc'], schema: true, progress: 0 });
+
+    // that warehouse is loaded now: the next run's stream starts empty, so it is refused
+    const again = await runTotes(['start', '--source', url, '--warehouse', own.url, ...stackFlags()], {});
+    expect(again.code).toBe(2);
+    expect(again.stderr.trimEnd()).toMatch(/^totes start: configuration error: the warehouse postgres:\/\/postgres@[^ ]+ already holds a loaded warehouse/);
+    await own.drop();
   });
 });
