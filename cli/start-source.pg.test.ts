@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from '../lib/pg.ts';
 import { freePort, type EmbeddedPg } from '../local/servers.ts';
 import { PROCESSED_BUCKET } from '../local/stack.ts';
-import { createDatabase, startOwnPostgres } from '../test/harness.ts';
+import { createDatabase, quiesce, startOwnPostgres } from '../test/harness.ts';
 import { runTotes, startTotes, type TotesProcess } from '../test/totes-process.ts';
 import { until } from '../test/until.ts';
 import { SOURCE_TABLE_NAMES } from '../formats/source-tables.ts';
@@ -122,6 +122,7 @@ describe('totes start --source on a totesys the project did not create', () => {
       await running.exited;
     }
     await admin?.end();
+    if (source) await quiesce(url); // the pool's connections closed before the server stops
     await source?.stop();
   });
 
