@@ -66,9 +66,10 @@ function valueOr(col: string, fallback: string): string {
 }
 
 /**
- * Dimension upsert: the latest change per key wins if newer than what the row holds. When a
- * staged change keeps unchanged TOAST columns, an earlier change to the same key in the same
- * load may have set them, so then the changes apply one wave per version ($1 = wave).
+ * Dimension upsert: the latest change per key wins if newer than what the row holds; a delete
+ * keeps the row's values (a tombstone keeps those of the version it ends). When a staged change
+ * takes values from an earlier change to the same key in the same load (unchanged TOAST
+ * columns, a delete: stage.ts keysInWaves), the changes apply one wave per version ($1 = wave).
  */
 export function mergeDimensionSql(table: LoadTableName, schema: string, inWaves: boolean): string[] {
   const { key, columns } = LOAD_TABLES[table];
