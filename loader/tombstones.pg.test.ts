@@ -63,6 +63,16 @@ const STREAM: (ChangeEvent | RowsEndEvent)[] = [
 ];
 STREAM.sort((a, b) => compareLsn(a.source.lsn, b.source.lsn) || a.source.pos - b.source.pos);
 
+/** A design's tombstone: the values of the version it ends (a file name kept unchanged from the one before). */
+const tombstone = (name: string | null, lsn: string, pos = 0) => ({
+  design_name: name,
+  file_location: name && '/d',
+  file_name: name && `${{ renamed: 'first', 'seven b': 'seven' }[name] ?? name}.json`,
+  source_lsn: lsn,
+  source_pos: pos,
+  is_deleted: true,
+});
+
 /** The stream cut before each of `cuts` (indices, ascending). */
 function cutAt(cuts: number[]): (ChangeEvent | RowsEndEvent)[][] {
   const bounds = [0, ...cuts, STREAM.length];
@@ -119,14 +129,6 @@ describe('tombstones keep the values of the version they end, however the stream
 
   it('gives the same rows loaded whole, one change per load and in random cuts, each tombstone with the values it ends', async () => {
     const whole = await loadCut([STREAM]);
-    const tombstone = (name: string | null, lsn: string, pos = 0) => ({
-      design_name: name,
-      file_location: name && '/d',
-      file_name: name && `${{ renamed: 'first', 'seven b': 'seven' }[name] ?? name}.json`,
-      source_lsn: lsn,
-      source_pos: pos,
-      is_deleted: true,
-    });
     expect(whole.design.filter((d) => d.design_id !== 99)).toEqual([
       { design_id: 1, ...tombstone('renamed', '1/30') }, // the update's name, the insert's unchanged file name
       { design_id: 2, ...tombstone('short-lived', '1/14') },
@@ -147,5 +149,21 @@ describe('tombstones keep the values of the version they end, however the stream
       const cuts = STREAM.map((_, i) => i).filter((i) => i > 0 && next() < 0.3);
       expect(await loadCut(cutAt(cuts)), `cut before ${cuts.join(', ')}`).toEqual(whole);
     }
+  });
+
+  it("ends the version a row's changes make when another shard's copy of the end loads before them", async () => {
+    // design 8 changes and design 9 deletes itself on one shard, before a TRUNCATE every shard carries
+    const [before, changes, end] = [
+      [design(8, 'c', 'eight', at('2/10')), design(9, 'c', 'nine', at('2/10', 1))],
+      [design(8, 'u', 'eight b', at('2/20')), deleted(9, at('2/20', 1))],
+      { v: 1, kind: 'truncate', table: 'design', source: at('2/30') } as RowsEndEvent,
+    ];
+    const inOrder = await loadCut([before, [...changes, end]]);
+    expect(inOrder.design).toEqual([
+      { design_id: 8, ...tombstone('eight b', '2/30') },
+      { design_id: 9, ...tombstone('nine', '2/20', 1) },
+    ]);
+    // the other shard's copy of the end first, then the rows' shard: its changes, its copy of the end
+    expect(await loadCut([before, [end], [...changes, end]])).toEqual(inOrder);
   });
 });
