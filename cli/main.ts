@@ -250,6 +250,7 @@ On your own totesys (e.g. a restored copy), instead of the embedded one:
   --wait SECONDS       wait this long for the warehouse to catch up (default 60; 0 compares as is)
   --bucket NAME        the processed bucket, whose dead letters account for rows set aside (default env TOTES_PROCESSED_BUCKET, locally ${PROCESSED_BUCKET})
   --s3-endpoint URL    S3 endpoint (default env TOTES_S3_ENDPOINT, locally the stack's s3rver; unset in AWS)
+  --archive-bucket NAME  the raw archive (the ingestion bucket): check each deleted dimension row against the values its source row had before it ended
 
 Exit 0 only when every compared row is equal and every row set aside (a source value the
 warehouse cannot hold) is named by a dead letter.`,
@@ -262,6 +263,7 @@ warehouse cannot hold) is named by a dead letter.`,
       schema: { type: 'string', default: 'public' },
       wait: { type: 'string', default: '60' },
       bucket: { type: 'string', default: process.env[ENV.processedBucket] ?? PROCESSED_BUCKET },
+      'archive-bucket': { type: 'string' },
       's3-endpoint': {
         type: 'string',
         // in AWS (the processed bucket named by the environment) no endpoint: the SDK's own
@@ -277,6 +279,7 @@ warehouse cannot hold) is named by a dead letter.`,
         schema: String(values.schema),
         waitMs: number(values, 'wait') * 1000,
         deadLetters: { bucket: String(values.bucket), s3Endpoint: values['s3-endpoint'] as string | undefined },
+        archive: values['archive-bucket'] ? { bucket: String(values['archive-bucket']), s3Endpoint: values['s3-endpoint'] as string | undefined } : undefined,
       });
       printVerify(result);
       say(result.ok ? '\nverify: PASSED' : '\nverify: FAILED');

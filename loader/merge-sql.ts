@@ -66,9 +66,23 @@ function valueOr(col: string, fallback: string): string {
 }
 
 /**
- * Dimension upsert: the latest change per key wins if newer than what the row holds. When a
- * staged change keeps unchanged TOAST columns, an earlier change to the same key in the same
- * load may have set them, so then the changes apply one wave per version ($1 = wave).
+ * Whether row `t` is the tombstone of an end (row-ends.ts) that change `s` predates but the
+ * version the end found does not: a change from a shard behind the one whose copy of the end
+ * loaded first. The change is applied, and the end, evaluated again for the key, ends the
+ * version it makes (or no longer counts the row, when the change is its own delete).
+ */
+function endedBefore(table: LoadTableName, schema: string): string {
+  return `t.is_deleted AND EXISTS (SELECT 1 FROM "${schema}".totes_row_end_keys k
+     WHERE k.load_table = '${table}' AND k.key = t.${q(LOAD_TABLES[table].key)} AND k.source_lsn = t.source_lsn AND k.source_pos = t.source_pos
+       AND ${versionBeforeSql(['k.before_lsn', 'k.before_pos'], 's')})`;
+}
+
+/**
+ * Dimension upsert: the latest change per key wins if newer than what the row holds (or than
+ * the version an end's tombstone ended: endedBefore); a delete
+ * keeps the row's values (a tombstone keeps those of the version it ends). When a staged change
+ * takes values from an earlier change to the same key in the same load (unchanged TOAST
+ * columns, a delete: stage.ts keysInWaves), the changes apply one wave per version ($1 = wave).
  */
 export function mergeDimensionSql(table: LoadTableName, schema: string, inWaves: boolean): string[] {
   const { key, columns } = LOAD_TABLES[table];
@@ -81,7 +95,7 @@ export function mergeDimensionSql(table: LoadTableName, schema: string, inWaves:
     `UPDATE ${t} t SET ${attrs.map((c) => `${q(c)} = CASE WHEN s.source_op = 'd' THEN t.${q(c)} ELSE ${valueOr(c, 't')} END`).join(', ')},
        source_lsn = s.source_lsn, source_pos = s.source_pos, is_deleted = (s.source_op = 'd')
      FROM ${changes} s
-     WHERE t.${q(key)} = s.${q(key)} AND ${versionBeforeSql('t', 's')}`,
+     WHERE t.${q(key)} = s.${q(key)} AND (${versionBeforeSql('t', 's')} OR ${endedBefore(table, schema)})`,
     `INSERT INTO ${t} (${q(key)}, ${attrs.map(q).join(', ')}, source_lsn, source_pos, is_deleted)
      SELECT s.${q(key)}, ${attrs.map((c) => `s.${q(c)}`).join(', ')}, s.source_lsn, s.source_pos, s.source_op = 'd'
        FROM ${changes} s WHERE NOT EXISTS (SELECT 1 FROM ${t} t WHERE t.${q(key)} = s.${q(key)})`,

@@ -11,7 +11,7 @@ import { DERIVED, DERIVED_TABLES, isIndependentVersion, LOAD_TABLES, type LoadRo
 import type pg from '../lib/pg.ts';
 import { appendFactSql, datesSql, type FactReferences, inferredMembersSql, mergeDimensionSql, propagationSql, referencedKeys, stageName } from './merge-sql.ts';
 import { carryKeyMoves } from './key-moves.ts';
-import { copyFacts, copyNewDimensionRows, createStages, distinctChanges, stageRows, utcTimestampText } from './stage.ts';
+import { copyFacts, copyNewDimensionRows, createStages, distinctChanges, keysInWaves, stageRows, utcTimestampText } from './stage.ts';
 
 /** LOAD_TABLES is in merge order: dimensions before the facts that reference them, sources before the dimensions derived from them. */
 const MERGE_ORDER = Object.keys(LOAD_TABLES) as LoadTableName[];
@@ -57,7 +57,7 @@ export async function mergeTables(
 
   const first: Statement[] = [];
   for (const [table, rows] of upserts) {
-    if (rows.some((r) => r.unchanged !== null)) {
+    if (keysInWaves(table, rows).size > 0) {
       const [update, insert] = mergeDimensionSql(table, schema, true);
       for (let wave = 1; wave <= maxCount(rows, LOAD_TABLES[table].key); wave++) first.push({ sql: update, params: [wave] }, { sql: insert, params: [wave] });
     } else {

@@ -108,19 +108,39 @@ function copyAsText(
 }
 
 /**
+ * Keys of a dimension's rows whose latest change in the load takes values from the one before
+ * it: it keeps unchanged TOAST columns, or it is a delete (carrying only the key, the tombstone
+ * keeps the values it ends) after another change of its key. The upsert applies them one
+ * version at a time (mergeDimensionSql in waves), so each sees the version before it.
+ */
+export function keysInWaves(table: LoadTableName, rows: LoadRow[]): Set<number> {
+  return inWaves(rows, LOAD_TABLES[table].key, latestPerKey(rows, LOAD_TABLES[table].key));
+}
+
+const latestPerKey = (rows: LoadRow[], key: string) => onePerKey(rows, key, (a, b) => versionBefore(b, a));
+
+function inWaves(rows: LoadRow[], key: string, latest: Map<number, LoadRow>): Set<number> {
+  const [deleted, written] = [new Set<number>(), new Set<number>()];
+  for (const r of rows) (r.source_op === 'd' ? deleted : written).add(r[key] as number);
+  const keys = new Set<number>();
+  for (const [k, r] of latest) if (r.unchanged !== null || (r.source_op === 'd' && written.has(k))) keys.add(k);
+  return keys;
+}
+
+/**
  * Dimension rows of keys the warehouse does not hold yet, each key's latest change, COPYed
- * straight into the dimension when that change carries every value (no unchanged TOAST): what
- * the upsert would insert, without staging and two statements over the stage. Returns the rows
- * left for the upsert (keys held already, or whose latest change keeps unchanged columns).
- * Inside the load transaction holding the loaders' lock, so no other writer adds a key between
- * the probe and the COPY.
+ * straight into the dimension when that change carries every value (keysInWaves: not one that
+ * takes values from the change before it): what the upsert would insert, without staging and
+ * two statements over the stage. Returns the rows left for the upsert (keys held already, or
+ * in waves). Inside the load transaction holding the loaders' lock, so no other writer adds a
+ * key between the probe and the COPY.
  */
 export async function copyNewDimensionRows(db: pg.PoolClient, schema: string, table: LoadTableName, rows: LoadRow[]): Promise<LoadRow[]> {
   const key = LOAD_TABLES[table].key;
-  const latest = onePerKey(rows, key, (a, b) => versionBefore(b, a));
+  const latest = latestPerKey(rows, key);
   const { rows: held } = await db.query(`SELECT "${key}" AS k FROM "${schema}"."${table}" WHERE "${key}" = ANY($1::int[])`, [[...latest.keys()]]);
   const upsert = new Set<number>(held.map((h) => h.k as number));
-  for (const [k, r] of latest) if (r.unchanged !== null) upsert.add(k);
+  for (const k of inWaves(rows, key, latest)) upsert.add(k);
   const direct = [...latest.values()].filter((r) => !upsert.has(r[key] as number));
   const columns = copyColumns(table, DIMENSION_PROVENANCE);
   const convert = { is_deleted: (_: CopyValue, row: Record<string, CopyValue>) => row.source_op === 'd' };

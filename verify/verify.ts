@@ -18,6 +18,10 @@
  * "TBC", a numeric NaN) is not compared: the pipeline sets its whole change aside, so the
  * warehouse keeps the row's previous version, or none. It is listed as set aside with its
  * reason, and counts as correct only when a dead letter in the processed bucket names it.
+ *
+ * Tombstones (tombstones.ts): every fact version recording an end holds the values of the
+ * version before it, and with the raw archive every deleted dimension row holds the values its
+ * source row had before it ended.
  */
 import pg, { connectionConfig } from '../lib/pg.ts';
 import { s3Client } from '../lib/aws.ts';
@@ -26,6 +30,7 @@ import { HEARTBEAT_PREFIX, signalCarrier, signalStatement } from '../formats/sou
 import { FatalError } from '../lib/fatal.ts';
 import { sleep } from '../lib/retry.ts';
 import { DeadLetters } from './dead-letters.ts';
+import { checkTombstones } from './tombstones.ts';
 import { type Check, currencyCode, currencyName, money, splitTimestamp, timestamp, yyyyMmDd } from './warehouse-values.ts';
 
 export interface Difference {
@@ -276,6 +281,8 @@ export interface VerifyOptions {
   rechecks?: number;
   /** The processed bucket, whose dead letters account for the rows set aside (without it, none is accounted for). */
   deadLetters?: { bucket: string; s3Endpoint?: string };
+  /** The raw archive's bucket, which the deleted dimension rows are checked against (tombstones.ts; without it, they are not). */
+  archive?: { bucket: string; s3Endpoint?: string };
 }
 
 export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
@@ -321,6 +328,7 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
       differences = again.differences;
       setAside = [...setAside.filter((s) => !rechecked.has(rowOf(s))), ...(await account(again.setAside))];
     }
+    differences.push(...(await checkTombstones(warehouse, opts.archive)));
     setAside.sort((a, b) => `${a.sourceTable} ${a.key} ${a.column}`.localeCompare(`${b.sourceTable} ${b.key} ${b.column}`, 'en', { numeric: true }));
     const tables: TableResult[] = [];
     for (const table of STAR_TABLES) {
