@@ -4,7 +4,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatStatus, snapshotStatus, StatusLine } from '../local/status-line.ts';
-import { DEFAULT_STACK, LocalStack, PROCESSED_BUCKET, type StackOptions } from '../local/stack.ts';
+import { DEFAULT_STACK, INGESTION_BUCKET, LocalStack, PROCESSED_BUCKET, type StackOptions } from '../local/stack.ts';
 import { POSTGRES_MAJORS, type PostgresMajor } from '../local/servers.ts';
 import { sourceSetupSql } from '../capture/source-setup.ts';
 import { requestSnapshot } from '../capture/chunked-snapshot.ts';
@@ -228,6 +228,7 @@ On your own totesys (e.g. a restored copy), instead of the embedded one:
           warehouseUrl: stack.warehouseUrl,
           waitMs: 120_000,
           deadLetters: { bucket: PROCESSED_BUCKET, s3Endpoint: `http://127.0.0.1:${stack.options.s3Port}` },
+          archive: { bucket: INGESTION_BUCKET, s3Endpoint: `http://127.0.0.1:${stack.options.s3Port}` },
         });
         status.stop();
         const elapsed = (Date.now() - started) / 1000;
@@ -250,7 +251,7 @@ On your own totesys (e.g. a restored copy), instead of the embedded one:
   --wait SECONDS       wait this long for the warehouse to catch up (default 60; 0 compares as is)
   --bucket NAME        the processed bucket, whose dead letters account for rows set aside (default env TOTES_PROCESSED_BUCKET, locally ${PROCESSED_BUCKET})
   --s3-endpoint URL    S3 endpoint (default env TOTES_S3_ENDPOINT, locally the stack's s3rver; unset in AWS)
-  --archive-bucket NAME  the raw archive (the ingestion bucket): check each deleted dimension row against the values its source row had before it ended
+  --archive-bucket NAME  the raw archive (the ingestion bucket): check each deleted dimension row against the values its source row had before it ended (default env TOTES_INGESTION_BUCKET; the local stack's is ${INGESTION_BUCKET}; it reads the whole archive)
 
 Exit 0 only when every compared row is equal and every row set aside (a source value the
 warehouse cannot hold) is named by a dead letter.`,
@@ -263,7 +264,7 @@ warehouse cannot hold) is named by a dead letter.`,
       schema: { type: 'string', default: 'public' },
       wait: { type: 'string', default: '60' },
       bucket: { type: 'string', default: process.env[ENV.processedBucket] ?? PROCESSED_BUCKET },
-      'archive-bucket': { type: 'string' },
+      'archive-bucket': { type: 'string', ...(process.env[ENV.ingestionBucket] ? { default: process.env[ENV.ingestionBucket] } : {}) },
       's3-endpoint': {
         type: 'string',
         // in AWS (the processed bucket named by the environment) no endpoint: the SDK's own
