@@ -181,6 +181,21 @@ describe('dimension history and the warehouse as of a source commit', () => {
       { lsn: '1/30', units: 20, first_name: 'Ada B', department_name: 'Revenue' },
       { lsn: '1/40', units: 20, first_name: 'Ada B', department_name: 'Revenue' },
     ]);
+    // the same star through the SCD2 views (docs/time-travel.md's join), for every live version of the orders
+    const scd2 = await pool.query(`SELECT d.department_name, sum(f.units_sold) AS units
+      FROM fact_sales_order f
+      JOIN dim_staff_versions s ON s.staff_id = f.sales_staff_id AND f.source_lsn >= s.valid_from_lsn AND (s.valid_to_lsn IS NULL OR f.source_lsn < s.valid_to_lsn)
+      JOIN totes_department_versions d ON d.department_id = s.department_id
+       AND f.source_lsn >= d.valid_from_lsn AND (d.valid_to_lsn IS NULL OR f.source_lsn < d.valid_to_lsn)
+     WHERE NOT f.is_deleted GROUP BY 1 ORDER BY 1`);
+    const atTimeSums = await pool.query(
+      `SELECT department_name, sum(units_sold) AS units FROM fact_sales_order_at_time WHERE NOT is_deleted AND department_name IS NOT NULL GROUP BY 1 ORDER BY 1`,
+    );
+    expect(scd2.rows).toEqual([
+      { department_name: 'Revenue', units: '20' },
+      { department_name: 'Sales', units: '10' },
+    ]);
+    expect(atTimeSums.rows).toEqual(scd2.rows);
   });
 });
 
