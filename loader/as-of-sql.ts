@@ -68,10 +68,15 @@ CREATE OR REPLACE VIEW totes_as_of_point AS
          totes_freshness f;`;
 
 /** Each key's newest version of `table` (a version log: a fact table or a history) at or before the LSN `point`. */
-const versionsAtSql = (table: LoadTableName, log: string, point: string) => newestPerKeySql(LOAD_TABLES[table].key, `${log} WHERE source_lsn <= ${point}`);
+const versionsAtSql = (table: LoadTableName, log: string, point: string, also = 'true') =>
+  newestPerKeySql(LOAD_TABLES[table].key, `${log} WHERE source_lsn <= ${point} AND ${also}`);
 
-/** Each key's newest history version at `point` (an inferred member's placeholder only while the key has no version of its own). */
-const historyAtSql = (table: LoadTableName, s: string, point: string) => versionsAtSql(table, `${s}.${historyName(table)}`, point);
+/**
+ * Each key's newest history version at `point`, inferred members' placeholders left out: at a
+ * point the warehouse is complete to, every row a fact names has a version of its own (the
+ * source's foreign keys), so a placeholder there would show a row the source did not yet have.
+ */
+const historyAtSql = (table: LoadTableName, s: string, point: string) => versionsAtSql(table, `${s}.${historyName(table)}`, point, `source_op <> 'i'`);
 
 /** A dimension as of `point`, its columns as the public table's: its version then, derived columns from the derived-from table's version then. */
 function dimensionAtSql(table: LoadTableName, s: string, point: string): string {
