@@ -14,4 +14,15 @@ describe('totes usage', () => {
     expect(r.code).toBe(2);
     expect(r.stderr.split('\n')[0]).toBe('totes demo: --source-postgres must be one of 13, 14, 15, 16, 17, 18, got "12"');
   });
+
+  it('verify: --save goes with --as-of, and --at with neither', async () => {
+    const save = await runTotes(['verify', '--save', 'truth.json'], {});
+    expect(save.code).toBe(2);
+    expect(save.stderr.split('\n')[0]).toBe('totes verify: --save goes with --as-of');
+    const at = await runTotes(['verify', '--at', 'truth.json', '--as-of'], {});
+    expect(at.code).toBe(2);
+    expect(at.stderr.split('\n')[0]).toBe('totes verify: --at compares a truth saved earlier: give it without --as-of and --save');
+    const help = await runTotes(['verify', '--help'], {});
+    expect(help.stdout).toMatch(/--as-of {14}pin the source at one WAL position/);
+  });
 });
