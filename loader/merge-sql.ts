@@ -96,11 +96,12 @@ export function mergeDimensionSql(table: LoadTableName, schema: string, inWaves:
  * unchanged TOAST columns keeps theirs; a snapshot read ('r') appends only when it differs from
  * the version before it, so a re-snapshot adds nothing for rows that did not change. Versions
  * are ordered by (source_lsn, source_pos), never by arrival, so a snapshot row that arrives
- * after a newer change never becomes "current".
+ * after a newer change never becomes "current". `target`: another table of the same columns
+ * (a dimension's history, history-sql.ts).
  */
-export function appendFactSql(table: LoadTableName, schema: string): { independent: string; dependent: string } {
+export function appendFactSql(table: LoadTableName, schema: string, target: string = table): { independent: string; dependent: string } {
   const { key, columns } = LOAD_TABLES[table];
-  const t = `"${schema}".${q(table)}`;
+  const t = `"${schema}".${q(target)}`;
   const attrs = Object.keys(columns).filter((c) => c !== key);
   const insert = `INSERT INTO ${t} (${q(key)}, ${attrs.map(q).join(', ')}, source_op, source_lsn, source_pos, source_commit_time, is_deleted)`;
   const independent = independentVersionSql('s');

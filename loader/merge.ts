@@ -10,6 +10,7 @@
 import { DERIVED, DERIVED_TABLES, isIndependentVersion, LOAD_TABLES, type LoadRow, type LoadTableName } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
 import { appendFactSql, datesSql, type FactReferences, inferredMembersSql, mergeDimensionSql, propagationSql, referencedKeys, stageName } from './merge-sql.ts';
+import { historyName, inferredHistorySql } from './history-sql.ts';
 import { carryKeyMoves } from './key-moves.ts';
 import { copyFacts, copyNewDimensionRows, createStages, distinctChanges, stageRows, utcTimestampText } from './stage.ts';
 
@@ -71,19 +72,24 @@ export async function mergeTables(
     // a key among the dimension's own rows of this load was merged just above
     const merged = new Set(tables.get(dim)?.map((r) => r[LOAD_TABLES[dim].key]));
     const missing = merged.size > 0 ? keys.filter((k) => !merged.has(k)) : keys;
-    if (missing.length > 0) first.push({ sql: inferredMembersSql(dim, schema), params: [missing] });
+    if (missing.length > 0)
+      first.push({ sql: inferredHistorySql(dim, schema), params: [missing] }, { sql: inferredMembersSql(dim, schema), params: [missing] });
   }
   await runInOrder(db, first);
 
   for (const table of facts) {
     const rows = toAppend.get(table)!;
-    const append = appendFactSql(table, schema);
-    const own = direct.get(table);
-    if (!own) await db.query(append.independent);
-    else if (!(await copyFacts(db, schema, table, own))) await appendThroughStage(db, schema, table, own);
-    // the rest (deletes, snapshot reads, unchanged TOAST) read the version before them: in waves
-    const waves = maxCount(rows.filter(needsPreviousVersion), LOAD_TABLES[table].key);
-    for (let wave = 1; wave <= waves; wave++) await db.query(append.dependent, [wave]);
+    await appendVersions(db, schema, table, table, direct.get(table) ?? null, rows.filter(needsPreviousVersion));
+  }
+  // every version of the dimensions' rows into their histories, as facts append theirs (their stages are free now)
+  for (const table of dims) {
+    const rows = distinctChanges(table, tables.get(table)!);
+    const own = directVersions(table, rows);
+    const rest = own ? rows.filter(needsPreviousVersion) : rows;
+    await createStages(db, [table]);
+    await db.query(`DELETE FROM ${stageName(table)}`);
+    if (rest.length > 0) await stageRows(db, table, rest);
+    await appendVersions(db, schema, table, historyName(table), own, rest.filter(needsPreviousVersion));
   }
 
   const keysOf = (table: LoadTableName) => tables.get(table)?.map((r) => r[LOAD_TABLES[table].key] as number) ?? [];
@@ -113,14 +119,34 @@ export async function appendIndependentFacts(db: pg.PoolClient, schema: string, 
   return rows.filter(needsPreviousVersion);
 }
 
-/** Independent fact versions some of which are in their table already (delivered before): the stage appends those that are not. */
-async function appendThroughStage(db: pg.PoolClient, schema: string, table: LoadTableName, versions: LoadRow[]): Promise<void> {
-  await createStages(db, [table]);
-  await stageRows(db, table, versions);
-  await db.query(appendFactSql(table, schema).independent);
+/**
+ * Append a load table's versions to `target` (the fact table, or a dimension's history): `own`
+ * by COPY (null: those in the stage, by one statement), then the `dependent` ones, staged, in
+ * waves, each reading the version before it.
+ */
+async function appendVersions(
+  db: pg.PoolClient,
+  schema: string,
+  table: LoadTableName,
+  target: string,
+  own: LoadRow[] | null,
+  dependent: LoadRow[],
+): Promise<void> {
+  const append = appendFactSql(table, schema, target);
+  if (!own) await db.query(append.independent);
+  else if (!(await copyFacts(db, schema, table, own, target))) await appendThroughStage(db, schema, table, own, target);
+  const waves = maxCount(dependent, LOAD_TABLES[table].key);
+  for (let wave = 1; wave <= waves; wave++) await db.query(append.dependent, [wave]);
 }
 
-/** A fact table's versions for a COPY of their own (each change once), or null when not every one of them can go that way. */
+/** Independent versions some of which are in `target` already (delivered before): the stage appends those that are not. */
+async function appendThroughStage(db: pg.PoolClient, schema: string, table: LoadTableName, versions: LoadRow[], target: string = table): Promise<void> {
+  await createStages(db, [table]);
+  await stageRows(db, table, versions);
+  await db.query(appendFactSql(table, schema, target).independent);
+}
+
+/** A load table's versions for a COPY of their own (each change once), or null when not every one of them can go that way. */
 function directVersions(table: LoadTableName, rows: LoadRow[]): LoadRow[] | null {
   const own = distinctChanges(table, rows).filter((r) => !needsPreviousVersion(r));
   return own.length > 0 && own.every((r) => utcTimestampText(r.source_commit_time) !== null) ? own : null;

@@ -42,6 +42,7 @@ import {
 } from '../formats/load-tables.ts';
 import { log } from '../lib/log.ts';
 import type pg from '../lib/pg.ts';
+import { historyName } from './history-sql.ts';
 import { type FactReferences, newestPerKeySql, propagationSql, versionJustBeforeSql } from './merge-sql.ts';
 
 /** Part of the warehouse DDL (search_path set to the schema). */
@@ -90,7 +91,7 @@ const PRESENT = `WITH present AS MATERIALIZED (
  * Inferred members in $8 are spared (namedAfter).
  */
 export function endRowsSql(table: LoadTableName, schema: string): string {
-  const { kind, key, columns } = LOAD_TABLES[table];
+  const { kind, key } = LOAD_TABLES[table];
   const t = `"${schema}".${q(table)}`;
   if (kind === 'dim') {
     return `${PRESENT},
@@ -107,12 +108,25 @@ export function endRowsSql(table: LoadTableName, schema: string): string {
       ON CONFLICT (load_table, source_lsn, source_pos, key) DO UPDATE SET before_lsn = excluded.before_lsn, before_pos = excluded.before_pos, was_live = true
       RETURNING key`;
   }
+  return endVersionsSql(table, schema, table);
+}
+
+/**
+ * A fact's ends in a version log (`target`: the fact table, or a dimension's history, which also
+ * spares the inferred members in $9 as endRowsSql does): for each key reached whose newest
+ * version before the end is live, a version at the end, is_deleted, with the values it ends.
+ * $7 the source_op, $8 the commit time.
+ */
+function endVersionsSql(table: LoadTableName, schema: string, target: string): string {
+  const { key, columns } = LOAD_TABLES[table];
+  const t = `"${schema}".${q(target)}`;
   const attrs = Object.keys(columns).filter((c) => c !== key);
+  const spare = target === table ? '' : ` AND NOT (p.source_lsn = '0/0' AND p.${q(key)} = ANY($9::int[]))`;
   return `${PRESENT}
     INSERT INTO ${t} (${q(key)}, ${attrs.map(q).join(', ')}, source_op, source_lsn, source_pos, source_commit_time, is_deleted)
     SELECT p.${q(key)}, ${attrs.map((c) => `p.${q(c)}`).join(', ')}, $7::text, $1::pg_lsn, $2::int, $8::timestamptz AT TIME ZONE 'UTC', true
       FROM (${newestPerKeySql(key, `${t} a WHERE ${scope('a', key)}`, 'a')}) p
-     WHERE NOT p.is_deleted
+     WHERE NOT p.is_deleted${spare}
     ON CONFLICT (${q(key)}, source_lsn, source_pos) DO NOTHING
     RETURNING ${q(key)} AS key`;
 }
@@ -120,11 +134,12 @@ export function endRowsSql(table: LoadTableName, schema: string): string {
 /**
  * For some keys, a fact's end versions at one position that no longer end the version before
  * them as it now is (that version was deleted, or changed by a version that arrived late):
- * taken back, and endRowsSql puts the right one in. One still right is left alone.
+ * taken back, and endRowsSql puts the right one in. One still right is left alone. `target`:
+ * a dimension's history, whose ends are taken back the same way.
  */
-function takeBackSql(table: LoadTableName, schema: string): string {
+function takeBackSql(table: LoadTableName, schema: string, target: string = table): string {
   const { key, columns } = LOAD_TABLES[table];
-  const t = `"${schema}".${q(table)}`;
+  const t = `"${schema}".${q(target)}`;
   const attrs = Object.keys(columns).filter((c) => c !== key);
   return `DELETE FROM ${t} e WHERE e.${q(key)} = ANY($3::int[]) AND e.source_lsn = $1::pg_lsn AND e.source_pos = $2::int
        AND NOT EXISTS (SELECT 1 FROM (${versionJustBeforeSql(t, key, 'p', `e.${q(key)}`, END)}) p
@@ -278,8 +293,12 @@ export async function applyRowEnds(
       const counted = e.fresh ? 0 : await dimensionRowsEnded(db, schema, e);
       const earlier = (merged.get(e.table) ?? []).filter((r) => versionBefore(r, at));
       if (!e.fresh) await db.query(dimensionBeforeSql(schema), [e.table, e.lsn, e.pos, ...unnestOnePerKey(earlier, key, (a, b) => versionBefore(b, a))]);
-      params.push(e.table, namedAfter(newestNaming, e.table, at));
-      ended = (await db.query(endRowsSql(e.table, schema), params)).rows.map((r) => r.key as number);
+      const spared = namedAfter(newestNaming, e.table, at);
+      ended = (await db.query(endRowsSql(e.table, schema), [...params, e.table, spared])).rows.map((r) => r.key as number);
+      // the history's version at the end, as a fact's
+      const history = historyName(e.table);
+      if (keys) await db.query(takeBackSql(e.table, schema, history), [e.lsn, e.pos, keys]);
+      await db.query(endVersionsSql(e.table, schema, history), [...params, e.cause === 'truncate' ? 't' : 'a', e.commitTime, spared]);
       // a fresh end has no keys recorded but those it just reached, each live before it
       net = e.fresh ? ended.length : (await dimensionRowsEnded(db, schema, e)) - counted;
     }

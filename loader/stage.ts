@@ -27,13 +27,14 @@ let lastCommitTime: { in: unknown; out: string | null } = { in: undefined, out: 
  * COPY fact versions that need nothing from the version before them (inserts and updates
  * carrying all their values, commit times in UTC) straight into their table, under a savepoint:
  * when one is there already (delivered again in another batch) the COPY is undone and false
- * returned, for them to append through the stage (ON CONFLICT DO NOTHING) instead.
+ * returned, for them to append through the stage (ON CONFLICT DO NOTHING) instead. `target`:
+ * another table of the same columns (a dimension's history).
  */
-export async function copyFacts(db: pg.PoolClient, schema: string, table: LoadTableName, rows: LoadRow[]): Promise<boolean> {
+export async function copyFacts(db: pg.PoolClient, schema: string, table: LoadTableName, rows: LoadRow[], target: string = table): Promise<boolean> {
   const columns = copyColumns(table, FACT_PROVENANCE);
   await db.query('SAVEPOINT copy_facts');
   try {
-    await copyBinaryOrText(db, 'copy_facts', `"${schema}"."${table}"`, columns, rows, {
+    await copyBinaryOrText(db, 'copy_facts', `"${schema}"."${target}"`, columns, rows, {
       source_commit_time: utcTimestampText,
       is_deleted: () => false,
     });

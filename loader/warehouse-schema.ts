@@ -14,8 +14,11 @@
  * Dimension rows whose source_lsn is 0/0 are inferred members: a fact arrived before its
  * dimension row (they travel on different shards) and the row is filled in when it arrives.
  */
-import { type ColumnType, DERIVED, type Derivation, FACT_TABLES, LOAD_TABLES, type LoadTable, type LoadTableName, REFERENCES } from '../formats/load-tables.ts';
+import { DERIVED, type Derivation, FACT_TABLES, LOAD_TABLES, type LoadTable, type LoadTableName, REFERENCES } from '../formats/load-tables.ts';
+import { asOfDdl } from './as-of-sql.ts';
+import { historyDdl } from './history-sql.ts';
 import { newestPerKeySql } from './merge-sql.ts';
+import { VERSION_PROVENANCE, warehouseColumns } from './warehouse-columns.ts';
 import { ROW_ENDS_DDL } from './row-ends.ts';
 
 /** The star's tables, as data-model.md §2 names them: dim_date (the loader makes it) and every load table but the loader's own. */
@@ -27,28 +30,19 @@ export const STAR_TABLES: readonly StarTable[] = [
 ];
 
 const PROVENANCE = `source_lsn pg_lsn NOT NULL DEFAULT '0/0', source_pos integer NOT NULL DEFAULT 0, is_deleted boolean NOT NULL DEFAULT false`;
-const FACT_PROVENANCE = `source_op char(1) NOT NULL, source_lsn pg_lsn NOT NULL, source_pos integer NOT NULL, source_commit_time timestamp(6) NOT NULL, is_deleted boolean NOT NULL DEFAULT false`;
-
-const WAREHOUSE_TYPE: Record<ColumnType, string> = { int: 'int', text: 'varchar', money: 'numeric(10,2)', date: 'date', time: 'time(3)', bool: 'boolean' };
 
 /**
  * A load table's warehouse table: its columns (a dimension's derived ones after the column they
  * follow), provenance, and, on a dimension deriving columns, an index on the key it joins by.
  */
 function tableDdl(table: LoadTableName): string {
-  const { kind, key, columns, record } = LOAD_TABLES[table] as LoadTable;
+  const { kind, key, record } = LOAD_TABLES[table] as LoadTable;
   const derived = (DERIVED as Partial<Record<LoadTableName, Derivation>>)[table];
-  const cols: string[] = [];
-  for (const [c, type] of Object.entries(columns)) {
-    if (c !== key) cols.push(`${c} ${WAREHOUSE_TYPE[type]}`);
-    else if (kind === 'fact') cols.push(`${record} serial PRIMARY KEY`, `${key} ${WAREHOUSE_TYPE[type]} NOT NULL`);
-    else cols.push(`${key} ${WAREHOUSE_TYPE[type]} PRIMARY KEY`);
-    if (derived?.after === c) {
-      const from: Record<string, ColumnType> = LOAD_TABLES[derived.from].columns;
-      for (const [d, f] of Object.entries(derived.columns)) cols.push(`${d} ${WAREHOUSE_TYPE[from[f]]}`);
-    }
-  }
-  const provenance = kind === 'fact' ? `${FACT_PROVENANCE}, UNIQUE (${key}, source_lsn, source_pos)` : PROVENANCE;
+  const cols = warehouseColumns(table).flatMap(({ name, type }) => {
+    if (name !== key) return [`${name} ${type}`];
+    return kind === 'fact' ? [`${record} serial PRIMARY KEY`, `${key} ${type} NOT NULL`] : [`${key} ${type} PRIMARY KEY`];
+  });
+  const provenance = kind === 'fact' ? `${VERSION_PROVENANCE}, UNIQUE (${key}, source_lsn, source_pos)` : PROVENANCE;
   const index = derived ? `\nCREATE INDEX IF NOT EXISTS ${table}_${derived.name} ON ${table} (${derived.by});` : '';
   return `CREATE TABLE IF NOT EXISTS ${table} (\n  ${cols.join(', ')},\n  ${provenance});${index}`;
 }
@@ -135,6 +129,9 @@ CREATE OR REPLACE VIEW totes_freshness AS
          CASE WHEN count(*) = count(watermark_commit_time) THEN extract(epoch FROM now() - min(watermark_commit_time)) END AS lag_seconds,
          count(gap_since)::int AS gap_shards, extract(epoch FROM now() - min(gap_since))::float8 AS gap_seconds
     FROM totes_shard_progress WHERE NOT ended;
+-- Every dimension version (history-sql.ts), and the warehouse as of a source commit (as-of-sql.ts).
+${historyDdl()}
+${asOfDdl(schema)}
 ${foreignKeys ? foreignKeysDdl(schema) : ''}
 `;
 }

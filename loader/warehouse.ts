@@ -21,6 +21,7 @@ import { SQLSTATE } from '../lib/sqlstate.ts';
 import { LOAD_TABLES, type LoadRow, type LoadTableName, type RowsEnd } from '../formats/load-tables.ts';
 import type { Manifest } from '../formats/manifest.ts';
 import { foreignKeysDdl, warehouseDdl } from './warehouse-schema.ts';
+import { commitsOf, recordCommitsSql } from './as-of-sql.ts';
 import { appendIndependentFacts, mergeTables } from './merge.ts';
 import { applyRowEnds } from './row-ends.ts';
 import type { Gap } from './frontier.ts';
@@ -195,6 +196,8 @@ export class PostgresWarehouse implements Warehouse {
       const named = fresh.size > 0 ? await mergeTables(db, this.schema, tables, factsLeft) : null;
       const freshEnds = items.flatMap((i) => (fresh.has(i.batch.batchKey) ? (i.batch.ends ?? []) : []));
       const ended = await applyRowEnds(db, this.schema, freshEnds, tables, named?.newest);
+      const commits = commitsOf(tables, freshEnds);
+      if (commits[0].length > 0) await db.query(recordCommitsSql(this.schema), commits);
       await advanceShards(db, this.schema, advances);
       for (const item of items) {
         const b = item.batch;

@@ -1,0 +1,224 @@
+/**
+ * Dimension histories and the as_of schema in a real warehouse: every change a version, ends
+ * included; as_of at an LSN or a commit time shows the state then, unset the watermark's, past
+ * it an error; a source transaction split over two shards is never half visible.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChangeEvent, EventSource, Op, Row, RowsEndEvent } from '../formats/change-event.ts';
+import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
+import type pg from '../lib/pg.ts';
+import { poolFor } from '../lib/pg.ts';
+import { mapEvents } from '../processors/transform.ts';
+import { createDatabase } from '../test/harness.ts';
+import { changeEvent, salesOrderChange } from '../test/kinesis-events.ts';
+import { PostgresWarehouse, type Warehouse } from './warehouse.ts';
+import { STAR_TABLES } from './warehouse-schema.ts';
+
+const time = (minute: number) => `2024-05-01T09:${String(minute).padStart(2, '0')}:00.000000Z`;
+const at = (lsn: string, minute: number, pos = 0): EventSource => ({ lsn, pos, xid: 1, commitTime: time(minute) });
+const stamp = '2024-05-01 09:00:00';
+
+const department = (id: number, name: string, op: Op, source: EventSource) =>
+  changeEvent(
+    'department',
+    op,
+    { department_id: id, department_name: name, location: 'Leeds', manager: 'M', created_at: stamp, last_updated: stamp } as Row,
+    source,
+  );
+const staff = (id: number, first: string, departmentId: number, op: Op, source: EventSource) =>
+  changeEvent(
+    'staff',
+    op,
+    {
+      staff_id: id,
+      first_name: first,
+      last_name: 'Lovelace',
+      department_id: departmentId,
+      email_address: 'a@example.com',
+      created_at: stamp,
+      last_updated: stamp,
+    } as Row,
+    source,
+  );
+const order = (id: number, units: number, op: Op, source: EventSource, staffId = 1) =>
+  salesOrderChange(id, op as 'c', { units_sold: units, staff_id: staffId }, source);
+
+describe('dimension history and the warehouse as of a source commit', () => {
+  let db: Awaited<ReturnType<typeof createDatabase>>;
+  let pool: pg.Pool;
+  let warehouse: Warehouse;
+  let batches = 0;
+
+  /** One load on `shard`; with `watermark`, the shard's heartbeat: everything up to it loaded. */
+  const load = (events: (ChangeEvent | RowsEndEvent)[], watermark?: EventSource, shard = 's') => {
+    const { rows, ends } = mapEvents(events);
+    const n = batches++;
+    return warehouse.loadTables(
+      {
+        batchKey: `b${n}`,
+        shard,
+        events: events.length,
+        ends,
+        ...(watermark && { manifestKey: `m${String(n).padStart(4, '0')}`, heartbeat: { lsn: watermark.lsn, commitTime: watermark.commitTime } }),
+      },
+      new Map(Object.entries(rows)) as Map<LoadTableName, LoadRow[]>,
+    );
+  };
+  /** A query with totes.as_of set (null: unset) for its transaction. */
+  const asOf = async (point: string | null, sql: string) => {
+    const c = await pool.connect();
+    try {
+      await c.query('BEGIN');
+      if (point !== null) await c.query(`SELECT set_config('totes.as_of', $1, true)`, [point]);
+      return (await c.query(sql)).rows;
+    } finally {
+      await c.query('ROLLBACK');
+      c.release();
+    }
+  };
+  const staffAsOf = (point: string | null) =>
+    asOf(point, `SELECT staff_id, first_name, department_name, is_deleted, source_lsn::text FROM as_of.dim_staff ORDER BY staff_id`);
+  const ordersAsOf = (point: string | null) => asOf(point, `SELECT sales_order_id AS id, units_sold AS units FROM as_of.fact_sales_order ORDER BY 1`);
+
+  beforeAll(async () => {
+    db = await createDatabase('as_of');
+    pool = poolFor(db.url, 3);
+    warehouse = new PostgresWarehouse(pool);
+    await warehouse.ensureSchema();
+  });
+  afterAll(async () => {
+    await pool?.end();
+    await db?.drop();
+  });
+
+  it('as_of has every star table with the public columns', async () => {
+    const columns = async (schema: string, table: string) =>
+      (
+        await pool.query(
+          `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`,
+          [schema, table],
+        )
+      ).rows;
+    for (const table of STAR_TABLES) {
+      const own = await columns('public', table);
+      expect(own.length).toBeGreaterThan(0);
+      expect(await columns('as_of', table), table).toEqual(own);
+    }
+  });
+
+  it('keeps a version per change, ends included, and shows the warehouse as of an LSN, a commit time or its watermark', async () => {
+    await load([department(1, 'Sales', 'c', at('1/10', 0)), staff(1, 'Ada', 1, 'c', at('1/10', 0, 1))]);
+    expect(await staffAsOf(null).catch((e: Error) => e.message)).toMatch(/no watermark yet/);
+    await load([order(1, 10, 'c', at('1/20', 10))]);
+    await load(
+      [department(1, 'Revenue', 'u', at('1/30', 20)), staff(1, 'Ada B', 1, 'u', at('1/30', 20, 1)), order(1, 20, 'u', at('1/30', 20, 2))],
+      at('1/30', 20),
+    );
+
+    // unset: the watermark's state; past it: an error saying how far the warehouse has loaded
+    const then = [{ staff_id: 1, first_name: 'Ada B', department_name: 'Revenue', is_deleted: false, source_lsn: '1/30' }];
+    expect(await staffAsOf(null)).toEqual(then);
+    expect(await staffAsOf('1/20')).toEqual([{ staff_id: 1, first_name: 'Ada', department_name: 'Sales', is_deleted: false, source_lsn: '1/10' }]);
+    expect(await ordersAsOf('1/20')).toEqual([{ id: 1, units: 10 }]);
+    expect(await ordersAsOf('1/10')).toEqual([]);
+    expect(await staffAsOf('2024-05-01 09:15:00')).toEqual(await staffAsOf('1/20'));
+    expect(await staffAsOf('2024-05-01 09:20')).toEqual(then);
+    for (const past of ['1/31', '2024-05-01 09:21'])
+      expect(await staffAsOf(past).catch((e: Error) => e.message)).toMatch(
+        /past what the warehouse has loaded: every source transaction up to LSN 1\/30 \(committed 2024-05-01 09:20:00/,
+      );
+    expect(await staffAsOf('yesterday-ish').catch((e: Error) => e.message)).toMatch(/neither a source commit LSN/);
+
+    // a delete, a truncate, and an inferred member filled in later: each a version
+    await load([
+      order(1, 20, 'd', at('1/40', 30)),
+      { v: 1, kind: 'truncate', table: 'department', source: at('1/50', 40) },
+      order(2, 5, 'c', at('1/60', 50), 2),
+    ]);
+    await load([staff(2, 'Grace', 1, 'c', at('1/55', 45))], at('1/60', 50));
+    const history = await pool.query(
+      `SELECT 'department' AS t, department_id AS id, department_name AS name, source_op AS op, source_lsn::text AS lsn, source_commit_time::text AS at, is_deleted AS deleted
+         FROM totes_department_history
+       UNION ALL SELECT 'staff', staff_id, first_name, source_op, source_lsn::text, source_commit_time::text, is_deleted FROM dim_staff_history
+       ORDER BY 1, 2, 5`,
+    );
+    expect(history.rows).toEqual([
+      { t: 'department', id: 1, name: 'Sales', op: 'c', lsn: '1/10', at: '2024-05-01 09:00:00', deleted: false },
+      { t: 'department', id: 1, name: 'Revenue', op: 'u', lsn: '1/30', at: '2024-05-01 09:20:00', deleted: false },
+      { t: 'department', id: 1, name: 'Revenue', op: 't', lsn: '1/50', at: '2024-05-01 09:40:00', deleted: true },
+      { t: 'staff', id: 1, name: 'Ada', op: 'c', lsn: '1/10', at: '2024-05-01 09:00:00', deleted: false },
+      { t: 'staff', id: 1, name: 'Ada B', op: 'u', lsn: '1/30', at: '2024-05-01 09:20:00', deleted: false },
+      { t: 'staff', id: 2, name: null, op: 'i', lsn: '0/0', at: '1970-01-01 00:00:00', deleted: false },
+      { t: 'staff', id: 2, name: 'Grace', op: 'c', lsn: '1/55', at: '2024-05-01 09:45:00', deleted: false },
+    ]);
+    const versions = await pool.query(
+      `SELECT staff_id, first_name, valid_from::text, valid_to::text, is_current FROM dim_staff_versions WHERE staff_id = 1 ORDER BY valid_from`,
+    );
+    expect(versions.rows).toEqual([
+      { staff_id: 1, first_name: 'Ada', valid_from: '2024-05-01 09:00:00', valid_to: '2024-05-01 09:20:00', is_current: false },
+      { staff_id: 1, first_name: 'Ada B', valid_from: '2024-05-01 09:20:00', valid_to: null, is_current: true },
+    ]);
+    expect(await ordersAsOf('1/40')).toEqual([]);
+    // staff 2's placeholder is not shown before its row began; the department's truncate ended its derived columns
+    expect(await staffAsOf('1/50')).toEqual([{ staff_id: 1, first_name: 'Ada B', department_name: null, is_deleted: false, source_lsn: '1/30' }]);
+
+    // as of the watermark, every star table is the public one (facts: their current versions)
+    for (const table of STAR_TABLES) {
+      const current = table.startsWith('fact_') ? `${table}_current` : table;
+      const differ = await asOf(
+        null,
+        `SELECT count(*)::int AS n FROM ((TABLE as_of.${table} EXCEPT ALL TABLE ${current}) UNION ALL (TABLE ${current} EXCEPT ALL TABLE as_of.${table})) d`,
+      );
+      expect(differ, table).toEqual([{ n: 0 }]);
+    }
+
+    // each fact version with the star as it stood at its commit
+    const atTime = await pool.query(
+      `SELECT source_lsn::text AS lsn, units_sold AS units, first_name, department_name FROM fact_sales_order_at_time WHERE sales_order_id = 1 ORDER BY source_lsn`,
+    );
+    expect(atTime.rows).toEqual([
+      { lsn: '1/20', units: 10, first_name: 'Ada', department_name: 'Sales' },
+      { lsn: '1/30', units: 20, first_name: 'Ada B', department_name: 'Revenue' },
+      { lsn: '1/40', units: 20, first_name: 'Ada B', department_name: 'Revenue' },
+    ]);
+  });
+});
+
+describe('a source transaction split over two shards, through as_of', () => {
+  let db: Awaited<ReturnType<typeof createDatabase>>;
+  let pool: pg.Pool;
+  let warehouse: Warehouse;
+  let batches = 0;
+  const load = (events: ChangeEvent[], shard: string, watermark: EventSource) => {
+    const { rows } = mapEvents(events);
+    const n = batches++;
+    return warehouse.loadTables(
+      { batchKey: `b${n}`, shard, events: events.length, manifestKey: `m${n}`, heartbeat: { lsn: watermark.lsn, commitTime: watermark.commitTime } },
+      new Map(Object.entries(rows)) as Map<LoadTableName, LoadRow[]>,
+    );
+  };
+  const read = async () => (await pool.query(`SELECT staff_id, department_name FROM as_of.dim_staff`)).rows;
+
+  beforeAll(async () => {
+    db = await createDatabase('as_of_shards');
+    pool = poolFor(db.url, 2);
+    warehouse = new PostgresWarehouse(pool);
+    await warehouse.ensureSchema();
+  });
+  afterAll(async () => {
+    await pool?.end();
+    await db?.drop();
+  });
+
+  it('is never half visible: one shard loaded past it shows nothing of it until the other has', async () => {
+    // a staff member moved to a new department, made in the same transaction (2/10): the two rows on two shards
+    await load([department(5, 'Old', 'c', at('2/0', 0)), staff(5, 'Ada', 5, 'c', at('2/0', 0, 1))], 'a', at('2/0', 0));
+    await load([], 'b', at('2/0', 0));
+    expect(await read()).toEqual([{ staff_id: 5, department_name: 'Old' }]);
+    const tx = [department(6, 'New', 'c', at('2/10', 10)), staff(5, 'Ada', 6, 'u', at('2/10', 10, 1))];
+    await load([tx[0]], 'a', at('2/20', 20)); // shard a's half
+    expect(await read()).toEqual([{ staff_id: 5, department_name: 'Old' }]);
+    await load([tx[1]], 'b', at('2/20', 20)); // and shard b's
+    expect(await read()).toEqual([{ staff_id: 5, department_name: 'New' }]);
+  });
+});
