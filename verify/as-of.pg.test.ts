@@ -42,15 +42,7 @@ describe('verify --as-of', () => {
   it('passes at every point it pins while a random workload runs, and a truth it saved still passes after later changes load', async () => {
     const work = poolFor(t.sourceUrl, 2);
     const random = new RandomWorkload(work, 25);
-    let working = true;
-    const workload = (async () => {
-      const started = Date.now();
-      while (working) {
-        await random.step();
-        const wait = started + (random.committed / RATE) * 1000 - Date.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      }
-    })();
+    const workload = random.runPaced(RATE);
     try {
       const file = join(dir, 'truth.json');
       for (let i = 0; i < 4; i++) {
@@ -66,8 +58,7 @@ describe('verify --as-of', () => {
       }
       early = await loadTruth(file);
     } finally {
-      working = false;
-      await workload;
+      await workload.stop();
       await work.end();
     }
     expect(random.committed).toBeGreaterThan(50);
