@@ -163,6 +163,8 @@ export async function main(argv: string[]): Promise<number> {
       loader_catchup_rows_per_s: median('loader_catchup_rows_per_s'),
       loader_catchup_72h_minutes: median('loader_catchup_72h_minutes'),
       copy_rows_per_s: median('copy_rows_per_s'),
+      as_of_query_ms: median('as_of_query_ms'),
+      history_bytes_per_million_changes: median('history_bytes_per_million_changes'),
       e2e_p50_ms: median(`e2e_${E2E_RATE}.p50_ms`),
       e2e_p95_ms: median(`e2e_${E2E_RATE}.p95_ms`),
       e2e_p99_ms: median(`e2e_${E2E_RATE}.p99_ms`),

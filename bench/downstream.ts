@@ -20,6 +20,7 @@ import { poolFor } from '../lib/pg.ts';
 import { Loader, PLAN_BUDGET_MS } from '../loader/loader.ts';
 import { REAL_KINESIS_ASK_INTERVAL_MS } from '../loader/main.ts';
 import { ShardStream, type StreamClient } from '../stores/shard-stream.ts';
+import { HISTORY_TABLES, historyName } from '../loader/history-sql.ts';
 import { stageColumns } from '../loader/merge-sql.ts';
 import { PROCESSOR_BATCH_SIZE, toLambdaRecord } from '../local/kinesis-poller.ts';
 import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
@@ -67,6 +68,9 @@ export interface DownstreamFigures {
   catchUpVsLoader: Spread;
   /** Minutes to drain a 72-hour backlog at 1,000 changes/s at each turn's rate (backlogDrainMinutes). */
   catchUp72hMinutes: Spread;
+  /** The superuser's turns: an as-of question's milliseconds, and the dimension histories' bytes per million changes loaded. */
+  asOfQueryMs: Spread;
+  historyBytesPerMillionChanges: Spread;
   replay: {
     events: number;
     seconds: number;
@@ -88,6 +92,32 @@ interface LoaderRun {
   batches: number;
   seconds: number;
   rowsPerSecond: number;
+  /** The superuser's turns: measureHistory over the warehouse loaded. */
+  asOfQueryMs?: number;
+  historyBytesPerMillionChanges?: number;
+}
+
+/** A question over the as-of views (README's sales by staff member and department, at the warehouse's watermark). */
+const AS_OF_QUESTION = `SELECT s.first_name, s.last_name, s.department_name, sum(f.units_sold * f.unit_price) AS value
+  FROM as_of.fact_sales_order f JOIN as_of.dim_staff s ON s.staff_id = f.sales_staff_id GROUP BY 1, 2, 3`;
+
+/**
+ * After a load: the as-of question's time (the best of three: the first also reads the tables
+ * in), and the bytes the dimension histories and totes_commits take per million rows loaded.
+ */
+async function measureHistory(pool: pg.Pool, rows: number): Promise<Pick<LoaderRun, 'asOfQueryMs' | 'historyBytesPerMillionChanges'>> {
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const started = performance.now();
+    await pool.query(AS_OF_QUESTION);
+    times.push(performance.now() - started);
+  }
+  const { rows: size } = await pool.query(
+    `SELECT sum(pg_total_relation_size(c.oid))::float8 AS bytes FROM pg_class c
+      WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND (c.relname = ANY($1) OR c.relname = 'totes_commits')`,
+    [HISTORY_TABLES.map(historyName)],
+  );
+  return { asOfQueryMs: Math.min(...times), historyBytesPerMillionChanges: (size[0].bytes / rows) * 1e6 };
 }
 
 interface CatchUpRun extends LoaderRun {
@@ -175,7 +205,12 @@ export async function measureDownstream(
 
     await copyDb.client.query(`CREATE ROLE ${CHECKED_ROLE} LOGIN PASSWORD '${CHECKED_ROLE}'`);
     /** A loader over the micro-batches into a fresh warehouse of its own. */
-    const withFreshLoader = async <T>(name: string, role: 'trusted' | 'checked', stream: ShardStream, f: (loader: Loader) => Promise<T>): Promise<T> => {
+    const withFreshLoader = async <T>(
+      name: string,
+      role: 'trusted' | 'checked',
+      stream: ShardStream,
+      f: (loader: Loader, pool: pg.Pool) => Promise<T>,
+    ): Promise<T> => {
       const { url, client } = await createDatabase(env.warehouse, name);
       if (role === 'checked') await client.query(`ALTER DATABASE "${name}" OWNER TO ${CHECKED_ROLE}`);
       await client.end();
@@ -185,20 +220,21 @@ export async function measureDownstream(
         await loader.ensureSchema();
         const trusted = await loader.warehouse.trustsReferences();
         if (trusted !== (role === 'trusted')) throw new Error(`the ${role} loader turn ${trusted ? 'trusts' : 'checks'} references`);
-        return await f(loader);
+        return await f(loader, pool);
       } finally {
         await pool.end();
       }
     };
-    const loadTurn = (turn: number, role: 'trusted' | 'checked') => {
+    const loadTurn = (turn: number, role: 'trusted' | 'checked'): Promise<LoaderRun> => {
       say(
         `loader: turn ${turn + 1}/${turns}, ${role === 'trusted' ? 'a superuser' : 'a role that may not set session_replication_role'}, merging the micro-batches into a fresh warehouse`,
       );
-      return withFreshLoader(`bench_warehouse_${role}_${turn + 1}`, role, new ShardStream(kinesis, streamName), async (loader) => {
+      return withFreshLoader(`bench_warehouse_${role}_${turn + 1}`, role, new ShardStream(kinesis, streamName), async (loader, pool) => {
         const started = performance.now();
         while ((await loader.loadAvailable()) > 0);
         const seconds = (performance.now() - started) / 1000;
-        return { rows: loader.metrics.rows, batches: loader.metrics.batches, seconds, rowsPerSecond: loader.metrics.rows / seconds };
+        const run = { rows: loader.metrics.rows, batches: loader.metrics.batches, seconds, rowsPerSecond: loader.metrics.rows / seconds };
+        return role === 'trusted' ? { ...run, ...(await measureHistory(pool, loader.metrics.rows)) } : run;
       });
     };
     const changesPerRow = processor[0].events / processor[0].rows;
@@ -297,6 +333,8 @@ export async function measureDownstream(
         trustedLoads.map((l) => l.rowsPerSecond),
       ),
       catchUp72hMinutes: spread(catchUp.map((c) => backlogDrainMinutes(c.changesPerSecond))),
+      asOfQueryMs: spread(trustedLoads.map((l) => l.asOfQueryMs!)),
+      historyBytesPerMillionChanges: spread(trustedLoads.map((l) => l.historyBytesPerMillionChanges!)),
       replay,
       replayEventsPerSecond: spread(replay.map((r) => r.eventsPerSecond)),
       replayPeakRssMb: spread(replay.map((r) => r.peakRssMb)),

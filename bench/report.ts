@@ -57,6 +57,9 @@ export interface BenchReport extends WorkloadCapture, RoundTripKeys {
   /** Minutes that rate takes to drain 72 hours of changes at 1,000 a second (bench/downstream.ts backlogDrainMinutes). */
   loader_catchup_72h_minutes: number | null;
   copy_rows_per_s: number | null;
+  /** An as-of question (bench/downstream.ts AS_OF_QUESTION) over the loaded warehouse, and the dimension histories' storage. */
+  as_of_query_ms: number | null;
+  history_bytes_per_million_changes: number | null;
   e2e_p50_ms: number | null;
   e2e_p95_ms: number | null;
   e2e_p99_ms: number | null;
@@ -128,6 +131,8 @@ export function collectSpreads(r: Pick<BenchReport, 'details'>): Record<string, 
     out.loader_catchup_batches_per_s = d.catchUpBatchesPerSecond;
     out.loader_catchup_vs_loader = d.catchUpVsLoader;
     out.loader_catchup_72h_minutes = d.catchUp72hMinutes;
+    out.as_of_query_ms = d.asOfQueryMs;
+    out.history_bytes_per_million_changes = d.historyBytesPerMillionChanges;
     out.replay_peak_rss_mb = d.replayPeakRssMb;
     out.replay_events_per_s = d.replayEventsPerSecond;
   }
@@ -259,6 +264,8 @@ export function formatTable(r: BenchReport): string {
     m(s.loader_catchup_vs_loader, 2),
     `72 h at 1,000/s in ${m(s.loader_catchup_72h_minutes)} min ≤ 120: ${atMost(s.loader_catchup_72h_minutes, 120)}`,
   ]);
+  rows.push(['as-of question over the loaded warehouse (ms)', m(s.as_of_query_ms), '', '', 'report']);
+  rows.push(['dimension history, bytes per million changes', m(s.history_bytes_per_million_changes), '', '', 'report']);
   for (const f of r.details.freshness) {
     const achieved = f.runs.map((run) => run.achievedRate);
     rows.push([

@@ -70,19 +70,8 @@ CREATE OR REPLACE VIEW totes_as_of_point AS
 /** Each key's newest version of `table` (a version log: a fact table or a history) at or before the LSN `point`. */
 const versionsAtSql = (table: LoadTableName, log: string, point: string) => newestPerKeySql(LOAD_TABLES[table].key, `${log} WHERE source_lsn <= ${point}`);
 
-/**
- * Each key's newest history version at `point`; an inferred member's placeholder only while the
- * key has no version of its own (once its row came, that tells when it began).
- */
-function historyAtSql(table: LoadTableName, s: string, point: string): string {
-  const key = LOAD_TABLES[table].key;
-  const h = `${s}.${historyName(table)}`;
-  return versionsAtSql(
-    table,
-    `${h} v`,
-    `${point} AND (v.source_op <> 'i' OR NOT EXISTS (SELECT 1 FROM ${h} o WHERE o.${key} = v.${key} AND o.source_op <> 'i'))`,
-  );
-}
+/** Each key's newest history version at `point` (an inferred member's placeholder only while the key has no version of its own). */
+const historyAtSql = (table: LoadTableName, s: string, point: string) => versionsAtSql(table, `${s}.${historyName(table)}`, point);
 
 /** A dimension as of `point`, its columns as the public table's: its version then, derived columns from the derived-from table's version then. */
 function dimensionAtSql(table: LoadTableName, s: string, point: string): string {

@@ -6,7 +6,10 @@
  * version carries the values it ends, a snapshot read that changes nothing adds nothing. Ends
  * without a delete of their own (truncates, snapshot ranges: row-ends.ts) are versions too
  * (source_op 't' or 'a'), and an inferred member (a fact named the key before its row came) is
- * a version at 0/0 with no values (source_op 'i'), which the real row's version follows.
+ * a version at 0/0 with no values (source_op 'i') until the row's own first version comes: then
+ * it goes, with any end that reached it before that version (the row was not there to end), so
+ * the history holds the source's versions however the shards' loads interleaved (a replay, in
+ * stream order, makes the same).
  * Derived columns are not kept: they are the derived-from table's version at the same point.
  */
 import { LOAD_TABLES, type LoadTableName } from '../formats/load-tables.ts';
@@ -60,4 +63,21 @@ export function inferredHistorySql(dim: LoadTableName, schema: string): string {
     SELECT k, 'i', '0/0', 0, '${UNKNOWN_COMMIT_TIME}' FROM unnest($1::int[]) k
      WHERE NOT EXISTS (SELECT 1 FROM "${schema}".${dim} d WHERE d.${key} = k)
     ON CONFLICT DO NOTHING`;
+}
+
+const OWN_VERSION = `('c', 'u', 'd', 'r')`;
+
+/**
+ * Of the keys in $1, the placeholder and the ends that reached it before the key's first own
+ * version, once that version is in: run after a load's merge and ends.
+ */
+export function filledInSql(dim: LoadTableName, schema: string): string {
+  const key = LOAD_TABLES[dim].key;
+  const h = `"${schema}".${historyName(dim)}`;
+  return `DELETE FROM ${h} p
+    USING (SELECT DISTINCT ON (o.${key}) o.${key} AS k, o.source_lsn AS lsn, o.source_pos AS pos FROM ${h} o
+            WHERE o.source_op IN ${OWN_VERSION}
+              AND o.${key} IN (SELECT i.${key} FROM ${h} i WHERE i.${key} = ANY($1::int[]) AND i.source_lsn = '0/0' AND i.source_op = 'i')
+            ORDER BY o.${key}, o.source_lsn, o.source_pos) f
+   WHERE p.${key} = f.k AND p.source_op NOT IN ${OWN_VERSION} AND (p.source_lsn, p.source_pos) < (f.lsn, f.pos)`;
 }

@@ -22,6 +22,7 @@ import { LOAD_TABLES, type LoadRow, type LoadTableName, type RowsEnd } from '../
 import type { Manifest } from '../formats/manifest.ts';
 import { foreignKeysDdl, warehouseDdl } from './warehouse-schema.ts';
 import { commitsOf, recordCommitsSql } from './as-of-sql.ts';
+import { filledInSql, HISTORY_TABLES } from './history-sql.ts';
 import { appendIndependentFacts, mergeTables } from './merge.ts';
 import { applyRowEnds } from './row-ends.ts';
 import type { Gap } from './frontier.ts';
@@ -196,6 +197,10 @@ export class PostgresWarehouse implements Warehouse {
       const named = fresh.size > 0 ? await mergeTables(db, this.schema, tables, factsLeft) : null;
       const freshEnds = items.flatMap((i) => (fresh.has(i.batch.batchKey) ? (i.batch.ends ?? []) : []));
       const ended = await applyRowEnds(db, this.schema, freshEnds, tables, named?.newest);
+      for (const table of HISTORY_TABLES) {
+        const rows = tables.get(table);
+        if (rows?.length) await db.query(filledInSql(table, this.schema), [rows.map((r) => r[LOAD_TABLES[table].key])]);
+      }
       const commits = commitsOf(tables, freshEnds);
       if (commits[0].length > 0) await db.query(recordCommitsSql(this.schema), commits);
       await advanceShards(db, this.schema, advances);

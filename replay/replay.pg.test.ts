@@ -18,15 +18,16 @@ import { changeEvent } from '../test/kinesis-events.ts';
 import { Random } from '../totesys/random.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
+import { HISTORY_TABLES, historyName } from '../loader/history-sql.ts';
 import { PostgresWarehouse } from '../loader/warehouse.ts';
 import { foreignKeys, STAR_TABLES } from '../loader/warehouse-schema.ts';
 import { ArchiveCorruptError, replayArchive, sourceTablesFor, type ReplayOptions } from './replay.ts';
 import { switchInRebuild } from './switch-in.ts';
 
-/** Every star table as text rows, ordered by natural key and (source_lsn, source_pos), without the serial record ids. */
+/** Every star table and dimension history as text rows, ordered by natural key and (source_lsn, source_pos), without the serial record ids. */
 async function snapshotTables(pool: pg.Pool, schema: string): Promise<Record<string, string[][]>> {
   const out: Record<string, string[][]> = {};
-  for (const table of STAR_TABLES) {
+  for (const table of [...STAR_TABLES, ...HISTORY_TABLES.map(historyName)]) {
     const { rows: cols } = await pool.query(
       `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 AND column_name NOT LIKE '%record_id' ORDER BY ordinal_position`,
       [schema, table],
@@ -128,6 +129,10 @@ describe('replay from the archive of a live pipeline', () => {
     expect(switched.replacedSchema).toMatch(/^public_replaced_\d{14}$/);
     expect(await snapshotTables(pool, 'public')).toEqual(liveTables);
     expect(await snapshotTables(pool, switched.replacedSchema!)).toEqual(liveTables);
+    // the as-of views moved with their tables: as_of reads the rebuild now
+    const asOfOwner = await pool.query(`SELECT DISTINCT n.nspname FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class c ON c.oid = d.refobjid
+      JOIN pg_namespace n ON n.oid = c.relnamespace WHERE r.ev_class = 'as_of.dim_staff'::regclass AND c.oid <> 'as_of.dim_staff'::regclass`);
+    expect(asOfOwner.rows).toEqual([{ nspname: 'public' }]);
     // The live loader resumes where it was, and freshness is the live shards' again.
     const shardsAfter = (await pool.query(`SELECT shard, last_manifest_key, watermark_lsn::text FROM public.totes_shard_progress ORDER BY shard`)).rows;
     expect(shardsAfter.map((r) => r.shard)).toEqual(liveShards.map((r) => r.shard));

@@ -3,6 +3,8 @@
  * one transaction holding the live loader's lock, after catching up with what the live
  * warehouse holds. The live loader waits meanwhile, then carries on in the rebuilt schema.
  */
+import { asOfSchema } from '../loader/as-of-sql.ts';
+import type pg from '../lib/pg.ts';
 import { PostgresWarehouse } from '../loader/warehouse.ts';
 import { foreignKeysDdl } from '../loader/warehouse-schema.ts';
 import { replayArchive, REPLAY_SHARD, type ReplayOptions } from './replay.ts';
@@ -83,7 +85,14 @@ export async function switchInRebuild(opts: SwitchInOptions): Promise<SwitchInRe
     const aside = liveSchemaExists ? `${live}_replaced_${new Date().toISOString().slice(0, 19).replace(/\D/g, '')}` : null;
     if (aside) await db.query(`ALTER SCHEMA "${live}" RENAME TO "${aside}"`);
     await db.query(`ALTER SCHEMA "${rebuild}" RENAME TO "${live}"`);
+    // each schema's as-of views go with it
+    if (aside) await renameIfExists(db, asOfSchema(live), asOfSchema(aside));
+    await renameIfExists(db, asOfSchema(rebuild), asOfSchema(live));
     return aside;
   });
   return { replacedSchema, catchUpPasses, catchUpEvents, pausedSeconds: (Date.now() - pausedAt) / 1000 };
+}
+
+async function renameIfExists(db: pg.PoolClient, schema: string, to: string): Promise<void> {
+  if ((await db.query(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [schema])).rowCount) await db.query(`ALTER SCHEMA "${schema}" RENAME TO "${to}"`);
 }
