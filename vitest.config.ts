@@ -13,6 +13,8 @@ const SOURCE_FACING = [
   'test/value-set-aside.e2e.test.ts',
   'verify/dirty-source.pg.test.ts',
   'cli/start-source.pg.test.ts',
+  'verify/source-snapshot.pg.test.ts',
+  'verify/as-of.pg.test.ts',
 ];
 const ALL = ['**/*.test.ts'];
 const majors = process.env.TOTES_TEST_PG_URL ? [] : (process.env.TOTES_TEST_PG_MAJORS ?? '13,18').split(',').map((m) => Number(m.trim()) as PostgresMajor);

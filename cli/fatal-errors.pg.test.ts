@@ -110,6 +110,21 @@ describe('fatal errors end with one line and a non-zero exit', () => {
     );
   });
 
+  it('verify --as-of: the warehouse never loads past the pinned point', async () => {
+    const r = await runTotes(['verify', '--as-of', '--source', bare.url, '--warehouse', warehouse.url, '--wait', '1'], {});
+    // the point it pinned, then the one line that ends it
+    const [pinned, ...rest] = r.stderr.trimEnd().split('\n');
+    const lsn = /^pinned the source at LSN ([0-9A-F/]+) \(slot consistent point [0-9A-F/]+, /.exec(pinned)?.[1];
+    expect(lsn, r.stderr).toBeDefined();
+    expectOneLine(
+      { ...r, stderr: rest.join('\n') },
+      1,
+      new RegExp(
+        `^totes verify: the warehouse did not reach source LSN ${lsn} within 1s \\(its watermark: none\\), so nothing was compared: is the pipeline running\\? Or give it longer with --wait, or check that the loader is running$`,
+      ),
+    );
+  });
+
   it('verify: the warehouse unreachable, or not a warehouse', async () => {
     const down = await runTotes(['verify', '--source', bare.url, '--warehouse', unreachable('warehouse'), '--wait', '1'], {});
     expectOneLine(down, 1, /^totes verify: cannot reach 127\.0\.0\.1:\d+ \(ECONNREFUSED\), the address in --warehouse/);

@@ -19,7 +19,43 @@ import { doctorCommand } from './doctor.ts';
 import { replayCommand } from './replay-command.ts';
 import { reprocessCommand } from './reprocess-command.ts';
 import { checkWarehouseEmpty, type GivenSource, leftOnSource, prepareGivenSource, withoutPassword } from './start-source.ts';
-import { formatDifferences, formatSetAside, verify, type VerifyResult } from '../verify/verify.ts';
+import { formatDifferences, formatSetAside, verify, type VerifyOptions, type VerifyResult } from '../verify/verify.ts';
+import { loadTruth, saveTruth, verifyAsOf } from '../verify/as-of.ts';
+
+/** What `totes verify`'s flags say, in either mode. */
+function verifyOptions(values: Record<string, string | boolean | undefined>): VerifyOptions {
+  return {
+    sourceUrl: String(values.source),
+    warehouseUrl: String(values.warehouse),
+    schema: String(values.schema),
+    waitMs: number(values, 'wait') * 1000,
+    deadLetters: { bucket: String(values.bucket), s3Endpoint: values['s3-endpoint'] as string | undefined },
+    archive: values['archive-bucket'] ? { bucket: String(values['archive-bucket']), s3Endpoint: values['s3-endpoint'] as string | undefined } : undefined,
+  };
+}
+
+/** `totes verify --as-of` / `--at FILE`: the comparison at one pinned source position. */
+async function verifyAsOfCommand(values: Record<string, string | boolean | undefined>): Promise<number> {
+  if (values.at && (values['as-of'] || values.save)) throw new UsageError('--at compares a truth saved earlier: give it without --as-of and --save');
+  const at = values.at ? await loadTruth(String(values.at)) : undefined;
+  const save = values.save ? String(values.save) : undefined;
+  if (at) say(`comparing the truth pinned at source LSN ${at.point.lsn} (${at.pinnedAt})`);
+  const result = await verifyAsOf({
+    ...verifyOptions(values),
+    at,
+    onPinned: async (pinned) => {
+      say(`pinned the source at LSN ${pinned.point.lsn} (slot consistent point ${pinned.point.consistentPoint}, ${pinned.pinnedAt})`);
+      if (save) {
+        await saveTruth(save, pinned);
+        say(`saved the truth to ${save}: \`totes verify --at ${save}\` compares it later`);
+      }
+    },
+  });
+  say(`as of source LSN ${result.point.lsn} (warehouse watermark ${result.watermarkLsn}):`);
+  printVerify(result);
+  say(result.ok ? '\nverify: PASSED' : '\nverify: FAILED');
+  return result.ok ? 0 : 1;
+}
 
 interface Command {
   summary: string;
@@ -252,9 +288,16 @@ On your own totesys (e.g. a restored copy), instead of the embedded one:
   --bucket NAME        the processed bucket, whose dead letters account for rows set aside (default env TOTES_PROCESSED_BUCKET, locally ${PROCESSED_BUCKET})
   --s3-endpoint URL    S3 endpoint (default env TOTES_S3_ENDPOINT, locally the stack's s3rver; unset in AWS)
   --archive-bucket NAME  the raw archive (the ingestion bucket): check each deleted dimension row against the values its source row had before it ended (default env TOTES_INGESTION_BUCKET; the local stack's is ${INGESTION_BUCKET}; it reads the whole archive)
+  --as-of              pin the source at one WAL position (a temporary replication slot's snapshot:
+                       the --source role needs REPLICATION), wait until the warehouse has loaded
+                       past it, and compare the warehouse's as_of views at that position, exactly
+  --save FILE          with --as-of: also write the pinned truth (and its LSN) to FILE
+  --at FILE            compare the as_of views at the position FILE was pinned at, with its truth
+                       (after later changes have loaded: proves the history); the source is not read
 
 Exit 0 only when every compared row is equal and every row set aside (a source value the
-warehouse cannot hold) is named by a dead letter.`,
+warehouse cannot hold) is named by a dead letter. --wait bounds the wait for the warehouse
+(and for capture's own snapshot); past it verify exits 1 saying so, having compared nothing.`,
     options: {
       source: { type: 'string', default: process.env.TOTES_SOURCE_URL ?? `postgres://postgres:postgres@127.0.0.1:${DEFAULT_STACK.sourcePort}/totesys` },
       warehouse: {
@@ -272,16 +315,14 @@ warehouse cannot hold) is named by a dead letter.`,
           ? { default: process.env[ENV.s3Endpoint] ?? `http://127.0.0.1:${DEFAULT_STACK.s3Port}` }
           : {}),
       },
+      'as-of': { type: 'boolean', default: false },
+      save: { type: 'string' },
+      at: { type: 'string' },
     },
     async run(values) {
-      const result = await verify({
-        sourceUrl: String(values.source),
-        warehouseUrl: String(values.warehouse),
-        schema: String(values.schema),
-        waitMs: number(values, 'wait') * 1000,
-        deadLetters: { bucket: String(values.bucket), s3Endpoint: values['s3-endpoint'] as string | undefined },
-        archive: values['archive-bucket'] ? { bucket: String(values['archive-bucket']), s3Endpoint: values['s3-endpoint'] as string | undefined } : undefined,
-      });
+      if (values['as-of'] || values.at) return verifyAsOfCommand(values);
+      if (values.save) throw new UsageError('--save goes with --as-of');
+      const result = await verify(verifyOptions(values));
       printVerify(result);
       say(result.ok ? '\nverify: PASSED' : '\nverify: FAILED');
       return result.ok ? 0 : 1;

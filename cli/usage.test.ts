@@ -22,4 +22,15 @@ describe('totes usage', () => {
       'totes start: --apply-setup and --drop-slot-on-exit are for --source URL: the embedded totesys is set up, and dropped, by totes',
     );
   });
+
+  it('verify: --save goes with --as-of, and --at with neither', async () => {
+    const save = await runTotes(['verify', '--save', 'truth.json'], {});
+    expect(save.code).toBe(2);
+    expect(save.stderr.split('\n')[0]).toBe('totes verify: --save goes with --as-of');
+    const at = await runTotes(['verify', '--at', 'truth.json', '--as-of'], {});
+    expect(at.code).toBe(2);
+    expect(at.stderr.split('\n')[0]).toBe('totes verify: --at compares a truth saved earlier: give it without --as-of and --save');
+    const help = await runTotes(['verify', '--help'], {});
+    expect(help.stdout).toMatch(/--as-of {14}pin the source at one WAL position/);
+  });
 });

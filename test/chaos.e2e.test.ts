@@ -100,19 +100,8 @@ describe('chaos: SIGKILL of any service at any moment', () => {
     const workPool = poolFor(source.url, 2);
     cleanups.push(() => workPool.end());
     const random = new RandomWorkload(workPool, SEED + 1);
-    let working = true;
-    const workload = (async () => {
-      const started = Date.now();
-      while (working) {
-        await random.step();
-        const wait = started + (random.committed / RATE) * 1000 - Date.now();
-        if (wait > 0) await sleep(wait);
-      }
-    })();
-    cleanups.push(async () => {
-      working = false;
-      await workload;
-    });
+    const workload = random.runPaced(RATE);
+    cleanups.push(() => workload.stop());
 
     // every service three times, the rest at random, in random order
     const victims = [...services, ...services, ...services, ...Array.from({ length: KILLS - 12 }, () => rng.pick(services))];
@@ -130,8 +119,7 @@ describe('chaos: SIGKILL of any service at any moment', () => {
     }
     await Promise.all(restarts);
     await sleep(2_000);
-    working = false;
-    await workload;
+    await workload.stop();
 
     const verify = await runTotes(['verify', '--source', source.url, '--warehouse', warehouse.url, '--wait', '120'], {}, 180_000);
     const verified = { code: verify.code, output: verify.stdout + verify.stderr };

@@ -66,6 +66,25 @@ export class RandomWorkload {
     for (let i = 0; i < operations; i++) await this.step();
   }
 
+  /** Steps at `rate` committed operations a second until `stop` (which waits for the step under way). */
+  runPaced(rate: number): { stop: () => Promise<void> } {
+    let working = true;
+    const started = Date.now();
+    const running = (async () => {
+      while (working) {
+        await this.step();
+        const wait = started + (this.committed / rate) * 1000 - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      }
+    })();
+    return {
+      stop: async () => {
+        working = false;
+        await running;
+      },
+    };
+  }
+
   async step(): Promise<void> {
     const client = await this.pool.connect();
     try {

@@ -71,7 +71,7 @@ export interface VerifyResult {
 }
 
 type SourceRow = Record<string, string | null>;
-type Side = Map<string, SourceRow>;
+export type Side = Map<string, SourceRow>;
 
 /** The 11 warehouse tables, as data-model.md §2 names them. */
 export const STAR_TABLES = [
@@ -233,7 +233,7 @@ async function fetchSide(db: pg.ClientBase, sql: string): Promise<Side> {
   return side;
 }
 
-type Found = Omit<SetAside, 'deadLetter'>;
+export type Found = Omit<SetAside, 'deadLetter'>;
 
 /**
  * Takes the rows holding a value the warehouse cannot hold out of the truth (one entry per such
@@ -285,30 +285,54 @@ export interface VerifyOptions {
   archive?: { bucket: string; s3Endpoint?: string };
 }
 
-export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
-  const source = new pg.Client(connectionConfig(opts.sourceUrl));
-  const warehouse = new pg.Client(connectionConfig(opts.warehouseUrl));
-  const schema = opts.schema ?? 'public';
-  const s3 = opts.deadLetters ? s3Client({ s3Endpoint: opts.deadLetters.s3Endpoint }) : null;
-  const deadLetters = s3 && opts.deadLetters ? new DeadLetters(s3, opts.deadLetters.bucket) : null;
+/**
+ * Accounts for rows set aside by the dead letters in the processed bucket (none without it).
+ * `close` releases the S3 client.
+ */
+export function deadLetterAccount(where: VerifyOptions['deadLetters']): { account: (found: Found[]) => Promise<SetAside[]>; close: () => void } {
+  const s3 = where ? s3Client({ s3Endpoint: where.s3Endpoint }) : null;
+  const deadLetters = s3 && where ? new DeadLetters(s3, where.bucket) : null;
   const account = async (found: Found[]): Promise<SetAside[]> => {
     if (found.length > 0)
       await deadLetters?.refresh().catch((err: Error) => {
         throw new FatalError(
-          `could not read the dead letters in bucket "${opts.deadLetters?.bucket}" (${err.message}), which account for the ${found.length} source values set aside: give the processed bucket with --bucket (and --s3-endpoint locally)`,
+          `could not read the dead letters in bucket "${where?.bucket}" (${err.message}), which account for the ${found.length} source values set aside: give the processed bucket with --bucket (and --s3-endpoint locally)`,
         );
       });
     return found.map((f) => ({ ...f, deadLetter: deadLetters?.naming(f.sourceTable, f.key) ?? null }));
   };
+  return { account, close: () => s3?.destroy() };
+}
+
+/** A line per table: its rows (a fact's current versions, and all of them) as search_path finds it, and what was found. */
+export async function tableResults(warehouse: pg.Client, differences: Difference[], setAside: SetAside[]): Promise<TableResult[]> {
+  const tables: TableResult[] = [];
+  for (const table of STAR_TABLES) {
+    const { rows } = await warehouse.query(`SELECT count(*)::int AS n FROM ${table}`);
+    const versions = isFact(table) ? rows[0].n : undefined;
+    const current = isFact(table) ? (await warehouse.query(`SELECT count(*)::int AS n FROM ${currentVersions(table)}`)).rows[0].n : rows[0].n;
+    const setAsideRows = new Set(setAside.filter((s) => s.table === table).map((s) => s.key)).size;
+    tables.push({ table, rows: current, versions, differences: differences.filter((d) => d.table === table).length, setAside: setAsideRows });
+  }
+  return tables;
+}
+
+/** Sorts the rows set aside by source table, key and column. */
+export const bySourceRow = (a: SetAside, b: SetAside) =>
+  `${a.sourceTable} ${a.key} ${a.column}`.localeCompare(`${b.sourceTable} ${b.key} ${b.column}`, 'en', { numeric: true });
+
+export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
+  const source = new pg.Client(connectionConfig(opts.sourceUrl));
+  const warehouse = new pg.Client(connectionConfig(opts.warehouseUrl));
+  const schema = opts.schema ?? 'public';
+  const { account, close } = deadLetterAccount(opts.deadLetters);
   try {
     await source.connect();
     await warehouse.connect();
     // dates and timestamps are compared as text, so both sides print them alike
     await source.query(`SET DateStyle TO ISO`);
     await warehouse.query(`SET DateStyle TO ISO; SET search_path TO "${schema}"`);
-    const fresh = await warehouse.query(`SELECT to_regclass('totes_freshness') AS v`);
-    if (!fresh.rows[0].v)
-      throw new FatalError(`schema "${schema}" of the warehouse has no loader state (totes_freshness): is that the warehouse, and has the loader run?`);
+    await expectLoaderState(warehouse, schema);
     const waitMs = opts.waitMs ?? 60_000;
     let watermarkLsn: string | null = null;
     const catchUp = async () => {
@@ -329,28 +353,33 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
       setAside = [...setAside.filter((s) => !rechecked.has(rowOf(s))), ...(await account(again.setAside))];
     }
     differences.push(...(await checkTombstones(warehouse, opts.archive)));
-    setAside.sort((a, b) => `${a.sourceTable} ${a.key} ${a.column}`.localeCompare(`${b.sourceTable} ${b.key} ${b.column}`, 'en', { numeric: true }));
-    const tables: TableResult[] = [];
-    for (const table of STAR_TABLES) {
-      const { rows } = await warehouse.query(`SELECT count(*)::int AS n FROM ${table}`);
-      const versions = isFact(table) ? rows[0].n : undefined;
-      const current = isFact(table) ? (await warehouse.query(`SELECT count(*)::int AS n FROM ${currentVersions(table)}`)).rows[0].n : rows[0].n;
-      const setAsideRows = new Set(setAside.filter((s) => s.table === table).map((s) => s.key)).size;
-      tables.push({ table, rows: current, versions, differences: differences.filter((d) => d.table === table).length, setAside: setAsideRows });
-    }
+    setAside.sort(bySourceRow);
+    const tables = await tableResults(warehouse, differences, setAside);
     const ok = differences.length === 0 && setAside.every((s) => s.deadLetter !== null);
     return { ok, tables, differences, setAside, watermarkLsn };
   } finally {
     await source.end().catch(() => undefined);
     await warehouse.end().catch(() => undefined);
-    s3?.destroy();
+    close();
   }
+}
+
+/** The warehouse schema must hold the loader's state, or it is not a warehouse the pipeline loads. */
+export async function expectLoaderState(warehouse: pg.Client, schema: string): Promise<void> {
+  const fresh = await warehouse.query(`SELECT to_regclass(format('%I.totes_freshness', $1::text)) AS v`, [schema]);
+  if (!fresh.rows[0].v)
+    throw new FatalError(`schema "${schema}" of the warehouse has no loader state (totes_freshness): is that the warehouse, and has the loader run?`);
 }
 
 /** Wait for the snapshot, then write a heartbeat into the source WAL and wait until every shard's watermark has passed it. */
 async function waitForWatermark(source: pg.Client, warehouse: pg.Client, waitMs: number): Promise<string> {
   const deadline = Date.now() + waitMs;
-  // A snapshot still running means rows not yet sent at all: wait for it first.
+  await waitForCaptureSnapshot(source, deadline, waitMs);
+  return waitForWatermarkPast(warehouse, 'totes_freshness', await writeHeartbeat(source), deadline, waitMs, 'or compare as is with --wait 0');
+}
+
+/** A snapshot still running means rows not yet sent at all: wait for it to finish. */
+export async function waitForCaptureSnapshot(source: pg.Client, deadline: number, waitMs: number): Promise<void> {
   const progress = `SELECT count(*)::int AS n FROM totes_cdc.snapshot_progress WHERE NOT done`;
   const hasProgress = (await source.query(`SELECT to_regclass('totes_cdc.snapshot_progress') AS t`)).rows[0].t;
   while (hasProgress && (await source.query(progress)).rows[0].n > 0) {
@@ -360,15 +389,31 @@ async function waitForWatermark(source: pg.Client, warehouse: pg.Client, waitMs:
       );
     await sleep(200);
   }
+}
+
+/** Writes a heartbeat into the source WAL; returns a position at or before its commit. */
+export async function writeHeartbeat(source: pg.Client): Promise<string> {
   const { rows } = await source.query(await heartbeatStatement(source));
-  const marker = lsnToBigInt(rows[0].lsn);
+  return rows[0].lsn;
+}
+
+/** Waits until the warehouse's watermark (read from `freshness`) is at or past `lsn`; returns it. */
+export async function waitForWatermarkPast(
+  warehouse: pg.Client,
+  freshness: string,
+  lsn: string,
+  deadline: number,
+  waitMs: number,
+  orElse: string,
+): Promise<string> {
+  const marker = lsnToBigInt(lsn);
   for (;;) {
-    const w = await warehouse.query(`SELECT watermark_lsn::text AS lsn FROM totes_freshness`);
-    const lsn: string | null = w.rows[0]?.lsn ?? null;
-    if (lsn && lsnToBigInt(lsn) >= marker) return lsn;
+    const w = await warehouse.query(`SELECT watermark_lsn::text AS lsn FROM ${freshness}`);
+    const watermark: string | null = w.rows[0]?.lsn ?? null;
+    if (watermark && lsnToBigInt(watermark) >= marker) return watermark;
     if (Date.now() > deadline)
       throw new FatalError(
-        `the warehouse did not reach source LSN ${rows[0].lsn} within ${waitMs / 1000}s (its watermark: ${lsn ?? 'none'}), so nothing was compared: is the pipeline running? Or give it longer with --wait, or compare as is with --wait 0`,
+        `the warehouse did not reach source LSN ${lsn} within ${waitMs / 1000}s (its watermark: ${watermark ?? 'none'}), so nothing was compared: is the pipeline running? Or give it longer with --wait, ${orElse}`,
       );
     await sleep(200);
   }
@@ -382,37 +427,57 @@ async function heartbeatStatement(source: pg.Client): Promise<{ text: string; va
 
 const rowOf = (r: { table: string; key: string }) => `${r.table} ${r.key}`;
 
-/** Compares every table, or with `only` just those rows (and dim_date when it is among them). */
-async function compareAll(
-  source: pg.Client,
-  warehouse: pg.Client,
-  only?: { table: string; key: string }[],
-): Promise<{ differences: Difference[]; setAside: Found[] }> {
-  const differences: Difference[] = [];
-  const setAside: Found[] = [];
-  const keysOf = (table: string) => (only ? new Set(only.filter((d) => d.table === table).map((d) => d.key)) : undefined);
+type Rows = { table: string; key: string }[];
+/** The keys of `table` among `only`, or undefined when every row is compared. */
+const keysIn = (only: Rows | undefined) => (table: string) => (only ? new Set(only.filter((d) => d.table === table).map((d) => d.key)) : undefined);
+
+/** The star computed from the source: each table's rows (derived), the rows set aside, and every date the facts reference. */
+export interface Truth {
+  tables: Partial<Record<StarTable, Side>>;
+  setAside: Found[];
+  referencedDates: Set<string>;
+}
+
+/** The truth in `source`'s current snapshot: of every table, or with `only` just those rows (and dim_date when it is among them). */
+export async function readTruth(source: pg.ClientBase, only?: Rows): Promise<Truth> {
+  const keysOf = keysIn(only);
   const checkingDates = keysOf('dim_date')?.size !== 0;
-  /** Every date the true facts reference: dim_date must hold each (data-model.md §2). */
-  const referencedDates = new Set<string>();
-  await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  try {
-    for (const [table, q] of Object.entries(QUERIES)) {
-      const keys = keysOf(table);
-      if (keys?.size === 0 && !(checkingDates && isFact(table))) continue;
-      const truth = await fetchSide(source, q.truth);
-      const aside = setAsideFrom(table as StarTable, q, truth);
-      if (isFact(table)) for (const r of truth.values()) for (const [c, v] of Object.entries(r)) if (c.endsWith('_date') && v !== null) referencedDates.add(v);
-      if (keys?.size === 0) continue;
-      setAside.push(...aside.filter((s) => !keys || keys.has(s.key)));
-      // what the warehouse holds for a row set aside is its previous version, or none: not compared
-      const found = await fetchSide(warehouse, q.warehouse);
-      for (const s of aside) found.delete(s.key);
-      differences.push(...diff(table, truth, found, keys));
-    }
-  } finally {
-    await source.query('COMMIT');
+  const truth: Truth = { tables: {}, setAside: [], referencedDates: new Set() };
+  for (const [table, q] of Object.entries(QUERIES) as [StarTable, TableQueries][]) {
+    const keys = keysOf(table);
+    if (keys?.size === 0 && !(checkingDates && isFact(table))) continue;
+    const rows = await fetchSide(source, q.truth);
+    const aside = setAsideFrom(table, q, rows);
+    // dim_date must hold every date a true fact references (data-model.md §2)
+    if (isFact(table))
+      for (const r of rows.values()) for (const [c, v] of Object.entries(r)) if (c.endsWith('_date') && v !== null) truth.referencedDates.add(v);
+    if (keys?.size === 0) continue;
+    truth.setAside.push(...aside.filter((s) => !keys || keys.has(s.key)));
+    truth.tables[table] = rows;
   }
-  if (checkingDates) differences.push(...(await checkDates(warehouse, referencedDates)));
+  return truth;
+}
+
+/** The warehouse (as search_path finds its tables) against `truth`, row by row. */
+export async function compareWith(warehouse: pg.Client, truth: Truth, only?: Rows): Promise<Difference[]> {
+  const keysOf = keysIn(only);
+  const differences: Difference[] = [];
+  for (const [table, rows] of Object.entries(truth.tables) as [Exclude<StarTable, 'dim_date'>, Side][]) {
+    const found = await fetchSide(warehouse, QUERIES[table].warehouse);
+    // what the warehouse holds for a row set aside is its previous version, or none: not compared
+    for (const s of truth.setAside) if (s.table === table) found.delete(s.key);
+    differences.push(...diff(table, rows, found, keysOf(table)));
+  }
+  if (keysOf('dim_date')?.size !== 0) differences.push(...(await checkDates(warehouse, truth.referencedDates)));
+  return differences;
+}
+
+/** Compares every table, or with `only` just those rows, and each fact's `_current` view against its versions. */
+async function compareAll(source: pg.Client, warehouse: pg.Client, only?: Rows): Promise<{ differences: Difference[]; setAside: Found[] }> {
+  await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  const truth = await readTruth(source, only).finally(() => source.query('COMMIT'));
+  const differences = await compareWith(warehouse, truth, only);
+  const keysOf = keysIn(only);
   // each view against the versions in one snapshot, so a load committing in between is no difference
   await warehouse.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
@@ -426,7 +491,7 @@ async function compareAll(
   } finally {
     await warehouse.query('COMMIT');
   }
-  return { differences, setAside };
+  return { differences, setAside: truth.setAside };
 }
 
 /** dim_date: a row for every referenced date, and the derived columns recomputed independently in JS (ISO weekday, English names). */
