@@ -2,12 +2,14 @@
  * The one-command local stack: two embedded Postgres clusters (totesys and the warehouse),
  * kinesalite, s3rver, the pipeline and the business simulator. Starts fresh every time.
  */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { log } from '../lib/log.ts';
 import { poolFor, inTransaction } from '../lib/pg.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { Pipeline } from './pipeline.ts';
-import { startKinesis, startPostgres, startS3, type PostgresMajor, type Stoppable } from './servers.ts';
+import { startKinesis, startPostgres, startS3, tempDir, type PostgresMajor, type Stoppable } from './servers.ts';
 
 export interface StackOptions {
   sourcePort: number;
@@ -38,6 +40,8 @@ export const DEFAULT_STACK: StackOptions = {
 export const STREAM_NAME = 'totes-changes';
 export const INGESTION_BUCKET = 'totes-ingestion';
 export const PROCESSED_BUCKET = 'totes-processed';
+/** The personal-data key store's bucket; its master key is a file in a directory the stack removes when it stops. */
+export const KEYS_BUCKET = 'totes-keys';
 
 export class LocalStack {
   pipeline!: Pipeline;
@@ -61,9 +65,10 @@ export class LocalStack {
       startPostgres({ port: o.sourcePort, databases: ['totesys'], label: 'source', major: o.sourceMajor }),
       startPostgres({ port: o.warehousePort, databases: ['warehouse'], label: 'warehouse' }),
       startKinesis({ port: o.kinesisPort, streams: [{ name: STREAM_NAME, shards: o.shards }] }),
-      startS3({ port: o.s3Port, buckets: [INGESTION_BUCKET, PROCESSED_BUCKET] }),
+      startS3({ port: o.s3Port, buckets: [INGESTION_BUCKET, PROCESSED_BUCKET, KEYS_BUCKET] }),
     ]);
-    this.servers.push(source, warehouse, kinesis, s3);
+    const keyDir = tempDir('master-key');
+    this.servers.push(source, warehouse, kinesis, s3, { stop: async () => rmSync(keyDir, { recursive: true, force: true }) });
     onStep('creating and seeding totesys');
     await inTransaction(this.sourcePool, async (db) => {
       await createTotesys(db, { seed: o.seed, sizes: scaledSizes(o.scale) });
@@ -77,6 +82,7 @@ export class LocalStack {
       streamName: STREAM_NAME,
       ingestionBucket: INGESTION_BUCKET,
       processedBucket: PROCESSED_BUCKET,
+      keys: { bucket: KEYS_BUCKET, masterKeyFile: join(keyDir, 'master.key') },
       capture: { heartbeatMs: o.heartbeatMs, statusIntervalMs: 5_000 },
     });
     await this.pipeline.start();
