@@ -16,6 +16,7 @@ import { deployedShape } from './deployed-shape.ts';
 import { measureDownstream } from './downstream.ts';
 import { machine, startEnvironment } from './environment.ts';
 import { measureFreshness } from './freshness.ts';
+import { formatPersonalData, measurePersonalData, type PersonalDataFigures } from './personal-data.ts';
 import { collectSpreads, formatChaos, formatTable, roundTripKeys, workloadCapture, type BenchReport, type FreshnessRuns } from './report.ts';
 import { repeat } from './runs.ts';
 
@@ -34,6 +35,7 @@ const SIZES = {
     rssRows: 200_000,
     stallSeconds: 10,
     stallRows: 100_000,
+    personalChanges: 30_000,
   },
   full: {
     turns: 3,
@@ -49,13 +51,14 @@ const SIZES = {
     rssRows: 1_000_000,
     stallSeconds: 30,
     stallRows: 500_000,
+    personalChanges: 200_000,
   },
 };
 /** The oltp workload's stream, filled once for the processor, the loader and replay. */
 const DOWNSTREAM_STREAM = 'bench-oltp-downstream';
 const E2E_RATE = 1_000;
 const E2E_HIGH_RATE = 5_000;
-const SECTIONS = ['capture', 'downstream', 'e2e', 'e2e-prod', 'rss', 'chaos'] as const;
+const SECTIONS = ['capture', 'downstream', 'e2e', 'e2e-prod', 'rss', 'personal', 'chaos'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const q = SIZES.quick;
@@ -141,6 +144,10 @@ export async function main(argv: string[]): Promise<number> {
       ? await measureCaptureRss(env, { bigRows: sizes.rssRows, stallSeconds: sizes.stallSeconds, stallRows: sizes.stallRows }, say)
       : null;
 
+    const personal: PersonalDataFigures[] = [];
+    if (only.has('personal'))
+      for (const mix of ['staff', 'oltp'] as const) personal.push(await measurePersonalData(env, mix, sizes.personalChanges, sizes.turns, say));
+
     const details: BenchReport['details'] = { capture, downstream, freshness, rss, deployed };
     const spreads = collectSpreads({ details });
     const bulk = workloadCapture(spreads, 'bulk');
@@ -184,12 +191,12 @@ export async function main(argv: string[]): Promise<number> {
       spreads,
       details,
     };
-    process.stdout.write(`\n${formatTable(report)}\n${formatChaos(chaos)}\n\n`);
+    process.stdout.write(`\n${formatTable(report)}\n${formatChaos(chaos)}\n${formatPersonalData(personal)}\n\n`);
     const mc = report.machine;
     process.stdout.write(`${mc.cores} cores (${mc.cpu_model}), ${mc.memory_gb} GB, Node ${mc.node}, Postgres ${mc.postgres}, ${mc.pg_recvlogical}\n`);
     process.stdout.write(`load average at start ${fmtLoad(report.load.start)}, at end ${fmtLoad(report.load.end)}\n`);
     if (values.json) {
-      writeFileSync(values.json, `${JSON.stringify(report, null, 2)}\n`);
+      writeFileSync(values.json, `${JSON.stringify({ ...report, personal_data: personal }, null, 2)}\n`);
       say(`report written to ${values.json}`);
     }
     return chaos && !chaos.passed ? 1 : 0;

@@ -347,7 +347,7 @@ export async function measureDownstream(
 }
 
 /** Every record of the stream as the event source mapping hands them over: per shard, GetRecords batches of PROCESSOR_BATCH_SIZE. */
-async function readStream(kinesis: KinesisClient, streamName: string, records: number): Promise<KinesisStreamEvent[]> {
+export async function readStream(kinesis: KinesisClient, streamName: string, records: number): Promise<KinesisStreamEvent[]> {
   const events: KinesisStreamEvent[] = [];
   let read = 0;
   for (const shard of (await kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? []) {
@@ -370,7 +370,7 @@ async function readStream(kinesis: KinesisClient, streamName: string, records: n
 const PROCESSOR_ATTEMPTS = 3;
 
 /** One Processor over every event, one invocation at a time; wall and CPU time. */
-async function runProcessor(store: MicroBatchStore, chain: BatchChain, events: KinesisStreamEvent[]): Promise<ProcessorRun> {
+export async function runProcessor(store: MicroBatchStore, chain: BatchChain, events: KinesisStreamEvent[]): Promise<ProcessorRun> {
   const processor = new Processor(store, chain);
   const cpuBefore = process.cpuUsage();
   const started = performance.now();

@@ -29,6 +29,7 @@ import { Retry, type RetryPolicy, sleep } from '../lib/retry.ts';
 import { RecordQueue, routeOf, type SentRecord } from './record-queue.ts';
 import type { ChangeSink } from './sink.ts';
 import type { OversizeStore } from '../stores/oversize-store.ts';
+import type { EventSealer } from './event-sealer.ts';
 
 const MAX_RECORDS = 500;
 const MAX_BATCH_BYTES = 5 * 1024 * 1024;
@@ -59,6 +60,8 @@ export interface KinesisSinkOptions {
   lingerMs?: number;
   /** Where changes over the record limit are stored; without it they are refused. */
   oversize?: OversizeStore;
+  /** Seals personal values before anything is encoded (the stream, claim checks); without it they travel as they are. */
+  sealer?: EventSealer;
   /** The longest the open shards are taken as known without asking again. */
   shardMapMs?: number;
   /** PutRecords calls at once (4). */
@@ -113,7 +116,8 @@ export class KinesisSink implements ChangeSink {
     return this.queue.acceptedThrough;
   }
 
-  async write(event: ChangeEvent): Promise<number> {
+  async write(change: ChangeEvent): Promise<number> {
+    const event = this.opts.sealer ? await this.opts.sealer.seal(change) : change;
     const data = encodeEvent(event);
     const route = routeOf(partitionKeyOf(event), this.opts.hashBuckets ?? HASH_BUCKETS);
     const claimCheck = Buffer.byteLength(data) + Buffer.byteLength(route.partitionKey) > MAX_RECORD_BYTES && this.opts.oversize;

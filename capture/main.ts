@@ -10,6 +10,8 @@ import { createServer, type Server } from 'node:http';
 import { ConfigError, ENV, databaseUrl, optionalNumber, required } from '../lib/config.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { OversizeStore } from '../stores/oversize-store.ts';
+import { subjectKeysFrom } from '../stores/key-wrappers.ts';
+import { EventSealer } from './event-sealer.ts';
 import { log } from '../lib/log.ts';
 import { ProgressWatch } from './capture-health.ts';
 import { CaptureMetrics } from './capture-metrics.ts';
@@ -24,8 +26,12 @@ export async function runCapture(env: Record<string, string | undefined> = proce
   const streamName = required(env, ENV.streamName, 'the Kinesis data stream name');
   // changes over 1 MiB travel by claim check through the ingestion bucket, when it is named
   const oversizeBucket = env[ENV.ingestionBucket];
-  const oversize = oversizeBucket ? new OversizeStore(s3Client({ s3Endpoint: env[ENV.s3Endpoint] }), oversizeBucket) : undefined;
-  const sink = new KinesisSink({ client: kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] }), streamName, oversize });
+  const s3 = s3Client({ s3Endpoint: env[ENV.s3Endpoint] });
+  const oversize = oversizeBucket ? new OversizeStore(s3, oversizeBucket) : undefined;
+  const keys = subjectKeysFrom(env, s3);
+  if (!keys) log.warn(`${ENV.keysBucket} is not set: personal values leave capture in the clear (formats/personal-data.ts)`);
+  const sealer = keys ? new EventSealer(keys) : undefined;
+  const sink = new KinesisSink({ client: kinesisClient({ kinesisEndpoint: env[ENV.kinesisEndpoint] }), streamName, oversize, sealer });
   const slotName = env[ENV.slotName] ?? DEFAULT_CAPTURE_CONFIG.slotName;
   const plugin = env[ENV.decoder] || DEFAULT_CAPTURE_CONFIG.plugin;
   if (plugin !== 'pgoutput' && plugin !== 'wal2json')

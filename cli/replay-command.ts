@@ -19,6 +19,7 @@ import { switchInRebuild, SwitchInError } from '../replay/switch-in.ts';
 import { ReplayProgressBar } from '../replay/replay-progress.ts';
 import { RAW_PREFIX } from '../formats/archive-layout.ts';
 import { s3Client } from '../lib/aws.ts';
+import { subjectKeysFrom } from '../stores/key-wrappers.ts';
 import { databaseUrl, ENV } from '../lib/config.ts';
 import { poolFor } from '../lib/pg.ts';
 import { DEFAULT_STACK, INGESTION_BUCKET } from '../local/stack.ts';
@@ -149,7 +150,7 @@ export const replayCommand = {
           ? `rebuilding into schema ${rebuildSchema} from s3://${opts.bucket}/${opts.prefix}`
           : `catching up schema ${live} from s3://${opts.bucket}/${opts.prefix}`,
       );
-      const result = await replayArchive({ ...opts, s3, pool, onProgress: progress.update });
+      const result = await replayArchive({ ...opts, s3, pool, keys: subjectKeysFrom(process.env, s3) ?? undefined, onProgress: progress.update });
       progress.done();
       say(
         `replayed ${n(result.events)} events (${n(result.duplicates)} duplicate copies dropped, ${n(result.heartbeats)} heartbeats, ${n(result.ends)} truncates and snapshot ranges) from ${n(result.objects)} objects, ` +

@@ -44,6 +44,10 @@ export const ENV = {
   /** How long the loader waits after a pass that found nothing new (milliseconds). */
   loaderIdleMs: 'TOTES_LOADER_IDLE_MS',
   caFile: 'TOTES_DB_CA_FILE',
+  /** The personal-data key store (stores/subject-keys.ts): its bucket, and the master key that wraps its keys (KMS on AWS, a file locally). */
+  keysBucket: 'TOTES_KEYS_BUCKET',
+  kmsKeyId: 'TOTES_KMS_KEY_ID',
+  masterKeyFile: 'TOTES_MASTER_KEY_FILE',
 } as const;
 
 type Env = Record<string, string | undefined>;

@@ -12,6 +12,7 @@ import { LOAD_TABLES } from '../formats/load-tables.ts';
 import { compareSequences, type Manifest } from '../formats/manifest.ts';
 import { decodeParquet } from '../formats/parquet.ts';
 import type { MicroBatchStore } from '../stores/microbatch-store.ts';
+import { openRows, type SubjectKeys } from '../stores/subject-keys.ts';
 import { KeyMoveNotLoadedError } from './key-moves.ts';
 import { loadOrder, planShards, type Gap, type PendingBatch, type ShardPlan } from './frontier.ts';
 import { newestHeartbeat, StalePlanError, type ShardAdvance } from './shard-progress.ts';
@@ -59,6 +60,8 @@ export class Loader {
     private readonly store: MicroBatchStore,
     private readonly stream: ShardStream,
     schema = 'public',
+    /** Opens the personal values micro-batches carry sealed (null: a sealed value stops the load). */
+    private readonly keys: SubjectKeys | null = null,
   ) {
     this.warehouse = 'loadBatches' in warehouse ? warehouse : new PostgresWarehouse(warehouse, schema);
   }
@@ -257,6 +260,7 @@ export class Loader {
         bytes.catch(() => undefined); // a failed fetch is seen through its decode, which may start after it fails
         const read = this.decodes(async () => {
           const rows = await decodeParquet(t.table, await bytes);
+          await openRows(rows, this.keys);
           if (rows.length !== t.rows) throw new Error(`${t.key} holds ${rows.length} rows; its manifest says ${t.rows}: the batch is not loaded`);
           return rows;
         });

@@ -14,6 +14,7 @@ import { emitMetrics, type MetricLine } from '../lib/metrics.ts';
 import { poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
 import { MicroBatchStore } from '../stores/microbatch-store.ts';
+import { subjectKeysFrom } from '../stores/key-wrappers.ts';
 import { Loader } from './loader.ts';
 import { ShardStream } from '../stores/shard-stream.ts';
 import type { Freshness } from './warehouse.ts';
@@ -40,7 +41,7 @@ export async function loaderFromEnv(env: Env, connections: number): Promise<{ lo
   );
   const pool = poolFor(await databaseUrl(env, 'warehouse'), connections);
   return {
-    loader: new Loader(pool, store, stream, env[ENV.warehouseSchema] ?? 'public'),
+    loader: new Loader(pool, store, stream, env[ENV.warehouseSchema] ?? 'public', subjectKeysFrom(env, s3)),
     close: async () => {
       await pool.end();
       s3.destroy();

@@ -8,6 +8,9 @@ import { FirehoseStandin } from '../archiver/firehose-standin.ts';
 import { OversizeStore } from '../stores/oversize-store.ts';
 import { CaptureService, DEFAULT_CAPTURE_CONFIG, type CaptureConfig } from '../capture/capture-service.ts';
 import { KinesisSink } from '../capture/kinesis-sink.ts';
+import { EventSealer } from '../capture/event-sealer.ts';
+import { LocalMasterKey } from '../stores/key-wrappers.ts';
+import { SubjectKeys } from '../stores/subject-keys.ts';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import { asComponent, log } from '../lib/log.ts';
 import { poolFor } from '../lib/pg.ts';
@@ -27,6 +30,8 @@ export interface PipelineConfig {
   streamName: string;
   ingestionBucket: string;
   processedBucket: string;
+  /** The personal-data key store: capture seals personal values under it, the loader opens them (without it they travel in the clear). */
+  keys?: { bucket: string; masterKeyFile: string };
   capture?: Partial<CaptureConfig>;
   /** Firehose buffering, shortened locally so the archive fills while you watch. */
   archiveIntervalMs?: number;
@@ -49,6 +54,7 @@ export class Pipeline {
   readonly firehose: FirehoseStandin;
   readonly loader: Loader;
   readonly store: MicroBatchStore;
+  readonly keys: SubjectKeys | null;
   private readonly warehousePool;
   private readonly pollers: KinesisPoller[] = [];
   private readonly abort = new AbortController();
@@ -59,7 +65,13 @@ export class Pipeline {
   constructor(readonly config: PipelineConfig) {
     this.kinesis = kinesisClient({ kinesisEndpoint: config.kinesisEndpoint });
     this.s3 = s3Client({ s3Endpoint: config.s3Endpoint });
-    this.sink = new KinesisSink({ client: this.kinesis, streamName: config.streamName, oversize: new OversizeStore(this.s3, config.ingestionBucket) });
+    this.keys = config.keys ? new SubjectKeys(this.s3, config.keys.bucket, LocalMasterKey.fromFile(config.keys.masterKeyFile, true)) : null;
+    this.sink = new KinesisSink({
+      client: this.kinesis,
+      streamName: config.streamName,
+      oversize: new OversizeStore(this.s3, config.ingestionBucket),
+      sealer: this.keys ? new EventSealer(this.keys) : undefined,
+    });
     this.capture = new CaptureService({ ...DEFAULT_CAPTURE_CONFIG, sourceUrl: config.sourceUrl, createPrerequisites: true, ...config.capture }, this.sink);
     this.store = new MicroBatchStore(this.s3, config.processedBucket);
     this.processor = new Processor(this.store, new BatchChain(new ShardStream(this.kinesis, config.streamName)));
@@ -70,7 +82,7 @@ export class Pipeline {
       bufferIntervalMs: config.archiveIntervalMs ?? 5_000,
     });
     this.warehousePool = poolFor(config.warehouseUrl, 4);
-    this.loader = new Loader(this.warehousePool, this.store, new ShardStream(this.kinesis, config.streamName, config.loaderAskIntervalMs));
+    this.loader = new Loader(this.warehousePool, this.store, new ShardStream(this.kinesis, config.streamName, config.loaderAskIntervalMs), 'public', this.keys);
   }
 
   async start(): Promise<void> {

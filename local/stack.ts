@@ -9,13 +9,15 @@
 import { requestSnapshot } from '../capture/chunked-snapshot.ts';
 import { CAPTURE_STATE_DDL } from '../capture/source-setup.ts';
 import { SIGNAL_TABLE_NAME } from '../formats/source-signals.ts';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { log } from '../lib/log.ts';
 import { poolFor, inTransaction } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { Pipeline } from './pipeline.ts';
-import { startKinesis, startPostgres, startS3, type PostgresMajor, type Stoppable } from './servers.ts';
+import { startKinesis, startPostgres, startS3, tempDir, type PostgresMajor, type Stoppable } from './servers.ts';
 
 export interface StackOptions {
   sourcePort: number;
@@ -60,6 +62,8 @@ export const DEFAULT_STACK: StackOptions = {
 export const STREAM_NAME = 'totes-changes';
 export const INGESTION_BUCKET = 'totes-ingestion';
 export const PROCESSED_BUCKET = 'totes-processed';
+/** The personal-data key store's bucket; its master key is a file in a directory the stack removes when it stops. */
+export const KEYS_BUCKET = 'totes-keys';
 
 export class LocalStack {
   pipeline!: Pipeline;
@@ -89,10 +93,11 @@ export class LocalStack {
       o.sourceUrl ? null : startPostgres({ port: o.sourcePort, databases: ['totesys'], label: 'source', major: o.sourceMajor }),
       o.warehouseUrl ? null : startPostgres({ port: o.warehousePort, databases: ['warehouse'], label: 'warehouse' }),
       startKinesis({ port: o.kinesisPort, streams: [{ name: STREAM_NAME, shards: o.shards }] }),
-      startS3({ port: o.s3Port, buckets: [INGESTION_BUCKET, PROCESSED_BUCKET] }),
+      startS3({ port: o.s3Port, buckets: [INGESTION_BUCKET, PROCESSED_BUCKET, KEYS_BUCKET] }),
     ]);
     const [, , kinesis, s3] = servers;
-    this.servers.push(...servers.filter((x): x is NonNullable<typeof x> => x !== null));
+    const keyDir = tempDir('master-key');
+    this.servers.push(...servers.filter((x): x is NonNullable<typeof x> => x !== null), { stop: async () => rmSync(keyDir, { recursive: true, force: true }) });
     if (this.givenSource) await this.snapshotIntoFreshWarehouse(onStep);
     else {
       onStep('creating and seeding totesys');
@@ -109,6 +114,7 @@ export class LocalStack {
       streamName: STREAM_NAME,
       ingestionBucket: INGESTION_BUCKET,
       processedBucket: PROCESSED_BUCKET,
+      keys: { bucket: KEYS_BUCKET, masterKeyFile: join(keyDir, 'master.key') },
       capture: {
         heartbeatMs: o.heartbeatMs,
         statusIntervalMs: 5_000,

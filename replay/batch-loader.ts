@@ -16,6 +16,7 @@ import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
 import type { Warehouse } from '../loader/warehouse.ts';
 import { mapEvents } from '../processors/transform.ts';
+import { openRows, type SubjectKeys } from '../stores/subject-keys.ts';
 import type { LoadedEvent } from './reorder-window.ts';
 import { lateVersionsMissing, stillLoaded, type RowOutOfOrder } from './rows-out-of-order.ts';
 
@@ -56,6 +57,8 @@ export class BatchLoader {
       filterTag: string;
       /** Events whose batch has merged: they are no longer held. */
       onLoaded: (events: number) => void;
+      /** Opens sealed personal values before they merge. */
+      keys: SubjectKeys | null;
     },
   ) {}
 
@@ -93,6 +96,7 @@ export class BatchLoader {
     const { rows, ends, failures } = mapEvents(events);
     for (const f of failures) this.unmappable.push({ id: idOf(f.event), table: f.event.table, reason: f.reason });
     const tables = new Map(Object.entries(rows) as [LoadTableName, LoadRow[]][]);
+    for (const tableRows of tables.values()) await openRows(tableRows, this.opts.keys);
     const heartbeat = this.opts.recordWatermark && last ? this.heartbeat : null;
     const batchKey =
       events.length > 0

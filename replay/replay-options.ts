@@ -5,6 +5,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SourceTable } from '../formats/source-tables.ts';
 import type pg from '../lib/pg.ts';
+import type { SubjectKeys } from '../stores/subject-keys.ts';
 
 export interface ReplayOptions {
   s3: S3Client;
@@ -40,6 +41,8 @@ export interface ReplayOptions {
   /** Object keys already replayed (a switch-in catch-up pass reads only the rest). */
   skipKeys?: ReadonlySet<string>;
   onProgress?: (p: ReplayProgress) => void;
+  /** Opens the personal values the archive holds sealed (without it, a sealed value stops the replay). */
+  keys?: SubjectKeys;
 }
 
 /**

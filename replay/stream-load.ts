@@ -72,6 +72,7 @@ export async function streamArchive(
     batchEvents: opts.batchEvents ?? DEFAULT_BATCH_EVENTS,
     recordWatermark: opts.recordWatermark ?? false,
     filterTag: opts.tables ? `[${[...opts.tables].sort().join(',')}]` : '',
+    keys: opts.keys ?? null,
     onLoaded: (n) => {
       counts.merged += n;
       progress.eventsLoaded += n;

@@ -4,7 +4,10 @@
  */
 import { inTransaction, poolFor } from '../lib/pg.ts';
 import type { CaptureConfig, CaptureService } from '../capture/capture-service.ts';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { Pipeline } from '../local/pipeline.ts';
+import { tempDir } from '../local/servers.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { createDatabase, startLocalAws } from './harness.ts';
 import type pg from '../lib/pg.ts';
@@ -31,13 +34,22 @@ export async function archiveEverything(p: Pipeline, capture: Pick<CaptureServic
 }
 
 export async function startTestPipeline(
-  opts: { shards?: number; scale?: number; seed?: number; start?: boolean; capture?: Partial<CaptureConfig> } = {},
+  opts: {
+    shards?: number;
+    scale?: number;
+    seed?: number;
+    start?: boolean;
+    capture?: Partial<CaptureConfig>;
+    /** Seal personal values under a key store (bucket "keys", a master key file of its own). */
+    personalData?: boolean;
+  } = {},
 ): Promise<TestPipeline> {
   const [source, warehouse, aws] = await Promise.all([
     createDatabase('totesys'),
     createDatabase('warehouse'),
-    startLocalAws({ stream: 'changes', shards: opts.shards ?? 2, buckets: ['ingestion', 'processed'] }),
+    startLocalAws({ stream: 'changes', shards: opts.shards ?? 2, buckets: ['ingestion', 'processed', ...(opts.personalData ? ['keys'] : [])] }),
   ]);
+  const keyDir = opts.personalData ? tempDir('master-key') : null;
   const sourcePool = poolFor(source.url, 4);
   await inTransaction(sourcePool, async (db) => {
     await createTotesys(db, { seed: opts.seed ?? 7, sizes: scaledSizes(opts.scale ?? 0.02) });
@@ -50,6 +62,7 @@ export async function startTestPipeline(
     streamName: 'changes',
     ingestionBucket: 'ingestion',
     processedBucket: 'processed',
+    ...(keyDir ? { keys: { bucket: 'keys', masterKeyFile: join(keyDir, 'master.key') } } : {}),
     capture: { slotName: `slot_${source.name}`, heartbeatMs: 300, statusIntervalMs: 1_000, ...opts.capture },
     archiveIntervalMs: 500,
   });
@@ -67,6 +80,7 @@ export async function startTestPipeline(
       await aws.stop();
       await source.drop();
       await warehouse.drop();
+      if (keyDir) rmSync(keyDir, { recursive: true, force: true });
     },
   };
 }
