@@ -12,6 +12,7 @@ const SOURCE_FACING = [
   'test/property.pg.test.ts',
   'test/value-set-aside.e2e.test.ts',
   'verify/dirty-source.pg.test.ts',
+  'cli/start-source.pg.test.ts',
 ];
 const ALL = ['**/*.test.ts'];
 const majors = process.env.TOTES_TEST_PG_URL ? [] : (process.env.TOTES_TEST_PG_MAJORS ?? '13,18').split(',').map((m) => Number(m.trim()) as PostgresMajor);

@@ -10,10 +10,18 @@ export interface Check {
   what: string;
   /** For a failure: what to do about it. */
   fix?: string;
+  /** A failure capture runs without (doctor still asks for it; `totes start --source` only warns). */
+  advisory?: boolean;
 }
 
 export const ok = (area: Area, what: string): Check => ({ area, status: 'ok', what });
-export const fail = (area: Area, what: string, fix: string): Check => ({ area, status: 'fail', what, fix });
+export const fail = (area: Area, what: string, fix: string, advisory?: boolean): Check => ({
+  area,
+  status: 'fail',
+  what,
+  fix,
+  ...(advisory ? { advisory } : {}),
+});
 export const skip = (area: Area, what: string): Check => ({ area, status: 'skip', what });
 
 const MARK = { ok: '✓', fail: '✗', skip: '-' } as const;

@@ -89,7 +89,8 @@ export async function readSourceFacts(db: pg.Client, publication: string): Promi
 /** Every check of the source, from its facts. */
 export function judgeSource(f: SourceFacts, o: { slot: string; publication: string }): Check[] {
   const checks: Check[] = [];
-  const check = (holds: boolean, what: string, fix: string) => checks.push(holds ? ok('source', what) : fail('source', what, fix));
+  const check = (holds: boolean, what: string, fix: string, advisory?: boolean) =>
+    checks.push(holds ? ok('source', what) : fail('source', what, fix, advisory));
   check(f.versionNum >= 130000, `Postgres ${f.version}`, 'capture needs Postgres 13 or newer (wal_status, max_slot_wal_keep_size): upgrade the source');
   check(
     f.walLevel === 'logical',
@@ -115,6 +116,7 @@ export function judgeSource(f: SourceFacts, o: { slot: string; publication: stri
     keep === -1 || keep === null
       ? 'cap the WAL a stalled slot may hold, or it fills the source disk: max_slot_wal_keep_size = 10GB (RDS: the DB parameter group)'
       : `raise max_slot_wal_keep_size above the slot-lag-bytes alarm (${SLOT_LAG_ALARM_MB} MB), e.g. 10GB, so the alarm fires before the slot is lost`,
+    true,
   );
 
   const slot = f.slots.find((s) => s.name === o.slot);

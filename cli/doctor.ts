@@ -35,7 +35,8 @@ function withLocalDefaults(env: Env): Env {
   return { ...local, ...set };
 }
 
-async function withClient<T>(url: string, fn: (db: pg.Client) => Promise<T>): Promise<T> {
+/** One connection to `url` for `fn`, as the services connect (TLS verified with TOTES_DB_CA_FILE). */
+export async function withClient<T>(url: string, fn: (db: pg.Client) => Promise<T>): Promise<T> {
   const db = new pg.Client({ ...connectionConfig(url), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   db.on('error', () => undefined); // a dropped connection fails the query in progress, which reports it
   await db.connect();

@@ -18,6 +18,7 @@ import { startDashboard } from '../dashboard/server.ts';
 import { doctorCommand } from './doctor.ts';
 import { replayCommand } from './replay-command.ts';
 import { reprocessCommand } from './reprocess-command.ts';
+import { checkWarehouseEmpty, type GivenSource, leftOnSource, prepareGivenSource, withoutPassword } from './start-source.ts';
 import { formatDifferences, formatSetAside, verify, type VerifyResult } from '../verify/verify.ts';
 
 interface Command {
@@ -81,7 +82,7 @@ const DEFAULT_DASHBOARD_PORT = 8088;
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
 function statusReader(stack: LocalStack, simulated?: () => number) {
-  return async () => formatStatus({ ...(await snapshotStatus(stack.pipeline, stack.sourcePool)), simulated: simulated?.() });
+  return async () => formatStatus({ ...(await snapshotStatus(stack.pipeline, stack.sourcePool, stack.options.slotName)), simulated: simulated?.() });
 }
 
 async function withStack<T>(options: StackOptions, fn: (stack: LocalStack) => Promise<T>): Promise<T> {
@@ -115,21 +116,63 @@ function printVerify(result: VerifyResult): void {
 
 const COMMANDS: Record<string, Command> = {
   start: {
-    summary: 'start the local stack and keep it running until Ctrl-C',
-    usage: `totes start [options]\n${STACK_HELP}\n  --rate N             simulated changes per second (default 20)\n  --no-simulator       do not simulate the business\n  --dashboard-port N   the dashboard's port (default ${DEFAULT_DASHBOARD_PORT}; 0 turns it off)`,
+    summary: 'start the local stack and keep it running until Ctrl-C (on your own totesys with --source URL)',
+    usage: `totes start [options]
+${STACK_HELP}
+  --rate N             simulated changes per second (default 20)
+  --no-simulator       do not simulate the business
+  --dashboard-port N   the dashboard's port (default ${DEFAULT_DASHBOARD_PORT}; 0 turns it off)
+
+On your own totesys (e.g. a restored copy), instead of the embedded one:
+  --source URL         capture this totesys: checked first as \`totes doctor\` does; never seeded,
+                       never simulated against (--source-port, --source-postgres, --seed, --scale,
+                       --rate do not apply); it must have the setup \`totes source-setup\` prints
+  --apply-setup        create what is missing of that setup that the URL's role may create
+                       (capture's schema totes_cdc and the publication); otherwise nothing is
+  --slot NAME          the replication slot capture creates there (default ${DEFAULT_STACK.slotName})
+  --publication NAME   the publication capture reads (default ${DEFAULT_STACK.publication})
+  --drop-slot-on-exit  drop the slot on Ctrl-C (by default it stays, and how to drop it is said)
+  --warehouse URL      an existing empty database for the warehouse (default: an embedded one)`,
     options: {
       ...STACK_OPTIONS,
       rate: { type: 'string', default: '20' },
       'no-simulator': { type: 'boolean', default: false },
       'dashboard-port': { type: 'string', default: String(DEFAULT_DASHBOARD_PORT) },
+      source: { type: 'string' },
+      'apply-setup': { type: 'boolean', default: false },
+      slot: { type: 'string', default: DEFAULT_STACK.slotName },
+      publication: { type: 'string', default: DEFAULT_STACK.publication },
+      'drop-slot-on-exit': { type: 'boolean', default: false },
+      warehouse: { type: 'string' },
     },
     async run(values) {
-      const stack = new LocalStack(stackOptions(values));
+      const given: GivenSource | null = values.source
+        ? { url: String(values.source), slot: String(values.slot), publication: String(values.publication), applySetup: Boolean(values['apply-setup']) }
+        : null;
+      if (!given && (values['apply-setup'] || values['drop-slot-on-exit']))
+        throw new UsageError('--apply-setup and --drop-slot-on-exit are for --source URL: the embedded totesys is set up, and dropped, by totes');
+      const warehouseUrl = values.warehouse as string | undefined;
+      const prepared = given ? await prepareGivenSource(given, (text) => process.stdout.write(text)) : null;
+      if (warehouseUrl) await checkWarehouseEmpty(warehouseUrl);
+      for (const c of prepared?.warnings ?? []) say(`! source: ${c.what}: ${c.fix}`);
+      for (const c of prepared?.created ?? []) say(`· created on the source, as --apply-setup asked: ${c}`);
+      const stack = new LocalStack({
+        ...stackOptions(values),
+        ...(given ? { sourceUrl: given.url, slotName: given.slot, publication: given.publication, applySetup: given.applySetup } : {}),
+        ...(warehouseUrl ? { warehouseUrl } : {}),
+        dropSlotOnExit: Boolean(values['drop-slot-on-exit']),
+      });
       const stopped = new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
       });
-      await stack.start((step) => say(`· ${step}`));
+      try {
+        await stack.start((step) => say(`· ${step}`));
+        await stack.captureStreaming();
+      } catch (err) {
+        await stack.stop().catch(() => undefined);
+        throw err;
+      }
       const dashboardPort = number(values, 'dashboard-port');
       const dashboard =
         dashboardPort === 0
@@ -138,16 +181,20 @@ const COMMANDS: Record<string, Command> = {
               warehouseUrl: stack.warehouseUrl,
               port: dashboardPort,
               pipelineStatus: async () => ({
-                ...(await snapshotStatus(stack.pipeline, stack.sourcePool)),
+                ...(await snapshotStatus(stack.pipeline, stack.sourcePool, stack.options.slotName)),
                 errors: stack.pipeline.captureError ? [{ message: `capture stopped: ${stack.pipeline.captureError.message}` }] : [],
               }),
             });
+      const running = `\ntotes-cdc is running.${dashboard ? `\nDashboard: ${dashboard.url}` : ''} Connect with psql:\n`;
       say(
-        `\ntotes-cdc is running.${dashboard ? `\nDashboard: ${dashboard.url}` : ''} Connect with psql:\n  totesys (source):  psql ${stack.sourceUrl}\n  warehouse:         psql ${stack.warehouseUrl}\n` +
-          `Change a row in totesys and watch it arrive, e.g.\n  psql ${stack.sourceUrl} -c "UPDATE address SET phone = '0161 555 0100', last_updated = now() WHERE address_id = 1"\n` +
-          `  psql ${stack.warehouseUrl} -c "SELECT location_id, phone FROM dim_location WHERE location_id = 1"\nCtrl-C stops everything.\n`,
+        given
+          ? `${running}  totesys (source):  psql '${withoutPassword(given.url)}'   (yours: not seeded, no simulator; totes writes nothing there but its slot ${given.slot} and capture's progress rows)\n` +
+              `  warehouse:         psql ${stack.warehouseUrl}\nEvery table is snapshotted into the warehouse, then every change committed to the source streams in.\nCtrl-C stops everything and says what is left on the source.\n`
+          : `${running}  totesys (source):  psql ${stack.sourceUrl}\n  warehouse:         psql ${stack.warehouseUrl}\n` +
+              `Change a row in totesys and watch it arrive, e.g.\n  psql ${stack.sourceUrl} -c "UPDATE address SET phone = '0161 555 0100', last_updated = now() WHERE address_id = 1"\n` +
+              `  psql ${stack.warehouseUrl} -c "SELECT location_id, phone FROM dim_location WHERE location_id = 1"\nCtrl-C stops everything.\n`,
       );
-      const simulator = values['no-simulator'] ? null : stack.simulate({ rate: number(values, 'rate') });
+      const simulator = given || values['no-simulator'] ? null : stack.simulate({ rate: number(values, 'rate') });
       const status = new StatusLine(statusReader(stack, simulator ? () => simulator.stats.changes : undefined));
       status.start();
       await stopped;
@@ -155,14 +202,19 @@ const COMMANDS: Record<string, Command> = {
       say('stopping…');
       await dashboard?.stop();
       await stack.stop();
+      if (given) say(leftOnSource(given, { slotDropped: stack.options.dropSlotOnExit, created: prepared?.created ?? [] }));
       return 0;
     },
   },
   demo: {
     summary: 'start the stack, write N changes, wait for the warehouse, verify, and exit',
     usage: `totes demo [options]\n  --changes N          simulated row changes to write (default 5000)\n  --rate N             changes per second (default 0: as fast as totesys takes them)\n${STACK_HELP}`,
-    options: { ...STACK_OPTIONS, changes: { type: 'string', default: '5000' }, rate: { type: 'string', default: '0' } },
+    options: { ...STACK_OPTIONS, changes: { type: 'string', default: '5000' }, rate: { type: 'string', default: '0' }, source: { type: 'string' } },
     async run(values) {
+      if (values.source)
+        throw new UsageError(
+          'demo writes simulated changes into totesys, so it runs only on the totesys it creates; to capture your own (nothing written to it), use: totes start --source URL',
+        );
       const changes = number(values, 'changes');
       return withStack(stackOptions(values), async (stack) => {
         const started = Date.now();

@@ -14,4 +14,12 @@ describe('totes usage', () => {
     expect(r.code).toBe(2);
     expect(r.stderr.split('\n')[0]).toBe('totes demo: --source-postgres must be one of 13, 14, 15, 16, 17, 18, got "12"');
   });
+
+  it('keeps --apply-setup and --drop-slot-on-exit for a source of your own, before starting anything', async () => {
+    const r = await runTotes(['start', '--apply-setup'], {});
+    expect(r.code).toBe(2);
+    expect(r.stderr.split('\n')[0]).toBe(
+      'totes start: --apply-setup and --drop-slot-on-exit are for --source URL: the embedded totesys is set up, and dropped, by totes',
+    );
+  });
 });

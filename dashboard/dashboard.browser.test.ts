@@ -36,7 +36,7 @@ if (!hasChromium) console.warn(`dashboard browser test skipped: ${CHROMIUM} not 
 
 interface ChartData {
   labels: string[];
-  datasets: { label: string; data: number[] }[];
+  datasets: { label: string; data: (number | null)[] }[];
 }
 
 /** What every chart on the page carries, read from the Chart.js instances. */
@@ -57,9 +57,9 @@ function pageCharts(page: Page): Promise<Record<string, ChartData>> {
 
 /** label → value pairs, one list for the single dataset of a ranking chart. */
 const pairs = (c: ChartData) => c.labels.map((l, i) => [l, c.datasets[0].data[i]]);
-/** "label|series" → value for a chart with a dataset per series; empty cells left out. */
+/** "label|series" → value for a chart with a dataset per series; empty cells (0, or null for a gap) left out. */
 const cells = (c: ChartData) =>
-  Object.fromEntries(c.datasets.flatMap((d) => c.labels.map((l, i) => [`${l}|${d.label}`, d.data[i]] as const)).filter(([, v]) => v !== 0));
+  Object.fromEntries(c.datasets.flatMap((d) => c.labels.map((l, i) => [`${l}|${d.label}`, d.data[i]] as const)).filter(([, v]) => v !== 0 && v !== null));
 
 describe('dashboard in a real browser', () => {
   let t: TestPipeline;
@@ -332,6 +332,37 @@ describe('dashboard in a real browser', () => {
       mkdirSync(new URL('.', SCREENSHOT), { recursive: true });
       await page.screenshot({ path: SCREENSHOT.pathname, fullPage: true });
     }
+  });
+
+  it.skipIf(!hasChromium)('runs the month axis through every calendar month: a month without sales is a gap, not a dip to 0', async () => {
+    // an order three months after the newest: the two months between have no sales at all
+    const [{ at }] = (
+      await t.sourcePool.query(
+        `SELECT to_char(date_trunc('month', max(created_at)) + interval '3 months 14 days 10 hours', 'YYYY-MM-DD HH24:MI:SS') AS at FROM sales_order`,
+      )
+    ).rows;
+    await t.sourcePool.query(
+      `INSERT INTO sales_order (created_at, last_updated, design_id, staff_id, counterparty_id, units_sold, unit_price, currency_id,
+        agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id) VALUES ($1, $1, 1, 1, 1, 10, 9.99, 1, '2030-01-01', '2030-02-01', 1)`,
+      [at],
+    );
+    const newest = String(at).slice(0, 7);
+    const charts = await eventually(
+      'the later order on the month axis',
+      () => pageCharts(page),
+      (c) => c.salesByMonth.labels.at(-1) === newest,
+    );
+    const months =
+      await sql(`SELECT to_char(m, 'YYYY-MM') AS month, EXISTS (SELECT 1 FROM fact_sales_order_current f WHERE date_trunc('month', f.created_date) = m) AS sold
+      FROM generate_series((SELECT date_trunc('month', min(created_date)) FROM fact_sales_order_current),
+                           (SELECT date_trunc('month', max(created_date)) FROM fact_sales_order_current), interval '1 month') m ORDER BY m`);
+    const { labels, datasets } = charts.salesByMonth;
+    expect(labels).toEqual(months.map((m) => m.month));
+    const empty = months.filter((m) => !m.sold).map((m) => m.month);
+    expect(empty.length).toBeGreaterThanOrEqual(2);
+    for (const month of empty) for (const d of datasets) expect(d.data[labels.indexOf(month)], `${d.label} ${month}`).toBeNull();
+    for (const month of months.filter((m) => m.sold).map((m) => m.month))
+      for (const d of datasets) expect(d.data[labels.indexOf(month)], `${d.label} ${month}`).not.toBeNull();
   });
 
   it.skipIf(!hasChromium)('says the warehouse is unreachable, keeps polling and recovers', async () => {

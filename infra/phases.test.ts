@@ -55,11 +55,11 @@ describe('phase 1: the defaults', () => {
 describe('phase 2: starting capture and the loader', () => {
   it('is refused in the VPC the stack creates until it is marked as connected to the databases, naming what to set', () => {
     for (const service of ['capture', 'loader']) {
-      expect(() => resolveConfig({ [service]: { running: true } })).toThrow(new RegExp(`${service}.running needs a network .* set vpc .* newVpcConnected`));
+      expect(() => resolveConfig({ [service]: { running: true } })).toThrow(new RegExp(`${service}.running: needs a network .* set vpc .* newVpcConnected`));
     }
     expect(resolveConfig(RUNNING).capture.running).toBe(true);
     expect(resolveConfig({ ...RUNNING, newVpcConnected: false, vpc: IMPORTED_VPC }).loader.running).toBe(true);
-    expect(() => resolveConfig({ vpc: IMPORTED_VPC, newVpcConnected: true })).toThrow(/newVpcConnected is for the VPC the stack creates/);
+    expect(() => resolveConfig({ vpc: IMPORTED_VPC, newVpcConnected: true })).toThrow(/newVpcConnected: is for the VPC the stack creates/);
   });
 
   it('is what the deploy workflow calls phase 2 (it then checks the database secrets first)', () => {

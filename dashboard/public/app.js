@@ -18,17 +18,42 @@ function single(rows, labelKey, valueKey, seriesLabel) {
   return { labels: rows.map((r) => r[labelKey]), datasets: [{ label: seriesLabel, data: rows.map((r) => number(r[valueKey])) }] };
 }
 
-/** One dataset per series (e.g. currency); a label with no row in a series counts 0. */
-function pivot(rows, labelKey, seriesKey, valueKey) {
-  const labels = [...new Set(rows.map((r) => r[labelKey]))];
+/**
+ * One dataset per series (e.g. currency), over `labels` (default: the labels of the rows). A
+ * label with rows but none in a series counts 0 there; a label with no row at all is null in
+ * every series: a gap, which a line does not join across.
+ */
+function pivot(rows, labelKey, seriesKey, valueKey, labels = [...new Set(rows.map((r) => r[labelKey]))]) {
+  const present = new Set(rows.map((r) => r[labelKey]));
   const series = [...new Set(rows.map((r) => r[seriesKey]))].sort();
   const at = new Map(rows.map((r) => [`${r[labelKey]}\u0000${r[seriesKey]}`, number(r[valueKey])]));
-  return { labels, datasets: series.map((s) => ({ label: s, data: labels.map((l) => at.get(`${l}\u0000${s}`) ?? 0) })) };
+  return {
+    labels,
+    datasets: series.map((s) => ({ label: s, data: labels.map((l) => at.get(`${l}\u0000${s}`) ?? (present.has(l) ? 0 : null)) })),
+  };
+}
+
+/** Every calendar month ('YYYY-MM') from the first given to the last: months apart on the axis are months apart in time. */
+function calendarMonths(months) {
+  const sorted = [...months].sort();
+  if (sorted.length === 0) return [];
+  const last = sorted[sorted.length - 1];
+  let [year, month] = sorted[0].split('-').map(Number);
+  const all = [];
+  for (let label = sorted[0]; label <= last; label = `${year}-${String(month).padStart(2, '0')}`) {
+    all.push(label);
+    month = (month % 12) + 1;
+    if (month === 1) year++;
+  }
+  return all;
 }
 
 let currencyCode = '';
 const CHARTS = {
-  salesByMonth: { type: 'line', build: (rows) => pivot(rows, 'month', 'currency', 'value') },
+  salesByMonth: {
+    type: 'line',
+    build: (rows) => pivot(rows, 'month', 'currency', 'value', calendarMonths(rows.map((r) => r.month))),
+  },
   salesByCountry: { type: 'bar', build: (rows) => single(rows, 'country', 'value', `Sales value (${currencyCode})`) },
   topDesigns: { type: 'bar', horizontal: true, build: (rows) => single(rows, 'design', 'value', `Sales value (${currencyCode})`) },
   topCounterparties: { type: 'bar', horizontal: true, build: (rows) => single(rows, 'counterparty', 'value', `Sales value (${currencyCode})`) },
