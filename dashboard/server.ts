@@ -1,5 +1,5 @@
 /**
- * The dashboard: a web page for analysts (data-model.md §3 on the current state of each fact)
+ * The dashboard: a web page for analysts (data-model.md §3 on each fact as of now or the end of a past day)
  * and operators (freshness, loads, slot lag, changes/s, errors and dead letters).
  *
  * node:http only. Three kinds of request:
