@@ -365,6 +365,77 @@ describe('dashboard in a real browser', () => {
       for (const d of datasets) expect(d.data[labels.indexOf(month)], `${d.label} ${month}`).not.toBeNull();
   });
 
+  interface PageBusiness {
+    filter: { asOf: string | null };
+    asOf: { lsn: string; commitTime: string | null; monthEnds: string[] };
+  }
+  const pageBusiness = () =>
+    page.evaluate(() => {
+      const d = (window as unknown as { __dashboard: { business: PageBusiness; businessRefreshes: number } }).__dashboard;
+      return { ...d.business, refreshes: d.businessRefreshes };
+    });
+  /** The business charts (the pipeline's loads chart moves on by itself). */
+  const businessCharts = async () => {
+    const { loadsPerInterval: _, ...charts } = await pageCharts(page);
+    return charts;
+  };
+
+  it.skipIf(!hasChromium)('shows the figures as they stood at a month-end preset, and a day past the watermark as the warehouse says', async () => {
+    // the page as of a watermark that covers everything loaded so far: two refreshes started after reading it
+    const [{ watermark }] = await sql(`SELECT watermark_lsn::text AS watermark FROM totes_freshness`);
+    const { refreshes } = await pageBusiness();
+    await eventually('two more refreshes', pageBusiness, (b) => b.refreshes >= refreshes + 2);
+    const thenCharts = await businessCharts();
+    expect(await page.textContent('#asOfShown')).toMatch(
+      /^as of \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC \(LSN [0-9A-F]+\/[0-9A-F]+\): the newest source commit the whole warehouse has loaded$/,
+    );
+    // The pipeline has run minutes, not months: what it has loaded so far is moved two months back in
+    // totes_commits, the table that turns a time into a source commit, so a month with data has ended.
+    await sql(`UPDATE totes_commits SET source_commit_time = source_commit_time - interval '2 months' WHERE source_lsn <= $1::pg_lsn`, [watermark]);
+    const [{ monthEnd }] = await sql(
+      `SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC' - interval '2 months') + interval '1 month' - interval '1 day', 'YYYY-MM-DD') AS "monthEnd"`,
+    );
+
+    // a later sale, in today's month
+    await t.sourcePool.query(
+      `INSERT INTO sales_order (created_at, last_updated, design_id, staff_id, counterparty_id, units_sold, unit_price, currency_id,
+        agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id) VALUES ('2024-12-03 09:00:00', '2024-12-03 09:00:00', 1, 1, 1, 7777, 8.88, 1, '2024-12-04', '2024-12-05', 1)`,
+    );
+    const december = (c: ChartData) => c.datasets.find((d) => d.label === 'GBP')?.data[c.labels.indexOf('2024-12')] ?? 0;
+    const expected = Math.round((december(thenCharts.salesByMonth) + 7777 * 8.88) * 100) / 100;
+    const nowCharts = await eventually('the later sale on the page', businessCharts, (c) => Math.abs(december(c.salesByMonth) - expected) < 0.005);
+    expect(nowCharts).not.toEqual(thenCharts);
+
+    // the month end is a preset: picking it shows the figures as they were before the sale
+    await page.click(`#asOfPresets button[data-as-of="${monthEnd}"]`);
+    const asOf = await eventually('the page as of the month end', pageBusiness, (b) => b.filter.asOf === monthEnd);
+    expect(asOf.asOf.monthEnds[0]).toBe(monthEnd);
+    expect(await businessCharts()).toEqual(thenCharts);
+    expect(await page.getAttribute(`#asOfPresets button[data-as-of="${monthEnd}"]`, 'aria-pressed')).toBe('true');
+    expect(await page.textContent('#asOfShown')).toMatch(
+      new RegExp(`^as of the end of ${monthEnd} \\(UTC\\): the last source commit then, \\d{4}-\\d\\d-\\d\\d [0-9:.]+ UTC \\(LSN [0-9A-F]+/[0-9A-F]+\\)$`),
+    );
+
+    // a day past the watermark: the warehouse's message, and the figures stay
+    const tomorrow = new Date(Date.now() + 86_400_000).toISOString().slice(0, 10);
+    await page.fill('#asOf', tomorrow);
+    await page.click('#asOfForm button[type=submit]');
+    await page.waitForSelector('#asOfError:not([hidden])', { timeout: 10_000 });
+    expect(await page.textContent('#asOfError')).toMatch(
+      new RegExp(
+        `^totes\\.as_of = '${tomorrow} 23:59:59\\.999999' is past what the warehouse has loaded: every source transaction up to LSN [0-9A-F]+/[0-9A-F]+ .*\\(choose an earlier point`,
+      ),
+    );
+    expect(await businessCharts()).toEqual(thenCharts);
+    expect(await page.locator('#business').getAttribute('class')).toContain('stale');
+
+    // and back to now
+    await page.click('#asOfPresets button[data-as-of=""]');
+    await eventually('the page as of now', pageBusiness, (b) => b.filter.asOf === null);
+    expect(await page.isHidden('#asOfError')).toBe(true);
+    expect(december((await businessCharts()).salesByMonth)).toBe(expected);
+  });
+
   it.skipIf(!hasChromium)('says the warehouse is unreachable, keeps polling and recovers', async () => {
     await proxy.close();
     const banner = page.locator('#banner');

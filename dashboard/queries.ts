@@ -1,6 +1,8 @@
 /**
  * The dashboard's SQL: one named query per chart or table (data-model.md §3), every one on the
- * _current views, so each order or payment counts once, at its latest version.
+ * as-of views (docs/time-travel.md), so each order or payment counts once, at its version as of
+ * the point `totes.as_of` names (the transaction sets it: AS_OF_SETTING_SQL), and with the
+ * dimensions as they stood then; unset, the warehouse's watermark: never half a source transaction.
  *
  * Filters reach Postgres only as parameters. The date range applies to the order's created_date
  * (the payment's for receivables); either end may be NULL for "open". Values are summed per
@@ -14,12 +16,17 @@ export interface BusinessFilter {
   to: string | null;
   /** dim_currency.currency_id the rankings are computed in. */
   currencyId: number;
+  /** YYYY-MM-DD: the warehouse as it stood at the end of that day (UTC); null: as of the watermark. */
+  asOf: string | null;
 }
 
 interface NamedQuery {
   sql: string;
   params(filter: BusinessFilter): unknown[];
 }
+
+/** The public schema's as-of views (loader/as-of-sql.ts asOfSchema; the dashboard imports only lib/). */
+const AS_OF = 'as_of';
 
 const IN_RANGE = `($1::date IS NULL OR f.created_date >= $1::date) AND ($2::date IS NULL OR f.created_date <= $2::date)`;
 const range = (f: BusinessFilter) => [f.from, f.to];
@@ -28,21 +35,21 @@ const rangeAndCurrency = (f: BusinessFilter) => [f.from, f.to, f.currencyId];
 /** Current sales orders in the range and currency, with their value. */
 const SALES = `sales AS (
   SELECT f.*, f.units_sold * f.unit_price AS value
-    FROM fact_sales_order_current f
+    FROM ${AS_OF}.fact_sales_order f
    WHERE ${IN_RANGE} AND f.currency_id = $3)`;
 
 /** Inferred dimension members have no attributes until their row arrives: label them by id. */
 const currencyLabel = (alias: string, idColumn: string) => `coalesce(${alias}.currency_code, 'currency ' || ${idColumn})`;
 
-/** "Today" for overdue days, in UTC so the answer does not depend on the session's time zone. */
-const TODAY_UTC = `(now() AT TIME ZONE 'UTC')::date`;
+/** The day overdue days count to ($3): the as-of day, or today, in UTC so the answer does not depend on the session's time zone. */
+const TODAY_UTC = `coalesce($3::date, (now() AT TIME ZONE 'UTC')::date)`;
 
 export const BUSINESS_QUERIES = {
   /** Q1: sales value per month, per currency (every currency: the chart has one line each). */
   salesByMonth: {
     sql: `SELECT to_char(f.created_date, 'YYYY-MM') AS month, ${currencyLabel('c', 'f.currency_id')} AS currency,
                  sum(f.units_sold * f.unit_price) AS value
-            FROM fact_sales_order_current f LEFT JOIN dim_currency c ON c.currency_id = f.currency_id
+            FROM ${AS_OF}.fact_sales_order f LEFT JOIN ${AS_OF}.dim_currency c ON c.currency_id = f.currency_id
            WHERE ${IN_RANGE}
            GROUP BY 1, 2 ORDER BY 1, 2`,
     params: range,
@@ -52,7 +59,7 @@ export const BUSINESS_QUERIES = {
     sql: `WITH ${SALES}
           SELECT f.sales_staff_id AS staff_id, coalesce(s.first_name || ' ' || s.last_name, 'staff ' || f.sales_staff_id) AS staff,
                  s.department_name AS department, s.location, sum(f.units_sold)::bigint::text AS units, sum(f.value) AS value
-            FROM sales f LEFT JOIN dim_staff s ON s.staff_id = f.sales_staff_id
+            FROM sales f LEFT JOIN ${AS_OF}.dim_staff s ON s.staff_id = f.sales_staff_id
            GROUP BY 1, 2, 3, 4 ORDER BY sum(f.value) DESC, 1`,
     params: rangeAndCurrency,
   },
@@ -60,7 +67,7 @@ export const BUSINESS_QUERIES = {
   salesByDepartment: {
     sql: `WITH ${SALES}
           SELECT coalesce(s.department_name, 'unknown') AS department, coalesce(s.location, 'unknown') AS location, sum(f.value) AS value
-            FROM sales f LEFT JOIN dim_staff s ON s.staff_id = f.sales_staff_id
+            FROM sales f LEFT JOIN ${AS_OF}.dim_staff s ON s.staff_id = f.sales_staff_id
            GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2`,
     params: rangeAndCurrency,
   },
@@ -68,7 +75,7 @@ export const BUSINESS_QUERIES = {
   topDesigns: {
     sql: `WITH ${SALES}
           SELECT f.design_id, coalesce(d.design_name, 'design ' || f.design_id) AS design, sum(f.value) AS value
-            FROM sales f LEFT JOIN dim_design d ON d.design_id = f.design_id
+            FROM sales f LEFT JOIN ${AS_OF}.dim_design d ON d.design_id = f.design_id
            GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 10`,
     params: rangeAndCurrency,
   },
@@ -76,7 +83,7 @@ export const BUSINESS_QUERIES = {
   topCounterparties: {
     sql: `WITH ${SALES}
           SELECT f.counterparty_id, coalesce(cp.counterparty_legal_name, 'counterparty ' || f.counterparty_id) AS counterparty, sum(f.value) AS value
-            FROM sales f LEFT JOIN dim_counterparty cp ON cp.counterparty_id = f.counterparty_id
+            FROM sales f LEFT JOIN ${AS_OF}.dim_counterparty cp ON cp.counterparty_id = f.counterparty_id
            GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 10`,
     params: rangeAndCurrency,
   },
@@ -84,7 +91,7 @@ export const BUSINESS_QUERIES = {
   salesByCountry: {
     sql: `WITH ${SALES}
           SELECT coalesce(l.country, 'unknown') AS country, sum(f.value) AS value
-            FROM sales f LEFT JOIN dim_location l ON l.location_id = f.agreed_delivery_location_id
+            FROM sales f LEFT JOIN ${AS_OF}.dim_location l ON l.location_id = f.agreed_delivery_location_id
            GROUP BY 1 ORDER BY 2 DESC, 1`,
     params: rangeAndCurrency,
   },
@@ -93,8 +100,8 @@ export const BUSINESS_QUERIES = {
     sql: `WITH ${SALES},
           per_country AS (
             SELECT coalesce(l.country, 'unknown') AS country, coalesce(d.design_name, 'design ' || f.design_id) AS design, sum(f.value) AS value
-              FROM sales f LEFT JOIN dim_location l ON l.location_id = f.agreed_delivery_location_id
-                           LEFT JOIN dim_design d ON d.design_id = f.design_id
+              FROM sales f LEFT JOIN ${AS_OF}.dim_location l ON l.location_id = f.agreed_delivery_location_id
+                           LEFT JOIN ${AS_OF}.dim_design d ON d.design_id = f.design_id
              GROUP BY 1, 2),
           ranked AS (SELECT *, row_number() OVER (PARTITION BY country ORDER BY value DESC, design) AS rank FROM per_country)
           SELECT country, rank::int, design, value FROM ranked WHERE rank <= 3 ORDER BY country, rank`,
@@ -107,7 +114,7 @@ export const BUSINESS_QUERIES = {
   staffUnitsLatestMonth: {
     sql: `WITH monthly AS (
             SELECT date_trunc('month', f.created_date)::date AS month, f.sales_staff_id, sum(f.units_sold) AS units
-              FROM fact_sales_order_current f WHERE ${IN_RANGE} GROUP BY 1, 2),
+              FROM ${AS_OF}.fact_sales_order f WHERE ${IN_RANGE} GROUP BY 1, 2),
           measured AS (
             SELECT m.*, m.units / sum(m.units) OVER (PARTITION BY m.month) AS share,
                    lag(m.units) OVER (PARTITION BY m.sales_staff_id ORDER BY m.month) AS previous_units,
@@ -117,7 +124,7 @@ export const BUSINESS_QUERIES = {
                  m.units::bigint::text AS units, round(100 * m.share, 1) AS share_percent,
                  CASE WHEN m.previous_month = (m.month - interval '1 month')::date
                       THEN round(100 * (m.units - m.previous_units)::numeric / m.previous_units, 1) END AS growth_percent
-            FROM measured m LEFT JOIN dim_staff s ON s.staff_id = m.sales_staff_id
+            FROM measured m LEFT JOIN ${AS_OF}.dim_staff s ON s.staff_id = m.sales_staff_id
            WHERE m.month = (SELECT max(month) FROM monthly)
            ORDER BY m.units DESC, 2`,
     params: range,
@@ -131,30 +138,30 @@ export const BUSINESS_QUERIES = {
                  ${currencyLabel('c', 'f.currency_id')} AS currency, count(*)::int AS payments, sum(f.payment_amount) AS amount,
                  round(avg(greatest(${TODAY_UTC} - f.payment_date, 0)), 1) AS avg_days_overdue,
                  max(greatest(${TODAY_UTC} - f.payment_date, 0)) AS max_days_overdue
-            FROM fact_payment_current f
-            JOIN dim_payment_type pt ON pt.payment_type_id = f.payment_type_id AND pt.payment_type_name = 'SALES_RECEIPT'
-            LEFT JOIN dim_counterparty cp ON cp.counterparty_id = f.counterparty_id
-            LEFT JOIN dim_currency c ON c.currency_id = f.currency_id
+            FROM ${AS_OF}.fact_payment f
+            JOIN ${AS_OF}.dim_payment_type pt ON pt.payment_type_id = f.payment_type_id AND pt.payment_type_name = 'SALES_RECEIPT'
+            LEFT JOIN ${AS_OF}.dim_counterparty cp ON cp.counterparty_id = f.counterparty_id
+            LEFT JOIN ${AS_OF}.dim_currency c ON c.currency_id = f.currency_id
            WHERE NOT f.paid AND ${IN_RANGE}
            GROUP BY 1, 2 ORDER BY sum(f.payment_amount) DESC, 1, 2`,
-    params: range,
+    params: (f) => [f.from, f.to, f.asOf],
   },
   /** Q9: revenue by day of the week (Monday first), month name and quarter. */
   revenueByWeekday: {
     sql: `WITH ${SALES}
-          SELECT d.day_name AS label, sum(f.value) AS value FROM sales f JOIN dim_date d ON d.date_id = f.created_date
+          SELECT d.day_name AS label, sum(f.value) AS value FROM sales f JOIN ${AS_OF}.dim_date d ON d.date_id = f.created_date
            GROUP BY d.day_of_week, d.day_name ORDER BY d.day_of_week`,
     params: rangeAndCurrency,
   },
   revenueByMonthName: {
     sql: `WITH ${SALES}
-          SELECT d.month_name AS label, sum(f.value) AS value FROM sales f JOIN dim_date d ON d.date_id = f.created_date
+          SELECT d.month_name AS label, sum(f.value) AS value FROM sales f JOIN ${AS_OF}.dim_date d ON d.date_id = f.created_date
            GROUP BY d.month, d.month_name ORDER BY d.month`,
     params: rangeAndCurrency,
   },
   revenueByQuarter: {
     sql: `WITH ${SALES}
-          SELECT 'Q' || d.quarter AS label, sum(f.value) AS value FROM sales f JOIN dim_date d ON d.date_id = f.created_date
+          SELECT 'Q' || d.quarter AS label, sum(f.value) AS value FROM sales f JOIN ${AS_OF}.dim_date d ON d.date_id = f.created_date
            GROUP BY d.quarter ORDER BY d.quarter`,
     params: rangeAndCurrency,
   },
@@ -164,8 +171,38 @@ export type BusinessQueryName = keyof typeof BUSINESS_QUERIES;
 
 /** The currencies the filter offers, and the dates the sales cover (for the date inputs). */
 export const CURRENCIES_SQL = `SELECT currency_id AS id, coalesce(currency_code, 'currency ' || currency_id) AS code, currency_name AS name
-  FROM dim_currency WHERE NOT is_deleted ORDER BY currency_id`;
-export const SALES_EXTENT_SQL = `SELECT min(created_date) AS first, max(created_date) AS last FROM fact_sales_order_current`;
+  FROM ${AS_OF}.dim_currency WHERE NOT is_deleted ORDER BY currency_id`;
+export const SALES_EXTENT_SQL = `SELECT min(created_date) AS first, max(created_date) AS last FROM ${AS_OF}.fact_sales_order`;
+
+/**
+ * The point the transaction reads at ($1: the as-of day or null), SET LOCAL, so a pooled
+ * connection never keeps it: the end of that day UTC, or '' (unset) for the watermark.
+ */
+export const AS_OF_SETTING_SQL = `SELECT set_config('totes.as_of', coalesce($1::date::text || ' 23:59:59.999999', ''), true)`;
+
+/**
+ * The point as_of reads at and its source commit time ($1 as above): the watermark's when
+ * unset; a day's last source commit (null before the first). A day past the watermark fails
+ * here with the warehouse's message (SQLSTATE AS_OF_REFUSED).
+ */
+export const AS_OF_POINT_SQL = `SELECT p.lsn::text AS lsn,
+       to_char(CASE WHEN $1::date IS NULL THEN f.watermark_commit_time AT TIME ZONE 'UTC' ELSE c.source_commit_time END,
+               'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS commit_time
+  FROM totes_as_of_point p CROSS JOIN totes_freshness f LEFT JOIN totes_commits c ON c.source_lsn = p.lsn`;
+export const AS_OF_REFUSED = '22023';
+
+/**
+ * The last days of the latest months (up to six) that have source commits and have ended
+ * by the watermark's month, newest first: one index probe per month, however many commits.
+ */
+export const MONTH_ENDS_SQL = `WITH RECURSIVE months AS (
+    SELECT date_trunc('month', (SELECT max(c.source_commit_time) FROM totes_commits c
+                                 WHERE c.source_commit_time < date_trunc('month', f.watermark_commit_time AT TIME ZONE 'UTC'))) AS month, 1 AS n
+      FROM totes_freshness f
+    UNION ALL
+    SELECT date_trunc('month', (SELECT max(c.source_commit_time) FROM totes_commits c WHERE c.source_commit_time < m.month)), m.n + 1
+      FROM months m WHERE m.month IS NOT NULL AND m.n < 6)
+  SELECT to_char(month + interval '1 month' - interval '1 day', 'YYYY-MM-DD') AS day FROM months WHERE month IS NOT NULL ORDER BY month DESC`;
 
 /** What only the warehouse knows about the pipeline: how far it is complete, and what was loaded. */
 export const PIPELINE_QUERIES = {

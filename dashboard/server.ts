@@ -1,9 +1,10 @@
 /**
- * The dashboard: a web page for analysts (data-model.md §3 on the current state of each fact)
+ * The dashboard: a web page for analysts (data-model.md §3 on each fact as of now or the end of a past day)
  * and operators (freshness, loads, slot lag, changes/s, errors and dead letters).
  *
  * node:http only. Three kinds of request:
- *   GET /api/business?from=YYYY-MM-DD&to=YYYY-MM-DD&currency=ID   every chart's rows, from one snapshot
+ *   GET /api/business?from=…&to=…&currency=ID&asOf=YYYY-MM-DD   every chart's rows, from one snapshot, as of
+ *                                                                the end of asOf (UTC) or the watermark
  *   GET /api/pipeline                                             freshness and loads, plus pipelineStatus()
  *   GET / and a fixed list of static files (no path from the request reaches the file system)
  * Request text reaches SQL only as parameters. It needs nothing but SELECT on the warehouse, and
@@ -15,7 +16,18 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg, { connectionConfig } from '../lib/pg.ts';
-import { BUSINESS_QUERIES, CURRENCIES_SQL, PIPELINE_QUERIES, SALES_EXTENT_SQL, type BusinessFilter, type BusinessQueryName } from './queries.ts';
+import {
+  AS_OF_POINT_SQL,
+  AS_OF_REFUSED,
+  AS_OF_SETTING_SQL,
+  BUSINESS_QUERIES,
+  CURRENCIES_SQL,
+  MONTH_ENDS_SQL,
+  PIPELINE_QUERIES,
+  SALES_EXTENT_SQL,
+  type BusinessFilter,
+  type BusinessQueryName,
+} from './queries.ts';
 
 export interface DashboardOptions {
   warehouseUrl: string;
@@ -85,9 +97,9 @@ function dateParam(value: string | null, name: string): string | null {
 }
 
 /** The business filter from the query string; anything unknown, repeated or malformed is refused. */
-function parseBusinessQuery(params: URLSearchParams): { from: string | null; to: string | null; currencyId: number | null } {
+function parseBusinessQuery(params: URLSearchParams): Omit<BusinessFilter, 'currencyId'> & { currencyId: number | null } {
   for (const name of new Set(params.keys())) {
-    if (!['from', 'to', 'currency'].includes(name)) throw new BadRequest(`unknown parameter ${JSON.stringify(name.slice(0, 40))}`);
+    if (!['from', 'to', 'currency', 'asOf'].includes(name)) throw new BadRequest(`unknown parameter ${JSON.stringify(name.slice(0, 40))}`);
     if (params.getAll(name).length > 1) throw new BadRequest(`${name} given more than once`);
   }
   const from = dateParam(params.get('from'), 'from');
@@ -95,7 +107,7 @@ function parseBusinessQuery(params: URLSearchParams): { from: string | null; to:
   if (from && to && from > to) throw new BadRequest('from must not be after to');
   const currency = params.get('currency');
   if (currency !== null && currency !== '' && !/^[1-9]\d{0,8}$/.test(currency)) throw new BadRequest('currency must be a currency id (a positive integer)');
-  return { from, to, currencyId: currency ? Number(currency) : null };
+  return { from, to, currencyId: currency ? Number(currency) : null, asOf: dateParam(params.get('asOf'), 'asOf') };
 }
 
 /** A failure where the warehouse answered (a SQLSTATE outside connection, shutdown and login errors) is a query error, not unreachability. */
@@ -151,14 +163,17 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
   async function business(params: URLSearchParams) {
     const query = parseBusinessQuery(params);
     return readOnly(async (db) => {
+      await db.query(AS_OF_SETTING_SQL, [query.asOf]);
+      const point = (await db.query(AS_OF_POINT_SQL, [query.asOf])).rows[0] as { lsn: string; commit_time: string | null };
+      const monthEnds = (await db.query(MONTH_ENDS_SQL)).rows.map((r) => r.day as string);
       const currencies = (await db.query(CURRENCIES_SQL)).rows as { id: number; code: string; name: string | null }[];
-      const filter: BusinessFilter = { from: query.from, to: query.to, currencyId: query.currencyId ?? currencies[0]?.id ?? 0 };
+      const filter: BusinessFilter = { ...query, currencyId: query.currencyId ?? currencies[0]?.id ?? 0 };
       const extent = (await db.query(SALES_EXTENT_SQL)).rows[0];
       const results = {} as Record<BusinessQueryName, unknown[]>;
       for (const [name, q] of Object.entries(BUSINESS_QUERIES) as [BusinessQueryName, (typeof BUSINESS_QUERIES)[BusinessQueryName]][]) {
         results[name] = (await db.query(q.sql, q.params(filter))).rows;
       }
-      return { filter, currencies, extent, results };
+      return { filter, asOf: { lsn: point.lsn, commitTime: point.commit_time, monthEnds }, currencies, extent, results };
     });
   }
 
@@ -245,6 +260,9 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
         sendJson(res, 200, await business(url.searchParams));
       } catch (err) {
         if (err instanceof BadRequest) return sendJson(res, 400, { error: err.message });
+        // a day past the watermark: the warehouse's own words on how far it has loaded
+        const { code, hint } = err as { code?: string; hint?: string };
+        if (code === AS_OF_REFUSED) return sendJson(res, 400, { error: (err as Error).message, hint, asOfRefused: true });
         noteError('dashboard', `warehouse: ${(err as Error).message}`);
         sendJson(res, 503, { error: (err as Error).message, reachable: warehouseAnswered(err) });
       }

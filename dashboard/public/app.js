@@ -162,7 +162,7 @@ async function getJson(path) {
 
 // ---- business ----
 
-const filter = { from: '', to: '', currency: '' };
+const filter = { from: '', to: '', currency: '', asOf: '' };
 
 function businessQuery() {
   const params = new URLSearchParams();
@@ -170,7 +170,35 @@ function businessQuery() {
   return params.toString();
 }
 
+const MONTH = new Intl.DateTimeFormat('en-GB', { month: 'short', year: 'numeric', timeZone: 'UTC' });
+const shownTime = (t) => t.replace('T', ' ').replace(/Z$/, ' UTC');
+
+/** What point the figures are as of, and a button per month end (the end of the last months with data). */
+function showAsOf(data) {
+  const { lsn, commitTime, monthEnds } = data.asOf;
+  const day = data.filter.asOf;
+  $('asOfShown').textContent = !day
+    ? `as of ${commitTime ? shownTime(commitTime) : 'an unknown time'} (LSN ${lsn}): the newest source commit the whole warehouse has loaded`
+    : `as of the end of ${day} (UTC): ${commitTime ? `the last source commit then, ${shownTime(commitTime)} (LSN ${lsn})` : 'before the first source commit loaded'}`;
+  const presets = $('asOfPresets');
+  const days = ['', ...monthEnds].join(',');
+  if (presets.dataset.days !== days) {
+    presets.replaceChildren(
+      ...['', ...monthEnds].map((d) => {
+        const button = document.createElement('button');
+        button.type = 'button';
+        button.dataset.asOf = d;
+        button.textContent = d ? `end of ${MONTH.format(new Date(`${d}T00:00:00Z`))}` : 'Now';
+        return button;
+      }),
+    );
+    presets.dataset.days = days;
+  }
+  for (const button of presets.querySelectorAll('button')) button.setAttribute('aria-pressed', String(button.dataset.asOf === (day ?? '')));
+}
+
 function showBusiness(data) {
+  showAsOf(data);
   const chosen = data.currencies.find((c) => c.id === data.filter.currencyId);
   currencyCode = chosen ? chosen.code : '';
   const select = $('currency');
@@ -210,11 +238,17 @@ async function refreshBusiness() {
   if (query !== businessQuery()) return; // the filter changed while this was in flight
   if (status === 200) {
     $('filterError').hidden = true;
+    $('asOfError').hidden = true;
     showBusiness(body);
     setProblem('business', null);
     $('business').classList.remove('stale');
     window.__dashboard.businessRefreshes++;
     window.__dashboard.business = body;
+  } else if (status === 400 && body.asOfRefused) {
+    // the last figures stay, dimmed, under the heading that says which point they are as of
+    $('asOfError').hidden = false;
+    $('asOfError').textContent = `${body.error}${body.hint ? ` (${body.hint})` : ''}`;
+    $('business').classList.add('stale');
   } else if (status === 400) {
     $('filterError').hidden = false;
     $('filterError').textContent = body.error;
@@ -344,6 +378,20 @@ $('allTime').addEventListener('click', () => {
   filter.from = '';
   filter.to = '';
   refreshBusiness();
+});
+
+function showAsOfDay(day) {
+  $('asOf').value = day;
+  filter.asOf = day;
+  refreshBusiness();
+}
+$('asOfForm').addEventListener('submit', (event) => {
+  event.preventDefault();
+  showAsOfDay($('asOf').value);
+});
+$('asOfPresets').addEventListener('click', (event) => {
+  const button = event.target.closest('button');
+  if (button) showAsOfDay(button.dataset.asOf);
 });
 
 poll(refreshPipeline, PIPELINE_EVERY_MS);
