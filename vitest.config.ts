@@ -10,6 +10,7 @@ const SOURCE_FACING = [
   'capture/**/*.pg.test.ts',
   'test/pipeline.e2e.test.ts',
   'test/property.pg.test.ts',
+  'test/rebuild.e2e.test.ts',
   'test/value-set-aside.e2e.test.ts',
   'verify/dirty-source.pg.test.ts',
 ];
