@@ -5,7 +5,7 @@
  *   raw/YYYY/MM/DD/HH/<stream>-1-YYYY-MM-DD-HH-MM-SS-<uuid>.gz
  * Like the real service it takes records off the stream once buffered; `deliveredThrough` says
  * how far each shard is in the archive, so the poller's durable checkpoint never passes a record
- * a crash would lose from the buffer. stop() delivers what is buffered.
+ * a crash would lose from the buffer. stop() and deliverNow() deliver what is buffered.
  */
 import { randomUUID } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
@@ -54,6 +54,9 @@ export class FirehoseStandin {
   start(): void {
     this.ticker = setInterval(() => void this.deliver().catch(() => undefined), 500);
   }
+
+  /** Deliver what is buffered now (a closed shard read to its end: its children wait on it). */
+  readonly deliverNow = (): Promise<void> => this.deliver(true);
 
   async stop(): Promise<void> {
     if (this.ticker) clearInterval(this.ticker);

@@ -3,7 +3,8 @@
  * from its durable checkpoint (nothing read twice after a clean stop, nothing skipped after a
  * failure); the archiver's checkpoint never passes what it has not delivered, so records lost
  * from its buffer with the process are read again; and across a split, the parent is read to
- * its end before its children, each child once. With a batching window, as the deployed mapping
+ * its end before its children, each child once, the archiver delivering the parent's end at once
+ * so its children do not wait out its buffer. With a batching window, as the deployed mapping
  * has, records wait for a full batch or the window.
  */
 import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -156,6 +157,39 @@ describe('KinesisPoller', () => {
     ]);
     expect(calls[0].at - start).toBeLessThan(1_000);
     expect(calls[1].at - calls[0].at).toBeGreaterThanOrEqual(1_400);
+  });
+
+  it('has the archiver deliver a split parent once it is read to its end: its children are read without waiting out the buffer interval', async () => {
+    const { name, checkpoints } = await fresh(1);
+    const [parent] = await openShards(kinesis, name);
+    await putOnStream(kinesis, name, changes(1, 10));
+    const firehose = new FirehoseStandin({ s3, bucket: name, deliveryStreamName: name, bufferIntervalMs: 60_000 });
+    const held = () => (firehose as unknown as { buffer: unknown[] }).buffer.length;
+    firehose.start();
+    const poller = new KinesisPoller({
+      client: kinesis,
+      streamName: name,
+      consumer: firehose.consume,
+      name: 'a',
+      checkpoints,
+      durableThrough: firehose.deliveredThrough,
+      makeDurable: firehose.deliverNow,
+      idlePollMs: 20,
+      discoverMs: 100,
+    });
+    await poller.start();
+    try {
+      await until('the parent buffered', () => held() === 10);
+      await splitShard(kinesis, name, parent);
+      await putOnStream(kinesis, name, changes(11, 20));
+      // the children are read only once the parent's end is delivered; a 60 s buffer is not waited out
+      await until('the parent delivered and the children buffered', () => firehose.records === 10 && held() === 10, 10_000);
+    } finally {
+      await poller.stop();
+      await firehose.stop();
+    }
+    const ids = (await archivedEvents(s3, name)).map((e) => (e.kind === 'change' ? Number(e.key.sales_order_id) : null));
+    expect(ids.sort((x, y) => x! - y!)).toEqual(changes(1, 20).map((c) => c.key.sales_order_id));
   });
 
   it('reads a split parent to its end before its children, and does not read it again after a restart', async () => {

@@ -7,7 +7,9 @@
  * stream again from the start nor skips a record.
  *
  * Resharding: new shards are looked for every `discoverMs`; a child shard is read only once
- * each parent has been read to its end (and that end checkpointed), as the mapping does.
+ * each parent has been read to its end (and that end checkpointed), as the mapping does. A
+ * consumer that buffers (the Firehose stand-in) is told to deliver once a parent is read to its
+ * end, so the children are not held back by its buffer interval.
  */
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand, type KinesisClient, type _Record } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
@@ -44,6 +46,11 @@ export interface PollerOptions {
    * them): the last record of a shard it has made durable. Checkpoints never pass it.
    */
   durableThrough?: (shardId: string) => string | undefined;
+  /**
+   * Make durable now what the consumer holds: called when a closed shard has been read to its
+   * end, so its children start without waiting for the consumer's own buffering to run out.
+   */
+  makeDurable?: () => Promise<void>;
   /** How often to look for shards a reshard created. */
   discoverMs?: number;
 }
@@ -178,6 +185,7 @@ export class KinesisPoller {
           if (!iterator) {
             // a closed shard read to its end: checkpoint that once the consumer holds nothing of it
             if (this.opts.durableThrough && position && this.opts.durableThrough(shardId) !== position) {
+              await this.opts.makeDurable?.();
               await sleep(this.opts.idlePollMs ?? 200, signal);
               iterator = await this.iterator(shardId, position);
               continue;

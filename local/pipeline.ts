@@ -105,6 +105,7 @@ export class Pipeline {
       name: 'archiver',
       checkpoints: new PollerCheckpoints(this.s3, this.config.ingestionBucket, 'archiver', this.config.streamName),
       durableThrough: this.firehose.deliveredThrough,
+      makeDurable: this.firehose.deliverNow,
     });
     this.pollers.push(processorPoller, firehosePoller);
     await Promise.all([asComponent('processor', () => processorPoller.start()), asComponent('archiver', () => firehosePoller.start())]);

@@ -134,6 +134,7 @@ export const SERVICES: Record<string, (env: Env) => Promise<void>> = {
       name: 'archiver',
       checkpoints: new PollerCheckpoints(s3, bucket, 'archiver', streamName),
       durableThrough: firehose.deliveredThrough,
+      makeDurable: firehose.deliverNow,
     });
     firehose.start();
     await poller.start();

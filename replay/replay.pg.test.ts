@@ -22,7 +22,7 @@ import { HISTORY_TABLES, historyName } from '../loader/history-sql.ts';
 import { PostgresWarehouse } from '../loader/warehouse.ts';
 import { foreignKeys, STAR_TABLES } from '../loader/warehouse-schema.ts';
 import { ArchiveCorruptError, replayArchive, sourceTablesFor, type ReplayOptions } from './replay.ts';
-import { switchInRebuild } from './switch-in.ts';
+import { SwitchInError, switchInRebuild } from './switch-in.ts';
 
 /** Every star table and dimension history as text rows, ordered by natural key and (source_lsn, source_pos), without the serial record ids. */
 async function snapshotTables(pool: pg.Pool, schema: string): Promise<Record<string, string[][]>> {
@@ -255,7 +255,7 @@ describe('replay of hand-made archives', () => {
   let s3: S3Client;
   let db: Awaited<ReturnType<typeof createDatabase>>;
   let pool: pg.Pool;
-  const buckets = ['corrupt', 'dedupe', 'filters', 'gaps', 'switch'];
+  const buckets = ['corrupt', 'dedupe', 'filters', 'gaps', 'switch', 'shards', 'shards-live'];
   beforeAll(async () => {
     [aws, db] = await Promise.all([startLocalAws({ stream: 'unused', shards: 1, buckets }), createDatabase('replay')]);
     s3 = s3Client({ s3Endpoint: aws.s3Endpoint });
@@ -342,6 +342,41 @@ describe('replay of hand-made archives', () => {
     } as Parameters<typeof switchInRebuild>[0]);
     expect(switched.catchUpPasses).toBeGreaterThanOrEqual(1);
     expect((await pool.query(`SELECT phone FROM switch_live.dim_location WHERE location_id = 1`)).rows).toEqual([{ phone: 'new' }]);
+  });
+
+  it('does not switch in a rebuild whose newest heartbeat came from one shard while another shard is not archived yet', async () => {
+    // shard A's object (a change and a later heartbeat) is delivered; shard B's earlier change is still in Firehose's buffer
+    const shardA = ndjson([address(1, '0/600', 0, '09:00:00', 'a'), heartbeat('0/900', '09:00:03')]);
+    const shardB = ndjson([address(2, '0/650', 0, '09:00:01', 'b'), heartbeat('0/900', '09:00:03')]);
+    await put('shards', 'raw/2024/05/01/09/s-1-a.gz', shardA);
+    await put('shards-live', 'raw/2024/05/01/09/s-1-a.gz', shardA);
+    await put('shards-live', 'raw/2024/05/01/09/s-1-b.gz', shardB);
+    await replayArchive({ s3, bucket: 'shards-live', pool, schema: 'shards_live', freshSchema: true });
+    const first = await replayArchive({ s3, bucket: 'shards', pool, schema: 'shards_rebuild', freshSchema: true, recordWatermark: true });
+    expect(first.watermark?.lsn).toBe('0/900');
+    const switchIn = () =>
+      switchInRebuild({
+        s3,
+        bucket: 'shards',
+        pool,
+        rebuildSchema: 'shards_rebuild',
+        liveSchema: 'shards_live',
+        replayedKeys: first.keys,
+        timeoutMs: 300,
+        pollMs: 50,
+      });
+    const refused = await switchIn().catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(SwitchInError);
+    expect((refused as Error).message).toContain('dim_location: 1 row from 0/650 on');
+    expect((await pool.query(`SELECT count(*)::int AS n FROM shards_live.dim_location`)).rows[0].n).toBe(2);
+    // once shard B's object arrives, a catch-up pass takes it and the switch goes through
+    await put('shards', 'raw/2024/05/01/09/s-1-b.gz', shardB);
+    const switched = await switchIn();
+    expect(switched.catchUpPasses).toBeGreaterThanOrEqual(1);
+    expect((await pool.query(`SELECT location_id, phone FROM shards_live.dim_location ORDER BY 1`)).rows).toEqual([
+      { location_id: 1, phone: 'a' },
+      { location_id: 2, phone: 'b' },
+    ]);
   });
 
   it('loads an event archived twice once, in (commit LSN, position) order whatever the object order', async () => {

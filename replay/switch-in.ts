@@ -3,6 +3,7 @@
  * one transaction holding the live loader's lock, after catching up with what the live
  * warehouse holds. The live loader waits meanwhile, then carries on in the rebuilt schema.
  */
+import { LOAD_TABLES, type LoadTable, type LoadTableName, versionBeforeSql } from '../formats/load-tables.ts';
 import { asOfSchema } from '../loader/as-of-sql.ts';
 import type pg from '../lib/pg.ts';
 import { PostgresWarehouse } from '../loader/warehouse.ts';
@@ -35,12 +36,54 @@ export interface SwitchInResult {
   pausedSeconds: number;
 }
 
+/** Changes the live warehouse holds that a rebuild lacks, in one table. */
+export interface MissingChanges {
+  table: LoadTableName;
+  /** Fact versions absent from the rebuild; dimension rows absent or at an older version there. */
+  rows: number;
+  oldestLsn: string;
+  /** Commit time of the oldest missing fact version (dimension rows keep no commit time). */
+  since: string | null;
+}
+
+/**
+ * What the live warehouse holds that the rebuild does not: every fact version (by key and stream
+ * position) and every dimension row at its version or a later one. The archive has no shard
+ * ids, so a newest heartbeat replayed from one shard says nothing of another shard whose
+ * objects are not delivered yet; this compares what each side holds, whatever shard it came on.
+ */
+export async function missingFromRebuild(db: Pick<pg.PoolClient, 'query'>, live: string, rebuild: string): Promise<MissingChanges[]> {
+  const missing: MissingChanges[] = [];
+  for (const [table, t] of Object.entries(LOAD_TABLES) as [LoadTableName, LoadTable][]) {
+    const sql =
+      t.kind === 'fact'
+        ? `SELECT count(*)::int AS n, min(l.source_lsn)::text AS lsn,
+                  to_char(min(l.source_commit_time), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS since
+             FROM "${live}".${table} l
+            WHERE NOT EXISTS (SELECT 1 FROM "${rebuild}".${table} r
+                               WHERE r.${t.key} = l.${t.key} AND r.source_lsn = l.source_lsn AND r.source_pos = l.source_pos)`
+        : // an inferred member (0/0) is only a placeholder for a fact that arrived first
+          `SELECT count(*)::int AS n, min(l.source_lsn)::text AS lsn, NULL AS since
+             FROM "${live}".${table} l LEFT JOIN "${rebuild}".${table} r ON r.${t.key} = l.${t.key}
+            WHERE l.source_lsn > '0/0' AND (r.${t.key} IS NULL OR ${versionBeforeSql('r', 'l')})`;
+    const { rows } = await db.query(sql);
+    if (rows[0].n > 0) missing.push({ table, rows: rows[0].n, oldestLsn: rows[0].lsn, since: rows[0].since });
+  }
+  return missing;
+}
+
+export function formatMissing(m: MissingChanges): string {
+  return `  ${m.table}: ${m.rows} ${m.rows === 1 ? 'row' : 'rows'} from ${m.oldestLsn}${m.since ? ` (committed ${m.since})` : ''} on`;
+}
+
 /**
  * Switch a rebuilt schema in for the live one, in one transaction that holds the live
  * loader's lock (the live loader waits, then carries on in the rebuilt schema):
  *   1. wait, replaying newly archived objects into the rebuild, until its watermark (newest
- *      heartbeat) has passed every change the live warehouse holds: the archive lags the
- *      stream by Firehose's buffer interval, and the live loader is paused meanwhile;
+ *      heartbeat) has passed every change the live warehouse holds and the rebuild holds every
+ *      one of them (missingFromRebuild: a heartbeat from one shard does not prove another
+ *      shard's objects are delivered): the archive lags the stream by Firehose's buffer
+ *      interval, and the live loader is paused meanwhile;
  *   2. copy the live load log and shard progress across, so the live loader resumes at the
  *      manifests it had reached and freshness is the live shards' again (the "replay" row goes);
  *   3. rename the live schema to <live>_replaced_<UTC stamp> and the rebuild to <live>.
@@ -64,11 +107,13 @@ export async function switchInRebuild(opts: SwitchInOptions): Promise<SwitchInRe
           `SELECT watermark_lsn::text AS lsn, watermark_lsn >= $1::pg_lsn AS caught_up FROM "${rebuild}".totes_shard_progress WHERE shard = $2`,
           [newestLive, REPLAY_SHARD],
         );
-        if (w.rows[0]?.caught_up) break;
+        const missing = w.rows[0]?.caught_up ? await missingFromRebuild(db, live, rebuild) : [];
+        if (w.rows[0]?.caught_up && missing.length === 0) break;
         if (Date.now() > deadline) {
-          throw new SwitchInError(
-            `the archive has not caught up with the live warehouse: newest heartbeat replayed ${w.rows[0]?.lsn ?? 'none'}, live holds changes up to ${newestLive}; nothing was switched`,
-          );
+          const behind = missing.length
+            ? `the rebuild lacks changes the live warehouse holds:\n${missing.map(formatMissing).join('\n')}\n(their objects are not in the archive yet, or were lost)`
+            : `newest heartbeat replayed ${w.rows[0]?.lsn ?? 'none'}, live holds changes up to ${newestLive}`;
+          throw new SwitchInError(`the archive has not caught up with the live warehouse: ${behind}; nothing was switched`);
         }
         await new Promise((r) => setTimeout(r, opts.pollMs ?? 2_000));
         // a catch-up adds to the rebuild: never drop it (that would also wait on this transaction's locks)
