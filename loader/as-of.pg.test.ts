@@ -164,12 +164,12 @@ describe('dimension history and the warehouse as of a source commit', () => {
     // staff 2 is not shown before its row began; the department's truncate ended its derived columns
     expect(await staffAsOf('1/50')).toEqual([{ staff_id: 1, first_name: 'Ada B', department_name: null, is_deleted: false, source_lsn: '1/30' }]);
 
-    // as of the watermark, every star table is the public one (facts: their current versions)
+    // as of the watermark, every star table is the public one (facts: their current versions), inferred members' placeholders aside
     for (const table of STAR_TABLES) {
-      const current = table.startsWith('fact_') ? `${table}_current` : table;
+      const current = table.startsWith('fact_') ? `${table}_current` : table === 'dim_date' ? table : `(SELECT * FROM ${table} WHERE source_lsn <> '0/0') p`;
       const differ = await asOf(
         null,
-        `SELECT count(*)::int AS n FROM ((TABLE as_of.${table} EXCEPT ALL TABLE ${current}) UNION ALL (TABLE ${current} EXCEPT ALL TABLE as_of.${table})) d`,
+        `SELECT count(*)::int AS n FROM ((TABLE as_of.${table} EXCEPT ALL SELECT * FROM ${current}) UNION ALL (SELECT * FROM ${current} EXCEPT ALL TABLE as_of.${table})) d`,
       );
       expect(differ, table).toEqual([{ n: 0 }]);
     }
