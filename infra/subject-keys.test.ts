@@ -69,6 +69,19 @@ describe('grants on the key store', () => {
     expect(Object.keys(processor.Environment.Variables)).not.toContain(ENV.keysBucket);
   });
 
+  it('let `totes forget`, through the policy an operator attaches, read and overwrite keys but not create new ones nor delete', () => {
+    const policy = Object.values(resources('AWS::IAM::ManagedPolicy')).find((p) => p.Properties.Description?.startsWith('totes forget'))!.Properties;
+    expect(policy.Roles ?? []).toEqual([]);
+    const statements = policy.PolicyDocument.Statement as any[];
+    expect(
+      statements
+        .filter((s) => [bucketId, keyId].some((id) => JSON.stringify(s.Resource).includes(id)))
+        .flatMap(actionsOf)
+        .sort(),
+    ).toEqual(['kms:Decrypt', 'kms:GenerateDataKey', 's3:GetObject', 's3:ListBucket', 's3:PutObject']);
+    expect(statements).toHaveLength(3);
+  });
+
   it('no principal in the stack may delete a key object or schedule the KMS key for deletion', () => {
     const all = Object.keys(resources('AWS::IAM::Role')).flatMap(keyStoreActions);
     expect(all.filter((a) => a === 's3:*' || a === 'kms:*' || a.startsWith('s3:Delete') || a === 'kms:ScheduleKeyDeletion')).toEqual([]);

@@ -88,6 +88,7 @@ export class TotesCdcStack extends Stack {
     new CfnOutput(this, 'ProcessedBucketName', { value: buckets.processed.bucketName });
     new CfnOutput(this, 'KeysBucketName', { value: keyStore.bucket.bucketName, description: 'The personal-data key store (docs/deploy.md)' });
     new CfnOutput(this, 'PersonalDataKmsKeyArn', { value: keyStore.key.keyArn, description: 'Wraps the personal-data keys; replay and totes forget need it' });
+    new CfnOutput(this, 'ErasurePolicyArn', { value: keyStore.erasurePolicy.managedPolicyArn, description: 'Attach to the role that runs totes forget' });
     new CfnOutput(this, 'OnFailureQueueUrl', { value: processor.onFailureQueue.queueUrl });
     new CfnOutput(this, 'AlarmTopicArn', { value: monitoring.topic.topicArn });
     new CfnOutput(this, 'DashboardName', { value: monitoring.dashboard.dashboardName });

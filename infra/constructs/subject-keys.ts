@@ -20,9 +20,14 @@ import { ENV } from '../../lib/config.ts';
 import { PRIVATE_ENCRYPTED } from './buckets.ts';
 import { bucketObjectsWildcard } from './nag.ts';
 
+/** Capture creates keys, the loader and replay read them, `totes forget` erases them. */
+type KeyStoreAccess = 'create' | 'read' | 'erase';
+
 export class SubjectKeyStore extends Construct {
   readonly key: kms.Key;
   readonly bucket: s3.Bucket;
+  /** What `totes forget` needs of the key store, for the operator to attach to the role that runs it. */
+  readonly erasurePolicy: iam.ManagedPolicy;
 
   constructor(scope: Construct, id: string, props: { accessLogs: s3.IBucket }) {
     super(scope, id);
@@ -37,6 +42,11 @@ export class SubjectKeyStore extends Construct {
       versioned: false,
       objectLockEnabled: false,
     });
+    this.erasurePolicy = new iam.ManagedPolicy(this, 'ErasurePolicy', {
+      description: 'totes forget: destroy a data subject key in the personal-data key store',
+      statements: this.statements('erase'),
+    });
+    this.acknowledgeObjectsWildcard(this.erasurePolicy);
   }
 
   /** The environment that names the store to a service (stores/key-wrappers.ts subjectKeysFrom). */
@@ -45,25 +55,30 @@ export class SubjectKeyStore extends Construct {
   }
 
   /**
-   * Exactly the calls stores/subject-keys.ts makes. Both read a subject's object (s3:GetObject,
-   * and s3:ListBucket so a missing one answers 404, not 403) and unwrap its key (kms:Decrypt, which
-   * SSE-KMS needs too). Capture also creates keys: it wraps them (kms:Encrypt) and puts the object
-   * (s3:PutObject; kms:GenerateDataKey for SSE-KMS). No service deletes or overwrites a key: only
-   * an operator's `totes forget` does.
+   * Exactly the calls stores/subject-keys.ts makes. Every user reads a subject's object
+   * (s3:GetObject, and s3:ListBucket so a missing one answers 404, not 403) and unwraps its key
+   * (kms:Decrypt, which SSE-KMS needs too). Capture also creates keys: it wraps them
+   * (kms:Encrypt) and puts the object (s3:PutObject; kms:GenerateDataKey for SSE-KMS). An erasure
+   * puts the tombstone over the key, which needs no delete permission; no service may erase.
    */
-  grant(scope: Construct, grantee: iam.IGrantable, access: 'create' | 'read'): void {
-    const create = access === 'create';
-    iam.Grant.addToPrincipal({ grantee, actions: ['s3:ListBucket'], resourceArns: [this.bucket.bucketArn] });
-    iam.Grant.addToPrincipal({
-      grantee,
-      actions: create ? ['s3:GetObject', 's3:PutObject'] : ['s3:GetObject'],
-      resourceArns: [this.bucket.arnForObjects('*')],
-    });
-    iam.Grant.addToPrincipal({
-      grantee,
-      actions: create ? ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'] : ['kms:Decrypt'],
-      resourceArns: [this.key.keyArn],
-    });
+  private statements(access: KeyStoreAccess): iam.PolicyStatement[] {
+    const writes = access !== 'read';
+    return [
+      new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [this.bucket.bucketArn] }),
+      new iam.PolicyStatement({ actions: writes ? ['s3:GetObject', 's3:PutObject'] : ['s3:GetObject'], resources: [this.bucket.arnForObjects('*')] }),
+      new iam.PolicyStatement({
+        actions: ['kms:Decrypt', ...(access === 'create' ? ['kms:Encrypt'] : []), ...(writes ? ['kms:GenerateDataKey'] : [])],
+        resources: [this.key.keyArn],
+      }),
+    ];
+  }
+
+  grant(scope: Construct, grantee: iam.IGrantable, access: Exclude<KeyStoreAccess, 'erase'>): void {
+    for (const statement of this.statements(access)) grantee.grantPrincipal.addToPrincipalPolicy(statement);
+    this.acknowledgeObjectsWildcard(scope);
+  }
+
+  private acknowledgeObjectsWildcard(scope: Construct): void {
     Validations.of(scope).acknowledge({
       id: bucketObjectsWildcard(this.bucket),
       reason:
