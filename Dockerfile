@@ -30,8 +30,8 @@ RUN npm run build:service
 
 FROM deps AS dev
 COPY . .
-# s3rver's data directory in compose, owned by the user the services run as.
-RUN mkdir /data && chown node:node /data
+# s3rver's data directory and the local master key's in compose, owned by the user the services run as.
+RUN mkdir /data /keys && chown node:node /data /keys
 USER node
 CMD ["node", "bin/totes.mjs", "--help"]
 

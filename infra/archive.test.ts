@@ -22,7 +22,7 @@ const onIngestion = (resource: unknown) => JSON.stringify(resource ?? '').includ
 
 describe('every bucket', () => {
   it('blocks public access, is encrypted (which way: stack.test.ts), denies plain HTTP and is kept when the stack is deleted', () => {
-    expect(Object.keys(buckets)).toHaveLength(3);
+    expect(Object.keys(buckets)).toHaveLength(4); // the archive, micro-batches, access logs, personal-data keys
     for (const [id, b] of Object.entries(buckets)) {
       expect(b.Properties.PublicAccessBlockConfiguration).toEqual({
         BlockPublicAcls: true,

@@ -4,6 +4,8 @@
  * the job when an earlier run left the role but not the publication (which failed with
  * `role "totes_cdc" already exists`); an unreachable source ends it with one line.
  */
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SOURCE_TABLE_NAMES } from '../formats/source-tables.ts';
@@ -50,6 +52,23 @@ describe('compose-init', () => {
     const again = await init();
     expect(again.code, again.stderr + again.stdout).toBe(0);
     expect(again.stdout).toMatch(/already there: CREATE PUBLICATION/);
+  });
+
+  it('writes the local master key once (mode 0600) and keeps it on the next run', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'compose-keys-'));
+    try {
+      const file = join(dir, 'master.key');
+      const first = await init({ TOTES_MASTER_KEY_FILE: file });
+      expect(first.code, first.stderr + first.stdout).toBe(0);
+      const key = readFileSync(file);
+      expect(key).toHaveLength(32);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      const again = await init({ TOTES_MASTER_KEY_FILE: file });
+      expect(again.code, again.stderr + again.stdout).toBe(0);
+      expect(readFileSync(file)).toEqual(key);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('finishes a setup that left the role but not the publication', async () => {

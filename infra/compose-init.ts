@@ -1,6 +1,9 @@
 /**
  * docker compose's one-shot setup, after `totes seed`: applies what a DBA applies to totesys
- * (`totes source-setup`) and creates the Kinesis stream in kinesalite. Idempotent statement by
+ * (`totes source-setup`), creates the Kinesis stream in kinesalite and, with
+ * TOTES_MASTER_KEY_FILE set, writes the local master key of the personal-data key store into the
+ * volume capture and the loader read it from (kept there: a new one would leave every sealed
+ * value unreadable). Idempotent statement by
  * statement, so `docker compose up` can run it again on the same volumes, including after a
  * run that stopped half way (the role made, the publication not). A failure ends it with one
  * line saying what is wrong, like every service.
@@ -13,6 +16,7 @@ import { describeFatal } from '../lib/fatal.ts';
 import { poolFor } from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
 import { SQLSTATE } from '../lib/sqlstate.ts';
+import { LocalMasterKey } from '../stores/key-wrappers.ts';
 
 /** Two shards, as `npm start` uses: enough to exercise per-shard ordering and freshness. */
 const SHARDS = 2;
@@ -89,6 +93,11 @@ async function createStream(endpoint: string, streamName: string): Promise<void>
 }
 
 try {
+  const masterKeyFile = process.env[ENV.masterKeyFile];
+  if (masterKeyFile) {
+    LocalMasterKey.fromFile(masterKeyFile, true);
+    console.log(`master key in ${masterKeyFile}`);
+  }
   await applySourceSetup(required(process.env, ENV.sourceUrl, 'the totesys URL'));
   await createStream(required(process.env, ENV.kinesisEndpoint, 'the Kinesis emulator URL'), required(process.env, ENV.streamName, 'the stream name'));
 } catch (err) {

@@ -19,6 +19,7 @@ interface ComposeService {
   environment?: Record<string, string>;
   depends_on?: Record<string, { condition: string }>;
   ports?: string[];
+  volumes?: string[];
 }
 
 const text = readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8');
@@ -67,9 +68,23 @@ describe('docker-compose.yml', () => {
     const s3 = services.s3.command!;
     expect(s3.slice(0, 8)).toEqual(['npx', 's3rver', '-d', '/data', '-a', '0.0.0.0', '-p', '4568']);
     const configured = s3.flatMap((arg, i) => (s3[i - 1] === '--configure-bucket' ? [arg] : []));
-    const used = entries.flatMap(([name]) => [envOf(name)[ENV.ingestionBucket], envOf(name)[ENV.processedBucket]]).filter(Boolean);
+    const used = entries.flatMap(([name]) => [envOf(name)[ENV.ingestionBucket], envOf(name)[ENV.processedBucket], envOf(name)[ENV.keysBucket]]).filter(Boolean);
     expect(used.length).toBeGreaterThan(0);
     for (const bucket of used) expect(configured).toContain(bucket);
+  });
+
+  it('gives capture and the loader the key store, with the master key init writes in a volume they share, so values travel sealed', () => {
+    const masterKey = envOf('init')[ENV.masterKeyFile];
+    expect(masterKey).toMatch(/^\/keys\//);
+    for (const name of ['capture', 'loader']) {
+      expect(envOf(name)[ENV.keysBucket], name).toBe('totes-keys');
+      expect(envOf(name)[ENV.masterKeyFile], name).toBe(masterKey);
+      expect(services[name].volumes, name).toEqual(services.init.volumes);
+      expect(services[name].depends_on?.init.condition, name).toBe('service_completed_successfully');
+    }
+    expect(services.init.volumes).toEqual(['keys:/keys']);
+    expect(readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8')).toMatch(/^RUN mkdir .*\/keys && chown node:node .*\/keys$/m);
+    for (const name of ['processor', 'archiver']) expect(envOf(name)).not.toHaveProperty(ENV.keysBucket);
   });
 
   it('creates the one stream every service names, before capture starts', () => {

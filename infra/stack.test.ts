@@ -80,7 +80,7 @@ describe('capture service (Fargate)', () => {
     expect(resources('AWS::Logs::LogGroup')[logGroup].Properties.RetentionInDays).toBe(DEFAULT_CONFIG.logRetentionDays);
   });
 
-  it('may write to the stream, read the source secret and keep oversize changes under oversize/, nothing else', () => {
+  it('may write to the stream, read the source secret and keep oversize changes under oversize/ and create personal-data keys (subject-keys.test.ts), nothing else', () => {
     const taskRole = captureTask.TaskRoleArn['Fn::GetAtt'][0];
     const statements = statementsOf(taskRole);
     expect(statements.flatMap(actionsOf).sort()).toEqual(
@@ -88,6 +88,9 @@ describe('capture service (Fargate)', () => {
         'kinesis:ListShards',
         'kinesis:PutRecord',
         'kinesis:PutRecords',
+        'kms:Decrypt',
+        'kms:Encrypt',
+        'kms:GenerateDataKey',
         's3:GetObject',
         's3:ListBucket',
         's3:PutObject',
@@ -191,7 +194,7 @@ describe('loader service (Fargate)', () => {
     template.resourceCountIs('AWS::Events::Rule', 0);
   });
 
-  it('may read micro-batches, the stream and the warehouse secret, nothing of the source', () => {
+  it('may read micro-batches, personal-data keys (subject-keys.test.ts), the stream and the warehouse secret, nothing of the source', () => {
     const statements = statementsOf(loaderTask.TaskRoleArn['Fn::GetAtt'][0]);
     expect(
       statements

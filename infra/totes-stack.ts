@@ -16,6 +16,7 @@ import { LoaderService } from './constructs/loader-service.ts';
 import { Monitoring } from './constructs/monitoring.ts';
 import { Network } from './constructs/network.ts';
 import { ProcessorFunction } from './constructs/processor.ts';
+import { SubjectKeyStore } from './constructs/subject-keys.ts';
 
 export class TotesCdcStack extends Stack {
   constructor(scope: Construct, id: string, props: StackProps & { config: TotesConfig }) {
@@ -32,12 +33,14 @@ export class TotesCdcStack extends Stack {
     const network = new Network(this, 'Network', config);
     const secrets = new DatabaseSecrets(this, 'Secrets', config);
     const buckets = new PipelineBuckets(this, 'Buckets', config);
+    const keyStore = new SubjectKeyStore(this, 'SubjectKeys', { accessLogs: buckets.accessLogs });
     const changes = new ChangeStream(this, 'Changes', { config, ingestionBucket: buckets.ingestion });
     const capture = new CaptureService(this, 'Capture', {
       config,
       stream: changes.stream,
       ingestionBucket: buckets.ingestion,
       sourceSecret: secrets.source,
+      keyStore,
       vpc: network.vpc,
       subnets: network.subnets,
       securityGroup: network.captureSecurityGroup,
@@ -55,6 +58,7 @@ export class TotesCdcStack extends Stack {
       processedBucket: buckets.processed,
       stream: changes.stream,
       warehouseSecret: secrets.warehouse,
+      keyStore,
       subnets: network.subnets,
       securityGroup: network.loaderSecurityGroup,
       caBundleFile: caBundle.fileName,
@@ -82,6 +86,9 @@ export class TotesCdcStack extends Stack {
     new CfnOutput(this, 'StreamName', { value: changes.stream.streamName });
     new CfnOutput(this, 'IngestionBucketName', { value: buckets.ingestion.bucketName });
     new CfnOutput(this, 'ProcessedBucketName', { value: buckets.processed.bucketName });
+    new CfnOutput(this, 'KeysBucketName', { value: keyStore.bucket.bucketName, description: 'The personal-data key store (docs/deploy.md)' });
+    new CfnOutput(this, 'PersonalDataKmsKeyArn', { value: keyStore.key.keyArn, description: 'Wraps the personal-data keys; replay and totes forget need it' });
+    new CfnOutput(this, 'ErasurePolicyArn', { value: keyStore.erasurePolicy.managedPolicyArn, description: 'Attach to the role that runs totes forget' });
     new CfnOutput(this, 'OnFailureQueueUrl', { value: processor.onFailureQueue.queueUrl });
     new CfnOutput(this, 'AlarmTopicArn', { value: monitoring.topic.topicArn });
     new CfnOutput(this, 'DashboardName', { value: monitoring.dashboard.dashboardName });

@@ -22,7 +22,7 @@ import type { TotesConfig } from '../config.ts';
 import { bucketObjectsWildcard, bucketPrefixWildcard } from './nag.ts';
 import { OVERSIZE_PREFIX } from '../../formats/archive-layout.ts';
 
-const PRIVATE_ENCRYPTED: s3.BucketProps = {
+export const PRIVATE_ENCRYPTED: s3.BucketProps = {
   blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
   encryption: s3.BucketEncryption.S3_MANAGED,
   enforceSSL: true,

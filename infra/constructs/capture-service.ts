@@ -19,6 +19,7 @@ import { IMAGE } from '../image.ts';
 import { grantOversizeAccess } from './buckets.ts';
 import { grantSecretRead } from './database-secrets.ts';
 import { databaseLocation, fargateService, serviceTask } from './service-task.ts';
+import type { SubjectKeyStore } from './subject-keys.ts';
 
 const HEALTH_PORT = 8080;
 
@@ -28,6 +29,8 @@ export interface CaptureServiceProps {
   /** Changes over the Kinesis record limit are stored here (oversize/), by claim check. */
   ingestionBucket: s3.Bucket;
   sourceSecret: secretsmanager.ISecret;
+  /** Capture seals personal values under their subject's key, creating it on first use. */
+  keyStore: SubjectKeyStore;
   vpc: ec2.IVpc;
   subnets: ec2.SubnetSelection;
   securityGroup: ec2.ISecurityGroup;
@@ -61,6 +64,7 @@ export class CaptureService extends Construct {
         [ENV.maxHealthyLagSeconds]: String(cfg.maxHealthyLagSeconds),
         [ENV.healthPort]: String(HEALTH_PORT),
         [ENV.caFile]: `${IMAGE.certsDir}${props.caBundleFile}`,
+        ...props.keyStore.environment,
       },
       healthCheck: {
         command: ['CMD', 'node', '-e', `fetch('http://127.0.0.1:${HEALTH_PORT}/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`],
@@ -77,6 +81,7 @@ export class CaptureService extends Construct {
     props.stream.grantWrite(task.taskRole);
     grantSecretRead(props.sourceSecret, task.taskRole);
     grantOversizeAccess(this, props.ingestionBucket, task.taskRole, 'write');
+    props.keyStore.grant(this, task.taskRole, 'create');
 
     this.service = fargateService(this, {
       cluster: this.cluster,

@@ -22,6 +22,7 @@ import { IMAGE } from '../image.ts';
 import { grantMicroBatchAccess } from './buckets.ts';
 import { grantSecretRead } from './database-secrets.ts';
 import { databaseLocation, fargateService, serviceTask } from './service-task.ts';
+import type { SubjectKeyStore } from './subject-keys.ts';
 
 export interface LoaderServiceProps {
   config: TotesConfig;
@@ -30,6 +31,8 @@ export interface LoaderServiceProps {
   /** Read to prove the micro-batches of a shard contiguous (stores/shard-stream.ts). */
   stream: kinesis.IStream;
   warehouseSecret: secretsmanager.ISecret;
+  /** The loader opens sealed personal values where they enter the warehouse. */
+  keyStore: SubjectKeyStore;
   subnets: ec2.SubnetSelection;
   securityGroup: ec2.ISecurityGroup;
   /** The CA bundle's file name in infra/certs/ (the image has that folder as /app/certs/). */
@@ -56,6 +59,7 @@ export class LoaderService extends Construct {
         [ENV.warehouseSchema]: cfg.warehouseSchema,
         [ENV.loaderIdleMs]: String(cfg.idlePollMs),
         [ENV.caFile]: `${IMAGE.certsDir}${props.caBundleFile}`,
+        ...props.keyStore.environment,
       },
       // SIGTERM lets the load in progress commit (one transaction of at most 200,000 rows).
       stopTimeout: Duration.seconds(120),
@@ -63,6 +67,7 @@ export class LoaderService extends Construct {
     this.logGroup = logGroup;
     grantMicroBatchAccess(this, props.processedBucket, task.taskRole, 'read');
     grantSecretRead(props.warehouseSecret, task.taskRole);
+    props.keyStore.grant(this, task.taskRole, 'read');
     props.stream.grantRead(task.taskRole);
 
     this.service = fargateService(this, {
