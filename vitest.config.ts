@@ -8,6 +8,7 @@ import type { PostgresMajor } from './local/servers.ts';
  */
 const SOURCE_FACING = [
   'capture/**/*.pg.test.ts',
+  'erasure/**/*.pg.test.ts',
   'test/pipeline.e2e.test.ts',
   'test/property.pg.test.ts',
   'test/value-set-aside.e2e.test.ts',
