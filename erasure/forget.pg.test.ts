@@ -102,10 +102,14 @@ describe('totes forget', () => {
     ).toBeGreaterThan(0);
     const original = (await t.sourcePool.query(`SELECT email_address FROM staff WHERE staff_id = 2`)).rows[0].email_address as string;
 
+    // a table an analyst derived, in a schema of its own: found by its columns
+    await warehouse.query(`CREATE SCHEMA analyst; CREATE TABLE analyst.staff_copy AS SELECT staff_id, first_name, email_address FROM dim_staff`);
+
     const dry = await totes(['forget', '--staff', '1', '--dry-run', ...flags]);
     expect(dry.status).toBe(0);
     expect(dry.out).toMatch(/public\.dim_staff\s+1 rows to erase/);
     expect(dry.out).toMatch(/public\.dim_staff_history\s+\d+ rows to erase/);
+    expect(dry.out).toMatch(/analyst\.staff_copy\s+1 rows to erase/);
     expect((await warehouse.query(`SELECT first_name FROM dim_staff WHERE staff_id = 1`)).rows[0].first_name).toBe(NAME.first_name);
     expect(await keys().record({ kind: 'staff', id: 1 })).toMatchObject({ erasedAt: null });
 
@@ -114,6 +118,7 @@ describe('totes forget', () => {
     expect(done.out).toContain('staff 1: key destroyed');
     expect(done.out).toMatch(/waiting \d+ s/);
     expect(done.out).toMatch(/public\.dim_staff\s+1 rows erased/);
+    expect(done.out).toMatch(/analyst\.staff_copy\s+1 rows erased/);
     const again = await totes(['forget', '--staff', '1', ...flags]);
     expect(again.out).toContain('already erased');
     expect(again.out).not.toContain('waiting');
