@@ -19,6 +19,7 @@ import { bucketText } from '../test/bucket-text.ts';
 import { archiveEverything, startTestPipeline, type TestPipeline } from '../test/pipeline-harness.ts';
 import { readShards } from '../test/stream-fixture.ts';
 import { until } from '../test/until.ts';
+import { verifyAsOf } from '../verify/as-of.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
 
 const NAME = { first_name: 'Zebulon', last_name: 'Quartermaine', email_address: 'zebulon.quartermaine@terrifictotes.com' };
@@ -137,6 +138,8 @@ describe('totes forget', () => {
 
     const checked = await verify({ sourceUrl: t.sourceUrl, warehouseUrl: t.warehouseUrl, waitMs: 60_000, keys: { bucket: 'keys', s3Endpoint: t.s3Endpoint } });
     expect(formatDifferences(checked.differences)).toBe('');
+    const asOf = await verifyAsOf({ sourceUrl: t.sourceUrl, warehouseUrl: t.warehouseUrl, waitMs: 60_000, keys: { bucket: 'keys', s3Endpoint: t.s3Endpoint } });
+    expect(formatDifferences(asOf.differences)).toBe('');
     const unaware = await verify({ sourceUrl: t.sourceUrl, warehouseUrl: t.warehouseUrl, waitMs: 60_000, rechecks: 0 });
     expect(unaware.differences.map((d) => d.column).sort()).toEqual(['email_address', 'first_name', 'last_name']);
 
