@@ -9,7 +9,7 @@
  * text for the same value of the same subject says no more than the row's key already does.
  */
 import type { ChangeEvent, Row } from '../formats/change-event.ts';
-import { personalColumnsOf, seal, subjectOf } from '../formats/personal-data.ts';
+import { ERASED, personalColumnsOf, seal, subjectOf } from '../formats/personal-data.ts';
 import type { SourceTable } from '../formats/source-tables.ts';
 import type { SubjectKeys } from '../stores/subject-keys.ts';
 
@@ -37,7 +37,10 @@ export class EventSealer {
   private async sealRow(table: SourceTable, row: Row | null, columns: readonly string[]): Promise<Row | null> {
     if (row === null || !columns.some((c) => typeof row[c] === 'string')) return row;
     const subject = subjectOf(table, row)!;
-    const { version, key } = await this.keys.current(subject);
+    const current = await this.keys.current(subject);
+    // an erased subject's values never leave capture, not even sealed
+    if (current === null) return Object.fromEntries(Object.entries(row).map(([c, v]) => [c, columns.includes(c) && typeof v === 'string' ? ERASED : v]));
+    const { version, key } = current;
     if (this.kept >= SEALED_KEPT) {
       this.sealed = new WeakMap();
       this.kept = 0;

@@ -5,40 +5,16 @@
  * (gzip and Parquet opened), while the warehouse holds them in the clear, equal to the source;
  * a replay of the archive opens them through the same key store, and refuses without one.
  */
-import { gunzipSync } from 'node:zlib';
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LoadTableName } from '../formats/load-tables.ts';
-import { decodeParquet } from '../formats/parquet.ts';
 import { ConfigError } from '../lib/config.ts';
 import { poolFor } from '../lib/pg.ts';
 import type pg from '../lib/pg.ts';
 import { replayArchive } from '../replay/replay.ts';
 import { archiveEverything, startTestPipeline, type TestPipeline } from '../test/pipeline-harness.ts';
+import { bucketText } from '../test/bucket-text.ts';
 import { readShards } from '../test/stream-fixture.ts';
 import { until } from '../test/until.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
-
-/** Every object of a bucket as readable text: gzip opened, Parquet decoded to its rows. */
-async function bucketText(s3: S3Client, bucket: string): Promise<Map<string, string>> {
-  const texts = new Map<string, string>();
-  let token: string | undefined;
-  do {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
-    for (const { Key } of page.Contents ?? []) {
-      const bytes = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key }))).Body!.transformToByteArray());
-      const parquet = /\/(\w+)\.parquet$/.exec(Key!);
-      const text = Key!.endsWith('.gz')
-        ? gunzipSync(bytes).toString('utf8')
-        : parquet
-          ? JSON.stringify(await decodeParquet(parquet[1] as LoadTableName, bytes))
-          : bytes.toString('utf8');
-      texts.set(`${bucket}/${Key}`, text);
-    }
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return texts;
-}
 
 const STAFF = `SELECT staff_id, first_name, last_name, email_address FROM staff ORDER BY staff_id`;
 

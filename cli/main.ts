@@ -4,7 +4,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatStatus, snapshotStatus, StatusLine } from '../local/status-line.ts';
-import { DEFAULT_STACK, INGESTION_BUCKET, LocalStack, PROCESSED_BUCKET, type StackOptions } from '../local/stack.ts';
+import { DEFAULT_STACK, INGESTION_BUCKET, KEYS_BUCKET, LocalStack, PROCESSED_BUCKET, type StackOptions } from '../local/stack.ts';
 import { POSTGRES_MAJORS, type PostgresMajor } from '../local/servers.ts';
 import { sourceSetupSql } from '../capture/source-setup.ts';
 import { requestSnapshot } from '../capture/chunked-snapshot.ts';
@@ -16,6 +16,7 @@ import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { runService, SERVICES } from '../local/services.ts';
 import { startDashboard } from '../dashboard/server.ts';
 import { doctorCommand } from './doctor.ts';
+import { forgetCommand } from './forget-command.ts';
 import { replayCommand } from './replay-command.ts';
 import { reprocessCommand } from './reprocess-command.ts';
 import { checkWarehouseEmpty, type GivenSource, leftOnSource, prepareGivenSource, withoutPassword } from './start-source.ts';
@@ -31,6 +32,7 @@ function verifyOptions(values: Record<string, string | boolean | undefined>): Ve
     waitMs: number(values, 'wait') * 1000,
     deadLetters: { bucket: String(values.bucket), s3Endpoint: values['s3-endpoint'] as string | undefined },
     archive: values['archive-bucket'] ? { bucket: String(values['archive-bucket']), s3Endpoint: values['s3-endpoint'] as string | undefined } : undefined,
+    keys: values['keys-bucket'] ? { bucket: String(values['keys-bucket']), s3Endpoint: values['s3-endpoint'] as string | undefined } : undefined,
   };
 }
 
@@ -288,6 +290,7 @@ On your own totesys (e.g. a restored copy), instead of the embedded one:
   --bucket NAME        the processed bucket, whose dead letters account for rows set aside (default env TOTES_PROCESSED_BUCKET, locally ${PROCESSED_BUCKET})
   --s3-endpoint URL    S3 endpoint (default env TOTES_S3_ENDPOINT, locally the stack's s3rver; unset in AWS)
   --archive-bucket NAME  the raw archive (the ingestion bucket): check each deleted dimension row against the values its source row had before it ended (default env TOTES_INGESTION_BUCKET; the local stack's is ${INGESTION_BUCKET}; it reads the whole archive)
+  --keys-bucket NAME   the key store's bucket: a staff member erased there (\`totes forget\`) is expected as [erased] (default env TOTES_KEYS_BUCKET, locally ${KEYS_BUCKET})
   --as-of              pin the source at one WAL position (a temporary replication slot's snapshot:
                        the --source role needs REPLICATION), wait until the warehouse has loaded
                        past it, and compare the warehouse's as_of views at that position, exactly
@@ -308,6 +311,10 @@ warehouse cannot hold) is named by a dead letter. --wait bounds the wait for the
       wait: { type: 'string', default: '60' },
       bucket: { type: 'string', default: process.env[ENV.processedBucket] ?? PROCESSED_BUCKET },
       'archive-bucket': { type: 'string', ...(process.env[ENV.ingestionBucket] ? { default: process.env[ENV.ingestionBucket] } : {}) },
+      'keys-bucket': {
+        type: 'string',
+        ...(process.env[ENV.keysBucket] || !process.env[ENV.processedBucket] ? { default: process.env[ENV.keysBucket] ?? KEYS_BUCKET } : {}),
+      },
       's3-endpoint': {
         type: 'string',
         // in AWS (the processed bucket named by the environment) no endpoint: the SDK's own
@@ -329,6 +336,7 @@ warehouse cannot hold) is named by a dead letter. --wait bounds the wait for the
     },
   },
   replay: replayCommand,
+  forget: forgetCommand,
   reprocess: reprocessCommand,
   doctor: doctorCommand,
   dashboard: {

@@ -31,9 +31,9 @@ describe('SubjectKeys', () => {
   it('creates one key per subject on first use, stored only wrapped, and every process reading the store opens its values', async () => {
     const capture = new SubjectKeys(s3, 'keys', master);
     const staff = { kind: 'staff', id: 11 } as const;
-    const first = await capture.current(staff);
-    expect((await capture.current(staff)).key).toEqual(first.key);
-    expect((await capture.current({ kind: 'staff', id: 12 })).key).not.toEqual(first.key);
+    const first = (await capture.current(staff))!;
+    expect((await capture.current(staff))?.key).toEqual(first?.key);
+    expect((await capture.current({ kind: 'staff', id: 12 }))?.key).not.toEqual(first?.key);
     const stored = await (await s3.send(new GetObjectCommand({ Bucket: 'keys', Key: 'subjects/staff/11.json' }))).Body!.transformToString();
     expect(stored).not.toContain(Buffer.from(first.key).toString('base64'));
     expect(stored).not.toContain(Buffer.from(first.key).toString('hex'));
@@ -44,32 +44,35 @@ describe('SubjectKeys', () => {
     expect(rows).toEqual([{ staff_id: 11, first_name: 'Jeremie', department_id: 2 }]);
   });
 
-  it('after deleteKey a value reads as erased everywhere: at once in a fresh process, and past the cache in one that held the key; the subject’s next key is a new version', async () => {
+  it('after deleteKey a value reads as erased everywhere: at once in a fresh process, and past the cache in one that held the key; the tombstone keeps the subject erased: no new key, for them or for one erased before any key', async () => {
     const subject = { kind: 'counterparty', id: 3 } as const;
     const writer = new SubjectKeys(s3, 'keys', master);
-    const { version, key } = await writer.current(subject);
+    const { version, key } = (await writer.current(subject))!;
     const sealed = seal('Ms Contact', subject, version, key);
     const running = new SubjectKeys(s3, 'keys', master, 200);
     expect(await running.open(sealed)).toBe('Ms Contact');
 
-    expect(await new SubjectKeys(s3, 'keys', master).deleteKey(subject)).toBe(true);
+    expect(await new SubjectKeys(s3, 'keys', master).deleteKey(subject)).toMatchObject({ destroyed: true });
     expect(await new SubjectKeys(s3, 'keys', master).open(sealed)).toBe(ERASED);
     await new Promise((r) => setTimeout(r, 250));
     expect(await running.open(sealed)).toBe(ERASED);
-    expect(await writer.deleteKey(subject)).toBe(false);
+    const first = await writer.record(subject);
+    expect(await writer.deleteKey(subject)).toEqual({ destroyed: false, erasedAt: first?.erasedAt });
 
     const listed = (await writer.listSubjects()).find((r) => r.subject === 'counterparty:3');
     expect(listed).toMatchObject({ version, wrapped: null });
     expect(listed?.erasedAt).toEqual(expect.any(String));
 
-    const again = await new SubjectKeys(s3, 'keys', master).current(subject);
-    expect(again.version).toBe(version + 1);
+    expect(await new SubjectKeys(s3, 'keys', master).current(subject)).toBeNull();
     expect(await new SubjectKeys(s3, 'keys', master).open(sealed)).toBe(ERASED);
+    const never = { kind: 'staff', id: 99 } as const;
+    expect(await writer.deleteKey(never)).toMatchObject({ destroyed: false });
+    expect(await new SubjectKeys(s3, 'keys', master).current(never)).toBeNull();
   });
 
   it('refuses to be read with another master key, and a sealed value without a key store stops the load', async () => {
     const subject = { kind: 'staff', id: 21 } as const;
-    const { version, key } = await new SubjectKeys(s3, 'keys', master).current(subject);
+    const { version, key } = (await new SubjectKeys(s3, 'keys', master).current(subject))!;
     const other = LocalMasterKey.fromFile(join(dir, 'other.key'), true);
     await expect(new SubjectKeys(s3, 'keys', other).open(seal('x', subject, version, key))).rejects.toThrow();
     await expect(openRows([{ first_name: seal('x', subject, version, key) }], null)).rejects.toThrow(ConfigError);

@@ -8,8 +8,9 @@
  *
  * Deleting a key overwrites the object with a tombstone that keeps only the version and when it
  * was erased: the wrapped key is gone (the bucket keeps no old versions), so is every value
- * sealed under it, and the tombstone is the store's record of the erasure. A subject that
- * appears again after that gets a new key, one version on.
+ * sealed under it, and the tombstone is the store's record of the erasure (the erasure
+ * register). An erased subject never gets a key again: a later change of their row is sealed
+ * as erased, so neither capture nor a replay can bring their values back.
  *
  * Keys are cached in memory for KEY_CACHE_MS: a process that used a key before its deletion
  * can still seal and open values under it for at most that long afterwards.
@@ -61,11 +62,13 @@ export class SubjectKeys {
     private readonly cacheMs = KEY_CACHE_MS,
   ) {}
 
-  /** The subject's current key (created on first use, or after an erasure, one version on). */
-  async current(subject: Subject): Promise<{ version: number; key: Uint8Array }> {
+  /** The subject's current key (created on first use), or null once the subject is erased. */
+  async current(subject: Subject): Promise<{ version: number; key: Uint8Array } | null> {
     let entry = await this.entry(subject);
-    if (!entry.record?.wrapped) entry = await this.create(subject, entry);
-    return { version: entry.record!.version, key: await entry.key! };
+    if (entry.record?.erasedAt) return null;
+    if (!entry.record) entry = await this.create(subject);
+    if (!entry.record?.wrapped) return null; // erased by another writer meanwhile
+    return { version: entry.record.version, key: await entry.key! };
   }
 
   /** The key a value was sealed under, or null when it is destroyed. */
@@ -82,13 +85,31 @@ export class SubjectKeys {
     return unseal(sealed, await this.keyOf(sealed.subject, sealed.version));
   }
 
-  /** Destroys the subject's key: true if there was one to destroy. The tombstone stays as the record. */
-  async deleteKey(subject: Subject): Promise<boolean> {
+  /**
+   * Erases the subject: destroys their key if they have one (destroyed: true) and leaves the
+   * tombstone, also for a subject the store has no key of yet, so none is made later. Erasing
+   * again changes nothing and answers with the first erasure's time.
+   */
+  async deleteKey(subject: Subject): Promise<{ destroyed: boolean; erasedAt: string }> {
     const entry = await this.entry(subject, true);
-    if (!entry.record?.wrapped) return false;
-    await this.put(subject, { ...entry.record, wrapped: null, erasedAt: new Date().toISOString() }, { IfMatch: entry.etag });
+    if (entry.record?.erasedAt) return { destroyed: false, erasedAt: entry.record.erasedAt };
+    const erasedAt = new Date().toISOString();
+    const tombstone: SubjectRecord = entry.record
+      ? { ...entry.record, wrapped: null, erasedAt }
+      : { subject: subjectName(subject), version: 0, wrapped: null, wrappedBy: this.wrapper.name, createdAt: erasedAt, erasedAt };
+    try {
+      await this.put(subject, tombstone, entry.record ? { IfMatch: entry.etag } : { IfNoneMatch: '*' });
+    } catch (err) {
+      if (httpStatus(err) !== 412) throw err;
+      return this.deleteKey(subject); // a key was made or erased meanwhile: erase what is there now
+    }
     this.cache.delete(subjectName(subject));
-    return true;
+    return { destroyed: entry.record !== null, erasedAt };
+  }
+
+  /** The subject's record as the store holds it now (not cached), or null if it has none. */
+  async record(subject: Subject): Promise<SubjectRecord | null> {
+    return (await this.entry(subject, true)).record;
   }
 
   /** Every subject the store knows, keyed or erased. */
@@ -125,11 +146,11 @@ export class SubjectKeys {
   }
 
   /**
-   * A new key, one version past the tombstone if there is one. The put is conditional (on AWS),
-   * so two writers never both think theirs is the key: the one that loses reads the winner's.
+   * The subject's first key. The put is conditional (on AWS), so two writers never both think
+   * theirs is the key: the one that loses reads the winner's (or the tombstone of an erasure).
    */
-  private async create(subject: Subject, before: Cached): Promise<Cached> {
-    const version = (before.record?.version ?? 0) + 1;
+  private async create(subject: Subject): Promise<Cached> {
+    const version = 1;
     const key = randomBytes(32);
     const wrapped = await this.wrapper.wrap(key, `${subjectName(subject)}:${version}`);
     const record: SubjectRecord = {
@@ -141,7 +162,7 @@ export class SubjectKeys {
       erasedAt: null,
     };
     try {
-      await this.put(subject, record, before.record ? { IfMatch: before.etag } : { IfNoneMatch: '*' });
+      await this.put(subject, record, { IfNoneMatch: '*' });
     } catch (err) {
       if (httpStatus(err) !== 412) throw err;
       return this.entry(subject, true);

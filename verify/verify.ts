@@ -31,6 +31,7 @@ import { FatalError } from '../lib/fatal.ts';
 import { sleep } from '../lib/retry.ts';
 import { DeadLetters } from './dead-letters.ts';
 import { checkTombstones } from './tombstones.ts';
+import { erasedStaff, expectErased } from './erasures.ts';
 import { type Check, currencyCode, currencyName, money, splitTimestamp, timestamp, yyyyMmDd } from './warehouse-values.ts';
 
 export interface Difference {
@@ -283,6 +284,8 @@ export interface VerifyOptions {
   deadLetters?: { bucket: string; s3Endpoint?: string };
   /** The raw archive's bucket, which the deleted dimension rows are checked against (tombstones.ts; without it, they are not). */
   archive?: { bucket: string; s3Endpoint?: string };
+  /** The key store's bucket, whose erased subjects are expected erased in the warehouse (erasures.ts; without it, an erased value is a difference). */
+  keys?: { bucket: string; s3Endpoint?: string };
 }
 
 /**
@@ -339,7 +342,8 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
       if (waitMs > 0) watermarkLsn = await waitForWatermark(source, warehouse, waitMs);
     };
     await catchUp();
-    const first = await compareAll(source, warehouse);
+    const erased = opts.keys ? await erasedStaff(opts.keys) : new Set<string>();
+    const first = await compareAll(source, warehouse, erased);
     let differences = first.differences;
     let setAside = await account(first.setAside);
     // a row set aside with no dead letter yet may be in flight like a difference: both are checked again
@@ -348,7 +352,7 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
       await catchUp();
       const recheck = unsettled();
       const rechecked = new Set(recheck.map(rowOf));
-      const again = await compareAll(source, warehouse, recheck);
+      const again = await compareAll(source, warehouse, erased, recheck);
       differences = again.differences;
       setAside = [...setAside.filter((s) => !rechecked.has(rowOf(s))), ...(await account(again.setAside))];
     }
@@ -473,9 +477,15 @@ export async function compareWith(warehouse: pg.Client, truth: Truth, only?: Row
 }
 
 /** Compares every table, or with `only` just those rows, and each fact's `_current` view against its versions. */
-async function compareAll(source: pg.Client, warehouse: pg.Client, only?: Rows): Promise<{ differences: Difference[]; setAside: Found[] }> {
+async function compareAll(
+  source: pg.Client,
+  warehouse: pg.Client,
+  erased: Set<string>,
+  only?: Rows,
+): Promise<{ differences: Difference[]; setAside: Found[] }> {
   await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   const truth = await readTruth(source, only).finally(() => source.query('COMMIT'));
+  expectErased(truth.tables.dim_staff, erased);
   const differences = await compareWith(warehouse, truth, only);
   const keysOf = keysIn(only);
   // each view against the versions in one snapshot, so a load committing in between is no difference

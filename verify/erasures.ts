@@ -1,0 +1,44 @@
+/**
+ * Erased data subjects (`totes forget`): the truth is what the warehouse must hold given them,
+ * so an erased staff member's name and e-mail are expected as the marker, not as the source
+ * still has them. Read from the key store's bucket by this reader of its own (verify shares no
+ * code with what it checks): an object `subjects/<kind>/<id>.json` whose `erasedAt` is set is
+ * the store's record of an erasure. Counterparty contacts do not reach the warehouse.
+ */
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { s3Client } from '../lib/aws.ts';
+
+/** The warehouse's marker for an erased value, as docs/deploy.md promises analysts. */
+export const ERASED_MARKER = '[erased]';
+
+/** dim_staff's columns holding a staff member's personal values (data-model.md §2). */
+export const ERASED_STAFF_COLUMNS = ['first_name', 'last_name', 'email_address'];
+
+/** The ids of erased staff members in the key store's bucket. */
+export async function erasedStaff(where: { bucket: string; s3Endpoint?: string }): Promise<Set<string>> {
+  const s3 = s3Client({ s3Endpoint: where.s3Endpoint });
+  try {
+    const erased = new Set<string>();
+    let token: string | undefined;
+    do {
+      const page = await s3.send(new ListObjectsV2Command({ Bucket: where.bucket, Prefix: 'subjects/staff/', ContinuationToken: token }));
+      for (const { Key } of page.Contents ?? []) {
+        const body = await (await s3.send(new GetObjectCommand({ Bucket: where.bucket, Key }))).Body!.transformToString('utf8');
+        const id = /^subjects\/staff\/(\d+)\.json$/.exec(Key!)?.[1];
+        if (id && (JSON.parse(body) as { erasedAt?: string | null }).erasedAt) erased.add(id);
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return erased;
+  } finally {
+    s3.destroy();
+  }
+}
+
+/** The truth's dim_staff rows of erased staff members, their personal values replaced by the marker (nulls stay null). */
+export function expectErased(rows: Map<string, Record<string, string | null>> | undefined, erased: Set<string>): void {
+  for (const id of erased) {
+    const row = rows?.get(id);
+    if (row) for (const c of ERASED_STAFF_COLUMNS) if (row[c] !== null) row[c] = ERASED_MARKER;
+  }
+}
