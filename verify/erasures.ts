@@ -7,6 +7,8 @@
  */
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { s3Client } from '../lib/aws.ts';
+import { FatalError } from '../lib/fatal.ts';
+import type pg from '../lib/pg.ts';
 
 /** The warehouse's marker for an erased value, as docs/deploy.md promises analysts. */
 export const ERASED_MARKER = '[erased]';
@@ -39,6 +41,22 @@ export async function erasedStaff(where: { bucket: string; s3Endpoint?: string }
   } finally {
     s3.destroy();
   }
+}
+
+/**
+ * The erased staff members, read from the key store only when the warehouse's dim_staff (as
+ * search_path finds it) holds the marker: a warehouse no erasure reached needs no key store,
+ * so verify runs where there is none (a stack that never sealed values).
+ */
+export async function erasedStaffIn(warehouse: pg.Client, where: { bucket: string; s3Endpoint?: string } | undefined): Promise<Set<string>> {
+  if (!where) return new Set();
+  const marked = await warehouse.query(`SELECT 1 FROM dim_staff WHERE $1 IN (${ERASED_STAFF_COLUMNS.join(', ')}) LIMIT 1`, [ERASED_MARKER]);
+  if (marked.rowCount === 0) return new Set();
+  return erasedStaff(where).catch((err: Error) => {
+    throw new FatalError(
+      `could not read the erased data subjects in bucket "${where.bucket}" (${err.message}), which the warehouse's ${ERASED_MARKER} values need: give the key store's bucket with --keys-bucket (and --s3-endpoint locally)`,
+    );
+  });
 }
 
 /** The truth's dim_staff rows of erased staff members, their personal values replaced by the marker (nulls stay null). */

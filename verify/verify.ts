@@ -31,7 +31,7 @@ import { FatalError } from '../lib/fatal.ts';
 import { sleep } from '../lib/retry.ts';
 import { DeadLetters } from './dead-letters.ts';
 import { checkTombstones } from './tombstones.ts';
-import { erasedStaff, expectErased } from './erasures.ts';
+import { erasedStaffIn, expectErased } from './erasures.ts';
 import { type Check, currencyCode, currencyName, money, splitTimestamp, timestamp, yyyyMmDd } from './warehouse-values.ts';
 
 export interface Difference {
@@ -342,7 +342,7 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
       if (waitMs > 0) watermarkLsn = await waitForWatermark(source, warehouse, waitMs);
     };
     await catchUp();
-    const erased = opts.keys ? await erasedStaff(opts.keys) : new Set<string>();
+    const erased = await erasedStaffIn(warehouse, opts.keys);
     const first = await compareAll(source, warehouse, erased);
     let differences = first.differences;
     let setAside = await account(first.setAside);
