@@ -44,28 +44,65 @@ EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
   RAISE EXCEPTION 'totes.as_of = ''%'' is neither a source commit LSN (like 16/B374D848) nor a commit time (like 2026-11-30 23:59:59, UTC)', setting
     USING ERRCODE = 'invalid_parameter_value';
 END $f$;
--- the point: the watermark when unset; an LSN or a time at or before it; else an error saying how far the warehouse has loaded
-CREATE OR REPLACE FUNCTION totes_as_of_lsn(setting text, at_time timestamp, by_time pg_lsn, loaded pg_lsn, loaded_time timestamptz)
+-- the point: the watermark when unset; an LSN or a time at or before it; else an error saying how far the warehouse has loaded.
+-- Before since (when the initial snapshot of every table had loaded) some rows are not known: an error saying so.
+CREATE OR REPLACE FUNCTION totes_as_of_lsn(setting text, at_time timestamp, by_time pg_lsn, loaded pg_lsn, loaded_time timestamptz,
+                                           since pg_lsn, since_time timestamptz, unsnapshotted text)
   RETURNS pg_lsn LANGUAGE plpgsql STABLE SET timezone = 'UTC' AS $f$
+DECLARE
+  point pg_lsn;
 BEGIN
   IF loaded IS NULL THEN
     RAISE EXCEPTION 'the warehouse has no watermark yet (a shard has loaded nothing): there is no point it is complete to'
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
-  IF setting IS NULL THEN RETURN loaded; END IF;
-  IF at_time IS NULL AND setting::pg_lsn <= loaded THEN RETURN setting::pg_lsn; END IF;
-  IF at_time IS NOT NULL AND at_time <= loaded_time AT TIME ZONE 'UTC' THEN RETURN least(coalesce(by_time, '0/0'), loaded); END IF;
-  RAISE EXCEPTION 'totes.as_of = ''%'' is past what the warehouse has loaded: every source transaction up to LSN % (committed % UTC), none later for certain',
-    setting, loaded, coalesce((loaded_time AT TIME ZONE 'UTC')::text, 'at an unknown time')
-    USING ERRCODE = 'invalid_parameter_value', HINT = 'choose an earlier point, or leave totes.as_of unset for the newest complete one';
+  IF unsnapshotted IS NOT NULL THEN
+    RAISE EXCEPTION 'the warehouse''s history has not begun: the initial snapshot of % has not loaded yet, so no point is complete', unsnapshotted
+      USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'wait for the snapshot to load (totes status)';
+  END IF;
+  IF setting IS NULL THEN point := loaded;
+  ELSIF at_time IS NULL AND setting::pg_lsn <= loaded THEN point := setting::pg_lsn;
+  ELSIF at_time IS NOT NULL AND at_time <= loaded_time AT TIME ZONE 'UTC' THEN point := least(coalesce(by_time, '0/0'), loaded);
+  ELSE
+    RAISE EXCEPTION 'totes.as_of = ''%'' is past what the warehouse has loaded: every source transaction up to LSN % (committed % UTC), none later for certain',
+      setting, loaded, coalesce((loaded_time AT TIME ZONE 'UTC')::text, 'at an unknown time')
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'choose an earlier point, or leave totes.as_of unset for the newest complete one';
+  END IF;
+  IF point < since THEN
+    RAISE EXCEPTION 'totes.as_of = ''%'' is before the warehouse''s history begins: the source is known from LSN % (committed % UTC), when the initial snapshot of every table had loaded; before it the values of rows not yet read are not known',
+      coalesce(setting, 'unset: the watermark ' || loaded), since, (since_time AT TIME ZONE 'UTC')::text
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'choose a later point';
+  END IF;
+  RETURN point;
 END $f$;
 CREATE OR REPLACE VIEW totes_as_of_point AS
   SELECT totes_as_of_lsn(s.setting, s.at_time,
            (SELECT max(c.source_lsn) FROM totes_commits c WHERE c.source_commit_time <= s.at_time),
-           f.watermark_lsn, f.watermark_commit_time) AS lsn
+           f.watermark_lsn, f.watermark_commit_time, h.since, h.since_time, h.unsnapshotted) AS lsn
     FROM (SELECT setting, totes_as_of_time(setting) AS at_time
             FROM (SELECT nullif(current_setting('totes.as_of', true), '') AS setting) x) s,
-         totes_freshness f;`;
+         totes_freshness f,
+         totes_history_start h;`;
+
+/**
+ * Where the warehouse's history begins: the LSN by which the initial snapshot of every table
+ * had loaded (each table's first snapshot chunk reaching the end of its key space). Before it,
+ * a row the snapshot had not read yet is not known. A warehouse whose stream carried no snapshot
+ * (the source's tables were captured from their start) begins at 0/0; one whose snapshot is
+ * under way names the tables still to come (unsnapshotted).
+ */
+const HISTORY_START_DDL = `CREATE OR REPLACE VIEW totes_history_start AS
+  WITH t AS (SELECT name FROM unnest(ARRAY[${Object.keys(LOAD_TABLES)
+    .map((t) => `'${t}'`)
+    .join(', ')}]) AS name),
+  done AS (SELECT DISTINCT ON (load_table) load_table, source_lsn, source_commit_time FROM totes_row_ends
+            WHERE cause = 'snapshot' AND key_through IS NULL ORDER BY load_table, source_lsn),
+  begun AS (SELECT EXISTS (SELECT 1 FROM totes_row_ends WHERE cause = 'snapshot') AS any)
+  SELECT CASE WHEN NOT begun.any THEN '0/0'::pg_lsn WHEN m.unsnapshotted IS NULL THEN (SELECT max(source_lsn) FROM done) END AS since,
+         CASE WHEN m.unsnapshotted IS NULL THEN (SELECT source_commit_time FROM done ORDER BY source_lsn DESC LIMIT 1) END AS since_time,
+         m.unsnapshotted
+    FROM begun, LATERAL (SELECT CASE WHEN begun.any THEN string_agg(t.name, ', ' ORDER BY t.name) END AS unsnapshotted
+                           FROM t WHERE t.name NOT IN (SELECT load_table FROM done)) m;`;
 
 /** Each key's newest version of `table` (a version log: a fact table or a history) at or before the LSN `point`. */
 const versionsAtSql = (table: LoadTableName, log: string, point: string, also = 'true') =>
@@ -107,13 +144,24 @@ function asOfViewsDdl(schema: string): string {
   return `CREATE SCHEMA IF NOT EXISTS ${a};\n${views.join('\n')}`;
 }
 
+/**
+ * A key's first version when the row existed before the pipeline saw it (a snapshot read, or a
+ * change to a row never read): it is taken as holding from the beginning (valid_from_lsn 0/0,
+ * valid_from -infinity), the earliest values known standing for the unknown ones before, as an
+ * initial load does in a type 2 dimension. So a fact older than its dimension's first version
+ * (every order the initial snapshot read) joins that version instead of nothing.
+ */
+const HELD_FROM_THE_BEGINNING = `source_op <> 'c'`;
+
 /** Each history as SCD type 2 rows. */
 function versionsViewDdl(table: LoadTableName): string {
   const key = LOAD_TABLES[table].key;
   return `CREATE OR REPLACE VIEW ${table}_versions AS
-  SELECT ${historyColumns(table).join(', ')}, source_op, source_commit_time AS valid_from, valid_to, source_lsn AS valid_from_lsn, valid_to_lsn,
+  SELECT ${historyColumns(table).join(', ')}, source_op,
+         (CASE WHEN first AND ${HELD_FROM_THE_BEGINNING} THEN '-infinity' ELSE source_commit_time END)::timestamp(6) AS valid_from, valid_to,
+         CASE WHEN first AND ${HELD_FROM_THE_BEGINNING} THEN '0/0' ELSE source_lsn END AS valid_from_lsn, valid_to_lsn,
          valid_to_lsn IS NULL AS is_current, source_pos
-    FROM (SELECT h.*, lead(source_commit_time) OVER w AS valid_to, lead(source_lsn) OVER w AS valid_to_lsn
+    FROM (SELECT h.*, lead(source_commit_time) OVER w AS valid_to, lead(source_lsn) OVER w AS valid_to_lsn, lag(source_lsn) OVER w IS NULL AS first
             FROM ${historyName(table)} h WINDOW w AS (PARTITION BY ${key} ORDER BY source_lsn, source_pos)) v
    WHERE NOT is_deleted;`;
 }
@@ -121,15 +169,21 @@ function versionsViewDdl(table: LoadTableName): string {
 /**
  * Each fact version with the columns of the dimensions it names as they stood at its commit
  * (the dimension's newest version with source_lsn at or before the fact's: the whole source
- * transaction applied), derived columns too. Dimension columns keep their names (none is
- * shared between the dimensions of one fact, held here).
+ * transaction applied; none, and the dimension's first version held from the beginning: that
+ * one), derived columns too. Dimension columns keep their names (none is shared between the
+ * dimensions of one fact, held here).
  */
 function atTimeViewDdl(fact: LoadTableName): string {
   const joins: string[] = [];
   const cols: string[] = [];
-  const at = (table: LoadTableName, keyOf: string, alias: string) =>
-    `LEFT JOIN LATERAL (SELECT * FROM ${historyName(table)} h WHERE h.${LOAD_TABLES[table].key} = ${keyOf} AND h.source_lsn <= f.source_lsn
-                         ORDER BY source_lsn DESC, source_pos DESC LIMIT 1) ${alias} ON true`;
+  const at = (table: LoadTableName, keyOf: string, alias: string) => {
+    const versions = `${historyName(table)} h WHERE h.${LOAD_TABLES[table].key} = ${keyOf}`;
+    return `LEFT JOIN LATERAL (SELECT * FROM (
+        (SELECT h.*, 0 AS pick FROM ${versions} AND h.source_lsn <= f.source_lsn ORDER BY source_lsn DESC, source_pos DESC LIMIT 1)
+        UNION ALL
+        (SELECT * FROM (SELECT h.*, 1 AS pick FROM ${versions} ORDER BY source_lsn, source_pos LIMIT 1) e WHERE ${HELD_FROM_THE_BEGINNING})
+      ) v ORDER BY pick LIMIT 1) ${alias} ON true`;
+  };
   let n = 0;
   for (const [column, dim] of Object.entries(REFERENCES[fact] ?? {})) {
     const d = `d${++n}`;
@@ -152,7 +206,7 @@ function atTimeViewDdl(fact: LoadTableName): string {
 
 /** The as-of DDL (search_path set to `schema`), after the tables' and histories'. */
 export function asOfDdl(schema: string): string {
-  return [POINT_DDL, ...HISTORY_TABLES.map(versionsViewDdl), ...FACT_TABLES.map(atTimeViewDdl), asOfViewsDdl(schema)].join('\n');
+  return [HISTORY_START_DDL, POINT_DDL, ...HISTORY_TABLES.map(versionsViewDdl), ...FACT_TABLES.map(atTimeViewDdl), asOfViewsDdl(schema)].join('\n');
 }
 
 /** The source transactions a load brings (rows and ends), each once: [commit LSNs, commit times], for recordCommitsSql. */

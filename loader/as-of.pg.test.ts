@@ -9,6 +9,7 @@ import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
 import { poolFor } from '../lib/pg.ts';
 import { mapEvents } from '../processors/transform.ts';
+import { SOURCE_TABLE_NAMES, type SourceTable } from '../formats/source-tables.ts';
 import { createDatabase } from '../test/harness.ts';
 import { changeEvent, salesOrderChange } from '../test/kinesis-events.ts';
 import { PostgresWarehouse, type Warehouse } from './warehouse.ts';
@@ -237,5 +238,110 @@ describe('a source transaction split over two shards, through as_of', () => {
     expect(await read()).toEqual([{ staff_id: 5, department_name: 'Old' }]);
     await load([tx[1]], 'b', at('2/20', 20)); // and shard b's
     expect(await read()).toEqual([{ staff_id: 5, department_name: 'New' }]);
+  });
+});
+
+describe('a warehouse begun from a snapshot, through as_of and the views of history', () => {
+  let db: Awaited<ReturnType<typeof createDatabase>>;
+  let pool: pg.Pool;
+  let warehouse: Warehouse;
+  let batches = 0;
+  const load = (events: (ChangeEvent | RowsEndEvent)[], watermark: EventSource) => {
+    const { rows, ends } = mapEvents(events);
+    const n = batches++;
+    return warehouse.loadTables(
+      { batchKey: `b${n}`, shard: 's', events: events.length, ends, manifestKey: `m${n}`, heartbeat: { lsn: watermark.lsn, commitTime: watermark.commitTime } },
+      new Map(Object.entries(rows)) as Map<LoadTableName, LoadRow[]>,
+    );
+  };
+  /** A snapshot chunk's end: the keys of `table` in (after, through] are `present`. */
+  const chunkEnd = (table: SourceTable, after: number | null, through: number | null, present: [number, number][], source: EventSource): RowsEndEvent => ({
+    v: 1,
+    kind: 'snapshot-range',
+    table,
+    after,
+    through,
+    present,
+    source,
+  });
+  const staffAsOf = async (point: string | null) => {
+    const c = await pool.connect();
+    try {
+      await c.query('BEGIN');
+      if (point !== null) await c.query(`SELECT set_config('totes.as_of', $1, true)`, [point]);
+      return (await c.query(`SELECT staff_id, first_name, department_name FROM as_of.dim_staff ORDER BY 1`)).rows;
+    } finally {
+      await c.query('ROLLBACK');
+      c.release();
+    }
+  };
+
+  beforeAll(async () => {
+    db = await createDatabase('as_of_snapshot');
+    pool = poolFor(db.url, 2);
+    warehouse = new PostgresWarehouse(pool);
+    await warehouse.ensureSchema();
+  });
+  afterAll(async () => {
+    await pool?.end();
+    await db?.drop();
+  });
+
+  it('begins its history where the initial snapshot of every table has loaded, and joins older facts to the first versions', async () => {
+    // the snapshot reads the department, then orders, then (later) staff: each table at its own chunk's position
+    await load(
+      [
+        department(1, 'Sales', 'r', at('3/8', 8)),
+        chunkEnd('department', null, null, [[1, 1]], at('3/8', 8, 1)),
+        order(1, 10, 'r', at('3/10', 10)),
+        chunkEnd('sales_order', null, null, [[1, 1]], at('3/10', 10, 1)),
+        staff(1, 'Ada', 1, 'r', at('3/12', 12)),
+        chunkEnd('staff', null, 1, [[1, 1]], at('3/12', 12, 1)), // a first chunk of staff: more to come
+      ],
+      at('3/12', 12),
+    );
+    expect(await staffAsOf(null).catch((e: Error) => e.message)).toMatch(
+      /history has not begun: the initial snapshot of dim_counterparty, dim_currency, dim_design, dim_location, dim_payment_type, dim_staff, dim_transaction, fact_payment, fact_purchase_order has not loaded yet/,
+    );
+    const start = `SELECT since::text, since_time::text, unsnapshotted FROM totes_history_start`;
+    expect((await pool.query(start)).rows[0]).toMatchObject({ since: null, since_time: null });
+    const rest = SOURCE_TABLE_NAMES.filter((t) => !['department', 'sales_order', 'staff'].includes(t));
+    await load(
+      [
+        staff(2, 'Grace', 1, 'r', at('3/20', 20)),
+        chunkEnd('staff', 1, null, [[2, 2]], at('3/20', 20, 1)),
+        ...rest.map((t, i) => chunkEnd(t, null, null, [], at('3/20', 20, 2 + i))),
+        staff(3, 'Hedy', 1, 'c', at('3/30', 30)),
+        order(2, 5, 'c', at('3/31', 31), 3),
+        department(1, 'Revenue', 'u', at('3/32', 32)),
+      ],
+      at('3/40', 40),
+    );
+    expect((await pool.query(start)).rows).toEqual([{ since: '3/20', since_time: '2024-05-01 09:20:00+00', unsnapshotted: null }]);
+    for (const before of ['3/19', '2024-05-01 09:19:59'])
+      expect(await staffAsOf(before).catch((e: Error) => e.message)).toMatch(
+        /before the warehouse's history begins: the source is known from LSN 3\/20 \(committed 2024-05-01 09:20:00/,
+      );
+    expect(await staffAsOf('3/20')).toEqual([
+      { staff_id: 1, first_name: 'Ada', department_name: 'Sales' },
+      { staff_id: 2, first_name: 'Grace', department_name: 'Sales' },
+    ]);
+    expect((await staffAsOf(null)).map((r) => r.department_name)).toEqual(['Revenue', 'Revenue', 'Revenue']);
+
+    // the snapshot's first versions hold from the beginning; a row inserted later from its insert
+    const versions = await pool.query(
+      `SELECT staff_id, valid_from::text, valid_from_lsn::text, is_current FROM dim_staff_versions ORDER BY staff_id, valid_from_lsn`,
+    );
+    expect(versions.rows).toEqual([
+      { staff_id: 1, valid_from: '-infinity', valid_from_lsn: '0/0', is_current: true },
+      { staff_id: 2, valid_from: '-infinity', valid_from_lsn: '0/0', is_current: true },
+      { staff_id: 3, valid_from: '2024-05-01 09:30:00', valid_from_lsn: '3/30', is_current: true },
+    ]);
+    // an order the snapshot read before its staff member joins that member's first version, the department as it was then
+    const atTime = await pool.query(`SELECT sales_order_id AS id, first_name, department_name FROM fact_sales_order_at_time ORDER BY source_lsn`);
+    expect(atTime.rows).toEqual([
+      { id: 1, first_name: 'Ada', department_name: 'Sales' },
+      { id: 2, first_name: 'Hedy', department_name: 'Sales' },
+    ]);
   });
 });
