@@ -1,17 +1,15 @@
 /**
  * KmsMasterKey over KMS's own wire protocol, with the AWS SDK's client as on AWS. Against moto's
- * KMS server (a KMS emulator from the machine's Python packages; where `moto_server` is not on
- * PATH those tests are skipped, saying so): a data key wrapped and unwrapped bound to its
+ * KMS server (test/kms-emulator.ts; skipped, saying so, where the machine has none): a data key wrapped and unwrapped bound to its
  * subject, a key store whose keys it wraps, and a key id naming no key refused in one line. KMS refusing
  * access (AccessDeniedException, an IAM or key policy without kms:Decrypt) is a fault moto does
  * not answer as KMS does, so that one is a stand-in: a local server speaking KMS's JSON protocol
  * that refuses every call as KMS words it; it checks our request and our handling of the answer,
  * not KMS itself.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import type { KMSClient } from '@aws-sdk/client-kms';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERASED, seal } from '../formats/personal-data.ts';
@@ -19,35 +17,24 @@ import { s3Client } from '../lib/aws.ts';
 import { ConfigError } from '../lib/config.ts';
 import { describeFatal } from '../lib/fatal.ts';
 import { freePort, type LocalS3, startS3 } from '../local/servers.ts';
-import { until } from '../test/until.ts';
+import { hasKmsEmulator, type KmsEmulator, kmsAt, startKmsEmulator } from '../test/kms-emulator.ts';
 import { KmsMasterKey } from './key-wrappers.ts';
 import { SubjectKeys } from './subject-keys.ts';
 
-const kmsAt = (endpoint: string) => new KMSClient({ region: 'eu-west-2', endpoint, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
-
-const hasMoto = spawnSync('moto_server', ['--help'], { stdio: 'ignore' }).status === 0;
-if (!hasMoto) console.warn('moto_server is not on PATH: the KmsMasterKey tests against a KMS emulator are skipped');
-
-describe.skipIf(!hasMoto)('KmsMasterKey against a KMS emulator (moto)', () => {
-  let moto: ChildProcess;
+describe.skipIf(!hasKmsEmulator)('KmsMasterKey against a KMS emulator (moto)', () => {
+  let emulator: KmsEmulator;
   let kms: KMSClient;
   let keyId: string;
   let s3rver: LocalS3;
   let s3: S3Client;
   beforeAll(async () => {
-    const port = await freePort();
-    moto = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
-    kms = kmsAt(`http://127.0.0.1:${port}`);
-    await until('moto_server answers', async () => {
-      keyId = (await kms.send(new CreateKeyCommand({})).catch(() => null))?.KeyMetadata?.KeyId ?? '';
-      return keyId !== '';
-    });
+    emulator = await startKmsEmulator();
+    ({ kms, keyId } = emulator);
     s3rver = await startS3({ port: await freePort(), buckets: ['keys'] });
     s3 = s3Client({ s3Endpoint: s3rver.endpoint });
   });
   afterAll(async () => {
-    kms?.destroy();
-    moto?.kill();
+    emulator?.stop();
     s3?.destroy();
     await s3rver?.stop();
   });
