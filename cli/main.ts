@@ -32,7 +32,15 @@ function verifyOptions(values: Record<string, string | boolean | undefined>): Ve
     waitMs: number(values, 'wait') * 1000,
     deadLetters: { bucket: String(values.bucket), s3Endpoint: values['s3-endpoint'] as string | undefined },
     archive: values['archive-bucket'] ? { bucket: String(values['archive-bucket']), s3Endpoint: values['s3-endpoint'] as string | undefined } : undefined,
-    keys: values['keys-bucket'] ? { bucket: String(values['keys-bucket']), s3Endpoint: values['s3-endpoint'] as string | undefined } : undefined,
+    keys: values['keys-bucket']
+      ? {
+          bucket: String(values['keys-bucket']),
+          s3Endpoint: values['s3-endpoint'] as string | undefined,
+          // the master key as the services name it
+          kmsKeyId: process.env[ENV.kmsKeyId],
+          masterKeyFile: process.env[ENV.masterKeyFile],
+        }
+      : undefined,
   };
 }
 
@@ -290,7 +298,10 @@ On your own totesys (e.g. a restored copy), instead of the embedded one:
   --bucket NAME        the processed bucket, whose dead letters account for rows set aside (default env TOTES_PROCESSED_BUCKET, locally ${PROCESSED_BUCKET})
   --s3-endpoint URL    S3 endpoint (default env TOTES_S3_ENDPOINT, locally the stack's s3rver; unset in AWS)
   --archive-bucket NAME  the raw archive (the ingestion bucket): check each deleted dimension row against the values its source row had before it ended (default env TOTES_INGESTION_BUCKET; the local stack's is ${INGESTION_BUCKET}; it reads the whole archive)
-  --keys-bucket NAME   the key store's bucket: a staff member erased there (\`totes forget\`) is expected as [erased] (default env TOTES_KEYS_BUCKET, locally ${KEYS_BUCKET})
+  --keys-bucket NAME   the key store's bucket: a staff member erased there (\`totes forget\`) is expected as [erased] (default env TOTES_KEYS_BUCKET, locally ${KEYS_BUCKET});
+                       with --archive-bucket, the personal values the archive holds sealed are opened
+                       with it and the master key the services use: env TOTES_KMS_KEY_ID (AWS) or
+                       TOTES_MASTER_KEY_FILE (local)
   --as-of              pin the source at one WAL position (a temporary replication slot's snapshot:
                        the --source role needs REPLICATION), wait until the warehouse has loaded
                        past it, and compare the warehouse's as_of views at that position, exactly

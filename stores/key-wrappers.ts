@@ -39,6 +39,9 @@ export class LocalMasterKey implements KeyWrapper {
   }
 }
 
+/** KMS's refusals a person must fix (a policy, the key's id, a disabled or deleted key), said as such. */
+const KMS_REFUSALS = new Set(['AccessDeniedException', 'NotFoundException', 'DisabledException', 'KMSInvalidStateException']);
+
 /** A KMS key (id, ARN or alias) wraps the data keys; the caller needs kms:Encrypt and kms:Decrypt on it. */
 export class KmsMasterKey implements KeyWrapper {
   readonly name: string;
@@ -50,13 +53,27 @@ export class KmsMasterKey implements KeyWrapper {
   }
 
   async wrap(key: Uint8Array, context: string): Promise<Uint8Array> {
-    const out = await this.kms.send(new EncryptCommand({ KeyId: this.keyId, Plaintext: key, EncryptionContext: { subject: context } }));
+    const out = await this.kms
+      .send(new EncryptCommand({ KeyId: this.keyId, Plaintext: key, EncryptionContext: { subject: context } }))
+      .catch(this.refusal('Encrypt', context));
     return out.CiphertextBlob!;
   }
 
   async unwrap(wrapped: Uint8Array, context: string): Promise<Uint8Array> {
-    const out = await this.kms.send(new DecryptCommand({ KeyId: this.keyId, CiphertextBlob: wrapped, EncryptionContext: { subject: context } }));
+    const out = await this.kms
+      .send(new DecryptCommand({ KeyId: this.keyId, CiphertextBlob: wrapped, EncryptionContext: { subject: context } }))
+      .catch(this.refusal('Decrypt', context));
     return out.Plaintext!;
+  }
+
+  /** Rethrows a KMS error, a refusal as one line saying which key and what the role needs. */
+  private refusal(action: string, context: string): (err: Error) => never {
+    return (err) => {
+      if (!KMS_REFUSALS.has(err.name)) throw err;
+      throw new ConfigError(
+        `KMS refused kms:${action} with ${this.keyId} for the data key of ${context} (${err.name}: ${err.message}): ${ENV.kmsKeyId} must name an enabled key on which this role has kms:Encrypt and kms:Decrypt (its IAM policy and the key's policy)`,
+      );
+    };
   }
 }
 

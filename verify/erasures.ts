@@ -5,7 +5,7 @@
  * code with what it checks): an object `subjects/<kind>/<id>.json` whose `erasedAt` is set is
  * the store's record of an erasure. Counterparty contacts do not reach the warehouse.
  */
-import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { s3Client } from '../lib/aws.ts';
 import { FatalError } from '../lib/fatal.ts';
 import type pg from '../lib/pg.ts';
@@ -15,6 +15,24 @@ export const ERASED_MARKER = '[erased]';
 
 /** dim_staff's columns holding a staff member's personal values (data-model.md §2). */
 export const ERASED_STAFF_COLUMNS = ['first_name', 'last_name', 'email_address'];
+
+/** A subject's object in the key store: its key's version, the key wrapped (null once erased), and when it was erased. */
+export interface SubjectObject {
+  version: number;
+  wrapped: string | null;
+  wrappedBy: string;
+  erasedAt: string | null;
+}
+
+/** The key store's object `key` (`subjects/<kind>/<id>.json`), or null when there is none. */
+export async function readSubject(s3: S3Client, bucket: string, key: string): Promise<SubjectObject | null> {
+  try {
+    return JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body!.transformToString('utf8')) as SubjectObject;
+  } catch (err) {
+    if ((err as Error).name === 'NoSuchKey') return null;
+    throw err;
+  }
+}
 
 /** The ids of erased staff members in the key store's bucket. */
 export async function erasedStaff(where: { bucket: string; s3Endpoint?: string }): Promise<Set<string>> {
@@ -31,9 +49,8 @@ export async function erasedStaff(where: { bucket: string; s3Endpoint?: string }
           throw err;
         });
       for (const { Key } of page.Contents ?? []) {
-        const body = await (await s3.send(new GetObjectCommand({ Bucket: where.bucket, Key }))).Body!.transformToString('utf8');
         const id = /^subjects\/staff\/(\d+)\.json$/.exec(Key!)?.[1];
-        if (id && (JSON.parse(body) as { erasedAt?: string | null }).erasedAt) erased.add(id);
+        if (id && (await readSubject(s3, where.bucket, Key!))?.erasedAt) erased.add(id);
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);

@@ -15,8 +15,10 @@ import { gunzip } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { RAW_PREFIX } from '../formats/archive-layout.ts';
 import { type ChangeEvent, compareLsn, decodeEvent, lsnToBigInt, type StreamEvent } from '../formats/change-event.ts';
+import { isSealed } from '../formats/personal-data.ts';
 import { s3Client } from '../lib/aws.ts';
 import type pg from '../lib/pg.ts';
+import { type KeyStoreAt, SealedValues } from './sealed-values.ts';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -54,17 +56,10 @@ const PROVENANCE = ['source_op', 'source_lsn', 'source_pos', 'source_commit_time
 
 const text = (v: unknown): string | null => (v === null || v === undefined ? null : typeof v === 'object' ? JSON.stringify(v) : String(v));
 
-/**
- * A personal value as the archive holds it, sealed under its data subject's key (docs/deploy.md,
- * "Personal data"): verify holds no keys, so such a column is not compared here (the live rows'
- * comparison with the source covers it while the row exists).
- */
-const isSealed = (v: unknown) => typeof v === 'string' && v.startsWith('pd1:');
-
 /** Column by column, what `found` holds where `expected` differs. */
 function differing(table: string, key: string, expected: Record<string, unknown>, found: Record<string, unknown>): TombstoneDifference[] {
   return Object.keys(expected)
-    .filter((c) => !isSealed(expected[c]) && text(expected[c]) !== text(found[c]))
+    .filter((c) => text(expected[c]) !== text(found[c]))
     .map((c) => ({ table, key, column: c, expected: text(expected[c]), found: text(found[c]) }));
 }
 
@@ -97,8 +92,11 @@ interface Tombstone {
   row: Record<string, unknown>;
 }
 
-/** Every deleted dimension row whose values are not those its source row had before it ended, as the archive in `bucket` shows. */
-export async function checkDimensionTombstones(warehouse: pg.ClientBase, s3: S3Client, bucket: string): Promise<TombstoneDifference[]> {
+/**
+ * Every deleted dimension row whose values are not those its source row had before it ended, as
+ * the archive in `bucket` shows; a personal value the archive holds sealed is opened with `sealed`.
+ */
+export async function checkDimensionTombstones(warehouse: pg.ClientBase, s3: S3Client, bucket: string, sealed: SealedValues): Promise<TombstoneDifference[]> {
   const tombstones: Tombstone[] = [];
   for (const [table, { key }] of Object.entries(DIMENSIONS)) {
     const { rows } = await warehouse.query(
@@ -122,6 +120,7 @@ export async function checkDimensionTombstones(warehouse: pg.ClientBase, s3: S3C
     // the dimension's own columns, named as in the source (others are derived by joins, checked with the live rows)
     const expected = Object.fromEntries(Object.keys(t.row).flatMap((c) => (c !== key && c in values ? [[c, values[c]]] : [])));
     if (before.length === 0) for (const c of Object.keys(t.row)) if (c !== key) expected[c] = null;
+    for (const [c, v] of Object.entries(expected)) if (isSealed(v as string)) expected[c] = await sealed.open(v as string, `${t.table} ${t.key}'s ${c}`);
     out.push(...differing(t.table, t.key, expected, t.row));
   }
   return out;
@@ -182,14 +181,23 @@ async function readArchive(s3: S3Client, bucket: string, wanted: Set<string>): P
   return { changes, positions };
 }
 
-/** The fact ends, and with an archive the dimension tombstones: settled rows, checked once after the live rows. */
-export async function checkTombstones(warehouse: pg.ClientBase, archive?: { bucket: string; s3Endpoint?: string }): Promise<TombstoneDifference[]> {
+/**
+ * The fact ends, and with an archive the dimension tombstones (their sealed values opened with
+ * the key store in `keys`): settled rows, checked once after the live rows.
+ */
+export async function checkTombstones(
+  warehouse: pg.ClientBase,
+  archive?: { bucket: string; s3Endpoint?: string },
+  keys?: KeyStoreAt,
+): Promise<TombstoneDifference[]> {
   const out = await checkFactEnds(warehouse);
   if (!archive) return out;
   const s3 = s3Client({ s3Endpoint: archive.s3Endpoint });
+  const sealed = new SealedValues(keys);
   try {
-    return [...out, ...(await checkDimensionTombstones(warehouse, s3, archive.bucket))];
+    return [...out, ...(await checkDimensionTombstones(warehouse, s3, archive.bucket, sealed))];
   } finally {
     s3.destroy();
+    sealed.close();
   }
 }

@@ -30,6 +30,7 @@ import { HEARTBEAT_PREFIX, signalCarrier, signalStatement } from '../formats/sou
 import { FatalError } from '../lib/fatal.ts';
 import { sleep } from '../lib/retry.ts';
 import { DeadLetters } from './dead-letters.ts';
+import type { KeyStoreAt } from './sealed-values.ts';
 import { checkTombstones } from './tombstones.ts';
 import { erasedStaffIn, expectErased } from './erasures.ts';
 import { type Check, currencyCode, currencyName, money, splitTimestamp, timestamp, yyyyMmDd } from './warehouse-values.ts';
@@ -284,8 +285,12 @@ export interface VerifyOptions {
   deadLetters?: { bucket: string; s3Endpoint?: string };
   /** The raw archive's bucket, which the deleted dimension rows are checked against (tombstones.ts; without it, they are not). */
   archive?: { bucket: string; s3Endpoint?: string };
-  /** The key store's bucket, whose erased subjects are expected erased in the warehouse (erasures.ts; without it, an erased value is a difference). */
-  keys?: { bucket: string; s3Endpoint?: string };
+  /**
+   * The key store: its bucket, whose erased subjects are expected erased in the warehouse
+   * (erasures.ts; without it, an erased value is a difference), and the master key that opens
+   * the personal values the archive holds sealed (sealed-values.ts; without it, one ends verify).
+   */
+  keys?: KeyStoreAt;
 }
 
 /**
@@ -356,7 +361,7 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
       differences = again.differences;
       setAside = [...setAside.filter((s) => !rechecked.has(rowOf(s))), ...(await account(again.setAside))];
     }
-    differences.push(...(await checkTombstones(warehouse, opts.archive)));
+    differences.push(...(await checkTombstones(warehouse, opts.archive, opts.keys)));
     setAside.sort(bySourceRow);
     const tables = await tableResults(warehouse, differences, setAside);
     const ok = differences.length === 0 && setAside.every((s) => s.deadLetter !== null);
