@@ -238,7 +238,10 @@ On your own totesys (e.g. a restored copy), instead of the embedded one:
               `  warehouse:         psql ${stack.warehouseUrl}\nEvery table is snapshotted into the warehouse, then every change committed to the source streams in.\nCtrl-C stops everything and says what is left on the source.\n`
           : `${running}  totesys (source):  psql ${stack.sourceUrl}\n  warehouse:         psql ${stack.warehouseUrl}\n` +
               `Change a row in totesys and watch it arrive, e.g.\n  psql ${stack.sourceUrl} -c "UPDATE address SET phone = '0161 555 0100', last_updated = now() WHERE address_id = 1"\n` +
-              `  psql ${stack.warehouseUrl} -c "SELECT location_id, phone FROM dim_location WHERE location_id = 1"\nCtrl-C stops everything.\n`,
+              `  psql ${stack.warehouseUrl} -c "SELECT location_id, phone FROM dim_location WHERE location_id = 1"\n` +
+              `Erase a person everywhere (personal values are sealed under their key; --dry-run first):\n` +
+              `  TOTES_MASTER_KEY_FILE=${stack.masterKeyFile} npx totes forget --staff 1 --warehouse ${stack.warehouseUrl} --s3-endpoint http://127.0.0.1:${stack.options.s3Port} --dry-run\n` +
+              `Ctrl-C stops everything.\n`,
       );
       const simulator = given || values['no-simulator'] ? null : stack.simulate({ rate: number(values, 'rate') });
       const status = new StatusLine(statusReader(stack, simulator ? () => simulator.stats.changes : undefined));

@@ -69,6 +69,8 @@ export class LocalStack {
   pipeline!: Pipeline;
   sourceUrl = '';
   warehouseUrl = '';
+  /** The key store's master key (a file the stack removes when it stops): `totes forget` needs it. */
+  masterKeyFile = '';
   private servers: Stoppable[] = [];
   private simulatorAbort = new AbortController();
   private simulation: Promise<unknown> | null = null;
@@ -97,6 +99,7 @@ export class LocalStack {
     ]);
     const [, , kinesis, s3] = servers;
     const keyDir = tempDir('master-key');
+    this.masterKeyFile = join(keyDir, 'master.key');
     this.servers.push(...servers.filter((x): x is NonNullable<typeof x> => x !== null), { stop: async () => rmSync(keyDir, { recursive: true, force: true }) });
     if (this.givenSource) await this.snapshotIntoFreshWarehouse(onStep);
     else {
@@ -114,7 +117,7 @@ export class LocalStack {
       streamName: STREAM_NAME,
       ingestionBucket: INGESTION_BUCKET,
       processedBucket: PROCESSED_BUCKET,
-      keys: { bucket: KEYS_BUCKET, masterKeyFile: join(keyDir, 'master.key') },
+      keys: { bucket: KEYS_BUCKET, masterKeyFile: this.masterKeyFile },
       capture: {
         heartbeatMs: o.heartbeatMs,
         statusIntervalMs: 5_000,
