@@ -178,5 +178,5 @@ describe('totes forget', () => {
         .then((r) => r.rows);
     expect(await staffOf('replayed')).toEqual(await staffOf('public'));
     expect(await historyOf('replayed')).toEqual(await historyOf('public'));
-  });
+  }, 360_000); // two real waits of the 60 s key cache, and a replay
 });
