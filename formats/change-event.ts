@@ -286,6 +286,6 @@ export function bigIntToLsn(n: bigint): string {
 }
 
 /** Orders events by (commit LSN, position). */
-export function compareEventIds(a: EventSource, b: EventSource): number {
+export function compareEventIds(a: Pick<EventSource, 'lsn' | 'pos'>, b: Pick<EventSource, 'lsn' | 'pos'>): number {
   return compareLsn(a.lsn, b.lsn) || a.pos - b.pos;
 }
