@@ -15,6 +15,7 @@ import { poolFor } from '../lib/pg.ts';
 import { archiveEverything, startTestPipeline, type TestPipeline } from '../test/pipeline-harness.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { changeEvent } from '../test/kinesis-events.ts';
+import { runTotes } from '../test/totes-process.ts';
 import { Random } from '../totesys/random.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
@@ -421,6 +422,15 @@ describe('replay of hand-made archives', () => {
       `m: no heartbeat of its own in the archive; named open since 0/400 committed ${at('09:00:03')} (in ${shardS})`,
     );
     expect((await pool.query(`SELECT to_regclass('merge_live.dim_location') AS t`)).rows).toEqual([{ t: null }]);
+    // the command says so and exits 3
+    const rebuildCommand = () =>
+      runTotes(
+        ['replay', '--bucket', 'merge', '--s3-endpoint', aws.s3Endpoint, '--warehouse', db.url, '--rebuild', '--no-switch', '--rebuild-schema', 'merge_cli'],
+        {},
+      );
+    const incomplete = await rebuildCommand();
+    expect(incomplete.stderr).toContain(`INCOMPLETE: the archive lacks shards open at its newest heartbeat (not archived yet, or lost):\n  m: no heartbeat`);
+    expect(incomplete.code, incomplete.stderr).toBe(3);
 
     // once m's object is archived, the point is the lowest newest heartbeat over m and s
     await put('merge', 'raw/2024/05/01/09/s-1-d.gz', held);
@@ -431,6 +441,9 @@ describe('replay of hand-made archives', () => {
       behind: [],
     });
     expect((await pool.query(`SELECT watermark_lsn::text AS lsn FROM merge_whole.totes_freshness`)).rows).toEqual([{ lsn: '0/500' }]);
+    const complete = await rebuildCommand();
+    expect(complete.stderr).toContain(`complete up to 0/500 committed ${at('09:00:04')}: every shard open at the newest heartbeat is archived up to there`);
+    expect(complete.code, complete.stderr).toBe(0);
     // a shard whose newest heartbeat is further behind the newest than the gap threshold is behind, since it
     const lagging = await replayArchive({ s3, bucket: 'merge', pool, schema: 'merge_lag', freshSchema: true, gapThresholdMs: 500 });
     expect(lagging.completeness.behind.map((b) => [b.shard, b.newest?.lsn])).toEqual([['m', '0/500']]);
