@@ -5,9 +5,9 @@
  * shard's records are archived in order). So the archive is complete up to the lowest newest
  * heartbeat over the shards open at its newest heartbeat, as the loader's freshness is the lowest
  * watermark over the shards in play. The children of a reshard count from the first heartbeat
- * that names them open; a closed parent needs nothing more of its own: its children are read only
- * after it (Kinesis readers, Firehose and the local archiver alike), so a child's heartbeat in the
- * archive says the parent is all there.
+ * that names them open; a closed parent needs nothing more of its own: its children are archived
+ * only after it (docs/replay.md says what this relies on), so a child's heartbeat in the archive
+ * says the parent is all there.
  *
  * A shard named open with no heartbeat of its own in the archive (a merged child whose first
  * records are still in Firehose's buffer), or none within the gap threshold of the newest
