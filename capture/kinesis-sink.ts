@@ -21,9 +21,18 @@
  * again when a record lands on a shard it does not know (a reshard: ON_DEMAND streams reshard by
  * themselves) and at least every `shardMapMs`, so heartbeats reach the shards a split or merge
  * created.
+ *
+ * Each copy of a heartbeat names the shard it is sent to and every shard open (formats/change-event.ts),
+ * so the archive can tell how far each shard is delivered (replay/archive-completeness.ts). A reshard
+ * after the map was learnt lands a copy on a child of the shard it names (the shard that holds its
+ * hash key now); PutRecords says where it landed, and the heartbeat is sent again, named from the
+ * shards open now, so every open shard gets a copy naming it. The copy that landed elsewhere claims
+ * nothing false: it lies on a descendant of the shard it names, archived after all of that shard
+ * (children are read after their parents), and a shard the map lacks holds no change written before
+ * the heartbeat (a change that lands on a shard the map lacks makes the broadcast list them again).
  */
 import { ListShardsCommand, PutRecordsCommand, type KinesisClient, type PutRecordsCommandOutput, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
-import { encodeEvent, partitionKeyOf, type BroadcastEvent, type ChangeEvent } from '../formats/change-event.ts';
+import { encodeEvent, partitionKeyOf, type BroadcastEvent, type ChangeEvent, type HeartbeatEvent } from '../formats/change-event.ts';
 import { log } from '../lib/log.ts';
 import { Retry, type RetryPolicy, sleep } from '../lib/retry.ts';
 import { RecordQueue, routeOf, type SentRecord } from './record-queue.ts';
@@ -44,6 +53,8 @@ export const MAX_RECORD_BYTES = 1024 * 1024;
  */
 const MAX_BYTES_HELD = 2 * MAX_BATCH_BYTES;
 const HASH_BUCKETS = 1024;
+/** Sends of one heartbeat while reshards keep moving its copies (each send lists the shards afresh). */
+const HEARTBEAT_SENDS = 3;
 
 const PERMANENT_ERRORS = new Set(['ValidationException', 'InvalidArgumentException', 'ResourceNotFoundException', 'SerializationException']);
 /**
@@ -95,7 +106,9 @@ export class KinesisSink implements ChangeSink {
   private lingerTimer: NodeJS.Timeout | null = null;
   private listeners: ((through: number) => void)[] = [];
   private waiters: (() => void)[] = [];
-  private shardMap: { at: number; open: Set<string>; hashKeys: string[] } | null = null;
+  private shardMap: { at: number; open: Set<string>; shards: OpenShard[] } | null = null;
+  /** While a heartbeat is in flight: the shard each of its copies names, by event index, and the copies that landed elsewhere. */
+  private naming: { named: Map<number, string>; moved: string[] } | null = null;
   private failure: Error | null = null;
 
   constructor(private readonly opts: KinesisSinkOptions) {
@@ -131,12 +144,39 @@ export class KinesisSink implements ChangeSink {
 
   async broadcast(event: BroadcastEvent): Promise<number> {
     await this.flush();
-    const keys = await this.hashKeys();
+    if (event.kind === 'heartbeat') return this.sendHeartbeat(event);
     const line = encodeEvent(event);
     let index = -1;
-    for (const hashKey of keys) index = this.add(line, event.kind, hashKey, true);
+    for (const shard of await this.openShards()) index = this.add(line, event.kind, shard.hashKey, true);
     await this.flush();
     return index;
+  }
+
+  /** A copy on every open shard, each naming its shard and the open ones; again while a reshard moves copies elsewhere. */
+  private async sendHeartbeat(event: HeartbeatEvent): Promise<number> {
+    for (let send = 1; ; send++) {
+      const shards = await this.openShards();
+      const openShards = shards.map((s) => s.id);
+      const naming = { named: new Map<number, string>(), moved: [] as string[] };
+      let index = -1;
+      this.naming = naming;
+      try {
+        for (const s of shards) {
+          index = this.add(encodeEvent({ ...event, shard: s.id, openShards }), event.kind, s.hashKey, true);
+          naming.named.set(index, s.id);
+        }
+        await this.flush();
+      } finally {
+        this.naming = null;
+      }
+      if (naming.moved.length === 0) return index;
+      const said = { lsn: event.source.lsn, moved: naming.moved };
+      if (send === HEARTBEAT_SENDS) {
+        log.warn(said, 'reshards kept moving heartbeat copies off the shards they name; the next heartbeat names them again');
+        return index;
+      }
+      log.info(said, 'a reshard moved heartbeat copies off the shards they name; sending again, named from the shards open now');
+    }
   }
 
   private add(line: string, partitionKey: string, explicitHashKey?: string, alone = false): number {
@@ -223,6 +263,8 @@ export class KinesisSink implements ChangeSink {
           continue;
         }
         ok.push(pending[i].record);
+        const named = this.naming?.named.get(pending[i].record.indices[0]);
+        if (named !== undefined && r.ShardId !== named) this.naming!.moved.push(`${named} → ${r.ShardId}`);
         // a shard we do not know: the stream was resharded, learn its shards again
         if (r.ShardId && this.shardMap && !this.shardMap.open.has(r.ShardId)) this.shardMap = null;
       }
@@ -244,24 +286,21 @@ export class KinesisSink implements ChangeSink {
     }
   }
 
-  /** A hash key of each open shard. */
-  private async hashKeys(): Promise<string[]> {
+  /** Each open shard, with a hash key it holds. */
+  private async openShards(): Promise<OpenShard[]> {
     if (!this.shardMap || Date.now() - this.shardMap.at > (this.opts.shardMapMs ?? 30_000)) {
-      const open = new Set<string>();
-      const hashKeys: string[] = [];
+      const shards: OpenShard[] = [];
       let token: string | undefined;
       do {
         const out = await this.opts.client.send(new ListShardsCommand(token ? { NextToken: token } : { StreamName: this.opts.streamName }));
         for (const s of out.Shards ?? []) {
-          if (s.SequenceNumberRange?.EndingSequenceNumber) continue;
-          open.add(s.ShardId!);
-          hashKeys.push(s.HashKeyRange!.StartingHashKey!);
+          if (!s.SequenceNumberRange?.EndingSequenceNumber) shards.push({ id: s.ShardId!, hashKey: s.HashKeyRange!.StartingHashKey! });
         }
         token = out.NextToken;
       } while (token);
-      this.shardMap = { at: Date.now(), open, hashKeys };
+      this.shardMap = { at: Date.now(), open: new Set(shards.map((s) => s.id)), shards };
     }
-    return this.shardMap.hashKeys;
+    return this.shardMap.shards;
   }
 
   onAccepted(listener: (through: number) => void): void {
@@ -301,6 +340,11 @@ export class KinesisSink implements ChangeSink {
     this.waiters = [];
     for (const w of waiting) w();
   }
+}
+
+interface OpenShard {
+  id: string;
+  hashKey: string;
 }
 
 function requestOf(r: SentRecord): PutRecordsRequestEntry {

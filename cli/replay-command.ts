@@ -9,6 +9,7 @@ import {
   DEFAULT_BATCH_EVENTS,
   DEFAULT_GAP_THRESHOLD_MS,
   DEFAULT_WINDOW_EVENTS,
+  formatBehind,
   formatCorrupt,
   formatGap,
   replayArchive,
@@ -56,9 +57,13 @@ once first to check it, so a corrupt one loads nothing).
   --window N             events held to put the archive back in order (default ${DEFAULT_WINDOW_EVENTS}); a row whose
                          versions the archive holds further apart than this out of order is reported
 
-Exit status: 0 done; 1 corrupt archive (nothing loaded) or the switch failed; 2 usage;
-3 loaded but the archive has holes, or rows out of order beyond --window (a --rebuild is then
-not switched in).`;
+The archive is complete up to the lowest newest heartbeat over the shards open at its newest
+heartbeat; a shard open then with no heartbeat archived (or none for --gap-minutes) is reported
+by name. A --rebuild waits up to --switch-timeout for it before switching in.
+
+Exit status: 0 done; 1 corrupt archive (nothing loaded), or the switch failed (the archive still
+lacked a shard or live changes); 2 usage; 3 loaded but the archive has holes, lacks a shard (without
+a switch), or holds rows out of order beyond --window (a --rebuild is then not switched in).`;
 
 function parseTime(value: string | boolean | undefined, flag: string): Date | undefined {
   if (value === undefined) return undefined;
@@ -163,6 +168,15 @@ export const replayCommand = {
         say(`${n(result.late)} events came after later ones had loaded (shards the archive holds behind others, or copies delivered again later): loaded then`);
       say(`batches: ${n(result.batches)} (${n(result.batchesSkipped)} already loaded, skipped)`);
       if (result.watermark) say(`newest heartbeat replayed: ${result.watermark.lsn} committed ${result.watermark.commitTime}`);
+      const { point, basis, behind } = result.completeness;
+      if (point)
+        say(
+          basis === 'shards'
+            ? `complete up to ${point.lsn} committed ${point.commitTime}: every shard open at the newest heartbeat is archived up to there`
+            : `complete up to at most ${point.lsn} committed ${point.commitTime}: these heartbeats name no shard (archived before they did), so another shard's objects may not be archived that far`,
+        );
+      if (behind.length)
+        say(`\nINCOMPLETE: the archive lacks shards open at its newest heartbeat (not archived yet, or lost):\n${behind.map(formatBehind).join('\n')}`);
       if (result.corrupt.length)
         say(
           `\nSKIPPED ${result.corrupt.length} corrupt ${result.corrupt.length === 1 ? 'entry' : 'entries'} (--skip-corrupt):\n${result.corrupt.map(formatCorrupt).join('\n')}`,
@@ -188,7 +202,16 @@ export const replayCommand = {
           );
         return 3;
       }
+      if (behind.length && !(rebuild && !values['no-switch'])) {
+        say(
+          rebuild
+            ? `\nschema ${rebuildSchema} holds what the archive has, complete only as far as its totes_freshness says: rebuild again once the archive holds the shards above`
+            : `\nschema ${live} got what the archive has; replay again once it holds the shards above`,
+        );
+        return 3;
+      }
       if (rebuild && !values['no-switch']) {
+        if (behind.length) say(`waiting up to ${switchTimeoutMs / 1000}s for the archive to hold them`);
         say(`switching ${rebuildSchema} in for ${live} (the live loader waits meanwhile)…`);
         const switched = await switchInRebuild({
           ...opts,
@@ -196,7 +219,7 @@ export const replayCommand = {
           pool,
           rebuildSchema,
           liveSchema: live,
-          replayedKeys: result.keys,
+          rebuilt: result,
           timeoutMs: switchTimeoutMs,
           onProgress: progress.update,
         });

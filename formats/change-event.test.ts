@@ -59,6 +59,10 @@ describe('decodeEvent', () => {
   it.each([
     ['a change', change],
     ['a heartbeat', heartbeat],
+    [
+      'a heartbeat naming its shard and the open ones',
+      { ...heartbeat, shard: 'shardId-000000000002', openShards: ['shardId-000000000002', 'shardId-000000000003'] },
+    ],
     ['a pointer', pointer],
     ['a snapshot range', range],
     ['a truncate', { v: 1, kind: 'truncate', table: 'payment', source }],
@@ -105,6 +109,13 @@ describe('decodeEvent', () => {
       /^kind: expected "change" or "heartbeat" or "pointer" or "truncate" or "snapshot-range", got "rename"$/,
     ],
     ['no kind', withFields(change, { kind: undefined }), /^kind: missing$/],
+    ['a heartbeat naming its shard but not the open ones', withFields(heartbeat, { shard: 's1' }), /^openShards: must be given with shard, got nothing$/],
+    [
+      'a heartbeat naming the open shards but not its own',
+      withFields(heartbeat, { openShards: ['s1'] }),
+      /^shard: must be given with openShards, got nothing$/,
+    ],
+    ['a heartbeat naming a shard not open', withFields(heartbeat, { shard: 's1', openShards: ['s2'] }), /^shard: must be one of openShards, got "s1"$/],
     ['a table not captured', withFields(change, { table: '_prisma_migrations' }), /^table: is not a captured table, got "_prisma_migrations"$/],
     ['an inherited property as table', withFields(change, { table: 'constructor' }), /^table: is not a captured table, got "constructor"$/],
     ['a pointer without its object', withFields(pointer, { object: undefined }), /^object: missing$/],

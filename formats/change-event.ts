@@ -105,8 +105,30 @@ export type ChangeEvent = v.Infer<typeof changeEvent>;
  * Emitted on every shard when a heartbeat message comes back through the WAL: everything
  * committed before `source.lsn` has already been accepted by the stream on that shard.
  * Downstream uses it as a per-shard watermark.
+ *
+ * The producer names the shard each copy was sent to and every shard open when it was sent, so
+ * the archive (which keeps no shard ids) can tell which shards it holds up to which heartbeat
+ * (replay/archive-completeness.ts). Both or neither: heartbeats archived before they were named
+ * have neither.
  */
-const heartbeatEvent = v.object({ v: v.literal(1), kind: v.literal('heartbeat'), source: eventSource });
+const heartbeatEvent = v
+  .object({
+    v: v.literal(1),
+    kind: v.literal('heartbeat'),
+    /** The shard this copy was sent to ("shardId-000000000001"). */
+    shard: v.string().optional(),
+    /** Every shard open when it was sent, this one among them. */
+    openShards: v.array(v.string()).optional(),
+    source: eventSource,
+  })
+  .chain((e) => {
+    if ((e.shard === undefined) !== (e.openShards === undefined)) {
+      const [missing, given] = e.shard === undefined ? ['shard', 'openShards'] : ['openShards', 'shard'];
+      return v.err({ message: `must be given with ${given}`, path: [missing] });
+    }
+    if (e.shard !== undefined && !e.openShards!.includes(e.shard)) return v.err({ message: 'must be one of openShards', path: ['shard'] });
+    return v.ok(e);
+  });
 export type HeartbeatEvent = v.Infer<typeof heartbeatEvent>;
 
 /**
@@ -264,6 +286,6 @@ export function bigIntToLsn(n: bigint): string {
 }
 
 /** Orders events by (commit LSN, position). */
-export function compareEventIds(a: EventSource, b: EventSource): number {
+export function compareEventIds(a: Pick<EventSource, 'lsn' | 'pos'>, b: Pick<EventSource, 'lsn' | 'pos'>): number {
   return compareLsn(a.lsn, b.lsn) || a.pos - b.pos;
 }

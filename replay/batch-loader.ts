@@ -3,18 +3,19 @@
  * (the processor's mapEvents) and merged in one loadTables transaction. One batch merges while
  * the next one fills (a delete version takes its values from the version before it, so batches
  * merge one at a time, in order). Batch keys derive from the first and last event id, so a
- * re-run skips the batches it loaded. With `recordWatermark` the last batch carries the newest
- * heartbeat replayed: only once everything read is loaded is everything before it loaded (the
- * archive may hold one shard behind another, and a late event loads after the heartbeat).
+ * re-run skips the batches it loaded. With `recordWatermark` the last batch carries the point the
+ * archive is complete up to (archive-completeness.ts): only once everything read is loaded is
+ * everything before it loaded (a late event loads after the heartbeats that passed it).
  *
  * Events that came late (reorder-window.ts) are checked against the warehouse before their batch
  * merges and after (rows-out-of-order.ts): those appended after a later version of their own
  * row are reported.
  */
-import type { HeartbeatEvent, StreamEvent } from '../formats/change-event.ts';
+import type { StreamEvent } from '../formats/change-event.ts';
 import type { LoadRow, LoadTableName } from '../formats/load-tables.ts';
 import type pg from '../lib/pg.ts';
 import type { Warehouse } from '../loader/warehouse.ts';
+import type { ArchivedHeartbeat } from './archive-completeness.ts';
 import { mapEvents } from '../processors/transform.ts';
 import { openRows, type SubjectKeys } from '../stores/subject-keys.ts';
 import type { LoadedEvent } from './reorder-window.ts';
@@ -44,7 +45,6 @@ export class BatchLoader {
   private events: LoadedEvent[] = [];
   /** This batch's late events, and the objects they came from. */
   private late: { event: LoadedEvent; object: string }[] = [];
-  private heartbeat: HeartbeatEvent['source'] | null = null;
   private merging: Promise<void> = Promise.resolve();
 
   constructor(
@@ -67,19 +67,17 @@ export class BatchLoader {
    * resolves when it is taken (after the merge before it finished, when it starts a batch).
    */
   async add(event: LoadedEvent, lateFrom?: string): Promise<void> {
-    if (this.events.length >= this.opts.batchEvents) await this.flush(false);
+    if (this.events.length >= this.opts.batchEvents) await this.flush();
     this.events.push(event);
     if (lateFrom !== undefined) this.late.push({ event, object: lateFrom });
   }
 
-  /** A heartbeat in stream order: everything before it has been added. */
-  passed(heartbeat: HeartbeatEvent): void {
-    this.heartbeat = heartbeat.source;
-  }
-
-  /** Load what is left; with recordWatermark and no change at all, a batch of the watermark alone. */
-  async finish(): Promise<void> {
-    if (this.events.length > 0 || (this.started === 0 && this.opts.recordWatermark && this.heartbeat)) await this.flush(true);
+  /**
+   * Load what is left, with recordWatermark recording `complete` (the point the archive is complete
+   * up to; null: none) with it: with no change at all, a batch of the watermark alone.
+   */
+  async finish(complete: ArchivedHeartbeat | null): Promise<void> {
+    if (this.events.length > 0 || (this.started === 0 && this.opts.recordWatermark && complete)) await this.flush(complete);
     await this.merging;
   }
 
@@ -88,7 +86,8 @@ export class BatchLoader {
     return this.merging;
   }
 
-  private async flush(last: boolean): Promise<void> {
+  /** `complete`: the last batch's point (null: none), or undefined for a batch before the last. */
+  private async flush(complete?: ArchivedHeartbeat | null): Promise<void> {
     const events = this.events;
     const late = this.late;
     this.events = [];
@@ -97,7 +96,7 @@ export class BatchLoader {
     for (const f of failures) this.unmappable.push({ id: idOf(f.event), table: f.event.table, reason: f.reason });
     const tables = new Map(Object.entries(rows) as [LoadTableName, LoadRow[]][]);
     for (const tableRows of tables.values()) await openRows(tableRows, this.opts.keys);
-    const heartbeat = this.opts.recordWatermark && last ? this.heartbeat : null;
+    const heartbeat = this.opts.recordWatermark ? (complete ?? null) : null;
     const batchKey =
       events.length > 0
         ? `replay${this.opts.filterTag}:${idOf(events[0])}-${idOf(events[events.length - 1])}`

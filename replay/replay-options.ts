@@ -6,6 +6,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { SourceTable } from '../formats/source-tables.ts';
 import type pg from '../lib/pg.ts';
 import type { SubjectKeys } from '../stores/subject-keys.ts';
+import type { ArchiveHeartbeats } from './archive-completeness.ts';
 
 export interface ReplayOptions {
   s3: S3Client;
@@ -18,9 +19,9 @@ export interface ReplayOptions {
   /** Drop and create `schema` first: a rebuild from nothing. Never point this at the live schema. */
   freshSchema?: boolean;
   /**
-   * Record the newest heartbeat replayed as shard "replay" in totes_shard_progress, so the
-   * schema's totes_freshness tells how far the replay reached. For rebuilds only: in the live
-   * schema the row would hold the minimum over shards back for good.
+   * Record the point the archive is complete up to (ReplayResult.completeness) as shard "replay"
+   * in totes_shard_progress, so the schema's totes_freshness tells how far the replay reached.
+   * For rebuilds only: in the live schema the row would hold the minimum over shards back for good.
    */
   recordWatermark?: boolean;
   /** Events committed at or after this instant... */
@@ -40,6 +41,8 @@ export interface ReplayOptions {
   concurrency?: number;
   /** Object keys already replayed (a switch-in catch-up pass reads only the rest). */
   skipKeys?: ReadonlySet<string>;
+  /** The heartbeats those objects held (a catch-up pass goes on from them, and adds to them). */
+  archiveHeartbeats?: ArchiveHeartbeats;
   onProgress?: (p: ReplayProgress) => void;
   /** Opens the personal values the archive holds sealed (without it, a sealed value stops the replay). */
   keys?: SubjectKeys;

@@ -15,6 +15,7 @@ import { poolFor } from '../lib/pg.ts';
 import { archiveEverything, startTestPipeline, type TestPipeline } from '../test/pipeline-harness.ts';
 import { createDatabase, startLocalAws, type LocalAws } from '../test/harness.ts';
 import { changeEvent } from '../test/kinesis-events.ts';
+import { runTotes } from '../test/totes-process.ts';
 import { Random } from '../totesys/random.ts';
 import { Simulator } from '../totesys/simulator.ts';
 import { formatDifferences, verify } from '../verify/verify.ts';
@@ -109,10 +110,12 @@ describe('replay from the archive of a live pipeline', () => {
     expect(formatDifferences(check.differences)).toBe('');
     expect(check.ok).toBe(true);
 
-    // The rebuilt schema's freshness is the newest heartbeat replayed, at or past the live watermark.
+    // The capture named each heartbeat's shard: with every shard archived whole, the archive is complete up to the newest heartbeat.
+    expect(rebuilt.completeness).toMatchObject({ basis: 'shards', behind: [], point: { lsn: rebuilt.watermark!.lsn } });
+    // The rebuilt schema's freshness is that point, at or past the live watermark.
     const fresh = await pool.query(`SELECT r.watermark_lsn::text AS lsn, r.watermark_lsn >= l.watermark_lsn AS past_live
       FROM totes_rebuild.totes_freshness r, public.totes_freshness l`);
-    expect(lsnToBigInt(fresh.rows[0].lsn)).toBe(lsnToBigInt(rebuilt.watermark!.lsn));
+    expect(lsnToBigInt(fresh.rows[0].lsn)).toBe(lsnToBigInt(rebuilt.completeness.point!.lsn));
     expect(fresh.rows[0].past_live).toBe(true);
 
     const again = await replayArchive({ ...base, schema: 'totes_rebuild', recordWatermark: true });
@@ -125,7 +128,7 @@ describe('replay from the archive of a live pipeline', () => {
     const liveShards = (await pool.query(`SELECT shard, last_manifest_key, watermark_lsn::text FROM public.totes_shard_progress ORDER BY shard`)).rows;
     expect(liveShards.map((r) => r.shard)).not.toContain('replay');
 
-    const switched = await switchInRebuild({ ...base, rebuildSchema: 'totes_rebuild', replayedKeys: rebuilt.keys, timeoutMs: 20_000, pollMs: 100 });
+    const switched = await switchInRebuild({ ...base, rebuildSchema: 'totes_rebuild', rebuilt, timeoutMs: 20_000, pollMs: 100 });
     expect(switched.replacedSchema).toMatch(/^public_replaced_\d{14}$/);
     expect(await snapshotTables(pool, 'public')).toEqual(liveTables);
     expect(await snapshotTables(pool, switched.replacedSchema!)).toEqual(liveTables);
@@ -248,6 +251,8 @@ function payment(op: 'c' | 'd', id: number, lsn: string, pos: number, time: stri
 }
 
 const heartbeat = (lsn: string, time: string): HeartbeatEvent => ({ v: 1, kind: 'heartbeat', source: { lsn, pos: 0, xid: 4, commitTime: at(time) } });
+/** The copy of a heartbeat sent to `shard`, naming it and the shards open. */
+const sentTo = (shard: string, openShards: string[], lsn: string, time: string): HeartbeatEvent => ({ ...heartbeat(lsn, time), shard, openShards });
 const ndjson = (events: StreamEvent[]) => events.map(encodeEvent).join('');
 
 describe('replay of hand-made archives', () => {
@@ -255,7 +260,7 @@ describe('replay of hand-made archives', () => {
   let s3: S3Client;
   let db: Awaited<ReturnType<typeof createDatabase>>;
   let pool: pg.Pool;
-  const buckets = ['corrupt', 'dedupe', 'filters', 'gaps', 'switch', 'shards', 'shards-live'];
+  const buckets = ['corrupt', 'dedupe', 'filters', 'gaps', 'switch', 'shards', 'shards-live', 'merge'];
   beforeAll(async () => {
     [aws, db] = await Promise.all([startLocalAws({ stream: 'unused', shards: 1, buckets }), createDatabase('replay')]);
     s3 = s3Client({ s3Endpoint: aws.s3Endpoint });
@@ -336,7 +341,7 @@ describe('replay of hand-made archives', () => {
       freshSchema: true,
       rebuildSchema: 'switch_rebuild',
       liveSchema: 'switch_live',
-      replayedKeys: first.keys,
+      rebuilt: first,
       timeoutMs: 20_000,
       pollMs: 50,
     } as Parameters<typeof switchInRebuild>[0]);
@@ -361,7 +366,7 @@ describe('replay of hand-made archives', () => {
         pool,
         rebuildSchema: 'shards_rebuild',
         liveSchema: 'shards_live',
-        replayedKeys: first.keys,
+        rebuilt: first,
         timeoutMs: 300,
         pollMs: 50,
       });
@@ -379,6 +384,81 @@ describe('replay of hand-made archives', () => {
     ]);
   });
 
+  it('names the shard open at the newest heartbeat that the archive lacks, switches nothing in, and finds the point once it holds it', async () => {
+    // shards a and b merge into m while shard s goes on; s's objects and the parents' are archived, m's are not yet
+    const before = ['a', 'b', 's'];
+    const after = ['m', 's'];
+    const shardS = 'raw/2024/05/01/09/s-1-a.gz';
+    await put(
+      'merge',
+      shardS,
+      ndjson([
+        address(1, '0/100', 0, '09:00:00', 's'),
+        sentTo('s', before, '0/200', '09:00:01'),
+        sentTo('s', after, '0/400', '09:00:03'),
+        sentTo('s', after, '0/500', '09:00:04'),
+        sentTo('s', after, '0/600', '09:00:05'),
+      ]),
+    );
+    await put('merge', 'raw/2024/05/01/09/s-1-b.gz', ndjson([address(2, '0/150', 0, '09:00:00', 'a'), sentTo('a', before, '0/200', '09:00:01')]));
+    await put('merge', 'raw/2024/05/01/09/s-1-c.gz', ndjson([sentTo('b', before, '0/200', '09:00:01')]));
+    const held = ndjson([address(3, '0/450', 0, '09:00:03.5', 'm'), sentTo('m', after, '0/400', '09:00:03'), sentTo('m', after, '0/500', '09:00:04')]);
+
+    const early = await replayArchive({ s3, bucket: 'merge', pool, schema: 'merge_rebuild', freshSchema: true, recordWatermark: true });
+    expect(early.watermark?.lsn).toBe('0/600');
+    expect(early.completeness).toEqual({
+      basis: 'shards',
+      point: null,
+      behind: [{ shard: 'm', newest: null, openSince: { lsn: '0/400', pos: 0, commitTime: at('09:00:03'), key: shardS } }],
+    });
+    // the rebuild claims no point: its freshness is unknown
+    expect((await pool.query(`SELECT watermark_lsn FROM merge_rebuild.totes_freshness`)).rows).toEqual([{ watermark_lsn: null }]);
+    // with no live warehouse to compare with, the switch waits for the archive and then refuses, naming the shard
+    const switchIn = (timeoutMs: number) =>
+      switchInRebuild({ s3, bucket: 'merge', pool, rebuildSchema: 'merge_rebuild', liveSchema: 'merge_live', rebuilt: early, timeoutMs, pollMs: 50 });
+    const refused = await switchIn(300).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(SwitchInError);
+    expect((refused as Error).message).toContain(
+      `m: no heartbeat of its own in the archive; named open since 0/400 committed ${at('09:00:03')} (in ${shardS})`,
+    );
+    expect((await pool.query(`SELECT to_regclass('merge_live.dim_location') AS t`)).rows).toEqual([{ t: null }]);
+    // the command says so and exits 3
+    const rebuildCommand = () =>
+      runTotes(
+        ['replay', '--bucket', 'merge', '--s3-endpoint', aws.s3Endpoint, '--warehouse', db.url, '--rebuild', '--no-switch', '--rebuild-schema', 'merge_cli'],
+        {},
+      );
+    const incomplete = await rebuildCommand();
+    expect(incomplete.stderr).toContain(`INCOMPLETE: the archive lacks shards open at its newest heartbeat (not archived yet, or lost):\n  m: no heartbeat`);
+    expect(incomplete.code, incomplete.stderr).toBe(3);
+
+    // once m's object is archived, the point is the lowest newest heartbeat over m and s
+    await put('merge', 'raw/2024/05/01/09/s-1-d.gz', held);
+    const whole = await replayArchive({ s3, bucket: 'merge', pool, schema: 'merge_whole', freshSchema: true, recordWatermark: true });
+    expect(whole.completeness).toEqual({
+      basis: 'shards',
+      point: { lsn: '0/500', pos: 0, commitTime: at('09:00:04'), key: 'raw/2024/05/01/09/s-1-d.gz' },
+      behind: [],
+    });
+    expect((await pool.query(`SELECT watermark_lsn::text AS lsn FROM merge_whole.totes_freshness`)).rows).toEqual([{ lsn: '0/500' }]);
+    const complete = await rebuildCommand();
+    expect(complete.stderr).toContain(`complete up to 0/500 committed ${at('09:00:04')}: every shard open at the newest heartbeat is archived up to there`);
+    expect(complete.code, complete.stderr).toBe(0);
+    // a shard whose newest heartbeat is further behind the newest than the gap threshold is behind, since it
+    const lagging = await replayArchive({ s3, bucket: 'merge', pool, schema: 'merge_lag', freshSchema: true, gapThresholdMs: 500 });
+    expect(lagging.completeness.behind.map((b) => [b.shard, b.newest?.lsn])).toEqual([['m', '0/500']]);
+
+    // the switch's catch-up pass takes m's object and goes on from the rebuild's heartbeats: it switches in
+    const switched = await switchIn(20_000);
+    expect(switched.catchUpPasses).toBe(1);
+    expect((await pool.query(`SELECT location_id, phone FROM merge_live.dim_location ORDER BY 1`)).rows).toEqual([
+      { location_id: 1, phone: 's' },
+      { location_id: 2, phone: 'a' },
+      { location_id: 3, phone: 'm' },
+    ]);
+    expect((await pool.query(`SELECT watermark_lsn::text AS lsn FROM merge_live.totes_freshness`)).rows).toEqual([{ lsn: '0/500' }]);
+  });
+
   it('loads an event archived twice once, in (commit LSN, position) order whatever the object order', async () => {
     const insert = payment('c', 7, '0/300', 0, '09:00:00');
     const remove = payment('d', 7, '0/400', 0, '09:00:05');
@@ -388,6 +468,12 @@ describe('replay of hand-made archives', () => {
     await put('dedupe', 'raw/2024/05/01/09/s-1-c.gz', ndjson([insert]));
     const result = await replayArchive({ s3, bucket: 'dedupe', pool, schema: 'dedupe', freshSchema: true, recordWatermark: true });
     expect(result).toMatchObject({ events: 3, duplicates: 1, heartbeats: 1, watermark: { lsn: '0/500', commitTime: at('09:00:06') } });
+    // heartbeats archived before they named shards: the newest one is the point, an upper bound, as before
+    expect(result.completeness).toEqual({
+      basis: 'newest-heartbeat',
+      point: { lsn: '0/500', pos: 0, commitTime: at('09:00:06'), key: 'raw/2024/05/01/09/s-1-a.gz' },
+      behind: [],
+    });
     const versions = await pool.query(
       `SELECT source_op, payment_amount::text, is_deleted FROM dedupe.fact_payment WHERE payment_id = 7 ORDER BY source_lsn, source_pos`,
     );

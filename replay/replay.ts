@@ -29,12 +29,14 @@ import { SOURCE_TABLE_NAMES, type SourceTable } from '../formats/source-tables.t
 import { MemoryPeak } from '../lib/memory-peak.ts';
 import { PostgresWarehouse } from '../loader/warehouse.ts';
 import { targetOf } from '../processors/transform.ts';
+import type { ArchiveHeartbeats, Completeness } from './archive-completeness.ts';
 import { listArchive, type CorruptEntry } from './archive-reader.ts';
 import type { Unmappable } from './batch-loader.ts';
 import type { ArchiveGap, ReplayOptions, ReplayProgress } from './replay-options.ts';
 import { checkArchive, DEFAULT_CONCURRENCY, streamArchive } from './stream-load.ts';
 
 export { DELIVERY_LATENESS_MS, type CorruptEntry } from './archive-reader.ts';
+export { ArchiveHeartbeats, formatBehind, type Completeness } from './archive-completeness.ts';
 export { REPLAY_SHARD } from './batch-loader.ts';
 export type { ArchiveGap, ReplayOptions, ReplayProgress } from './replay-options.ts';
 
@@ -76,6 +78,10 @@ export interface ReplayResult {
   windowEvents: number;
   /** Newest heartbeat replayed: everything committed before it that the archive holds is loaded. */
   watermark: { lsn: string; commitTime: string } | null;
+  /** How far the archive is complete (archive-completeness.ts): the point, and the shards it lacks. */
+  completeness: Completeness;
+  /** Every heartbeat copy read, for a later pass to go on from. */
+  archiveHeartbeats: ArchiveHeartbeats;
   corrupt: CorruptEntry[];
   gaps: ArchiveGap[];
   /** Events the mapping rejects (the live processor dead-letters the same ones). */
@@ -181,6 +187,8 @@ async function replay(opts: ReplayOptions, started: number, memory: MemoryPeak):
     memory: { ...memory.stop(), peakEventsHeld: counts.peakHeld },
     windowEvents: window.capacity,
     watermark: newest ? { lsn: newest.lsn, commitTime: newest.commitTime } : null,
+    completeness: streamed.completeness,
+    archiveHeartbeats: streamed.heartbeats,
     corrupt: streamed.corrupt,
     gaps: counts.gaps,
     unmappable: loader.unmappable,

@@ -1,10 +1,11 @@
 /**
  * The replay's two passes over the listed objects: a check that keeps nothing but the bad
  * entries, and the stream that reads, orders (reorder-window.ts) and loads (batch-loader.ts)
- * as it goes, counting what it holds.
+ * as it goes, counting what it holds and noting every heartbeat copy (archive-completeness.ts).
  */
-import type { HeartbeatEvent, StreamEvent } from '../formats/change-event.ts';
+import type { StreamEvent } from '../formats/change-event.ts';
 import type { Warehouse } from '../loader/warehouse.ts';
+import { ArchiveHeartbeats } from './archive-completeness.ts';
 import { readArchive, type CorruptEntry, type ListedObject } from './archive-reader.ts';
 import { BatchLoader } from './batch-loader.ts';
 import { ReorderWindow, type Keyed } from './reorder-window.ts';
@@ -85,7 +86,7 @@ export async function streamArchive(
     const e = k.event;
     if (!inRange(e) || (e.kind !== 'heartbeat' && tables && !tables.has(e.table))) return release(1);
     if (e.kind === 'heartbeat') {
-      // a late heartbeat is a copy from another shard, or older than one replayed already: it moves nothing
+      // a late heartbeat is a copy from another shard, or older than one replayed already: no hole ends at it
       if (!late) passHeartbeat(k);
       return release(1);
     }
@@ -103,8 +104,9 @@ export async function streamArchive(
     }
     counts.heartbeats++;
     counts.newestHeartbeat = k;
-    loader.passed(k.event as HeartbeatEvent);
   };
+  // every copy, as read (the window keeps one): each names its shard
+  const heartbeats = opts.archiveHeartbeats ?? new ArchiveHeartbeats();
 
   const corrupt: CorruptEntry[] = [];
   let stopped = false;
@@ -125,14 +127,16 @@ export async function streamArchive(
       continue;
     }
     for (const k of read.events) {
+      if (k.event.kind === 'heartbeat' && inRange(k.event)) heartbeats.seen(k.event, k.objectKey);
       if (window.push(k) === 'late') await load(k, true);
       for (let next = window.next(); next; next = window.next()) await load(next, false);
     }
   }
+  const completeness = heartbeats.completeness(gapMs);
   if (stopped) await loader.settle();
   else {
     for (let next = window.next(true); next; next = window.next(true)) await load(next, false);
-    await loader.finish();
+    await loader.finish(completeness.point);
   }
-  return { loader, window, counts, corrupt: corrupt.sort(byKeyThenLine) };
+  return { loader, window, counts, heartbeats, completeness, corrupt: corrupt.sort(byKeyThenLine) };
 }

@@ -8,21 +8,22 @@ import { asOfSchema } from '../loader/as-of-sql.ts';
 import type pg from '../lib/pg.ts';
 import { PostgresWarehouse } from '../loader/warehouse.ts';
 import { foreignKeysDdl } from '../loader/warehouse-schema.ts';
-import { replayArchive, REPLAY_SHARD, type ReplayOptions } from './replay.ts';
+import { formatBehind } from './archive-completeness.ts';
+import { DEFAULT_GAP_THRESHOLD_MS, replayArchive, REPLAY_SHARD, type ReplayOptions, type ReplayResult } from './replay.ts';
 
 /** The rebuild was not switched in; the live schema is untouched. */
 export class SwitchInError extends Error {
   override name = 'SwitchInError';
 }
 
-export interface SwitchInOptions extends Omit<ReplayOptions, 'schema' | 'freshSchema' | 'recordWatermark' | 'skipKeys'> {
+export interface SwitchInOptions extends Omit<ReplayOptions, 'schema' | 'freshSchema' | 'recordWatermark' | 'skipKeys' | 'archiveHeartbeats'> {
   /** The schema the rebuild was built in. */
   rebuildSchema: string;
   /** The live schema it replaces (default "public"). */
   liveSchema?: string;
-  /** Objects the rebuild read: catch-up passes read only newer ones. */
-  replayedKeys: Iterable<string>;
-  /** Give up (changing nothing) when the archive has not caught up with the live warehouse by then. */
+  /** What the rebuild's replay read: catch-up passes read only newer objects, and go on from its heartbeats. */
+  rebuilt: Pick<ReplayResult, 'keys' | 'archiveHeartbeats'>;
+  /** Give up (changing nothing) when the archive is not complete, or not caught up with the live warehouse, by then. */
   timeoutMs?: number;
   pollMs?: number;
 }
@@ -48,9 +49,9 @@ export interface MissingChanges {
 
 /**
  * What the live warehouse holds that the rebuild does not: every fact version (by key and stream
- * position) and every dimension row at its version or a later one. The archive has no shard
- * ids, so a newest heartbeat replayed from one shard says nothing of another shard whose
- * objects are not delivered yet; this compares what each side holds, whatever shard it came on.
+ * position) and every dimension row at its version or a later one. It compares what each side
+ * holds, whatever shard it came on: a guard besides the completeness point, which an archive
+ * whose heartbeats name no shard has only as an upper bound.
  */
 export async function missingFromRebuild(db: Pick<pg.PoolClient, 'query'>, live: string, rebuild: string): Promise<MissingChanges[]> {
   const missing: MissingChanges[] = [];
@@ -79,11 +80,12 @@ export function formatMissing(m: MissingChanges): string {
 /**
  * Switch a rebuilt schema in for the live one, in one transaction that holds the live
  * loader's lock (the live loader waits, then carries on in the rebuilt schema):
- *   1. wait, replaying newly archived objects into the rebuild, until its watermark (newest
- *      heartbeat) has passed every change the live warehouse holds and the rebuild holds every
- *      one of them (missingFromRebuild: a heartbeat from one shard does not prove another
- *      shard's objects are delivered): the archive lags the stream by Firehose's buffer
- *      interval, and the live loader is paused meanwhile;
+ *   1. wait, replaying newly archived objects into the rebuild, until the archive lacks no shard
+ *      open at its newest heartbeat (archive-completeness.ts) and, when there is a live
+ *      warehouse, the rebuild's watermark (the point the archive is complete up to) has passed
+ *      every change the live warehouse holds and the rebuild holds every one of them
+ *      (missingFromRebuild): the archive lags the stream by Firehose's buffer interval, and the
+ *      live loader is paused meanwhile;
  *   2. copy the live load log and shard progress across, so the live loader resumes at the
  *      manifests it had reached and freshness is the live shards' again (the "replay" row goes);
  *   3. rename the live schema to <live>_replaced_<UTC stamp> and the rebuild to <live>.
@@ -91,7 +93,9 @@ export function formatMissing(m: MissingChanges): string {
 export async function switchInRebuild(opts: SwitchInOptions): Promise<SwitchInResult> {
   const live = opts.liveSchema ?? 'public';
   const rebuild = opts.rebuildSchema;
-  const replayed = new Set(opts.replayedKeys);
+  const replayed = new Set(opts.rebuilt.keys);
+  const heartbeats = opts.rebuilt.archiveHeartbeats;
+  const gapMs = opts.gapThresholdMs ?? DEFAULT_GAP_THRESHOLD_MS;
   const deadline = Date.now() + (opts.timeoutMs ?? 5 * 60_000);
   const pausedAt = Date.now();
   let catchUpPasses = 0,
@@ -100,30 +104,40 @@ export async function switchInRebuild(opts: SwitchInOptions): Promise<SwitchInRe
   const rebuilt = new PostgresWarehouse(opts.pool, rebuild);
   const replacedSchema = await liveWarehouse.withLoadsLocked(async (db) => {
     const exists = (await db.query(`SELECT to_regclass($1) AS t`, [`"${live}".totes_shard_progress`])).rows[0].t !== null;
-    if (exists) {
-      const newestLive = await liveWarehouse.newestSourceLsn(db);
-      for (;;) {
-        const w = await db.query(
-          `SELECT watermark_lsn::text AS lsn, watermark_lsn >= $1::pg_lsn AS caught_up FROM "${rebuild}".totes_shard_progress WHERE shard = $2`,
-          [newestLive, REPLAY_SHARD],
-        );
-        const missing = w.rows[0]?.caught_up ? await missingFromRebuild(db, live, rebuild) : [];
-        if (w.rows[0]?.caught_up && missing.length === 0) break;
-        if (Date.now() > deadline) {
-          const behind = missing.length
-            ? `the rebuild lacks changes the live warehouse holds:\n${missing.map(formatMissing).join('\n')}\n(their objects are not in the archive yet, or were lost)`
-            : `newest heartbeat replayed ${w.rows[0]?.lsn ?? 'none'}, live holds changes up to ${newestLive}`;
-          throw new SwitchInError(`the archive has not caught up with the live warehouse: ${behind}; nothing was switched`);
-        }
-        await new Promise((r) => setTimeout(r, opts.pollMs ?? 2_000));
-        // a catch-up adds to the rebuild: never drop it (that would also wait on this transaction's locks)
-        const pass = await replayArchive({ ...opts, schema: rebuild, freshSchema: false, recordWatermark: true, skipKeys: replayed });
-        for (const k of pass.keys) replayed.add(k);
-        catchUpPasses++;
-        catchUpEvents += pass.events;
-      }
-      await rebuilt.adoptLoadState(db, live, REPLAY_SHARD);
+    const newestLive = exists ? await liveWarehouse.newestSourceLsn(db) : null;
+    /** What keeps the rebuild from being switched in now; null: nothing. */
+    const waitingFor = async (): Promise<string | null> => {
+      const { behind } = heartbeats.completeness(gapMs);
+      if (behind.length) return `the archive lacks shards open at its newest heartbeat:\n${behind.map(formatBehind).join('\n')}`;
+      if (newestLive === null) return null;
+      const w = await db.query(
+        `SELECT watermark_lsn::text AS lsn, watermark_lsn >= $1::pg_lsn AS caught_up FROM "${rebuild}".totes_shard_progress WHERE shard = $2`,
+        [newestLive, REPLAY_SHARD],
+      );
+      if (!w.rows[0]?.caught_up)
+        return `the rebuild is complete up to ${w.rows[0]?.lsn ?? 'no point yet'}, the live warehouse holds changes up to ${newestLive}`;
+      const missing = await missingFromRebuild(db, live, rebuild);
+      if (missing.length === 0) return null;
+      return `the rebuild lacks changes the live warehouse holds:\n${missing.map(formatMissing).join('\n')}\n(their objects are not in the archive yet, or were lost)`;
+    };
+    for (let waiting = await waitingFor(); waiting; waiting = await waitingFor()) {
+      if (Date.now() > deadline)
+        throw new SwitchInError(`the archive has not caught up${newestLive === null ? '' : ' with the live warehouse'}: ${waiting}; nothing was switched`);
+      await new Promise((r) => setTimeout(r, opts.pollMs ?? 2_000));
+      // a catch-up adds to the rebuild: never drop it (that would also wait on this transaction's locks)
+      const pass = await replayArchive({
+        ...opts,
+        schema: rebuild,
+        freshSchema: false,
+        recordWatermark: true,
+        skipKeys: replayed,
+        archiveHeartbeats: heartbeats,
+      });
+      for (const k of pass.keys) replayed.add(k);
+      catchUpPasses++;
+      catchUpEvents += pass.events;
     }
+    if (exists) await rebuilt.adoptLoadState(db, live, REPLAY_SHARD);
     // a rebuild whose replay died before its foreign keys were added gets them now (validated) or is not switched in
     await db.query(foreignKeysDdl(rebuild));
     const liveSchemaExists = (await db.query(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [live])).rowCount === 1;
