@@ -82,11 +82,11 @@ describe('SubjectKeys', () => {
     };
     const subject = { kind: 'staff', id: 31 } as const;
     const { version, key } = (await new SubjectKeys(s3, 'keys', master).current(subject))!;
-    const keys = new SubjectKeys(s3, 'keys', counted, 100);
+    const keys = new SubjectKeys(s3, 'keys', counted, 1_000);
     expect(keys.currentCached(subject)).toBeUndefined();
     await keys.current(subject);
     expect(keys.currentCached(subject)).toEqual({ version, key });
-    await new Promise((r) => setTimeout(r, 150));
+    await new Promise((r) => setTimeout(r, 1_050));
     expect(keys.currentCached(subject)).toBeUndefined();
     expect((await keys.current(subject))?.key).toEqual(key);
     expect(unwraps).toBe(1);
@@ -102,7 +102,7 @@ describe('SubjectKeys', () => {
     expect(unwraps).toBe(2);
 
     await new SubjectKeys(s3, 'keys', master).deleteKey(subject);
-    await new Promise((r) => setTimeout(r, 150));
+    await new Promise((r) => setTimeout(r, 1_050));
     await keys.current(subject);
     expect(keys.currentCached(subject)).toBeNull();
   });
