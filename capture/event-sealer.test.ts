@@ -43,6 +43,10 @@ describe('EventSealer', () => {
     expect(sealed).toMatchObject({ staff_id: 5, last_name: expect.stringMatching(/^pd1:staff:5:1:/), department_id: 2, created_at: 'x' });
     expect(await keys.open(sealed.first_name as string)).toBe('Jeremie');
     expect(await keys.open(sealed.email_address as string)).toBe('Jeremie@terrifictotes.com');
+    // the subject's key is cached now: the next change is sealed without waiting
+    const next = sealer.seal(staff(5, 'Jeremie'));
+    expect(next).not.toBeInstanceOf(Promise);
+    expect((next as ChangeEvent).after!.first_name).toBe(sealed.first_name);
   });
 
   it('seals a value once under a key, and an erased subject’s values as erased, never under a new key', async () => {

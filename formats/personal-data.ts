@@ -78,9 +78,27 @@ export function isSealed(value: Value): value is string {
   return typeof value === 'string' && value.startsWith(PREFIX);
 }
 
+/**
+ * Random IVs, drawn from the system's generator a pool at a time (one call per IVS_DRAWN
+ * values, not one per value), each slice used once. GCM must never see an IV twice under one
+ * key; 96 random bits per value keep that as likely as with one call each (NIST SP 800-38D
+ * §8.3 allows 2^32 random IVs per key; a subject's key seals far fewer values).
+ */
+const IVS_DRAWN = 1024;
+let ivPool = Buffer.alloc(0);
+let ivNext = 0;
+function nextIv(): Buffer {
+  if (ivNext === ivPool.length) {
+    ivPool = randomBytes(IV_BYTES * IVS_DRAWN);
+    ivNext = 0;
+  }
+  ivNext += IV_BYTES;
+  return ivPool.subarray(ivNext - IV_BYTES, ivNext);
+}
+
 /** AES-256-GCM: iv | ciphertext | tag, with `aad` bound (this file's sealed values, and the local master key's wrapping). */
 export function gcmSeal(key: Uint8Array, plain: Uint8Array, aad: string): Buffer {
-  const iv = randomBytes(IV_BYTES);
+  const iv = nextIv();
   const cipher = createCipheriv('aes-256-gcm', key, iv);
   cipher.setAAD(Buffer.from(aad));
   return Buffer.concat([iv, cipher.update(plain), cipher.final(), cipher.getAuthTag()]);

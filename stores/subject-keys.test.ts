@@ -9,7 +9,7 @@ import { s3Client } from '../lib/aws.ts';
 import { ConfigError } from '../lib/config.ts';
 import { freePort, startS3, type LocalS3 } from '../local/servers.ts';
 import { LocalMasterKey } from './key-wrappers.ts';
-import { openRows, SubjectKeys } from './subject-keys.ts';
+import { type KeyWrapper, openRows, SubjectKeys } from './subject-keys.ts';
 
 describe('SubjectKeys', () => {
   let s3rver: LocalS3;
@@ -68,6 +68,43 @@ describe('SubjectKeys', () => {
     const never = { kind: 'staff', id: 99 } as const;
     expect(await writer.deleteKey(never)).toMatchObject({ destroyed: false });
     expect(await new SubjectKeys(s3, 'keys', master).current(never)).toBeNull();
+  });
+
+  it('answers from its cache without waiting once it has read a key, reads the store again past the cache but unwraps only a changed key, and opens many rows with one look-up per key', async () => {
+    let unwraps = 0;
+    const counted: KeyWrapper = {
+      name: master.name,
+      wrap: (key, context) => master.wrap(key, context),
+      unwrap: (wrapped, context) => {
+        unwraps++;
+        return master.unwrap(wrapped, context);
+      },
+    };
+    const subject = { kind: 'staff', id: 31 } as const;
+    const { version, key } = (await new SubjectKeys(s3, 'keys', master).current(subject))!;
+    const keys = new SubjectKeys(s3, 'keys', counted, 1_000);
+    expect(keys.currentCached(subject)).toBeUndefined();
+    await keys.current(subject);
+    expect(keys.currentCached(subject)).toEqual({ version, key });
+    await new Promise((r) => setTimeout(r, 1_050));
+    expect(keys.currentCached(subject)).toBeUndefined();
+    expect((await keys.current(subject))?.key).toEqual(key);
+    expect(unwraps).toBe(1);
+
+    const other = { kind: 'staff', id: 32 } as const;
+    const second = (await new SubjectKeys(s3, 'keys', master).current(other))!;
+    const rows = Array.from({ length: 50 }, (_, i) => ({
+      staff_id: i % 2 ? 31 : 32,
+      first_name: i % 2 ? seal(`Ana${i}`, subject, version, key) : seal(`Imani${i}`, other, second.version, second.key),
+    }));
+    await openRows(rows, keys);
+    expect(rows.map((r) => r.first_name)).toEqual(Array.from({ length: 50 }, (_, i) => (i % 2 ? `Ana${i}` : `Imani${i}`)));
+    expect(unwraps).toBe(2);
+
+    await new SubjectKeys(s3, 'keys', master).deleteKey(subject);
+    await new Promise((r) => setTimeout(r, 1_050));
+    await keys.current(subject);
+    expect(keys.currentCached(subject)).toBeNull();
   });
 
   it('refuses to be read with another master key, and a sealed value without a key store stops the load', async () => {

@@ -16,7 +16,7 @@
  * can still seal and open values under it for at most that long afterwards.
  */
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { isSealed, parseSealed, type Subject, subjectName, unseal } from '../formats/personal-data.ts';
+import { isSealed, parseSealed, type SealedValue, type Subject, subjectName, unseal } from '../formats/personal-data.ts';
 import type { Value } from '../formats/change-event.ts';
 import { randomBytes } from 'node:crypto';
 import { ConfigError, ENV } from '../lib/config.ts';
@@ -46,6 +46,20 @@ interface Cached {
   record: SubjectRecord | null;
   etag: string | undefined;
   key: Promise<Uint8Array> | null;
+  /** The key once unwrapped, for callers that cannot wait (currentCached). */
+  unwrapped?: Uint8Array;
+}
+
+/** A cached read: `done` once it has answered, so a hit needs no await. */
+interface CacheEntry {
+  until: number;
+  loading: Promise<Cached>;
+  done?: Cached;
+}
+
+export interface CurrentKey {
+  version: number;
+  key: Uint8Array;
 }
 
 const PREFIX = 'subjects/';
@@ -53,7 +67,7 @@ const objectKey = (s: Subject) => `${PREFIX}${s.kind}/${s.id}.json`;
 const httpStatus = (err: unknown) => (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
 
 export class SubjectKeys {
-  private readonly cache = new Map<string, { until: number; loading: Promise<Cached> }>();
+  private readonly cache = new Map<string, CacheEntry>();
 
   constructor(
     private readonly s3: S3Client,
@@ -63,12 +77,25 @@ export class SubjectKeys {
   ) {}
 
   /** The subject's current key (created on first use), or null once the subject is erased. */
-  async current(subject: Subject): Promise<{ version: number; key: Uint8Array } | null> {
+  async current(subject: Subject): Promise<CurrentKey | null> {
     let entry = await this.entry(subject);
     if (entry.record?.erasedAt) return null;
     if (!entry.record) entry = await this.create(subject);
     if (!entry.record?.wrapped) return null; // erased by another writer meanwhile
     return { version: entry.record.version, key: await entry.key! };
+  }
+
+  /**
+   * What current() answers, without waiting, when the cache holds it (capture's hot path: a
+   * promise per change costs more than the sealing); undefined when it does not (never read,
+   * past its time, no key yet), and current() must be asked.
+   */
+  currentCached(subject: Subject): CurrentKey | null | undefined {
+    const hit = this.cache.get(subjectName(subject));
+    if (!hit?.done || hit.until <= Date.now()) return undefined;
+    const { record, unwrapped } = hit.done;
+    if (record?.erasedAt) return null;
+    return record && unwrapped ? { version: record.version, key: unwrapped } : undefined;
   }
 
   /** The key a value was sealed under, or null when it is destroyed. */
@@ -132,17 +159,44 @@ export class SubjectKeys {
     if (hit && !fresh && hit.until > now) return hit.loading;
     // keys past their time leave memory, not only use
     for (const [n, c] of this.cache) if (c.until <= now) this.cache.delete(n);
-    const loading = this.read(objectKey(subject)).then((found) => this.cached(subject, found?.record ?? null, found?.etag));
-    const entry = { until: now + this.cacheMs, loading };
+    return this.remember(
+      name,
+      this.read(objectKey(subject)).then((found) => this.cached(subject, found?.record ?? null, found?.etag, hit?.done)),
+    );
+  }
+
+  private remember(name: string, loading: Promise<Cached>): Promise<Cached> {
+    const entry: CacheEntry = { until: Date.now() + this.cacheMs, loading };
     this.cache.set(name, entry);
-    loading.catch(() => this.cache.get(name) === entry && this.cache.delete(name));
+    loading.then(
+      (done) => {
+        entry.done = done;
+      },
+      () => this.cache.get(name) === entry && this.cache.delete(name),
+    );
     return loading;
   }
 
-  private cached(subject: Subject, record: SubjectRecord | null, etag: string | undefined): Cached {
-    const key = record?.wrapped ? this.wrapper.unwrap(Buffer.from(record.wrapped, 'base64'), `${subjectName(subject)}:${record.version}`) : null;
-    key?.catch(() => undefined); // seen by whoever awaits it
-    return { record, etag, key };
+  /**
+   * A record read, its key unwrapped, or taken from the previous read of the same record: the
+   * store is read again each KEY_CACHE_MS (so an erasure is seen), the master key (a KMS call on
+   * AWS) asked only when the wrapped key changed.
+   */
+  private cached(subject: Subject, record: SubjectRecord | null, etag: string | undefined, previous?: Cached): Cached {
+    const same = previous?.key && previous.record?.wrapped === record?.wrapped && previous.record?.version === record?.version;
+    const key = !record?.wrapped
+      ? null
+      : same
+        ? previous.key
+        : this.wrapper.unwrap(Buffer.from(record.wrapped, 'base64'), `${subjectName(subject)}:${record.version}`);
+    const entry: Cached = { record, etag, key, unwrapped: same ? previous.unwrapped : undefined };
+    key?.then(
+      (k) => {
+        entry.unwrapped = k;
+      },
+      () => undefined, // seen by whoever awaits it
+    );
+    return entry;
   }
 
   /**
@@ -167,8 +221,8 @@ export class SubjectKeys {
       if (httpStatus(err) !== 412) throw err;
       return this.entry(subject, true);
     }
-    const entry = { ...this.cached(subject, record, undefined), key: Promise.resolve(key) };
-    this.cache.set(subjectName(subject), { until: Date.now() + this.cacheMs, loading: Promise.resolve(entry) });
+    const entry: Cached = { record, etag: undefined, key: Promise.resolve(key), unwrapped: key };
+    this.remember(subjectName(subject), Promise.resolve(entry));
     return entry;
   }
 
@@ -196,15 +250,26 @@ export class SubjectKeys {
 
 /**
  * Every sealed value of these rows opened in place, where they enter the warehouse (the loader,
- * replay). A row without one costs a look at each value. Without a key store, a sealed value
- * stops the load: it would otherwise reach the warehouse unreadable.
+ * replay). A row without one costs a look at each value. The keys are looked up once per
+ * subject and version, together, and the values opened without waiting on each. Without a key
+ * store, a sealed value stops the load: it would otherwise reach the warehouse unreadable.
  */
 export async function openRows(rows: Record<string, Value>[], keys: SubjectKeys | null): Promise<void> {
+  const found: { row: Record<string, Value>; column: string; sealed: SealedValue; key: string }[] = [];
+  const wanted = new Map<string, { subject: Subject; version: number }>();
   for (const row of rows)
     for (const column in row) {
       const value = row[column];
       if (!isSealed(value)) continue;
       if (!keys) throw new ConfigError(`a personal value (${column}) is sealed, but no key store is configured: set ${ENV.keysBucket} and the master key`);
-      row[column] = await keys.open(value);
+      const sealed = parseSealed(value);
+      const key = `${subjectName(sealed.subject)}:${sealed.version}`;
+      if (!wanted.has(key)) wanted.set(key, { subject: sealed.subject, version: sealed.version });
+      found.push({ row, column, sealed, key });
     }
+  if (found.length === 0) return;
+  const entries = [...wanted];
+  const opened = await Promise.all(entries.map(([, w]) => keys!.keyOf(w.subject, w.version)));
+  const keyByName = new Map(entries.map(([k], i) => [k, opened[i]]));
+  for (const f of found) f.row[f.column] = unseal(f.sealed, keyByName.get(f.key)!);
 }
