@@ -2,17 +2,16 @@
  * The compose stack for a test: a seeded totesys source set up as a DBA would, a warehouse
  * database, kinesalite and s3rver, and the compose services, each `totes run <service>` its own
  * OS process configured from the environment (capture, processor, archiver, loader), driven by
- * the random workload over all 11 tables: what the rebuild test kills and restarts (the chaos
- * test builds the same stack itself; folding it here is left to a run that can time it).
+ * the random workload over all 11 tables: what the chaos and rebuild tests kill and restart.
  */
+import { join } from 'node:path';
 import { CAPTURE_STATE_DDL, createPublicationSql } from '../capture/source-setup.ts';
 import { inTransaction, poolFor } from '../lib/pg.ts';
-import { sleep } from '../lib/retry.ts';
 import { freePort } from '../local/servers.ts';
 import { createTotesys, scaledSizes } from '../totesys/business.ts';
-import { RandomWorkload } from '../totesys/random-workload.ts';
 import { createDatabase, startLocalAws } from './harness.ts';
 import { ServiceProcess } from './process.ts';
+import { ROOT, startTotes } from './totes-process.ts';
 import { until } from './until.ts';
 
 export const STREAM = 'changes';
@@ -85,24 +84,24 @@ export async function startComposeStack(name: string, seed: number, workloadRate
   return { source, warehouse, aws, admin, services, capture, processor, archiver, loader, loaderHealth, workload };
 }
 
-/** The random workload at `rate` transactions a second, until stopped. */
+/** The random workload at `rate` transactions a second in its own process (random-workload-process.ts), until stopped. */
 function startWorkload(sourceUrl: string, seed: number, rate: number) {
-  const pool = poolFor(sourceUrl, 2);
-  const random = new RandomWorkload(pool, seed);
-  let working = true;
-  const running = (async () => {
-    const started = Date.now();
-    while (working) {
-      await random.step();
-      const wait = started + (random.committed / rate) * 1000 - Date.now();
-      if (wait > 0) await sleep(wait);
-    }
-  })();
+  const proc = startTotes([String(seed), String(rate)], { TOTES_SOURCE_URL: sourceUrl }, ['--import', 'tsx', join(ROOT, 'test', 'random-workload-process.ts')]);
+  /** Transactions committed and refused by the source: known once stopped. */
+  const counts = { committed: 0, skipped: 0 };
+  let stopped: Promise<typeof counts> | undefined;
+  const stop = async () => {
+    proc.child.kill('SIGTERM');
+    const { code, signal } = await proc.exited;
+    const last = proc.out.stdout.trim().split('\n').at(-1) ?? '';
+    if (code !== 0 || !last.startsWith('{')) throw new Error(`the random workload ended with ${code ?? signal}: ${proc.out.stderr.slice(-2_000)}`);
+    return Object.assign(counts, JSON.parse(last));
+  };
   return {
-    random,
-    async stop() {
-      working = false;
-      await running.finally(() => pool.end());
+    counts,
+    stop: () => {
+      stopped ??= stop();
+      return stopped;
     },
   };
 }
