@@ -60,6 +60,8 @@ describe('totes dead-letters', () => {
     expect(r.stdout).not.toContain('pd1:');
     expect(r.stderr).toContain('--values prints their values');
 
+    expect(r.stdout).toContain('  - staff  not an event\n');
+
     const one = await totes(['--limit', '1']);
     expect(one.stdout).toContain(STAFF_LETTER);
     expect(one.stdout).not.toContain(MALFORMED_LETTER);

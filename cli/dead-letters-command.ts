@@ -85,8 +85,8 @@ function printLetter(d: DeadLetterView, values: boolean): void {
         .map(([c, v]) => `${c}=${v}`)
         .join(' ');
     const parts = [
-      e.table ?? 'not an event',
-      e.op,
+      e.table ?? 'no table',
+      e.op ?? 'not an event',
       key,
       e.lsn && `LSN ${e.lsn}`,
       e.commitTime && `committed ${e.commitTime}`,

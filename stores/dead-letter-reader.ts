@@ -8,8 +8,9 @@
  */
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { Row, Value } from '../formats/change-event.ts';
-import type { DeadLetter } from '../formats/manifest.ts';
+import type { DeadLetter, SetAside } from '../formats/manifest.ts';
 import { ERASED, isSealed, parseSealed, subjectName } from '../formats/personal-data.ts';
+import { isSourceTable, primaryKeyOf } from '../formats/source-tables.ts';
 import { DEAD_LETTER_PREFIX } from './microbatch-store.ts';
 import type { SubjectKeys } from './subject-keys.ts';
 
@@ -95,14 +96,20 @@ class Opener {
 const stringOr = (v: unknown) => (typeof v === 'string' ? v : null);
 const objectOr = (v: unknown) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null);
 
-async function eventView(line: string, column: string | null, opener: Opener, values: boolean): Promise<DeadLetterEvent> {
+/** One set-aside line; `aside` names its row and column where the line itself cannot (a malformed event). */
+async function eventView(line: string, aside: SetAside | undefined, opener: Opener, values: boolean): Promise<DeadLetterEvent> {
+  const column = aside?.column ?? null;
   let raw: Record<string, unknown> | null = null;
   try {
     raw = objectOr(JSON.parse(line));
   } catch {
     // not JSON: a malformed event
   }
-  if (!raw) return { table: null, op: null, key: null, lsn: null, commitTime: null, column, ...(values ? { text: await opener.text(line, true) } : {}) };
+  if (!raw) {
+    const table = aside?.table && isSourceTable(aside.table) ? aside.table : null;
+    const key = table && aside?.key != null ? { [primaryKeyOf(table)]: aside.key } : null;
+    return { table, op: null, key, lsn: null, commitTime: null, column, ...(values ? { text: await opener.text(line, true) } : {}) };
+  }
   const source = objectOr(raw.source);
   const row = objectOr(raw.after) ?? objectOr(raw.before);
   return {
@@ -148,9 +155,9 @@ export async function newestDeadLetters(
           const letter = JSON.parse(await out.Body!.transformToString('utf8')) as DeadLetter;
           const lines = letter.payload.split('\n');
           // setAside (absent in older dead letters) holds one entry per line, in order
-          const columns = letter.setAside?.length === lines.length ? letter.setAside.map((s) => s.column) : [];
+          const asides = letter.setAside?.length === lines.length ? letter.setAside : [];
           const events: DeadLetterEvent[] = [];
-          for (const [n, line] of lines.entries()) events.push(await eventView(line, columns[n] ?? null, opener, opts.values));
+          for (const [n, line] of lines.entries()) events.push(await eventView(line, asides[n], opener, opts.values));
           return {
             key,
             at: letter.at,

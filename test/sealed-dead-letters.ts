@@ -24,8 +24,8 @@ export interface SealedDeadLetters {
   s3Endpoint: string;
   s3: S3Client;
   masterKeyFile: string;
-  /** A key store as a separate process would open it. */
-  keys(): SubjectKeys;
+  /** A key store as a separate process would open it (keys kept in memory `cacheMs`). */
+  keys(cacheMs?: number): SubjectKeys;
   stop(): Promise<void>;
 }
 
@@ -34,7 +34,7 @@ export async function startSealedDeadLetters(): Promise<SealedDeadLetters> {
   const s3 = s3Client({ s3Endpoint: s3rver.endpoint });
   const dir = tempDir('dead-letter-keys');
   const masterKeyFile = join(dir, 'master.key');
-  const keys = () => new SubjectKeys(s3, 'keys', LocalMasterKey.fromFile(masterKeyFile, true));
+  const keys = (cacheMs?: number) => new SubjectKeys(s3, 'keys', LocalMasterKey.fromFile(masterKeyFile, true), cacheMs);
   const { version, key } = (await keys().current(STAFF))!;
   const sealed = (text: string) => seal(text, STAFF, version, key);
   const store = new MicroBatchStore(s3, 'processed');
