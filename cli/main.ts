@@ -16,6 +16,7 @@ import { createTotesys, scaledSizes } from '../totesys/business.ts';
 import { runService, SERVICES } from '../local/services.ts';
 import { startDashboard } from '../dashboard/server.ts';
 import { doctorCommand } from './doctor.ts';
+import { DEAD_LETTER_HELP, DEAD_LETTER_OPTIONS, deadLetterPanel, deadLettersCommand, deadLetterSource } from './dead-letters-command.ts';
 import { forgetCommand } from './forget-command.ts';
 import { replayCommand } from './replay-command.ts';
 import { reprocessCommand } from './reprocess-command.ts';
@@ -226,12 +227,17 @@ On your own totesys (e.g. a restored copy), instead of the embedded one:
           : await startDashboard({
               warehouseUrl: stack.warehouseUrl,
               port: dashboardPort,
+              deadLetters: deadLetterPanel({ s3: stack.pipeline.s3, bucket: PROCESSED_BUCKET, keys: stack.pipeline.keys }),
               pipelineStatus: async () => ({
                 ...(await snapshotStatus(stack.pipeline, stack.sourcePool, stack.options.slotName)),
                 errors: stack.pipeline.captureError ? [{ message: `capture stopped: ${stack.pipeline.captureError.message}` }] : [],
               }),
             });
-      const running = `\ntotes-cdc is running.${dashboard ? `\nDashboard: ${dashboard.url}` : ''} Connect with psql:\n`;
+      const masterKey = stack.pipeline.config.keys?.masterKeyFile;
+      const sealed = masterKey
+        ? `Personal values travel sealed under the master key ${masterKey}: set ${ENV.masterKeyFile} to it for \`totes dead-letters --values\` and \`totes forget\`.\n`
+        : '';
+      const running = `\ntotes-cdc is running.${dashboard ? `\nDashboard: ${dashboard.url}` : ''}\n${sealed}Connect with psql:\n`;
       say(
         given
           ? `${running}  totesys (source):  psql '${withoutPassword(given.url)}'   (yours: not seeded, no simulator; totes writes nothing there but its slot ${given.slot} and capture's progress rows)\n` +
@@ -351,6 +357,7 @@ warehouse cannot hold) is named by a dead letter. --wait bounds the wait for the
   },
   replay: replayCommand,
   forget: forgetCommand,
+  'dead-letters': deadLettersCommand,
   reprocess: reprocessCommand,
   doctor: doctorCommand,
   dashboard: {
@@ -358,7 +365,9 @@ warehouse cannot hold) is named by a dead letter. --wait bounds the wait for the
     usage: `totes dashboard [options]
   --warehouse URL      warehouse URL (default: the local stack's; env TOTES_WAREHOUSE_URL)
   --port N             port (default ${DEFAULT_DASHBOARD_PORT})
-  --host ADDR          address to listen on (default 127.0.0.1)`,
+  --host ADDR          address to listen on (default 127.0.0.1)
+Its dead-letter panel reads the processed bucket and opens personal values through the key store:
+${DEAD_LETTER_HELP}`,
     options: {
       warehouse: {
         type: 'string',
@@ -366,15 +375,23 @@ warehouse cannot hold) is named by a dead letter. --wait bounds the wait for the
       },
       port: { type: 'string', default: String(DEFAULT_DASHBOARD_PORT) },
       host: { type: 'string', default: '127.0.0.1' },
+      ...DEAD_LETTER_OPTIONS,
     },
     async run(values) {
-      const dashboard = await startDashboard({ warehouseUrl: String(values.warehouse), port: number(values, 'port'), host: String(values.host) });
+      const deadLetters = deadLetterSource(values);
+      const dashboard = await startDashboard({
+        warehouseUrl: String(values.warehouse),
+        port: number(values, 'port'),
+        host: String(values.host),
+        deadLetters: deadLetterPanel(deadLetters),
+      });
       say(`dashboard: ${dashboard.url}  (Ctrl-C stops it)`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
       });
       await dashboard.stop();
+      deadLetters.s3.destroy();
       return 0;
     },
   },

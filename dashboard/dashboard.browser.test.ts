@@ -7,32 +7,18 @@
  * The dashboard reaches the warehouse through a TCP proxy this test owns, so "unreachable" is
  * a real connection failure mid-session rather than a different URL.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from '../lib/pg.ts';
+import { hasChromium, openPage } from '../test/chromium.ts';
 import { startProxy } from '../test/tcp-proxy.ts';
 import { freePort } from '../local/servers.ts';
 import { snapshotStatus } from '../local/status-line.ts';
 import { startTestPipeline, type TestPipeline } from '../test/pipeline-harness.ts';
 import { startDashboard, type Dashboard } from './server.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const SCREENSHOT = new URL('../docs/dashboard.png', import.meta.url);
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium) console.warn(`dashboard browser test skipped: ${CHROMIUM} not found (Debian: apt-get install chromium)`);
 
 interface ChartData {
   labels: string[];
@@ -66,9 +52,8 @@ describe('dashboard in a real browser', () => {
   let warehouse: pg.Pool;
   let proxy: Awaited<ReturnType<typeof startProxy>>;
   let dashboard: Dashboard;
-  let context: BrowserContext;
+  let browser: Awaited<ReturnType<typeof openPage>>;
   let page: Page;
-  let profileDir: string;
 
   const sql = async (text: string, params: unknown[] = []) => (await warehouse.query(text, params)).rows;
 
@@ -114,21 +99,13 @@ describe('dashboard in a real browser', () => {
       port: await freePort(),
       pipelineStatus: async () => ({ ...(await snapshotStatus(t.pipeline, t.sourcePool, slotName)) }),
     });
-    profileDir = mkdtempSync(join(tmpdir(), 'totes-chromium-'));
-    context = await chromium.launchPersistentContext(profileDir, {
-      executablePath: CHROMIUM,
-      args: CHROMIUM_ARGS,
-      headless: true,
-      viewport: { width: 1400, height: 1000 },
-    });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on('pageerror', (err) => console.error('page error:', err.message));
+    browser = await openPage();
+    page = browser.page;
     await page.goto(dashboard.url);
   }, 120_000);
 
   afterAll(async () => {
-    await context?.close();
-    if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+    await browser?.close();
     await dashboard?.stop();
     await proxy?.close();
     await warehouse?.end();

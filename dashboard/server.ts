@@ -6,6 +6,7 @@
  *   GET /api/business?from=…&to=…&currency=ID&asOf=YYYY-MM-DD   every chart's rows, from one snapshot, as of
  *                                                                the end of asOf (UTC) or the watermark
  *   GET /api/pipeline                                             freshness and loads, plus pipelineStatus()
+ *   GET /api/dead-letters                                         the newest dead letters, from deadLetters()
  *   GET / and a fixed list of static files (no path from the request reaches the file system)
  * Request text reaches SQL only as parameters. It needs nothing but SELECT on the warehouse, and
  * runs its reads in READ ONLY transactions, so a read-only role is enough (docs/dashboard.md).
@@ -40,11 +41,17 @@ export interface DashboardOptions {
    *   captured: number              changes read so far (a counter: changes/s is its rate)
    *   changesPerSecond: number      used as is instead, when given
    *   deadLetters: number           dead letters so far
-   *   recentDeadLetters: { at?, reason, shard?, sequenceNumber? }[]
    *   errors: ({ at?, message } | string)[]
    * `local/status-line.ts` snapshotStatus() gives the first four.
    */
   pipelineStatus?: () => Promise<Record<string, unknown>>;
+  /**
+   * The newest `limit` dead letters, for the dead-letter panel, each as stores/dead-letter-reader.ts
+   * shows it: { key, at, shard, sequenceNumber, reason, events: { table, op, key, column, values, text }[] },
+   * personal values opened through the key store, or { notOpened: why } (cli/ wires it).
+   * Without it the panel says that no processed bucket is configured.
+   */
+  deadLetters?: (limit: number) => Promise<unknown[]>;
 }
 
 export interface Dashboard {
@@ -75,6 +82,7 @@ const CONNECT_TIMEOUT_MS = 5_000;
 const STATEMENT_TIMEOUT_MS = 15_000;
 const STATUS_TIMEOUT_MS = 5_000;
 const KEPT_ERRORS = 10;
+const DEAD_LETTER_PANEL = 10;
 
 class BadRequest extends Error {}
 
@@ -210,12 +218,6 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
         changesPerSecond,
         captured,
         deadLetters: finite(s.deadLetters),
-        recentDeadLetters: listOf(s.recentDeadLetters, (d) => ({
-          at: text(d.at),
-          reason: text(d.reason) ?? text(d.message) ?? 'no reason given',
-          shard: text(d.shard),
-          sequenceNumber: text(d.sequenceNumber),
-        })),
       };
     } catch (err) {
       noteError('dashboard', `pipeline status unavailable: ${(err as Error).message}`);
@@ -269,6 +271,15 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       return;
     }
     if (url.pathname === '/api/pipeline') return sendJson(res, 200, await pipelineStatus());
+    if (url.pathname === '/api/dead-letters') {
+      if (!opts.deadLetters) return sendJson(res, 200, { letters: null, problem: 'no processed bucket configured: the dashboard reads no dead letters' });
+      try {
+        return sendJson(res, 200, { letters: await opts.deadLetters(DEAD_LETTER_PANEL) });
+      } catch (err) {
+        noteError('dashboard', `dead letters: ${(err as Error).message}`);
+        return sendJson(res, 503, { error: (err as Error).message });
+      }
+    }
     const asset = STATIC_FILES[url.pathname];
     if (!asset) return sendJson(res, 404, { error: 'not found' });
     const body = await readFile(asset.file);

@@ -14,6 +14,9 @@ import type { LoadTableName } from '../formats/load-tables.ts';
 import { decodeManifest, padSequence, type DeadLetter, type Manifest } from '../formats/manifest.ts';
 import { putOnce } from './put-once.ts';
 
+/** Where dead letters are kept: `dead-letter/<shard>/<seq>.json`. */
+export const DEAD_LETTER_PREFIX = 'dead-letter/';
+
 export class MicroBatchStore {
   constructor(
     readonly s3: S3Client,
@@ -42,7 +45,7 @@ export class MicroBatchStore {
   }
 
   async writeDeadLetter(d: DeadLetter): Promise<void> {
-    await this.putOnce(`dead-letter/${d.shard}/${padSequence(d.sequenceNumber)}.json`, JSON.stringify(d), 'application/json');
+    await this.putOnce(`${DEAD_LETTER_PREFIX}${d.shard}/${padSequence(d.sequenceNumber)}.json`, JSON.stringify(d), 'application/json');
   }
 
   async listShards(): Promise<string[]> {

@@ -3,6 +3,7 @@
 
 const PIPELINE_EVERY_MS = 2000;
 const BUSINESS_EVERY_MS = 5000;
+const DEAD_LETTERS_EVERY_MS = 10000;
 const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2', '#db2777', '#65a30d'];
 
 window.__charts = {};
@@ -336,9 +337,6 @@ function showPipeline(data) {
   metric('captured', p && p.captured !== null ? `${whole(p.captured)} read from the WAL` : 'read from the WAL', p ? p.captured : null);
   metric('deadLetters', p && p.deadLetters !== null ? whole(p.deadLetters) : unavailable, p ? p.deadLetters : null);
   fillLog('errors', data.errors, (e) => document.createTextNode(`${e.source}: ${e.message}`));
-  fillLog('deadLetterList', p ? p.recentDeadLetters : [], (d) =>
-    document.createTextNode(`${d.shard ? `${d.shard} ${d.sequenceNumber ?? ''}: ` : ''}${d.reason}`),
-  );
 }
 
 async function refreshPipeline() {
@@ -353,6 +351,75 @@ async function refreshPipeline() {
   } else {
     setProblem('pipeline', problemFrom(body, status));
     $('pipeline').classList.add('stale');
+  }
+}
+
+// ---- dead letters: one row per set-aside event ----
+
+/** A value as the server shows it: itself, or { notOpened: why } for a personal value left sealed. */
+function valueItem(column, value, atFault) {
+  const li = document.createElement('li');
+  const sealed = value !== null && typeof value === 'object';
+  li.textContent = `${column}: ${sealed ? `<${value.notOpened}>` : JSON.stringify(value)}`;
+  if (sealed) li.className = 'sealed';
+  if (atFault) li.classList.add('at-fault');
+  return li;
+}
+
+function valuesCell(event) {
+  const td = document.createElement('td');
+  const list = document.createElement('ul');
+  list.className = 'values';
+  if (event.text !== undefined) list.append(valueItem('not an event', event.text, true));
+  else list.append(...Object.entries(event.values ?? {}).map(([c, v]) => valueItem(c, v, c === event.column)));
+  td.append(list);
+  return td;
+}
+
+function showDeadLetters(body) {
+  const problem = $('deadLetterProblem');
+  problem.hidden = body.letters !== null;
+  problem.textContent = body.letters === null ? body.problem : '';
+  const rows = (body.letters ?? []).flatMap((d) =>
+    d.events.map((e) => {
+      const tr = document.createElement('tr');
+      const key = e.key
+        ? Object.entries(e.key)
+            .map(([c, v]) => `${c}=${v}`)
+            .join(' ')
+        : '–';
+      tr.append(
+        cell(d.at.replace('T', ' ').replace(/\.\d+Z$/, '')),
+        cell(`${d.shard} · ${d.sequenceNumber}`),
+        cell(d.reason),
+        cell(e.table ?? '–'),
+        cell(e.op ?? '–'),
+        cell(key),
+        valuesCell(e),
+      );
+      return tr;
+    }),
+  );
+  if (!rows.length) {
+    const none = cell('none');
+    none.colSpan = 7;
+    none.className = 'muted';
+    rows.push(document.createElement('tr'));
+    rows[0].append(none);
+  }
+  $('deadLetterTable')
+    .querySelector('tbody')
+    .replaceChildren(...rows);
+}
+
+async function refreshDeadLetters() {
+  const { status, body } = await getJson('/api/dead-letters');
+  if (status === 200) {
+    showDeadLetters(body);
+    window.__dashboard.deadLetters = body;
+  } else {
+    $('deadLetterProblem').hidden = false;
+    $('deadLetterProblem').textContent = `dead letters unavailable: ${body ? body.error : `HTTP ${status}`}`;
   }
 }
 
@@ -396,3 +463,4 @@ $('asOfPresets').addEventListener('click', (event) => {
 
 poll(refreshPipeline, PIPELINE_EVERY_MS);
 poll(refreshBusiness, BUSINESS_EVERY_MS);
+poll(refreshDeadLetters, DEAD_LETTERS_EVERY_MS);
