@@ -233,10 +233,7 @@ On your own totesys (e.g. a restored copy), instead of the embedded one:
                 errors: stack.pipeline.captureError ? [{ message: `capture stopped: ${stack.pipeline.captureError.message}` }] : [],
               }),
             });
-      const masterKey = stack.pipeline.config.keys?.masterKeyFile;
-      const sealed = masterKey
-        ? `Personal values travel sealed under the master key ${masterKey}: set ${ENV.masterKeyFile} to it for \`totes dead-letters --values\` and \`totes forget\`.\n`
-        : '';
+      const sealed = `Personal values travel sealed under the master key ${stack.masterKeyFile}: set ${ENV.masterKeyFile} to it for \`totes dead-letters --values\` and \`totes forget\`.\n`;
       const running = `\ntotes-cdc is running.${dashboard ? `\nDashboard: ${dashboard.url}` : ''}\n${sealed}Connect with psql:\n`;
       say(
         given
@@ -246,7 +243,7 @@ On your own totesys (e.g. a restored copy), instead of the embedded one:
               `Change a row in totesys and watch it arrive, e.g.\n  psql ${stack.sourceUrl} -c "UPDATE address SET phone = '0161 555 0100', last_updated = now() WHERE address_id = 1"\n` +
               `  psql ${stack.warehouseUrl} -c "SELECT location_id, phone FROM dim_location WHERE location_id = 1"\n` +
               `Erase a person everywhere (personal values are sealed under their key; --dry-run first):\n` +
-              `  TOTES_MASTER_KEY_FILE=${stack.masterKeyFile} npx totes forget --staff 1 --warehouse ${stack.warehouseUrl} --s3-endpoint http://127.0.0.1:${stack.options.s3Port} --dry-run\n` +
+              `  ${ENV.masterKeyFile}=${stack.masterKeyFile} npx totes forget --staff 1 --warehouse ${stack.warehouseUrl} --s3-endpoint http://127.0.0.1:${stack.options.s3Port} --dry-run\n` +
               `Ctrl-C stops everything.\n`,
       );
       const simulator = given || values['no-simulator'] ? null : stack.simulate({ rate: number(values, 'rate') });
