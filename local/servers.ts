@@ -3,14 +3,16 @@
  * package per major), Kinesis (kinesalite) and S3 (s3rver). No Docker, no AWS.
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { CreateStreamCommand, DescribeStreamSummaryCommand } from '@aws-sdk/client-kinesis';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import kinesalite from 'kinesalite';
-import S3rver from 's3rver';
+import S3rver, { type S3rverStore } from 's3rver';
 import { kinesisClient, s3Client } from '../lib/aws.ts';
 import pg from '../lib/pg.ts';
 import { sleep } from '../lib/retry.ts';
@@ -174,9 +176,35 @@ export interface LocalS3 extends Stoppable {
   endpoint: string;
 }
 
+/**
+ * S3 stores a PUT whole or not at all; s3rver writes the body into the object's file as it
+ * arrives, so a reader saw half an object while it was written, and a writer killed mid-PUT
+ * left it cut short for good (a loader then stopped on a manifest that was not JSON). Here the
+ * body is received whole first (a request cut short fails its read: nothing is stored), written
+ * beside the object and renamed over it, its metadata first: a listing finds the object only
+ * once both are there.
+ */
+function atomicPuts(store: S3rverStore): void {
+  store.putObject = async (object) => {
+    const chunks: Buffer[] = [];
+    if (Buffer.isBuffer(object.content)) chunks.push(object.content);
+    else for await (const chunk of object.content) chunks.push(chunk);
+    const body = Buffer.concat(chunks);
+    const md5 = createHash('md5').update(body).digest('hex');
+    const path = store.getResourcePath(object.bucket, object.key, 'object');
+    const partial = `${path}.${randomUUID()}.part`;
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(partial, body);
+    await store.putMetadata(object.bucket, object.key, object.metadata, md5);
+    await rename(partial, path);
+    return { size: body.length, md5 };
+  };
+}
+
 export async function startS3(opts: { port: number; buckets: string[] }): Promise<LocalS3> {
   const dir = tempDir('s3');
   const server = new S3rver({ port: opts.port, address: '127.0.0.1', directory: dir, silent: true });
+  atomicPuts(server.store);
   await server.run();
   const endpoint = `http://127.0.0.1:${opts.port}`;
   const client = s3Client({ s3Endpoint: endpoint });
