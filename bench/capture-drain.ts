@@ -93,7 +93,13 @@ export interface DrainResult {
  * accepted. Not from the first event: Postgres decodes a whole transaction before it sends its
  * first change, and that time is inside pg_recvlogical's figure too.
  */
-export async function drainWithCapture(sourceUrl: string, slotName: string, sink: ChangeSink, changes: number): Promise<DrainResult> {
+export async function drainWithCapture(
+  sourceUrl: string,
+  slotName: string,
+  sink: ChangeSink,
+  changes: number,
+  { heartbeatAtEnd = false } = {},
+): Promise<DrainResult> {
   const timed = new TimedSink(sink);
   const service = captureService(sourceUrl, slotName, timed);
   const started = performance.now();
@@ -102,6 +108,12 @@ export async function drainWithCapture(sourceUrl: string, slotName: string, sink
     throw new Error(`capture on ${slotName} stopped before draining ${changes} changes`);
   });
   const acceptedAt = await Promise.race([timed.accepted(changes), stoppedEarly]);
+  // a stream filled for downstream ends with a heartbeat on every shard: the warehouse loaded from it is then complete to past
+  // the whole workload (its watermark), which the as-of question reads at
+  if (heartbeatAtEnd) {
+    await service.emitHeartbeat();
+    await until('the closing heartbeat to be sent', () => service.metrics.heartbeats > 0, 30_000);
+  }
   await service.stop();
   await running;
   if (service.metrics.changes !== changes) throw new Error(`capture on ${slotName} read ${service.metrics.changes} changes, the workload wrote ${changes}`);

@@ -170,7 +170,7 @@ export async function measureDrains(
         if (fillStream && fillSink) {
           say(`${name}: filling ${fillStream} for downstream (not timed)`);
           const sink = new KinesisSink({ client: kinesis, streamName: fillStream });
-          await drainWithCapture(url, slots.fill, sink, w.changes);
+          await drainWithCapture(url, slots.fill, sink, w.changes, { heartbeatAtEnd: true });
           const records = fillSink.metrics.records + sink.metrics.records;
           filled = { streamName: fillStream, records, meanRecordBytes: Math.round((fillSink.metrics.bytes + sink.metrics.bytes) / records) };
         }

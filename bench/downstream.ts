@@ -94,30 +94,56 @@ interface LoaderRun {
   rowsPerSecond: number;
   /** The superuser's turns: measureHistory over the warehouse loaded. */
   asOfQueryMs?: number;
+  /** The orders the as-of question read (every one the workload wrote), and the rows of its answer. */
+  asOfQueryOrders?: number;
+  asOfQueryRows?: number;
   historyBytesPerMillionChanges?: number;
 }
 
-/** A question over the as-of views (README's sales by staff member and department, at the warehouse's watermark). */
-const AS_OF_QUESTION = `SELECT s.first_name, s.last_name, s.department_name, sum(f.units_sold * f.unit_price) AS value
-  FROM as_of.fact_sales_order f JOIN as_of.dim_staff s ON s.staff_id = f.sales_staff_id GROUP BY 1, 2, 3`;
+/** README's sales by staff member and department, over the tables of `schema` (facts: `fact`). */
+const staffSalesQuestion = (schema: string, fact: string) => `SELECT s.first_name, s.last_name, s.department_name, sum(f.units_sold * f.unit_price) AS value
+  FROM ${schema}.${fact} f JOIN ${schema}.dim_staff s ON s.staff_id = f.sales_staff_id GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
+
+/** The question over the as-of views, at the warehouse's watermark (totes.as_of unset). */
+const AS_OF_QUESTION = staffSalesQuestion('as_of', 'fact_sales_order');
 
 /**
  * After a load: the as-of question's time (the best of three: the first also reads the tables
  * in), and the bytes the dimension histories and totes_commits take per million rows loaded.
+ * The question must read every order the bench wrote: the stream ends with a heartbeat after the
+ * workload, so the watermark covers it, and its answer must equal the same question over the
+ * current tables; a watermark short of that would time a smaller question, and fails the turn.
  */
-async function measureHistory(pool: pg.Pool, rows: number): Promise<Pick<LoaderRun, 'asOfQueryMs' | 'historyBytesPerMillionChanges'>> {
+async function measureHistory(
+  pool: pg.Pool,
+  rows: number,
+): Promise<Pick<LoaderRun, 'asOfQueryMs' | 'asOfQueryOrders' | 'asOfQueryRows' | 'historyBytesPerMillionChanges'>> {
   const times: number[] = [];
+  let answer: unknown[] = [];
   for (let i = 0; i < 3; i++) {
     const started = performance.now();
-    await pool.query(AS_OF_QUESTION);
+    answer = (await pool.query(AS_OF_QUESTION)).rows;
     times.push(performance.now() - started);
   }
+  const { rows: counts } = await pool.query(
+    `SELECT (SELECT count(*) FROM as_of.fact_sales_order)::int AS as_of, (SELECT count(*) FROM public.fact_sales_order_current)::int AS current`,
+  );
+  const current = (await pool.query(staffSalesQuestion('public', 'fact_sales_order_current'))).rows;
+  if (counts[0].current === 0 || counts[0].as_of !== counts[0].current || JSON.stringify(answer) !== JSON.stringify(current))
+    throw new Error(
+      `the as-of question read ${counts[0].as_of} of the ${counts[0].current} orders loaded (${answer.length} rows, ${current.length} over the current tables): the watermark does not cover the workload`,
+    );
   const { rows: size } = await pool.query(
     `SELECT sum(pg_total_relation_size(c.oid))::float8 AS bytes FROM pg_class c
       WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND (c.relname = ANY($1) OR c.relname = 'totes_commits')`,
     [HISTORY_TABLES.map(historyName)],
   );
-  return { asOfQueryMs: Math.min(...times), historyBytesPerMillionChanges: (size[0].bytes / rows) * 1e6 };
+  return {
+    asOfQueryMs: Math.min(...times),
+    asOfQueryOrders: counts[0].as_of,
+    asOfQueryRows: answer.length,
+    historyBytesPerMillionChanges: (size[0].bytes / rows) * 1e6,
+  };
 }
 
 interface CatchUpRun extends LoaderRun {

@@ -142,9 +142,10 @@ export interface FactReferences {
   dates: string[];
   /** Per dimension, every key they reference, sorted. */
   members: Map<LoadTableName, number[]>;
-  /** Per dimension, each key with the newest version naming it (row-ends.ts: an end before it cannot have found the row gone). */
-  newest: Map<LoadTableName, Map<number, StreamPosition>>;
 }
+
+/** Per dimension, each key the facts name with the newest version naming it (row-ends.ts: an end before it cannot have found the row gone). */
+export type NewestNaming = Map<LoadTableName, Map<number, StreamPosition>>;
 
 /**
  * What the facts name, found in one pass here, so the warehouse inserts a few distinct values
@@ -152,13 +153,10 @@ export interface FactReferences {
  */
 export function referencedKeys(tables: Map<LoadTableName, LoadRow[]>): FactReferences {
   const dates = new Set<string>();
-  const newest = new Map<LoadTableName, Map<number, StreamPosition>>();
+  const members = new Map<LoadTableName, Set<number>>();
   for (const [table, rows] of tables) {
     const dateCols = Object.entries(LOAD_TABLES[table].columns).flatMap(([c, t]) => (t === 'date' ? [c] : []));
-    const refs = Object.entries(REFERENCES[table] ?? {}).map(([col, dim]) => {
-      if (!newest.has(dim)) newest.set(dim, new Map());
-      return [col, newest.get(dim)!] as const;
-    });
+    const refs = referencesOf(table, members, () => new Set<number>());
     // neighbouring rows mostly name the same dates: a date equal to the row before's is not looked up again
     const lastDates = dateCols.map(() => null as unknown);
     for (const r of rows) {
@@ -170,17 +168,39 @@ export function referencedKeys(tables: Map<LoadTableName, LoadRow[]>): FactRefer
       }
       for (const [col, keys] of refs) {
         const k = r[col] as number | null;
+        if (k != null) keys.add(k);
+      }
+    }
+  }
+  return {
+    dates: [...dates].sort(),
+    members: new Map([...members].map(([dim, keys]) => [dim, [...keys].sort((a, b) => a - b)])),
+  };
+}
+
+/** The newest version naming each dimension key, of the facts among `tables`: asked only when a load applies ends (a pass of its own). */
+export function newestNaming(tables: Map<LoadTableName, LoadRow[]>): NewestNaming {
+  const newest: NewestNaming = new Map();
+  for (const [table, rows] of tables) {
+    const refs = referencesOf(table, newest, () => new Map<number, StreamPosition>());
+    for (const r of rows) {
+      for (const [col, keys] of refs) {
+        const k = r[col] as number | null;
         if (k == null) continue;
         const seen = keys.get(k);
         if (seen === undefined || versionBefore(seen, r)) keys.set(k, r);
       }
     }
   }
-  return {
-    dates: [...dates].sort(),
-    members: new Map([...newest].map(([dim, keys]) => [dim, [...keys.keys()].sort((a, b) => a - b)])),
-    newest,
-  };
+  return newest;
+}
+
+/** A table's reference columns, each with the entry of `byDimension` for the dimension it names (made when missing). */
+function referencesOf<T>(table: LoadTableName, byDimension: Map<LoadTableName, T>, make: () => T): (readonly [string, T])[] {
+  return Object.entries(REFERENCES[table] ?? {}).map(([col, dim]) => {
+    if (!byDimension.has(dim)) byDimension.set(dim, make());
+    return [col, byDimension.get(dim)!] as const;
+  });
 }
 
 /** Placeholder ("inferred member") rows for the dimension keys in $1 the warehouse lacks. */

@@ -17,6 +17,16 @@ import { copyFacts, copyNewDimensionRows, createStages, distinctChanges, keysInW
 /** LOAD_TABLES is in merge order: dimensions before the facts that reference them, sources before the dimensions derived from them. */
 const MERGE_ORDER = Object.keys(LOAD_TABLES) as LoadTableName[];
 
+/** What a merge found: the facts' references, and the dimension keys that may hold an inferred member's placeholder. */
+export interface Merged extends FactReferences {
+  /**
+   * Per dimension, the keys of the load's rows it held already (or merged one version at a time):
+   * a placeholder comes with a dimension row (inferredMembersSql), so no other key of the load
+   * can have one for filledInSql to remove.
+   */
+  held: Map<LoadTableName, number[]>;
+}
+
 interface Statement {
   sql: string;
   params?: unknown[];
@@ -31,7 +41,7 @@ export async function mergeTables(
   schema: string,
   tables: Map<LoadTableName, LoadRow[]>,
   toAppend: Map<LoadTableName, LoadRow[]> = tables,
-): Promise<FactReferences> {
+): Promise<Merged> {
   await carryKeyMoves(db, schema, tables);
   const present = MERGE_ORDER.filter((t) => tables.get(t)?.length);
   const dims = present.filter((t) => LOAD_TABLES[t].kind === 'dim');
@@ -39,7 +49,7 @@ export async function mergeTables(
   // fact versions for a COPY of their own, when every one of them can go that way
   const direct = new Map<LoadTableName, LoadRow[]>();
   for (const table of facts) {
-    const own = directVersions(table, toAppend.get(table)!);
+    const own = directVersions(distinctChanges(table, toAppend.get(table)!));
     if (own) direct.set(table, own);
   }
   // dimension rows of new keys go straight in; the rest are upserted through the stage
@@ -84,7 +94,7 @@ export async function mergeTables(
   // every version of the dimensions' rows into their histories, as facts append theirs (their stages are free now)
   for (const table of dims) {
     const rows = distinctChanges(table, tables.get(table)!);
-    const own = directVersions(table, rows);
+    const own = directVersions(rows);
     const rest = own ? rows.filter(needsPreviousVersion) : rows;
     await createStages(db, [table]);
     await db.query(`DELETE FROM ${stageName(table)}`);
@@ -100,7 +110,8 @@ export async function mergeTables(
     if (own.length || sources.length) last.push({ sql: propagate[table], params: [own, sources] });
   }
   await runInOrder(db, last);
-  return named;
+  const held = new Map([...upserts].map(([table, rows]) => [table, rows.map((r) => r[LOAD_TABLES[table].key] as number)]));
+  return { ...named, held };
 }
 
 /**
@@ -110,7 +121,7 @@ export async function mergeTables(
  * these versions name are inserted after them, in the same transaction.
  */
 export async function appendIndependentFacts(db: pg.PoolClient, schema: string, table: LoadTableName, rows: LoadRow[]): Promise<LoadRow[]> {
-  const own = directVersions(table, rows);
+  const own = directVersions(distinctChanges(table, rows));
   if (!own) return rows;
   if (!(await copyFacts(db, schema, table, own))) {
     await appendThroughStage(db, schema, table, own);
@@ -146,9 +157,9 @@ async function appendThroughStage(db: pg.PoolClient, schema: string, table: Load
   await db.query(appendFactSql(table, schema, target).independent);
 }
 
-/** A load table's versions for a COPY of their own (each change once), or null when not every one of them can go that way. */
-function directVersions(table: LoadTableName, rows: LoadRow[]): LoadRow[] | null {
-  const own = distinctChanges(table, rows).filter((r) => !needsPreviousVersion(r));
+/** Of a load table's changes (each once), the versions for a COPY of their own, or null when not every one of them can go that way. */
+function directVersions(changes: LoadRow[]): LoadRow[] | null {
+  const own = changes.filter((r) => !needsPreviousVersion(r));
   return own.length > 0 && own.every((r) => utcTimestampText(r.source_commit_time) !== null) ? own : null;
 }
 

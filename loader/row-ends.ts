@@ -43,7 +43,7 @@ import {
 import { log } from '../lib/log.ts';
 import type pg from '../lib/pg.ts';
 import { historyName } from './history-sql.ts';
-import { type FactReferences, newestPerKeySql, propagationSql, versionJustBeforeSql } from './merge-sql.ts';
+import { type NewestNaming, newestPerKeySql, propagationSql, versionJustBeforeSql } from './merge-sql.ts';
 
 /** Part of the warehouse DDL (search_path set to the schema). */
 export const ROW_ENDS_DDL = `CREATE TABLE IF NOT EXISTS totes_row_ends (
@@ -244,7 +244,7 @@ export async function applyRowEnds(
   schema: string,
   ends: RowsEnd[],
   merged: Map<LoadTableName, LoadRow[]>,
-  newestNaming: FactReferences['newest'] = new Map(),
+  newestNaming: () => NewestNaming = () => new Map(),
 ): Promise<RowEndsApplied> {
   const s = `"${schema}"`;
   const work = new Map<string, RowsEnd & { fresh: boolean }>();
@@ -271,6 +271,7 @@ export async function applyRowEnds(
   }
 
   const applied: RowEndsApplied = { truncates: 0, rows: -(await uncountFilledAfter(db, schema, merged)) };
+  let naming: NewestNaming | undefined; // a pass over the facts: made when a dimension's end first needs it
   // rows of tables others derive columns from (DERIVED), ended: those columns are derived again
   const endedKeys = new Map<LoadTableName, number[]>(DERIVED_TABLES.map((t) => [DERIVED[t].from, []]));
   const ordered = [...work.values()].sort((a, b) => compareLsn(a.lsn, b.lsn) || a.pos - b.pos);
@@ -293,7 +294,8 @@ export async function applyRowEnds(
       const counted = e.fresh ? 0 : await dimensionRowsEnded(db, schema, e);
       const earlier = (merged.get(e.table) ?? []).filter((r) => versionBefore(r, at));
       if (!e.fresh) await db.query(dimensionBeforeSql(schema), [e.table, e.lsn, e.pos, ...unnestOnePerKey(earlier, key, (a, b) => versionBefore(b, a))]);
-      const spared = namedAfter(newestNaming, e.table, at);
+      naming ??= newestNaming();
+      const spared = namedAfter(naming, e.table, at);
       ended = (await db.query(endRowsSql(e.table, schema), [...params, e.table, spared])).rows.map((r) => r.key as number);
       // the history's version at the end, as a fact's
       const history = historyName(e.table);
@@ -333,7 +335,7 @@ export async function applyRowEnds(
 }
 
 /** Keys of `dim` that a merged fact version after `at` names: the row existed then, so an end at `at` cannot have found it gone. */
-function namedAfter(naming: FactReferences['newest'], dim: LoadTableName, at: StreamPosition): number[] {
+function namedAfter(naming: NewestNaming, dim: LoadTableName, at: StreamPosition): number[] {
   const keys: number[] = [];
   for (const [k, newest] of naming.get(dim) ?? []) if (versionBefore(at, newest)) keys.push(k);
   return keys;

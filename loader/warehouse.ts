@@ -24,6 +24,10 @@ import { foreignKeysDdl, warehouseDdl } from './warehouse-schema.ts';
 import { commitsOf, recordCommitsSql } from './as-of-sql.ts';
 import { filledInSql, HISTORY_TABLES } from './history-sql.ts';
 import { appendIndependentFacts, mergeTables } from './merge.ts';
+import { newestNaming } from './merge-sql.ts';
+import { utcTimestampText } from './stage.ts';
+import { copyRows } from '../lib/pg-copy.ts';
+import { compareLsn } from '../formats/change-event.ts';
 import { applyRowEnds } from './row-ends.ts';
 import type { Gap } from './frontier.ts';
 import { advanceShards, checkFrontiers, inheritWatermarks, settleShard, shardStates, type ShardAdvance, type StoredShardState } from './shard-progress.ts';
@@ -196,13 +200,12 @@ export class PostgresWarehouse implements Warehouse {
       }
       const named = fresh.size > 0 ? await mergeTables(db, this.schema, tables, factsLeft) : null;
       const freshEnds = items.flatMap((i) => (fresh.has(i.batch.batchKey) ? (i.batch.ends ?? []) : []));
-      const ended = await applyRowEnds(db, this.schema, freshEnds, tables, named?.newest);
+      const ended = await applyRowEnds(db, this.schema, freshEnds, tables, () => newestNaming(tables));
       for (const table of HISTORY_TABLES) {
-        const rows = tables.get(table);
-        if (rows?.length) await db.query(filledInSql(table, this.schema), [rows.map((r) => r[LOAD_TABLES[table].key])]);
+        const keys = named?.held.get(table);
+        if (keys?.length) await db.query(filledInSql(table, this.schema), [keys]);
       }
-      const commits = commitsOf(tables, freshEnds);
-      if (commits[0].length > 0) await db.query(recordCommitsSql(this.schema), commits);
+      await recordCommits(db, this.schema, commitsOf(tables, freshEnds));
       await advanceShards(db, this.schema, advances);
       for (const item of items) {
         const b = item.batch;
@@ -292,6 +295,38 @@ export class PostgresWarehouse implements Warehouse {
       gapSeconds: r.gap_seconds ?? null,
     };
   }
+}
+
+/**
+ * Record a load's source transactions in totes_commits, each once. Those the table holds already
+ * (a transaction spread over shards, loaded before by another) are found by one scan of the
+ * load's LSN range, and the rest COPYed: a conflict check per row (ON CONFLICT) costs more than
+ * the COPY. Under a savepoint, so a commit found there after all (an LSN spelt another way) sends
+ * them through recordCommitsSql, as does a commit time that is not UTC text.
+ */
+async function recordCommits(db: pg.PoolClient, schema: string, [lsns, times]: [string[], string[]]): Promise<void> {
+  if (lsns.length === 0) return;
+  let [first, last] = [lsns[0], lsns[0]];
+  for (const l of lsns) {
+    if (compareLsn(l, first) < 0) first = l;
+    if (compareLsn(l, last) > 0) last = l;
+  }
+  const { rows: held } = await db.query(`SELECT source_lsn::text AS lsn FROM "${schema}".totes_commits WHERE source_lsn BETWEEN $1 AND $2`, [first, last]);
+  const known = new Set(held.map((r) => r.lsn as string));
+  const fresh = lsns.flatMap((lsn, i) => (known.has(lsn) ? [] : [{ source_lsn: lsn, source_commit_time: utcTimestampText(times[i]) }]));
+  if (fresh.length === 0) return;
+  if (fresh.every((c) => c.source_commit_time !== null)) {
+    await db.query('SAVEPOINT record_commits');
+    try {
+      await copyRows(db, `"${schema}".totes_commits`, ['source_lsn', 'source_commit_time'], fresh);
+      await db.query('RELEASE SAVEPOINT record_commits');
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== SQLSTATE.unique_violation) throw err;
+      await db.query('ROLLBACK TO SAVEPOINT record_commits');
+    }
+  }
+  await db.query(recordCommitsSql(schema), [lsns, times]);
 }
 
 function appendTo(tables: Map<LoadTableName, LoadRow[]>, table: LoadTableName, rows: LoadRow[]): void {
