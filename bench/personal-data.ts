@@ -117,7 +117,7 @@ function changes(mix: PersonalMix, n: number): ChangeEvent[] {
 function padTo(clear: ChangeEvent, sealed: ChangeEvent): ChangeEvent {
   const pad = (row: Row | null, like: Row | null) =>
     row &&
-    Object.fromEntries(Object.entries(row).map(([c, v]) => [c, typeof v === 'string' && like?.[c] !== v ? v.padEnd((like?.[c] as string).length, '.') : v]));
+    Object.fromEntries(Object.entries(row).map(([c, v]) => [c, typeof v === 'string' && like?.[c] !== v ? v.padEnd(String(like?.[c] ?? v).length, '.') : v]));
   return { ...clear, before: pad(clear.before, sealed.before), after: pad(clear.after, sealed.after) };
 }
 
