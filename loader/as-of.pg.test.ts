@@ -44,46 +44,19 @@ const staff = (id: number, first: string, departmentId: number, op: Op, source: 
 const order = (id: number, units: number, op: Op, source: EventSource, staffId = 1) =>
   salesOrderChange(id, op as 'c', { units_sold: units, staff_id: staffId }, source);
 
-describe('dimension history and the warehouse as of a source commit', () => {
+/**
+ * A warehouse of its own for a describe block: `load` is one load on `shard` (with `watermark`,
+ * the shard's heartbeat: everything up to it loaded); `asOf` a query with totes.as_of set (null:
+ * unset) for its transaction.
+ */
+function aWarehouse(name: string, connections: number) {
   let db: Awaited<ReturnType<typeof createDatabase>>;
   let pool: pg.Pool;
   let warehouse: Warehouse;
   let batches = 0;
-
-  /** One load on `shard`; with `watermark`, the shard's heartbeat: everything up to it loaded. */
-  const load = (events: (ChangeEvent | RowsEndEvent)[], watermark?: EventSource, shard = 's') => {
-    const { rows, ends } = mapEvents(events);
-    const n = batches++;
-    return warehouse.loadTables(
-      {
-        batchKey: `b${n}`,
-        shard,
-        events: events.length,
-        ends,
-        ...(watermark && { manifestKey: `m${String(n).padStart(4, '0')}`, heartbeat: { lsn: watermark.lsn, commitTime: watermark.commitTime } }),
-      },
-      new Map(Object.entries(rows)) as Map<LoadTableName, LoadRow[]>,
-    );
-  };
-  /** A query with totes.as_of set (null: unset) for its transaction. */
-  const asOf = async (point: string | null, sql: string) => {
-    const c = await pool.connect();
-    try {
-      await c.query('BEGIN');
-      if (point !== null) await c.query(`SELECT set_config('totes.as_of', $1, true)`, [point]);
-      return (await c.query(sql)).rows;
-    } finally {
-      await c.query('ROLLBACK');
-      c.release();
-    }
-  };
-  const staffAsOf = (point: string | null) =>
-    asOf(point, `SELECT staff_id, first_name, department_name, is_deleted, source_lsn::text FROM as_of.dim_staff ORDER BY staff_id`);
-  const ordersAsOf = (point: string | null) => asOf(point, `SELECT sales_order_id AS id, units_sold AS units FROM as_of.fact_sales_order ORDER BY 1`);
-
   beforeAll(async () => {
-    db = await createDatabase('as_of');
-    pool = poolFor(db.url, 3);
+    db = await createDatabase(name);
+    pool = poolFor(db.url, connections);
     warehouse = new PostgresWarehouse(pool);
     await warehouse.ensureSchema();
   });
@@ -91,14 +64,49 @@ describe('dimension history and the warehouse as of a source commit', () => {
     await pool?.end();
     await db?.drop();
   });
+  return {
+    query: (sql: string, params?: unknown[]) => pool.query(sql, params),
+    load: (events: (ChangeEvent | RowsEndEvent)[], watermark?: EventSource, shard = 's') => {
+      const { rows, ends } = mapEvents(events);
+      const n = batches++;
+      return warehouse.loadTables(
+        {
+          batchKey: `b${n}`,
+          shard,
+          events: events.length,
+          ends,
+          ...(watermark && { manifestKey: `m${String(n).padStart(4, '0')}`, heartbeat: { lsn: watermark.lsn, commitTime: watermark.commitTime } }),
+        },
+        new Map(Object.entries(rows)) as Map<LoadTableName, LoadRow[]>,
+      );
+    },
+    asOf: async (point: string | null, sql: string) => {
+      const c = await pool.connect();
+      try {
+        await c.query('BEGIN');
+        if (point !== null) await c.query(`SELECT set_config('totes.as_of', $1, true)`, [point]);
+        return (await c.query(sql)).rows;
+      } finally {
+        await c.query('ROLLBACK');
+        c.release();
+      }
+    },
+  };
+}
+
+describe('dimension history and the warehouse as of a source commit', () => {
+  const { query, load, asOf } = aWarehouse('as_of', 3);
+  const staffAsOf = (point: string | null) =>
+    asOf(point, `SELECT staff_id, first_name, department_name, is_deleted, source_lsn::text FROM as_of.dim_staff ORDER BY staff_id`);
+  const ordersAsOf = (point: string | null) => asOf(point, `SELECT sales_order_id AS id, units_sold AS units FROM as_of.fact_sales_order ORDER BY 1`);
 
   it('as_of has every star table with the public columns', async () => {
     const columns = async (schema: string, table: string) =>
       (
-        await pool.query(
-          `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`,
-          [schema, table],
-        )
+        await query(`SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`, [
+          schema,
+          table,
+        ])
       ).rows;
     for (const table of STAR_TABLES) {
       const own = await columns('public', table);
@@ -137,10 +145,10 @@ describe('dimension history and the warehouse as of a source commit', () => {
       order(2, 5, 'c', at('1/60', 50), 2),
     ]);
     const placeholder = `SELECT source_op AS op, source_lsn::text AS lsn FROM dim_staff_history WHERE staff_id = 2`;
-    expect((await pool.query(placeholder)).rows).toEqual([{ op: 'i', lsn: '0/0' }]);
+    expect((await query(placeholder)).rows).toEqual([{ op: 'i', lsn: '0/0' }]);
     // its row comes (from a lagging shard): the placeholder goes, the history is the source's alone (as a replay makes it)
     await load([staff(2, 'Grace', 1, 'c', at('1/55', 45))], at('1/60', 50));
-    const history = await pool.query(
+    const history = await query(
       `SELECT 'department' AS t, department_id AS id, department_name AS name, source_op AS op, source_lsn::text AS lsn, source_commit_time::text AS at, is_deleted AS deleted
          FROM totes_department_history
        UNION ALL SELECT 'staff', staff_id, first_name, source_op, source_lsn::text, source_commit_time::text, is_deleted FROM dim_staff_history
@@ -154,7 +162,7 @@ describe('dimension history and the warehouse as of a source commit', () => {
       { t: 'staff', id: 1, name: 'Ada B', op: 'u', lsn: '1/30', at: '2024-05-01 09:20:00', deleted: false },
       { t: 'staff', id: 2, name: 'Grace', op: 'c', lsn: '1/55', at: '2024-05-01 09:45:00', deleted: false },
     ]);
-    const versions = await pool.query(
+    const versions = await query(
       `SELECT staff_id, first_name, valid_from::text, valid_to::text, is_current FROM dim_staff_versions WHERE staff_id = 1 ORDER BY valid_from`,
     );
     expect(versions.rows).toEqual([
@@ -176,7 +184,7 @@ describe('dimension history and the warehouse as of a source commit', () => {
     }
 
     // each fact version with the star as it stood at its commit
-    const atTime = await pool.query(
+    const atTime = await query(
       `SELECT source_lsn::text AS lsn, units_sold AS units, first_name, department_name FROM fact_sales_order_at_time WHERE sales_order_id = 1 ORDER BY source_lsn`,
     );
     expect(atTime.rows).toEqual([
@@ -185,13 +193,13 @@ describe('dimension history and the warehouse as of a source commit', () => {
       { lsn: '1/40', units: 20, first_name: 'Ada B', department_name: 'Revenue' },
     ]);
     // the same star through the SCD2 views (docs/time-travel.md's join), for every live version of the orders
-    const scd2 = await pool.query(`SELECT d.department_name, sum(f.units_sold) AS units
+    const scd2 = await query(`SELECT d.department_name, sum(f.units_sold) AS units
       FROM fact_sales_order f
       JOIN dim_staff_versions s ON s.staff_id = f.sales_staff_id AND f.source_lsn >= s.valid_from_lsn AND (s.valid_to_lsn IS NULL OR f.source_lsn < s.valid_to_lsn)
       JOIN totes_department_versions d ON d.department_id = s.department_id
        AND f.source_lsn >= d.valid_from_lsn AND (d.valid_to_lsn IS NULL OR f.source_lsn < d.valid_to_lsn)
      WHERE NOT f.is_deleted GROUP BY 1 ORDER BY 1`);
-    const atTimeSums = await pool.query(
+    const atTimeSums = await query(
       `SELECT department_name, sum(units_sold) AS units FROM fact_sales_order_at_time WHERE NOT is_deleted AND department_name IS NOT NULL GROUP BY 1 ORDER BY 1`,
     );
     expect(scd2.rows).toEqual([
@@ -203,57 +211,24 @@ describe('dimension history and the warehouse as of a source commit', () => {
 });
 
 describe('a source transaction split over two shards, through as_of', () => {
-  let db: Awaited<ReturnType<typeof createDatabase>>;
-  let pool: pg.Pool;
-  let warehouse: Warehouse;
-  let batches = 0;
-  const load = (events: ChangeEvent[], shard: string, watermark: EventSource) => {
-    const { rows } = mapEvents(events);
-    const n = batches++;
-    return warehouse.loadTables(
-      { batchKey: `b${n}`, shard, events: events.length, manifestKey: `m${n}`, heartbeat: { lsn: watermark.lsn, commitTime: watermark.commitTime } },
-      new Map(Object.entries(rows)) as Map<LoadTableName, LoadRow[]>,
-    );
-  };
-  const read = async () => (await pool.query(`SELECT staff_id, department_name FROM as_of.dim_staff`)).rows;
-
-  beforeAll(async () => {
-    db = await createDatabase('as_of_shards');
-    pool = poolFor(db.url, 2);
-    warehouse = new PostgresWarehouse(pool);
-    await warehouse.ensureSchema();
-  });
-  afterAll(async () => {
-    await pool?.end();
-    await db?.drop();
-  });
+  const { query, load } = aWarehouse('as_of_shards', 2);
+  const read = async () => (await query(`SELECT staff_id, department_name FROM as_of.dim_staff`)).rows;
 
   it('is never half visible: one shard loaded past it shows nothing of it until the other has', async () => {
     // a staff member moved to a new department, made in the same transaction (2/10): the two rows on two shards
-    await load([department(5, 'Old', 'c', at('2/0', 0)), staff(5, 'Ada', 5, 'c', at('2/0', 0, 1))], 'a', at('2/0', 0));
-    await load([], 'b', at('2/0', 0));
+    await load([department(5, 'Old', 'c', at('2/0', 0)), staff(5, 'Ada', 5, 'c', at('2/0', 0, 1))], at('2/0', 0), 'a');
+    await load([], at('2/0', 0), 'b');
     expect(await read()).toEqual([{ staff_id: 5, department_name: 'Old' }]);
     const tx = [department(6, 'New', 'c', at('2/10', 10)), staff(5, 'Ada', 6, 'u', at('2/10', 10, 1))];
-    await load([tx[0]], 'a', at('2/20', 20)); // shard a's half
+    await load([tx[0]], at('2/20', 20), 'a'); // shard a's half
     expect(await read()).toEqual([{ staff_id: 5, department_name: 'Old' }]);
-    await load([tx[1]], 'b', at('2/20', 20)); // and shard b's
+    await load([tx[1]], at('2/20', 20), 'b'); // and shard b's
     expect(await read()).toEqual([{ staff_id: 5, department_name: 'New' }]);
   });
 });
 
 describe('a warehouse begun from a snapshot, through as_of and the views of history', () => {
-  let db: Awaited<ReturnType<typeof createDatabase>>;
-  let pool: pg.Pool;
-  let warehouse: Warehouse;
-  let batches = 0;
-  const load = (events: (ChangeEvent | RowsEndEvent)[], watermark: EventSource) => {
-    const { rows, ends } = mapEvents(events);
-    const n = batches++;
-    return warehouse.loadTables(
-      { batchKey: `b${n}`, shard: 's', events: events.length, ends, manifestKey: `m${n}`, heartbeat: { lsn: watermark.lsn, commitTime: watermark.commitTime } },
-      new Map(Object.entries(rows)) as Map<LoadTableName, LoadRow[]>,
-    );
-  };
+  const { query, load, asOf } = aWarehouse('as_of_snapshot', 2);
   /** A snapshot chunk's end: the keys of `table` in (after, through] are `present`. */
   const chunkEnd = (table: SourceTable, after: number | null, through: number | null, present: [number, number][], source: EventSource): RowsEndEvent => ({
     v: 1,
@@ -264,28 +239,7 @@ describe('a warehouse begun from a snapshot, through as_of and the views of hist
     present,
     source,
   });
-  const staffAsOf = async (point: string | null) => {
-    const c = await pool.connect();
-    try {
-      await c.query('BEGIN');
-      if (point !== null) await c.query(`SELECT set_config('totes.as_of', $1, true)`, [point]);
-      return (await c.query(`SELECT staff_id, first_name, department_name FROM as_of.dim_staff ORDER BY 1`)).rows;
-    } finally {
-      await c.query('ROLLBACK');
-      c.release();
-    }
-  };
-
-  beforeAll(async () => {
-    db = await createDatabase('as_of_snapshot');
-    pool = poolFor(db.url, 2);
-    warehouse = new PostgresWarehouse(pool);
-    await warehouse.ensureSchema();
-  });
-  afterAll(async () => {
-    await pool?.end();
-    await db?.drop();
-  });
+  const staffAsOf = (point: string | null) => asOf(point, `SELECT staff_id, first_name, department_name FROM as_of.dim_staff ORDER BY 1`);
 
   it('begins its history where the initial snapshot of every table has loaded, and joins older facts to the first versions', async () => {
     // the snapshot reads the department, then orders, then (later) staff: each table at its own chunk's position
@@ -304,7 +258,7 @@ describe('a warehouse begun from a snapshot, through as_of and the views of hist
       /history has not begun: the initial snapshot of dim_counterparty, dim_currency, dim_design, dim_location, dim_payment_type, dim_staff, dim_transaction, fact_payment, fact_purchase_order has not loaded yet/,
     );
     const start = `SELECT since::text, since_time::text, unsnapshotted FROM totes_history_start`;
-    expect((await pool.query(start)).rows[0]).toMatchObject({ since: null, since_time: null });
+    expect((await query(start)).rows[0]).toMatchObject({ since: null, since_time: null });
     const rest = SOURCE_TABLE_NAMES.filter((t) => !['department', 'sales_order', 'staff'].includes(t));
     await load(
       [
@@ -317,7 +271,7 @@ describe('a warehouse begun from a snapshot, through as_of and the views of hist
       ],
       at('3/40', 40),
     );
-    expect((await pool.query(start)).rows).toEqual([{ since: '3/20', since_time: '2024-05-01 09:20:00+00', unsnapshotted: null }]);
+    expect((await query(start)).rows).toEqual([{ since: '3/20', since_time: '2024-05-01 09:20:00+00', unsnapshotted: null }]);
     for (const before of ['3/19', '2024-05-01 09:19:59'])
       expect(await staffAsOf(before).catch((e: Error) => e.message)).toMatch(
         /before the warehouse's history begins: the source is known from LSN 3\/20 \(committed 2024-05-01 09:20:00/,
@@ -329,7 +283,7 @@ describe('a warehouse begun from a snapshot, through as_of and the views of hist
     expect((await staffAsOf(null)).map((r) => r.department_name)).toEqual(['Revenue', 'Revenue', 'Revenue']);
 
     // the snapshot's first versions hold from the beginning; a row inserted later from its insert
-    const versions = await pool.query(
+    const versions = await query(
       `SELECT staff_id, valid_from::text, valid_from_lsn::text, is_current FROM dim_staff_versions ORDER BY staff_id, valid_from_lsn`,
     );
     expect(versions.rows).toEqual([
@@ -338,7 +292,7 @@ describe('a warehouse begun from a snapshot, through as_of and the views of hist
       { staff_id: 3, valid_from: '2024-05-01 09:30:00', valid_from_lsn: '3/30', is_current: true },
     ]);
     // an order the snapshot read before its staff member joins that member's first version, the department as it was then
-    const atTime = await pool.query(`SELECT sales_order_id AS id, first_name, department_name FROM fact_sales_order_at_time ORDER BY source_lsn`);
+    const atTime = await query(`SELECT sales_order_id AS id, first_name, department_name FROM fact_sales_order_at_time ORDER BY source_lsn`);
     expect(atTime.rows).toEqual([
       { id: 1, first_name: 'Ada', department_name: 'Sales' },
       { id: 2, first_name: 'Hedy', department_name: 'Sales' },
