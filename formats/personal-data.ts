@@ -70,7 +70,10 @@ export const ERASED = '[erased]';
  * It names its subject and key version, so whatever opens it needs nothing but the key store.
  */
 const PREFIX = 'pd1:';
-const SEALED = /^pd1:(staff|counterparty):(\d+):(\d+):([A-Za-z0-9+/=]+)$/;
+const SEALED_FORM = 'pd1:(staff|counterparty):(\\d+):(\\d+):([A-Za-z0-9+/=]+)';
+const SEALED = new RegExp(`^${SEALED_FORM}$`);
+/** Sealed values inside free text (a dead letter's reason, a malformed line): for String.match. */
+export const SEALED_IN_TEXT = new RegExp(SEALED_FORM, 'g');
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 

@@ -9,7 +9,7 @@
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { Row, Value } from '../formats/change-event.ts';
 import type { DeadLetter, SetAside } from '../formats/manifest.ts';
-import { ERASED, isSealed, parseSealed, subjectName } from '../formats/personal-data.ts';
+import { ERASED, isSealed, parseSealed, SEALED_IN_TEXT, subjectName } from '../formats/personal-data.ts';
 import { isSourceTable, primaryKeyOf } from '../formats/source-tables.ts';
 import { DEAD_LETTER_PREFIX } from './microbatch-store.ts';
 import type { SubjectKeys } from './subject-keys.ts';
@@ -43,8 +43,6 @@ export interface DeadLetterView {
 }
 
 export const NO_KEY_STORE = 'sealed: no key store configured';
-/** Sealed values inside free text (a reason, a malformed line); formats/personal-data.ts defines the form. */
-const SEALED_IN_TEXT = /pd1:(?:staff|counterparty):\d+:\d+:[A-Za-z0-9+/=]+/g;
 const PARALLEL_GETS = 16;
 
 /** One line, short: what an error says about why a value is not shown. */
